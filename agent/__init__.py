@@ -1,0 +1,1 @@
+"""gpufleet agent: runs on every GPU host, dials the hub, executes its tasks."""

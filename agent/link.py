@@ -1,0 +1,198 @@
+"""The agent's side of the link: dial the hub, say hello, heartbeat, run tasks, reconnect."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import platform
+import socket
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+
+import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+
+import gpufleet
+from gpufleet.v1 import agent_link_pb2 as pb
+from gpufleet.v1 import agent_link_pb2_grpc
+from agent.backoff import Backoff
+from agent.convert import inventory_to_proto
+from agent.probes import GpuProbe
+from agent.tasks import TaskRunner
+
+log = logging.getLogger(__name__)
+
+PROTOCOL_VERSION = 1
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+# Must not ping more often than the hub's min_ping_interval_without_data (10 s, hub/server.py).
+CHANNEL_OPTIONS = [
+    ("grpc.keepalive_time_ms", 20_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.max_pings_without_data", 0),
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+]
+
+ChannelFactory = Callable[[], AbstractAsyncContextManager[grpc.aio.Channel]]
+
+
+@dataclass(frozen=True)
+class Identity:
+    name: str
+    agent_id: str
+    labels: dict[str, str] = field(default_factory=dict)
+    hostname: str = field(default_factory=socket.gethostname)
+
+
+class Ended(Exception):
+    """The session ended in an orderly way (hub said goodbye or closed the stream)."""
+
+
+def insecure_channel(target: str) -> ChannelFactory:
+    def factory() -> AbstractAsyncContextManager[grpc.aio.Channel]:
+        return grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
+
+    return factory
+
+
+class AgentLink:
+    def __init__(
+        self,
+        hub: str,
+        identity: Identity,
+        probe: GpuProbe,
+        channel: ChannelFactory | None = None,
+        backoff: Backoff | None = None,
+    ) -> None:
+        self.hub = hub
+        self.identity = identity
+        self.probe = probe
+        self.tasks = TaskRunner(probe)
+        self.channel = channel or insecure_channel(hub)
+        self.backoff = backoff or Backoff()
+        self.connected = asyncio.Event()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Stay connected until `stop` is set; reconnect with backoff whenever the link drops."""
+        while not stop.is_set():
+            try:
+                await self._session(stop)
+            except Ended as exc:
+                log.info("link to hub %s ended: %s", self.hub, exc)
+            except grpc.aio.AioRpcError as exc:
+                self._log_rpc_error(exc)
+            self.connected.clear()
+            if stop.is_set():
+                break
+            delay = self.backoff.next()
+            log.info("reconnecting to %s in %.1f s", self.hub, delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+        await self.tasks.shutdown()
+
+    def _log_rpc_error(self, exc: grpc.aio.AioRpcError) -> None:
+        code, details = exc.code(), exc.details() or ""
+        if code in (grpc.StatusCode.ALREADY_EXISTS, grpc.StatusCode.INVALID_ARGUMENT,
+                    grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.PERMISSION_DENIED):
+            log.error("hub %s refused this agent: %s", self.hub, details)
+        elif code == grpc.StatusCode.UNAVAILABLE and not self.connected.is_set():
+            log.warning("cannot reach hub at %s: %s", self.hub, details.splitlines()[0] if details else code.name)
+        else:
+            log.warning("link to hub %s lost: %s %s", self.hub, code.name, details)
+
+    async def hello(self) -> pb.Hello:
+        found = await asyncio.to_thread(self.probe.inventory)
+        if found.error:
+            log.warning("GPU probe %s: %s", found.probe, found.error)
+        return pb.Hello(
+            node_name=self.identity.name,
+            agent_id=self.identity.agent_id,
+            labels=self.identity.labels,
+            hostname=self.identity.hostname,
+            versions=pb.Versions(
+                agent=gpufleet.__version__,
+                python=platform.python_version(),
+                protocol=PROTOCOL_VERSION,
+            ),
+            inventory=inventory_to_proto(found),
+        )
+
+    async def _session(self, stop: asyncio.Event) -> None:
+        async with self.channel() as channel:
+            call = agent_link_pb2_grpc.AgentLinkStub(channel).Connect()
+            try:
+                await call.write(pb.AgentMessage(hello=await self.hello()))
+                first = await call.read()
+                if first is grpc.aio.EOF or first.WhichOneof("body") != "welcome":
+                    raise Ended("hub did not welcome this agent")
+                interval = first.welcome.heartbeat_interval.ToTimedelta().total_seconds()
+                log.info("connected to hub %s as %s (heartbeat every %g s)",
+                         self.hub, first.welcome.node_name, interval)
+                self.backoff.reset()
+                self.connected.set()
+                await self._converse(call, interval, stop)
+            finally:
+                call.cancel()
+
+    async def _converse(
+        self, call: grpc.aio.StreamStreamCall, interval: float, stop: asyncio.Event
+    ) -> None:
+        outbox: asyncio.Queue[pb.AgentMessage] = asyncio.Queue()
+        self.tasks.attach(outbox.put_nowait)
+        jobs = {
+            asyncio.create_task(self._write(call, outbox)),
+            asyncio.create_task(self._heartbeat(outbox, interval)),
+            asyncio.create_task(self._read(call)),
+            asyncio.create_task(stop.wait()),
+        }
+        try:
+            done, _ = await asyncio.wait(jobs, return_when=asyncio.FIRST_COMPLETED)
+            for job in done:
+                job.result()  # re-raise what ended the session
+            if stop.is_set():
+                with contextlib.suppress(grpc.aio.AioRpcError, asyncio.InvalidStateError):
+                    await asyncio.wait_for(call.done_writing(), 1.0)
+        finally:
+            self.tasks.attach(lambda _message: None)
+            for job in jobs:
+                job.cancel()
+            await asyncio.gather(*jobs, return_exceptions=True)
+
+    @staticmethod
+    async def _write(call: grpc.aio.StreamStreamCall, outbox: asyncio.Queue[pb.AgentMessage]) -> None:
+        while True:
+            await call.write(await outbox.get())
+
+    @staticmethod
+    async def _heartbeat(outbox: asyncio.Queue[pb.AgentMessage], interval: float) -> None:
+        seq = 0
+        while True:
+            await asyncio.sleep(interval)
+            seq += 1
+            sent_at = Timestamp()
+            sent_at.GetCurrentTime()
+            outbox.put_nowait(pb.AgentMessage(heartbeat=pb.Heartbeat(seq=seq, sent_at=sent_at)))
+
+    async def _read(self, call: grpc.aio.StreamStreamCall) -> None:
+        async for message in _messages(call):
+            kind = message.WhichOneof("body")
+            if kind == "task":
+                self.tasks.submit(message.task)
+            elif kind == "cancel":
+                self.tasks.cancel(message.cancel.task_id)
+            elif kind == "goodbye":
+                raise Ended(f"hub said goodbye: {message.goodbye.reason}")
+            else:
+                log.warning("ignoring unexpected %s message from the hub", kind)
+        raise Ended("hub closed the stream")
+
+
+async def _messages(call: grpc.aio.StreamStreamCall) -> AsyncIterator[pb.HubMessage]:
+    while True:
+        message = await call.read()
+        if message is grpc.aio.EOF:
+            return
+        yield message

@@ -1,0 +1,123 @@
+"""hubctl: the operator's command line."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from cli import convert, render, up
+from cli.client import DEFAULT_HUB, CliError, HubClient
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  help="Operate a gpufleet cluster through its hub.")
+nodes_app = typer.Typer(help="The nodes (GPU hosts) of the cluster.")
+app.add_typer(nodes_app, name="nodes")
+
+console = Console()
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+
+
+def client(ctx: typer.Context) -> HubClient:
+    hub: str = ctx.obj["hub"]
+    return HubClient(hub)
+
+
+def emit_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, indent=2) + "\n")
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    hub: Annotated[str, typer.Option("--hub", envvar="GPUFLEET_HUB", metavar="HOST:PORT",
+                                     help="The hub to talk to.")] = DEFAULT_HUB,
+) -> None:
+    ctx.obj = {"hub": hub}
+
+
+@nodes_app.callback(invoke_without_command=True)
+def nodes(ctx: typer.Context, as_json: JsonOption = False) -> None:
+    """List the nodes: status, labels, GPUs, last heartbeat."""
+    if ctx.invoked_subcommand is not None:
+        return
+    found = [convert.node(n) for n in client(ctx).list_nodes()]
+    if as_json:
+        emit_json(found)
+    elif not found:
+        console.print("No nodes yet: start an agent with `gpufleet-agent --hub HOST:PORT`.")
+    else:
+        console.print(render.nodes_table(found))
+
+
+@nodes_app.command("show")
+def nodes_show(ctx: typer.Context, name: str, as_json: JsonOption = False) -> None:
+    """One node in detail, with its GPUs."""
+    found = convert.node(client(ctx).get_node(name), with_gpus=True)
+    if as_json:
+        emit_json(found)
+        return
+    console.print(render.node_details(found))
+    if found["gpus"]:
+        console.print(render.gpus_table(found["gpus"], with_node=False))
+    else:
+        console.print("No GPUs detected.")
+
+
+@app.command()
+def gpus(ctx: typer.Context, as_json: JsonOption = False) -> None:
+    """Every GPU of the cluster with its VRAM use."""
+    found = [convert.node_gpu(g) for g in client(ctx).list_gpus()]
+    if as_json:
+        emit_json(found)
+    elif not found:
+        console.print("No GPUs detected on any node.")
+    else:
+        console.print(render.gpus_table(found))
+
+
+def default_state_dir() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
+    return Path(base) / "gpufleet"
+
+
+@app.command("up")
+def up_command(
+    listen: Annotated[str, typer.Option(help="Hub address.")] = "127.0.0.1:7443",
+    state_dir: Annotated[Path, typer.Option(help="Hub and agent state.")] = default_state_dir(),
+    name: Annotated[str, typer.Option(help="Local node name.")] = socket.gethostname().split(".")[0],
+    labels: Annotated[str, typer.Option(help="Local node labels, k=v[,k=v].")] = "",
+    inventory: Annotated[Path | None, typer.Option(help="Static GPU inventory file.")] = None,
+    heartbeat_interval: Annotated[float, typer.Option(min=0.1)] = 5.0,
+) -> None:
+    """Run a hub and a local agent in the foreground (SQLite); Ctrl-C stops both."""
+    config = up.UpConfig(listen, state_dir, name, labels, inventory, heartbeat_interval)
+
+    def announce(cfg: up.UpConfig) -> None:
+        console.print(
+            f"[bold green]gpufleet is up:[/] hub on {cfg.listen} (state in {cfg.state_dir}), "
+            f"local agent '{cfg.name}'. In another terminal: [bold]hubctl nodes[/], "
+            "[bold]hubctl gpus[/]. Ctrl-C stops both."
+        )
+
+    raise typer.Exit(up.run(config, announce))
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        app(args=argv, prog_name="hubctl")
+    except CliError as exc:
+        print(f"hubctl: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except Exception as exc:
+        if os.environ.get("GPUFLEET_DEBUG"):
+            raise
+        print(f"hubctl: internal error: {type(exc).__name__}: {exc} "
+              "(set GPUFLEET_DEBUG=1 for the traceback)", file=sys.stderr)
+        sys.exit(1)

@@ -1,0 +1,96 @@
+"""Human output: tables, VRAM bars, ages. Pure functions of the dicts in cli/convert.py."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from rich.table import Table
+from rich.text import Text
+
+BAR_WIDTH = 12
+STATUS_STYLES = {"ready": "green", "down": "red"}
+
+
+def gb(mb: int) -> str:
+    """MiB as GiB with one decimal, dropping a trailing .0: 24564 -> '24', 19304 -> '18.9'."""
+    text = f"{mb / 1024:.1f}"
+    return text.removesuffix(".0")
+
+
+def vram_bar(used_mb: int, total_mb: int, width: int = BAR_WIDTH) -> str:
+    """'████████░░░░ 18.9/24 GB'."""
+    filled = 0 if total_mb <= 0 else round(width * min(used_mb, total_mb) / total_mb)
+    return f"{'█' * filled}{'░' * (width - filled)} {gb(used_mb)}/{gb(total_mb)} GB"
+
+
+def ago(iso: str | None, now: datetime | None = None) -> str:
+    if iso is None:
+        return "never"
+    moment = datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    seconds = max(0, int(((now or datetime.now(UTC)) - moment).total_seconds()))
+    if seconds < 60:
+        return f"{seconds}s ago"
+    if seconds < 3600:
+        return f"{seconds // 60}m ago"
+    if seconds < 86400:
+        return f"{seconds // 3600}h ago"
+    return f"{seconds // 86400}d ago"
+
+
+def status(text: str) -> Text:
+    return Text(text, style=STATUS_STYLES.get(text, "yellow"))
+
+
+def labels(values: dict[str, str]) -> str:
+    return ",".join(f"{k}={v}" for k, v in values.items()) or "-"
+
+
+def nodes_table(nodes: list[dict[str, Any]]) -> Table:
+    table = Table(box=None, header_style="bold")
+    for column in ("NAME", "STATUS", "LABELS", "GPUS", "LAST HEARTBEAT"):
+        table.add_column(column)
+    for node in nodes:
+        table.add_row(
+            node["name"], status(node["status"]), labels(node["labels"]),
+            str(node["gpu_count"]), ago(node["last_seen"]),
+        )
+    return table
+
+
+def gpus_table(gpus: list[dict[str, Any]], with_node: bool = True) -> Table:
+    table = Table(box=None, header_style="bold")
+    columns = ["NODE", "GPU", "NAME", "VENDOR", "VRAM", "CC"] if with_node else [
+        "GPU", "NAME", "VENDOR", "VRAM", "CC"
+    ]
+    for column in columns:
+        table.add_column(column)
+    for gpu in gpus:
+        row = [
+            str(gpu["index"]), gpu["name"], gpu["vendor"],
+            vram_bar(gpu["memory_used_mb"], gpu["memory_total_mb"]),
+            gpu["compute_capability"] or "-",
+        ]
+        if with_node:
+            row.insert(0, gpu["node"])
+        table.add_row(*row)
+    return table
+
+
+def node_details(node: dict[str, Any]) -> Table:
+    table = Table(box=None, show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("Name", node["name"])
+    table.add_row("Status", Text.assemble(status(node["status"]),
+                                          f" since {ago(node['status_since'])}"))
+    table.add_row("Labels", labels(node["labels"]))
+    table.add_row("Host", f"{node['hostname'] or '-'} ({node['address'] or 'no address'})")
+    table.add_row("Agent", node["agent_version"] or "-")
+    table.add_row("Last heartbeat", ago(node["last_seen"]))
+    table.add_row("First seen", node["first_seen"] or "-")
+    probe = node["probe"] or "-"
+    if node["probe_error"]:
+        probe += f" (error: {node['probe_error']})"
+    table.add_row("GPU probe", probe)
+    return table

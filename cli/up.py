@@ -1,0 +1,115 @@
+"""`hubctl up`: a hub and a local agent in the foreground, for one machine or a first try."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from cli.client import CliError
+
+STOP_GRACE_S = 15.0
+HUB_START_TIMEOUT_S = 30.0
+
+
+@dataclass(frozen=True)
+class UpConfig:
+    listen: str
+    state_dir: Path
+    name: str
+    labels: str
+    inventory: Path | None
+    heartbeat_interval: float
+
+
+def hub_command(config: UpConfig) -> list[str]:
+    return [
+        sys.executable, "-m", "hub",
+        "--listen", config.listen,
+        "--state-dir", str(config.state_dir / "hub"),
+        "--heartbeat-interval", str(config.heartbeat_interval),
+    ]
+
+
+def agent_command(config: UpConfig) -> list[str]:
+    command = [
+        sys.executable, "-m", "agent",
+        "--hub", config.listen,
+        "--name", config.name,
+        "--state-dir", str(config.state_dir / "agent"),
+    ]
+    if config.labels:
+        command += ["--labels", config.labels]
+    if config.inventory is not None:
+        command += ["--inventory", str(config.inventory)]
+    return command
+
+
+def wait_serving(target: str, hub: subprocess.Popen[bytes], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    with grpc.insecure_channel(target) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < deadline:
+            if hub.poll() is not None:
+                raise CliError(f"the hub exited with status {hub.returncode}; see its message above")
+            try:
+                reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=1.0)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError:
+                pass
+            time.sleep(0.2)
+    raise CliError(f"the hub did not start serving on {target} within {timeout:g} s")
+
+
+def stop(processes: list[subprocess.Popen[bytes]]) -> None:
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + STOP_GRACE_S
+    for process in processes:
+        try:
+            process.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def run(config: UpConfig, announce: callable) -> int:  # type: ignore[valid-type]
+    """Start hub, then agent; return when either exits or on SIGINT/SIGTERM."""
+    stopping = False
+
+    def on_signal(_signum: int, _frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        # Own process groups: a terminal's Ctrl-C reaches only us, and we stop them in order.
+        hub = subprocess.Popen(hub_command(config), env=env, start_new_session=True)
+        processes.append(hub)
+        wait_serving(config.listen, hub, HUB_START_TIMEOUT_S)
+        agent = subprocess.Popen(agent_command(config), env=env, start_new_session=True)
+        processes.insert(0, agent)  # stop the agent first, then the hub
+        announce(config)
+        while not stopping:
+            for process in processes:
+                if process.poll() is not None:
+                    name = "hub" if process is hub else "agent"
+                    raise CliError(f"the {name} exited with status {process.returncode}")
+            time.sleep(0.2)
+        return 0
+    finally:
+        stop(processes)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -1,0 +1,1 @@
+"""gpufleet hub: the central server that agents dial and operators call."""

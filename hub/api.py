@@ -1,0 +1,61 @@
+"""The Hub service: what hubctl and other programs call."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import grpc
+
+from gpufleet.v1 import hub_pb2, hub_pb2_grpc
+from hub import convert
+from hub.sessions import SessionRegistry
+from hub.store import Database, Store
+
+
+class HubService(hub_pb2_grpc.HubServicer):  # type: ignore[misc]
+    def __init__(self, registry: SessionRegistry, db: Database, store: Store) -> None:
+        self.registry = registry
+        self.db = db
+        self.store = store
+
+    def _live_seen(self, name: str) -> datetime | None:
+        session = self.registry.get(name)
+        return session.last_seen if session is not None else None
+
+    async def ListNodes(  # noqa: N802
+        self, request: hub_pb2.ListNodesRequest, context: grpc.aio.ServicerContext
+    ) -> hub_pb2.ListNodesResponse:
+        rows = await self.db.call(self.store.list_nodes)
+        return hub_pb2.ListNodesResponse(
+            nodes=[
+                convert.node_to_proto(node, count, live_seen=self._live_seen(node.name))
+                for node, count in rows
+            ]
+        )
+
+    async def GetNode(  # noqa: N802
+        self, request: hub_pb2.GetNodeRequest, context: grpc.aio.ServicerContext
+    ) -> hub_pb2.Node:
+        found = await self.db.call(self.store.get_node, request.name)
+        if found is None:
+            await context.abort(
+                grpc.StatusCode.NOT_FOUND,
+                f"no node named {request.name!r}: `hubctl nodes` lists the known nodes",
+            )
+        node, gpus = found
+        return convert.node_to_proto(node, len(gpus), gpus, self._live_seen(node.name))
+
+    async def ListGpus(  # noqa: N802
+        self, request: hub_pb2.ListGpusRequest, context: grpc.aio.ServicerContext
+    ) -> hub_pb2.ListGpusResponse:
+        rows = await self.db.call(self.store.list_gpus)
+        return hub_pb2.ListGpusResponse(
+            gpus=[
+                hub_pb2.NodeGpu(
+                    node=node.name,
+                    node_status=convert.STATUS_CODES.get(node.status, 0),
+                    gpu=convert.gpu_to_proto(gpu),
+                )
+                for node, gpu in rows
+            ]
+        )

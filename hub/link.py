@@ -1,0 +1,141 @@
+"""The AgentLink service: one bidirectional stream per connected agent."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+
+import grpc
+from google.protobuf.duration_pb2 import Duration
+
+from gpufleet.v1 import agent_link_pb2 as pb
+from gpufleet.v1 import agent_link_pb2_grpc
+from hub import convert
+from hub.sessions import AgentSession, NameInUse, SessionRegistry
+from hub.store import Database, Store
+
+log = logging.getLogger(__name__)
+
+PROTOCOL_VERSION = 1
+HELLO_TIMEOUT_S = 10.0
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class AgentLinkService(agent_link_pb2_grpc.AgentLinkServicer):  # type: ignore[misc]
+    def __init__(
+        self,
+        registry: SessionRegistry,
+        db: Database,
+        store: Store,
+        heartbeat_interval: float,
+        hub_version: str,
+        monotonic: Callable[[], float],
+    ) -> None:
+        self.registry = registry
+        self.db = db
+        self.store = store
+        self.heartbeat_interval = heartbeat_interval
+        self.hub_version = hub_version
+        self.monotonic = monotonic
+
+    async def Connect(  # noqa: N802  (gRPC method name)
+        self, request_iterator: AsyncIterator[pb.AgentMessage], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.HubMessage]:
+        peer = context.peer()
+        hello = await self._hello(request_iterator, context)
+        try:
+            record = convert.hello_from_proto(hello, peer)
+            session = self.registry.open(
+                record.name, record.agent_id, peer, self.monotonic(), utcnow()
+            )
+        except convert.InvalidHello as exc:
+            log.warning("refused agent stream from %s: %s", peer, exc)
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            raise  # unreachable: abort raises
+        except NameInUse as exc:
+            log.warning("refused agent %s from %s: %s", hello.node_name, peer, exc)
+            await context.abort(grpc.StatusCode.ALREADY_EXISTS, str(exc))
+            raise
+        reader = asyncio.create_task(self._read(session, request_iterator))
+        try:
+            await self.db.call(self.store.register, record, utcnow())
+            log.info(
+                "node %s connected from %s (agent %s, %d GPUs)",
+                record.name, peer, record.agent_version, len(record.gpus),
+            )
+            yield pb.HubMessage(welcome=self._welcome(record.name))
+            while True:
+                item = await session.outbox.get()
+                if isinstance(item, pb.HubMessage):
+                    yield item
+                    continue
+                if item.code is not None:
+                    log.warning("closing stream of node %s: %s", session.name, item.reason)
+                    await context.abort(item.code, item.reason)
+                log.info("stream of node %s ended: %s", session.name, item.reason)
+                return
+        finally:
+            reader.cancel()
+            session.close("stream ended")
+            if self.registry.release(session):
+                self.db.submit(self.store.mark_down, session.name, utcnow(), session.last_seen)
+                log.info("node %s is down", session.name)
+
+    async def _hello(
+        self, messages: AsyncIterator[pb.AgentMessage], context: grpc.aio.ServicerContext
+    ) -> pb.Hello:
+        try:
+            first = await asyncio.wait_for(anext(messages), HELLO_TIMEOUT_S)
+        except (TimeoutError, StopAsyncIteration):
+            await context.abort(
+                grpc.StatusCode.DEADLINE_EXCEEDED, f"no hello within {HELLO_TIMEOUT_S:.0f} s"
+            )
+            raise
+        if first.WhichOneof("body") != "hello":
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, "the first message on the stream must be hello"
+            )
+        if first.hello.versions.protocol != PROTOCOL_VERSION:
+            await context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"agent speaks link protocol {first.hello.versions.protocol}, this hub speaks "
+                f"{PROTOCOL_VERSION}: install matching gpufleet versions",
+            )
+        return first.hello
+
+    def _welcome(self, name: str) -> pb.Welcome:
+        interval = Duration()
+        interval.FromNanoseconds(int(self.heartbeat_interval * 1e9))
+        return pb.Welcome(
+            node_name=name, heartbeat_interval=interval, hub_version=self.hub_version
+        )
+
+    async def _read(self, session: AgentSession, messages: AsyncIterator[pb.AgentMessage]) -> None:
+        try:
+            async for message in messages:
+                kind = message.WhichOneof("body")
+                if kind == "heartbeat":
+                    self.registry.heartbeat(session, self.monotonic(), utcnow())
+                elif kind == "task_result":
+                    if not session.resolve(message.task_result):
+                        session.close(
+                            f"task result for unknown task {message.task_result.task_id!r}",
+                            grpc.StatusCode.INVALID_ARGUMENT,
+                        )
+                        return
+                elif kind == "task_event":
+                    log.debug("node %s task %s: %s", session.name,
+                              message.task_event.task_id, message.task_event)
+                else:
+                    session.close(f"unexpected {kind} message", grpc.StatusCode.INVALID_ARGUMENT)
+                    return
+            session.close("agent closed the stream")
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the transport failed under us: the stream is over
+            session.close(f"stream broke: {exc}")

@@ -1,0 +1,93 @@
+"""gpufleet-hub: the command line of the hub daemon."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+import sqlalchemy.exc
+from sqlalchemy.engine import make_url
+
+import gpufleet
+from hub.server import HubConfig, HubServer, StartError
+
+log = logging.getLogger("hub")
+
+DEFAULT_LISTEN = "127.0.0.1:7443"
+
+
+def default_state_dir() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
+    return Path(base) / "gpufleet" / "hub"
+
+
+def positive(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be greater than 0, got {text}")
+    return value
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="gpufleet-hub", description="Run the gpufleet hub.")
+    parser.add_argument("--listen", default=DEFAULT_LISTEN, metavar="HOST:PORT",
+                        help=f"gRPC address for agents and clients (default {DEFAULT_LISTEN})")
+    parser.add_argument("--db", metavar="URL",
+                        help="SQLAlchemy URL (default: SQLite file hub.db in the state dir)")
+    parser.add_argument("--state-dir", type=Path, default=default_state_dir(), metavar="DIR")
+    parser.add_argument("--heartbeat-interval", type=positive, default=5.0, metavar="SECONDS",
+                        help="agents heartbeat this often; 3 missed mark a node down (default 5)")
+    parser.add_argument("--grace", type=positive, default=10.0, metavar="SECONDS",
+                        help="time open streams get to finish on SIGTERM (default 10)")
+    parser.add_argument("--log-level", default="info",
+                        choices=["debug", "info", "warning", "error"])
+    parser.add_argument("--version", action="version", version=f"%(prog)s {gpufleet.__version__}")
+    return parser.parse_args(argv)
+
+
+async def serve(config: HubConfig, grace: float) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    server = HubServer(config)
+    try:
+        await server.start()
+        await stop.wait()
+        log.info("stopping (grace %g s)", grace)
+    finally:
+        await server.stop(grace)
+
+
+def describe_db_error(url: str, exc: Exception) -> str:
+    try:
+        shown = make_url(url).render_as_string(hide_password=True)
+    except sqlalchemy.exc.ArgumentError:
+        return f"invalid --db URL {url!r}: expected e.g. postgresql+psycopg://user@host/gpufleet"
+    if isinstance(exc, sqlalchemy.exc.NoSuchModuleError):
+        return f"no database driver for {shown}: pip install 'gpufleet[postgres]'"
+    first = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+    return f"cannot open database {shown}: {first}"
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    config = HubConfig(args.listen, args.state_dir, args.db, args.heartbeat_interval)
+    try:
+        asyncio.run(serve(config, args.grace))
+    except StartError as exc:
+        sys.exit(f"gpufleet-hub: {exc}")
+    except (sqlalchemy.exc.ArgumentError, sqlalchemy.exc.DBAPIError,
+            sqlalchemy.exc.NoSuchModuleError) as exc:
+        sys.exit(f"gpufleet-hub: {describe_db_error(config.database_url, exc)}")
+    except OSError as exc:
+        sys.exit(f"gpufleet-hub: {exc}")

@@ -1,0 +1,147 @@
+"""The hub's gRPC server: start, liveness watch, clean stop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+import gpufleet
+from gpufleet.v1 import agent_link_pb2, agent_link_pb2_grpc, hub_pb2, hub_pb2_grpc
+from hub.api import HubService
+from hub.link import AgentLinkService, utcnow
+from hub.sessions import SessionRegistry
+from hub.store import Database, Store, migrate, sqlite_url
+
+log = logging.getLogger(__name__)
+
+MISSED_HEARTBEATS = 3
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+
+# Agents ping every 20 s (agent/link.py); the server accepts pings 10 s apart and pings
+# idle agents itself every 30 s, so a dead TCP peer is noticed without heartbeats too.
+SERVER_OPTIONS = [
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+    ("grpc.http2.max_pings_without_data", 0),
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+]
+
+
+class StartError(Exception):
+    """The hub cannot start; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class HubConfig:
+    listen: str
+    state_dir: Path
+    db_url: str | None = None
+    heartbeat_interval: float = 5.0
+
+    @property
+    def database_url(self) -> str:
+        return self.db_url or sqlite_url(self.state_dir)
+
+
+class HubServer:
+    def __init__(self, config: HubConfig, monotonic: Callable[[], float] = time.monotonic):
+        self.config = config
+        self.monotonic = monotonic
+        self.registry = SessionRegistry()
+        self.port = 0
+        self._db: Database | None = None
+        self._server: grpc.aio.Server | None = None
+        self._health = health.aio.HealthServicer()
+        self._watcher: asyncio.Task[None] | None = None
+
+    @property
+    def db(self) -> Database:
+        assert self._db is not None, "HubServer.start() first"
+        return self._db
+
+    async def start(self) -> None:
+        self.config.state_dir.mkdir(parents=True, exist_ok=True)
+        self._db = Database(self.config.database_url)
+        store = Store(self._db.engine)
+        await self._db.call(migrate, self._db.engine)
+        reset = await self._db.call(store.mark_all_down, utcnow())
+        if reset:
+            log.info("marked %d nodes down until their agents reconnect", reset)
+
+        server = grpc.aio.server(options=SERVER_OPTIONS)
+        link = AgentLinkService(
+            self.registry, self._db, store, self.config.heartbeat_interval,
+            gpufleet.__version__, self.monotonic,
+        )
+        agent_link_pb2_grpc.add_AgentLinkServicer_to_server(link, server)
+        hub_pb2_grpc.add_HubServicer_to_server(HubService(self.registry, self._db, store), server)
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        services = [
+            agent_link_pb2.DESCRIPTOR.services_by_name["AgentLink"].full_name,
+            hub_pb2.DESCRIPTOR.services_by_name["Hub"].full_name,
+            health.SERVICE_NAME,
+            reflection.SERVICE_NAME,
+        ]
+        reflection.enable_server_reflection(services, server)
+        try:
+            self.port = server.add_insecure_port(self.config.listen)
+        except RuntimeError as exc:
+            raise StartError(
+                f"cannot listen on {self.config.listen} ({exc}): is another hub running there? "
+                "choose another address with --listen"
+            ) from None
+        await server.start()
+        self._server = server
+        for name in ["", *services[:2]]:
+            await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        self._watcher = asyncio.create_task(self._watch(store), name="liveness")
+        log.info("hub %s listening on %s", gpufleet.__version__, self.config.listen)
+
+    async def _watch(self, store: Store) -> None:
+        """Close streams whose heartbeats stopped; batch heartbeat times into the database."""
+        interval = self.config.heartbeat_interval
+        ttl = MISSED_HEARTBEATS * interval
+        tick = min(1.0, interval / 4)
+        next_flush = self.monotonic() + interval
+        while True:
+            await asyncio.sleep(tick)
+            now = self.monotonic()
+            for session in self.registry.expired(now, ttl):
+                session.close(
+                    f"no heartbeat for {now - session.last_beat:.1f} s "
+                    f"({MISSED_HEARTBEATS} intervals of {interval:g} s)",
+                    grpc.StatusCode.UNAVAILABLE,
+                )
+            if now >= next_flush:
+                next_flush = now + interval
+                self.db.submit(store.record_last_seen, self.registry.take_seen())
+
+    async def stop(self, grace: float) -> None:
+        """Tell every agent to go, finish the streams within `grace`, leave the database consistent."""
+        await self._health.enter_graceful_shutdown()
+        for session in self.registry:
+            session.send(agent_link_pb2.HubMessage(
+                goodbye=agent_link_pb2.Goodbye(reason="hub shutting down")
+            ))
+            session.close("hub shutting down")
+        if self._server is not None:
+            await self._server.stop(grace)
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+        if self._db is not None:
+            self._db.close()
+        log.info("hub stopped")

@@ -1,0 +1,130 @@
+"""Live agent streams, one per connected node. Pure bookkeeping: callers pass the time."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import grpc
+
+from gpufleet.v1 import agent_link_pb2 as pb
+
+
+class NameInUse(Exception):
+    def __init__(self, name: str, address: str) -> None:
+        super().__init__(
+            f"node name {name!r} is already connected from {address}: another agent uses this "
+            "name; give this host a unique --name"
+        )
+
+
+class NodeDisconnected(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Close:
+    """Outbox sentinel: end the stream, with an error status when code is set."""
+
+    reason: str
+    code: grpc.StatusCode | None = None
+
+
+@dataclass(eq=False)
+class AgentSession:
+    name: str
+    agent_id: str
+    address: str
+    last_beat: float  # monotonic seconds
+    last_seen: datetime
+    outbox: asyncio.Queue[pb.HubMessage | Close] = field(default_factory=asyncio.Queue)
+    pending: dict[str, asyncio.Future[pb.TaskResult]] = field(default_factory=dict)
+    closed: Close | None = None
+
+    def send(self, message: pb.HubMessage) -> None:
+        self.outbox.put_nowait(message)
+
+    def close(self, reason: str, code: grpc.StatusCode | None = None) -> None:
+        if self.closed is None:
+            self.closed = Close(reason, code)
+            self.outbox.put_nowait(self.closed)
+        for future in self.pending.values():
+            if not future.done():
+                future.set_exception(NodeDisconnected(f"node {self.name}: {reason}"))
+        self.pending.clear()
+
+    async def run_task(self, request: pb.TaskRequest) -> pb.TaskResult:
+        """Send a task and wait for its result; NodeDisconnected if the stream ends first."""
+        if self.closed is not None:
+            raise NodeDisconnected(f"node {self.name}: {self.closed.reason}")
+        future = self.pending.get(request.task_id)
+        if future is None:
+            future = asyncio.get_running_loop().create_future()
+            self.pending[request.task_id] = future
+            self.send(pb.HubMessage(task=request))
+        return await future
+
+    def resolve(self, result: pb.TaskResult) -> bool:
+        """Hand a result to its waiter; False when no task with that id was sent."""
+        future = self.pending.pop(result.task_id, None)
+        if future is None:
+            return False
+        if not future.done():
+            future.set_result(result)
+        return True
+
+
+class SessionRegistry:
+    def __init__(self) -> None:
+        self._sessions: dict[str, AgentSession] = {}
+        self._seen: dict[str, datetime] = {}
+
+    def open(
+        self, name: str, agent_id: str, address: str, mono: float, now: datetime
+    ) -> AgentSession:
+        """Register a new stream for `name`.
+
+        The same agent (same agent_id) reconnecting replaces its stale stream; a different
+        agent under a connected name raises NameInUse and the first one keeps working.
+        """
+        current = self._sessions.get(name)
+        if current is not None:
+            if current.agent_id != agent_id:
+                raise NameInUse(name, current.address)
+            current.close("replaced by a new connection of the same agent")
+        session = AgentSession(name, agent_id, address, last_beat=mono, last_seen=now)
+        self._sessions[name] = session
+        return session
+
+    def release(self, session: AgentSession) -> bool:
+        """Forget a finished stream; True when it was the node's current one (node is down)."""
+        if self._sessions.get(session.name) is not session:
+            return False
+        del self._sessions[session.name]
+        self._seen.pop(session.name, None)
+        return True
+
+    def heartbeat(self, session: AgentSession, mono: float, now: datetime) -> None:
+        session.last_beat = mono
+        session.last_seen = now
+        if self._sessions.get(session.name) is session:
+            self._seen[session.name] = now
+
+    def expired(self, mono: float, ttl: float) -> list[AgentSession]:
+        return [s for s in self._sessions.values() if mono - s.last_beat > ttl]
+
+    def take_seen(self) -> dict[str, datetime]:
+        """Heartbeat times since the last call, for one batched database write."""
+        seen, self._seen = self._seen, {}
+        return seen
+
+    def get(self, name: str) -> AgentSession | None:
+        return self._sessions.get(name)
+
+    def __iter__(self) -> Iterator[AgentSession]:
+        return iter(list(self._sessions.values()))
+
+    def __len__(self) -> int:
+        return len(self._sessions)

@@ -1,0 +1,53 @@
+"""Tables. Changing one means a new Alembic revision under migrations/versions/."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import JSON, Column, DateTime, ForeignKey, Integer, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+class NodeStatus(StrEnum):
+    READY = "ready"
+    DOWN = "down"
+
+
+def _utc_column(nullable: bool) -> Column[datetime]:
+    return Column(DateTime(timezone=True), nullable=nullable)
+
+
+class Node(SQLModel, table=True):
+    __tablename__ = "node"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True, index=True, max_length=253)
+    agent_id: str = Field(default="", max_length=64)
+    status: str = Field(default=NodeStatus.DOWN.value, max_length=16)
+    labels: dict[str, str] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    hostname: str = Field(default="", max_length=253)
+    address: str = Field(default="", max_length=128)
+    agent_version: str = Field(default="", max_length=64)
+    probe: str = Field(default="", max_length=32)
+    probe_error: str = Field(default="")
+    first_seen: datetime = Field(sa_column=_utc_column(nullable=False))
+    last_seen: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
+    status_since: datetime = Field(sa_column=_utc_column(nullable=False))
+
+
+class Gpu(SQLModel, table=True):
+    __tablename__ = "gpu"
+    __table_args__ = (UniqueConstraint("node_id", "index", name="uq_gpu_node_index"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    node_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("node.id", ondelete="CASCADE"), nullable=False, index=True)
+    )
+    index: int
+    uuid: str = Field(max_length=96)
+    name: str = Field(default="", max_length=128)
+    vendor: str = Field(default="", max_length=16)
+    memory_total_mb: int = 0
+    memory_used_mb: int = 0
+    compute_capability: str = Field(default="", max_length=16)
