@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from gpufleet.v1 import types_pb2
 from agent.probes import GpuInfo, ProbeResult
+from gpufleet.v1 import types_pb2
 
 VENDOR_CODES = {
     "nvidia": types_pb2.GPU_VENDOR_NVIDIA,

@@ -15,12 +15,12 @@ import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 import gpufleet
-from gpufleet.v1 import agent_link_pb2 as pb
-from gpufleet.v1 import agent_link_pb2_grpc
 from agent.backoff import Backoff
 from agent.convert import inventory_to_proto
 from agent.probes import GpuProbe
 from agent.tasks import TaskRunner
+from gpufleet.v1 import agent_link_pb2 as pb
+from gpufleet.v1 import agent_link_pb2_grpc
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,7 @@ CHANNEL_OPTIONS = [
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
 ]
 
+Call = grpc.aio.StreamStreamCall[pb.AgentMessage, pb.HubMessage]
 ChannelFactory = Callable[[], AbstractAsyncContextManager[grpc.aio.Channel]]
 
 
@@ -95,11 +96,16 @@ class AgentLink:
 
     def _log_rpc_error(self, exc: grpc.aio.AioRpcError) -> None:
         code, details = exc.code(), exc.details() or ""
-        if code in (grpc.StatusCode.ALREADY_EXISTS, grpc.StatusCode.INVALID_ARGUMENT,
-                    grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.PERMISSION_DENIED):
+        if code in (
+            grpc.StatusCode.ALREADY_EXISTS,
+            grpc.StatusCode.INVALID_ARGUMENT,
+            grpc.StatusCode.FAILED_PRECONDITION,
+            grpc.StatusCode.PERMISSION_DENIED,
+        ):
             log.error("hub %s refused this agent: %s", self.hub, details)
         elif code == grpc.StatusCode.UNAVAILABLE and not self.connected.is_set():
-            log.warning("cannot reach hub at %s: %s", self.hub, details.splitlines()[0] if details else code.name)
+            reason = details.splitlines()[0] if details else code.name
+            log.warning("cannot reach hub at %s: %s", self.hub, reason)
         else:
             log.warning("link to hub %s lost: %s %s", self.hub, code.name, details)
 
@@ -126,20 +132,22 @@ class AgentLink:
             try:
                 await call.write(pb.AgentMessage(hello=await self.hello()))
                 first = await call.read()
-                if first is grpc.aio.EOF or first.WhichOneof("body") != "welcome":
+                if not isinstance(first, pb.HubMessage) or first.WhichOneof("body") != "welcome":
                     raise Ended("hub did not welcome this agent")
                 interval = first.welcome.heartbeat_interval.ToTimedelta().total_seconds()
-                log.info("connected to hub %s as %s (heartbeat every %g s)",
-                         self.hub, first.welcome.node_name, interval)
+                log.info(
+                    "connected to hub %s as %s (heartbeat every %g s)",
+                    self.hub,
+                    first.welcome.node_name,
+                    interval,
+                )
                 self.backoff.reset()
                 self.connected.set()
                 await self._converse(call, interval, stop)
             finally:
                 call.cancel()
 
-    async def _converse(
-        self, call: grpc.aio.StreamStreamCall, interval: float, stop: asyncio.Event
-    ) -> None:
+    async def _converse(self, call: Call, interval: float, stop: asyncio.Event) -> None:
         outbox: asyncio.Queue[pb.AgentMessage] = asyncio.Queue()
         self.tasks.attach(outbox.put_nowait)
         jobs = {
@@ -162,7 +170,7 @@ class AgentLink:
             await asyncio.gather(*jobs, return_exceptions=True)
 
     @staticmethod
-    async def _write(call: grpc.aio.StreamStreamCall, outbox: asyncio.Queue[pb.AgentMessage]) -> None:
+    async def _write(call: Call, outbox: asyncio.Queue[pb.AgentMessage]) -> None:
         while True:
             await call.write(await outbox.get())
 
@@ -176,7 +184,7 @@ class AgentLink:
             sent_at.GetCurrentTime()
             outbox.put_nowait(pb.AgentMessage(heartbeat=pb.Heartbeat(seq=seq, sent_at=sent_at)))
 
-    async def _read(self, call: grpc.aio.StreamStreamCall) -> None:
+    async def _read(self, call: Call) -> None:
         async for message in _messages(call):
             kind = message.WhichOneof("body")
             if kind == "task":
@@ -190,9 +198,9 @@ class AgentLink:
         raise Ended("hub closed the stream")
 
 
-async def _messages(call: grpc.aio.StreamStreamCall) -> AsyncIterator[pb.HubMessage]:
+async def _messages(call: Call) -> AsyncIterator[pb.HubMessage]:
     while True:
         message = await call.read()
-        if message is grpc.aio.EOF:
+        if not isinstance(message, pb.HubMessage):  # grpc.aio.EOF
             return
         yield message

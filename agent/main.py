@@ -10,6 +10,7 @@ import signal
 import socket
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import gpufleet
 from agent.identity import agent_id, check_name, parse_labels
@@ -28,16 +29,28 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="gpufleet-agent", description="Run the gpufleet agent on this GPU host."
     )
-    parser.add_argument("--hub", default=os.environ.get("GPUFLEET_HUB", "localhost:7443"),
-                        metavar="HOST:PORT", help="hub to dial (default $GPUFLEET_HUB or localhost:7443)")
-    parser.add_argument("--name", default=socket.gethostname().split(".")[0],
-                        help="node name (default: the short host name)")
+    parser.add_argument(
+        "--hub",
+        default=os.environ.get("GPUFLEET_HUB", "localhost:7443"),
+        metavar="HOST:PORT",
+        help="hub to dial (default $GPUFLEET_HUB or localhost:7443)",
+    )
+    parser.add_argument(
+        "--name",
+        default=socket.gethostname().split(".")[0],
+        help="node name (default: the short host name)",
+    )
     parser.add_argument("--labels", default="", metavar="K=V[,K=V]", help="e.g. role=chat,zone=a")
-    parser.add_argument("--inventory", type=Path, metavar="FILE",
-                        help="static GPU inventory file (YAML); without it no GPUs are reported")
+    parser.add_argument(
+        "--inventory",
+        type=Path,
+        metavar="FILE",
+        help="static GPU inventory file (YAML); without it no GPUs are reported",
+    )
     parser.add_argument("--state-dir", type=Path, default=default_state_dir(), metavar="DIR")
-    parser.add_argument("--log-level", default="info",
-                        choices=["debug", "info", "warning", "error"])
+    parser.add_argument(
+        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {gpufleet.__version__}")
     return parser.parse_args(argv)
 
@@ -51,7 +64,7 @@ async def run(link: AgentLink) -> None:
     log.info("agent stopped")
 
 
-def fail(message: str) -> None:
+def fail(message: str) -> NoReturn:
     print(f"gpufleet-agent: {message}", file=sys.stderr)
     sys.exit(2)
 
@@ -63,8 +76,9 @@ def main(argv: list[str] | None = None) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
-        identity = Identity(check_name(args.name), agent_id(args.state_dir),
-                            parse_labels(args.labels))
+        identity = Identity(
+            check_name(args.name), agent_id(args.state_dir), parse_labels(args.labels)
+        )
         probe: GpuProbe = make_probe(args.inventory)
     except (ValueError, InventoryError) as exc:
         fail(str(exc))

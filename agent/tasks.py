@@ -11,10 +11,10 @@ import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 
-from gpufleet.v1 import agent_link_pb2 as pb
-from gpufleet.v1 import types_pb2
 from agent.convert import inventory_to_proto
 from agent.probes import GpuProbe
+from gpufleet.v1 import agent_link_pb2 as pb
+from gpufleet.v1 import types_pb2
 
 log = logging.getLogger(__name__)
 

@@ -54,7 +54,8 @@ class HubClient:
         return list(self._call(self._stub.ListNodes, hub_pb2.ListNodesRequest()).nodes)
 
     def get_node(self, name: str) -> hub_pb2.Node:
-        return self._call(self._stub.GetNode, hub_pb2.GetNodeRequest(name=name))
+        node: hub_pb2.Node = self._call(self._stub.GetNode, hub_pb2.GetNodeRequest(name=name))
+        return node
 
     def list_gpus(self) -> list[hub_pb2.NodeGpu]:
         return list(self._call(self._stub.ListGpus, hub_pb2.ListGpusRequest()).gpus)

@@ -15,8 +15,12 @@ from rich.console import Console
 from cli import convert, render, up
 from cli.client import DEFAULT_HUB, CliError, HubClient
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
-                  help="Operate a gpufleet cluster through its hub.")
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    help="Operate a gpufleet cluster through its hub.",
+)
 nodes_app = typer.Typer(help="The nodes (GPU hosts) of the cluster.")
 app.add_typer(nodes_app, name="nodes")
 
@@ -36,8 +40,12 @@ def emit_json(value: Any) -> None:
 @app.callback()
 def root(
     ctx: typer.Context,
-    hub: Annotated[str, typer.Option("--hub", envvar="GPUFLEET_HUB", metavar="HOST:PORT",
-                                     help="The hub to talk to.")] = DEFAULT_HUB,
+    hub: Annotated[
+        str,
+        typer.Option(
+            "--hub", envvar="GPUFLEET_HUB", metavar="HOST:PORT", help="The hub to talk to."
+        ),
+    ] = DEFAULT_HUB,
 ) -> None:
     ctx.obj = {"hub": hub}
 
@@ -87,11 +95,15 @@ def default_state_dir() -> Path:
     return Path(base) / "gpufleet"
 
 
+DEFAULT_STATE_DIR = default_state_dir()
+DEFAULT_NAME = socket.gethostname().split(".")[0]
+
+
 @app.command("up")
 def up_command(
     listen: Annotated[str, typer.Option(help="Hub address.")] = "127.0.0.1:7443",
-    state_dir: Annotated[Path, typer.Option(help="Hub and agent state.")] = default_state_dir(),
-    name: Annotated[str, typer.Option(help="Local node name.")] = socket.gethostname().split(".")[0],
+    state_dir: Annotated[Path, typer.Option(help="Hub and agent state.")] = DEFAULT_STATE_DIR,
+    name: Annotated[str, typer.Option(help="Local node name.")] = DEFAULT_NAME,
     labels: Annotated[str, typer.Option(help="Local node labels, k=v[,k=v].")] = "",
     inventory: Annotated[Path | None, typer.Option(help="Static GPU inventory file.")] = None,
     heartbeat_interval: Annotated[float, typer.Option(min=0.1)] = 5.0,
@@ -118,6 +130,9 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:
         if os.environ.get("GPUFLEET_DEBUG"):
             raise
-        print(f"hubctl: internal error: {type(exc).__name__}: {exc} "
-              "(set GPUFLEET_DEBUG=1 for the traceback)", file=sys.stderr)
+        print(
+            f"hubctl: internal error: {type(exc).__name__}: {exc} "
+            "(set GPUFLEET_DEBUG=1 for the traceback)",
+            file=sys.stderr,
+        )
         sys.exit(1)

@@ -52,22 +52,29 @@ def nodes_table(nodes: list[dict[str, Any]]) -> Table:
         table.add_column(column)
     for node in nodes:
         table.add_row(
-            node["name"], status(node["status"]), labels(node["labels"]),
-            str(node["gpu_count"]), ago(node["last_seen"]),
+            node["name"],
+            status(node["status"]),
+            labels(node["labels"]),
+            str(node["gpu_count"]),
+            ago(node["last_seen"]),
         )
     return table
 
 
 def gpus_table(gpus: list[dict[str, Any]], with_node: bool = True) -> Table:
     table = Table(box=None, header_style="bold")
-    columns = ["NODE", "GPU", "NAME", "VENDOR", "VRAM", "CC"] if with_node else [
-        "GPU", "NAME", "VENDOR", "VRAM", "CC"
-    ]
+    columns = (
+        ["NODE", "GPU", "NAME", "VENDOR", "VRAM", "CC"]
+        if with_node
+        else ["GPU", "NAME", "VENDOR", "VRAM", "CC"]
+    )
     for column in columns:
         table.add_column(column)
     for gpu in gpus:
         row = [
-            str(gpu["index"]), gpu["name"], gpu["vendor"],
+            str(gpu["index"]),
+            gpu["name"],
+            gpu["vendor"],
             vram_bar(gpu["memory_used_mb"], gpu["memory_total_mb"]),
             gpu["compute_capability"] or "-",
         ]
@@ -82,8 +89,9 @@ def node_details(node: dict[str, Any]) -> Table:
     table.add_column(style="bold")
     table.add_column()
     table.add_row("Name", node["name"])
-    table.add_row("Status", Text.assemble(status(node["status"]),
-                                          f" since {ago(node['status_since'])}"))
+    table.add_row(
+        "Status", Text.assemble(status(node["status"]), f" since {ago(node['status_since'])}")
+    )
     table.add_row("Labels", labels(node["labels"]))
     table.add_row("Host", f"{node['hostname'] or '-'} ({node['address'] or 'no address'})")
     table.add_row("Agent", node["agent_version"] or "-")

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -32,19 +33,29 @@ class UpConfig:
 
 def hub_command(config: UpConfig) -> list[str]:
     return [
-        sys.executable, "-m", "hub",
-        "--listen", config.listen,
-        "--state-dir", str(config.state_dir / "hub"),
-        "--heartbeat-interval", str(config.heartbeat_interval),
+        sys.executable,
+        "-m",
+        "hub",
+        "--listen",
+        config.listen,
+        "--state-dir",
+        str(config.state_dir / "hub"),
+        "--heartbeat-interval",
+        str(config.heartbeat_interval),
     ]
 
 
 def agent_command(config: UpConfig) -> list[str]:
     command = [
-        sys.executable, "-m", "agent",
-        "--hub", config.listen,
-        "--name", config.name,
-        "--state-dir", str(config.state_dir / "agent"),
+        sys.executable,
+        "-m",
+        "agent",
+        "--hub",
+        config.listen,
+        "--name",
+        config.name,
+        "--state-dir",
+        str(config.state_dir / "agent"),
     ]
     if config.labels:
         command += ["--labels", config.labels]
@@ -59,7 +70,7 @@ def wait_serving(target: str, hub: subprocess.Popen[bytes], timeout: float) -> N
         stub = health_pb2_grpc.HealthStub(channel)
         while time.monotonic() < deadline:
             if hub.poll() is not None:
-                raise CliError(f"the hub exited with status {hub.returncode}; see its message above")
+                raise CliError(f"the hub exited with status {hub.returncode} (see above)")
             try:
                 reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=1.0)
                 if reply.status == health_pb2.HealthCheckResponse.SERVING:
@@ -83,7 +94,7 @@ def stop(processes: list[subprocess.Popen[bytes]]) -> None:
             process.wait()
 
 
-def run(config: UpConfig, announce: callable) -> int:  # type: ignore[valid-type]
+def run(config: UpConfig, announce: Callable[[UpConfig], None]) -> int:
     """Start hub, then agent; return when either exits or on SIGINT/SIGTERM."""
     stopping = False
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import grpc
 
@@ -10,6 +11,8 @@ from gpufleet.v1 import hub_pb2, hub_pb2_grpc
 from hub import convert
 from hub.sessions import SessionRegistry
 from hub.store import Database, Store
+
+Context = grpc.aio.ServicerContext[Any, Any]
 
 
 class HubService(hub_pb2_grpc.HubServicer):  # type: ignore[misc]
@@ -22,8 +25,8 @@ class HubService(hub_pb2_grpc.HubServicer):  # type: ignore[misc]
         session = self.registry.get(name)
         return session.last_seen if session is not None else None
 
-    async def ListNodes(  # noqa: N802
-        self, request: hub_pb2.ListNodesRequest, context: grpc.aio.ServicerContext
+    async def ListNodes(
+        self, request: hub_pb2.ListNodesRequest, context: Context
     ) -> hub_pb2.ListNodesResponse:
         rows = await self.db.call(self.store.list_nodes)
         return hub_pb2.ListNodesResponse(
@@ -33,9 +36,7 @@ class HubService(hub_pb2_grpc.HubServicer):  # type: ignore[misc]
             ]
         )
 
-    async def GetNode(  # noqa: N802
-        self, request: hub_pb2.GetNodeRequest, context: grpc.aio.ServicerContext
-    ) -> hub_pb2.Node:
+    async def GetNode(self, request: hub_pb2.GetNodeRequest, context: Context) -> hub_pb2.Node:
         found = await self.db.call(self.store.get_node, request.name)
         if found is None:
             await context.abort(
@@ -45,15 +46,15 @@ class HubService(hub_pb2_grpc.HubServicer):  # type: ignore[misc]
         node, gpus = found
         return convert.node_to_proto(node, len(gpus), gpus, self._live_seen(node.name))
 
-    async def ListGpus(  # noqa: N802
-        self, request: hub_pb2.ListGpusRequest, context: grpc.aio.ServicerContext
+    async def ListGpus(
+        self, request: hub_pb2.ListGpusRequest, context: Context
     ) -> hub_pb2.ListGpusResponse:
         rows = await self.db.call(self.store.list_gpus)
         return hub_pb2.ListGpusResponse(
             gpus=[
                 hub_pb2.NodeGpu(
                     node=node.name,
-                    node_status=convert.STATUS_CODES.get(node.status, 0),
+                    node_status=convert.node_status(node.status),
                     gpu=convert.gpu_to_proto(gpu),
                 )
                 for node, gpu in rows

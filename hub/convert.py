@@ -23,6 +23,10 @@ STATUS_CODES = {
 }
 
 
+def node_status(status: str) -> types_pb2.NodeStatus:
+    return STATUS_CODES.get(status, types_pb2.NODE_STATUS_UNSPECIFIED)
+
+
 class InvalidHello(ValueError):
     pass
 
@@ -87,7 +91,7 @@ def node_to_proto(
     """`live_seen` is the in-memory heartbeat time of a connected node, fresher than the row."""
     return hub_pb2.Node(
         name=node.name,
-        status=STATUS_CODES.get(node.status, types_pb2.NODE_STATUS_UNSPECIFIED),
+        status=node_status(node.status),
         labels=node.labels,
         hostname=node.hostname,
         address=node.address,

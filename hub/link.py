@@ -17,6 +17,7 @@ from hub.sessions import AgentSession, NameInUse, SessionRegistry
 from hub.store import Database, Store
 
 log = logging.getLogger(__name__)
+Context = grpc.aio.ServicerContext[pb.AgentMessage, pb.HubMessage]
 
 PROTOCOL_VERSION = 1
 HELLO_TIMEOUT_S = 10.0
@@ -43,8 +44,8 @@ class AgentLinkService(agent_link_pb2_grpc.AgentLinkServicer):  # type: ignore[m
         self.hub_version = hub_version
         self.monotonic = monotonic
 
-    async def Connect(  # noqa: N802  (gRPC method name)
-        self, request_iterator: AsyncIterator[pb.AgentMessage], context: grpc.aio.ServicerContext
+    async def Connect(
+        self, request_iterator: AsyncIterator[pb.AgentMessage], context: Context
     ) -> AsyncIterator[pb.HubMessage]:
         peer = context.peer()
         hello = await self._hello(request_iterator, context)
@@ -66,7 +67,10 @@ class AgentLinkService(agent_link_pb2_grpc.AgentLinkServicer):  # type: ignore[m
             await self.db.call(self.store.register, record, utcnow())
             log.info(
                 "node %s connected from %s (agent %s, %d GPUs)",
-                record.name, peer, record.agent_version, len(record.gpus),
+                record.name,
+                peer,
+                record.agent_version,
+                len(record.gpus),
             )
             yield pb.HubMessage(welcome=self._welcome(record.name))
             while True:
@@ -86,9 +90,7 @@ class AgentLinkService(agent_link_pb2_grpc.AgentLinkServicer):  # type: ignore[m
                 self.db.submit(self.store.mark_down, session.name, utcnow(), session.last_seen)
                 log.info("node %s is down", session.name)
 
-    async def _hello(
-        self, messages: AsyncIterator[pb.AgentMessage], context: grpc.aio.ServicerContext
-    ) -> pb.Hello:
+    async def _hello(self, messages: AsyncIterator[pb.AgentMessage], context: Context) -> pb.Hello:
         try:
             first = await asyncio.wait_for(anext(messages), HELLO_TIMEOUT_S)
         except (TimeoutError, StopAsyncIteration):
@@ -111,9 +113,7 @@ class AgentLinkService(agent_link_pb2_grpc.AgentLinkServicer):  # type: ignore[m
     def _welcome(self, name: str) -> pb.Welcome:
         interval = Duration()
         interval.FromNanoseconds(int(self.heartbeat_interval * 1e9))
-        return pb.Welcome(
-            node_name=name, heartbeat_interval=interval, hub_version=self.hub_version
-        )
+        return pb.Welcome(node_name=name, heartbeat_interval=interval, hub_version=self.hub_version)
 
     async def _read(self, session: AgentSession, messages: AsyncIterator[pb.AgentMessage]) -> None:
         try:
@@ -129,8 +129,12 @@ class AgentLinkService(agent_link_pb2_grpc.AgentLinkServicer):  # type: ignore[m
                         )
                         return
                 elif kind == "task_event":
-                    log.debug("node %s task %s: %s", session.name,
-                              message.task_event.task_id, message.task_event)
+                    log.debug(
+                        "node %s task %s: %s",
+                        session.name,
+                        message.task_event.task_id,
+                        message.task_event,
+                    )
                 else:
                     session.close(f"unexpected {kind} message", grpc.StatusCode.INVALID_ARGUMENT)
                     return

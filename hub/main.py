@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import sqlalchemy.exc
 from sqlalchemy.engine import make_url
@@ -35,17 +36,33 @@ def positive(text: str) -> float:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="gpufleet-hub", description="Run the gpufleet hub.")
-    parser.add_argument("--listen", default=DEFAULT_LISTEN, metavar="HOST:PORT",
-                        help=f"gRPC address for agents and clients (default {DEFAULT_LISTEN})")
-    parser.add_argument("--db", metavar="URL",
-                        help="SQLAlchemy URL (default: SQLite file hub.db in the state dir)")
+    parser.add_argument(
+        "--listen",
+        default=DEFAULT_LISTEN,
+        metavar="HOST:PORT",
+        help=f"gRPC address for agents and clients (default {DEFAULT_LISTEN})",
+    )
+    parser.add_argument(
+        "--db", metavar="URL", help="SQLAlchemy URL (default: SQLite file hub.db in the state dir)"
+    )
     parser.add_argument("--state-dir", type=Path, default=default_state_dir(), metavar="DIR")
-    parser.add_argument("--heartbeat-interval", type=positive, default=5.0, metavar="SECONDS",
-                        help="agents heartbeat this often; 3 missed mark a node down (default 5)")
-    parser.add_argument("--grace", type=positive, default=10.0, metavar="SECONDS",
-                        help="time open streams get to finish on SIGTERM (default 10)")
-    parser.add_argument("--log-level", default="info",
-                        choices=["debug", "info", "warning", "error"])
+    parser.add_argument(
+        "--heartbeat-interval",
+        type=positive,
+        default=5.0,
+        metavar="SECONDS",
+        help="agents heartbeat this often; 3 missed mark a node down (default 5)",
+    )
+    parser.add_argument(
+        "--grace",
+        type=positive,
+        default=10.0,
+        metavar="SECONDS",
+        help="time open streams get to finish on SIGTERM (default 10)",
+    )
+    parser.add_argument(
+        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {gpufleet.__version__}")
     return parser.parse_args(argv)
 
@@ -81,13 +98,22 @@ def main(argv: list[str] | None = None) -> None:
         level=args.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     config = HubConfig(args.listen, args.state_dir, args.db, args.heartbeat_interval)
     try:
         asyncio.run(serve(config, args.grace))
     except StartError as exc:
-        sys.exit(f"gpufleet-hub: {exc}")
-    except (sqlalchemy.exc.ArgumentError, sqlalchemy.exc.DBAPIError,
-            sqlalchemy.exc.NoSuchModuleError) as exc:
-        sys.exit(f"gpufleet-hub: {describe_db_error(config.database_url, exc)}")
+        fail(str(exc))
+    except (
+        sqlalchemy.exc.ArgumentError,
+        sqlalchemy.exc.DBAPIError,
+        sqlalchemy.exc.NoSuchModuleError,
+    ) as exc:
+        fail(describe_db_error(config.database_url, exc))
     except OSError as exc:
-        sys.exit(f"gpufleet-hub: {exc}")
+        fail(f"{exc}: check --state-dir and --db")
+
+
+def fail(message: str) -> NoReturn:
+    print(f"gpufleet-hub: {message}", file=sys.stderr)
+    sys.exit(2)

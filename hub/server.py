@@ -63,7 +63,7 @@ class HubServer:
         self.port = 0
         self._db: Database | None = None
         self._server: grpc.aio.Server | None = None
-        self._health = health.aio.HealthServicer()
+        self._health = health.aio.HealthServicer()  # type: ignore[attr-defined]
         self._watcher: asyncio.Task[None] | None = None
 
     @property
@@ -82,8 +82,12 @@ class HubServer:
 
         server = grpc.aio.server(options=SERVER_OPTIONS)
         link = AgentLinkService(
-            self.registry, self._db, store, self.config.heartbeat_interval,
-            gpufleet.__version__, self.monotonic,
+            self.registry,
+            self._db,
+            store,
+            self.config.heartbeat_interval,
+            gpufleet.__version__,
+            self.monotonic,
         )
         agent_link_pb2_grpc.add_AgentLinkServicer_to_server(link, server)
         hub_pb2_grpc.add_HubServicer_to_server(HubService(self.registry, self._db, store), server)
@@ -97,10 +101,10 @@ class HubServer:
         reflection.enable_server_reflection(services, server)
         try:
             self.port = server.add_insecure_port(self.config.listen)
-        except RuntimeError as exc:
+        except RuntimeError:
             raise StartError(
-                f"cannot listen on {self.config.listen} ({exc}): is another hub running there? "
-                "choose another address with --listen"
+                f"cannot listen on {self.config.listen}: the address is in use or not on this "
+                "host; choose another with --listen"
             ) from None
         await server.start()
         self._server = server
@@ -129,15 +133,22 @@ class HubServer:
                 self.db.submit(store.record_last_seen, self.registry.take_seen())
 
     async def stop(self, grace: float) -> None:
-        """Tell every agent to go, finish the streams within `grace`, leave the database consistent."""
+        """Tell every agent to go, finish the streams within `grace`, leave the database consistent.
+
+        Also releases what a failed start() opened."""
+        if self._server is None:
+            if self._db is not None:
+                self._db.close()
+            return
         await self._health.enter_graceful_shutdown()
         for session in self.registry:
-            session.send(agent_link_pb2.HubMessage(
-                goodbye=agent_link_pb2.Goodbye(reason="hub shutting down")
-            ))
+            session.send(
+                agent_link_pb2.HubMessage(
+                    goodbye=agent_link_pb2.Goodbye(reason="hub shutting down")
+                )
+            )
             session.close("hub shutting down")
-        if self._server is not None:
-            await self._server.stop(grace)
+        await self._server.stop(grace)
         if self._watcher is not None:
             self._watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):

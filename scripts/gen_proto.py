@@ -1,14 +1,13 @@
 """Regenerate the committed Python stubs from proto/gpufleet/v1/*.proto.
 
-    python scripts/gen_proto.py            # rewrite the stubs beside the .proto files
-    python scripts/gen_proto.py --out DIR  # write them under DIR instead (the staleness test)
+python scripts/gen_proto.py            # rewrite the stubs beside the .proto files
+python scripts/gen_proto.py --out DIR  # write them under DIR instead (the staleness test)
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import sys
 from pathlib import Path
 
 from grpc_tools import protoc
@@ -16,8 +15,10 @@ from grpc_tools import protoc
 ROOT = Path(__file__).resolve().parent.parent
 PROTO_ROOT = ROOT / "proto"
 
+
 def proto_files() -> list[Path]:
     return sorted((PROTO_ROOT / "gpufleet" / "v1").glob("*.proto"))
+
 
 def generate(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
@@ -41,10 +42,12 @@ def generate(out: Path) -> None:
     if code != 0:
         raise SystemExit(f"protoc failed with exit code {code}")
 
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=PROTO_ROOT)
     generate(parser.parse_args().out.resolve())
 
+
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -73,9 +73,8 @@ def load_inventory(path: Path) -> tuple[GpuInfo, ...]:
         document = {"gpus": []}
     if not isinstance(document, dict) or not isinstance(document.get("gpus", []), list):
         raise InventoryError(f"inventory {path}: expected a mapping with a list under 'gpus'")
-    gpus = tuple(
-        _gpu(f"inventory {path}: gpus[{i}]", entry) for i, entry in enumerate(document.get("gpus", []))
-    )
+    entries = document.get("gpus", [])
+    gpus = tuple(_gpu(f"inventory {path}: gpus[{i}]", entry) for i, entry in enumerate(entries))
     seen: set[int] = set()
     for gpu in gpus:
         if gpu.index in seen:

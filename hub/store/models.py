@@ -42,7 +42,9 @@ class Gpu(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     node_id: int = Field(
-        sa_column=Column(Integer, ForeignKey("node.id", ondelete="CASCADE"), nullable=False, index=True)
+        sa_column=Column(
+            Integer, ForeignKey("node.id", ondelete="CASCADE"), nullable=False, index=True
+        )
     )
     index: int
     uuid: str = Field(max_length=96)

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from sqlalchemy import Engine, func, update
+from sqlalchemy import Engine, bindparam, func, update
 from sqlmodel import Session, col, delete, select
 
 from hub.store.models import Gpu, Node, NodeStatus
@@ -103,16 +103,19 @@ class Store:
         """Batch the heartbeat times the hub keeps in memory into one transaction."""
         if not seen:
             return
-        with self._session() as session:
-            for name, moment in seen.items():
-                session.execute(update(Node).where(col(Node.name) == name).values(last_seen=moment))
-            session.commit()
+        statement = (
+            update(Node.__table__)  # type: ignore[arg-type]
+            .where(Node.__table__.c.name == bindparam("node_name"))  # type: ignore[attr-defined]
+            .values(last_seen=bindparam("seen"))
+        )
+        with self.engine.begin() as connection:
+            connection.execute(
+                statement, [{"node_name": n, "seen": moment} for n, moment in seen.items()]
+            )
 
     def list_nodes(self) -> list[tuple[Node, int]]:
         """Every node with its GPU count, by name."""
-        counts = (
-            select(Gpu.node_id, func.count().label("n")).group_by(col(Gpu.node_id)).subquery()
-        )
+        counts = select(Gpu.node_id, func.count().label("n")).group_by(col(Gpu.node_id)).subquery()
         query = (
             select(Node, func.coalesce(counts.c.n, 0))
             .outerjoin(counts, counts.c.node_id == Node.id)

@@ -1,0 +1,195 @@
+"""Hub resident memory and CPU with many agents connected and heartbeating.
+
+    python bench/hub_agents.py --agents 1000 --heartbeat 5 --window 60
+
+Starts a real hub (SQLite in a temporary state dir) and one simulator process that runs
+`--agents` real AgentLink clients (agent/link.py) over a few shared gRPC channels, each with
+a shipped inventory. Prints the time until all are ready, then the hub's RSS and CPU use over
+the measurement window.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from agent.link import CHANNEL_OPTIONS, AgentLink, ChannelFactory, Identity
+from agent.probes import StaticProbe
+from gpufleet.v1 import hub_pb2, hub_pb2_grpc, types_pb2
+
+REPO = Path(__file__).resolve().parents[1]
+INVENTORIES = sorted((REPO / "configs" / "inventories").glob("*.yaml"))
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def proc_stats(pid: int) -> tuple[int, float]:
+    """(resident KiB, CPU seconds used so far) of a process."""
+    rss_kib = 0
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            rss_kib = int(line.split()[1])
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return rss_kib, (int(fields[11]) + int(fields[12])) / TICKS
+
+
+async def simulate(hub: str, count: int, channels: int) -> None:
+    pool = [grpc.aio.insecure_channel(hub, options=CHANNEL_OPTIONS) for _ in range(channels)]
+
+    def shared(channel: grpc.aio.Channel) -> ChannelFactory:
+        @asynccontextmanager
+        async def borrow() -> AsyncIterator[grpc.aio.Channel]:
+            yield channel
+
+        return borrow
+
+    stop = asyncio.Event()
+    links = [
+        AgentLink(
+            hub,
+            Identity(f"sim-{i:05d}", f"sim-id-{i}", {"bench": "1"}),
+            StaticProbe(INVENTORIES[i % len(INVENTORIES)]),
+            channel=shared(pool[i % channels]),
+        )
+        for i in range(count)
+    ]
+    await asyncio.gather(*(link.run(stop) for link in links))
+
+
+def ready_count(stub: hub_pb2_grpc.HubStub) -> int:
+    nodes = stub.ListNodes(hub_pb2.ListNodesRequest(), timeout=30).nodes
+    return sum(node.status == types_pb2.NODE_STATUS_READY for node in nodes)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--agents", type=int, default=1000)
+    parser.add_argument("--heartbeat", type=float, default=5.0)
+    parser.add_argument("--window", type=float, default=60.0, help="seconds to measure")
+    parser.add_argument("--channels", type=int, default=10)
+    parser.add_argument("--simulate", metavar="HUB", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.simulate:
+        asyncio.run(simulate(args.simulate, args.agents, args.channels))
+        return
+
+    state = Path(tempfile.mkdtemp(prefix="gpufleet-bench-"))
+    address = f"127.0.0.1:{free_port()}"
+    hub = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "hub",
+            "--listen",
+            address,
+            "--state-dir",
+            str(state),
+            "--heartbeat-interval",
+            str(args.heartbeat),
+            "--log-level",
+            "warning",
+        ],
+        cwd=REPO,
+    )
+    sim = None
+    try:
+        stub = hub_pb2_grpc.HubStub(grpc.insecure_channel(address))
+        wait(lambda: health(address), 30)
+        idle_rss, _ = proc_stats(hub.pid)
+        started = time.monotonic()
+        sim = subprocess.Popen(
+            [
+                sys.executable,
+                __file__,
+                "--simulate",
+                address,
+                "--agents",
+                str(args.agents),
+                "--channels",
+                str(args.channels),
+            ],
+            cwd=REPO,
+            stderr=subprocess.DEVNULL,
+        )
+        wait(lambda: ready_count(stub) == args.agents, 300)
+        connect_s = time.monotonic() - started
+        time.sleep(args.heartbeat)  # settle into the steady heartbeat rhythm
+        _, cpu0 = proc_stats(hub.pid)
+        _, sim_cpu0 = proc_stats(sim.pid)
+        t0 = time.monotonic()
+        time.sleep(args.window)
+        elapsed = time.monotonic() - t0
+        rss1, cpu1 = proc_stats(hub.pid)
+        sim_rss1, sim_cpu1 = proc_stats(sim.pid)
+        still_ready = ready_count(stub)
+        list_t0 = time.monotonic()
+        ready_count(stub)
+        list_ms = (time.monotonic() - list_t0) * 1000
+        beats = args.agents * elapsed / args.heartbeat
+        print(
+            f"agents                     {args.agents} over {args.channels} channels, "
+            f"heartbeat every {args.heartbeat:g} s"
+        )
+        print(f"all ready after            {connect_s:.1f} s")
+        print(f"still ready after window   {still_ready}/{args.agents}")
+        print(f"hub RSS idle               {idle_rss / 1024:.1f} MiB")
+        print(
+            f"hub RSS connected          {rss1 / 1024:.1f} MiB "
+            f"({(rss1 - idle_rss) / args.agents:.1f} KiB per agent)"
+        )
+        print(
+            f"hub CPU                    {100 * (cpu1 - cpu0) / elapsed:.1f} % of one core "
+            f"over {elapsed:.0f} s (~{beats / elapsed:.0f} heartbeats/s, "
+            f"{1e6 * (cpu1 - cpu0) / beats:.0f} us CPU per heartbeat)"
+        )
+        print(f"ListNodes ({args.agents} nodes)     {list_ms:.0f} ms")
+        print(
+            f"simulator RSS / CPU        {sim_rss1 / 1024:.1f} MiB / "
+            f"{100 * (sim_cpu1 - sim_cpu0) / elapsed:.1f} %"
+        )
+    finally:
+        for proc in (sim, hub):
+            if proc is not None:
+                proc.terminate()
+                proc.wait(30)
+
+
+def health(address: str) -> bool:
+    try:
+        with grpc.insecure_channel(address) as channel:
+            reply = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(), timeout=1
+            )
+        return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+    except grpc.RpcError:
+        return False
+
+
+def wait(check: Callable[[], bool], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"gave up after {timeout:g} s")
+        time.sleep(0.5)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,20 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from cli.render import ago, gb, vram_bar
+
+
+def test_vram_bar() -> None:
+    assert vram_bar(19304, 24564) == "█████████░░░ 18.9/24 GB"
+    assert vram_bar(0, 4094) == "░░░░░░░░░░░░ 0/4 GB"
+    assert vram_bar(81559, 81559) == "████████████ 79.6/79.6 GB"
+    assert vram_bar(5, 0) == "░░░░░░░░░░░░ 0/0 GB"
+
+
+def test_gb_and_ago() -> None:
+    assert (gb(1024), gb(1536), gb(312)) == ("1", "1.5", "0.3")
+    now = datetime(2026, 11, 24, 12, 0, 30, tzinfo=UTC)
+    assert ago("2026-11-24T12:00:00Z", now) == "30s ago"
+    assert ago("2026-11-24T10:00:00Z", now) == "2h ago"
+    assert ago(None, now) == "never"

@@ -1,0 +1,65 @@
+"""Shared fixtures. Under CI=true nothing an issue requires may skip: a missing system
+package fails the run instead."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.postgres import PostgresMissing, PostgresServer
+from tests.support.procs import Cluster
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+_databases = itertools.count()
+
+
+def need(reason: str) -> None:
+    """A prerequisite is missing: fail under CI, skip with the package to install elsewhere."""
+    if IN_CI:
+        pytest.fail(f"CI=true and {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    try:
+        server = PostgresServer.start()
+    except PostgresMissing as exc:
+        need(str(exc))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest) -> str | None:
+    """None means the hub's default: a SQLite file in its state dir."""
+    if request.param == "sqlite":
+        return None
+    server: PostgresServer = request.getfixturevalue("postgres")
+    return server.create_database(f"gpufleet_test_{next(_databases)}")
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, db_url: str | None) -> Iterator[Cluster]:
+    fleet = Cluster(tmp_path, db_url)
+    fleet.start_hub()
+    try:
+        yield fleet
+    except BaseException:
+        raise
+    finally:
+        fleet.close()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    """On failure, attach the daemons' logs to the report."""
+    report = yield
+    fleet = getattr(item, "funcargs", {}).get("cluster")
+    if report.failed and isinstance(fleet, Cluster):
+        report.sections.append(("daemon logs", fleet.logs()))
+    return report

@@ -1,0 +1,147 @@
+"""The AgentLink stream against a real in-process hub server on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import grpc
+import pytest
+
+from agent.link import AgentLink, Identity
+from agent.probes import GpuInfo, ProbeResult
+from gpufleet.v1 import agent_link_pb2 as pb
+from gpufleet.v1 import agent_link_pb2_grpc, types_pb2
+from hub.server import HubConfig, HubServer
+
+
+class CountingProbe:
+    name = "static"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def inventory(self) -> ProbeResult:
+        self.calls += 1
+        return ProbeResult(self.name, (GpuInfo(0, "GPU-1", "NVIDIA RTX A400", "nvidia", 4094, 10),))
+
+
+@asynccontextmanager
+async def running_hub(tmp: Path) -> AsyncIterator[HubServer]:
+    server = HubServer(HubConfig("127.0.0.1:0", tmp, heartbeat_interval=0.5))
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop(grace=1)
+
+
+@asynccontextmanager
+async def running_agent(
+    server: HubServer, name: str, probe: CountingProbe
+) -> AsyncIterator[AgentLink]:
+    link = AgentLink(f"127.0.0.1:{server.port}", Identity(name, f"id-{name}"), probe)
+    stop = asyncio.Event()
+    task = asyncio.create_task(link.run(stop))
+    await asyncio.wait_for(link.connected.wait(), 10)
+    try:
+        yield link
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 5)
+
+
+def run(tmp: Path, scenario: Callable[[HubServer], Awaitable[None]]) -> None:
+    async def main() -> None:
+        async with running_hub(tmp) as server:
+            await scenario(server)
+
+    asyncio.run(main())
+
+
+def test_task_round_trip_and_a_resent_task_id_runs_once(tmp_path: Path) -> None:
+    async def scenario(server: HubServer) -> None:
+        probe = CountingProbe()
+        async with running_agent(server, "gpu-a", probe):
+            session = server.registry.get("gpu-a")
+            assert session is not None
+            hello_probes = probe.calls
+            request = pb.TaskRequest(task_id="t-1", gather_facts=pb.GatherFacts())
+            first = await asyncio.wait_for(session.run_task(request), 5)
+            again = await asyncio.wait_for(session.run_task(request), 5)
+            assert first.status == types_pb2.TASK_STATUS_OK
+            assert [g.name for g in first.facts.gpus] == ["NVIDIA RTX A400"]
+            assert again == first
+            assert probe.calls == hello_probes + 1  # the re-sent id was answered from record
+
+            unknown = await asyncio.wait_for(session.run_task(pb.TaskRequest(task_id="t-2")), 5)
+            assert unknown.status == types_pb2.TASK_STATUS_FAILED
+            assert "does not support task kind" in unknown.message
+
+    run(tmp_path, scenario)
+
+
+def hello(name: str, protocol: int = 1) -> pb.AgentMessage:
+    return pb.AgentMessage(
+        hello=pb.Hello(
+            node_name=name, agent_id=f"id-{name}", versions=pb.Versions(protocol=protocol)
+        )
+    )
+
+
+BAD_STREAMS = {
+    "heartbeat before hello": (
+        [pb.AgentMessage(heartbeat=pb.Heartbeat(seq=1))],
+        grpc.StatusCode.INVALID_ARGUMENT,
+    ),
+    "second hello": ([hello("x"), hello("x")], grpc.StatusCode.INVALID_ARGUMENT),
+    "result for a task never sent": (
+        [hello("x"), pb.AgentMessage(task_result=pb.TaskResult(task_id="never"))],
+        grpc.StatusCode.INVALID_ARGUMENT,
+    ),
+    "unknown protocol": ([hello("x", protocol=99)], grpc.StatusCode.FAILED_PRECONDITION),
+    "hello without a name": ([hello("")], grpc.StatusCode.INVALID_ARGUMENT),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_STREAMS))
+def test_malformed_streams_are_closed_and_the_hub_keeps_serving(tmp_path: Path, case: str) -> None:
+    messages, code = BAD_STREAMS[case]
+
+    async def scenario(server: HubServer) -> None:
+        probe = CountingProbe()
+        async with running_agent(server, "good", probe):
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+                call = agent_link_pb2_grpc.AgentLinkStub(channel).Connect()
+                for message in messages:
+                    await call.write(message)
+                with pytest.raises(grpc.aio.AioRpcError) as raised:
+                    while isinstance(await asyncio.wait_for(call.read(), 5), pb.HubMessage):
+                        pass
+                assert raised.value.code() == code
+            good = server.registry.get("good")
+            assert good is not None and good.closed is None
+
+    run(tmp_path, scenario)
+
+
+def test_silent_agent_is_cut_off_after_three_heartbeats(tmp_path: Path) -> None:
+    async def scenario(server: HubServer) -> None:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            call = agent_link_pb2_grpc.AgentLinkStub(channel).Connect()
+            await call.write(hello("quiet"))
+            welcome = await call.read()
+            assert welcome.welcome.heartbeat_interval.ToTimedelta().total_seconds() == 0.5
+            with pytest.raises(grpc.aio.AioRpcError) as raised:
+                await asyncio.wait_for(call.read(), 5)
+            assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+            assert "no heartbeat" in (raised.value.details() or "")
+        for _ in range(50):
+            if server.registry.get("quiet") is None:
+                break
+            await asyncio.sleep(0.05)
+        assert server.registry.get("quiet") is None, "the silent session was not released"
+
+    run(tmp_path, scenario)

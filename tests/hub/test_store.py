@@ -1,0 +1,73 @@
+"""The store on a real database: the migrations build what the models describe."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlmodel import SQLModel
+
+from hub.store import GpuRecord, NodeHello, Store, migrate, sqlite_url
+from hub.store.db import make_engine
+
+T0 = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+
+
+def hello(name: str, *gpus: GpuRecord, **labels: str) -> NodeHello:
+    return NodeHello(
+        name, f"id-{name}", name, "ipv4:127.0.0.1:1", "0.1.0", "static", "", labels, gpus
+    )
+
+
+def gpu(index: int, total: int = 24564, used: int = 0) -> GpuRecord:
+    return GpuRecord(index, f"GPU-{index}", "NVIDIA RTX A5500", "nvidia", total, used, "8.6")
+
+
+@pytest.fixture
+def store(tmp_path: Path, db_url: str | None) -> Iterator[Store]:
+    engine = make_engine(db_url or sqlite_url(tmp_path))
+    migrate(engine)
+    yield Store(engine)
+    engine.dispose()
+
+
+def test_migrations_match_the_models(store: Store) -> None:
+    with store.engine.connect() as connection:
+        diff = compare_metadata(MigrationContext.configure(connection), SQLModel.metadata)
+    assert diff == [], f"models and migrations differ: add an Alembic revision\n{diff}"
+
+
+def test_register_replaces_inventory_and_keeps_first_seen(store: Store) -> None:
+    store.register(hello("gpu-a", gpu(0), gpu(1), role="chat"), T0)
+    later = T0 + timedelta(minutes=5)
+    store.register(hello("gpu-a", gpu(0, used=100), role="coder"), later)
+    [(node, count)] = store.list_nodes()
+    assert (node.status, count, node.labels) == ("ready", 1, {"role": "coder"})
+    assert node.first_seen.replace(tzinfo=UTC) == T0
+    found = store.get_node("gpu-a")
+    assert found is not None and [g.memory_used_mb for g in found[1]] == [100]
+
+
+def test_status_transitions_and_times(store: Store) -> None:
+    store.register(hello("gpu-a", gpu(0)), T0)
+    store.register(hello("gpu-b"), T0)
+    store.record_last_seen({"gpu-a": T0 + timedelta(seconds=5)})
+    store.mark_down("gpu-a", T0 + timedelta(seconds=20), T0 + timedelta(seconds=10))
+    nodes = {node.name: node for node, _ in store.list_nodes()}
+    assert nodes["gpu-a"].status == "down"
+    assert nodes["gpu-a"].last_seen is not None
+    assert nodes["gpu-a"].last_seen.replace(tzinfo=UTC) == T0 + timedelta(seconds=10)
+    assert nodes["gpu-a"].status_since.replace(tzinfo=UTC) == T0 + timedelta(seconds=20)
+    assert store.mark_all_down(T0 + timedelta(minutes=1)) == 1  # only gpu-b was still ready
+    assert {node.status for node, _ in store.list_nodes()} == {"down"}
+    assert [(n.name, g.index) for n, g in store.list_gpus()] == [("gpu-a", 0)]
+
+
+def test_migrate_is_idempotent(store: Store) -> None:
+    migrate(store.engine)
+    store.register(hello("gpu-a"), T0)
+    assert store.get_node("gpu-a") is not None

@@ -1,0 +1,1 @@
+"""Test harness: real hub and agent processes, a real PostgreSQL, waiting helpers."""
