@@ -103,9 +103,10 @@ class Store:
         """Batch the heartbeat times the hub keeps in memory into one transaction."""
         if not seen:
             return
+        table = Node.__table__  # type: ignore[attr-defined]
         statement = (
-            update(Node.__table__)  # type: ignore[arg-type]
-            .where(Node.__table__.c.name == bindparam("node_name"))  # type: ignore[attr-defined]
+            update(table)
+            .where(table.c.name == bindparam("node_name"))
             .values(last_seen=bindparam("seen"))
         )
         with self.engine.begin() as connection:
