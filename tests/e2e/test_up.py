@@ -1,0 +1,87 @@
+"""`hubctl up`: hub plus local agent in the foreground; Ctrl-C stops both cleanly."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from tests.support.procs import INVENTORIES, REPO, free_port, wait_until
+
+
+def hubctl(address: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "cli", "--hub", address, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+    )
+
+
+def test_up_runs_hub_and_local_agent_and_ctrl_c_stops_both(tmp_path: Path) -> None:
+    address = f"127.0.0.1:{free_port()}"
+    up = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "cli",
+            "up",
+            "--listen",
+            address,
+            "--state-dir",
+            str(tmp_path),
+            "--name",
+            "local",
+            "--inventory",
+            str(INVENTORIES / "a5500-a400.yaml"),
+            "--heartbeat-interval",
+            "0.5",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=REPO,
+    )
+    try:
+
+        def local_ready() -> bool:
+            result = hubctl(address, "nodes", "--json")
+            return result.returncode == 0 and [
+                (n["name"], n["status"]) for n in json.loads(result.stdout)
+            ] == [("local", "ready")]
+
+        wait_until(local_ready, 60, "the local node to be ready")
+        gpus = json.loads(hubctl(address, "gpus", "--json").stdout)
+        assert [g["name"] for g in gpus] == ["NVIDIA RTX A5500", "NVIDIA RTX A400"]
+        assert (tmp_path / "hub" / "hub.db").exists()  # the embedded SQLite default
+
+        with grpc.insecure_channel(address) as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            for service in ("", "gpufleet.v1.Hub", "gpufleet.v1.AgentLink"):
+                reply = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
+                assert reply.status == health_pb2.HealthCheckResponse.SERVING
+            reflect = reflection_pb2_grpc.ServerReflectionStub(channel)
+            [answer] = reflect.ServerReflectionInfo(
+                iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5
+            )
+            names = {s.name for s in answer.list_services_response.service}
+            assert {"gpufleet.v1.Hub", "gpufleet.v1.AgentLink", "grpc.health.v1.Health"} <= names
+
+        up.send_signal(signal.SIGINT)  # what Ctrl-C delivers
+        output, _ = up.communicate(timeout=30)
+    finally:
+        if up.poll() is None:
+            up.kill()
+            up.communicate()
+    assert up.returncode == 0, output
+    assert "gpufleet is up" in output
+    assert "agent stopped" in output and "hub stopped" in output
+    assert "Traceback" not in output
+    assert hubctl(address, "nodes").returncode == 2  # nothing left listening
