@@ -1,8 +1,10 @@
-"""Agent domain objects -> protobuf, one place per type."""
+"""Agent domain objects <-> protobuf, one place per type."""
 
 from __future__ import annotations
 
-from agent.probes import GpuInfo, ProbeResult
+from typing import Any
+
+from agent.probes import GpuInfo, GpuProcess, ProbeResult
 from gpufleet.v1 import types_pb2
 
 VENDOR_CODES = {
@@ -10,6 +12,17 @@ VENDOR_CODES = {
     "amd": types_pb2.GPU_VENDOR_AMD,
     "other": types_pb2.GPU_VENDOR_OTHER,
 }
+STATE_CODES = {"ok": types_pb2.GPU_STATE_OK, "lost": types_pb2.GPU_STATE_LOST}
+OPTIONAL = ("memory_free_mb", "utilization_percent", "temperature_c", "power_draw_w")
+
+
+def _reported(gpu: GpuInfo, names: tuple[str, ...]) -> dict[str, Any]:
+    """Only fields the GPU reports: unset optional fields mean n/a on the wire."""
+    return {name: getattr(gpu, name) for name in names if getattr(gpu, name) is not None}
+
+
+def _processes(processes: tuple[GpuProcess, ...]) -> list[types_pb2.GpuProcess]:
+    return [types_pb2.GpuProcess(pid=p.pid, used_memory_mb=p.used_memory_mb) for p in processes]
 
 
 def gpu_to_proto(gpu: GpuInfo) -> types_pb2.Gpu:
@@ -21,6 +34,22 @@ def gpu_to_proto(gpu: GpuInfo) -> types_pb2.Gpu:
         memory_total_mb=gpu.memory_total_mb,
         memory_used_mb=gpu.memory_used_mb,
         compute_capability=gpu.compute_capability,
+        state=STATE_CODES[gpu.state],
+        gfx_target=gpu.gfx_target,
+        pci_bus_id=gpu.pci_bus_id,
+        driver_version=gpu.driver_version,
+        processes=_processes(gpu.processes),
+        **_reported(gpu, (*OPTIONAL, "power_limit_w")),
+    )
+
+
+def telemetry_to_proto(gpu: GpuInfo) -> types_pb2.GpuTelemetry:
+    return types_pb2.GpuTelemetry(
+        index=gpu.index,
+        state=STATE_CODES[gpu.state],
+        memory_used_mb=gpu.memory_used_mb,
+        processes=_processes(gpu.processes),
+        **_reported(gpu, OPTIONAL),
     )
 
 

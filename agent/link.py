@@ -12,12 +12,11 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 
 import grpc
-from google.protobuf.timestamp_pb2 import Timestamp
 
 import gpufleet
 from agent.backoff import Backoff
-from agent.convert import inventory_to_proto
-from agent.probes import GpuProbe
+from agent.convert import inventory_to_proto, telemetry_to_proto
+from agent.probes import GpuProbe, ProbeResult
 from agent.tasks import TaskRunner
 from gpufleet.v1 import agent_link_pb2 as pb
 from gpufleet.v1 import agent_link_pb2_grpc
@@ -75,6 +74,7 @@ class AgentLink:
         self.channel = channel or insecure_channel(hub)
         self.backoff = backoff or Backoff()
         self.connected = asyncio.Event()
+        self._sent_static: tuple[object, ...] | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
         """Stay connected until `stop` is set; reconnect with backoff whenever the link drops."""
@@ -109,10 +109,19 @@ class AgentLink:
         else:
             log.warning("link to hub %s lost: %s %s", self.hub, code.name, details)
 
-    async def hello(self) -> pb.Hello:
+    async def _probe(self) -> ProbeResult:
         found = await asyncio.to_thread(self.probe.inventory)
-        if found.error:
-            log.warning("GPU probe %s: %s", found.probe, found.error)
+        if found.static() != self._sent_static:
+            if found.error:
+                log.warning("GPU probe %s: %s", found.probe, found.error)
+            lost = [str(gpu.index) for gpu in found.gpus if gpu.state == "lost"]
+            log.info("GPU inventory (%s): %d GPUs%s", found.probe, len(found.gpus),
+                     f", lost: {', '.join(lost)}" if lost else "")  # fmt: skip
+        return found
+
+    async def hello(self) -> pb.Hello:
+        found = await self._probe()
+        self._sent_static = found.static()
         return pb.Hello(
             node_name=self.identity.name,
             agent_id=self.identity.agent_id,
@@ -174,15 +183,24 @@ class AgentLink:
         while True:
             await call.write(await outbox.get())
 
-    @staticmethod
-    async def _heartbeat(outbox: asyncio.Queue[pb.AgentMessage], interval: float) -> None:
+    async def _heartbeat(self, outbox: asyncio.Queue[pb.AgentMessage], interval: float) -> None:
+        """Every interval: probe, send telemetry, and the inventory when it changed."""
+        loop = asyncio.get_running_loop()
+        due = loop.time()
         seq = 0
         while True:
-            await asyncio.sleep(interval)
-            seq += 1
-            sent_at = Timestamp()
-            sent_at.GetCurrentTime()
-            outbox.put_nowait(pb.AgentMessage(heartbeat=pb.Heartbeat(seq=seq, sent_at=sent_at)))
+            due += interval
+            await asyncio.sleep(max(0.0, due - loop.time()))
+            outbox.put_nowait(pb.AgentMessage(heartbeat=await self.heartbeat(seq := seq + 1)))
+
+    async def heartbeat(self, seq: int) -> pb.Heartbeat:
+        found = await self._probe()
+        beat = pb.Heartbeat(seq=seq, gpus=[telemetry_to_proto(gpu) for gpu in found.gpus])
+        beat.sent_at.GetCurrentTime()
+        if found.static() != self._sent_static:
+            beat.inventory.CopyFrom(inventory_to_proto(found))
+            self._sent_static = found.static()
+        return beat
 
     async def _read(self, call: Call) -> None:
         async for message in _messages(call):

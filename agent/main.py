@@ -1,9 +1,14 @@
-"""gpufleet-agent: the command line of the node daemon."""
+"""gpufleet-agent: the command line of the node daemon.
+
+gpufleet-agent [--hub HOST:PORT --name NAME ...]   run the agent
+gpufleet-agent probe [--json]                      print what the GPU probe sees, exit
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import signal
@@ -13,9 +18,10 @@ from pathlib import Path
 from typing import NoReturn
 
 import gpufleet
+from agent import report
 from agent.identity import agent_id, check_name, parse_labels
 from agent.link import AgentLink, Identity
-from agent.probes import GpuProbe, InventoryError, make_probe
+from agent.probes import PROBES, GpuProbe, InventoryError, make_probe
 
 log = logging.getLogger("agent")
 
@@ -25,9 +31,34 @@ def default_state_dir() -> Path:
     return Path(base) / "gpufleet" / "agent"
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
+def add_probe_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--gpu-probe",
+        default="auto",
+        choices=PROBES,
+        help="how to find GPUs (default auto: NVML, then AMD sysfs)",
+    )
+    parser.add_argument(
+        "--inventory",
+        type=Path,
+        metavar="FILE",
+        help="static GPU inventory file (YAML); implies --gpu-probe static",
+    )
+    parser.add_argument(
+        "--sysfs-root",
+        type=Path,
+        default=Path("/sys"),
+        metavar="DIR",
+        help="where the AMD probe reads sysfs (default /sys)",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {gpufleet.__version__}")
+
+
+def run_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="gpufleet-agent", description="Run the gpufleet agent on this GPU host."
+        prog="gpufleet-agent",
+        description="Run the gpufleet agent on this GPU host. "
+        "`gpufleet-agent probe` prints what it sees and exits.",
     )
     parser.add_argument(
         "--hub",
@@ -41,21 +72,44 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="node name (default: the short host name)",
     )
     parser.add_argument("--labels", default="", metavar="K=V[,K=V]", help="e.g. role=chat,zone=a")
-    parser.add_argument(
-        "--inventory",
-        type=Path,
-        metavar="FILE",
-        help="static GPU inventory file (YAML); without it no GPUs are reported",
-    )
     parser.add_argument("--state-dir", type=Path, default=default_state_dir(), metavar="DIR")
     parser.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"]
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {gpufleet.__version__}")
-    return parser.parse_args(argv)
+    add_probe_options(parser)
+    return parser
 
 
-async def run(link: AgentLink) -> None:
+def probe_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gpufleet-agent probe",
+        description="Print the GPUs this host's probe sees, without a hub, and exit.",
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON for scripts")
+    add_probe_options(parser)
+    return parser
+
+
+def fail(message: str) -> NoReturn:
+    print(f"gpufleet-agent: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def build_probe(args: argparse.Namespace) -> GpuProbe:
+    try:
+        return make_probe(args.gpu_probe, args.inventory, args.sysfs_root)
+    except (ValueError, InventoryError) as exc:
+        fail(str(exc))
+
+
+def probe(argv: list[str]) -> None:
+    args = probe_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    found = build_probe(args).inventory()
+    print(json.dumps(report.as_json(found), indent=2) if args.json else report.as_text(found))
+
+
+async def serve(link: AgentLink) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -64,13 +118,12 @@ async def run(link: AgentLink) -> None:
     log.info("agent stopped")
 
 
-def fail(message: str) -> NoReturn:
-    print(f"gpufleet-agent: {message}", file=sys.stderr)
-    sys.exit(2)
-
-
 def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["probe"]:
+        probe(argv[1:])
+        return
+    args = run_parser().parse_args(argv)
     logging.basicConfig(
         level=args.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -79,9 +132,8 @@ def main(argv: list[str] | None = None) -> None:
         identity = Identity(
             check_name(args.name), agent_id(args.state_dir), parse_labels(args.labels)
         )
-        probe: GpuProbe = make_probe(args.inventory)
-    except (ValueError, InventoryError) as exc:
+    except ValueError as exc:
         fail(str(exc))
     except OSError as exc:
         fail(f"state dir {args.state_dir}: {exc.strerror}: choose a writable --state-dir")
-    asyncio.run(run(AgentLink(args.hub, identity, probe)))
+    asyncio.run(serve(AgentLink(args.hub, identity, build_probe(args))))

@@ -44,7 +44,8 @@ class HubService(hub_pb2_grpc.HubServicer):  # type: ignore[misc]
                 f"no node named {request.name!r}: `hubctl nodes` lists the known nodes",
             )
         node, gpus = found
-        return convert.node_to_proto(node, len(gpus), gpus, self._live_seen(node.name))
+        events = await self.db.call(self.store.events, node.name)
+        return convert.node_to_proto(node, len(gpus), gpus, self._live_seen(node.name), events)
 
     async def ListGpus(
         self, request: hub_pb2.ListGpusRequest, context: Context

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
+from typing import Any
 
+from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from gpufleet.v1 import agent_link_pb2 as link_pb
 from gpufleet.v1 import hub_pb2, types_pb2
-from hub.store import Gpu, GpuRecord, Node, NodeHello, NodeStatus
+from hub.store import Gpu, GpuRecord, GpuTelemetryRecord, Node, NodeEvent, NodeHello, NodeStatus
 from hub.store.store import as_utc
 
 VENDORS = {
@@ -17,10 +20,15 @@ VENDORS = {
     types_pb2.GPU_VENDOR_OTHER: "other",
 }
 VENDOR_CODES = {name: code for code, name in VENDORS.items()}
+STATES = {types_pb2.GPU_STATE_OK: "ok", types_pb2.GPU_STATE_LOST: "lost"}
+STATE_CODES = {name: code for code, name in STATES.items()}
 STATUS_CODES = {
     NodeStatus.READY.value: types_pb2.NODE_STATUS_READY,
     NodeStatus.DOWN.value: types_pb2.NODE_STATUS_DOWN,
 }
+TELEMETRY_OPTIONAL = ("memory_free_mb", "utilization_percent", "temperature_c", "power_draw_w")
+NODE_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,251}[A-Za-z0-9])?$")
+MAX_GPUS = 1024
 
 
 def node_status(status: str) -> types_pb2.NodeStatus:
@@ -31,14 +39,27 @@ class InvalidHello(ValueError):
     pass
 
 
+def _present(message: Message, names: tuple[str, ...]) -> dict[str, Any]:
+    """Optional fields the sender set; unset ones stay None (n/a)."""
+    return {name: getattr(message, name) for name in names if message.HasField(name)}
+
+
+def _processes(message: types_pb2.Gpu | types_pb2.GpuTelemetry) -> tuple[tuple[int, int], ...]:
+    return tuple((p.pid, p.used_memory_mb) for p in message.processes)
+
+
+def check_inventory(inventory: types_pb2.Inventory) -> None:
+    indexes = [gpu.index for gpu in inventory.gpus]
+    if len(indexes) > MAX_GPUS or len(set(indexes)) != len(indexes):
+        raise InvalidHello(f"inventory lists a GPU index twice or too many GPUs: {indexes[:16]}")
+
+
 def hello_from_proto(hello: link_pb.Hello, address: str) -> NodeHello:
-    if not hello.node_name:
-        raise InvalidHello("hello has no node_name")
+    if not NODE_NAME.match(hello.node_name):
+        raise InvalidHello(f"hello has an invalid node_name {hello.node_name[:64]!r}")
     if not hello.agent_id:
         raise InvalidHello("hello has no agent_id")
-    indexes = [gpu.index for gpu in hello.inventory.gpus]
-    if len(set(indexes)) != len(indexes):
-        raise InvalidHello(f"hello lists a GPU index twice: {sorted(indexes)}")
+    check_inventory(hello.inventory)
     return NodeHello(
         name=hello.node_name,
         agent_id=hello.agent_id,
@@ -48,23 +69,48 @@ def hello_from_proto(hello: link_pb.Hello, address: str) -> NodeHello:
         probe=hello.inventory.probe,
         probe_error=hello.inventory.probe_error,
         labels=dict(hello.labels),
-        gpus=tuple(gpu_from_proto(gpu) for gpu in hello.inventory.gpus),
+        gpus=gpus_from_proto(hello.inventory),
     )
+
+
+def gpus_from_proto(inventory: types_pb2.Inventory) -> tuple[GpuRecord, ...]:
+    return tuple(gpu_from_proto(gpu) for gpu in inventory.gpus)
 
 
 def gpu_from_proto(gpu: types_pb2.Gpu) -> GpuRecord:
     return GpuRecord(
         index=gpu.index,
+        state=STATES.get(gpu.state, "ok"),
+        memory_used_mb=gpu.memory_used_mb,
+        processes=_processes(gpu),
         uuid=gpu.uuid,
         name=gpu.name,
         vendor=VENDORS.get(gpu.vendor, ""),
         memory_total_mb=gpu.memory_total_mb,
-        memory_used_mb=gpu.memory_used_mb,
         compute_capability=gpu.compute_capability,
+        gfx_target=gpu.gfx_target,
+        pci_bus_id=gpu.pci_bus_id,
+        driver_version=gpu.driver_version,
+        **_present(gpu, (*TELEMETRY_OPTIONAL, "power_limit_w")),
+    )
+
+
+def telemetry_from_proto(sample: types_pb2.GpuTelemetry) -> GpuTelemetryRecord:
+    return GpuTelemetryRecord(
+        index=sample.index,
+        state=STATES.get(sample.state, "ok"),
+        memory_used_mb=sample.memory_used_mb,
+        processes=_processes(sample),
+        **_present(sample, TELEMETRY_OPTIONAL),
     )
 
 
 def gpu_to_proto(gpu: Gpu) -> types_pb2.Gpu:
+    optional = {
+        name: getattr(gpu, name)
+        for name in (*TELEMETRY_OPTIONAL, "power_limit_w")
+        if getattr(gpu, name) is not None
+    }
     return types_pb2.Gpu(
         index=gpu.index,
         uuid=gpu.uuid,
@@ -73,6 +119,12 @@ def gpu_to_proto(gpu: Gpu) -> types_pb2.Gpu:
         memory_total_mb=gpu.memory_total_mb,
         memory_used_mb=gpu.memory_used_mb,
         compute_capability=gpu.compute_capability,
+        state=STATE_CODES.get(gpu.state, types_pb2.GPU_STATE_UNSPECIFIED),
+        gfx_target=gpu.gfx_target,
+        pci_bus_id=gpu.pci_bus_id,
+        driver_version=gpu.driver_version,
+        processes=[types_pb2.GpuProcess(pid=pid, used_memory_mb=mb) for pid, mb in gpu.processes],
+        **optional,
     )
 
 
@@ -85,8 +137,16 @@ def timestamp(moment: datetime | None) -> Timestamp | None:
     return stamp
 
 
+def event_to_proto(event: NodeEvent) -> hub_pb2.NodeEvent:
+    return hub_pb2.NodeEvent(at=timestamp(event.at), kind=event.kind, message=event.message)
+
+
 def node_to_proto(
-    node: Node, gpu_count: int, gpus: list[Gpu] | None = None, live_seen: datetime | None = None
+    node: Node,
+    gpu_count: int,
+    gpus: list[Gpu] | None = None,
+    live_seen: datetime | None = None,
+    events: list[NodeEvent] | None = None,
 ) -> hub_pb2.Node:
     """`live_seen` is the in-memory heartbeat time of a connected node, fresher than the row."""
     return hub_pb2.Node(
@@ -103,4 +163,5 @@ def node_to_proto(
         probe=node.probe,
         probe_error=node.probe_error,
         gpus=[gpu_to_proto(gpu) for gpu in gpus or []],
+        events=[event_to_proto(event) for event in events or []],
     )

@@ -62,6 +62,8 @@ class AgentLinkService(agent_link_pb2_grpc.AgentLinkServicer):  # type: ignore[m
             log.warning("refused agent %s from %s: %s", hello.node_name, peer, exc)
             await context.abort(grpc.StatusCode.ALREADY_EXISTS, str(exc))
             raise
+        session.gpu_states = {gpu.index: gpu.state for gpu in record.gpus}
+        session.gpu_uuids = {gpu.index: gpu.uuid for gpu in record.gpus}
         reader = asyncio.create_task(self._read(session, request_iterator))
         try:
             await self.db.call(self.store.register, record, utcnow())
@@ -115,12 +117,47 @@ class AgentLinkService(agent_link_pb2_grpc.AgentLinkServicer):  # type: ignore[m
         interval.FromNanoseconds(int(self.heartbeat_interval * 1e9))
         return pb.Welcome(node_name=name, heartbeat_interval=interval, hub_version=self.hub_version)
 
+    def _heartbeat(self, session: AgentSession, beat: pb.Heartbeat) -> None:
+        now = utcnow()
+        self.registry.heartbeat(session, self.monotonic(), now)
+        if beat.HasField("inventory"):
+            convert.check_inventory(beat.inventory)
+            gpus = convert.gpus_from_proto(beat.inventory)
+            session.gpu_uuids = {gpu.index: gpu.uuid for gpu in gpus}
+            log.info("node %s: GPU inventory changed (%d GPUs)", session.name, len(gpus))
+            self.db.submit(
+                self.store.replace_inventory, session.name,
+                beat.inventory.probe, beat.inventory.probe_error, gpus,
+            )  # fmt: skip
+        session.telemetry = tuple(convert.telemetry_from_proto(sample) for sample in beat.gpus)
+        for sample in session.telemetry:
+            before = session.gpu_states.get(sample.index, "ok")
+            session.gpu_states[sample.index] = sample.state
+            if before == sample.state:
+                continue
+            uuid = session.gpu_uuids.get(sample.index, "?")
+            if sample.state == "lost":
+                kind, text = (
+                    "gpu_lost",
+                    f"GPU {sample.index} ({uuid}) lost: the driver reports it gone",
+                )
+            else:
+                kind, text = (
+                    "gpu_recovered",
+                    f"GPU {sample.index} ({uuid}) is back ({sample.state})",
+                )
+            log.warning("node %s: %s", session.name, text)
+            self.db.submit(
+                self.store.gpu_state_changed, session.name, sample.index, sample.state, now,
+                kind, text,
+            )  # fmt: skip
+
     async def _read(self, session: AgentSession, messages: AsyncIterator[pb.AgentMessage]) -> None:
         try:
             async for message in messages:
                 kind = message.WhichOneof("body")
                 if kind == "heartbeat":
-                    self.registry.heartbeat(session, self.monotonic(), utcnow())
+                    self._heartbeat(session, message.heartbeat)
                 elif kind == "task_result":
                     if not session.resolve(message.task_result):
                         session.close(
@@ -141,5 +178,7 @@ class AgentLinkService(agent_link_pb2_grpc.AgentLinkServicer):  # type: ignore[m
             session.close("agent closed the stream")
         except asyncio.CancelledError:
             raise
+        except convert.InvalidHello as exc:
+            session.close(str(exc), grpc.StatusCode.INVALID_ARGUMENT)
         except Exception as exc:  # the transport failed under us: the stream is over
             session.close(f"stream broke: {exc}")

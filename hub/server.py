@@ -130,7 +130,7 @@ class HubServer:
                 )
             if now >= next_flush:
                 next_flush = now + interval
-                self.db.submit(store.record_last_seen, self.registry.take_seen())
+                self.db.submit(store.record_heartbeats, *self.registry.take_updates())
 
     async def stop(self, grace: float) -> None:
         """Tell every agent to go, finish the streams within `grace`, leave the database consistent.

@@ -10,6 +10,7 @@ from datetime import datetime
 import grpc
 
 from gpufleet.v1 import agent_link_pb2 as pb
+from hub.store import GpuTelemetryRecord
 
 
 class NameInUse(Exception):
@@ -42,6 +43,10 @@ class AgentSession:
     outbox: asyncio.Queue[pb.HubMessage | Close] = field(default_factory=asyncio.Queue)
     pending: dict[str, asyncio.Future[pb.TaskResult]] = field(default_factory=dict)
     closed: Close | None = None
+    # Latest GPU telemetry, written to the database in batches; and each GPU's known state.
+    telemetry: tuple[GpuTelemetryRecord, ...] = ()
+    gpu_states: dict[int, str] = field(default_factory=dict)
+    gpu_uuids: dict[int, str] = field(default_factory=dict)
 
     def send(self, message: pb.HubMessage) -> None:
         self.outbox.put_nowait(message)
@@ -115,10 +120,13 @@ class SessionRegistry:
     def expired(self, mono: float, ttl: float) -> list[AgentSession]:
         return [s for s in self._sessions.values() if mono - s.last_beat > ttl]
 
-    def take_seen(self) -> dict[str, datetime]:
-        """Heartbeat times since the last call, for one batched database write."""
+    def take_updates(
+        self,
+    ) -> tuple[dict[str, datetime], dict[str, tuple[GpuTelemetryRecord, ...]]]:
+        """Heartbeat times and latest telemetry since the last call, for one batched write."""
         seen, self._seen = self._seen, {}
-        return seen
+        telemetry = {name: self._sessions[name].telemetry for name in seen}
+        return seen, telemetry
 
     def get(self, name: str) -> AgentSession | None:
         return self._sessions.get(name)

@@ -3,14 +3,23 @@ calls them on a worker thread."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Protocol
 
 VENDORS = ("nvidia", "amd", "other")
+OK, LOST = "ok", "lost"
+
+
+@dataclass(frozen=True)
+class GpuProcess:
+    pid: int
+    used_memory_mb: int
 
 
 @dataclass(frozen=True)
 class GpuInfo:
+    """One GPU. None means the GPU or driver does not report that field (shown as n/a)."""
+
     index: int
     uuid: str
     name: str
@@ -18,6 +27,27 @@ class GpuInfo:
     memory_total_mb: int
     memory_used_mb: int
     compute_capability: str = ""
+    state: str = OK
+    memory_free_mb: int | None = None
+    utilization_percent: int | None = None
+    temperature_c: float | None = None
+    power_draw_w: float | None = None
+    power_limit_w: float | None = None
+    gfx_target: str = ""
+    pci_bus_id: str = ""
+    driver_version: str = ""
+    processes: tuple[GpuProcess, ...] = ()
+
+    def static(self) -> tuple[object, ...]:
+        """The fields that do not change while the GPU runs: a change is re-sent as inventory."""
+        return tuple(getattr(self, name) for name in STATIC_FIELDS)
+
+
+STATIC_FIELDS = (
+    "index", "uuid", "name", "vendor", "memory_total_mb", "compute_capability",
+    "power_limit_w", "gfx_target", "pci_bus_id", "driver_version",
+)  # fmt: skip
+assert set(STATIC_FIELDS) <= {f.name for f in fields(GpuInfo)}
 
 
 @dataclass(frozen=True)
@@ -28,9 +58,13 @@ class ProbeResult:
     gpus: tuple[GpuInfo, ...] = ()
     error: str = ""
 
+    def static(self) -> tuple[object, ...]:
+        return (self.probe, self.error, tuple(gpu.static() for gpu in self.gpus))
+
 
 class GpuProbe(Protocol):
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def inventory(self) -> ProbeResult: ...
 
@@ -40,6 +74,7 @@ class NoProbe:
     """For hosts without GPUs, or where the operator wants none reported."""
 
     name: str = field(default="none", init=False)
+    reason: str = ""
 
     def inventory(self) -> ProbeResult:
-        return ProbeResult(self.name)
+        return ProbeResult(self.name, error=self.reason)

@@ -53,3 +53,30 @@ class Gpu(SQLModel, table=True):
     memory_total_mb: int = 0
     memory_used_mb: int = 0
     compute_capability: str = Field(default="", max_length=16)
+    state: str = Field(default="ok", max_length=8)
+    memory_free_mb: int | None = None
+    utilization_percent: int | None = None
+    temperature_c: float | None = None
+    power_draw_w: float | None = None
+    power_limit_w: float | None = None
+    gfx_target: str = Field(default="", max_length=16)
+    pci_bus_id: str = Field(default="", max_length=32)
+    driver_version: str = Field(default="", max_length=32)
+    # [[pid, used MiB], ...] as the driver reported them.
+    processes: list[list[int]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+
+
+class NodeEvent(SQLModel, table=True):
+    """Something the hub noticed about a node (a GPU lost or back)."""
+
+    __tablename__ = "node_event"
+
+    id: int | None = Field(default=None, primary_key=True)
+    node_id: int = Field(
+        sa_column=Column(
+            Integer, ForeignKey("node.id", ondelete="CASCADE"), nullable=False, index=True
+        )
+    )
+    at: datetime = Field(sa_column=_utc_column(nullable=False))
+    kind: str = Field(max_length=32)
+    message: str

@@ -3,24 +3,49 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import Engine, bindparam, func, update
 from sqlmodel import Session, col, delete, select
 
-from hub.store.models import Gpu, Node, NodeStatus
+from hub.store.models import Gpu, Node, NodeEvent, NodeStatus
 
 
 @dataclass(frozen=True)
-class GpuRecord:
+class GpuTelemetryRecord:
+    """The changing part of a GPU, as each heartbeat reports it."""
+
     index: int
-    uuid: str
-    name: str
-    vendor: str
-    memory_total_mb: int
-    memory_used_mb: int
+    state: str = "ok"
+    memory_used_mb: int = 0
+    memory_free_mb: int | None = None
+    utilization_percent: int | None = None
+    temperature_c: float | None = None
+    power_draw_w: float | None = None
+    processes: tuple[tuple[int, int], ...] = ()
+
+    def row_values(self) -> dict[str, Any]:
+        values = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "index"}
+        values["processes"] = [list(p) for p in self.processes]
+        return values
+
+
+@dataclass(frozen=True)
+class GpuRecord(GpuTelemetryRecord):
+    uuid: str = ""
+    name: str = ""
+    vendor: str = ""
+    memory_total_mb: int = 0
     compute_capability: str = ""
+    power_limit_w: float | None = None
+    gfx_target: str = ""
+    pci_bus_id: str = ""
+    driver_version: str = ""
+
+    def row(self, node_id: int) -> Gpu:
+        return Gpu(node_id=node_id, index=self.index, **self.row_values())
 
 
 @dataclass(frozen=True)
@@ -72,9 +97,47 @@ class Store:
             session.add(node)
             session.flush()
             assert node.id is not None
-            session.exec(delete(Gpu).where(col(Gpu.node_id) == node.id))
-            session.add_all(Gpu(node_id=node.id, **vars(gpu)) for gpu in hello.gpus)
+            self._replace_gpus(session, node.id, hello.gpus)
             session.commit()
+
+    @staticmethod
+    def _replace_gpus(session: Session, node_id: int, gpus: tuple[GpuRecord, ...]) -> None:
+        session.exec(delete(Gpu).where(col(Gpu.node_id) == node_id))
+        session.add_all(gpu.row(node_id) for gpu in gpus)
+
+    def replace_inventory(
+        self, name: str, probe: str, probe_error: str, gpus: tuple[GpuRecord, ...]
+    ) -> None:
+        """A connected node's GPUs changed (one came, went, or a static field changed)."""
+        with self._session() as session:
+            node = session.exec(select(Node).where(Node.name == name)).one()
+            assert node.id is not None
+            node.probe, node.probe_error = probe, probe_error
+            session.add(node)
+            self._replace_gpus(session, node.id, gpus)
+            session.commit()
+
+    def gpu_state_changed(self, name: str, index: int, state: str, now: datetime,
+                          kind: str, message: str) -> None:  # fmt: skip
+        """Record a GPU lost or back at once, with an event, not with the next batch."""
+        with self._session() as session:
+            node = session.exec(select(Node).where(Node.name == name)).one()
+            session.execute(
+                update(Gpu).where(col(Gpu.node_id) == node.id, col(Gpu.index) == index)
+                .values(state=state)
+            )  # fmt: skip
+            assert node.id is not None
+            session.add(NodeEvent(node_id=node.id, at=now, kind=kind, message=message))
+            session.commit()
+
+    def events(self, name: str, limit: int = 10) -> list[NodeEvent]:
+        query = (
+            select(NodeEvent).join(Node, col(Node.id) == NodeEvent.node_id)
+            .where(Node.name == name).order_by(col(NodeEvent.at).desc(), col(NodeEvent.id).desc())
+            .limit(limit)
+        )  # fmt: skip
+        with self._session() as session:
+            return list(session.exec(query).all())
 
     def mark_down(self, name: str, now: datetime, last_seen: datetime | None) -> None:
         with self._session() as session:
@@ -99,20 +162,37 @@ class Store:
             session.commit()
             return int(getattr(result, "rowcount", 0) or 0)
 
-    def record_last_seen(self, seen: Mapping[str, datetime]) -> None:
-        """Batch the heartbeat times the hub keeps in memory into one transaction."""
-        if not seen:
-            return
-        table = Node.__table__  # type: ignore[attr-defined]
-        statement = (
-            update(table)
-            .where(table.c.name == bindparam("node_name"))
-            .values(last_seen=bindparam("seen"))
-        )
+    def record_heartbeats(
+        self,
+        seen: Mapping[str, datetime],
+        telemetry: Mapping[str, tuple[GpuTelemetryRecord, ...]] | None = None,
+    ) -> None:
+        """Batch what the hub kept in memory since the last flush into one transaction:
+        heartbeat times and each connected node's latest GPU telemetry."""
+        node, gpu = Node.__table__, Gpu.__table__  # type: ignore[attr-defined]
+        beats = [{"node_name": name, "seen": moment} for name, moment in seen.items()]
+        samples = [
+            {"node_name": name, "gpu_index": sample.index, **sample.row_values()}
+            for name, gpus in (telemetry or {}).items()
+            for sample in gpus
+        ]
         with self.engine.begin() as connection:
-            connection.execute(
-                statement, [{"node_name": n, "seen": moment} for n, moment in seen.items()]
-            )
+            if beats:
+                connection.execute(
+                    update(node).where(node.c.name == bindparam("node_name"))
+                    .values(last_seen=bindparam("seen")),
+                    beats,
+                )  # fmt: skip
+            if samples:
+                node_id = select(node.c.id).where(node.c.name == bindparam("node_name"))
+                columns = [key for key in samples[0] if key not in ("node_name", "gpu_index")]
+                connection.execute(
+                    update(gpu)
+                    .where(gpu.c.node_id == node_id.scalar_subquery(),
+                           gpu.c.index == bindparam("gpu_index"))
+                    .values({key: bindparam(key) for key in columns}),
+                    samples,
+                )  # fmt: skip
 
     def list_nodes(self) -> list[tuple[Node, int]]:
         """Every node with its GPU count, by name."""

@@ -56,7 +56,7 @@ def test_bad_inventory_names_the_problem(tmp_path: Path, text: str) -> None:
 
 def test_missing_file_and_empty_file(tmp_path: Path) -> None:
     with pytest.raises(InventoryError, match="cannot read it"):
-        make_probe(tmp_path / "nope.yaml")
+        make_probe("static", tmp_path / "nope.yaml")
     (tmp_path / "empty.yaml").write_text("")
     assert load_inventory(tmp_path / "empty.yaml") == ()
 

@@ -115,7 +115,7 @@ def test_agent_stop_marks_node_down_at_once_and_exits_cleanly(cluster: Cluster) 
 
 
 def test_host_without_gpus_shows_honestly(cluster: Cluster) -> None:
-    cluster.agent("cpu-1").start()
+    cluster.agent("cpu-1", extra=["--gpu-probe", "none"]).start()
     cluster.wait_status({"cpu-1": "ready"})
     shown = cluster.json("nodes", "show", "cpu-1")
     assert shown["gpu_count"] == 0 and shown["gpus"] == [] and shown["probe"] == "none"

@@ -35,7 +35,8 @@ def test_expiry_uses_the_last_heartbeat() -> None:
     registry.open("b", "2", "", 0.0, NOW)
     registry.heartbeat(a, 10.0, NOW)
     assert [s.name for s in registry.expired(16.0, ttl=15.0)] == ["b"]
-    assert registry.take_seen() == {"a": NOW} and registry.take_seen() == {}
+    assert registry.take_updates() == ({"a": NOW}, {"a": ()})
+    assert registry.take_updates() == ({}, {})
 
 
 def test_closing_fails_pending_tasks_and_ends_the_stream() -> None:

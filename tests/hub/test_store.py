@@ -24,7 +24,15 @@ def hello(name: str, *gpus: GpuRecord, **labels: str) -> NodeHello:
 
 
 def gpu(index: int, total: int = 24564, used: int = 0) -> GpuRecord:
-    return GpuRecord(index, f"GPU-{index}", "NVIDIA RTX A5500", "nvidia", total, used, "8.6")
+    return GpuRecord(
+        index,
+        memory_used_mb=used,
+        uuid=f"GPU-{index}",
+        name="NVIDIA RTX A5500",
+        vendor="nvidia",
+        memory_total_mb=total,
+        compute_capability="8.6",
+    )
 
 
 @pytest.fixture
@@ -55,7 +63,7 @@ def test_register_replaces_inventory_and_keeps_first_seen(store: Store) -> None:
 def test_status_transitions_and_times(store: Store) -> None:
     store.register(hello("gpu-a", gpu(0)), T0)
     store.register(hello("gpu-b"), T0)
-    store.record_last_seen({"gpu-a": T0 + timedelta(seconds=5)})
+    store.record_heartbeats({"gpu-a": T0 + timedelta(seconds=5)})
     store.mark_down("gpu-a", T0 + timedelta(seconds=20), T0 + timedelta(seconds=10))
     nodes = {node.name: node for node, _ in store.list_nodes()}
     assert nodes["gpu-a"].status == "down"

@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from gpufleet.v1 import types_pb2 as gpufleet_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15gpufleet/v1/hub.proto\x12\x0bgpufleet.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17gpufleet/v1/types.proto\"\xbd\x03\n\x04Node\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\'\n\x06status\x18\x02 \x01(\x0e\x32\x17.gpufleet.v1.NodeStatus\x12-\n\x06labels\x18\x03 \x03(\x0b\x32\x1d.gpufleet.v1.Node.LabelsEntry\x12\x10\n\x08hostname\x18\x04 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x05 \x01(\t\x12\x15\n\ragent_version\x18\x06 \x01(\t\x12.\n\nfirst_seen\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tlast_seen\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0cstatus_since\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tgpu_count\x18\n \x01(\r\x12\r\n\x05probe\x18\x0b \x01(\t\x12\x13\n\x0bprobe_error\x18\x0c \x01(\t\x12\x1e\n\x04gpus\x18\r \x03(\x0b\x32\x10.gpufleet.v1.Gpu\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x12\n\x10ListNodesRequest\"5\n\x11ListNodesResponse\x12 \n\x05nodes\x18\x01 \x03(\x0b\x32\x11.gpufleet.v1.Node\"\x1e\n\x0eGetNodeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x11\n\x0fListGpusRequest\"d\n\x07NodeGpu\x12\x0c\n\x04node\x18\x01 \x01(\t\x12,\n\x0bnode_status\x18\x02 \x01(\x0e\x32\x17.gpufleet.v1.NodeStatus\x12\x1d\n\x03gpu\x18\x03 \x01(\x0b\x32\x10.gpufleet.v1.Gpu\"6\n\x10ListGpusResponse\x12\"\n\x04gpus\x18\x01 \x03(\x0b\x32\x14.gpufleet.v1.NodeGpu2\xd5\x01\n\x03Hub\x12J\n\tListNodes\x12\x1d.gpufleet.v1.ListNodesRequest\x1a\x1e.gpufleet.v1.ListNodesResponse\x12\x39\n\x07GetNode\x12\x1b.gpufleet.v1.GetNodeRequest\x1a\x11.gpufleet.v1.Node\x12G\n\x08ListGpus\x12\x1c.gpufleet.v1.ListGpusRequest\x1a\x1d.gpufleet.v1.ListGpusResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15gpufleet/v1/hub.proto\x12\x0bgpufleet.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17gpufleet/v1/types.proto\"\xe5\x03\n\x04Node\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\'\n\x06status\x18\x02 \x01(\x0e\x32\x17.gpufleet.v1.NodeStatus\x12-\n\x06labels\x18\x03 \x03(\x0b\x32\x1d.gpufleet.v1.Node.LabelsEntry\x12\x10\n\x08hostname\x18\x04 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x05 \x01(\t\x12\x15\n\ragent_version\x18\x06 \x01(\t\x12.\n\nfirst_seen\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tlast_seen\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0cstatus_since\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tgpu_count\x18\n \x01(\r\x12\r\n\x05probe\x18\x0b \x01(\t\x12\x13\n\x0bprobe_error\x18\x0c \x01(\t\x12\x1e\n\x04gpus\x18\r \x03(\x0b\x32\x10.gpufleet.v1.Gpu\x12&\n\x06\x65vents\x18\x0e \x03(\x0b\x32\x16.gpufleet.v1.NodeEvent\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"R\n\tNodeEvent\x12&\n\x02\x61t\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\"\x12\n\x10ListNodesRequest\"5\n\x11ListNodesResponse\x12 \n\x05nodes\x18\x01 \x03(\x0b\x32\x11.gpufleet.v1.Node\"\x1e\n\x0eGetNodeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x11\n\x0fListGpusRequest\"d\n\x07NodeGpu\x12\x0c\n\x04node\x18\x01 \x01(\t\x12,\n\x0bnode_status\x18\x02 \x01(\x0e\x32\x17.gpufleet.v1.NodeStatus\x12\x1d\n\x03gpu\x18\x03 \x01(\x0b\x32\x10.gpufleet.v1.Gpu\"6\n\x10ListGpusResponse\x12\"\n\x04gpus\x18\x01 \x03(\x0b\x32\x14.gpufleet.v1.NodeGpu2\xd5\x01\n\x03Hub\x12J\n\tListNodes\x12\x1d.gpufleet.v1.ListNodesRequest\x1a\x1e.gpufleet.v1.ListNodesResponse\x12\x39\n\x07GetNode\x12\x1b.gpufleet.v1.GetNodeRequest\x1a\x11.gpufleet.v1.Node\x12G\n\x08ListGpus\x12\x1c.gpufleet.v1.ListGpusRequest\x1a\x1d.gpufleet.v1.ListGpusResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,21 +36,23 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_NODE_LABELSENTRY']._loaded_options = None
   _globals['_NODE_LABELSENTRY']._serialized_options = b'8\001'
   _globals['_NODE']._serialized_start=97
-  _globals['_NODE']._serialized_end=542
-  _globals['_NODE_LABELSENTRY']._serialized_start=497
-  _globals['_NODE_LABELSENTRY']._serialized_end=542
-  _globals['_LISTNODESREQUEST']._serialized_start=544
-  _globals['_LISTNODESREQUEST']._serialized_end=562
-  _globals['_LISTNODESRESPONSE']._serialized_start=564
-  _globals['_LISTNODESRESPONSE']._serialized_end=617
-  _globals['_GETNODEREQUEST']._serialized_start=619
-  _globals['_GETNODEREQUEST']._serialized_end=649
-  _globals['_LISTGPUSREQUEST']._serialized_start=651
-  _globals['_LISTGPUSREQUEST']._serialized_end=668
-  _globals['_NODEGPU']._serialized_start=670
-  _globals['_NODEGPU']._serialized_end=770
-  _globals['_LISTGPUSRESPONSE']._serialized_start=772
-  _globals['_LISTGPUSRESPONSE']._serialized_end=826
-  _globals['_HUB']._serialized_start=829
-  _globals['_HUB']._serialized_end=1042
+  _globals['_NODE']._serialized_end=582
+  _globals['_NODE_LABELSENTRY']._serialized_start=537
+  _globals['_NODE_LABELSENTRY']._serialized_end=582
+  _globals['_NODEEVENT']._serialized_start=584
+  _globals['_NODEEVENT']._serialized_end=666
+  _globals['_LISTNODESREQUEST']._serialized_start=668
+  _globals['_LISTNODESREQUEST']._serialized_end=686
+  _globals['_LISTNODESRESPONSE']._serialized_start=688
+  _globals['_LISTNODESRESPONSE']._serialized_end=741
+  _globals['_GETNODEREQUEST']._serialized_start=743
+  _globals['_GETNODEREQUEST']._serialized_end=773
+  _globals['_LISTGPUSREQUEST']._serialized_start=775
+  _globals['_LISTGPUSREQUEST']._serialized_end=792
+  _globals['_NODEGPU']._serialized_start=794
+  _globals['_NODEGPU']._serialized_end=894
+  _globals['_LISTGPUSRESPONSE']._serialized_start=896
+  _globals['_LISTGPUSRESPONSE']._serialized_end=950
+  _globals['_HUB']._serialized_start=953
+  _globals['_HUB']._serialized_end=1166
 # @@protoc_insertion_point(module_scope)

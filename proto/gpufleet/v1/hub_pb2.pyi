@@ -11,7 +11,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Node(_message.Message):
-    __slots__ = ("name", "status", "labels", "hostname", "address", "agent_version", "first_seen", "last_seen", "status_since", "gpu_count", "probe", "probe_error", "gpus")
+    __slots__ = ("name", "status", "labels", "hostname", "address", "agent_version", "first_seen", "last_seen", "status_since", "gpu_count", "probe", "probe_error", "gpus", "events")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -32,6 +32,7 @@ class Node(_message.Message):
     PROBE_FIELD_NUMBER: _ClassVar[int]
     PROBE_ERROR_FIELD_NUMBER: _ClassVar[int]
     GPUS_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
     name: str
     status: _types_pb2.NodeStatus
     labels: _containers.ScalarMap[str, str]
@@ -45,7 +46,18 @@ class Node(_message.Message):
     probe: str
     probe_error: str
     gpus: _containers.RepeatedCompositeFieldContainer[_types_pb2.Gpu]
-    def __init__(self, name: _Optional[str] = ..., status: _Optional[_Union[_types_pb2.NodeStatus, str]] = ..., labels: _Optional[_Mapping[str, str]] = ..., hostname: _Optional[str] = ..., address: _Optional[str] = ..., agent_version: _Optional[str] = ..., first_seen: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_seen: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., status_since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., gpu_count: _Optional[int] = ..., probe: _Optional[str] = ..., probe_error: _Optional[str] = ..., gpus: _Optional[_Iterable[_Union[_types_pb2.Gpu, _Mapping]]] = ...) -> None: ...
+    events: _containers.RepeatedCompositeFieldContainer[NodeEvent]
+    def __init__(self, name: _Optional[str] = ..., status: _Optional[_Union[_types_pb2.NodeStatus, str]] = ..., labels: _Optional[_Mapping[str, str]] = ..., hostname: _Optional[str] = ..., address: _Optional[str] = ..., agent_version: _Optional[str] = ..., first_seen: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_seen: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., status_since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., gpu_count: _Optional[int] = ..., probe: _Optional[str] = ..., probe_error: _Optional[str] = ..., gpus: _Optional[_Iterable[_Union[_types_pb2.Gpu, _Mapping]]] = ..., events: _Optional[_Iterable[_Union[NodeEvent, _Mapping]]] = ...) -> None: ...
+
+class NodeEvent(_message.Message):
+    __slots__ = ("at", "kind", "message")
+    AT_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    at: _timestamp_pb2.Timestamp
+    kind: str
+    message: str
+    def __init__(self, at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., kind: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
 
 class ListNodesRequest(_message.Message):
     __slots__ = ()
