@@ -14,13 +14,24 @@ VENDORS = {
     types_pb2.GPU_VENDOR_OTHER: "other",
 }
 STATUSES = {types_pb2.NODE_STATUS_READY: "ready", types_pb2.NODE_STATUS_DOWN: "down"}
+STATES = {types_pb2.GPU_STATE_OK: "ok", types_pb2.GPU_STATE_LOST: "lost"}
+OPTIONAL = ("memory_free_mb", "utilization_percent", "temperature_c", "power_draw_w",
+            "power_limit_w")  # fmt: skip
 
 
-def _time(message: hub_pb2.Node, field: str) -> str | None:
+def _time(message: hub_pb2.Node | hub_pb2.NodeEvent, field: str) -> str | None:
     if not message.HasField(field):
         return None
     stamp: Timestamp = getattr(message, field)
     return stamp.ToDatetime().isoformat(timespec="seconds") + "Z"
+
+
+def _optional(message: types_pb2.Gpu, name: str) -> float | int | None:
+    """None (JSON null, shown n/a) where the GPU does not report the field."""
+    if not message.HasField(name):
+        return None
+    value: float | int = getattr(message, name)
+    return round(value, 2) if isinstance(value, float) else value
 
 
 def gpu(message: types_pb2.Gpu) -> dict[str, Any]:
@@ -32,6 +43,14 @@ def gpu(message: types_pb2.Gpu) -> dict[str, Any]:
         "memory_total_mb": message.memory_total_mb,
         "memory_used_mb": message.memory_used_mb,
         "compute_capability": message.compute_capability or None,
+        "state": STATES.get(message.state, "unknown"),
+        **{name: _optional(message, name) for name in OPTIONAL},
+        "gfx_target": message.gfx_target or None,
+        "pci_bus_id": message.pci_bus_id or None,
+        "driver_version": message.driver_version or None,
+        "processes": [
+            {"pid": p.pid, "used_memory_mb": p.used_memory_mb} for p in message.processes
+        ],
     }
 
 
@@ -52,6 +71,9 @@ def node(message: hub_pb2.Node, with_gpus: bool = False) -> dict[str, Any]:
     }
     if with_gpus:
         out["gpus"] = [gpu(g) for g in message.gpus]
+        out["events"] = [
+            {"at": _time(e, "at"), "kind": e.kind, "message": e.message} for e in message.events
+        ]
     return out
 
 

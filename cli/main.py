@@ -6,11 +6,14 @@ import json
 import os
 import socket
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.live import Live
+from rich.table import Table
 
 from cli import convert, render, up
 from cli.client import DEFAULT_HUB, CliError, HubClient
@@ -24,7 +27,8 @@ app = typer.Typer(
 nodes_app = typer.Typer(help="The nodes (GPU hosts) of the cluster.")
 app.add_typer(nodes_app, name="nodes")
 
-console = Console()
+# Piped output (grep, logs) keeps one row per line instead of wrapping at 80 columns.
+console = Console(width=None if sys.stdout.isatty() else 220)
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
 
@@ -75,19 +79,38 @@ def nodes_show(ctx: typer.Context, name: str, as_json: JsonOption = False) -> No
     if found["gpus"]:
         console.print(render.gpus_table(found["gpus"], with_node=False))
     else:
-        console.print("No GPUs detected.")
+        reason = found["probe_error"]
+        console.print("No GPUs detected" + (f": {reason}" if reason else "."))
+    if found["events"]:
+        console.print(render.events_table(found["events"]))
+
+
+def gpus_view(hub: HubClient) -> Table | str:
+    found = [convert.node_gpu(g) for g in hub.list_gpus()]
+    return render.gpus_table(found) if found else "No GPUs detected on any node."
 
 
 @app.command()
-def gpus(ctx: typer.Context, as_json: JsonOption = False) -> None:
-    """Every GPU of the cluster with its VRAM use."""
-    found = [convert.node_gpu(g) for g in client(ctx).list_gpus()]
+def gpus(
+    ctx: typer.Context,
+    as_json: JsonOption = False,
+    watch: Annotated[bool, typer.Option("--watch", "-w", help="Refresh in place.")] = False,
+    interval: Annotated[float, typer.Option(min=0.2, help="Seconds between refreshes.")] = 2.0,
+) -> None:
+    """Every GPU of the cluster: VRAM, utilization, temperature, power."""
+    hub = client(ctx)
     if as_json:
-        emit_json(found)
-    elif not found:
-        console.print("No GPUs detected on any node.")
+        emit_json([convert.node_gpu(g) for g in hub.list_gpus()])
+    elif not watch:
+        console.print(gpus_view(hub))
     else:
-        console.print(render.gpus_table(found))
+        with Live(gpus_view(hub), console=console, auto_refresh=False) as live:
+            try:
+                while True:
+                    time.sleep(interval)
+                    live.update(gpus_view(hub), refresh=True)
+            except KeyboardInterrupt:
+                pass
 
 
 def default_state_dir() -> Path:

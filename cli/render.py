@@ -61,26 +61,48 @@ def nodes_table(nodes: list[dict[str, Any]]) -> Table:
     return table
 
 
+def na(value: float | None, unit: str, digits: int = 0) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}{unit}"
+
+
+def gpu_cells(gpu: dict[str, Any]) -> list[str | Text]:
+    ident = gpu["compute_capability"] or gpu["gfx_target"] or "-"
+    if gpu["state"] == "lost":
+        return [str(gpu["index"]), gpu["name"], Text("LOST", style="bold red"),
+                "-", "-", "-", "-", ident]  # fmt: skip
+    power = na(gpu["power_draw_w"], "")
+    if gpu["power_limit_w"] is not None:
+        power += f"/{gpu['power_limit_w']:.0f}"
+    power += " W" if gpu["power_draw_w"] is not None else ""
+    return [
+        str(gpu["index"]),
+        gpu["name"],
+        Text(gpu["state"], style="green"),
+        vram_bar(gpu["memory_used_mb"], gpu["memory_total_mb"]),
+        na(gpu["utilization_percent"], "%"),
+        na(gpu["temperature_c"], " C"),
+        power,
+        ident,
+    ]
+
+
 def gpus_table(gpus: list[dict[str, Any]], with_node: bool = True) -> Table:
     table = Table(box=None, header_style="bold")
-    columns = (
-        ["NODE", "GPU", "NAME", "VENDOR", "VRAM", "CC"]
-        if with_node
-        else ["GPU", "NAME", "VENDOR", "VRAM", "CC"]
-    )
-    for column in columns:
+    columns = ["GPU", "NAME", "STATE", "VRAM", "UTIL", "TEMP", "POWER", "CC/GFX"]
+    for column in ["NODE", *columns] if with_node else columns:
         table.add_column(column)
     for gpu in gpus:
-        row = [
-            str(gpu["index"]),
-            gpu["name"],
-            gpu["vendor"],
-            vram_bar(gpu["memory_used_mb"], gpu["memory_total_mb"]),
-            gpu["compute_capability"] or "-",
-        ]
-        if with_node:
-            row.insert(0, gpu["node"])
-        table.add_row(*row)
+        cells = gpu_cells(gpu)
+        table.add_row(*([gpu["node"], *cells] if with_node else cells))
+    return table
+
+
+def events_table(events: list[dict[str, Any]]) -> Table:
+    table = Table(box=None, header_style="bold", title="Recent events", title_justify="left")
+    for column in ("WHEN", "EVENT", "MESSAGE"):
+        table.add_column(column)
+    for event in events:
+        table.add_row(ago(event["at"]), event["kind"], event["message"])
     return table
 
 

@@ -43,6 +43,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help=f"gRPC address for agents and clients (default {DEFAULT_LISTEN})",
     )
     parser.add_argument(
+        "--http", metavar="HOST:PORT",
+        help="serve Prometheus /metrics and /healthz here (default: off)",
+    )  # fmt: skip
+    parser.add_argument(
         "--db", metavar="URL", help="SQLAlchemy URL (default: SQLite file hub.db in the state dir)"
     )
     parser.add_argument("--state-dir", type=Path, default=default_state_dir(), metavar="DIR")
@@ -99,7 +103,7 @@ def main(argv: list[str] | None = None) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    config = HubConfig(args.listen, args.state_dir, args.db, args.heartbeat_interval)
+    config = HubConfig(args.listen, args.state_dir, args.db, args.heartbeat_interval, args.http)
     try:
         asyncio.run(serve(config, args.grace))
     except StartError as exc:

@@ -17,7 +17,9 @@ from grpc_reflection.v1alpha import reflection
 import gpufleet
 from gpufleet.v1 import agent_link_pb2, agent_link_pb2_grpc, hub_pb2, hub_pb2_grpc
 from hub.api import HubService
+from hub.http import HttpEndpoint
 from hub.link import AgentLinkService, utcnow
+from hub.metrics import Snapshot, render
 from hub.sessions import SessionRegistry
 from hub.store import Database, Store, migrate, sqlite_url
 
@@ -49,6 +51,7 @@ class HubConfig:
     state_dir: Path
     db_url: str | None = None
     heartbeat_interval: float = 5.0
+    http: str | None = None  # HOST:PORT for /metrics and /healthz
 
     @property
     def database_url(self) -> str:
@@ -65,6 +68,8 @@ class HubServer:
         self._server: grpc.aio.Server | None = None
         self._health = health.aio.HealthServicer()  # type: ignore[attr-defined]
         self._watcher: asyncio.Task[None] | None = None
+        self._http = HttpEndpoint(self.metrics, lambda: self._server is not None)
+        self.http_port = 0
 
     @property
     def db(self) -> Database:
@@ -110,8 +115,24 @@ class HubServer:
         self._server = server
         for name in ["", *services[:2]]:
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        self._store = store
         self._watcher = asyncio.create_task(self._watch(store), name="liveness")
         log.info("hub %s listening on %s", gpufleet.__version__, self.config.listen)
+        if self.config.http:
+            host, _, port = self.config.http.rpartition(":")
+            try:
+                self.http_port = await self._http.start(host.strip("[]") or "0.0.0.0", int(port))
+            except (OSError, ValueError) as exc:
+                raise StartError(
+                    f"cannot serve HTTP on {self.config.http} ({exc}): choose another --http"
+                ) from None
+            log.info("metrics on http://%s/metrics", self.config.http)
+
+    async def metrics(self) -> bytes:
+        nodes = [node for node, _ in await self.db.call(self._store.list_nodes)]
+        gpus = await self.db.call(self._store.list_gpus)
+        live = {session.name: session.last_seen for session in self.registry}
+        return render(Snapshot(nodes, gpus, live, utcnow()))
 
     async def _watch(self, store: Store) -> None:
         """Close streams whose heartbeats stopped; batch heartbeat times into the database."""
@@ -136,6 +157,7 @@ class HubServer:
         """Tell every agent to go, finish the streams within `grace`, leave the database consistent.
 
         Also releases what a failed start() opened."""
+        await self._http.stop()
         if self._server is None:
             if self._db is not None:
                 self._db.close()
@@ -148,7 +170,8 @@ class HubServer:
                 )
             )
             session.close("hub shutting down")
-        await self._server.stop(grace)
+        server, self._server = self._server, None
+        await server.stop(grace)
         if self._watcher is not None:
             self._watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -10,6 +10,10 @@ import yaml
 from tests.support.procs import INVENTORIES, Cluster, wait_until
 
 HOSTS = {"gpu-a": "a5500-a400.yaml", "gpu-b": "mi50x2.yaml", "gpu-c": "h100x8.yaml"}
+OPTIONAL_FIELDS = [
+    "memory_free_mb", "utilization_percent", "temperature_c", "power_draw_w", "power_limit_w",
+    "gfx_target", "pci_bus_id", "driver_version",
+]  # fmt: skip
 LABELS = {"gpu-a": "role=chat", "gpu-b": "role=coder,zone=rack2", "gpu-c": ""}
 
 
@@ -27,6 +31,10 @@ def expected_gpus() -> list[dict[str, Any]]:
                     "memory_total_mb": gpu["memory_total_mb"],
                     "memory_used_mb": gpu.get("memory_used_mb", 0),
                     "compute_capability": gpu.get("compute_capability"),
+                    # A static inventory reports no telemetry: n/a, not zero.
+                    **dict.fromkeys(OPTIONAL_FIELDS),
+                    "state": "ok",
+                    "processes": [],
                 }
             )
     return rows

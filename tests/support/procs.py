@@ -118,6 +118,7 @@ class Cluster:
         self.db_url = db_url
         self.heartbeat = heartbeat
         self.address = f"127.0.0.1:{free_port()}"
+        self.http = f"127.0.0.1:{free_port()}"
         self.daemons: list[Daemon] = []
         self.hub = self._new_hub()
 
@@ -127,6 +128,8 @@ class Cluster:
             "hub",
             "--listen",
             self.address,
+            "--http",
+            self.http,
             "--state-dir",
             str(self.tmp / "hub"),
             "--heartbeat-interval",
@@ -155,6 +158,7 @@ class Cluster:
         labels: str = "",
         state: str | None = None,
         extra: list[str] | None = None,
+        env: dict[str, str] | None = None,
     ) -> Daemon:
         """An agent process (not started). `state` names its state dir (default: its name)."""
         argv = [
@@ -171,9 +175,8 @@ class Cluster:
             argv += ["--inventory", str(INVENTORIES / inventory)]
         if labels:
             argv += ["--labels", labels]
-        daemon = Daemon(
-            f"agent-{name}", argv + (extra or []), self.tmp / "logs" / f"agent-{state or name}.log"
-        )
+        log = self.tmp / "logs" / f"agent-{state or name}.log"
+        daemon = Daemon(f"agent-{name}", argv + (extra or []), log, env=env or {})
         self.daemons.append(daemon)
         return daemon
 

@@ -1,0 +1,89 @@
+"""Prometheus exposition of the cluster, rendered from one snapshot per scrape."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from hub.store import Gpu, Node, NodeStatus
+from hub.store.store import as_utc
+
+MIB = 1024 * 1024
+GPU_LABELS = ["node", "index", "uuid", "name"]
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    nodes: list[Node]
+    gpus: list[tuple[Node, Gpu]]
+    live_seen: dict[str, datetime]  # connected nodes' latest heartbeat
+    now: datetime
+
+
+class ClusterCollector(Collector):
+    def __init__(self, snapshot: Snapshot) -> None:
+        self.snapshot = snapshot
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        snap = self.snapshot
+        connected = GaugeMetricFamily("gpufleet_connected_agents", "Agents with an open stream.")
+        connected.add_metric([], len(snap.live_seen))
+        yield connected
+
+        up = GaugeMetricFamily("gpufleet_node_up", "1 while the node is ready.", labels=["node"])
+        age = GaugeMetricFamily(
+            "gpufleet_node_heartbeat_age_seconds",
+            "Seconds since the node's last heartbeat.",
+            labels=["node"],
+        )
+        for node in snap.nodes:
+            up.add_metric([node.name], 1.0 if node.status == NodeStatus.READY else 0.0)
+            seen = snap.live_seen.get(node.name) or as_utc(node.last_seen)
+            if seen is not None:
+                age.add_metric([node.name], max(0.0, (snap.now - seen).total_seconds()))
+        yield up
+        yield age
+        yield from self._gpus()
+
+    def _gpus(self) -> Iterator[GaugeMetricFamily]:
+        families = {
+            "memory_used": ("gpufleet_gpu_memory_used_bytes", "VRAM in use."),
+            "memory_total": ("gpufleet_gpu_memory_total_bytes", "VRAM in all."),
+            "utilization": ("gpufleet_gpu_utilization_ratio", "GPU busy time, 0 to 1."),
+            "temperature": ("gpufleet_gpu_temperature_celsius", "GPU temperature."),
+            "power_draw": ("gpufleet_gpu_power_draw_watts", "Power drawn."),
+            "power_limit": ("gpufleet_gpu_power_limit_watts", "Enforced power limit."),
+            "lost": ("gpufleet_gpu_lost", "1 when the driver lost the GPU."),
+        }
+        gauges = {
+            key: GaugeMetricFamily(name, text, labels=GPU_LABELS)
+            for key, (name, text) in families.items()
+        }
+        for node, gpu in self.snapshot.gpus:
+            labels = [node.name, str(gpu.index), gpu.uuid, gpu.name]
+            values: dict[str, float | None] = {
+                "memory_used": gpu.memory_used_mb * MIB,
+                "memory_total": gpu.memory_total_mb * MIB,
+                "utilization": (
+                    gpu.utilization_percent / 100 if gpu.utilization_percent is not None else None
+                ),
+                "temperature": gpu.temperature_c,
+                "power_draw": gpu.power_draw_w,
+                "power_limit": gpu.power_limit_w,
+                "lost": 1.0 if gpu.state == "lost" else 0.0,
+            }
+            for key, value in values.items():
+                if value is not None:  # a field the GPU does not report is left out, not 0
+                    gauges[key].add_metric(labels, float(value))
+        yield from gauges.values()
+
+
+def render(snapshot: Snapshot) -> bytes:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(ClusterCollector(snapshot))
+    return generate_latest(registry)
