@@ -11,7 +11,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlmodel import SQLModel
 
-from hub.store import GpuRecord, NodeHello, Store, migrate, sqlite_url
+from hub.store import GpuRecord, GpuTelemetryRecord, NodeHello, Store, migrate, sqlite_url
 from hub.store.db import make_engine
 
 T0 = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
@@ -79,3 +79,29 @@ def test_migrate_is_idempotent(store: Store) -> None:
     migrate(store.engine)
     store.register(hello("gpu-a"), T0)
     assert store.get_node("gpu-a") is not None
+
+
+def test_telemetry_batches_state_changes_and_events(store: Store) -> None:
+    store.register(hello("gpu-a", gpu(0), gpu(1)), T0)
+    store.register(hello("gpu-b", gpu(0)), T0)
+    sample = GpuTelemetryRecord(1, memory_used_mb=4000, memory_free_mb=20564,
+                                utilization_percent=77, temperature_c=61.5, power_draw_w=120.0,
+                                processes=((4242, 3900),))  # fmt: skip
+    store.record_heartbeats({"gpu-a": T0}, {"gpu-a": (sample,)})
+    found = store.get_node("gpu-a")
+    assert found is not None
+    g0, g1 = found[1]
+    assert (g1.memory_used_mb, g1.utilization_percent, g1.temperature_c) == (4000, 77, 61.5)
+    assert (g1.power_draw_w, g1.processes) == (120.0, [[4242, 3900]])
+    assert g0.utilization_percent is None  # untouched
+    other = store.get_node("gpu-b")
+    assert other is not None and other[1][0].memory_used_mb == 0  # same index, other node
+
+    store.gpu_state_changed("gpu-a", 1, "lost", T0, "gpu_lost", "GPU 1 lost")
+    store.gpu_state_changed("gpu-a", 1, "ok", T0 + timedelta(seconds=1), "gpu_recovered", "back")
+    assert [e.kind for e in store.events("gpu-a")] == ["gpu_recovered", "gpu_lost"]
+    assert store.events("gpu-b") == []
+
+    store.replace_inventory("gpu-a", "nvml", "", (gpu(0),))
+    found = store.get_node("gpu-a")
+    assert found is not None and [g.index for g in found[1]] == [0]

@@ -1,0 +1,59 @@
+"""Heartbeats carry telemetry every time and the inventory only when it changed."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+
+from agent.link import AgentLink, Identity
+from agent.probes import GpuInfo, ProbeResult
+from gpufleet.v1 import types_pb2
+
+A5500 = GpuInfo(0, "GPU-1", "NVIDIA RTX A5500", "nvidia", 24564, 19304, "8.6",
+                utilization_percent=35, temperature_c=54.0, power_draw_w=61.0)  # fmt: skip
+A400 = GpuInfo(1, "GPU-2", "NVIDIA RTX A400", "nvidia", 4094, 312, "8.6", power_limit_w=50.0)
+
+
+class ScriptedProbe:
+    """A host whose probe answers are set by the test (the edge: no GPU here)."""
+
+    name = "nvml"
+
+    def __init__(self, *gpus: GpuInfo) -> None:
+        self.result = ProbeResult(self.name, gpus)
+
+    def inventory(self) -> ProbeResult:
+        return self.result
+
+
+def test_inventory_is_resent_only_when_it_changes() -> None:
+    async def scenario() -> None:
+        probe = ScriptedProbe(A5500, A400)
+        link = AgentLink("unused:1", Identity("gpu-a", "id"), probe)
+        hello = await link.hello()
+        assert [g.name for g in hello.inventory.gpus] == ["NVIDIA RTX A5500", "NVIDIA RTX A400"]
+
+        first = await link.heartbeat(1)
+        assert not first.HasField("inventory")
+        assert [(t.index, t.memory_used_mb) for t in first.gpus] == [(0, 19304), (1, 312)]
+        assert first.gpus[0].utilization_percent == 35
+        assert not first.gpus[1].HasField("utilization_percent")  # n/a, not 0
+
+        busier = replace(A5500, memory_used_mb=20000, utilization_percent=99)
+        probe.result = ProbeResult("nvml", (busier, A400))
+        second = await link.heartbeat(2)
+        assert not second.HasField("inventory")  # telemetry alone is no inventory change
+        assert second.gpus[0].utilization_percent == 99
+
+        lost = replace(A400, state="lost")
+        probe.result = ProbeResult("nvml", (busier, lost))
+        third = await link.heartbeat(3)
+        assert not third.HasField("inventory")  # lost rides on telemetry
+        assert third.gpus[1].state == types_pb2.GPU_STATE_LOST
+
+        probe.result = ProbeResult("nvml", (busier,))  # a GPU went away
+        fourth = await link.heartbeat(4)
+        assert [g.index for g in fourth.inventory.gpus] == [0]
+        assert not (await link.heartbeat(5)).HasField("inventory")
+
+    asyncio.run(scenario())
