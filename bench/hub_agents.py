@@ -1,6 +1,6 @@
 """Hub resident memory and CPU with many agents connected and heartbeating.
 
-    python bench/hub_agents.py --agents 1000 --heartbeat 5 --window 60
+    python -m bench.hub_agents --agents 1000 --heartbeat 5 --window 60
 
 Starts a real hub (SQLite in a temporary state dir) and one simulator process that runs
 `--agents` real AgentLink clients (agent/link.py) over a few shared gRPC channels, each with
