@@ -75,6 +75,7 @@ class AgentLink:
         self.backoff = backoff or Backoff()
         self.connected = asyncio.Event()
         self._sent_static: tuple[object, ...] | None = None
+        self._last_probe: ProbeResult | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
         """Stay connected until `stop` is set; reconnect with backoff whenever the link drops."""
@@ -110,7 +111,13 @@ class AgentLink:
             log.warning("link to hub %s lost: %s %s", self.hub, code.name, details)
 
     async def _probe(self) -> ProbeResult:
-        found = await asyncio.to_thread(self.probe.inventory)
+        try:
+            found = await asyncio.to_thread(self.probe.inventory)
+        except Exception:
+            # A probe bug must not cost the node its link, nor its GPUs at the hub.
+            log.exception("GPU probe %s failed; reporting the last result", self.probe.name)
+            return self._last_probe or ProbeResult(self.probe.name, error="probe failed")
+        self._last_probe = found
         if found.static() != self._sent_static:
             if found.error:
                 log.warning("GPU probe %s: %s", found.probe, found.error)

@@ -57,7 +57,9 @@ class NvmlProbe:
     def _gpu(self, index: int, driver: str) -> GpuInfo:
         try:
             gpu = self._read(index, driver)
-        except pynvml.NVMLError_GpuIsLost:
+        except pynvml.NVMLError as error:  # lost, or no handle at all: the GPU is unusable
+            if not isinstance(error, pynvml.NVMLError_GpuIsLost):
+                log.warning("GPU %d: NVML cannot reach it (%s); reporting it lost", index, error)
             known = self._known.get(index)
             if known is None:
                 return GpuInfo(index, "", "unknown (lost)", "nvidia", 0, 0, state=LOST)
@@ -74,7 +76,12 @@ class NvmlProbe:
         def ask(query: Callable[..., T], *args: Any) -> T | None:
             try:
                 return query(handle, *args)
+            except pynvml.NVMLError_GpuIsLost:
+                raise
             except UNREPORTED:
+                return None
+            except pynvml.NVMLError as error:  # one field failing must not hide the others
+                log.debug("GPU %d: %s: %s", index, getattr(query, "__name__", query), error)
                 return None
 
         memory = ask(pynvml.nvmlDeviceGetMemoryInfo)

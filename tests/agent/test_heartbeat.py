@@ -57,3 +57,23 @@ def test_inventory_is_resent_only_when_it_changes() -> None:
         assert not (await link.heartbeat(5)).HasField("inventory")
 
     asyncio.run(scenario())
+
+
+def test_a_failing_probe_keeps_the_link_and_the_last_inventory() -> None:
+    class FlakyProbe(ScriptedProbe):
+        broken = False
+
+        def inventory(self) -> ProbeResult:
+            if self.broken:
+                raise RuntimeError("driver hiccup")
+            return self.result
+
+    async def scenario() -> None:
+        probe = FlakyProbe(A5500, A400)
+        link = AgentLink("unused:1", Identity("gpu-a", "id"), probe)
+        await link.hello()
+        probe.broken = True
+        beat = await link.heartbeat(1)
+        assert not beat.HasField("inventory") and len(beat.gpus) == 2
+
+    asyncio.run(scenario())

@@ -225,3 +225,13 @@ def test_probe_command_prints_what_the_host_has(tmp_path: Path, nvml_lib: Path) 
     write_host(host_file, FakeHost([], init_error="DRIVER_NOT_LOADED"))
     text = subprocess.run(run, capture_output=True, text=True, env=env, check=True).stdout
     assert "No GPUs detected" in text and "NVIDIA driver not loaded" in text
+
+
+def test_missing_nvml_library_is_reported_not_fatal(tmp_path: Path) -> None:
+    import ctypes.util
+
+    if ctypes.util.find_library("nvidia-ml"):
+        pytest.skip("this host has a real libnvidia-ml: a missing library cannot be simulated")
+    run = [sys.executable, "-m", "agent", "probe", "--gpu-probe", "nvml"]
+    result = subprocess.run(run, capture_output=True, text=True, check=True, cwd=REPO)
+    assert "No GPUs detected: NVML library not found (libnvidia-ml.so.1)" in result.stdout
