@@ -27,7 +27,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from gpufleet.v1 import types_pb2 as gpufleet_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cgpufleet/v1/agent_link.proto\x12\x0bgpufleet.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17gpufleet/v1/types.proto\"\xc6\x01\n\x0c\x41gentMessage\x12#\n\x05hello\x18\x01 \x01(\x0b\x32\x12.gpufleet.v1.HelloH\x00\x12+\n\theartbeat\x18\x02 \x01(\x0b\x32\x16.gpufleet.v1.HeartbeatH\x00\x12,\n\ntask_event\x18\x03 \x01(\x0b\x32\x16.gpufleet.v1.TaskEventH\x00\x12.\n\x0btask_result\x18\x04 \x01(\x0b\x32\x17.gpufleet.v1.TaskResultH\x00\x42\x06\n\x04\x62ody\"\xbb\x01\n\nHubMessage\x12\'\n\x07welcome\x18\x01 \x01(\x0b\x32\x14.gpufleet.v1.WelcomeH\x00\x12(\n\x04task\x18\x02 \x01(\x0b\x32\x18.gpufleet.v1.TaskRequestH\x00\x12)\n\x06\x63\x61ncel\x18\x03 \x01(\x0b\x32\x17.gpufleet.v1.TaskCancelH\x00\x12\'\n\x07goodbye\x18\x04 \x01(\x0b\x32\x14.gpufleet.v1.GoodbyeH\x00\x42\x06\n\x04\x62ody\";\n\x08Versions\x12\r\n\x05\x61gent\x18\x01 \x01(\t\x12\x0e\n\x06python\x18\x02 \x01(\t\x12\x10\n\x08protocol\x18\x03 \x01(\r\"\xf1\x01\n\x05Hello\x12\x11\n\tnode_name\x18\x01 \x01(\t\x12\x10\n\x08\x61gent_id\x18\x02 \x01(\t\x12.\n\x06labels\x18\x03 \x03(\x0b\x32\x1e.gpufleet.v1.Hello.LabelsEntry\x12\'\n\x08versions\x18\x04 \x01(\x0b\x32\x15.gpufleet.v1.Versions\x12\x10\n\x08hostname\x18\x05 \x01(\t\x12)\n\tinventory\x18\x06 \x01(\x0b\x32\x16.gpufleet.v1.Inventory\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"h\n\x07Welcome\x12\x11\n\tnode_name\x18\x01 \x01(\t\x12\x35\n\x12heartbeat_interval\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x13\n\x0bhub_version\x18\x03 \x01(\t\"\x99\x01\n\tHeartbeat\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12+\n\x07sent_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x04gpus\x18\x03 \x03(\x0b\x32\x19.gpufleet.v1.GpuTelemetry\x12)\n\tinventory\x18\x04 \x01(\x0b\x32\x16.gpufleet.v1.Inventory\"\x19\n\x07Goodbye\x12\x0e\n\x06reason\x18\x01 \x01(\t\"l\n\x0bTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x12\n\ncheck_mode\x18\x02 \x01(\x08\x12\x30\n\x0cgather_facts\x18\n \x01(\x0b\x32\x18.gpufleet.v1.GatherFactsH\x00\x42\x06\n\x04task\"\r\n\x0bGatherFacts\"\x1d\n\nTaskCancel\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"u\n\tTaskEvent\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12#\n\x03log\x18\x02 \x01(\x0b\x32\x14.gpufleet.v1.LogLineH\x00\x12)\n\x08progress\x18\x03 \x01(\x0b\x32\x15.gpufleet.v1.ProgressH\x00\x42\x07\n\x05\x65vent\"\x17\n\x07LogLine\x12\x0c\n\x04line\x18\x01 \x01(\t\"*\n\x08Progress\x12\x10\n\x08\x66raction\x18\x01 \x01(\x02\x12\x0c\n\x04step\x18\x02 \x01(\t\"\x96\x01\n\nTaskResult\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\'\n\x06status\x18\x02 \x01(\x0e\x32\x17.gpufleet.v1.TaskStatus\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x0c\n\x04\x64iff\x18\x04 \x01(\t\x12\'\n\x05\x66\x61\x63ts\x18\n \x01(\x0b\x32\x16.gpufleet.v1.InventoryH\x00\x42\x06\n\x04\x64\x61ta2N\n\tAgentLink\x12\x41\n\x07\x43onnect\x12\x19.gpufleet.v1.AgentMessage\x1a\x17.gpufleet.v1.HubMessage(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cgpufleet/v1/agent_link.proto\x12\x0bgpufleet.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17gpufleet/v1/types.proto\"\xc6\x01\n\x0c\x41gentMessage\x12#\n\x05hello\x18\x01 \x01(\x0b\x32\x12.gpufleet.v1.HelloH\x00\x12+\n\theartbeat\x18\x02 \x01(\x0b\x32\x16.gpufleet.v1.HeartbeatH\x00\x12,\n\ntask_event\x18\x03 \x01(\x0b\x32\x16.gpufleet.v1.TaskEventH\x00\x12.\n\x0btask_result\x18\x04 \x01(\x0b\x32\x17.gpufleet.v1.TaskResultH\x00\x42\x06\n\x04\x62ody\"\xbb\x01\n\nHubMessage\x12\'\n\x07welcome\x18\x01 \x01(\x0b\x32\x14.gpufleet.v1.WelcomeH\x00\x12(\n\x04task\x18\x02 \x01(\x0b\x32\x18.gpufleet.v1.TaskRequestH\x00\x12)\n\x06\x63\x61ncel\x18\x03 \x01(\x0b\x32\x17.gpufleet.v1.TaskCancelH\x00\x12\'\n\x07goodbye\x18\x04 \x01(\x0b\x32\x14.gpufleet.v1.GoodbyeH\x00\x42\x06\n\x04\x62ody\";\n\x08Versions\x12\r\n\x05\x61gent\x18\x01 \x01(\t\x12\x0e\n\x06python\x18\x02 \x01(\t\x12\x10\n\x08protocol\x18\x03 \x01(\r\"\xa0\x02\n\x05Hello\x12\x11\n\tnode_name\x18\x01 \x01(\t\x12\x10\n\x08\x61gent_id\x18\x02 \x01(\t\x12.\n\x06labels\x18\x03 \x03(\x0b\x32\x1e.gpufleet.v1.Hello.LabelsEntry\x12\'\n\x08versions\x18\x04 \x01(\x0b\x32\x15.gpufleet.v1.Versions\x12\x10\n\x08hostname\x18\x05 \x01(\t\x12)\n\tinventory\x18\x06 \x01(\x0b\x32\x16.gpufleet.v1.Inventory\x12-\n\x08projects\x18\x07 \x03(\x0b\x32\x1b.gpufleet.v1.RunningProject\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\\\n\x0eRunningProject\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06\x64igest\x18\x02 \x01(\t\x12,\n\x08services\x18\x03 \x03(\x0b\x32\x1a.gpufleet.v1.ServiceStatus\"B\n\rServiceStatus\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x63ontainer_id\x18\x02 \x01(\t\x12\r\n\x05state\x18\x03 \x01(\t\"h\n\x07Welcome\x12\x11\n\tnode_name\x18\x01 \x01(\t\x12\x35\n\x12heartbeat_interval\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x13\n\x0bhub_version\x18\x03 \x01(\t\"\x99\x01\n\tHeartbeat\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12+\n\x07sent_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x04gpus\x18\x03 \x03(\x0b\x32\x19.gpufleet.v1.GpuTelemetry\x12)\n\tinventory\x18\x04 \x01(\x0b\x32\x16.gpufleet.v1.Inventory\"\x19\n\x07Goodbye\x12\x0e\n\x06reason\x18\x01 \x01(\t\"\xa9\x02\n\x0bTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x12\n\ncheck_mode\x18\x02 \x01(\x08\x12\x30\n\x0cgather_facts\x18\n \x01(\x0b\x32\x18.gpufleet.v1.GatherFactsH\x00\x12#\n\x05\x64rain\x18\x0b \x01(\x0b\x32\x12.gpufleet.v1.DrainH\x00\x12\x30\n\x0cstop_project\x18\x0c \x01(\x0b\x32\x18.gpufleet.v1.StopProjectH\x00\x12\x32\n\rstart_project\x18\r \x01(\x0b\x32\x19.gpufleet.v1.StartProjectH\x00\x12\x30\n\x0cwait_healthy\x18\x0e \x01(\x0b\x32\x18.gpufleet.v1.WaitHealthyH\x00\x42\x06\n\x04task\"\r\n\x0bGatherFacts\"m\n\x05\x44rain\x12\x0f\n\x07project\x18\x01 \x01(\t\x12\'\n\x06probes\x18\x02 \x03(\x0b\x32\x17.gpufleet.v1.DrainProbe\x12*\n\x07timeout\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\":\n\nDrainProbe\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\x0b\n\x03url\x18\x02 \x01(\t\x12\x0e\n\x06metric\x18\x03 \x01(\t\"\x1e\n\x0bStopProject\x12\x0f\n\x07project\x18\x01 \x01(\t\"@\n\x0cStartProject\x12\x0f\n\x07project\x18\x01 \x01(\t\x12\x0f\n\x07\x63ompose\x18\x02 \x01(\t\x12\x0e\n\x06\x64igest\x18\x03 \x01(\t\"H\n\x0bWaitHealthy\x12\x0f\n\x07project\x18\x01 \x01(\t\x12(\n\x06\x63hecks\x18\x02 \x03(\x0b\x32\x18.gpufleet.v1.HealthCheck\"\x9b\x01\n\x0bHealthCheck\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\x0b\n\x03url\x18\x02 \x01(\t\x12\x15\n\rexpect_status\x18\x03 \x01(\r\x12*\n\x07timeout\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12+\n\x08interval\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x1d\n\nTaskCancel\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"u\n\tTaskEvent\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12#\n\x03log\x18\x02 \x01(\x0b\x32\x14.gpufleet.v1.LogLineH\x00\x12)\n\x08progress\x18\x03 \x01(\x0b\x32\x15.gpufleet.v1.ProgressH\x00\x42\x07\n\x05\x65vent\"\x17\n\x07LogLine\x12\x0c\n\x04line\x18\x01 \x01(\t\"*\n\x08Progress\x12\x10\n\x08\x66raction\x18\x01 \x01(\x02\x12\x0c\n\x04step\x18\x02 \x01(\t\"\xc6\x01\n\nTaskResult\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\'\n\x06status\x18\x02 \x01(\x0e\x32\x17.gpufleet.v1.TaskStatus\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x0c\n\x04\x64iff\x18\x04 \x01(\t\x12\'\n\x05\x66\x61\x63ts\x18\n \x01(\x0b\x32\x16.gpufleet.v1.InventoryH\x00\x12.\n\x07project\x18\x0b \x01(\x0b\x32\x1b.gpufleet.v1.RunningProjectH\x00\x42\x06\n\x04\x64\x61ta2N\n\tAgentLink\x12\x41\n\x07\x43onnect\x12\x19.gpufleet.v1.AgentMessage\x1a\x17.gpufleet.v1.HubMessage(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -43,29 +43,45 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_VERSIONS']._serialized_start=526
   _globals['_VERSIONS']._serialized_end=585
   _globals['_HELLO']._serialized_start=588
-  _globals['_HELLO']._serialized_end=829
-  _globals['_HELLO_LABELSENTRY']._serialized_start=784
-  _globals['_HELLO_LABELSENTRY']._serialized_end=829
-  _globals['_WELCOME']._serialized_start=831
-  _globals['_WELCOME']._serialized_end=935
-  _globals['_HEARTBEAT']._serialized_start=938
-  _globals['_HEARTBEAT']._serialized_end=1091
-  _globals['_GOODBYE']._serialized_start=1093
-  _globals['_GOODBYE']._serialized_end=1118
-  _globals['_TASKREQUEST']._serialized_start=1120
-  _globals['_TASKREQUEST']._serialized_end=1228
-  _globals['_GATHERFACTS']._serialized_start=1230
-  _globals['_GATHERFACTS']._serialized_end=1243
-  _globals['_TASKCANCEL']._serialized_start=1245
-  _globals['_TASKCANCEL']._serialized_end=1274
-  _globals['_TASKEVENT']._serialized_start=1276
-  _globals['_TASKEVENT']._serialized_end=1393
-  _globals['_LOGLINE']._serialized_start=1395
-  _globals['_LOGLINE']._serialized_end=1418
-  _globals['_PROGRESS']._serialized_start=1420
-  _globals['_PROGRESS']._serialized_end=1462
-  _globals['_TASKRESULT']._serialized_start=1465
-  _globals['_TASKRESULT']._serialized_end=1615
-  _globals['_AGENTLINK']._serialized_start=1617
-  _globals['_AGENTLINK']._serialized_end=1695
+  _globals['_HELLO']._serialized_end=876
+  _globals['_HELLO_LABELSENTRY']._serialized_start=831
+  _globals['_HELLO_LABELSENTRY']._serialized_end=876
+  _globals['_RUNNINGPROJECT']._serialized_start=878
+  _globals['_RUNNINGPROJECT']._serialized_end=970
+  _globals['_SERVICESTATUS']._serialized_start=972
+  _globals['_SERVICESTATUS']._serialized_end=1038
+  _globals['_WELCOME']._serialized_start=1040
+  _globals['_WELCOME']._serialized_end=1144
+  _globals['_HEARTBEAT']._serialized_start=1147
+  _globals['_HEARTBEAT']._serialized_end=1300
+  _globals['_GOODBYE']._serialized_start=1302
+  _globals['_GOODBYE']._serialized_end=1327
+  _globals['_TASKREQUEST']._serialized_start=1330
+  _globals['_TASKREQUEST']._serialized_end=1627
+  _globals['_GATHERFACTS']._serialized_start=1629
+  _globals['_GATHERFACTS']._serialized_end=1642
+  _globals['_DRAIN']._serialized_start=1644
+  _globals['_DRAIN']._serialized_end=1753
+  _globals['_DRAINPROBE']._serialized_start=1755
+  _globals['_DRAINPROBE']._serialized_end=1813
+  _globals['_STOPPROJECT']._serialized_start=1815
+  _globals['_STOPPROJECT']._serialized_end=1845
+  _globals['_STARTPROJECT']._serialized_start=1847
+  _globals['_STARTPROJECT']._serialized_end=1911
+  _globals['_WAITHEALTHY']._serialized_start=1913
+  _globals['_WAITHEALTHY']._serialized_end=1985
+  _globals['_HEALTHCHECK']._serialized_start=1988
+  _globals['_HEALTHCHECK']._serialized_end=2143
+  _globals['_TASKCANCEL']._serialized_start=2145
+  _globals['_TASKCANCEL']._serialized_end=2174
+  _globals['_TASKEVENT']._serialized_start=2176
+  _globals['_TASKEVENT']._serialized_end=2293
+  _globals['_LOGLINE']._serialized_start=2295
+  _globals['_LOGLINE']._serialized_end=2318
+  _globals['_PROGRESS']._serialized_start=2320
+  _globals['_PROGRESS']._serialized_end=2362
+  _globals['_TASKRESULT']._serialized_start=2365
+  _globals['_TASKRESULT']._serialized_end=2563
+  _globals['_AGENTLINK']._serialized_start=2565
+  _globals['_AGENTLINK']._serialized_end=2643
 # @@protoc_insertion_point(module_scope)

@@ -46,7 +46,7 @@ class Versions(_message.Message):
     def __init__(self, agent: _Optional[str] = ..., python: _Optional[str] = ..., protocol: _Optional[int] = ...) -> None: ...
 
 class Hello(_message.Message):
-    __slots__ = ("node_name", "agent_id", "labels", "versions", "hostname", "inventory")
+    __slots__ = ("node_name", "agent_id", "labels", "versions", "hostname", "inventory", "projects")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -60,13 +60,35 @@ class Hello(_message.Message):
     VERSIONS_FIELD_NUMBER: _ClassVar[int]
     HOSTNAME_FIELD_NUMBER: _ClassVar[int]
     INVENTORY_FIELD_NUMBER: _ClassVar[int]
+    PROJECTS_FIELD_NUMBER: _ClassVar[int]
     node_name: str
     agent_id: str
     labels: _containers.ScalarMap[str, str]
     versions: Versions
     hostname: str
     inventory: _types_pb2.Inventory
-    def __init__(self, node_name: _Optional[str] = ..., agent_id: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., versions: _Optional[_Union[Versions, _Mapping]] = ..., hostname: _Optional[str] = ..., inventory: _Optional[_Union[_types_pb2.Inventory, _Mapping]] = ...) -> None: ...
+    projects: _containers.RepeatedCompositeFieldContainer[RunningProject]
+    def __init__(self, node_name: _Optional[str] = ..., agent_id: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., versions: _Optional[_Union[Versions, _Mapping]] = ..., hostname: _Optional[str] = ..., inventory: _Optional[_Union[_types_pb2.Inventory, _Mapping]] = ..., projects: _Optional[_Iterable[_Union[RunningProject, _Mapping]]] = ...) -> None: ...
+
+class RunningProject(_message.Message):
+    __slots__ = ("name", "digest", "services")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    SERVICES_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    digest: str
+    services: _containers.RepeatedCompositeFieldContainer[ServiceStatus]
+    def __init__(self, name: _Optional[str] = ..., digest: _Optional[str] = ..., services: _Optional[_Iterable[_Union[ServiceStatus, _Mapping]]] = ...) -> None: ...
+
+class ServiceStatus(_message.Message):
+    __slots__ = ("name", "container_id", "state")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CONTAINER_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    container_id: str
+    state: str
+    def __init__(self, name: _Optional[str] = ..., container_id: _Optional[str] = ..., state: _Optional[str] = ...) -> None: ...
 
 class Welcome(_message.Message):
     __slots__ = ("node_name", "heartbeat_interval", "hub_version")
@@ -97,18 +119,84 @@ class Goodbye(_message.Message):
     def __init__(self, reason: _Optional[str] = ...) -> None: ...
 
 class TaskRequest(_message.Message):
-    __slots__ = ("task_id", "check_mode", "gather_facts")
+    __slots__ = ("task_id", "check_mode", "gather_facts", "drain", "stop_project", "start_project", "wait_healthy")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     CHECK_MODE_FIELD_NUMBER: _ClassVar[int]
     GATHER_FACTS_FIELD_NUMBER: _ClassVar[int]
+    DRAIN_FIELD_NUMBER: _ClassVar[int]
+    STOP_PROJECT_FIELD_NUMBER: _ClassVar[int]
+    START_PROJECT_FIELD_NUMBER: _ClassVar[int]
+    WAIT_HEALTHY_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     check_mode: bool
     gather_facts: GatherFacts
-    def __init__(self, task_id: _Optional[str] = ..., check_mode: _Optional[bool] = ..., gather_facts: _Optional[_Union[GatherFacts, _Mapping]] = ...) -> None: ...
+    drain: Drain
+    stop_project: StopProject
+    start_project: StartProject
+    wait_healthy: WaitHealthy
+    def __init__(self, task_id: _Optional[str] = ..., check_mode: _Optional[bool] = ..., gather_facts: _Optional[_Union[GatherFacts, _Mapping]] = ..., drain: _Optional[_Union[Drain, _Mapping]] = ..., stop_project: _Optional[_Union[StopProject, _Mapping]] = ..., start_project: _Optional[_Union[StartProject, _Mapping]] = ..., wait_healthy: _Optional[_Union[WaitHealthy, _Mapping]] = ...) -> None: ...
 
 class GatherFacts(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class Drain(_message.Message):
+    __slots__ = ("project", "probes", "timeout")
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    PROBES_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_FIELD_NUMBER: _ClassVar[int]
+    project: str
+    probes: _containers.RepeatedCompositeFieldContainer[DrainProbe]
+    timeout: _duration_pb2.Duration
+    def __init__(self, project: _Optional[str] = ..., probes: _Optional[_Iterable[_Union[DrainProbe, _Mapping]]] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class DrainProbe(_message.Message):
+    __slots__ = ("service", "url", "metric")
+    SERVICE_FIELD_NUMBER: _ClassVar[int]
+    URL_FIELD_NUMBER: _ClassVar[int]
+    METRIC_FIELD_NUMBER: _ClassVar[int]
+    service: str
+    url: str
+    metric: str
+    def __init__(self, service: _Optional[str] = ..., url: _Optional[str] = ..., metric: _Optional[str] = ...) -> None: ...
+
+class StopProject(_message.Message):
+    __slots__ = ("project",)
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    project: str
+    def __init__(self, project: _Optional[str] = ...) -> None: ...
+
+class StartProject(_message.Message):
+    __slots__ = ("project", "compose", "digest")
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    COMPOSE_FIELD_NUMBER: _ClassVar[int]
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    project: str
+    compose: str
+    digest: str
+    def __init__(self, project: _Optional[str] = ..., compose: _Optional[str] = ..., digest: _Optional[str] = ...) -> None: ...
+
+class WaitHealthy(_message.Message):
+    __slots__ = ("project", "checks")
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    CHECKS_FIELD_NUMBER: _ClassVar[int]
+    project: str
+    checks: _containers.RepeatedCompositeFieldContainer[HealthCheck]
+    def __init__(self, project: _Optional[str] = ..., checks: _Optional[_Iterable[_Union[HealthCheck, _Mapping]]] = ...) -> None: ...
+
+class HealthCheck(_message.Message):
+    __slots__ = ("service", "url", "expect_status", "timeout", "interval")
+    SERVICE_FIELD_NUMBER: _ClassVar[int]
+    URL_FIELD_NUMBER: _ClassVar[int]
+    EXPECT_STATUS_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_FIELD_NUMBER: _ClassVar[int]
+    INTERVAL_FIELD_NUMBER: _ClassVar[int]
+    service: str
+    url: str
+    expect_status: int
+    timeout: _duration_pb2.Duration
+    interval: _duration_pb2.Duration
+    def __init__(self, service: _Optional[str] = ..., url: _Optional[str] = ..., expect_status: _Optional[int] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class TaskCancel(_message.Message):
     __slots__ = ("task_id",)
@@ -141,15 +229,17 @@ class Progress(_message.Message):
     def __init__(self, fraction: _Optional[float] = ..., step: _Optional[str] = ...) -> None: ...
 
 class TaskResult(_message.Message):
-    __slots__ = ("task_id", "status", "message", "diff", "facts")
+    __slots__ = ("task_id", "status", "message", "diff", "facts", "project")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     DIFF_FIELD_NUMBER: _ClassVar[int]
     FACTS_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     status: _types_pb2.TaskStatus
     message: str
     diff: str
     facts: _types_pb2.Inventory
-    def __init__(self, task_id: _Optional[str] = ..., status: _Optional[_Union[_types_pb2.TaskStatus, str]] = ..., message: _Optional[str] = ..., diff: _Optional[str] = ..., facts: _Optional[_Union[_types_pb2.Inventory, _Mapping]] = ...) -> None: ...
+    project: RunningProject
+    def __init__(self, task_id: _Optional[str] = ..., status: _Optional[_Union[_types_pb2.TaskStatus, str]] = ..., message: _Optional[str] = ..., diff: _Optional[str] = ..., facts: _Optional[_Union[_types_pb2.Inventory, _Mapping]] = ..., project: _Optional[_Union[RunningProject, _Mapping]] = ...) -> None: ...

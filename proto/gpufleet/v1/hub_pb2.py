@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from gpufleet.v1 import types_pb2 as gpufleet_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15gpufleet/v1/hub.proto\x12\x0bgpufleet.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17gpufleet/v1/types.proto\"\xe5\x03\n\x04Node\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\'\n\x06status\x18\x02 \x01(\x0e\x32\x17.gpufleet.v1.NodeStatus\x12-\n\x06labels\x18\x03 \x03(\x0b\x32\x1d.gpufleet.v1.Node.LabelsEntry\x12\x10\n\x08hostname\x18\x04 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x05 \x01(\t\x12\x15\n\ragent_version\x18\x06 \x01(\t\x12.\n\nfirst_seen\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tlast_seen\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0cstatus_since\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tgpu_count\x18\n \x01(\r\x12\r\n\x05probe\x18\x0b \x01(\t\x12\x13\n\x0bprobe_error\x18\x0c \x01(\t\x12\x1e\n\x04gpus\x18\r \x03(\x0b\x32\x10.gpufleet.v1.Gpu\x12&\n\x06\x65vents\x18\x0e \x03(\x0b\x32\x16.gpufleet.v1.NodeEvent\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"R\n\tNodeEvent\x12&\n\x02\x61t\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\"\x12\n\x10ListNodesRequest\"5\n\x11ListNodesResponse\x12 \n\x05nodes\x18\x01 \x03(\x0b\x32\x11.gpufleet.v1.Node\"\x1e\n\x0eGetNodeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x11\n\x0fListGpusRequest\"d\n\x07NodeGpu\x12\x0c\n\x04node\x18\x01 \x01(\t\x12,\n\x0bnode_status\x18\x02 \x01(\x0e\x32\x17.gpufleet.v1.NodeStatus\x12\x1d\n\x03gpu\x18\x03 \x01(\x0b\x32\x10.gpufleet.v1.Gpu\"6\n\x10ListGpusResponse\x12\"\n\x04gpus\x18\x01 \x03(\x0b\x32\x14.gpufleet.v1.NodeGpu2\xd5\x01\n\x03Hub\x12J\n\tListNodes\x12\x1d.gpufleet.v1.ListNodesRequest\x1a\x1e.gpufleet.v1.ListNodesResponse\x12\x39\n\x07GetNode\x12\x1b.gpufleet.v1.GetNodeRequest\x1a\x11.gpufleet.v1.Node\x12G\n\x08ListGpus\x12\x1c.gpufleet.v1.ListGpusRequest\x1a\x1d.gpufleet.v1.ListGpusResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15gpufleet/v1/hub.proto\x12\x0bgpufleet.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17gpufleet/v1/types.proto\"\x89\x01\n\x0bServiceInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07vram_gb\x18\x02 \x01(\x01\x12\x11\n\tgpu_count\x18\x03 \x01(\r\x12\x15\n\rlatency_class\x18\x04 \x01(\t\x12\r\n\x05model\x18\x05 \x01(\t\x12\x12\n\nhealth_url\x18\x06 \x01(\t\x12\x0e\n\x06\x64rains\x18\x07 \x01(\x08\"\x80\x01\n\rConfiguration\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x10\n\x08use_case\x18\x03 \x01(\t\x12*\n\x08services\x18\x04 \x03(\x0b\x32\x18.gpufleet.v1.ServiceInfo\x12\x0e\n\x06\x64igest\x18\x05 \x01(\t\"\x1b\n\x19ListConfigurationsRequest\"`\n\x1aListConfigurationsResponse\x12\x32\n\x0e\x63onfigurations\x18\x01 \x03(\x0b\x32\x1a.gpufleet.v1.Configuration\x12\x0e\n\x06\x65rrors\x18\x02 \x03(\t\"A\n\x1cValidateConfigurationRequest\x12\x10\n\x08\x66ilename\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\"p\n\x1dValidateConfigurationResponse\x12\r\n\x05valid\x18\x01 \x01(\x08\x12\r\n\x05\x65rror\x18\x02 \x01(\t\x12\x31\n\rconfiguration\x18\x03 \x01(\x0b\x32\x1a.gpufleet.v1.Configuration\"\xba\x01\n\tNodeState\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\'\n\x06status\x18\x02 \x01(\x0e\x32\x17.gpufleet.v1.NodeStatus\x12\r\n\x05state\x18\x03 \x01(\t\x12\x15\n\rconfiguration\x18\x04 \x01(\t\x12)\n\x05since\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07message\x18\x06 \x01(\t\x12\x14\n\x0coperation_id\x18\x07 \x01(\t\"\x12\n\x10GetStatusRequest\":\n\x11GetStatusResponse\x12%\n\x05nodes\x18\x01 \x03(\x0b\x32\x16.gpufleet.v1.NodeState\"%\n\x07Targets\x12\r\n\x05nodes\x18\x01 \x03(\t\x12\x0b\n\x03\x61ll\x18\x02 \x01(\x08\"\x9b\x01\n\rSwitchRequest\x12\x15\n\rconfiguration\x18\x01 \x01(\t\x12%\n\x07targets\x18\x02 \x01(\x0b\x32\x14.gpufleet.v1.Targets\x12\x0e\n\x06serial\x18\x03 \x01(\r\x12\x18\n\x10max_fail_percent\x18\x04 \x01(\x01\x12\r\n\x05\x63heck\x18\x05 \x01(\x08\x12\x13\n\x0bno_rollback\x18\x06 \x01(\x08\"5\n\x0c\x44rainRequest\x12%\n\x07targets\x18\x01 \x01(\x0b\x32\x14.gpufleet.v1.Targets\"D\n\x0bStopRequest\x12%\n\x07targets\x18\x01 \x01(\x0b\x32\x14.gpufleet.v1.Targets\x12\x0e\n\x06serial\x18\x02 \x01(\r\"\x1a\n\x0cOperationRef\x12\n\n\x02id\x18\x01 \x01(\t\"\x96\x01\n\nNodeResult\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x0e\n\x06result\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12+\n\x07started\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x66inished\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xef\x01\n\tOperation\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x15\n\rconfiguration\x18\x03 \x01(\t\x12\x0e\n\x06status\x18\x04 \x01(\t\x12\r\n\x05\x63heck\x18\x05 \x01(\x08\x12+\n\x07\x63reated\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x66inished\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x05nodes\x18\x08 \x03(\x0b\x32\x17.gpufleet.v1.NodeResult\x12\x0f\n\x07message\x18\t \x01(\t\"&\n\x15ListOperationsRequest\x12\r\n\x05limit\x18\x01 \x01(\r\"D\n\x16ListOperationsResponse\x12*\n\noperations\x18\x01 \x03(\x0b\x32\x16.gpufleet.v1.Operation\"!\n\x13GetOperationRequest\x12\n\n\x02id\x18\x01 \x01(\t\"#\n\x15WatchOperationRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x9d\x01\n\x0eOperationEvent\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12&\n\x02\x61t\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04node\x18\x03 \x01(\t\x12\x0c\n\x04step\x18\x04 \x01(\t\x12\x0f\n\x07message\x18\x05 \x01(\t\x12)\n\toperation\x18\x06 \x01(\x0b\x32\x16.gpufleet.v1.Operation\"\xe5\x03\n\x04Node\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\'\n\x06status\x18\x02 \x01(\x0e\x32\x17.gpufleet.v1.NodeStatus\x12-\n\x06labels\x18\x03 \x03(\x0b\x32\x1d.gpufleet.v1.Node.LabelsEntry\x12\x10\n\x08hostname\x18\x04 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x05 \x01(\t\x12\x15\n\ragent_version\x18\x06 \x01(\t\x12.\n\nfirst_seen\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tlast_seen\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0cstatus_since\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tgpu_count\x18\n \x01(\r\x12\r\n\x05probe\x18\x0b \x01(\t\x12\x13\n\x0bprobe_error\x18\x0c \x01(\t\x12\x1e\n\x04gpus\x18\r \x03(\x0b\x32\x10.gpufleet.v1.Gpu\x12&\n\x06\x65vents\x18\x0e \x03(\x0b\x32\x16.gpufleet.v1.NodeEvent\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"R\n\tNodeEvent\x12&\n\x02\x61t\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\"\x12\n\x10ListNodesRequest\"5\n\x11ListNodesResponse\x12 \n\x05nodes\x18\x01 \x03(\x0b\x32\x11.gpufleet.v1.Node\"\x1e\n\x0eGetNodeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x11\n\x0fListGpusRequest\"d\n\x07NodeGpu\x12\x0c\n\x04node\x18\x01 \x01(\t\x12,\n\x0bnode_status\x18\x02 \x01(\x0e\x32\x17.gpufleet.v1.NodeStatus\x12\x1d\n\x03gpu\x18\x03 \x01(\x0b\x32\x10.gpufleet.v1.Gpu\"6\n\x10ListGpusResponse\x12\"\n\x04gpus\x18\x01 \x03(\x0b\x32\x14.gpufleet.v1.NodeGpu2\xaf\x07\n\x03Hub\x12J\n\tListNodes\x12\x1d.gpufleet.v1.ListNodesRequest\x1a\x1e.gpufleet.v1.ListNodesResponse\x12\x39\n\x07GetNode\x12\x1b.gpufleet.v1.GetNodeRequest\x1a\x11.gpufleet.v1.Node\x12G\n\x08ListGpus\x12\x1c.gpufleet.v1.ListGpusRequest\x1a\x1d.gpufleet.v1.ListGpusResponse\x12\x65\n\x12ListConfigurations\x12&.gpufleet.v1.ListConfigurationsRequest\x1a\'.gpufleet.v1.ListConfigurationsResponse\x12n\n\x15ValidateConfiguration\x12).gpufleet.v1.ValidateConfigurationRequest\x1a*.gpufleet.v1.ValidateConfigurationResponse\x12J\n\tGetStatus\x12\x1d.gpufleet.v1.GetStatusRequest\x1a\x1e.gpufleet.v1.GetStatusResponse\x12?\n\x06Switch\x12\x1a.gpufleet.v1.SwitchRequest\x1a\x19.gpufleet.v1.OperationRef\x12=\n\x05\x44rain\x12\x19.gpufleet.v1.DrainRequest\x1a\x19.gpufleet.v1.OperationRef\x12;\n\x04Stop\x12\x18.gpufleet.v1.StopRequest\x1a\x19.gpufleet.v1.OperationRef\x12Y\n\x0eListOperations\x12\".gpufleet.v1.ListOperationsRequest\x1a#.gpufleet.v1.ListOperationsResponse\x12H\n\x0cGetOperation\x12 .gpufleet.v1.GetOperationRequest\x1a\x16.gpufleet.v1.Operation\x12S\n\x0eWatchOperation\x12\".gpufleet.v1.WatchOperationRequest\x1a\x1b.gpufleet.v1.OperationEvent0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,24 +35,66 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_NODE_LABELSENTRY']._loaded_options = None
   _globals['_NODE_LABELSENTRY']._serialized_options = b'8\001'
-  _globals['_NODE']._serialized_start=97
-  _globals['_NODE']._serialized_end=582
-  _globals['_NODE_LABELSENTRY']._serialized_start=537
-  _globals['_NODE_LABELSENTRY']._serialized_end=582
-  _globals['_NODEEVENT']._serialized_start=584
-  _globals['_NODEEVENT']._serialized_end=666
-  _globals['_LISTNODESREQUEST']._serialized_start=668
-  _globals['_LISTNODESREQUEST']._serialized_end=686
-  _globals['_LISTNODESRESPONSE']._serialized_start=688
-  _globals['_LISTNODESRESPONSE']._serialized_end=741
-  _globals['_GETNODEREQUEST']._serialized_start=743
-  _globals['_GETNODEREQUEST']._serialized_end=773
-  _globals['_LISTGPUSREQUEST']._serialized_start=775
-  _globals['_LISTGPUSREQUEST']._serialized_end=792
-  _globals['_NODEGPU']._serialized_start=794
-  _globals['_NODEGPU']._serialized_end=894
-  _globals['_LISTGPUSRESPONSE']._serialized_start=896
-  _globals['_LISTGPUSRESPONSE']._serialized_end=950
-  _globals['_HUB']._serialized_start=953
-  _globals['_HUB']._serialized_end=1166
+  _globals['_SERVICEINFO']._serialized_start=97
+  _globals['_SERVICEINFO']._serialized_end=234
+  _globals['_CONFIGURATION']._serialized_start=237
+  _globals['_CONFIGURATION']._serialized_end=365
+  _globals['_LISTCONFIGURATIONSREQUEST']._serialized_start=367
+  _globals['_LISTCONFIGURATIONSREQUEST']._serialized_end=394
+  _globals['_LISTCONFIGURATIONSRESPONSE']._serialized_start=396
+  _globals['_LISTCONFIGURATIONSRESPONSE']._serialized_end=492
+  _globals['_VALIDATECONFIGURATIONREQUEST']._serialized_start=494
+  _globals['_VALIDATECONFIGURATIONREQUEST']._serialized_end=559
+  _globals['_VALIDATECONFIGURATIONRESPONSE']._serialized_start=561
+  _globals['_VALIDATECONFIGURATIONRESPONSE']._serialized_end=673
+  _globals['_NODESTATE']._serialized_start=676
+  _globals['_NODESTATE']._serialized_end=862
+  _globals['_GETSTATUSREQUEST']._serialized_start=864
+  _globals['_GETSTATUSREQUEST']._serialized_end=882
+  _globals['_GETSTATUSRESPONSE']._serialized_start=884
+  _globals['_GETSTATUSRESPONSE']._serialized_end=942
+  _globals['_TARGETS']._serialized_start=944
+  _globals['_TARGETS']._serialized_end=981
+  _globals['_SWITCHREQUEST']._serialized_start=984
+  _globals['_SWITCHREQUEST']._serialized_end=1139
+  _globals['_DRAINREQUEST']._serialized_start=1141
+  _globals['_DRAINREQUEST']._serialized_end=1194
+  _globals['_STOPREQUEST']._serialized_start=1196
+  _globals['_STOPREQUEST']._serialized_end=1264
+  _globals['_OPERATIONREF']._serialized_start=1266
+  _globals['_OPERATIONREF']._serialized_end=1292
+  _globals['_NODERESULT']._serialized_start=1295
+  _globals['_NODERESULT']._serialized_end=1445
+  _globals['_OPERATION']._serialized_start=1448
+  _globals['_OPERATION']._serialized_end=1687
+  _globals['_LISTOPERATIONSREQUEST']._serialized_start=1689
+  _globals['_LISTOPERATIONSREQUEST']._serialized_end=1727
+  _globals['_LISTOPERATIONSRESPONSE']._serialized_start=1729
+  _globals['_LISTOPERATIONSRESPONSE']._serialized_end=1797
+  _globals['_GETOPERATIONREQUEST']._serialized_start=1799
+  _globals['_GETOPERATIONREQUEST']._serialized_end=1832
+  _globals['_WATCHOPERATIONREQUEST']._serialized_start=1834
+  _globals['_WATCHOPERATIONREQUEST']._serialized_end=1869
+  _globals['_OPERATIONEVENT']._serialized_start=1872
+  _globals['_OPERATIONEVENT']._serialized_end=2029
+  _globals['_NODE']._serialized_start=2032
+  _globals['_NODE']._serialized_end=2517
+  _globals['_NODE_LABELSENTRY']._serialized_start=2472
+  _globals['_NODE_LABELSENTRY']._serialized_end=2517
+  _globals['_NODEEVENT']._serialized_start=2519
+  _globals['_NODEEVENT']._serialized_end=2601
+  _globals['_LISTNODESREQUEST']._serialized_start=2603
+  _globals['_LISTNODESREQUEST']._serialized_end=2621
+  _globals['_LISTNODESRESPONSE']._serialized_start=2623
+  _globals['_LISTNODESRESPONSE']._serialized_end=2676
+  _globals['_GETNODEREQUEST']._serialized_start=2678
+  _globals['_GETNODEREQUEST']._serialized_end=2708
+  _globals['_LISTGPUSREQUEST']._serialized_start=2710
+  _globals['_LISTGPUSREQUEST']._serialized_end=2727
+  _globals['_NODEGPU']._serialized_start=2729
+  _globals['_NODEGPU']._serialized_end=2829
+  _globals['_LISTGPUSRESPONSE']._serialized_start=2831
+  _globals['_LISTGPUSRESPONSE']._serialized_end=2885
+  _globals['_HUB']._serialized_start=2888
+  _globals['_HUB']._serialized_end=3831
 # @@protoc_insertion_point(module_scope)

@@ -10,6 +10,216 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class ServiceInfo(_message.Message):
+    __slots__ = ("name", "vram_gb", "gpu_count", "latency_class", "model", "health_url", "drains")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VRAM_GB_FIELD_NUMBER: _ClassVar[int]
+    GPU_COUNT_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_CLASS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    HEALTH_URL_FIELD_NUMBER: _ClassVar[int]
+    DRAINS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    vram_gb: float
+    gpu_count: int
+    latency_class: str
+    model: str
+    health_url: str
+    drains: bool
+    def __init__(self, name: _Optional[str] = ..., vram_gb: _Optional[float] = ..., gpu_count: _Optional[int] = ..., latency_class: _Optional[str] = ..., model: _Optional[str] = ..., health_url: _Optional[str] = ..., drains: _Optional[bool] = ...) -> None: ...
+
+class Configuration(_message.Message):
+    __slots__ = ("name", "description", "use_case", "services", "digest")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    USE_CASE_FIELD_NUMBER: _ClassVar[int]
+    SERVICES_FIELD_NUMBER: _ClassVar[int]
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    description: str
+    use_case: str
+    services: _containers.RepeatedCompositeFieldContainer[ServiceInfo]
+    digest: str
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., use_case: _Optional[str] = ..., services: _Optional[_Iterable[_Union[ServiceInfo, _Mapping]]] = ..., digest: _Optional[str] = ...) -> None: ...
+
+class ListConfigurationsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListConfigurationsResponse(_message.Message):
+    __slots__ = ("configurations", "errors")
+    CONFIGURATIONS_FIELD_NUMBER: _ClassVar[int]
+    ERRORS_FIELD_NUMBER: _ClassVar[int]
+    configurations: _containers.RepeatedCompositeFieldContainer[Configuration]
+    errors: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, configurations: _Optional[_Iterable[_Union[Configuration, _Mapping]]] = ..., errors: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ValidateConfigurationRequest(_message.Message):
+    __slots__ = ("filename", "content")
+    FILENAME_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_FIELD_NUMBER: _ClassVar[int]
+    filename: str
+    content: str
+    def __init__(self, filename: _Optional[str] = ..., content: _Optional[str] = ...) -> None: ...
+
+class ValidateConfigurationResponse(_message.Message):
+    __slots__ = ("valid", "error", "configuration")
+    VALID_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    CONFIGURATION_FIELD_NUMBER: _ClassVar[int]
+    valid: bool
+    error: str
+    configuration: Configuration
+    def __init__(self, valid: _Optional[bool] = ..., error: _Optional[str] = ..., configuration: _Optional[_Union[Configuration, _Mapping]] = ...) -> None: ...
+
+class NodeState(_message.Message):
+    __slots__ = ("node", "status", "state", "configuration", "since", "message", "operation_id")
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    CONFIGURATION_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    OPERATION_ID_FIELD_NUMBER: _ClassVar[int]
+    node: str
+    status: _types_pb2.NodeStatus
+    state: str
+    configuration: str
+    since: _timestamp_pb2.Timestamp
+    message: str
+    operation_id: str
+    def __init__(self, node: _Optional[str] = ..., status: _Optional[_Union[_types_pb2.NodeStatus, str]] = ..., state: _Optional[str] = ..., configuration: _Optional[str] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., message: _Optional[str] = ..., operation_id: _Optional[str] = ...) -> None: ...
+
+class GetStatusRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetStatusResponse(_message.Message):
+    __slots__ = ("nodes",)
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    nodes: _containers.RepeatedCompositeFieldContainer[NodeState]
+    def __init__(self, nodes: _Optional[_Iterable[_Union[NodeState, _Mapping]]] = ...) -> None: ...
+
+class Targets(_message.Message):
+    __slots__ = ("nodes", "all")
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    ALL_FIELD_NUMBER: _ClassVar[int]
+    nodes: _containers.RepeatedScalarFieldContainer[str]
+    all: bool
+    def __init__(self, nodes: _Optional[_Iterable[str]] = ..., all: _Optional[bool] = ...) -> None: ...
+
+class SwitchRequest(_message.Message):
+    __slots__ = ("configuration", "targets", "serial", "max_fail_percent", "check", "no_rollback")
+    CONFIGURATION_FIELD_NUMBER: _ClassVar[int]
+    TARGETS_FIELD_NUMBER: _ClassVar[int]
+    SERIAL_FIELD_NUMBER: _ClassVar[int]
+    MAX_FAIL_PERCENT_FIELD_NUMBER: _ClassVar[int]
+    CHECK_FIELD_NUMBER: _ClassVar[int]
+    NO_ROLLBACK_FIELD_NUMBER: _ClassVar[int]
+    configuration: str
+    targets: Targets
+    serial: int
+    max_fail_percent: float
+    check: bool
+    no_rollback: bool
+    def __init__(self, configuration: _Optional[str] = ..., targets: _Optional[_Union[Targets, _Mapping]] = ..., serial: _Optional[int] = ..., max_fail_percent: _Optional[float] = ..., check: _Optional[bool] = ..., no_rollback: _Optional[bool] = ...) -> None: ...
+
+class DrainRequest(_message.Message):
+    __slots__ = ("targets",)
+    TARGETS_FIELD_NUMBER: _ClassVar[int]
+    targets: Targets
+    def __init__(self, targets: _Optional[_Union[Targets, _Mapping]] = ...) -> None: ...
+
+class StopRequest(_message.Message):
+    __slots__ = ("targets", "serial")
+    TARGETS_FIELD_NUMBER: _ClassVar[int]
+    SERIAL_FIELD_NUMBER: _ClassVar[int]
+    targets: Targets
+    serial: int
+    def __init__(self, targets: _Optional[_Union[Targets, _Mapping]] = ..., serial: _Optional[int] = ...) -> None: ...
+
+class OperationRef(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class NodeResult(_message.Message):
+    __slots__ = ("node", "result", "message", "started", "finished")
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    STARTED_FIELD_NUMBER: _ClassVar[int]
+    FINISHED_FIELD_NUMBER: _ClassVar[int]
+    node: str
+    result: str
+    message: str
+    started: _timestamp_pb2.Timestamp
+    finished: _timestamp_pb2.Timestamp
+    def __init__(self, node: _Optional[str] = ..., result: _Optional[str] = ..., message: _Optional[str] = ..., started: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class Operation(_message.Message):
+    __slots__ = ("id", "kind", "configuration", "status", "check", "created", "finished", "nodes", "message")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    CONFIGURATION_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    CHECK_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    FINISHED_FIELD_NUMBER: _ClassVar[int]
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    kind: str
+    configuration: str
+    status: str
+    check: bool
+    created: _timestamp_pb2.Timestamp
+    finished: _timestamp_pb2.Timestamp
+    nodes: _containers.RepeatedCompositeFieldContainer[NodeResult]
+    message: str
+    def __init__(self, id: _Optional[str] = ..., kind: _Optional[str] = ..., configuration: _Optional[str] = ..., status: _Optional[str] = ..., check: _Optional[bool] = ..., created: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., nodes: _Optional[_Iterable[_Union[NodeResult, _Mapping]]] = ..., message: _Optional[str] = ...) -> None: ...
+
+class ListOperationsRequest(_message.Message):
+    __slots__ = ("limit",)
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    limit: int
+    def __init__(self, limit: _Optional[int] = ...) -> None: ...
+
+class ListOperationsResponse(_message.Message):
+    __slots__ = ("operations",)
+    OPERATIONS_FIELD_NUMBER: _ClassVar[int]
+    operations: _containers.RepeatedCompositeFieldContainer[Operation]
+    def __init__(self, operations: _Optional[_Iterable[_Union[Operation, _Mapping]]] = ...) -> None: ...
+
+class GetOperationRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class WatchOperationRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class OperationEvent(_message.Message):
+    __slots__ = ("seq", "at", "node", "step", "message", "operation")
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    AT_FIELD_NUMBER: _ClassVar[int]
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    OPERATION_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    at: _timestamp_pb2.Timestamp
+    node: str
+    step: str
+    message: str
+    operation: Operation
+    def __init__(self, seq: _Optional[int] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., node: _Optional[str] = ..., step: _Optional[str] = ..., message: _Optional[str] = ..., operation: _Optional[_Union[Operation, _Mapping]] = ...) -> None: ...
+
 class Node(_message.Message):
     __slots__ = ("name", "status", "labels", "hostname", "address", "agent_version", "first_seen", "last_seen", "status_since", "gpu_count", "probe", "probe_error", "gpus", "events")
     class LabelsEntry(_message.Message):

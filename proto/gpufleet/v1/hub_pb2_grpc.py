@@ -50,6 +50,51 @@ class HubStub:
                 request_serializer=gpufleet_dot_v1_dot_hub__pb2.ListGpusRequest.SerializeToString,
                 response_deserializer=gpufleet_dot_v1_dot_hub__pb2.ListGpusResponse.FromString,
                 _registered_method=True)
+        self.ListConfigurations = channel.unary_unary(
+                '/gpufleet.v1.Hub/ListConfigurations',
+                request_serializer=gpufleet_dot_v1_dot_hub__pb2.ListConfigurationsRequest.SerializeToString,
+                response_deserializer=gpufleet_dot_v1_dot_hub__pb2.ListConfigurationsResponse.FromString,
+                _registered_method=True)
+        self.ValidateConfiguration = channel.unary_unary(
+                '/gpufleet.v1.Hub/ValidateConfiguration',
+                request_serializer=gpufleet_dot_v1_dot_hub__pb2.ValidateConfigurationRequest.SerializeToString,
+                response_deserializer=gpufleet_dot_v1_dot_hub__pb2.ValidateConfigurationResponse.FromString,
+                _registered_method=True)
+        self.GetStatus = channel.unary_unary(
+                '/gpufleet.v1.Hub/GetStatus',
+                request_serializer=gpufleet_dot_v1_dot_hub__pb2.GetStatusRequest.SerializeToString,
+                response_deserializer=gpufleet_dot_v1_dot_hub__pb2.GetStatusResponse.FromString,
+                _registered_method=True)
+        self.Switch = channel.unary_unary(
+                '/gpufleet.v1.Hub/Switch',
+                request_serializer=gpufleet_dot_v1_dot_hub__pb2.SwitchRequest.SerializeToString,
+                response_deserializer=gpufleet_dot_v1_dot_hub__pb2.OperationRef.FromString,
+                _registered_method=True)
+        self.Drain = channel.unary_unary(
+                '/gpufleet.v1.Hub/Drain',
+                request_serializer=gpufleet_dot_v1_dot_hub__pb2.DrainRequest.SerializeToString,
+                response_deserializer=gpufleet_dot_v1_dot_hub__pb2.OperationRef.FromString,
+                _registered_method=True)
+        self.Stop = channel.unary_unary(
+                '/gpufleet.v1.Hub/Stop',
+                request_serializer=gpufleet_dot_v1_dot_hub__pb2.StopRequest.SerializeToString,
+                response_deserializer=gpufleet_dot_v1_dot_hub__pb2.OperationRef.FromString,
+                _registered_method=True)
+        self.ListOperations = channel.unary_unary(
+                '/gpufleet.v1.Hub/ListOperations',
+                request_serializer=gpufleet_dot_v1_dot_hub__pb2.ListOperationsRequest.SerializeToString,
+                response_deserializer=gpufleet_dot_v1_dot_hub__pb2.ListOperationsResponse.FromString,
+                _registered_method=True)
+        self.GetOperation = channel.unary_unary(
+                '/gpufleet.v1.Hub/GetOperation',
+                request_serializer=gpufleet_dot_v1_dot_hub__pb2.GetOperationRequest.SerializeToString,
+                response_deserializer=gpufleet_dot_v1_dot_hub__pb2.Operation.FromString,
+                _registered_method=True)
+        self.WatchOperation = channel.unary_stream(
+                '/gpufleet.v1.Hub/WatchOperation',
+                request_serializer=gpufleet_dot_v1_dot_hub__pb2.WatchOperationRequest.SerializeToString,
+                response_deserializer=gpufleet_dot_v1_dot_hub__pb2.OperationEvent.FromString,
+                _registered_method=True)
 
 
 class HubServicer:
@@ -74,6 +119,64 @@ class HubServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListConfigurations(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ValidateConfiguration(self, request, context):
+        """Check a configuration file before it is installed; changes nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetStatus(self, request, context):
+        """Each node's switch state, configuration and since when.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Switch(self, request, context):
+        """Operations return at once with the operation's id; WatchOperation follows it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Drain(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Stop(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListOperations(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetOperation(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchOperation(self, request, context):
+        """Every event of the operation so far, then new ones until it ends.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_HubServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -91,6 +194,51 @@ def add_HubServicer_to_server(servicer, server):
                     servicer.ListGpus,
                     request_deserializer=gpufleet_dot_v1_dot_hub__pb2.ListGpusRequest.FromString,
                     response_serializer=gpufleet_dot_v1_dot_hub__pb2.ListGpusResponse.SerializeToString,
+            ),
+            'ListConfigurations': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListConfigurations,
+                    request_deserializer=gpufleet_dot_v1_dot_hub__pb2.ListConfigurationsRequest.FromString,
+                    response_serializer=gpufleet_dot_v1_dot_hub__pb2.ListConfigurationsResponse.SerializeToString,
+            ),
+            'ValidateConfiguration': grpc.unary_unary_rpc_method_handler(
+                    servicer.ValidateConfiguration,
+                    request_deserializer=gpufleet_dot_v1_dot_hub__pb2.ValidateConfigurationRequest.FromString,
+                    response_serializer=gpufleet_dot_v1_dot_hub__pb2.ValidateConfigurationResponse.SerializeToString,
+            ),
+            'GetStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetStatus,
+                    request_deserializer=gpufleet_dot_v1_dot_hub__pb2.GetStatusRequest.FromString,
+                    response_serializer=gpufleet_dot_v1_dot_hub__pb2.GetStatusResponse.SerializeToString,
+            ),
+            'Switch': grpc.unary_unary_rpc_method_handler(
+                    servicer.Switch,
+                    request_deserializer=gpufleet_dot_v1_dot_hub__pb2.SwitchRequest.FromString,
+                    response_serializer=gpufleet_dot_v1_dot_hub__pb2.OperationRef.SerializeToString,
+            ),
+            'Drain': grpc.unary_unary_rpc_method_handler(
+                    servicer.Drain,
+                    request_deserializer=gpufleet_dot_v1_dot_hub__pb2.DrainRequest.FromString,
+                    response_serializer=gpufleet_dot_v1_dot_hub__pb2.OperationRef.SerializeToString,
+            ),
+            'Stop': grpc.unary_unary_rpc_method_handler(
+                    servicer.Stop,
+                    request_deserializer=gpufleet_dot_v1_dot_hub__pb2.StopRequest.FromString,
+                    response_serializer=gpufleet_dot_v1_dot_hub__pb2.OperationRef.SerializeToString,
+            ),
+            'ListOperations': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListOperations,
+                    request_deserializer=gpufleet_dot_v1_dot_hub__pb2.ListOperationsRequest.FromString,
+                    response_serializer=gpufleet_dot_v1_dot_hub__pb2.ListOperationsResponse.SerializeToString,
+            ),
+            'GetOperation': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetOperation,
+                    request_deserializer=gpufleet_dot_v1_dot_hub__pb2.GetOperationRequest.FromString,
+                    response_serializer=gpufleet_dot_v1_dot_hub__pb2.Operation.SerializeToString,
+            ),
+            'WatchOperation': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchOperation,
+                    request_deserializer=gpufleet_dot_v1_dot_hub__pb2.WatchOperationRequest.FromString,
+                    response_serializer=gpufleet_dot_v1_dot_hub__pb2.OperationEvent.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -175,6 +323,249 @@ class Hub:
             '/gpufleet.v1.Hub/ListGpus',
             gpufleet_dot_v1_dot_hub__pb2.ListGpusRequest.SerializeToString,
             gpufleet_dot_v1_dot_hub__pb2.ListGpusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListConfigurations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpufleet.v1.Hub/ListConfigurations',
+            gpufleet_dot_v1_dot_hub__pb2.ListConfigurationsRequest.SerializeToString,
+            gpufleet_dot_v1_dot_hub__pb2.ListConfigurationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ValidateConfiguration(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpufleet.v1.Hub/ValidateConfiguration',
+            gpufleet_dot_v1_dot_hub__pb2.ValidateConfigurationRequest.SerializeToString,
+            gpufleet_dot_v1_dot_hub__pb2.ValidateConfigurationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpufleet.v1.Hub/GetStatus',
+            gpufleet_dot_v1_dot_hub__pb2.GetStatusRequest.SerializeToString,
+            gpufleet_dot_v1_dot_hub__pb2.GetStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Switch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpufleet.v1.Hub/Switch',
+            gpufleet_dot_v1_dot_hub__pb2.SwitchRequest.SerializeToString,
+            gpufleet_dot_v1_dot_hub__pb2.OperationRef.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Drain(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpufleet.v1.Hub/Drain',
+            gpufleet_dot_v1_dot_hub__pb2.DrainRequest.SerializeToString,
+            gpufleet_dot_v1_dot_hub__pb2.OperationRef.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Stop(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpufleet.v1.Hub/Stop',
+            gpufleet_dot_v1_dot_hub__pb2.StopRequest.SerializeToString,
+            gpufleet_dot_v1_dot_hub__pb2.OperationRef.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListOperations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpufleet.v1.Hub/ListOperations',
+            gpufleet_dot_v1_dot_hub__pb2.ListOperationsRequest.SerializeToString,
+            gpufleet_dot_v1_dot_hub__pb2.ListOperationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetOperation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpufleet.v1.Hub/GetOperation',
+            gpufleet_dot_v1_dot_hub__pb2.GetOperationRequest.SerializeToString,
+            gpufleet_dot_v1_dot_hub__pb2.Operation.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchOperation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/gpufleet.v1.Hub/WatchOperation',
+            gpufleet_dot_v1_dot_hub__pb2.WatchOperationRequest.SerializeToString,
+            gpufleet_dot_v1_dot_hub__pb2.OperationEvent.FromString,
             options,
             channel_credentials,
             insecure,
