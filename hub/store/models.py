@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import JSON, Column, DateTime, ForeignKey, Integer, UniqueConstraint
+from sqlalchemy import JSON, Column, DateTime, ForeignKey, Integer, String, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -34,6 +34,12 @@ class Node(SQLModel, table=True):
     first_seen: datetime = Field(sa_column=_utc_column(nullable=False))
     last_seen: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
     status_since: datetime = Field(sa_column=_utc_column(nullable=False))
+    # The switch state machine: stopped -> switching -> loading -> ready | failed; ready ->
+    # draining -> switching. `configuration` is what the node runs (or is switching to).
+    state: str = Field(default="stopped", max_length=16)
+    configuration: str = Field(default="", max_length=64)
+    state_since: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
+    state_message: str = Field(default="")
 
 
 class Gpu(SQLModel, table=True):
@@ -80,3 +86,72 @@ class NodeEvent(SQLModel, table=True):
     at: datetime = Field(sa_column=_utc_column(nullable=False))
     kind: str = Field(max_length=32)
     message: str
+
+
+class NodeTransition(SQLModel, table=True):
+    """Every change of a node's switch state, with its time."""
+
+    __tablename__ = "node_transition"
+
+    id: int | None = Field(default=None, primary_key=True)
+    node_id: int = Field(
+        sa_column=Column(
+            Integer, ForeignKey("node.id", ondelete="CASCADE"), nullable=False, index=True
+        )
+    )
+    at: datetime = Field(sa_column=_utc_column(nullable=False))
+    from_state: str = Field(max_length=16)
+    to_state: str = Field(max_length=16)
+    configuration: str = Field(default="", max_length=64)
+    operation_id: str = Field(default="", max_length=32)
+    message: str = ""
+
+
+class Operation(SQLModel, table=True):
+    __tablename__ = "operation"
+
+    id: str = Field(primary_key=True, max_length=32)
+    kind: str = Field(max_length=16)
+    configuration: str = Field(default="", max_length=64)
+    status: str = Field(default="running", max_length=16, index=True)
+    check: bool = False
+    params: dict[str, object] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created: datetime = Field(sa_column=_utc_column(nullable=False))
+    finished: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
+    message: str = ""
+
+
+class OperationNode(SQLModel, table=True):
+    """One node's part in an operation and how it ended."""
+
+    __tablename__ = "operation_node"
+    __table_args__ = (UniqueConstraint("operation_id", "node", name="uq_operation_node"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    operation_id: str = Field(
+        sa_column=Column(
+            String(32), ForeignKey("operation.id", ondelete="CASCADE"), nullable=False, index=True
+        )
+    )
+    node: str = Field(max_length=253)
+    position: int = 0
+    result: str = Field(default="pending", max_length=16)
+    message: str = ""
+    started: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
+    finished: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
+
+
+class OperationEvent(SQLModel, table=True):
+    __tablename__ = "operation_event"
+
+    id: int | None = Field(default=None, primary_key=True)
+    operation_id: str = Field(
+        sa_column=Column(
+            String(32), ForeignKey("operation.id", ondelete="CASCADE"), nullable=False, index=True
+        )
+    )
+    seq: int
+    at: datetime = Field(sa_column=_utc_column(nullable=False))
+    node: str = Field(default="", max_length=253)
+    step: str = Field(max_length=16)
+    message: str = ""

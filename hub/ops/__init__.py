@@ -1,0 +1,1 @@
+"""Cluster-wide operations (switch, drain, stop) run node by node in batches."""

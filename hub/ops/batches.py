@@ -1,0 +1,62 @@
+"""Run a step on many nodes: a sliding window of `serial` at a time, and no new node once
+more than `max_fail_percent` of all nodes failed (exceeded, not equalled, as in Ansible)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
+from dataclasses import dataclass
+
+FAILED = frozenset({"failed", "unreachable"})
+
+
+@dataclass(frozen=True)
+class Outcome:
+    result: str  # ok, changed, failed, unreachable, skipped
+    message: str = ""
+
+
+def too_many_failures(failed: int, total: int, max_fail_percent: float) -> bool:
+    return total > 0 and failed * 100 > max_fail_percent * total
+
+
+async def run_batches(
+    nodes: Sequence[str],
+    serial: int,
+    max_fail_percent: float,
+    step: Callable[[str], Coroutine[Any, Any, Outcome]],
+    on_start: Callable[[str], None] = lambda _node: None,
+    on_result: Callable[[str, Outcome], None] = lambda _node, _outcome: None,
+) -> dict[str, Outcome]:
+    """Each node's outcome; nodes never started are `skipped` with the reason."""
+    window = serial if serial > 0 else len(nodes)
+    results: dict[str, Outcome] = {}
+    queue = list(nodes)
+    running: dict[asyncio.Task[Outcome], str] = {}
+    failed = 0
+    while queue or running:
+        while (
+            queue
+            and len(running) < window
+            and not too_many_failures(failed, len(nodes), max_fail_percent)
+        ):
+            node = queue.pop(0)
+            on_start(node)
+            running[asyncio.create_task(step(node))] = node
+        if not running:
+            break
+        done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            node = running.pop(task)
+            outcome = task.result()
+            results[node] = outcome
+            failed += outcome.result in FAILED
+            on_result(node, outcome)
+    for node in queue:
+        outcome = Outcome(
+            "skipped", f"not started: more than {max_fail_percent:g}% of nodes failed"
+        )
+        results[node] = outcome
+        on_result(node, outcome)
+    return results
