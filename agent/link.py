@@ -17,6 +17,7 @@ import gpufleet
 from agent.backoff import Backoff
 from agent.convert import inventory_to_proto, telemetry_to_proto
 from agent.probes import GpuProbe, ProbeResult
+from agent.switching import Switching
 from agent.tasks import TaskRunner
 from gpufleet.v1 import agent_link_pb2 as pb
 from gpufleet.v1 import agent_link_pb2_grpc
@@ -66,11 +67,13 @@ class AgentLink:
         probe: GpuProbe,
         channel: ChannelFactory | None = None,
         backoff: Backoff | None = None,
+        switching: Switching | None = None,
     ) -> None:
         self.hub = hub
         self.identity = identity
         self.probe = probe
-        self.tasks = TaskRunner(probe)
+        self.switching = switching
+        self.tasks = TaskRunner(probe, switching)
         self.channel = channel or insecure_channel(hub)
         self.backoff = backoff or Backoff()
         self.connected = asyncio.Event()
@@ -126,10 +129,20 @@ class AgentLink:
                      f", lost: {', '.join(lost)}" if lost else "")  # fmt: skip
         return found
 
+    async def _projects(self) -> list[pb.RunningProject]:
+        if self.switching is None:
+            return []
+        try:
+            return await self.switching.projects()
+        except Exception as exc:  # podman trouble must not keep the node off the hub
+            log.warning("cannot list running projects: %s", exc)
+            return []
+
     async def hello(self) -> pb.Hello:
         found = await self._probe()
         self._sent_static = found.static()
         return pb.Hello(
+            projects=await self._projects(),
             node_name=self.identity.name,
             agent_id=self.identity.agent_id,
             labels=self.identity.labels,

@@ -19,9 +19,12 @@ from typing import NoReturn
 
 import gpufleet
 from agent import report
+from agent.compose import Podman
 from agent.identity import agent_id, check_name, parse_labels
 from agent.link import AgentLink, Identity
 from agent.probes import PROBES, GpuProbe, InventoryError, make_probe
+from agent.projects import RUNTIMES, ProjectStore
+from agent.switching import Switching
 
 log = logging.getLogger("agent")
 
@@ -73,6 +76,21 @@ def run_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--labels", default="", metavar="K=V[,K=V]", help="e.g. role=chat,zone=a")
     parser.add_argument("--state-dir", type=Path, default=default_state_dir(), metavar="DIR")
+    parser.add_argument(
+        "--gpu-runtime",
+        default="cdi",
+        choices=RUNTIMES,
+        help="how containers get GPUs: cdi (NVIDIA CDI, default), amd "
+        "(/dev/kfd, /dev/dri), none (visible-devices variables only)",
+    )
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a variable for this host's compose projects and health URLs "
+        "(repeatable), e.g. --env HF_HOME=/models",
+    )
     parser.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"]
     )
@@ -136,4 +154,19 @@ def main(argv: list[str] | None = None) -> None:
         fail(str(exc))
     except OSError as exc:
         fail(f"state dir {args.state_dir}: {exc.strerror}: choose a writable --state-dir")
-    asyncio.run(serve(AgentLink(args.hub, identity, build_probe(args))))
+    env = parse_env(args.env)
+    switching = Switching(
+        ProjectStore(args.state_dir, args.gpu_runtime), Podman(identity.name, env), env
+    )
+    gpus = build_probe(args)
+    asyncio.run(serve(AgentLink(args.hub, identity, gpus, switching=switching)))
+
+
+def parse_env(items: list[str]) -> dict[str, str]:
+    env = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.isidentifier():
+            fail(f"invalid --env {item!r}: expected KEY=VALUE, e.g. --env LLM_PORT=8001")
+        env[key] = value
+    return env

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 
 from agent.convert import inventory_to_proto
 from agent.probes import GpuProbe
+from agent.switching import Switching
 from gpufleet.v1 import agent_link_pb2 as pb
 from gpufleet.v1 import types_pb2
 
@@ -24,9 +25,16 @@ REMEMBERED_RESULTS = 1024
 
 
 class TaskRunner:
-    def __init__(self, probe: GpuProbe) -> None:
+    def __init__(self, probe: GpuProbe, switching: Switching | None = None) -> None:
         self.probe = probe
         self.handlers: dict[str, Handler] = {"gather_facts": self._gather_facts}
+        if switching is not None:
+            self.handlers.update(
+                start_project=switching.start,
+                stop_project=switching.stop,
+                wait_healthy=switching.wait_healthy,
+                drain=switching.drain,
+            )
         self._running: dict[str, asyncio.Task[None]] = {}
         self._results: OrderedDict[str, pb.TaskResult] = OrderedDict()
         self._emit: Emit = lambda _message: None

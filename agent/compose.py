@@ -1,0 +1,112 @@
+"""Compose projects through Podman: podman-compose for up/down, podman for ps and logs.
+
+Why podman-compose rather than the Podman REST API: it reads the compose file as operators
+write it (deploy.resources.reservations.devices becomes --device nvidia.com/gpu=N under CDI)
+and needs no long-running podman service on the host. Subprocesses run through an injected
+runner, so tests can also drive this module with a scripted runner.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+PROJECT_LABEL = "io.podman.compose.project"
+SERVICE_LABEL = "com.docker.compose.service"
+COMPOSE_TIMEOUT_S = 900.0
+
+
+@dataclass(frozen=True)
+class Completed:
+    code: int
+    stdout: str
+    stderr: str
+
+    def tail(self, lines: int = 8) -> str:
+        text = (self.stderr.strip() or self.stdout.strip()).splitlines()
+        return " | ".join(text[-lines:]) or f"exit status {self.code}"
+
+
+Runner = Callable[[list[str], Mapping[str, str], float], Awaitable[Completed]]
+
+
+async def run_process(argv: list[str], env: Mapping[str, str], limit_s: float) -> Completed:
+    try:
+        process = await asyncio.create_subprocess_exec(
+            *argv, env=dict(env), stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+    except FileNotFoundError:
+        return Completed(127, "", f"{argv[0]} not found: install Debian's package {argv[0]}")
+    try:
+        out, err = await asyncio.wait_for(process.communicate(), limit_s)
+    except (TimeoutError, asyncio.CancelledError):
+        process.kill()
+        await process.wait()
+        raise
+    return Completed(process.returncode or 0, out.decode(errors="replace"),
+                     err.decode(errors="replace"))  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Container:
+    service: str
+    container_id: str
+    state: str
+
+
+def compose_name(node: str, project: str) -> str:
+    """Podman project name: unique per node, so several agents can share one test host."""
+    return f"gf-{re.sub(r'[^a-z0-9_-]', '-', node.lower())}-{project}"
+
+
+class Podman:
+    def __init__(
+        self,
+        node: str,
+        env: Mapping[str, str] | None = None,
+        run: Runner = run_process,
+        compose: tuple[str, ...] = ("podman-compose",),
+        podman: str = "podman",
+    ) -> None:
+        self.node = node
+        self.env = {**os.environ, **(env or {})}
+        self.run = run
+        self.compose = compose
+        self.podman = podman
+
+    async def _compose(self, project: str, file: Path, *args: str) -> Completed:
+        argv = [*self.compose, "-p", compose_name(self.node, project), "-f", str(file), *args]
+        return await self.run(argv, self.env, COMPOSE_TIMEOUT_S)
+
+    async def up(self, project: str, file: Path) -> Completed:
+        return await self._compose(project, file, "up", "-d")
+
+    async def down(self, project: str, file: Path) -> Completed:
+        return await self._compose(project, file, "down")
+
+    async def containers(self, project: str) -> list[Container]:
+        label = f"label={PROJECT_LABEL}={compose_name(self.node, project)}"
+        argv = [self.podman, "ps", "-a", "--format", "json", "--filter", label]
+        done = await self.run(argv, self.env, 60.0)
+        if done.code != 0:
+            raise RuntimeError(f"podman ps failed: {done.tail()}")
+        found = [
+            Container(
+                (entry.get("Labels") or {}).get(SERVICE_LABEL, ""),
+                entry.get("Id", ""),
+                str(entry.get("State", "")).lower(),
+            )
+            for entry in json.loads(done.stdout or "[]")
+        ]
+        return sorted(found, key=lambda c: c.service)
+
+    async def logs(self, container_id: str, lines: int = 20) -> str:
+        argv = [self.podman, "logs", "--tail", str(lines), container_id]
+        done = await self.run(argv, self.env, 60.0)
+        return (done.stdout + done.stderr).strip()

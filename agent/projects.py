@@ -1,0 +1,152 @@
+"""The compose projects this agent runs, kept under STATE_DIR/projects/NAME/.
+
+Only projects the hub sent are touched, by validated name, and nothing is written outside
+the state dir. The compose file is adapted to the host's GPU runtime before it is written:
+  cdi   NVIDIA devices stay as compose `deploy.resources.reservations.devices`
+        (podman-compose turns them into --device nvidia.com/gpu=N)
+  amd   /dev/kfd and /dev/dri are mapped; ROCR/HIP_VISIBLE_DEVICES name the GPUs
+  none  no devices; only CUDA/NVIDIA_VISIBLE_DEVICES are set (CPU hosts, tests)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+VARIABLE = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::?-(?P<default>[^}]*))?\}")
+RUNTIMES = ("cdi", "amd", "none")
+COMPOSE_FILE = "compose.yaml"
+DIGEST_FILE = "digest"
+
+
+class ProjectError(ValueError):
+    pass
+
+
+def check_name(name: str) -> str:
+    if not NAME.match(name):
+        raise ProjectError(
+            f"refused project name {name[:80]!r}: names are [a-z0-9_-], at most 63 characters"
+        )
+    return name
+
+
+def expand(text: str, env: Mapping[str, str]) -> str:
+    """Compose-style ${NAME} and ${NAME:-default}, as in the compose file itself."""
+
+    def value(match: re.Match[str]) -> str:
+        found = env.get(match.group("name"))
+        return found if found else (match.group("default") or "")
+
+    return VARIABLE.sub(value, text)
+
+
+def _device_ids(devices: list[Any]) -> list[str] | None:
+    """GPU ids a service reserves: explicit ids, the first `count`, or None for all."""
+    ids: list[str] = []
+    for device in devices:
+        if not isinstance(device, dict):
+            continue
+        if device.get("device_ids"):
+            ids += [str(i) for i in device["device_ids"]]
+        elif isinstance(device.get("count"), int):
+            ids += [str(i) for i in range(len(ids), len(ids) + device["count"])]
+        else:
+            return None
+    return ids
+
+
+def adapt(compose: dict[str, Any], runtime: str) -> dict[str, Any]:
+    """The compose document as this host's GPU runtime needs it (a new dict)."""
+    if runtime not in RUNTIMES:
+        raise ProjectError(f"unknown GPU runtime {runtime!r}: choose one of {RUNTIMES}")
+    if runtime == "cdi":
+        return compose
+    services: dict[str, Any] = {}
+    for name, service in (compose.get("services") or {}).items():
+        service = dict(service)
+        reservations = (service.get("deploy") or {}).get("resources", {}).get("reservations", {})
+        devices = reservations.get("devices") if isinstance(reservations, dict) else None
+        if devices:
+            ids = _device_ids(devices)
+            visible = ",".join(ids) if ids is not None else "all"
+            deploy = dict(service["deploy"])
+            resources = dict(deploy["resources"])
+            resources["reservations"] = {k: v for k, v in reservations.items() if k != "devices"}
+            deploy["resources"] = resources
+            service["deploy"] = deploy
+            environment = service.get("environment") or {}
+            if isinstance(environment, list):
+                environment = dict(item.split("=", 1) for item in environment if "=" in item)
+            keys = ("ROCR_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES") if runtime == "amd" else (
+                "NVIDIA_VISIBLE_DEVICES", "CUDA_VISIBLE_DEVICES")  # fmt: skip
+            service["environment"] = {**environment, **dict.fromkeys(keys, visible)}
+            if runtime == "amd":
+                service["devices"] = [*service.get("devices", []), "/dev/kfd", "/dev/dri"]
+                service["group_add"] = [*service.get("group_add", []), "video", "render"]
+        services[name] = service
+    return {**compose, "services": services}
+
+
+@dataclass(frozen=True)
+class Project:
+    name: str
+    directory: Path
+
+    @property
+    def compose_file(self) -> Path:
+        return self.directory / COMPOSE_FILE
+
+    def digest(self) -> str:
+        try:
+            return (self.directory / DIGEST_FILE).read_text().strip()
+        except FileNotFoundError:
+            return ""
+
+
+class ProjectStore:
+    def __init__(self, state_dir: Path, runtime: str = "none") -> None:
+        self.root = (state_dir / "projects").resolve()
+        self.runtime = runtime
+
+    def project(self, name: str) -> Project:
+        directory = (self.root / check_name(name)).resolve()
+        if directory.parent != self.root:  # belt and braces: the regex already forbids it
+            raise ProjectError(f"refused project name {name!r}: outside the state dir")
+        return Project(name, directory)
+
+    def write(self, name: str, text: str, digest: str) -> Project:
+        """Check the file the hub sent, adapt it to this host, and write it."""
+        if hashlib.sha256(text.encode()).hexdigest() != digest:
+            raise ProjectError(f"project {name}: the compose file does not match its digest")
+        try:
+            document = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ProjectError(f"project {name}: invalid compose YAML ({exc})") from None
+        if not isinstance(document, dict) or not isinstance(document.get("services"), dict):
+            raise ProjectError(f"project {name}: a compose file needs a services mapping")
+        project = self.project(name)
+        project.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        adapted = adapt(document, self.runtime)
+        temporary = project.compose_file.with_suffix(".tmp")
+        temporary.write_text(yaml.safe_dump(adapted, sort_keys=False))
+        os.replace(temporary, project.compose_file)
+        (project.directory / DIGEST_FILE).write_text(digest + "\n")
+        return project
+
+    def known(self) -> list[Project]:
+        if not self.root.is_dir():
+            return []
+        return [
+            Project(entry.name, entry)
+            for entry in sorted(self.root.iterdir())
+            if NAME.match(entry.name) and (entry / COMPOSE_FILE).is_file()
+        ]

@@ -1,0 +1,139 @@
+"""The switch tasks on the agent: start, stop, wait until healthy, drain.
+
+Each is idempotent and honours check mode: it reports what it would change and changes
+nothing. Results carry the project as the agent now runs it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+
+from agent.compose import Container, Podman
+from agent.probing import Check, Probe, drain, wait_healthy
+from agent.projects import ProjectError, ProjectStore, expand
+from gpufleet.v1 import agent_link_pb2 as pb
+from gpufleet.v1 import types_pb2
+
+log = logging.getLogger(__name__)
+OK, CHANGED, FAILED = (
+    types_pb2.TASK_STATUS_OK,
+    types_pb2.TASK_STATUS_CHANGED,
+    types_pb2.TASK_STATUS_FAILED,
+)
+Emit = Callable[[pb.AgentMessage], None]
+
+
+def result(status: int, message: str, project: pb.RunningProject | None = None) -> pb.TaskResult:
+    answer = pb.TaskResult(status=status, message=message)  # type: ignore[arg-type]
+    if project is not None:
+        answer.project.CopyFrom(project)
+    return answer
+
+
+class Switching:
+    def __init__(self, store: ProjectStore, podman: Podman, env: Mapping[str, str]) -> None:
+        self.store = store
+        self.podman = podman
+        self.env = dict(env)
+
+    async def running(self, name: str) -> tuple[pb.RunningProject, list[Container]]:
+        project = self.store.project(name)
+        containers = await self.podman.containers(name)
+        return pb.RunningProject(
+            name=name,
+            digest=project.digest() if containers else "",
+            services=[
+                pb.ServiceStatus(name=c.service, container_id=c.container_id, state=c.state)
+                for c in containers
+            ],
+        ), containers
+
+    async def projects(self) -> list[pb.RunningProject]:
+        """What runs now, for the hello."""
+        found = []
+        for project in self.store.known():
+            running, containers = await self.running(project.name)
+            if containers:
+                found.append(running)
+        return found
+
+    async def start(self, request: pb.TaskRequest, emit: Emit) -> pb.TaskResult:
+        task = request.start_project
+        try:
+            project = self.store.project(task.project)
+            before, containers = await self.running(task.project)
+            if (
+                containers
+                and before.digest == task.digest
+                and all(c.state == "running" for c in containers)
+            ):
+                return result(OK, f"{task.project} already runs, nothing restarted", before)
+            if request.check_mode:
+                return result(CHANGED, f"would start {task.project}", before)
+            project = self.store.write(task.project, task.compose, task.digest)
+        except ProjectError as exc:
+            return result(FAILED, str(exc))
+        done = await self.podman.up(project.name, project.compose_file)
+        after, containers = await self.running(task.project)
+        if done.code != 0:
+            return result(FAILED, f"compose up failed: {done.tail()}", after)
+        return result(CHANGED, f"started {task.project}: {len(containers)} containers", after)
+
+    async def stop(self, request: pb.TaskRequest, emit: Emit) -> pb.TaskResult:
+        name = request.stop_project.project
+        try:
+            project = self.store.project(name)
+        except ProjectError as exc:
+            return result(FAILED, str(exc))
+        before, containers = await self.running(name)
+        if not containers:
+            return result(OK, f"{name} is not running", before)
+        if request.check_mode:
+            return result(CHANGED, f"would stop {name}", before)
+        if not project.compose_file.is_file():
+            return result(FAILED, f"{name} was not started by this agent: refusing to stop it")
+        done = await self.podman.down(name, project.compose_file)
+        after, left = await self.running(name)
+        if done.code != 0 or left:
+            return result(FAILED, f"compose down failed: {done.tail()}", after)
+        return result(CHANGED, f"stopped {name} ({len(containers)} containers)", after)
+
+    async def wait_healthy(self, request: pb.TaskRequest, emit: Emit) -> pb.TaskResult:
+        task = request.wait_healthy
+        checks = [
+            Check(c.service, expand(c.url, self.env), c.expect_status or 200,
+                  c.timeout.ToTimedelta().total_seconds() or 300.0,
+                  c.interval.ToTimedelta().total_seconds() or 5.0)
+            for c in task.checks
+        ]  # fmt: skip
+
+        def progress(line: str) -> None:
+            emit(pb.AgentMessage(task_event=pb.TaskEvent(task_id=request.task_id,
+                                                         log=pb.LogLine(line=line))))  # fmt: skip
+
+        verdict = await wait_healthy(checks, progress=progress)
+        current, containers = await self.running(task.project)
+        if verdict.ok:
+            return result(OK, f"all {len(checks)} services healthy after "
+                              f"{verdict.waited_s:.1f} s", current)  # fmt: skip
+        check = next(c for c in checks if c.service == verdict.service)
+        container = next((c for c in containers if c.service == verdict.service), None)
+        logs = await self.podman.logs(container.container_id) if container else ""
+        last = " | ".join(logs.splitlines()[-5:]) or "no log lines"
+        state = container.state if container else "no container"
+        return result(FAILED, f"service {verdict.service} not healthy after "
+                              f"{verdict.waited_s:.0f} s: {check.url} gave {verdict.seen} "
+                              f"(container {state}); last log lines: {last}", current)  # fmt: skip
+
+    async def drain(self, request: pb.TaskRequest, emit: Emit) -> pb.TaskResult:
+        task = request.drain
+        probes = [Probe(p.service, expand(p.url, self.env), p.metric) for p in task.probes]
+        timeout = task.timeout.ToTimedelta().total_seconds() or 120.0
+        if request.check_mode:
+            return result(CHANGED, f"would drain {task.project}")
+        outcome = await drain(probes, timeout)
+        if outcome.drained:
+            return result(CHANGED, f"drained after {outcome.waited_s:.1f} s")
+        return result(CHANGED, f"drain timed out after {outcome.waited_s:.0f} s with "
+                               f"{outcome.detail}; proceeding")  # fmt: skip
