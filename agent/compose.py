@@ -12,6 +12,7 @@ import asyncio
 import json
 import os
 import re
+import sys
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,7 +72,7 @@ class Podman:
         node: str,
         env: Mapping[str, str] | None = None,
         run: Runner = run_process,
-        compose: tuple[str, ...] = ("podman-compose",),
+        compose: tuple[str, ...] = (sys.executable, "-m", "podman_compose"),
         podman: str = "podman",
     ) -> None:
         self.node = node

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 import grpc
@@ -59,3 +59,50 @@ class HubClient:
 
     def list_gpus(self) -> list[hub_pb2.NodeGpu]:
         return list(self._call(self._stub.ListGpus, hub_pb2.ListGpusRequest()).gpus)
+
+    def configurations(self) -> hub_pb2.ListConfigurationsResponse:
+        reply: hub_pb2.ListConfigurationsResponse = self._call(
+            self._stub.ListConfigurations, hub_pb2.ListConfigurationsRequest()
+        )
+        return reply
+
+    def validate(self, filename: str, content: str) -> hub_pb2.ValidateConfigurationResponse:
+        request = hub_pb2.ValidateConfigurationRequest(filename=filename, content=content)
+        reply: hub_pb2.ValidateConfigurationResponse = self._call(
+            self._stub.ValidateConfiguration, request
+        )
+        return reply
+
+    def status(self) -> list[hub_pb2.NodeState]:
+        return list(self._call(self._stub.GetStatus, hub_pb2.GetStatusRequest()).nodes)
+
+    def submit(self, method: str, request: object) -> str:
+        """Switch, Drain or Stop: the new operation's id."""
+        reply: hub_pb2.OperationRef = self._call(getattr(self._stub, method), request)
+        return reply.id
+
+    def operations(self, limit: int) -> list[hub_pb2.Operation]:
+        request = hub_pb2.ListOperationsRequest(limit=limit)
+        return list(self._call(self._stub.ListOperations, request).operations)
+
+    def operation(self, operation_id: str) -> hub_pb2.Operation:
+        reply: hub_pb2.Operation = self._call(
+            self._stub.GetOperation, hub_pb2.GetOperationRequest(id=operation_id)
+        )
+        return reply
+
+    def watch(self, operation_id: str) -> Iterator[hub_pb2.OperationEvent]:
+        """Events until the operation ends; no deadline (operations can take an hour)."""
+        request = hub_pb2.WatchOperationRequest(id=operation_id)
+        try:
+            yield from self._stub.WatchOperation(request)
+        except grpc.RpcError as error:
+            code = error.code() if isinstance(error, grpc.Call) else None
+            if code == grpc.StatusCode.UNAVAILABLE:
+                raise CliError(
+                    f"lost the hub at {self.hub} while watching; the operation goes on "
+                    f"there: hubctl ops watch {operation_id}",
+                    exit_code=2,
+                ) from None
+            details = error.details() if isinstance(error, grpc.Call) else str(error)
+            raise CliError(details or f"hub answered {code}") from None

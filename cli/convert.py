@@ -83,3 +83,60 @@ def node_gpu(message: hub_pb2.NodeGpu) -> dict[str, Any]:
         "node_status": STATUSES.get(message.node_status, "unknown"),
         **gpu(message.gpu),
     }
+
+
+def configuration(message: hub_pb2.Configuration) -> dict[str, Any]:
+    return {
+        "name": message.name,
+        "description": message.description,
+        "use_case": message.use_case,
+        "digest": message.digest,
+        "services": [
+            {"name": s.name, "vram_gb": s.vram_gb, "gpu_count": s.gpu_count,
+             "latency_class": s.latency_class, "model": s.model or None,
+             "health_url": s.health_url, "drains": s.drains}
+            for s in message.services
+        ],
+    }  # fmt: skip
+
+
+def _stamp(stamp: Timestamp, present: bool) -> str | None:
+    return stamp.ToDatetime().isoformat(timespec="seconds") + "Z" if present else None
+
+
+def node_state(message: hub_pb2.NodeState) -> dict[str, Any]:
+    return {
+        "node": message.node,
+        "status": STATUSES.get(message.status, "unknown"),
+        "state": message.state,
+        "configuration": message.configuration or None,
+        "since": _stamp(message.since, message.HasField("since")),
+        "message": message.message or None,
+        "operation_id": message.operation_id or None,
+    }
+
+
+def operation(message: hub_pb2.Operation) -> dict[str, Any]:
+    return {
+        "id": message.id,
+        "kind": message.kind,
+        "configuration": message.configuration or None,
+        "status": message.status,
+        "check": message.check,
+        "created": _stamp(message.created, message.HasField("created")),
+        "finished": _stamp(message.finished, message.HasField("finished")),
+        "message": message.message,
+        "nodes": [
+            {"node": n.node, "result": n.result, "message": n.message,
+             "started": _stamp(n.started, n.HasField("started")),
+             "finished": _stamp(n.finished, n.HasField("finished"))}
+            for n in message.nodes
+        ],
+    }  # fmt: skip
+
+
+def result_counts(found: dict[str, Any]) -> dict[str, int]:
+    counts = dict.fromkeys(["ok", "changed", "failed", "unreachable", "skipped"], 0)
+    for node in found["nodes"]:
+        counts[node["result"]] = counts.get(node["result"], 0) + 1
+    return counts

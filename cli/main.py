@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from cli import convert, render, up
+from cli import convert, ops, render, up
 from cli.client import DEFAULT_HUB, CliError, HubClient
 
 app = typer.Typer(
@@ -26,6 +26,7 @@ app = typer.Typer(
 )
 nodes_app = typer.Typer(help="The nodes (GPU hosts) of the cluster.")
 app.add_typer(nodes_app, name="nodes")
+ops.register(app)
 
 # Piped output (grep, logs) keeps one row per line instead of wrapping at 80 columns.
 console = Console(width=None if sys.stdout.isatty() else 220)

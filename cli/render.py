@@ -124,3 +124,45 @@ def node_details(node: dict[str, Any]) -> Table:
         probe += f" (error: {node['probe_error']})"
     table.add_row("GPU probe", probe)
     return table
+
+
+STATE_STYLES = {"ready": "green", "failed": "red", "stopped": "dim"}
+
+
+def configs_table(configs: list[dict[str, Any]]) -> Table:
+    table = Table(box=None, header_style="bold")
+    for column in ("NAME", "USE CASE", "SERVICES", "DESCRIPTION"):
+        table.add_column(column)
+    for config in configs:
+        services = ", ".join(
+            f"{s['name']} ({s['vram_gb']:g} GB x{s['gpu_count']})" for s in config["services"]
+        )
+        table.add_row(config["name"], config["use_case"], services, config["description"])
+    return table
+
+
+def status_table(nodes: list[dict[str, Any]]) -> Table:
+    table = Table(box=None, header_style="bold")
+    for column in ("NODE", "LINK", "STATE", "CONFIGURATION", "SINCE", "NOTE"):
+        table.add_column(column)
+    for node in nodes:
+        note = node["message"] or ""
+        if node["operation_id"]:
+            note = f"in operation {node['operation_id']} {note}".strip()
+        table.add_row(
+            node["node"], status(node["status"]),
+            Text(node["state"], style=STATE_STYLES.get(node["state"], "yellow")),
+            node["configuration"] or "-", ago(node["since"]), note,
+        )  # fmt: skip
+    return table
+
+
+def operations_table(operations: list[dict[str, Any]]) -> Table:
+    table = Table(box=None, header_style="bold")
+    for column in ("ID", "KIND", "CONFIGURATION", "STATUS", "NODES", "STARTED", "MESSAGE"):
+        table.add_column(column)
+    for op in operations:
+        kind = op["kind"] + (" (check)" if op["check"] else "")
+        table.add_row(op["id"], kind, op["configuration"] or "-", op["status"],
+                      str(len(op["nodes"])), ago(op["created"]), op["message"])  # fmt: skip
+    return table

@@ -3,23 +3,38 @@
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import grpc
 
 from gpufleet.v1 import hub_pb2, hub_pb2_grpc
 from hub import convert
+from hub.ops.api import OperationsApi
+from hub.ops.manager import OperationManager
 from hub.sessions import SessionRegistry
 from hub.store import Database, Store
+from hub.store.operations import OperationStore
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
 
-class HubService(hub_pb2_grpc.HubServicer):  # type: ignore[misc]
-    def __init__(self, registry: SessionRegistry, db: Database, store: Store) -> None:
+class HubService(OperationsApi, hub_pb2_grpc.HubServicer):  # type: ignore[misc]
+    def __init__(
+        self,
+        registry: SessionRegistry,
+        db: Database,
+        store: Store,
+        ops: OperationStore,
+        manager: OperationManager,
+        configs_dir: Path,
+    ) -> None:
         self.registry = registry
         self.db = db
         self.store = store
+        self.ops = ops
+        self.manager = manager
+        self.configs_dir = configs_dir
 
     def _live_seen(self, name: str) -> datetime | None:
         session = self.registry.get(name)

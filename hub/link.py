@@ -36,7 +36,9 @@ class AgentLinkService(agent_link_pb2_grpc.AgentLinkServicer):  # type: ignore[m
         heartbeat_interval: float,
         hub_version: str,
         monotonic: Callable[[], float],
+        on_connect: Callable[[AgentSession, list[pb.RunningProject]], None] = lambda _s, _p: None,
     ) -> None:
+        self.on_connect = on_connect
         self.registry = registry
         self.db = db
         self.store = store
@@ -67,6 +69,7 @@ class AgentLinkService(agent_link_pb2_grpc.AgentLinkServicer):  # type: ignore[m
         reader = asyncio.create_task(self._read(session, request_iterator))
         try:
             await self.db.call(self.store.register, record, utcnow())
+            self.on_connect(session, list(hello.projects))
             log.info(
                 "node %s connected from %s (agent %s, %d GPUs)",
                 record.name,

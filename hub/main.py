@@ -15,7 +15,7 @@ import sqlalchemy.exc
 from sqlalchemy.engine import make_url
 
 import gpufleet
-from hub.server import HubConfig, HubServer, StartError
+from hub.server import DEFAULT_CONFIGS, HubConfig, HubServer, StartError
 
 log = logging.getLogger("hub")
 
@@ -42,6 +42,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="HOST:PORT",
         help=f"gRPC address for agents and clients (default {DEFAULT_LISTEN})",
     )
+    parser.add_argument(
+        "--configs", type=Path, default=DEFAULT_CONFIGS, metavar="DIR",
+        help=f"configurations directory: one compose file each (default {DEFAULT_CONFIGS})",
+    )  # fmt: skip
     parser.add_argument(
         "--http", metavar="HOST:PORT",
         help="serve Prometheus /metrics and /healthz here (default: off)",
@@ -103,7 +107,9 @@ def main(argv: list[str] | None = None) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    config = HubConfig(args.listen, args.state_dir, args.db, args.heartbeat_interval, args.http)
+    config = HubConfig(
+        args.listen, args.state_dir, args.db, args.heartbeat_interval, args.http, args.configs
+    )
     try:
         asyncio.run(serve(config, args.grace))
     except StartError as exc:

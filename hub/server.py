@@ -13,15 +13,19 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
 import gpufleet
 from gpufleet.v1 import agent_link_pb2, agent_link_pb2_grpc, hub_pb2, hub_pb2_grpc
 from hub.api import HubService
+from hub.configs import load_directory
 from hub.http import HttpEndpoint
 from hub.link import AgentLinkService, utcnow
 from hub.metrics import Snapshot, render
+from hub.ops.manager import OperationManager
 from hub.sessions import SessionRegistry
 from hub.store import Database, Store, migrate, sqlite_url
+from hub.store.operations import OperationStore
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +45,10 @@ SERVER_OPTIONS = [
 ]
 
 
+# The repository's configs/ (a source or editable install); packaged hubs pass --configs.
+DEFAULT_CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+
+
 class StartError(Exception):
     """The hub cannot start; the message says why and what to do."""
 
@@ -52,6 +60,7 @@ class HubConfig:
     db_url: str | None = None
     heartbeat_interval: float = 5.0
     http: str | None = None  # HOST:PORT for /metrics and /healthz
+    configs_dir: Path = DEFAULT_CONFIGS
 
     @property
     def database_url(self) -> str:
@@ -70,6 +79,16 @@ class HubServer:
         self._watcher: asyncio.Task[None] | None = None
         self._http = HttpEndpoint(self.metrics, lambda: self._server is not None)
         self.http_port = 0
+        self.prometheus = CollectorRegistry(auto_describe=True)
+        self.step_seconds = Histogram(
+            "gpufleet_switch_step_seconds", "Duration of each switch step on a node.",
+            ["step"], registry=self.prometheus,
+            buckets=(0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1200),
+        )  # fmt: skip
+        self.operations_total = Counter(
+            "gpufleet_operations", "Operations by kind and how they ended.",
+            ["kind", "status"], registry=self.prometheus,
+        )  # fmt: skip
 
     @property
     def db(self) -> Database:
@@ -84,6 +103,16 @@ class HubServer:
         reset = await self._db.call(store.mark_all_down, utcnow())
         if reset:
             log.info("marked %d nodes down until their agents reconnect", reset)
+        ops = OperationStore(self._db.engine)
+        interrupted = await self._db.call(ops.interrupt_running, utcnow())
+        if interrupted:
+            log.warning("operations interrupted by the restart: %s", ", ".join(interrupted))
+        self.manager = OperationManager(
+            self.registry, self._db, ops,
+            lambda: load_directory(self.config.configs_dir)[0],
+            observe_step=lambda step, took: self.step_seconds.labels(step).observe(took),
+            on_finish=lambda kind, status: self.operations_total.labels(kind, status).inc(),
+        )  # fmt: skip
 
         server = grpc.aio.server(options=SERVER_OPTIONS)
         link = AgentLinkService(
@@ -95,7 +124,8 @@ class HubServer:
             self.monotonic,
         )
         agent_link_pb2_grpc.add_AgentLinkServicer_to_server(link, server)
-        hub_pb2_grpc.add_HubServicer_to_server(HubService(self.registry, self._db, store), server)
+        api = HubService(self.registry, self._db, store, ops, self.manager, self.config.configs_dir)
+        hub_pb2_grpc.add_HubServicer_to_server(api, server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         services = [
             agent_link_pb2.DESCRIPTOR.services_by_name["AgentLink"].full_name,
@@ -132,7 +162,7 @@ class HubServer:
         nodes = [node for node, _ in await self.db.call(self._store.list_nodes)]
         gpus = await self.db.call(self._store.list_gpus)
         live = {session.name: session.last_seen for session in self.registry}
-        return render(Snapshot(nodes, gpus, live, utcnow()))
+        return render(Snapshot(nodes, gpus, live, utcnow())) + generate_latest(self.prometheus)
 
     async def _watch(self, store: Store) -> None:
         """Close streams whose heartbeats stopped; batch heartbeat times into the database."""
@@ -158,6 +188,8 @@ class HubServer:
 
         Also releases what a failed start() opened."""
         await self._http.stop()
+        if hasattr(self, "manager"):
+            await self.manager.shutdown()
         if self._server is None:
             if self._db is not None:
                 self._db.close()

@@ -6,11 +6,15 @@ import asyncio
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import grpc
 
 from gpufleet.v1 import agent_link_pb2 as pb
 from hub.store import GpuTelemetryRecord
+
+if TYPE_CHECKING:
+    from hub.ops.steps import Running
 
 
 class NameInUse(Exception):
@@ -47,6 +51,8 @@ class AgentSession:
     telemetry: tuple[GpuTelemetryRecord, ...] = ()
     gpu_states: dict[int, str] = field(default_factory=dict)
     gpu_uuids: dict[int, str] = field(default_factory=dict)
+    # The compose project the agent runs (from hello, then from each task's result).
+    project: Running | None = None
 
     def send(self, message: pb.HubMessage) -> None:
         self.outbox.put_nowait(message)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Coroutine, Sequence
-from typing import Any
 from dataclasses import dataclass
+from typing import Any
 
 FAILED = frozenset({"failed", "unreachable"})
 

@@ -113,8 +113,11 @@ class Hub(Daemon):
 class Cluster:
     """A hub and any number of agents, all real processes, cleaned up at the end."""
 
-    def __init__(self, tmp: Path, db_url: str | None, heartbeat: float = 0.5) -> None:
+    def __init__(
+        self, tmp: Path, db_url: str | None, heartbeat: float = 0.5, configs: Path | None = None
+    ) -> None:
         self.tmp = tmp
+        self.configs = configs
         self.db_url = db_url
         self.heartbeat = heartbeat
         self.address = f"127.0.0.1:{free_port()}"
@@ -139,6 +142,8 @@ class Cluster:
         ]
         if self.db_url:
             argv += ["--db", self.db_url]
+        if self.configs:
+            argv += ["--configs", str(self.configs)]
         hub = Hub("hub", argv, self.tmp / "logs" / "hub.log", address=self.address)
         self.daemons.append(hub)
         return hub

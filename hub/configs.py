@@ -1,0 +1,348 @@
+"""Configurations: named compose projects, one compose file each in a configurations directory.
+
+The name is the file stem (configs/big-chat.yaml -> "big-chat"); only top-level *.yaml / *.yml
+files count. gpufleet's metadata lives in the compose file under the extension key `x-gpufleet`,
+so the file stays a valid compose file and the single source of truth:
+
+    x-gpufleet:
+      description: str            use_case: str
+      services:
+        SERVICE:                  # must name a service under `services:`, and vice versa
+          vram_gb: 38.5           # VRAM estimate per GPU, GiB, > 0 (may be 0 with gpu_count 0)
+          gpu_count: 1            # GPUs on one node (tensor parallel), int >= 0
+          latency_class: normal   # critical | normal | background
+          isolation: false        # wants a GPU of its own
+          vram_budget: {min_gb: 3.5}            # optional: the service can shrink to this
+          model: org/model                      # optional model reference
+          health: {url: ..., expect_status: 200, timeout: 300, interval: 5}
+          drain: {url: ..., metric: vllm:num_requests_running, timeout: 120}   # or none
+
+URLs may hold compose variables ${NAME} / ${NAME:-default}; they stay unexpanded here (each
+agent expands them with its own environment) and are checked with their defaults filled in.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+
+NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+LATENCY_CLASSES = ("critical", "normal", "background")
+VARIABLE = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::?-(?P<default>[^}]*))?\}")
+METRIC = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
+SUFFIXES = (".yaml", ".yml")
+
+TOP_KEYS = ("description", "use_case", "services")
+SERVICE_KEYS = ("vram_gb", "gpu_count", "latency_class", "isolation", "vram_budget", "model",
+                "health", "drain")  # fmt: skip
+HEALTH_KEYS = ("url", "expect_status", "timeout", "interval")
+DRAIN_KEYS = ("url", "metric", "timeout")
+BUDGET_KEYS = ("min_gb",)
+HINTS = {
+    "description": "a one-line summary",
+    "use_case": "a short phrase such as 'Maximum quality chat'",
+    "services": "a mapping from each compose service name to its metadata",
+    "vram_gb": "the VRAM estimate per GPU in GiB, e.g. 24",
+    "health": "a mapping with at least url: http://127.0.0.1:PORT/health",
+    "url": "an http(s) URL",
+    "metric": "a Prometheus metric such as vllm:num_requests_running",
+    "min_gb": "the least VRAM in GiB the service can run with",
+}
+
+
+@dataclass(frozen=True)
+class HealthCheck:
+    url: str
+    expect_status: int = 200
+    timeout_s: float = 300
+    interval_s: float = 5
+
+
+@dataclass(frozen=True)
+class DrainProbe:
+    url: str
+    metric: str
+    timeout_s: float = 120
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str
+    vram_gb: float
+    health: HealthCheck
+    gpu_count: int = 1
+    latency_class: str = "normal"
+    isolation: bool = False
+    vram_budget_min_gb: float | None = None
+    model: str = ""
+    drain: DrainProbe | None = None
+
+
+@dataclass(frozen=True)
+class Configuration:
+    name: str
+    path: Path
+    description: str
+    use_case: str
+    services: tuple[ServiceSpec, ...]
+    text: str  # the file's exact content, sent to agents as the compose file
+    digest: str  # sha256 hex of text: tells whether a running project is this configuration
+
+
+class ConfigError(ValueError):
+    """One line: the file, where in it (service and field), what is wrong and how to fix it."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(" ".join(message.splitlines()))
+
+
+class _Invalid(Exception):
+    def __init__(self, where: str, problem: str) -> None:
+        super().__init__(f"{where}: {problem}" if where else problem)
+
+
+def check_name(name: str) -> str:
+    if not isinstance(name, str) or not NAME.match(name):
+        raise ConfigError(
+            f"configuration name {str(name)[:80]!r} is invalid: use 1 to 63 lowercase letters,"
+            " digits, '-' or '_', starting with a letter or digit"
+        )
+    return name
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return "nothing"
+    if isinstance(value, dict | list):
+        kind = "mapping" if isinstance(value, dict) else "list"
+        return f"a {kind}" if value else f"an empty {kind}"
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _fields(where: str, value: Any, allowed: tuple[str, ...], required: tuple[str, ...]
+            ) -> dict[str, Any]:  # fmt: skip
+    """A mapping with no unknown keys (typos) and every required key."""
+    if not isinstance(value, dict):
+        raise _Invalid(where, f"must be a mapping with {', '.join(allowed)}, got {_show(value)}")
+    for key in value:
+        if key not in allowed:
+            close = difflib.get_close_matches(str(key), allowed, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise _Invalid(f"{where}.{key}", f"unknown key{hint}; allowed: {', '.join(allowed)}")
+    for key in required:
+        if key not in value:
+            raise _Invalid(f"{where}.{key}", f"is required: add {HINTS[key]}")
+    return value
+
+
+def _string(where: str, value: Any, empty_ok: bool = False) -> str:
+    if not isinstance(value, str) or not (empty_ok or value.strip()):
+        raise _Invalid(
+            where, f"must be a {'' if empty_ok else 'non-empty '}string, got {_show(value)}"
+        )
+    return value
+
+
+def _number(where: str, value: Any, zero_ok: bool = False) -> float:
+    valid = isinstance(value, int | float) and not isinstance(value, bool)
+    if not valid or not math.isfinite(value) or value < 0 or (value == 0 and not zero_ok):
+        raise _Invalid(where, f"must be a number {'>=' if zero_ok else '>'} 0, got {_show(value)}")
+    return float(value)
+
+
+def _int(where: str, value: Any, low: int, high: int | None = None) -> int:
+    valid = isinstance(value, int) and not isinstance(value, bool)
+    if not valid or value < low or (high is not None and value > high):
+        bounds = f">= {low}" if high is None else f"from {low} to {high}"
+        raise _Invalid(where, f"must be a whole number {bounds}, got {_show(value)}")
+    return int(value)
+
+
+def _url(where: str, value: Any) -> str:
+    url = _string(where, value)
+    resolved = VARIABLE.sub(lambda m: m.group("default") or "1", url)
+    if "${" in resolved:
+        raise _Invalid(where, f"use variables as ${{NAME}} or ${{NAME:-default}}, got {url!r}")
+    try:
+        parts = urlsplit(resolved)
+        port_ok = parts.port is None or parts.port > 0  # .port raises on a malformed port
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname) and port_ok
+    except ValueError:
+        valid = False
+    if not valid:
+        raise _Invalid(where, f"must be an http:// or https:// URL with a host, got {url!r}")
+    return url
+
+
+def _health(where: str, value: Any) -> HealthCheck:
+    m = _fields(where, value, HEALTH_KEYS, ("url",))
+    timeout = _number(f"{where}.timeout", m.get("timeout", 300))
+    interval = _number(f"{where}.interval", m.get("interval", 5))
+    if interval > timeout:
+        raise _Invalid(
+            f"{where}.interval", f"must not exceed timeout ({timeout:g}), got {interval:g}"
+        )
+    return HealthCheck(
+        url=_url(f"{where}.url", m["url"]),
+        expect_status=_int(f"{where}.expect_status", m.get("expect_status", 200), 100, 599),
+        timeout_s=timeout,
+        interval_s=interval,
+    )
+
+
+def _drain(where: str, value: Any) -> DrainProbe | None:
+    if value is None or value == "none":
+        return None
+    if not isinstance(value, dict):
+        raise _Invalid(where, f"must be a mapping with url and metric, or none, got {_show(value)}")
+    m = _fields(where, value, DRAIN_KEYS, ("url", "metric"))
+    metric = _string(f"{where}.metric", m["metric"])
+    if not METRIC.match(metric):
+        raise _Invalid(f"{where}.metric", f"must be a Prometheus metric name, got {metric!r}")
+    return DrainProbe(
+        url=_url(f"{where}.url", m["url"]),
+        metric=metric,
+        timeout_s=_number(f"{where}.timeout", m.get("timeout", 120)),
+    )
+
+
+def _service(name: str, value: Any) -> ServiceSpec:
+    where = f"x-gpufleet.services.{name}"
+    m = _fields(where, value, SERVICE_KEYS, ("vram_gb", "health"))
+    gpu_count = _int(f"{where}.gpu_count", m.get("gpu_count", 1), 0)
+    vram_gb = _number(f"{where}.vram_gb", m["vram_gb"], zero_ok=gpu_count == 0)
+    latency = m.get("latency_class", "normal")
+    if latency not in LATENCY_CLASSES:
+        choices = " | ".join(LATENCY_CLASSES)
+        raise _Invalid(f"{where}.latency_class", f"must be {choices}, got {_show(latency)}")
+    isolation = m.get("isolation", False)
+    if not isinstance(isolation, bool):
+        raise _Invalid(f"{where}.isolation", f"must be true or false, got {_show(isolation)}")
+    min_gb = None
+    if "vram_budget" in m:
+        budget = _fields(f"{where}.vram_budget", m["vram_budget"], BUDGET_KEYS, ("min_gb",))
+        min_gb = _number(f"{where}.vram_budget.min_gb", budget["min_gb"])
+        if min_gb > vram_gb:
+            problem = f"must not exceed vram_gb ({vram_gb:g}), got {min_gb:g}"
+            raise _Invalid(f"{where}.vram_budget.min_gb", problem)
+    return ServiceSpec(
+        name=name,
+        vram_gb=vram_gb,
+        health=_health(f"{where}.health", m["health"]),
+        gpu_count=gpu_count,
+        latency_class=latency,
+        isolation=isolation,
+        vram_budget_min_gb=min_gb,
+        model=_string(f"{where}.model", m.get("model", ""), empty_ok=True),
+        drain=_drain(f"{where}.drain", m.get("drain")),
+    )
+
+
+def _compose_services(data: Any) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise _Invalid("", f"must be a compose file (a mapping with services:), got {_show(data)}")
+    services = data.get("services")
+    if not isinstance(services, dict) or not services:
+        problem = f"must be a non-empty mapping of compose services, got {_show(services)}"
+        raise _Invalid("services", problem)
+    for name, service in services.items():
+        if not isinstance(name, str):
+            raise _Invalid(f"services.{name}", "service names must be strings")
+        if not isinstance(service, dict) or not (
+            isinstance(service.get("image"), str) or "build" in service
+        ):
+            raise _Invalid(f"services.{name}", "needs an image: (a string) or a build: section")
+    return services
+
+
+def _parse(name: str, data: Any) -> tuple[str, str, tuple[ServiceSpec, ...]]:
+    services = _compose_services(data)
+    if "name" in data and data["name"] != name:
+        problem = f"must be {name!r} (the file name) or left out, got {_show(data['name'])}"
+        raise _Invalid("name", problem)
+    if "x-gpufleet" not in data:
+        raise _Invalid("x-gpufleet", "is missing: add it with description, use_case and services")
+    top = _fields("x-gpufleet", data["x-gpufleet"], TOP_KEYS, TOP_KEYS)
+    description = _string("x-gpufleet.description", top["description"])
+    use_case = _string("x-gpufleet.use_case", top["use_case"])
+    meta = top["services"]
+    if not isinstance(meta, dict):
+        raise _Invalid("x-gpufleet.services", f"must be {HINTS['services']}, got {_show(meta)}")
+    for key in meta:
+        if key not in services:
+            known = ", ".join(map(str, services))
+            problem = f"no such service under services: ({known}); fix the name or remove it"
+            raise _Invalid(f"x-gpufleet.services.{key}", problem)
+    for key in services:
+        if key not in meta:
+            problem = f"has no metadata: add x-gpufleet.services.{key} with vram_gb and health"
+            raise _Invalid(f"services.{key}", problem)
+    return description, use_case, tuple(_service(key, meta[key]) for key in services)
+
+
+def parse_configuration(name: str, text: str, path: Path) -> Configuration:
+    try:
+        check_name(name)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}; rename the file") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{path}: invalid YAML{at}: {exc.problem or exc.context}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML: {exc}") from None
+    try:
+        description, use_case, services = _parse(name, data)
+    except _Invalid as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    return Configuration(name, path, description, use_case, services, text, digest)
+
+
+def load_configuration(path: Path) -> Configuration:
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 (byte {exc.start}); save it as UTF-8") from None
+    return parse_configuration(path.stem, text, path)
+
+
+def load_directory(directory: Path) -> tuple[dict[str, Configuration], list[ConfigError]]:
+    """Every valid configuration by name, plus one error per invalid file (both by name)."""
+    if not directory.is_dir():
+        raise ConfigError(f"{directory}: no such configurations directory; pass --configs DIR")
+    try:
+        files = sorted(
+            (p for p in directory.iterdir() if p.suffix in SUFFIXES and not p.name.startswith(".")),
+            key=lambda p: (p.stem, p.suffix),
+        )
+        files = [p for p in files if p.is_file()]
+    except OSError as exc:
+        raise ConfigError(f"{directory}: cannot list: {exc.strerror or exc}") from None
+    configs: dict[str, Configuration] = {}
+    errors: list[ConfigError] = []
+    seen: dict[str, Path] = {}
+    for path in files:
+        if path.stem in seen:
+            problem = f"{seen[path.stem].name} already defines {path.stem!r}; keep one of the two"
+            errors.append(ConfigError(f"{path}: {problem}"))
+            continue
+        seen[path.stem] = path
+        try:
+            configs[path.stem] = load_configuration(path)
+        except ConfigError as exc:
+            errors.append(exc)
+    return configs, errors

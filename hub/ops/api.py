@@ -1,0 +1,180 @@
+"""The Hub API's configuration, status and operation calls (mixed into HubService)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from gpufleet.v1 import hub_pb2
+from hub import convert
+from hub.configs import ConfigError, Configuration, load_directory, parse_configuration
+from hub.ops.manager import Event, OperationError, OperationManager, Request
+from hub.store import Database, Store
+from hub.store.models import Operation, OperationNode
+from hub.store.operations import OperationStore
+
+Context = grpc.aio.ServicerContext[Any, Any]
+ERROR_CODES = {
+    "not_found": grpc.StatusCode.NOT_FOUND,
+    "conflict": grpc.StatusCode.FAILED_PRECONDITION,
+    "invalid": grpc.StatusCode.INVALID_ARGUMENT,
+}
+
+
+def configuration_to_proto(config: Configuration) -> hub_pb2.Configuration:
+    return hub_pb2.Configuration(
+        name=config.name, description=config.description, use_case=config.use_case,
+        digest=config.digest,
+        services=[hub_pb2.ServiceInfo(
+            name=s.name, vram_gb=s.vram_gb, gpu_count=s.gpu_count,
+            latency_class=s.latency_class, model=s.model, health_url=s.health.url,
+            drains=s.drain is not None,
+        ) for s in config.services],
+    )  # fmt: skip
+
+
+def operation_to_proto(operation: Operation, nodes: list[OperationNode]) -> hub_pb2.Operation:
+    return hub_pb2.Operation(
+        id=operation.id, kind=operation.kind, configuration=operation.configuration,
+        status=operation.status, check=operation.check, message=operation.message,
+        created=convert.timestamp(operation.created),
+        finished=convert.timestamp(operation.finished),
+        nodes=[hub_pb2.NodeResult(
+            node=n.node, result=n.result, message=n.message,
+            started=convert.timestamp(n.started), finished=convert.timestamp(n.finished),
+        ) for n in nodes],
+    )  # fmt: skip
+
+
+def unknown_operation(operation_id: str) -> str:
+    return f"no operation {operation_id!r}: `hubctl ops` lists them"
+
+
+class OperationsApi:
+    db: Database
+    store: Store
+    ops: OperationStore
+    manager: OperationManager
+    configs_dir: Path
+
+    def configurations(self) -> dict[str, Configuration]:
+        return load_directory(self.configs_dir)[0]
+
+    async def ListConfigurations(
+        self, request: hub_pb2.ListConfigurationsRequest, context: Context
+    ) -> hub_pb2.ListConfigurationsResponse:
+        try:
+            found, errors = await asyncio.to_thread(load_directory, self.configs_dir)
+        except ConfigError as exc:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+            raise
+        return hub_pb2.ListConfigurationsResponse(
+            configurations=[configuration_to_proto(c) for c in found.values()],
+            errors=[str(e) for e in errors],
+        )
+
+    async def ValidateConfiguration(
+        self, request: hub_pb2.ValidateConfigurationRequest, context: Context
+    ) -> hub_pb2.ValidateConfigurationResponse:
+        path = Path(request.filename or "configuration.yaml")
+        try:
+            config = parse_configuration(path.stem, request.content, path)
+        except ConfigError as exc:
+            return hub_pb2.ValidateConfigurationResponse(valid=False, error=str(exc))
+        return hub_pb2.ValidateConfigurationResponse(
+            valid=True, configuration=configuration_to_proto(config)
+        )
+
+    async def GetStatus(
+        self, request: hub_pb2.GetStatusRequest, context: Context
+    ) -> hub_pb2.GetStatusResponse:
+        rows = await self.db.call(self.store.list_nodes)
+        return hub_pb2.GetStatusResponse(nodes=[
+            hub_pb2.NodeState(
+                node=node.name, status=convert.node_status(node.status), state=node.state,
+                configuration=node.configuration, since=convert.timestamp(node.state_since),
+                message=node.state_message, operation_id=self.manager.busy.get(node.name, ""),
+            ) for node, _ in rows
+        ])  # fmt: skip
+
+    async def _targets(self, targets: hub_pb2.Targets) -> tuple[list[str], list[str]]:
+        known = [node.name for node, _ in await self.db.call(self.store.list_nodes)]
+        return (known if targets.all else list(targets.nodes)), known
+
+    async def _submit(self, context: Context, make: Callable[[list[str]], Request],
+                      targets: hub_pb2.Targets) -> hub_pb2.OperationRef:  # fmt: skip
+        nodes, known = await self._targets(targets)
+        try:
+            operation_id = await self.manager.submit(make(nodes), known)
+        except OperationError as exc:
+            await context.abort(ERROR_CODES[exc.kind], str(exc))
+            raise
+        return hub_pb2.OperationRef(id=operation_id)
+
+    async def Switch(
+        self, request: hub_pb2.SwitchRequest, context: Context
+    ) -> hub_pb2.OperationRef:
+        try:
+            found, _ = await asyncio.to_thread(load_directory, self.configs_dir)
+        except ConfigError as exc:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+            raise
+        config = found.get(request.configuration)
+        if config is None:
+            await context.abort(
+                grpc.StatusCode.NOT_FOUND,
+                f"unknown configuration {request.configuration!r}: `hubctl configs` lists "
+                f"them ({', '.join(sorted(found)) or 'none loaded'})",
+            )
+        if not 0 <= request.max_fail_percent <= 100:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                "max_fail_percent must be between 0 and 100")  # fmt: skip
+        return await self._submit(context, lambda nodes: Request(
+            "switch", nodes, config, request.serial, request.max_fail_percent, request.check,
+            not request.no_rollback,
+        ), request.targets)  # fmt: skip
+
+    async def Drain(self, request: hub_pb2.DrainRequest, context: Context) -> hub_pb2.OperationRef:
+        return await self._submit(context, lambda nodes: Request("drain", nodes), request.targets)
+
+    async def Stop(self, request: hub_pb2.StopRequest, context: Context) -> hub_pb2.OperationRef:
+        return await self._submit(
+            context, lambda nodes: Request("stop", nodes, serial=request.serial), request.targets
+        )
+
+    async def ListOperations(
+        self, request: hub_pb2.ListOperationsRequest, context: Context
+    ) -> hub_pb2.ListOperationsResponse:
+        rows = await self.db.call(self.ops.recent, request.limit or 20)
+        return hub_pb2.ListOperationsResponse(
+            operations=[operation_to_proto(op, nodes) for op, nodes in rows]
+        )
+
+    async def GetOperation(
+        self, request: hub_pb2.GetOperationRequest, context: Context
+    ) -> hub_pb2.Operation:
+        found = await self.db.call(self.ops.get, request.id)
+        if found is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, unknown_operation(request.id))
+        return operation_to_proto(*found)
+
+    async def WatchOperation(
+        self, request: hub_pb2.WatchOperationRequest, context: Context
+    ) -> AsyncIterator[hub_pb2.OperationEvent]:
+        if await self.db.call(self.ops.get, request.id) is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, unknown_operation(request.id))
+        event: Event
+        async for event in self.manager.watch(request.id):
+            message = hub_pb2.OperationEvent(
+                seq=event.seq, at=convert.timestamp(event.at), node=event.node,
+                step=event.step, message=event.message,
+            )  # fmt: skip
+            if event.done:
+                found = await self.db.call(self.ops.get, request.id)
+                if found is not None:
+                    message.operation.CopyFrom(operation_to_proto(*found))
+            yield message

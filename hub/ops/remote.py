@@ -1,0 +1,89 @@
+"""NodeAgent over a live agent stream: each step is a task; protobuf stays in this module."""
+
+from __future__ import annotations
+
+import uuid
+
+from google.protobuf.duration_pb2 import Duration
+
+from gpufleet.v1 import agent_link_pb2 as pb
+from gpufleet.v1 import types_pb2
+from hub.configs import Configuration
+from hub.ops.steps import Running, StepResult, Unreachable
+from hub.sessions import AgentSession, NodeDisconnected
+
+STATUS = {
+    types_pb2.TASK_STATUS_OK: "ok",
+    types_pb2.TASK_STATUS_CHANGED: "changed",
+    types_pb2.TASK_STATUS_SKIPPED: "ok",
+}
+DEFAULT_DRAIN_TIMEOUT_S = 120.0
+
+
+def seconds(value: float) -> Duration:
+    duration = Duration()
+    duration.FromNanoseconds(int(value * 1e9))
+    return duration
+
+
+def running_from_proto(project: pb.RunningProject) -> Running:
+    return Running(
+        project.name,
+        project.digest,
+        bool(project.services) and all(s.state == "running" for s in project.services),
+    )
+
+
+class RemoteAgent:
+    def __init__(self, session: AgentSession, operation_id: str) -> None:
+        self.session = session
+        self.operation_id = operation_id
+
+    async def _run(self, request: pb.TaskRequest) -> tuple[StepResult, pb.TaskResult]:
+        request.task_id = f"{self.operation_id}-{uuid.uuid4().hex[:8]}"
+        try:
+            result = await self.session.run_task(request)
+        except NodeDisconnected as exc:
+            raise Unreachable(str(exc)) from None
+        if result.HasField("project"):
+            self.session.project = running_from_proto(result.project)
+        return StepResult(STATUS.get(result.status, "failed"), result.message), result
+
+    async def drain(self, config: Configuration) -> StepResult:
+        probes = [
+            pb.DrainProbe(service=s.name, url=s.drain.url, metric=s.drain.metric)
+            for s in config.services
+            if s.drain is not None
+        ]
+        if not probes:
+            return StepResult("ok", f"{config.name} has no drain probe: nothing to wait for")
+        timeout = max(s.drain.timeout_s for s in config.services if s.drain is not None)
+        drain = pb.Drain(project=config.name, probes=probes, timeout=seconds(timeout))
+        step, _ = await self._run(pb.TaskRequest(drain=drain))
+        return step
+
+    async def stop(self, project: str) -> StepResult:
+        step, _ = await self._run(pb.TaskRequest(stop_project=pb.StopProject(project=project)))
+        if step.status != "failed":
+            self.session.project = None
+        return step
+
+    async def start(self, config: Configuration) -> StepResult:
+        start = pb.StartProject(project=config.name, compose=config.text, digest=config.digest)
+        step, _ = await self._run(pb.TaskRequest(start_project=start))
+        return step
+
+    async def wait_healthy(self, config: Configuration) -> StepResult:
+        checks = [
+            pb.HealthCheck(
+                service=s.name,
+                url=s.health.url,
+                expect_status=s.health.expect_status,
+                timeout=seconds(s.health.timeout_s),
+                interval=seconds(s.health.interval_s),
+            )
+            for s in config.services
+        ]
+        wait = pb.WaitHealthy(project=config.name, checks=checks)
+        step, _ = await self._run(pb.TaskRequest(wait_healthy=wait))
+        return step

@@ -1,0 +1,142 @@
+"""What one node does in a switch: drain, stop, start, ready; rollback on failure.
+
+Written against NodeAgent (the node's side, over its stream in production) and callbacks
+for state changes and progress, so the procedure is tested without processes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from hub.configs import Configuration
+from hub.ops.batches import Outcome
+
+
+@dataclass(frozen=True)
+class StepResult:
+    status: str  # ok, changed, failed
+    message: str = ""
+
+    @property
+    def failed(self) -> bool:
+        return self.status == "failed"
+
+
+@dataclass(frozen=True)
+class Running:
+    """What the node reports it runs."""
+
+    name: str
+    digest: str
+    all_up: bool
+
+
+class Unreachable(Exception):
+    pass
+
+
+class NodeAgent(Protocol):
+    async def drain(self, config: Configuration) -> StepResult: ...
+    async def stop(self, project: str) -> StepResult: ...
+    async def start(self, config: Configuration) -> StepResult: ...
+    async def wait_healthy(self, config: Configuration) -> StepResult: ...
+
+
+Report = Callable[[str, str], None]  # (step, message)
+SetState = Callable[[str, str, str], None]  # (state, configuration, message)
+
+
+@dataclass
+class Switch:
+    agent: NodeAgent
+    running: Running | None
+    target: Configuration
+    previous: Configuration | None  # the configuration it runs now, for rollback
+    report: Report
+    set_state: SetState
+    check: bool = False
+    rollback: bool = True
+    clock: Callable[[], float] = time.monotonic
+
+    async def run(self) -> Outcome:
+        try:
+            return await self._run()
+        except Unreachable as exc:
+            self.report("result", f"unreachable: {exc}")
+            return Outcome("unreachable", str(exc))
+
+    def _runs_target(self) -> bool:
+        r = self.running
+        return bool(
+            r and r.name == self.target.name and r.digest == self.target.digest and r.all_up
+        )
+
+    async def _run(self) -> Outcome:
+        current = self.running.name if self.running else ""
+        if self._runs_target():
+            health = await self.agent.wait_healthy(self.target)
+            if not health.failed:
+                self.set_state("ready", self.target.name, "")
+                return Outcome("ok", f"already runs {self.target.name}, healthy")
+            self.report("ready", f"runs {self.target.name} but unhealthy ({health.message})")
+        if self.check:
+            plan = [f"drain and stop {current}"] if current else []
+            plan += [f"start {self.target.name}", "wait until healthy"]
+            return Outcome("changed", "would " + ", ".join(plan))
+        started = self.clock()
+        if current:
+            stuck = await self._drain_and_stop(current)
+            if stuck:
+                self.set_state("failed", current, stuck)
+                return Outcome("failed", stuck)
+        self.set_state("switching", self.target.name, "")
+        failure = await self._start(self.target)
+        if failure is None:
+            took = self.clock() - started
+            self.set_state("ready", self.target.name, "")
+            return Outcome(
+                "changed", f"{current or 'nothing'} -> {self.target.name} in {took:.1f} s"
+            )
+        self.set_state("failed", self.target.name, failure)
+        if not (self.rollback and self.previous):
+            return Outcome("failed", failure)
+        return await self._roll_back(failure, self.previous)
+
+    async def _drain_and_stop(self, current: str) -> str | None:
+        """Drain then stop what runs; the reason when it could not be stopped."""
+        if self.previous is not None:
+            self.set_state("draining", current, "")
+            drained = await self.agent.drain(self.previous)
+            self.report("drain", drained.message)
+        else:
+            self.report("drain", f"no definition of {current} on the hub: nothing to drain")
+        self.set_state("switching", self.target.name, f"stopping {current}")
+        stopped = await self.agent.stop(current)
+        self.report("stop", stopped.message)
+        return f"stopping {current} failed: {stopped.message}" if stopped.failed else None
+
+    async def _start(self, config: Configuration) -> str | None:
+        """Start and wait until healthy; the reason when it did not become healthy."""
+        started = await self.agent.start(config)
+        self.report("start", started.message)
+        if started.failed:
+            return f"start of {config.name} failed: {started.message}"
+        self.set_state("loading", config.name, "")
+        health = await self.agent.wait_healthy(config)
+        self.report("ready", health.message)
+        return health.message if health.failed else None
+
+    async def _roll_back(self, failure: str, previous: Configuration) -> Outcome:
+        self.report("rollback", f"bringing back {previous.name}")
+        stopped = await self.agent.stop(self.target.name)
+        self.report("stop", stopped.message)
+        self.set_state("switching", previous.name, "rolling back")
+        again = await self._start(previous)
+        if again is None:
+            self.set_state("ready", previous.name, f"rolled back: {failure}")
+            return Outcome("failed", f"{failure}; rolled back to {previous.name}, healthy")
+        self.set_state("failed", previous.name, again)
+        return Outcome("failed", f"{failure}; rollback to {previous.name} failed too: {again}")
