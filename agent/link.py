@@ -52,6 +52,19 @@ class Ended(Exception):
     """The session ended in an orderly way (hub said goodbye or closed the stream)."""
 
 
+class LinkDown(Exception):
+    """The call failed before or while we wrote to it (grpc.aio raises InvalidStateError)."""
+
+
+async def write(call: Call, message: pb.AgentMessage) -> None:
+    try:
+        await call.write(message)
+    except asyncio.InvalidStateError:
+        code = await call.code()
+        details = await call.details()
+        raise LinkDown(f"{code.name}: {details}") from None
+
+
 def insecure_channel(target: str) -> ChannelFactory:
     def factory() -> AbstractAsyncContextManager[grpc.aio.Channel]:
         return grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
@@ -89,6 +102,10 @@ class AgentLink:
                 log.info("link to hub %s ended: %s", self.hub, exc)
             except grpc.aio.AioRpcError as exc:
                 self._log_rpc_error(exc)
+            except LinkDown as exc:
+                log.warning("link to hub %s down: %s", self.hub, exc)
+            except Exception:  # a bug in a session must not end the daemon: log, back off
+                log.exception("link to hub %s failed unexpectedly", self.hub)
             self.connected.clear()
             if stop.is_set():
                 break
@@ -159,7 +176,7 @@ class AgentLink:
         async with self.channel() as channel:
             call = agent_link_pb2_grpc.AgentLinkStub(channel).Connect()
             try:
-                await call.write(pb.AgentMessage(hello=await self.hello()))
+                await write(call, pb.AgentMessage(hello=await self.hello()))
                 first = await call.read()
                 if not isinstance(first, pb.HubMessage) or first.WhichOneof("body") != "welcome":
                     raise Ended("hub did not welcome this agent")
@@ -201,7 +218,7 @@ class AgentLink:
     @staticmethod
     async def _write(call: Call, outbox: asyncio.Queue[pb.AgentMessage]) -> None:
         while True:
-            await call.write(await outbox.get())
+            await write(call, await outbox.get())
 
     async def _heartbeat(self, outbox: asyncio.Queue[pb.AgentMessage], interval: float) -> None:
         """Every interval: probe, send telemetry, and the inventory when it changed."""

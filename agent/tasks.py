@@ -38,13 +38,21 @@ class TaskRunner:
         self._running: dict[str, asyncio.Task[None]] = {}
         self._results: OrderedDict[str, pb.TaskResult] = OrderedDict()
         self._emit: Emit = lambda _message: None
+        self._asked: set[str] = set()  # task ids requested on the current stream
 
     def attach(self, emit: Emit) -> None:
-        """Send results over the current stream from now on."""
+        """Send over a new stream from now on. A task started on an earlier stream keeps
+        running, but its result goes out only when the hub asks for that task id again."""
         self._emit = emit
+        self._asked = set()
+
+    def _send(self, task_id: str, message: pb.AgentMessage) -> None:
+        if task_id in self._asked:
+            self._emit(message)
 
     def submit(self, request: pb.TaskRequest) -> None:
         task_id = request.task_id
+        self._asked.add(task_id)
         if task_id in self._results:
             self._emit(pb.AgentMessage(task_result=self._results[task_id]))
         elif task_id not in self._running:
@@ -62,7 +70,9 @@ class TaskRunner:
             if handler is None:
                 result = self._failed(request, f"this agent does not support task kind {kind!r}")
             else:
-                result = await handler(request, lambda message: self._emit(message))
+                result = await handler(
+                    request, lambda message: self._send(request.task_id, message)
+                )
         except asyncio.CancelledError:
             result = self._failed(request, "cancelled by the hub")
         except Exception as exc:
@@ -74,7 +84,7 @@ class TaskRunner:
         self._results[request.task_id] = result
         while len(self._results) > REMEMBERED_RESULTS:
             self._results.popitem(last=False)
-        self._emit(pb.AgentMessage(task_result=result))
+        self._send(request.task_id, pb.AgentMessage(task_result=result))
 
     @staticmethod
     def _failed(request: pb.TaskRequest, message: str) -> pb.TaskResult:

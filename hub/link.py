@@ -36,7 +36,7 @@ class AgentLinkService(agent_link_pb2_grpc.AgentLinkServicer):  # type: ignore[m
         heartbeat_interval: float,
         hub_version: str,
         monotonic: Callable[[], float],
-        on_connect: Callable[[AgentSession, list[pb.RunningProject]], None] = lambda _s, _p: None,
+        on_connect: Callable[[AgentSession, list[pb.RunningProject]], None],
     ) -> None:
         self.on_connect = on_connect
         self.registry = registry

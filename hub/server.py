@@ -122,6 +122,7 @@ class HubServer:
             self.config.heartbeat_interval,
             gpufleet.__version__,
             self.monotonic,
+            self.manager.node_connected,
         )
         agent_link_pb2_grpc.add_AgentLinkServicer_to_server(link, server)
         api = HubService(self.registry, self._db, store, ops, self.manager, self.config.configs_dir)

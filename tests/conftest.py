@@ -59,7 +59,9 @@ def cluster(tmp_path: Path, db_url: str | None) -> Iterator[Cluster]:
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
     """On failure, attach the daemons' logs to the report."""
     report = yield
-    fleet = getattr(item, "funcargs", {}).get("cluster")
-    if report.failed and isinstance(fleet, Cluster):
-        report.sections.append(("daemon logs", fleet.logs()))
+    for value in getattr(item, "funcargs", {}).values():
+        fleet = value if isinstance(value, Cluster) else getattr(value, "cluster", None)
+        if report.failed and isinstance(fleet, Cluster):
+            report.sections.append(("daemon logs", fleet.logs()))
+            break
     return report

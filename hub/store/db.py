@@ -6,7 +6,7 @@ import asyncio
 import functools
 import logging
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -68,9 +68,18 @@ class Database:
         return await loop.run_in_executor(self._executor, functools.partial(fn, *args))
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> None:
-        """Queue a write without waiting for it; close() still waits for it."""
-        self._executor.submit(fn, *args)
+        """Queue a write without waiting for it; close() still waits for it. A failure is
+        logged, since no caller is there to see it."""
+        future = self._executor.submit(fn, *args)
+        future.add_done_callback(functools.partial(_log_failure, fn))
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)
         self.engine.dispose()
+
+
+def _log_failure(fn: Callable[..., Any], future: Future[Any]) -> None:
+    error = future.exception()
+    if error is not None:
+        log.error("database write %s failed: %s", getattr(fn, "__name__", fn), error,
+                  exc_info=error)  # fmt: skip

@@ -1,0 +1,266 @@
+"""Switching configurations with real Podman containers, through a real hub and agents."""
+
+from __future__ import annotations
+
+import secrets
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.projects import ProjectStore
+from hub.configs import load_configuration
+from tests.conftest import need
+from tests.support import podman
+from tests.support.procs import REPO, Cluster, Daemon, free_port, wait_until
+
+CONFIGS = REPO / "tests" / "fixtures" / "switch-configs"
+
+
+@pytest.fixture(scope="session")
+def image() -> str:
+    try:
+        return podman.build_image()
+    except podman.PodmanMissing as exc:
+        need(str(exc))
+        raise
+
+
+class Fleet:
+    """A hub with the test configurations and agents that run real containers."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.cluster = Cluster(tmp, None, heartbeat=0.5, configs=CONFIGS)
+        self.prefix = f"t{secrets.token_hex(3)}"
+        self.ports: dict[str, int] = {}
+
+    def agent(self, name: str, load_delay: float = 0.5) -> Daemon:
+        node = f"{self.prefix}-{name}"
+        metrics = self.cluster.tmp / "metrics" / node
+        metrics.mkdir(parents=True, exist_ok=True)
+        self.set_in_flight(name, 0)
+        self.ports[name] = free_port()
+        env = [f"WEB_PORT={self.ports[name]}", f"METRICS_DIR={metrics}", f"LOAD_DELAY={load_delay}"]
+        extra = ["--gpu-probe", "none", "--gpu-runtime", "none"]
+        for item in env:
+            extra += ["--env", item]
+        return self.cluster.agent(node, extra=extra, env=podman.env()).start()
+
+    def node(self, name: str) -> str:
+        return f"{self.prefix}-{name}"
+
+    def set_in_flight(self, name: str, count: int) -> None:
+        path = self.cluster.tmp / "metrics" / self.node(name) / "metrics"
+        path.write_text(f"# TYPE test_requests_running gauge\ntest_requests_running {count}\n")
+
+    def health(self, name: str) -> str:
+        url = f"http://127.0.0.1:{self.ports[name]}/health"
+        with urllib.request.urlopen(url, timeout=5) as reply:
+            return str(reply.read().decode().strip())
+
+    def hubctl(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return self.cluster.hubctl(*args, check=False)
+
+    def switch(self, config: str, *names: str, extra: tuple[str, ...] = ()) -> dict[str, Any]:
+        nodes = [arg for name in names for arg in ("--node", self.node(name))]
+        result = self.hubctl("switch", config, *nodes, *extra, "--json")
+        found: dict[str, Any] = __import__("json").loads(result.stdout)
+        found["exit_code"] = result.returncode
+        return found
+
+    def status(self) -> dict[str, dict[str, Any]]:
+        return {n["node"]: n for n in self.cluster.json("status")}
+
+    def containers(self) -> list[dict[str, str]]:
+        return podman.containers(f"gf-{self.prefix}")
+
+
+@pytest.fixture
+def fleet(tmp_path: Path, image: str) -> Iterator[Fleet]:
+    fleet = Fleet(tmp_path)
+    fleet.cluster.start_hub()
+    try:
+        yield fleet
+    finally:
+        fleet.cluster.close()
+        podman.remove_projects(f"gf-{fleet.prefix}")
+
+
+def results(operation: dict[str, Any]) -> dict[str, str]:
+    return {n["node"]: n["result"] for n in operation["nodes"]}
+
+
+def test_switch_three_nodes_one_at_a_time(fleet: Fleet) -> None:
+    names = ["a", "b", "c"]
+    for name in names:
+        fleet.agent(name)
+    fleet.cluster.wait_status({fleet.node(n): "ready" for n in names})
+    first = fleet.switch("alpha", *names)
+    assert first["status"] == "succeeded", first
+    assert {fleet.health(n) for n in names} == {"alpha"}
+
+    second = fleet.switch("beta", *names, extra=("--serial", "1"))
+    assert second["exit_code"] == 0 and set(results(second).values()) == {"changed"}
+    states = fleet.status()
+    assert {(states[fleet.node(n)]["state"], states[fleet.node(n)]["configuration"])
+            for n in names} == {("ready", "beta")}  # fmt: skip
+    assert {fleet.health(n) for n in names} == {"beta"}
+    projects = {c["project"] for c in fleet.containers()}
+    assert projects == {f"gf-{fleet.node(n)}-beta" for n in names}  # alpha's containers are gone
+
+    # --serial 1: each node began only after the one before it had its result.
+    events = [(e["node"], e["step"]) for e in watch_events(fleet, second["id"])]
+    order = [node for node, step in events if step in ("begin", "result")]
+    assert order == [fleet.node(n) for n in names for _ in (0, 1)]
+
+
+def watch_events(fleet: Fleet, operation_id: str) -> list[dict[str, str]]:
+    output = fleet.hubctl("ops", "watch", operation_id).stdout
+    rows = []
+    for line in output.splitlines():
+        parts = line.split(maxsplit=3)
+        if len(parts) >= 3 and parts[0].count(":") == 2:
+            rows.append({"node": parts[1], "step": parts[2]})
+    return rows
+
+
+def test_failed_health_rolls_back_and_names_the_service(fleet: Fleet) -> None:
+    fleet.agent("a")
+    fleet.cluster.wait_status({fleet.node("a"): "ready"})
+    assert fleet.switch("alpha", "a")["status"] == "succeeded"
+    failed = fleet.switch("never-healthy", "a")
+    assert failed["exit_code"] == 1 and results(failed) == {fleet.node("a"): "failed"}
+    message = failed["nodes"][0]["message"]
+    assert "service web not healthy" in message and "HTTP 404" in message
+    assert "loading weights" in message  # the last lines of its log
+    assert "rolled back to alpha, healthy" in message
+    state = fleet.status()[fleet.node("a")]
+    assert (state["state"], state["configuration"]) == ("ready", "alpha")
+    assert fleet.health("a") == "alpha"
+    assert {c["project"] for c in fleet.containers()} == {f"gf-{fleet.node('a')}-alpha"}
+
+
+def test_drain_waits_for_in_flight_requests(fleet: Fleet) -> None:
+    fleet.agent("a")
+    fleet.cluster.wait_status({fleet.node("a"): "ready"})
+    assert fleet.switch("beta", "a")["status"] == "succeeded"  # beta drains for up to 20 s
+    fleet.set_in_flight("a", 2)
+    started = fleet.hubctl("switch", "alpha", "--node", fleet.node("a"), "--detach", "--json")
+    operation_id = __import__("json").loads(started.stdout)["id"]
+    wait_until(lambda: fleet.status()[fleet.node("a")]["state"] == "draining", 10, "draining")
+    time.sleep(1.5)
+    assert fleet.status()[fleet.node("a")]["state"] == "draining"  # still waiting on 2
+    assert fleet.health("a") == "beta"
+    fleet.set_in_flight("a", 0)
+    done = fleet.cluster.json("ops", "watch", operation_id)
+    assert done["status"] == "succeeded"
+    assert fleet.health("a") == "alpha"
+    shown = fleet.hubctl("ops", "watch", operation_id).stdout
+    assert "waiting for" not in shown or "drained after" in shown
+    assert "drained after" in shown
+
+
+def test_drain_timeout_proceeds_and_says_so(fleet: Fleet) -> None:
+    fleet.agent("a")
+    fleet.cluster.wait_status({fleet.node("a"): "ready"})
+    assert fleet.switch("alpha", "a")["status"] == "succeeded"  # alpha drains for up to 3 s
+    fleet.set_in_flight("a", 2)
+    switched = fleet.switch("beta", "a")
+    assert switched["status"] == "succeeded"
+    shown = fleet.hubctl("ops", "show", switched["id"]).stdout + fleet.hubctl(
+        "ops", "watch", switched["id"]).stdout  # fmt: skip
+    assert "drain timed out after 3 s with web: 2 in flight; proceeding" in shown
+    assert fleet.health("a") == "beta"
+
+
+def test_switching_to_the_running_configuration_restarts_nothing(fleet: Fleet) -> None:
+    fleet.agent("a")
+    fleet.cluster.wait_status({fleet.node("a"): "ready"})
+    assert fleet.switch("alpha", "a")["status"] == "succeeded"
+    before = fleet.containers()
+    again = fleet.switch("alpha", "a")
+    assert results(again) == {fleet.node("a"): "ok"}
+    checked = fleet.switch("beta", "a", extra=("--check",))
+    assert results(checked) == {fleet.node("a"): "changed"} and checked["check"]
+    assert "would drain and stop alpha, start beta" in checked["nodes"][0]["message"]
+    assert fleet.containers() == before  # same container ids, nothing restarted
+    assert fleet.health("a") == "alpha"
+
+
+def test_a_second_operation_on_a_busy_node_is_refused(fleet: Fleet) -> None:
+    fleet.agent("a", load_delay=4)
+    fleet.cluster.wait_status({fleet.node("a"): "ready"})
+    started = fleet.hubctl("switch", "alpha", "--node", fleet.node("a"), "--detach", "--json")
+    operation_id = __import__("json").loads(started.stdout)["id"]
+    refused = fleet.hubctl("switch", "beta", "--node", fleet.node("a"))
+    assert refused.returncode == 1
+    assert refused.stderr.strip() == (
+        f"hubctl: node {fleet.node('a')} is already in operation {operation_id}: wait for it "
+        f"(hubctl ops watch {operation_id}) and try again"
+    )
+    assert fleet.cluster.json("ops", "watch", operation_id)["status"] == "succeeded"
+
+
+def test_offline_node_is_unreachable_and_the_others_go_on(fleet: Fleet) -> None:
+    fleet.agent("a")
+    gone = fleet.agent("b")
+    fleet.cluster.wait_status({fleet.node("a"): "ready", fleet.node("b"): "ready"})
+    gone.kill()
+    fleet.cluster.wait_status({fleet.node("b"): "down"})
+    switched = fleet.switch("alpha", "a", "b")
+    assert switched["exit_code"] == 1
+    assert results(switched) == {fleet.node("a"): "changed", fleet.node("b"): "unreachable"}
+
+
+def test_max_fail_stops_starting_nodes(fleet: Fleet) -> None:
+    for name in ("a", "b", "c"):
+        fleet.agent(name)
+    fleet.cluster.wait_status({fleet.node(n): "ready" for n in "abc"})
+    failed = fleet.switch("never-healthy", "a", "b", "c",
+                          extra=("--serial", "1", "--max-fail", "0%", "--no-rollback"))  # fmt: skip
+    assert results(failed) == {fleet.node("a"): "failed", fleet.node("b"): "skipped",
+                               fleet.node("c"): "skipped"}  # fmt: skip
+    assert fleet.status()[fleet.node("a")]["state"] == "failed"
+
+
+def test_hub_killed_mid_switch_leaves_no_operation_running(fleet: Fleet) -> None:
+    fleet.agent("a", load_delay=5)
+    fleet.cluster.wait_status({fleet.node("a"): "ready"})
+    started = fleet.hubctl("switch", "beta", "--node", fleet.node("a"), "--detach", "--json")
+    operation_id = __import__("json").loads(started.stdout)["id"]
+    wait_until(lambda: fleet.status()[fleet.node("a")]["state"] == "loading", 20, "loading")
+    fleet.cluster.hub.kill()
+    fleet.cluster.start_hub()
+    shown = fleet.cluster.json("ops", "show", operation_id)
+    assert shown["status"] == "interrupted"
+    assert [n["result"] for n in shown["nodes"]] == ["interrupted"]
+    assert all(op["status"] != "running" for op in fleet.cluster.json("ops"))
+
+    # The agent's hello says what it runs: beta's containers, up.
+    def from_hello() -> bool:
+        state = fleet.status()[fleet.node("a")]
+        return (state["state"], state["configuration"]) == ("ready", "beta")
+
+    wait_until(from_hello, 30, "the node's state from the agent's hello")
+
+
+def test_cdi_dry_run_maps_reserved_gpus_to_cdi_devices(tmp_path: Path, image: str) -> None:
+    config = load_configuration(CONFIGS / "alpha.yaml")
+    project = ProjectStore(tmp_path, "cdi").write("alpha", config.text, config.digest)
+    name = f"gf-cdi-{secrets.token_hex(3)}"
+    env = {**__import__("os").environ, **podman.env(), "WEB_PORT": "18999",
+           "METRICS_DIR": str(tmp_path)}  # fmt: skip
+    try:
+        run = subprocess.run(
+            [sys.executable, "-m", "podman_compose", "--verbose", "--dry-run", "-p", name,
+             "-f", str(project.compose_file), "up", "-d"],
+            capture_output=True, text=True, env=env, timeout=120,
+        )  # fmt: skip
+    finally:
+        podman.podman("network", "rm", "-f", f"{name}_default", check=False)
+    assert "--device nvidia.com/gpu=0" in run.stdout + run.stderr
