@@ -52,9 +52,9 @@ def switch(node: ScriptedNode, running: Running | None, target: str, check: bool
            rollback: bool = True) -> tuple[Outcome, list[tuple[str, str, str]]]:  # fmt: skip
     states: list[tuple[str, str, str]] = []
     previous = config(running.name) if running else None
-    outcome = asyncio.run(Switch(node, running, config(target), previous,
-                                 lambda step, message: None,
-                                 lambda *state: states.append(state), check, rollback).run())  # fmt: skip
+    procedure = Switch(node, running, config(target), previous, lambda step, message: None,
+                       lambda *state: states.append(state), check, rollback)  # fmt: skip
+    outcome = asyncio.run(procedure.run())
     return outcome, states
 
 
