@@ -19,7 +19,9 @@ OPTIONAL = ("memory_free_mb", "utilization_percent", "temperature_c", "power_dra
             "power_limit_w")  # fmt: skip
 
 
-def _time(message: hub_pb2.Node | hub_pb2.NodeEvent, field: str) -> str | None:
+def _time(
+    message: hub_pb2.Node | hub_pb2.NodeEvent | hub_pb2.StateTransition, field: str
+) -> str | None:
     if not message.HasField(field):
         return None
     stamp: Timestamp = getattr(message, field)
@@ -69,7 +71,17 @@ def node(message: hub_pb2.Node, with_gpus: bool = False) -> dict[str, Any]:
         "probe": message.probe,
         "probe_error": message.probe_error or None,
     }
+    out["state"] = message.state
+    out["configuration"] = message.configuration or None
+    out["state_since"] = _time(message, "state_since")
+    out["state_message"] = message.state_message or None
     if with_gpus:
+        out["transitions"] = [
+            {"at": _time(t, "at"), "from": t.from_state, "to": t.to_state,
+             "configuration": t.configuration or None, "operation_id": t.operation_id or None,
+             "message": t.message or None}
+            for t in message.transitions
+        ]  # fmt: skip
         out["gpus"] = [gpu(g) for g in message.gpus]
         out["events"] = [
             {"at": _time(e, "at"), "kind": e.kind, "message": e.message} for e in message.events

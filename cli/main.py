@@ -82,6 +82,8 @@ def nodes_show(ctx: typer.Context, name: str, as_json: JsonOption = False) -> No
     else:
         reason = found["probe_error"]
         console.print("No GPUs detected" + (f": {reason}" if reason else "."))
+    if found["transitions"]:
+        console.print(render.transitions_table(found["transitions"]))
     if found["events"]:
         console.print(render.events_table(found["events"]))
 

@@ -114,6 +114,12 @@ def node_details(node: dict[str, Any]) -> Table:
     table.add_row(
         "Status", Text.assemble(status(node["status"]), f" since {ago(node['status_since'])}")
     )
+    state = node["state"] + (f" ({node['configuration']})" if node["configuration"] else "")
+    table.add_row("State", Text.assemble(
+        Text(state, style=STATE_STYLES.get(node["state"], "yellow")),
+        f" since {ago(node['state_since'])}" if node["state_since"] else "",
+        f": {node['state_message']}" if node["state_message"] else "",
+    ))  # fmt: skip
     table.add_row("Labels", labels(node["labels"]))
     table.add_row("Host", f"{node['hostname'] or '-'} ({node['address'] or 'no address'})")
     table.add_row("Agent", node["agent_version"] or "-")
@@ -165,4 +171,15 @@ def operations_table(operations: list[dict[str, Any]]) -> Table:
         kind = op["kind"] + (" (check)" if op["check"] else "")
         table.add_row(op["id"], kind, op["configuration"] or "-", op["status"],
                       str(len(op["nodes"])), ago(op["created"]), op["message"])  # fmt: skip
+    return table
+
+
+def transitions_table(transitions: list[dict[str, Any]]) -> Table:
+    table = Table(box=None, header_style="bold", title="State transitions",
+                  title_justify="left")  # fmt: skip
+    for column in ("WHEN", "FROM", "TO", "CONFIGURATION", "OPERATION", "NOTE"):
+        table.add_column(column)
+    for t in transitions:
+        table.add_row(ago(t["at"]), t["from"], t["to"], t["configuration"] or "-",
+                      t["operation_id"] or "-", t["message"] or "")  # fmt: skip
     return table

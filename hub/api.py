@@ -60,7 +60,10 @@ class HubService(OperationsApi, hub_pb2_grpc.HubServicer):  # type: ignore[misc]
             )
         node, gpus = found
         events = await self.db.call(self.store.events, node.name)
-        return convert.node_to_proto(node, len(gpus), gpus, self._live_seen(node.name), events)
+        transitions = await self.db.call(self.ops.transitions, node.name)
+        return convert.node_to_proto(
+            node, len(gpus), gpus, self._live_seen(node.name), events, transitions
+        )
 
     async def ListGpus(
         self, request: hub_pb2.ListGpusRequest, context: Context

@@ -12,6 +12,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from gpufleet.v1 import agent_link_pb2 as link_pb
 from gpufleet.v1 import hub_pb2, types_pb2
 from hub.store import Gpu, GpuRecord, GpuTelemetryRecord, Node, NodeEvent, NodeHello, NodeStatus
+from hub.store.models import NodeTransition
 from hub.store.store import as_utc
 
 VENDORS = {
@@ -147,6 +148,7 @@ def node_to_proto(
     gpus: list[Gpu] | None = None,
     live_seen: datetime | None = None,
     events: list[NodeEvent] | None = None,
+    transitions: list[NodeTransition] | None = None,
 ) -> hub_pb2.Node:
     """`live_seen` is the in-memory heartbeat time of a connected node, fresher than the row."""
     return hub_pb2.Node(
@@ -164,4 +166,15 @@ def node_to_proto(
         probe_error=node.probe_error,
         gpus=[gpu_to_proto(gpu) for gpu in gpus or []],
         events=[event_to_proto(event) for event in events or []],
-    )
+        state=node.state,
+        configuration=node.configuration,
+        state_since=timestamp(node.state_since),
+        state_message=node.state_message,
+        transitions=[
+            hub_pb2.StateTransition(
+                at=timestamp(t.at), from_state=t.from_state, to_state=t.to_state,
+                configuration=t.configuration, operation_id=t.operation_id, message=t.message,
+            )
+            for t in transitions or []
+        ],
+    )  # fmt: skip

@@ -15,6 +15,7 @@ from hub.store.store import as_utc
 
 MIB = 1024 * 1024
 GPU_LABELS = ["node", "index", "uuid", "name"]
+SWITCH_STATES = ("stopped", "switching", "loading", "ready", "failed", "draining")
 
 
 @dataclass(frozen=True)
@@ -46,8 +47,18 @@ class ClusterCollector(Collector):
             seen = snap.live_seen.get(node.name) or as_utc(node.last_seen)
             if seen is not None:
                 age.add_metric([node.name], max(0.0, (snap.now - seen).total_seconds()))
+        state = GaugeMetricFamily(
+            "gpufleet_node_state",
+            "1 for the node's current switch state, 0 for the others.",
+            labels=["node", "state", "configuration"],
+        )
+        for node in snap.nodes:
+            for name in SWITCH_STATES:
+                current = 1.0 if node.state == name else 0.0
+                state.add_metric([node.name, name, node.configuration if current else ""], current)
         yield up
         yield age
+        yield state
         yield from self._gpus()
 
     def _gpus(self) -> Iterator[GaugeMetricFamily]:

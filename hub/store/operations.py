@@ -28,18 +28,18 @@ class OperationStore:
         self, name: str, state: str, configuration: str, now: datetime,
         message: str = "", operation_id: str = "",
     ) -> None:  # fmt: skip
-        """Move a node's switch state, recording the transition."""
+        """Move a node's switch state; a change of state or configuration is recorded as a
+        transition, a new note alone only updates the node."""
         with self._session() as session:
             node = session.exec(select(Node).where(Node.name == name)).one()
             assert node.id is not None
-            if (node.state, node.configuration, node.state_message) == (
-                state, configuration, message
-            ):  # fmt: skip
+            if (node.state, node.configuration) != (state, configuration):
+                session.add(NodeTransition(
+                    node_id=node.id, at=now, from_state=node.state, to_state=state,
+                    configuration=configuration, operation_id=operation_id, message=message,
+                ))  # fmt: skip
+            elif node.state_message == message:
                 return
-            session.add(NodeTransition(
-                node_id=node.id, at=now, from_state=node.state, to_state=state,
-                configuration=configuration, operation_id=operation_id, message=message,
-            ))  # fmt: skip
             if node.state != state or node.state_since is None:
                 node.state_since = now
             node.state, node.configuration, node.state_message = state, configuration, message

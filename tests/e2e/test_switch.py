@@ -113,10 +113,40 @@ def test_switch_three_nodes_one_at_a_time(fleet: Fleet) -> None:
     projects = {c["project"] for c in fleet.containers()}
     assert projects == {f"gf-{fleet.node(n)}-beta" for n in names}  # alpha's containers are gone
 
+    shown = fleet.cluster.json("nodes", "show", fleet.node("a"))
+    walk = [(t["from"], t["to"]) for t in reversed(shown["transitions"])]
+    assert walk[-4:] == [("ready", "draining"), ("draining", "switching"),
+                         ("switching", "loading"), ("loading", "ready")]  # fmt: skip
+    assert shown["transitions"][0]["operation_id"] == second["id"]
+    assert (shown["state"], shown["configuration"]) == ("ready", "beta")
+
+    metrics = scrape(fleet.cluster.http)
+    assert metrics[("gpufleet_node_state", fleet.node("a"), "ready")] == 1
+    assert metrics[("gpufleet_node_state", fleet.node("a"), "loading")] == 0
+    assert metrics[("gpufleet_switch_step_seconds_count", "", "start")] == 6
+    assert metrics[("gpufleet_switch_step_seconds_count", "", "drain")] == 3
+    assert metrics[("gpufleet_operations_total", "", "switch/succeeded")] == 2
+
     # --serial 1: each node began only after the one before it had its result.
     events = [(e["node"], e["step"]) for e in watch_events(fleet, second["id"])]
     order = [node for node, step in events if step in ("begin", "result")]
     assert order == [fleet.node(n) for n in names for _ in (0, 1)]
+
+
+def scrape(address: str) -> dict[tuple[str, str, str], float]:
+    """(metric, node, state or step or kind/status) -> value."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"http://{address}/metrics", timeout=5) as reply:
+        text = reply.read().decode()
+    found = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = sample.labels
+            key = labels.get("state") or labels.get("step") or (
+                f"{labels['kind']}/{labels['status']}" if "kind" in labels else "")  # fmt: skip
+            found[(sample.name, labels.get("node", ""), key)] = sample.value
+    return found
 
 
 def watch_events(fleet: Fleet, operation_id: str) -> list[dict[str, str]]:

@@ -221,7 +221,7 @@ class OperationEvent(_message.Message):
     def __init__(self, seq: _Optional[int] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., node: _Optional[str] = ..., step: _Optional[str] = ..., message: _Optional[str] = ..., operation: _Optional[_Union[Operation, _Mapping]] = ...) -> None: ...
 
 class Node(_message.Message):
-    __slots__ = ("name", "status", "labels", "hostname", "address", "agent_version", "first_seen", "last_seen", "status_since", "gpu_count", "probe", "probe_error", "gpus", "events")
+    __slots__ = ("name", "status", "labels", "hostname", "address", "agent_version", "first_seen", "last_seen", "status_since", "gpu_count", "probe", "probe_error", "gpus", "events", "state", "configuration", "state_since", "state_message", "transitions")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -243,6 +243,11 @@ class Node(_message.Message):
     PROBE_ERROR_FIELD_NUMBER: _ClassVar[int]
     GPUS_FIELD_NUMBER: _ClassVar[int]
     EVENTS_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    CONFIGURATION_FIELD_NUMBER: _ClassVar[int]
+    STATE_SINCE_FIELD_NUMBER: _ClassVar[int]
+    STATE_MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    TRANSITIONS_FIELD_NUMBER: _ClassVar[int]
     name: str
     status: _types_pb2.NodeStatus
     labels: _containers.ScalarMap[str, str]
@@ -257,7 +262,28 @@ class Node(_message.Message):
     probe_error: str
     gpus: _containers.RepeatedCompositeFieldContainer[_types_pb2.Gpu]
     events: _containers.RepeatedCompositeFieldContainer[NodeEvent]
-    def __init__(self, name: _Optional[str] = ..., status: _Optional[_Union[_types_pb2.NodeStatus, str]] = ..., labels: _Optional[_Mapping[str, str]] = ..., hostname: _Optional[str] = ..., address: _Optional[str] = ..., agent_version: _Optional[str] = ..., first_seen: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_seen: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., status_since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., gpu_count: _Optional[int] = ..., probe: _Optional[str] = ..., probe_error: _Optional[str] = ..., gpus: _Optional[_Iterable[_Union[_types_pb2.Gpu, _Mapping]]] = ..., events: _Optional[_Iterable[_Union[NodeEvent, _Mapping]]] = ...) -> None: ...
+    state: str
+    configuration: str
+    state_since: _timestamp_pb2.Timestamp
+    state_message: str
+    transitions: _containers.RepeatedCompositeFieldContainer[StateTransition]
+    def __init__(self, name: _Optional[str] = ..., status: _Optional[_Union[_types_pb2.NodeStatus, str]] = ..., labels: _Optional[_Mapping[str, str]] = ..., hostname: _Optional[str] = ..., address: _Optional[str] = ..., agent_version: _Optional[str] = ..., first_seen: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_seen: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., status_since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., gpu_count: _Optional[int] = ..., probe: _Optional[str] = ..., probe_error: _Optional[str] = ..., gpus: _Optional[_Iterable[_Union[_types_pb2.Gpu, _Mapping]]] = ..., events: _Optional[_Iterable[_Union[NodeEvent, _Mapping]]] = ..., state: _Optional[str] = ..., configuration: _Optional[str] = ..., state_since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., state_message: _Optional[str] = ..., transitions: _Optional[_Iterable[_Union[StateTransition, _Mapping]]] = ...) -> None: ...
+
+class StateTransition(_message.Message):
+    __slots__ = ("at", "from_state", "to_state", "configuration", "operation_id", "message")
+    AT_FIELD_NUMBER: _ClassVar[int]
+    FROM_STATE_FIELD_NUMBER: _ClassVar[int]
+    TO_STATE_FIELD_NUMBER: _ClassVar[int]
+    CONFIGURATION_FIELD_NUMBER: _ClassVar[int]
+    OPERATION_ID_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    at: _timestamp_pb2.Timestamp
+    from_state: str
+    to_state: str
+    configuration: str
+    operation_id: str
+    message: str
+    def __init__(self, at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., from_state: _Optional[str] = ..., to_state: _Optional[str] = ..., configuration: _Optional[str] = ..., operation_id: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
 
 class NodeEvent(_message.Message):
     __slots__ = ("at", "kind", "message")
