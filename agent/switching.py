@@ -94,10 +94,11 @@ class Switching:
         if not project.compose_file.is_file():
             return result(FAILED, f"{name} was not started by this agent: refusing to stop it")
         done = await self.podman.down(name, project.compose_file)
-        after, left = await self.running(name)
-        if done.code != 0 or left:
+        if done.code != 0:
+            after, _ = await self.running(name)
             return result(FAILED, f"compose down failed: {done.tail()}", after)
-        return result(CHANGED, f"stopped {name} ({len(containers)} containers)", after)
+        return result(CHANGED, f"stopped {name} ({len(containers)} containers)",
+                      pb.RunningProject(name=name))  # fmt: skip
 
     async def wait_healthy(self, request: pb.TaskRequest, emit: Emit) -> pb.TaskResult:
         task = request.wait_healthy
@@ -113,10 +114,10 @@ class Switching:
                                                          log=pb.LogLine(line=line))))  # fmt: skip
 
         verdict = await wait_healthy(checks, progress=progress)
-        current, containers = await self.running(task.project)
-        if verdict.ok:
+        if verdict.ok:  # the project was reported by start; no need to ask podman again
             return result(OK, f"all {len(checks)} services healthy after "
-                              f"{verdict.waited_s:.1f} s", current)  # fmt: skip
+                              f"{verdict.waited_s:.1f} s")  # fmt: skip
+        current, containers = await self.running(task.project)
         check = next(c for c in checks if c.service == verdict.service)
         container = next((c for c in containers if c.service == verdict.service), None)
         logs = await self.podman.logs(container.container_id) if container else ""

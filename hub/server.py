@@ -18,7 +18,6 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 import gpufleet
 from gpufleet.v1 import agent_link_pb2, agent_link_pb2_grpc, hub_pb2, hub_pb2_grpc
 from hub.api import HubService
-from hub.configs import load_directory
 from hub.http import HttpEndpoint
 from hub.link import AgentLinkService, utcnow
 from hub.metrics import Snapshot, render
@@ -109,7 +108,6 @@ class HubServer:
             log.warning("operations interrupted by the restart: %s", ", ".join(interrupted))
         self.manager = OperationManager(
             self.registry, self._db, ops,
-            lambda: load_directory(self.config.configs_dir)[0],
             observe_step=lambda step, took: self.step_seconds.labels(step).observe(took),
             on_finish=lambda kind, status: self.operations_total.labels(kind, status).inc(),
         )  # fmt: skip

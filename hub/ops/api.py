@@ -61,9 +61,6 @@ class OperationsApi:
     manager: OperationManager
     configs_dir: Path
 
-    def configurations(self) -> dict[str, Configuration]:
-        return load_directory(self.configs_dir)[0]
-
     async def ListConfigurations(
         self, request: hub_pb2.ListConfigurationsRequest, context: Context
     ) -> hub_pb2.ListConfigurationsResponse:
@@ -105,6 +102,14 @@ class OperationsApi:
         known = [node.name for node, _ in await self.db.call(self.store.list_nodes)]
         return (known if targets.all else list(targets.nodes)), known
 
+    async def _load(self, context: Context) -> dict[str, Configuration]:
+        try:
+            found, _ = await asyncio.to_thread(load_directory, self.configs_dir)
+        except ConfigError as exc:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+            raise
+        return found
+
     async def _submit(self, context: Context, make: Callable[[list[str]], Request],
                       targets: hub_pb2.Targets) -> hub_pb2.OperationRef:  # fmt: skip
         nodes, known = await self._targets(targets)
@@ -118,11 +123,7 @@ class OperationsApi:
     async def Switch(
         self, request: hub_pb2.SwitchRequest, context: Context
     ) -> hub_pb2.OperationRef:
-        try:
-            found, _ = await asyncio.to_thread(load_directory, self.configs_dir)
-        except ConfigError as exc:
-            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
-            raise
+        found = await self._load(context)
         config = found.get(request.configuration)
         if config is None:
             await context.abort(
@@ -135,15 +136,21 @@ class OperationsApi:
                                 "max_fail_percent must be between 0 and 100")  # fmt: skip
         return await self._submit(context, lambda nodes: Request(
             "switch", nodes, config, request.serial, request.max_fail_percent, request.check,
-            not request.no_rollback,
+            not request.no_rollback, found,
         ), request.targets)  # fmt: skip
 
     async def Drain(self, request: hub_pb2.DrainRequest, context: Context) -> hub_pb2.OperationRef:
-        return await self._submit(context, lambda nodes: Request("drain", nodes), request.targets)
+        found = await self._load(context)
+        return await self._submit(
+            context, lambda nodes: Request("drain", nodes, configurations=found), request.targets
+        )
 
     async def Stop(self, request: hub_pb2.StopRequest, context: Context) -> hub_pb2.OperationRef:
+        found = await self._load(context)
         return await self._submit(
-            context, lambda nodes: Request("stop", nodes, serial=request.serial), request.targets
+            context,
+            lambda nodes: Request("stop", nodes, serial=request.serial, configurations=found),
+            request.targets,
         )
 
     async def ListOperations(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -51,6 +51,9 @@ class Request:
     max_fail_percent: float = 0.0
     check: bool = False
     rollback: bool = True
+    # Every configuration as loaded when the operation was asked for: what a node runs now
+    # is drained and, on failure, brought back from this one consistent snapshot.
+    configurations: Mapping[str, Configuration] = field(default_factory=dict)
 
 
 @dataclass
@@ -73,7 +76,6 @@ class OperationManager:
         registry: SessionRegistry,
         db: Database,
         store: OperationStore,
-        configurations: Callable[[], dict[str, Configuration]],
         observe_step: Callable[[str, float], None] = lambda _step, _seconds: None,
         on_finish: Callable[[str, str], None] = lambda _kind, _status: None,
     ) -> None:
@@ -81,7 +83,6 @@ class OperationManager:
         self.registry = registry
         self.db = db
         self.store = store
-        self.configurations = configurations
         self.observe_step = observe_step
         self.busy: dict[str, str] = {}  # node -> operation id
         self.running: dict[str, Running] = {}
@@ -177,6 +178,7 @@ class OperationManager:
 
     def _step_for(self, operation: Operation, request: Request) -> StepFn:
         oid = operation.id
+        configs = request.configurations
 
         def set_state(node: str) -> Callable[[str, str, str], None]:
             def apply(state: str, configuration: str, message: str) -> None:
@@ -192,7 +194,6 @@ class OperationManager:
                 self.event(oid, node, "result", "unreachable: the node is not connected")
                 return Outcome("unreachable", "the node is not connected")
             agent = TimedAgent(RemoteAgent(session, oid), self.observe_step)
-            configs = self.configurations()
             running = session.project
             previous = configs.get(running.name) if running else None
 

@@ -1,0 +1,140 @@
+"""Switch overhead: hub + agent against the same steps done by hand, on real Podman.
+
+    python -m bench.switch_overhead --runs 7
+
+Alternates the test configurations alpha and beta on one node, so every run is a real
+switch (compose down of one, compose up of the other, health wait). "Through gpufleet" is
+timed from the Switch call to the operation's end (gRPC, no hubctl start-up); "by hand" runs
+podman-compose down, podman-compose up -d and polls the same health URL at the same
+interval. Prints the medians and their ratio (goal: at most 1.10).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import grpc
+
+from agent.projects import ProjectStore
+from bench.hub_agents import REPO, free_port, health, ready_count, wait
+from gpufleet.v1 import hub_pb2, hub_pb2_grpc
+from hub.configs import load_configuration
+from tests.support import podman
+
+CONFIGS = REPO / "tests" / "fixtures" / "switch-configs"
+
+
+def healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as reply:
+            return bool(reply.status == 200)
+    except OSError:
+        return False
+
+
+class ByHand:
+    """The same switch as an operator would script it: compose down, compose up, poll."""
+
+    def __init__(self, work: Path, env: dict[str, str], port: int) -> None:
+        self.env, self.port = env, port
+        store = ProjectStore(work / "by-hand", "none")  # the same file the agent runs
+        self.files = {}
+        for name in ("alpha", "beta"):
+            config = load_configuration(CONFIGS / f"{name}.yaml")
+            self.files[name] = store.write(name, config.text, config.digest).compose_file
+
+    def compose(self, name: str, *args: str) -> None:
+        subprocess.run([sys.executable, "-m", "podman_compose", "-p", f"hand-{name}", "-f",
+                        str(self.files[name]), *args], env=self.env, check=True,
+                       capture_output=True)  # fmt: skip
+
+    def up(self, name: str) -> None:
+        self.compose(name, "up", "-d")
+        while not healthy(f"http://127.0.0.1:{self.port}/health"):
+            time.sleep(0.2)
+
+    def switch(self, previous: str, config: str) -> float:
+        started = time.perf_counter()
+        self.compose(previous, "down")
+        self.up(config)
+        return time.perf_counter() - started
+
+
+def through_hub(stub: hub_pb2_grpc.HubStub, config: str, node: str) -> float:
+    started = time.perf_counter()
+    reply = stub.Switch(hub_pb2.SwitchRequest(
+        configuration=config, targets=hub_pb2.Targets(nodes=[node])), timeout=30)  # fmt: skip
+    for event in stub.WatchOperation(hub_pb2.WatchOperationRequest(id=reply.id)):
+        if event.HasField("operation"):
+            if event.operation.status != "succeeded":
+                raise SystemExit(f"switch failed: {event.operation}")
+            break
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=7)
+    args = parser.parse_args()
+    podman.build_image()
+    work = Path(tempfile.mkdtemp(prefix="gpufleet-bench-switch-"))
+    (work / "metrics").mkdir()
+    (work / "metrics" / "metrics").write_text("test_requests_running 0\n")
+    port = free_port()
+    variables = {"WEB_PORT": str(port), "METRICS_DIR": str(work / "metrics"), "LOAD_DELAY": "1"}
+    env = {**os.environ, **podman.env(), **variables}
+    address = f"127.0.0.1:{free_port()}"
+    hub = subprocess.Popen(
+        [sys.executable, "-m", "hub", "--listen", address, "--state-dir", str(work / "hub"),
+         "--configs", str(CONFIGS), "--log-level", "warning"], cwd=REPO,
+    )  # fmt: skip
+    agent_args = [arg for key, value in variables.items() for arg in ("--env", f"{key}={value}")]
+    agent = subprocess.Popen(
+        [sys.executable, "-m", "agent", "--hub", address, "--name", "bench", "--gpu-probe",
+         "none", "--gpu-runtime", "none", "--state-dir", str(work / "agent"),
+         "--log-level", "warning", *agent_args], cwd=REPO, env=env,
+    )  # fmt: skip
+    try:
+        wait(lambda: health(address), 30)
+        stub = hub_pb2_grpc.HubStub(grpc.insecure_channel(address))
+        wait(lambda: ready_count(stub) == 1, 30)
+        through_hub(stub, "alpha", "bench")  # warm up: the node runs alpha
+        hub_times, hand_times = [], []
+        for i in range(args.runs):
+            hub_times.append(through_hub(stub, "beta" if i % 2 == 0 else "alpha", "bench"))
+        stopped = stub.Stop(hub_pb2.StopRequest(targets=hub_pb2.Targets(nodes=["bench"])))
+        for _ in stub.WatchOperation(hub_pb2.WatchOperationRequest(id=stopped.id)):
+            pass
+        hand = ByHand(work, env, port)
+        hand.up("alpha")
+        previous = "alpha"
+        for i in range(args.runs):
+            config = "beta" if i % 2 == 0 else "alpha"
+            hand_times.append(hand.switch(previous, config))
+            previous = config
+        hand.compose(previous, "down")
+    finally:
+        for proc in (agent, hub):
+            proc.terminate()
+            proc.wait(30)
+        podman.remove_projects("gf-bench")
+        podman.remove_projects("hand-")
+    hub_median, hand_median = statistics.median(hub_times), statistics.median(hand_times)
+    print(f"runs                       {args.runs} switches each way (alpha <-> beta, 1 s load)")
+    print(f"through hub + agent        median {hub_median:.2f} s  "
+          f"(min {min(hub_times):.2f}, max {max(hub_times):.2f})")  # fmt: skip
+    print(f"by hand (compose + poll)   median {hand_median:.2f} s  "
+          f"(min {min(hand_times):.2f}, max {max(hand_times):.2f})")  # fmt: skip
+    print(f"ratio of medians           {hub_median / hand_median:.3f}  (goal <= 1.10)")
+
+
+if __name__ == "__main__":
+    main()
