@@ -133,9 +133,12 @@ def up_command(
     labels: Annotated[str, typer.Option(help="Local node labels, k=v[,k=v].")] = "",
     inventory: Annotated[Path | None, typer.Option(help="Static GPU inventory file.")] = None,
     heartbeat_interval: Annotated[float, typer.Option(min=0.1)] = 5.0,
+    configs: Annotated[
+        Path | None, typer.Option(help="Configurations directory (default: the hub's).")
+    ] = None,
 ) -> None:
     """Run a hub and a local agent in the foreground (SQLite); Ctrl-C stops both."""
-    config = up.UpConfig(listen, state_dir, name, labels, inventory, heartbeat_interval)
+    config = up.UpConfig(listen, state_dir, name, labels, inventory, heartbeat_interval, configs)
 
     def announce(cfg: up.UpConfig) -> None:
         console.print(

@@ -29,9 +29,11 @@ class UpConfig:
     labels: str
     inventory: Path | None
     heartbeat_interval: float
+    configs: Path | None = None
 
 
 def hub_command(config: UpConfig) -> list[str]:
+    configs = ["--configs", str(config.configs)] if config.configs else []
     return [
         sys.executable,
         "-m",
@@ -42,6 +44,7 @@ def hub_command(config: UpConfig) -> list[str]:
         str(config.state_dir / "hub"),
         "--heartbeat-interval",
         str(config.heartbeat_interval),
+        *configs,
     ]
 
 
