@@ -294,3 +294,34 @@ def test_cdi_dry_run_maps_reserved_gpus_to_cdi_devices(tmp_path: Path, image: st
     finally:
         podman.podman("network", "rm", "-f", f"{name}_default", check=False)
     assert "--device nvidia.com/gpu=0" in run.stdout + run.stderr
+
+
+def test_drain_then_stop(fleet: Fleet) -> None:
+    fleet.agent("a")
+    fleet.cluster.wait_status({fleet.node("a"): "ready"})
+    assert fleet.switch("alpha", "a")["status"] == "succeeded"
+    drained = fleet.hubctl("drain", fleet.node("a"), "--json")
+    assert drained.returncode == 0, drained.stderr
+    assert fleet.status()[fleet.node("a")]["state"] == "draining"
+    assert fleet.health("a") == "alpha"  # draining stops nothing
+    stopped = fleet.hubctl("stop", "--all", "--json")
+    assert stopped.returncode == 0, stopped.stderr
+    state = fleet.status()[fleet.node("a")]
+    assert (state["state"], state["configuration"]) == ("stopped", None)
+    assert fleet.containers() == []
+
+
+def test_configs_and_validate_through_the_hub(fleet: Fleet, tmp_path: Path) -> None:
+    listed = fleet.cluster.json("configs")
+    assert [c["name"] for c in listed["configurations"]] == ["alpha", "beta", "never-healthy"]
+    assert listed["errors"] == []
+    good = fleet.hubctl("configs", "validate", str(CONFIGS / "alpha.yaml"))
+    assert good.returncode == 0 and "valid configuration alpha (web)" in good.stdout
+    broken = tmp_path / "broken.yaml"
+    broken.write_text((CONFIGS / "alpha.yaml").read_text().replace("vram_gb: 1", "vram_gbs: 1"))
+    bad = fleet.hubctl("configs", "validate", str(broken))
+    assert bad.returncode == 1 and bad.stdout == ""
+    [line] = bad.stderr.splitlines()
+    assert "broken.yaml: x-gpufleet.services.web.vram_gbs: unknown key" in line
+    missing = fleet.hubctl("configs", "validate", str(tmp_path / "nope.yaml"))
+    assert missing.returncode == 2 and "cannot read" in missing.stderr

@@ -81,7 +81,7 @@ def test_up_runs_hub_and_local_agent_and_ctrl_c_stops_both(tmp_path: Path) -> No
             up.kill()
             up.communicate()
     assert up.returncode == 0, output
-    assert "gpufleet is up" in output
-    assert "agent stopped" in output and "hub stopped" in output
-    assert "Traceback" not in output
+    assert "gpufleet is up" in output, output
+    assert "agent stopped" in output and "hub stopped" in output, output
+    assert "Traceback" not in output, output
     assert hubctl(address, "nodes").returncode == 2  # nothing left listening
