@@ -21,7 +21,7 @@ from pathlib import Path
 
 import grpc
 
-from bench.hub_agents import REPO, free_port, health, proc_stats, ready_count, wait
+from bench.common import REPO, proc_stats, ready_count, start_hub, wait
 from gpufleet.v1 import agent_link_pb2 as pb
 from gpufleet.v1 import hub_pb2_grpc
 from tests.support.nvml import FakeGpu, FakeHost, build_library, nvml_env, write_host
@@ -73,14 +73,9 @@ def main() -> None:
         env=env, cwd=REPO, check=True, capture_output=True, text=True,
     ).stdout)  # fmt: skip
 
-    address = f"127.0.0.1:{free_port()}"
-    hub = subprocess.Popen(
-        [sys.executable, "-m", "hub", "--listen", address, "--state-dir", str(work / "hub"),
-         "--heartbeat-interval", str(args.interval), "--log-level", "warning"], cwd=REPO,
-    )  # fmt: skip
+    hub, address = start_hub(work / "hub", "--heartbeat-interval", str(args.interval))
     agent = None
     try:
-        wait(lambda: health(address), 30)
         agent = subprocess.Popen(
             [sys.executable, "-m", "agent", "--hub", address, "--name", "bench-h100",
              "--gpu-probe", "nvml", "--state-dir", str(work / "agent"), "--log-level", "warning"],

@@ -12,36 +12,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from agent.link import CHANNEL_OPTIONS, AgentLink, ChannelFactory, Identity
 from agent.probes import StaticProbe
-from gpufleet.v1 import hub_pb2, hub_pb2_grpc, types_pb2
+from bench.common import REPO, proc_stats, ready_count, start_hub, wait
+from gpufleet.v1 import hub_pb2_grpc
 
-REPO = Path(__file__).resolve().parents[1]
 INVENTORIES = sorted((REPO / "configs" / "inventories").glob("*.yaml"))
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def proc_stats(pid: int) -> tuple[int, float]:
-    """(resident KiB, CPU seconds used so far) of a process."""
-    rss_kib = 0
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            rss_kib = int(line.split()[1])
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return rss_kib, (int(fields[11]) + int(fields[12])) / TICKS
 
 
 async def simulate(hub: str, count: int, channels: int) -> None:
@@ -67,11 +53,6 @@ async def simulate(hub: str, count: int, channels: int) -> None:
     await asyncio.gather(*(link.run(stop) for link in links))
 
 
-def ready_count(stub: hub_pb2_grpc.HubStub) -> int:
-    nodes = stub.ListNodes(hub_pb2.ListNodesRequest(), timeout=30).nodes
-    return sum(node.status == types_pb2.NODE_STATUS_READY for node in nodes)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--agents", type=int, default=1000)
@@ -85,33 +66,17 @@ def main() -> None:
         return
 
     state = Path(tempfile.mkdtemp(prefix="gpufleet-bench-"))
-    address = f"127.0.0.1:{free_port()}"
-    hub = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "hub",
-            "--listen",
-            address,
-            "--state-dir",
-            str(state),
-            "--heartbeat-interval",
-            str(args.heartbeat),
-            "--log-level",
-            "warning",
-        ],
-        cwd=REPO,
-    )
+    hub, address = start_hub(state, "--heartbeat-interval", str(args.heartbeat))
     sim = None
     try:
         stub = hub_pb2_grpc.HubStub(grpc.insecure_channel(address))
-        wait(lambda: health(address), 30)
         idle_rss, _ = proc_stats(hub.pid)
         started = time.monotonic()
         sim = subprocess.Popen(
             [
                 sys.executable,
-                __file__,
+                "-m",
+                "bench.hub_agents",
                 "--simulate",
                 address,
                 "--agents",
@@ -163,32 +128,6 @@ def main() -> None:
             if proc is not None:
                 proc.terminate()
                 proc.wait(30)
-
-
-def health(address: str) -> bool:
-    try:
-        with grpc.insecure_channel(address) as channel:
-            reply = health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(), timeout=1
-            )
-        return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
-    except grpc.RpcError:
-        return False
-
-
-def wait(check: Callable[[], bool], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise SystemExit(f"gave up after {timeout:g} s")
-        time.sleep(0.5)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 if __name__ == "__main__":

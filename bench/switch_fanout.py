@@ -30,7 +30,7 @@ from agent.link import CHANNEL_OPTIONS, AgentLink, ChannelFactory, Identity
 from agent.probes import NoProbe
 from agent.projects import ProjectStore
 from agent.switching import Switching
-from bench.hub_agents import REPO, free_port, health, wait
+from bench.common import REPO, free_port, start_hub, wait
 from gpufleet.v1 import agent_link_pb2 as pb
 from gpufleet.v1 import hub_pb2, hub_pb2_grpc
 from hub.configs import load_configuration
@@ -113,14 +113,9 @@ def main() -> None:
         asyncio.run(simulate(args.simulate, args.agents, args.work, args.port))
         return
     work = Path(tempfile.mkdtemp(prefix="gpufleet-bench-fanout-"))
-    address = f"127.0.0.1:{free_port()}"
-    hub = subprocess.Popen(
-        [sys.executable, "-m", "hub", "--listen", address, "--state-dir", str(work / "hub"),
-         "--configs", str(CONFIGS), "--log-level", "warning"], cwd=REPO,
-    )  # fmt: skip
+    hub, address = start_hub(work / "hub", "--configs", str(CONFIGS))
     sim = None
     try:
-        wait(lambda: health(address), 30)
         sim = subprocess.Popen(
             [sys.executable, "-m", "bench.switch_fanout", "--simulate", address, "--agents",
              str(args.agents), "--work", str(work / "hosts"), "--port", str(free_port())],

@@ -24,7 +24,7 @@ from pathlib import Path
 import grpc
 
 from agent.projects import ProjectStore
-from bench.hub_agents import REPO, free_port, health, ready_count, wait
+from bench.common import REPO, free_port, ready_count, start_hub, wait
 from gpufleet.v1 import hub_pb2, hub_pb2_grpc
 from hub.configs import load_configuration
 from tests.support import podman
@@ -91,11 +91,7 @@ def main() -> None:
     port = free_port()
     variables = {"WEB_PORT": str(port), "METRICS_DIR": str(work / "metrics"), "LOAD_DELAY": "1"}
     env = {**os.environ, **podman.env(), **variables}
-    address = f"127.0.0.1:{free_port()}"
-    hub = subprocess.Popen(
-        [sys.executable, "-m", "hub", "--listen", address, "--state-dir", str(work / "hub"),
-         "--configs", str(CONFIGS), "--log-level", "warning"], cwd=REPO,
-    )  # fmt: skip
+    hub, address = start_hub(work / "hub", "--configs", str(CONFIGS))
     agent_args = [arg for key, value in variables.items() for arg in ("--env", f"{key}={value}")]
     agent = subprocess.Popen(
         [sys.executable, "-m", "agent", "--hub", address, "--name", "bench", "--gpu-probe",
@@ -103,7 +99,6 @@ def main() -> None:
          "--log-level", "warning", *agent_args], cwd=REPO, env=env,
     )  # fmt: skip
     try:
-        wait(lambda: health(address), 30)
         stub = hub_pb2_grpc.HubStub(grpc.insecure_channel(address))
         wait(lambda: ready_count(stub) == 1, 30)
         through_hub(stub, "alpha", "bench")  # warm up: the node runs alpha
