@@ -9,9 +9,11 @@ runner, so tests can also drive this module with a scripted runner.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
+import signal
 import sys
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -37,17 +39,21 @@ Runner = Callable[[list[str], Mapping[str, str], float], Awaitable[Completed]]
 
 
 async def run_process(argv: list[str], env: Mapping[str, str], limit_s: float) -> Completed:
+    """Run a command in its own process group; on timeout or cancellation the whole group
+    is killed, so podman processes that podman-compose started cannot outlive the task."""
     try:
         process = await asyncio.create_subprocess_exec(
             *argv, env=dict(env), stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,
         )  # fmt: skip
     except FileNotFoundError:
         return Completed(127, "", f"{argv[0]} not found: install Debian's package {argv[0]}")
     try:
         out, err = await asyncio.wait_for(process.communicate(), limit_s)
     except (TimeoutError, asyncio.CancelledError):
-        process.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
         await process.wait()
         raise
     return Completed(process.returncode or 0, out.decode(errors="replace"),

@@ -25,6 +25,9 @@ from gpufleet.v1 import agent_link_pb2_grpc
 log = logging.getLogger(__name__)
 
 PROTOCOL_VERSION = 1
+WELCOME_TIMEOUT_S = 30.0
+PROJECTS_TIMEOUT_S = 15.0
+STABLE_S = 10.0  # a session that lasted this long resets the reconnect backoff
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 # Must not ping more often than the hub's min_ping_interval_without_data (10 s, hub/server.py).
 CHANNEL_OPTIONS = [
@@ -81,7 +84,9 @@ class AgentLink:
         channel: ChannelFactory | None = None,
         backoff: Backoff | None = None,
         switching: Switching | None = None,
+        projects_timeout_s: float = PROJECTS_TIMEOUT_S,
     ) -> None:
+        self.projects_timeout_s = projects_timeout_s
         self.hub = hub
         self.identity = identity
         self.probe = probe
@@ -95,7 +100,9 @@ class AgentLink:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Stay connected until `stop` is set; reconnect with backoff whenever the link drops."""
+        loop = asyncio.get_running_loop()
         while not stop.is_set():
+            began = loop.time()
             try:
                 await self._session(stop)
             except Ended as exc:
@@ -106,6 +113,8 @@ class AgentLink:
                 log.warning("link to hub %s down: %s", self.hub, exc)
             except Exception:  # a bug in a session must not end the daemon: log, back off
                 log.exception("link to hub %s failed unexpectedly", self.hub)
+            if self.connected.is_set() and loop.time() - began >= STABLE_S:
+                self.backoff.reset()  # only a link that held resets: no tight reconnect loops
             self.connected.clear()
             if stop.is_set():
                 break
@@ -146,20 +155,23 @@ class AgentLink:
                      f", lost: {', '.join(lost)}" if lost else "")  # fmt: skip
         return found
 
-    async def _projects(self) -> list[pb.RunningProject]:
+    async def _projects(self) -> list[pb.RunningProject] | None:
+        """What runs now; None when podman cannot tell in time."""
         if self.switching is None:
             return []
         try:
-            return await self.switching.projects()
+            return await asyncio.wait_for(self.switching.projects(), self.projects_timeout_s)
         except Exception as exc:  # podman trouble must not keep the node off the hub
-            log.warning("cannot list running projects: %s", exc)
-            return []
+            log.warning("cannot list running projects: %s", exc or type(exc).__name__)
+            return None
 
     async def hello(self) -> pb.Hello:
         found = await self._probe()
         self._sent_static = found.static()
+        projects = await self._projects()
         return pb.Hello(
-            projects=await self._projects(),
+            projects=projects or [],
+            projects_unknown=projects is None,
             node_name=self.identity.name,
             agent_id=self.identity.agent_id,
             labels=self.identity.labels,
@@ -173,11 +185,15 @@ class AgentLink:
         )
 
     async def _session(self, stop: asyncio.Event) -> None:
+        hello = await self.hello()  # before dialing: probing must not eat the hub's hello timeout
         async with self.channel() as channel:
             call = agent_link_pb2_grpc.AgentLinkStub(channel).Connect()
             try:
-                await write(call, pb.AgentMessage(hello=await self.hello()))
-                first = await call.read()
+                await write(call, pb.AgentMessage(hello=hello))
+                try:
+                    first = await asyncio.wait_for(call.read(), WELCOME_TIMEOUT_S)
+                except TimeoutError:
+                    raise LinkDown(f"no welcome within {WELCOME_TIMEOUT_S:.0f} s") from None
                 if not isinstance(first, pb.HubMessage) or first.WhichOneof("body") != "welcome":
                     raise Ended("hub did not welcome this agent")
                 interval = first.welcome.heartbeat_interval.ToTimedelta().total_seconds()
@@ -187,7 +203,6 @@ class AgentLink:
                     first.welcome.node_name,
                     interval,
                 )
-                self.backoff.reset()
                 self.connected.set()
                 await self._converse(call, interval, stop)
             finally:

@@ -6,7 +6,9 @@ nothing. Results carry the project as the agent now runs it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
 from collections.abc import Callable, Mapping
 
 from agent.compose import Container, Podman
@@ -35,7 +37,11 @@ class Switching:
     def __init__(self, store: ProjectStore, podman: Podman, env: Mapping[str, str]) -> None:
         self.store = store
         self.podman = podman
-        self.env = dict(env)
+        # URLs expand with what podman-compose expands the files with: the process's
+        # environment (e.g. systemd Environment=) plus --env.
+        self.env = {**os.environ, **env}
+        # One compose run at a time on this host, even if the hub retries after a reconnect.
+        self.compose_lock = asyncio.Lock()
 
     async def running(self, name: str) -> tuple[pb.RunningProject, list[Container]]:
         project = self.store.project(name)
@@ -74,7 +80,8 @@ class Switching:
             project = self.store.write(task.project, task.compose, task.digest)
         except ProjectError as exc:
             return result(FAILED, str(exc))
-        done = await self.podman.up(project.name, project.compose_file)
+        async with self.compose_lock:
+            done = await self.podman.up(project.name, project.compose_file)
         after, containers = await self.running(task.project)
         if done.code != 0:
             return result(FAILED, f"compose up failed: {done.tail()}", after)
@@ -93,7 +100,8 @@ class Switching:
             return result(CHANGED, f"would stop {name}", before)
         if not project.compose_file.is_file():
             return result(FAILED, f"{name} was not started by this agent: refusing to stop it")
-        done = await self.podman.down(name, project.compose_file)
+        async with self.compose_lock:
+            done = await self.podman.down(name, project.compose_file)
         if done.code != 0:
             after, _ = await self.running(name)
             return result(FAILED, f"compose down failed: {done.tail()}", after)

@@ -59,6 +59,8 @@ class TaskRunner:
             self._running[task_id] = asyncio.create_task(self._run(request), name=task_id)
 
     def cancel(self, task_id: str) -> None:
+        """The hub gave up on the task: stop it, and send no result for it."""
+        self._asked.discard(task_id)
         running = self._running.get(task_id)
         if running is not None:
             running.cancel()

@@ -31,10 +31,24 @@ def unreachable(hub: str, error: grpc.RpcError) -> CliError:
     return CliError(f"cannot reach hub at {hub}: {details.splitlines()[0]}", exit_code=2)
 
 
+def first_line(text: str | None) -> str:
+    """One line for the user; the hub's log has the rest."""
+    return (text or "").strip().splitlines()[0] if (text or "").strip() else ""
+
+
+# Pings notice a hub host that vanished without a reset, so `switch` cannot hang forever.
+CHANNEL_OPTIONS = [
+    ("grpc.keepalive_time_ms", 20_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.max_pings_without_data", 0),
+]
+
+
 class HubClient:
     def __init__(self, hub: str) -> None:
         self.hub = hub
-        self._channel = grpc.insecure_channel(hub)
+        self._channel = grpc.insecure_channel(hub, options=CHANNEL_OPTIONS)
         self._stub = hub_pb2_grpc.HubStub(self._channel)
 
     def close(self) -> None:
@@ -48,7 +62,7 @@ class HubClient:
             if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
                 raise unreachable(self.hub, error) from None
             details = error.details() if isinstance(error, grpc.Call) else str(error)
-            raise CliError(details or f"hub answered {code}") from None
+            raise CliError(first_line(details) or f"hub answered {code}") from None
 
     def list_nodes(self) -> list[hub_pb2.Node]:
         return list(self._call(self._stub.ListNodes, hub_pb2.ListNodesRequest()).nodes)
@@ -105,4 +119,4 @@ class HubClient:
                     exit_code=2,
                 ) from None
             details = error.details() if isinstance(error, grpc.Call) else str(error)
-            raise CliError(details or f"hub answered {code}") from None
+            raise CliError(first_line(details) or f"hub answered {code}") from None

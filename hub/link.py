@@ -36,7 +36,7 @@ class AgentLinkService(agent_link_pb2_grpc.AgentLinkServicer):  # type: ignore[m
         heartbeat_interval: float,
         hub_version: str,
         monotonic: Callable[[], float],
-        on_connect: Callable[[AgentSession, list[pb.RunningProject]], None],
+        on_connect: Callable[[AgentSession, list[pb.RunningProject] | None], None],
     ) -> None:
         self.on_connect = on_connect
         self.registry = registry
@@ -69,7 +69,9 @@ class AgentLinkService(agent_link_pb2_grpc.AgentLinkServicer):  # type: ignore[m
         reader = asyncio.create_task(self._read(session, request_iterator))
         try:
             await self.db.call(self.store.register, record, utcnow())
-            self.on_connect(session, list(hello.projects))
+            # Liveness counts from the welcome: a slow database must not expire the session.
+            self.registry.heartbeat(session, self.monotonic(), utcnow())
+            self.on_connect(session, None if hello.projects_unknown else list(hello.projects))
             log.info(
                 "node %s connected from %s (agent %s, %d GPUs)",
                 record.name,

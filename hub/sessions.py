@@ -77,6 +77,14 @@ class AgentSession:
             self.send(pb.HubMessage(task=request))
         return await future
 
+    def cancel_task(self, task_id: str) -> None:
+        """Stop waiting for a task and tell the agent to cancel it."""
+        future = self.pending.pop(task_id, None)
+        if future is not None and not future.done():
+            future.cancel()
+        if self.closed is None:
+            self.send(pb.HubMessage(cancel=pb.TaskCancel(task_id=task_id)))
+
     def resolve(self, result: pb.TaskResult) -> bool:
         """Hand a result to its waiter; False when no task with that id was sent."""
         future = self.pending.pop(result.task_id, None)

@@ -15,7 +15,7 @@ from gpufleet.v1 import agent_link_pb2 as pb
 from hub.configs import Configuration
 from hub.ops.batches import FAILED, Outcome, run_batches
 from hub.ops.remote import RemoteAgent, running_from_proto
-from hub.ops.steps import Switch
+from hub.ops.steps import UNKNOWN, UNKNOWN_RUNNING, Switch
 from hub.sessions import AgentSession, SessionRegistry
 from hub.store import Database
 from hub.store.models import Operation, OperationEvent
@@ -109,9 +109,14 @@ class OperationManager:
             params={"serial": request.serial, "max_fail_percent": request.max_fail_percent,
                     "rollback": request.rollback, "nodes": nodes},
         )  # fmt: skip
-        await self.db.call(self.store.create, operation, nodes)
+        # Reserve before the first await: two requests racing for a node cannot both pass.
         if not request.check:
             self.busy.update(dict.fromkeys(nodes, operation.id))
+        try:
+            await self.db.call(self.store.create, operation, nodes)
+        except BaseException:
+            self._release(nodes, operation.id)
+            raise
         self.running[operation.id] = Running(operation)
         task = asyncio.create_task(self._run(operation, request, nodes), name=operation.id)
         self._tasks.add(task)
@@ -158,14 +163,17 @@ class OperationManager:
             log.exception("operation %s crashed", oid)
             status, message = "failed", f"internal error: {exc}"
         finally:
-            for node in nodes:
-                if self.busy.get(node) == oid:
-                    del self.busy[node]
+            self._release(nodes, oid)
         self.db.submit(self.store.finish, oid, status, self.now(), message)
         self.event(oid, "", "done", f"{status}: {message}", done=True)
         del self.running[oid]
         self.on_finish(operation.kind, status)
         log.info("operation %s %s: %s", oid, status, message)
+
+    def _release(self, nodes: list[str], operation_id: str) -> None:
+        for node in nodes:
+            if self.busy.get(node) == operation_id:
+                del self.busy[node]
 
     def _node_started(self, operation_id: str, node: str) -> None:
         self.db.submit(self.store.node_result, operation_id, node, "running", "", self.now(), None)
@@ -174,6 +182,10 @@ class OperationManager:
     def _node_finished(self, operation_id: str, node: str, outcome: Outcome) -> None:
         self.db.submit(self.store.node_result, operation_id, node, outcome.result,
                        outcome.message, None, self.now())  # fmt: skip
+        self._release([node], operation_id)
+        session = self.registry.get(node)
+        if outcome.result == "unreachable" and session is not None:
+            self._apply_running(session)  # it came back while the operation ran
         self.event(operation_id, node, "result", f"{outcome.result}: {outcome.message}")
 
     def _step_for(self, operation: Operation, request: Request) -> StepFn:
@@ -216,6 +228,8 @@ class OperationManager:
                              set_state: Callable[[str, str, str], None]) -> Outcome:  # fmt: skip
         from hub.ops.steps import Unreachable
 
+        if running is UNKNOWN:
+            return Outcome("failed", UNKNOWN_RUNNING)
         if running is None:
             set_state("stopped", "", "")
             return Outcome("ok", "runs nothing")
@@ -240,14 +254,24 @@ class OperationManager:
         except Unreachable as exc:
             return Outcome("unreachable", str(exc))
 
-    def node_connected(self, session: AgentSession, projects: list[pb.RunningProject]) -> None:
+    def node_connected(
+        self, session: AgentSession, projects: list[pb.RunningProject] | None
+    ) -> None:
         """After a (re)connect, what the agent actually runs becomes the node's state,
-        unless an operation holds the node and owns its state."""
-        session.project = running_from_proto(projects[0]) if projects else None
-        if session.name in self.busy:
-            return
+        unless an operation holds the node and owns its state. None: the agent could not
+        tell, and the node must not be taken to run nothing."""
+        if projects is None:
+            session.project = UNKNOWN
+        else:
+            session.project = running_from_proto(projects[0]) if projects else None
+        if session.name not in self.busy:
+            self._apply_running(session)
+
+    def _apply_running(self, session: AgentSession) -> None:
         project = session.project
-        if project is None:
+        if project is UNKNOWN:
+            state, config, message = "failed", "", "the agent cannot tell what it runs"
+        elif project is None:
             state, config, message = "stopped", "", ""
         elif project.all_up:
             state, config, message = "ready", project.name, ""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 from google.protobuf.duration_pb2 import Duration
@@ -17,7 +18,10 @@ STATUS = {
     types_pb2.TASK_STATUS_CHANGED: "changed",
     types_pb2.TASK_STATUS_SKIPPED: "ok",
 }
-DEFAULT_DRAIN_TIMEOUT_S = 120.0
+# A task that runs compose gets podman-compose's own limit (agent/compose.py) plus slack;
+# waits get their configured timeout plus slack. Past it the hub cancels the task.
+COMPOSE_LIMIT_S = 900.0 + 60.0
+SLACK_S = 60.0
 
 
 def seconds(value: float) -> Duration:
@@ -39,12 +43,20 @@ class RemoteAgent:
         self.session = session
         self.operation_id = operation_id
 
-    async def _run(self, request: pb.TaskRequest) -> tuple[StepResult, pb.TaskResult]:
+    async def _run(
+        self, request: pb.TaskRequest, limit_s: float = COMPOSE_LIMIT_S
+    ) -> tuple[StepResult, pb.TaskResult]:
         request.task_id = f"{self.operation_id}-{uuid.uuid4().hex[:8]}"
         try:
-            result = await self.session.run_task(request)
+            result = await asyncio.wait_for(self.session.run_task(request), limit_s)
         except NodeDisconnected as exc:
             raise Unreachable(str(exc)) from None
+        except TimeoutError:
+            self.session.cancel_task(request.task_id)
+            kind = request.WhichOneof("task")
+            failed = pb.TaskResult(status=types_pb2.TASK_STATUS_FAILED)
+            return StepResult("failed", f"{kind} gave no result within {limit_s:.0f} s; "
+                                        "cancelled it on the node"), failed  # fmt: skip
         if result.HasField("project"):
             self.session.project = running_from_proto(result.project)
         return StepResult(STATUS.get(result.status, "failed"), result.message), result
@@ -59,7 +71,7 @@ class RemoteAgent:
             return StepResult("ok", f"{config.name} has no drain probe: nothing to wait for")
         timeout = max(s.drain.timeout_s for s in config.services if s.drain is not None)
         drain = pb.Drain(project=config.name, probes=probes, timeout=seconds(timeout))
-        step, _ = await self._run(pb.TaskRequest(drain=drain))
+        step, _ = await self._run(pb.TaskRequest(drain=drain), timeout + SLACK_S)
         return step
 
     async def stop(self, project: str) -> StepResult:
@@ -85,5 +97,6 @@ class RemoteAgent:
             for s in config.services
         ]
         wait = pb.WaitHealthy(project=config.name, checks=checks)
-        step, _ = await self._run(pb.TaskRequest(wait_healthy=wait))
+        limit = max((s.health.timeout_s for s in config.services), default=0) + SLACK_S
+        step, _ = await self._run(pb.TaskRequest(wait_healthy=wait), limit)
         return step

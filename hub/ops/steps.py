@@ -34,6 +34,14 @@ class Running:
     all_up: bool
 
 
+# What a node runs when its agent could not list its projects (podman did not answer).
+UNKNOWN = Running("", "", False)
+UNKNOWN_RUNNING = (
+    "the agent could not tell what the node runs (podman did not answer): fix podman there, "
+    "then try again"
+)
+
+
 class Unreachable(Exception):
     pass
 
@@ -75,6 +83,8 @@ class Switch:
         )
 
     async def _run(self) -> Outcome:
+        if self.running is UNKNOWN:
+            return Outcome("failed", UNKNOWN_RUNNING)
         current = self.running.name if self.running else ""
         if self._runs_target():
             health = await self.agent.wait_healthy(self.target)
@@ -133,6 +143,12 @@ class Switch:
         self.report("rollback", f"bringing back {previous.name}")
         stopped = await self.agent.stop(self.target.name)
         self.report("stop", stopped.message)
+        if stopped.failed:  # starting the previous one now would put both on the GPUs
+            reason = (
+                f"{failure}; rollback stopped: {self.target.name} did not stop ({stopped.message})"
+            )
+            self.set_state("failed", self.target.name, reason)
+            return Outcome("failed", reason)
         self.set_state("switching", previous.name, "rolling back")
         again = await self._start(previous)
         if again is None:

@@ -30,6 +30,12 @@ def make_engine(url: str) -> Engine:
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
+    if url.startswith("postgresql"):
+        # A partitioned database must fail calls, not freeze the hub's one database thread.
+        return create_engine(url, pool_pre_ping=True, connect_args={
+            "connect_timeout": 10, "keepalives": 1, "keepalives_idle": 30,
+            "options": "-c statement_timeout=30000",
+        })  # fmt: skip
     return create_engine(url, pool_pre_ping=True)
 
 

@@ -78,7 +78,9 @@ class OperationStore:
                 update(OperationNode)
                 .where(col(OperationNode.operation_id) == operation_id,
                        col(OperationNode.node) == node)
-                .values(result=result, message=message, started=started, finished=finished)
+                .values(result=result, message=message,
+                        **{k: v for k, v in (("started", started), ("finished", finished))
+                           if v is not None})
             )  # fmt: skip
             session.commit()
 

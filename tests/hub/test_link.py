@@ -145,3 +145,59 @@ def test_silent_agent_is_cut_off_after_three_heartbeats(tmp_path: Path) -> None:
         assert server.registry.get("quiet") is None, "the silent session was not released"
 
     run(tmp_path, scenario)
+
+
+def test_concurrent_operations_on_one_node_admit_exactly_one(tmp_path: Path) -> None:
+    import json
+    from collections.abc import Mapping
+
+    from agent.compose import Completed, Podman, compose_name
+    from agent.projects import ProjectStore
+    from agent.switching import Switching
+    from gpufleet.v1 import hub_pb2, hub_pb2_grpc
+    from hub.configs import load_configuration
+    from tests.support.procs import REPO
+
+    configs = REPO / "tests" / "fixtures" / "switch-configs"
+    alpha = load_configuration(configs / "alpha.yaml")
+    store = ProjectStore(tmp_path / "agent", "none")
+    store.write("alpha", alpha.text, alpha.digest)
+
+    async def slow_podman(argv: list[str], env: Mapping[str, str], limit_s: float) -> Completed:
+        """The node's podman (the edge): alpha runs; compose down takes a second."""
+        if "ps" in argv:
+            running = [{"Id": "c1", "State": "running",
+                        "Labels": {"com.docker.compose.service": "web"}}]  # fmt: skip
+            return Completed(0, json.dumps(running if compose_name("gpu-a", "alpha") in
+                                           argv[-1] else []), "")  # fmt: skip
+        await asyncio.sleep(1.0)
+        return Completed(0, "", "")
+
+    async def scenario() -> None:
+        server = HubServer(HubConfig("127.0.0.1:0", tmp_path / "hub", heartbeat_interval=0.5,
+                                     configs_dir=configs))  # fmt: skip
+        await server.start()
+        switching = Switching(store, Podman("gpu-a", run=slow_podman), {})
+        link = AgentLink(f"127.0.0.1:{server.port}", Identity("gpu-a", "id-a"), CountingProbe(),
+                         switching=switching)  # fmt: skip
+        stop = asyncio.Event()
+        agent = asyncio.create_task(link.run(stop))
+        try:
+            await asyncio.wait_for(link.connected.wait(), 10)
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+                stub = hub_pb2_grpc.HubStub(channel)
+                request = hub_pb2.StopRequest(targets=hub_pb2.Targets(nodes=["gpu-a"]))
+                replies = await asyncio.gather(
+                    *(stub.Stop(request) for _ in range(3)), return_exceptions=True
+                )
+            admitted = [r for r in replies if isinstance(r, hub_pb2.OperationRef)]
+            refused = [r for r in replies if isinstance(r, grpc.aio.AioRpcError)]
+            assert len(admitted) == 1 and len(refused) == 2, replies
+            assert all(r.code() == grpc.StatusCode.FAILED_PRECONDITION for r in refused)
+            assert all(admitted[0].id in (r.details() or "") for r in refused)
+        finally:
+            stop.set()
+            await asyncio.wait_for(agent, 10)
+            await server.stop(grace=1)
+
+    asyncio.run(scenario())

@@ -51,7 +51,7 @@ class ScriptedNode:
 def switch(node: ScriptedNode, running: Running | None, target: str, check: bool = False,
            rollback: bool = True) -> tuple[Outcome, list[tuple[str, str, str]]]:  # fmt: skip
     states: list[tuple[str, str, str]] = []
-    previous = config(running.name) if running else None
+    previous = config(running.name) if running and running.name else None
     procedure = Switch(node, running, config(target), previous, lambda step, message: None,
                        lambda *state: states.append(state), check, rollback)  # fmt: skip
     outcome = asyncio.run(procedure.run())
@@ -121,3 +121,20 @@ def test_digest_decides_sameness(tmp_path: Path) -> None:
     assert switch(node, edited, "alpha")[0].result == "ok"
     outcome, _ = switch(ScriptedNode(), stale, "alpha")
     assert outcome.result == "changed"  # same name, edited file: switched for real
+
+
+def test_a_node_that_cannot_tell_what_it_runs_is_not_switched() -> None:
+    from hub.ops.steps import UNKNOWN
+
+    node = ScriptedNode()
+    outcome, states = switch(node, UNKNOWN, "beta")
+    assert outcome.result == "failed" and "could not tell what the node runs" in outcome.message
+    assert node.calls == [] and states == []
+
+
+def test_a_rollback_whose_stop_fails_does_not_start_the_previous() -> None:
+    node = ScriptedNode(ready_beta=StepResult("failed", "unhealthy"),
+                        stop_beta=StepResult("failed", "compose down failed"))  # fmt: skip
+    outcome, _ = switch(node, runs("alpha"), "beta")
+    assert outcome.result == "failed" and "rollback stopped" in outcome.message
+    assert node.calls.count("start alpha") == 0

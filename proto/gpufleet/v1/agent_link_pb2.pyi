@@ -46,7 +46,7 @@ class Versions(_message.Message):
     def __init__(self, agent: _Optional[str] = ..., python: _Optional[str] = ..., protocol: _Optional[int] = ...) -> None: ...
 
 class Hello(_message.Message):
-    __slots__ = ("node_name", "agent_id", "labels", "versions", "hostname", "inventory", "projects")
+    __slots__ = ("node_name", "agent_id", "labels", "versions", "hostname", "inventory", "projects", "projects_unknown")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -61,6 +61,7 @@ class Hello(_message.Message):
     HOSTNAME_FIELD_NUMBER: _ClassVar[int]
     INVENTORY_FIELD_NUMBER: _ClassVar[int]
     PROJECTS_FIELD_NUMBER: _ClassVar[int]
+    PROJECTS_UNKNOWN_FIELD_NUMBER: _ClassVar[int]
     node_name: str
     agent_id: str
     labels: _containers.ScalarMap[str, str]
@@ -68,7 +69,8 @@ class Hello(_message.Message):
     hostname: str
     inventory: _types_pb2.Inventory
     projects: _containers.RepeatedCompositeFieldContainer[RunningProject]
-    def __init__(self, node_name: _Optional[str] = ..., agent_id: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., versions: _Optional[_Union[Versions, _Mapping]] = ..., hostname: _Optional[str] = ..., inventory: _Optional[_Union[_types_pb2.Inventory, _Mapping]] = ..., projects: _Optional[_Iterable[_Union[RunningProject, _Mapping]]] = ...) -> None: ...
+    projects_unknown: bool
+    def __init__(self, node_name: _Optional[str] = ..., agent_id: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., versions: _Optional[_Union[Versions, _Mapping]] = ..., hostname: _Optional[str] = ..., inventory: _Optional[_Union[_types_pb2.Inventory, _Mapping]] = ..., projects: _Optional[_Iterable[_Union[RunningProject, _Mapping]]] = ..., projects_unknown: _Optional[bool] = ...) -> None: ...
 
 class RunningProject(_message.Message):
     __slots__ = ("name", "digest", "services")

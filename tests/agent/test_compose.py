@@ -1,0 +1,52 @@
+"""Subprocesses and podman trouble at the edge: nothing hangs, nothing is left behind."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import pytest
+
+from agent.compose import Completed, Podman, run_process
+from agent.link import AgentLink, Identity
+from agent.probes import NoProbe
+from agent.projects import ProjectStore
+from agent.switching import Switching
+
+
+def test_timeout_kills_the_whole_process_group() -> None:
+    marker = "31.4159"  # a sleep only this test starts
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):
+        asyncio.run(run_process(["sh", "-c", f"sleep {marker} & sleep {marker}; true"],
+                                os.environ, 1.0))  # fmt: skip
+    assert time.monotonic() - started < 5
+    left = subprocess.run(["pgrep", "-f", f"sleep {marker}"], capture_output=True, text=True)
+    assert left.stdout == "", "a grandchild outlived the timeout"
+
+
+def test_missing_command_is_a_clear_result() -> None:
+    done = asyncio.run(run_process(["no-such-podman-here"], os.environ, 5))
+    assert done.code == 127 and "not found" in done.stderr
+
+
+async def hanging_podman(argv: list[str], env: Mapping[str, str], limit_s: float) -> Completed:
+    await asyncio.sleep(3600)  # podman wedged
+    raise AssertionError("unreachable")
+
+
+def test_hello_goes_out_when_podman_hangs_and_says_it_cannot_tell(tmp_path: Path) -> None:
+    store = ProjectStore(tmp_path)
+    (store.root / "alpha").mkdir(parents=True)
+    (store.root / "alpha" / "compose.yaml").write_text("services: {}\n")
+    switching = Switching(store, Podman("gpu-a", run=hanging_podman), {})
+    link = AgentLink("unused:1", Identity("gpu-a", "id"), NoProbe(), switching=switching,
+                     projects_timeout_s=0.2)  # fmt: skip
+    started = time.monotonic()
+    hello = asyncio.run(link.hello())
+    assert time.monotonic() - started < 2
+    assert hello.projects_unknown and list(hello.projects) == []
