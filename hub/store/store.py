@@ -86,6 +86,8 @@ class Store:
             if node.status != NodeStatus.READY:
                 node.status = NodeStatus.READY.value
                 node.status_since = now
+            if node.state_since is None:  # a new node is `stopped` from its first hello
+                node.state_since = now
             node.agent_id = hello.agent_id
             node.labels = dict(hello.labels)
             node.hostname = hello.hostname

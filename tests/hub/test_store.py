@@ -55,6 +55,8 @@ def test_register_replaces_inventory_and_keeps_first_seen(store: Store) -> None:
     store.register(hello("gpu-a", gpu(0, used=100), role="coder"), later)
     [(node, count)] = store.list_nodes()
     assert (node.status, count, node.labels) == ("ready", 1, {"role": "coder"})
+    assert node.state == "stopped" and node.state_since is not None
+    assert node.state_since.replace(tzinfo=UTC) == T0
     assert node.first_seen.replace(tzinfo=UTC) == T0
     found = store.get_node("gpu-a")
     assert found is not None and [g.memory_used_mb for g in found[1]] == [100]
