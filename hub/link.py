@@ -123,17 +123,22 @@ class AgentLinkService(agent_link_pb2_grpc.AgentLinkServicer):  # type: ignore[m
         return pb.Welcome(node_name=name, heartbeat_interval=interval, hub_version=self.hub_version)
 
     def _heartbeat(self, session: AgentSession, beat: pb.Heartbeat) -> None:
+        mono = self.monotonic()
+        if not session.allow_heartbeat(mono, self.heartbeat_interval):
+            session.close(
+                f"heartbeats arrive far faster than one per {self.heartbeat_interval:g} s",
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+            )
+            return
         now = utcnow()
-        self.registry.heartbeat(session, self.monotonic(), now)
+        self.registry.heartbeat(session, mono, now)
         if beat.HasField("inventory"):
             convert.check_inventory(beat.inventory)
             gpus = convert.gpus_from_proto(beat.inventory)
             session.gpu_uuids = {gpu.index: gpu.uuid for gpu in gpus}
             log.info("node %s: GPU inventory changed (%d GPUs)", session.name, len(gpus))
-            self.db.submit(
-                self.store.replace_inventory, session.name,
-                beat.inventory.probe, beat.inventory.probe_error, gpus,
-            )  # fmt: skip
+            # Written with the next batch: a chatty agent costs one write per interval.
+            session.inventory = (beat.inventory.probe, beat.inventory.probe_error, gpus)
         session.telemetry = tuple(convert.telemetry_from_proto(sample) for sample in beat.gpus)
         for sample in session.telemetry:
             before = session.gpu_states.get(sample.index, "ok")

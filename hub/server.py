@@ -180,7 +180,10 @@ class HubServer:
                 )
             if now >= next_flush:
                 next_flush = now + interval
-                self.db.submit(store.record_heartbeats, *self.registry.take_updates())
+                updates = self.registry.take_updates()
+                for name, inventory in updates.inventories.items():
+                    self.db.submit(store.replace_inventory, name, *inventory)
+                self.db.submit(store.record_heartbeats, updates.seen, updates.telemetry)
 
     async def stop(self, grace: float) -> None:
         """Tell every agent to go, finish the streams within `grace`, leave the database consistent.

@@ -11,10 +11,14 @@ from typing import TYPE_CHECKING
 import grpc
 
 from gpufleet.v1 import agent_link_pb2 as pb
-from hub.store import GpuTelemetryRecord
+from hub.store import GpuRecord, GpuTelemetryRecord
 
 if TYPE_CHECKING:
     from hub.ops.steps import Running
+
+
+BURST = 10.0
+RATE = 4.0
 
 
 class NameInUse(Exception):
@@ -53,6 +57,21 @@ class AgentSession:
     gpu_uuids: dict[int, str] = field(default_factory=dict)
     # The compose project the agent runs (from hello, then from each task's result).
     project: Running | None = None
+    # A changed GPU inventory waiting for the next batched write: (probe, error, gpus).
+    inventory: tuple[str, str, tuple[GpuRecord, ...]] | None = None
+    # Heartbeat token bucket: a burst of BURST, then at most RATE times the agreed rate.
+    allowance: float = BURST
+    allowance_at: float = 0.0
+
+    def allow_heartbeat(self, mono: float, interval: float) -> bool:
+        """False when heartbeats come far faster than agreed (a broken or hostile agent)."""
+        refill = (mono - self.allowance_at) * RATE / interval
+        self.allowance = min(BURST, self.allowance + refill)
+        self.allowance_at = mono
+        if self.allowance < 1:
+            return False
+        self.allowance -= 1
+        return True
 
     def send(self, message: pb.HubMessage) -> None:
         self.outbox.put_nowait(message)
@@ -95,6 +114,13 @@ class AgentSession:
         return True
 
 
+@dataclass(frozen=True)
+class Updates:
+    seen: dict[str, datetime]
+    telemetry: dict[str, tuple[GpuTelemetryRecord, ...]]
+    inventories: dict[str, tuple[str, str, tuple[GpuRecord, ...]]]
+
+
 class SessionRegistry:
     def __init__(self) -> None:
         self._sessions: dict[str, AgentSession] = {}
@@ -134,13 +160,17 @@ class SessionRegistry:
     def expired(self, mono: float, ttl: float) -> list[AgentSession]:
         return [s for s in self._sessions.values() if mono - s.last_beat > ttl]
 
-    def take_updates(
-        self,
-    ) -> tuple[dict[str, datetime], dict[str, tuple[GpuTelemetryRecord, ...]]]:
-        """Heartbeat times and latest telemetry since the last call, for one batched write."""
+    def take_updates(self) -> Updates:
+        """Heartbeat times, latest telemetry and changed inventories since the last call,
+        for one batched write."""
         seen, self._seen = self._seen, {}
         telemetry = {name: self._sessions[name].telemetry for name in seen}
-        return seen, telemetry
+        inventories = {}
+        for name in seen:
+            session = self._sessions[name]
+            if session.inventory is not None:
+                inventories[name], session.inventory = session.inventory, None
+        return Updates(seen, telemetry, inventories)
 
     def get(self, name: str) -> AgentSession | None:
         return self._sessions.get(name)

@@ -7,7 +7,7 @@ import grpc
 import pytest
 
 from gpufleet.v1 import agent_link_pb2 as pb
-from hub.sessions import Close, NameInUse, NodeDisconnected, SessionRegistry
+from hub.sessions import Close, NameInUse, NodeDisconnected, SessionRegistry, Updates
 
 NOW = datetime(2026, 11, 24, tzinfo=UTC)
 
@@ -35,8 +35,17 @@ def test_expiry_uses_the_last_heartbeat() -> None:
     registry.open("b", "2", "", 0.0, NOW)
     registry.heartbeat(a, 10.0, NOW)
     assert [s.name for s in registry.expired(16.0, ttl=15.0)] == ["b"]
-    assert registry.take_updates() == ({"a": NOW}, {"a": ()})
-    assert registry.take_updates() == ({}, {})
+    assert registry.take_updates() == Updates({"a": NOW}, {"a": ()}, {})
+    assert registry.take_updates() == Updates({}, {}, {})
+
+
+def test_heartbeat_rate_is_bounded() -> None:
+    session = SessionRegistry().open("a", "1", "", 0.0, NOW)
+    burst = [session.allow_heartbeat(0.0, interval=5.0) for _ in range(12)]
+    assert burst == [True] * 10 + [False] * 2
+    # The agreed rate (one per interval) is always fine, with room to spare (4x).
+    steady = [session.allow_heartbeat(100.0 + 5 * i, interval=5.0) for i in range(50)]
+    assert all(steady)
 
 
 def test_closing_fails_pending_tasks_and_ends_the_stream() -> None:
