@@ -1,0 +1,281 @@
+"""hub.placement: the seed host's expected plans per strategy, rules, and properties."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from hub.placement import (
+    STRATEGIES,
+    GpuSlot,
+    Pin,
+    Placement,
+    Plan,
+    ServiceDemand,
+    plan,
+    speed_score,
+)
+
+
+def seed_gpus(lost: frozenset[int] = frozenset()) -> list[GpuSlot]:
+    return [
+        GpuSlot(
+            "gpu-a", 0, "NVIDIA RTX A5500", 24564, speed_score("A5500", "8.6", 24564), 0 in lost
+        ),
+        GpuSlot("gpu-a", 1, "NVIDIA RTX A400", 4094, speed_score("A400", "8.6", 4094), 1 in lost),
+    ]
+
+
+# The seed's table; ai-yolo26 is critical too: the seed's latency strategy is "ai-yolo26 + ai-llm
+# on GPU 0" (the critical path). ai-llm has isolation ("LLM gets dedicated GPU"). The seed gives
+# 3.5 GB as enrichment's adjusted budget, used here as its floor.
+SEED_SERVICES = [
+    ServiceDemand("ai-llm", 21.7, latency_class="critical", isolation=True),
+    ServiceDemand("ai-yolo26", 0.65, latency_class="critical"),
+    ServiceDemand("ai-florence", 1.5),
+    ServiceDemand("ai-clip", 1.2),
+    ServiceDemand("ai-enrichment", 6.8, min_gb=3.5),
+]
+# The seed's PUT /api/system/gpu-config example.
+SEED_PINS = [
+    Pin("ai-llm", "gpu-a", (0,)),
+    Pin("ai-yolo26", "gpu-a", (0,)),
+    Pin("ai-enrichment", "gpu-a", (1,), vram_budget_gb=3.5),
+]
+ADJUSTED = (
+    "ai-enrichment VRAM budget (6.8 GB) exceeds GPU 1 (4 GB) on gpu-a; auto-adjusted to 3.5 GB"
+)
+
+
+def placed(p: Plan, service: str) -> Placement:
+    found = p.placement(service)
+    assert found is not None, f"{service} not placed"
+    return found
+
+
+def where(p: Plan) -> dict[str, tuple[int, ...]]:
+    return {x.service: x.gpus for x in p.placements}
+
+
+def test_speed_score_rule() -> None:
+    assert speed_score("A5500", "8.6", 24564) > speed_score("A400", "8.6", 4094)
+    assert speed_score("H100", "9.0", 81559) > speed_score("A6000", "8.6", 49140)
+    assert speed_score("x", "8.6", 4094, label_override=50.0) == 50.0
+    assert speed_score("x", None, 1024) < speed_score("x", "7.5", 1024)
+
+
+def test_seed_manual_places_pins_and_warns_like_the_seed() -> None:
+    p = plan("manual", seed_gpus(), SEED_SERVICES, SEED_PINS)
+    assert where(p) == {"ai-llm": (0,), "ai-yolo26": (0,), "ai-enrichment": (1,)}
+    assert placed(p, "ai-enrichment").budget_gb == 3.5
+    assert dict(p.unplaced) == {
+        "ai-florence": "no pin (manual strategy)",
+        "ai-clip": "no pin (manual strategy)",
+    }
+    assert [w.message for w in p.warnings if w.kind == "auto_adjusted"] == [ADJUSTED]
+    assert sorted(p.kinds()) == ["auto_adjusted", "unplaced", "unplaced"]
+
+
+def test_seed_same_gpu_for_all_is_allowed_and_warned() -> None:
+    pins = [Pin(s.name, "gpu-a", (0,)) for s in SEED_SERVICES if s.name != "ai-enrichment"]
+    pins.append(Pin("ai-enrichment", "gpu-a", (1,)))
+    p = plan("manual", seed_gpus(), SEED_SERVICES, pins)
+    assert not p.unplaced
+    assert placed(p, "ai-enrichment").budget_gb == 3.5
+    over = [w for w in p.warnings if w.kind == "combined_over_capacity"]
+    assert [(w.gpu, w.message) for w in over] == [
+        (0, "Combined VRAM (~25.1 GB) exceeds GPU 0 capacity (24 GB) on gpu-a")
+    ]
+
+
+def test_seed_large_model_and_budget_warnings_follow_the_seed_wording() -> None:
+    pins = [Pin("ai-llm", "gpu-a", (1,)), Pin("ai-enrichment", "gpu-a", (1,), 6.8)]
+    p = plan("manual", seed_gpus(), SEED_SERVICES, pins)
+    messages = {w.kind: w.message for w in p.warnings}
+    assert (
+        messages["large_model_small_gpu"]
+        == "ai-llm requires ~21.7 GB, GPU 1 only has 4 GB on gpu-a"
+    )
+    assert (
+        messages["budget_over_capacity"]
+        == "ai-enrichment budget (6.8 GB) exceeds GPU 1 (4 GB) on gpu-a"
+    )
+    assert "combined_over_capacity" in messages
+
+
+# The seed host holds 28 GB; ai-llm + enrichment's 3.5 GB floor + the three small models need
+# 28.55 GB, so every strategy that never over-commits must leave something out. The seed is silent
+# on which; these are what the rules give.
+@pytest.mark.parametrize("strategy", ["vram_based", "balanced", "latency_optimized"])
+def test_seed_auto_strategies(strategy: str) -> None:
+    p = plan(strategy, seed_gpus(), SEED_SERVICES)
+    # Seed: LLM and YOLO on GPU 0 (vram config file, latency table), enrichment on GPU 1 at 3.5 GB.
+    assert where(p) == {
+        "ai-llm": (0,),
+        "ai-yolo26": (0,),
+        "ai-florence": (0,),
+        "ai-enrichment": (1,),
+    }
+    assert placed(p, "ai-enrichment").budget_gb == 3.5
+    assert [name for name, _ in p.unplaced] == ["ai-clip"]  # largest-first leaves the last fit out
+    assert sorted(p.kinds()) == ["auto_adjusted", "unplaced"]
+    assert [w.message for w in p.warnings if w.kind == "auto_adjusted"] == [ADJUSTED]
+
+
+def test_seed_isolation_first_gives_the_llm_a_dedicated_gpu() -> None:
+    p = plan("isolation_first", seed_gpus(), SEED_SERVICES)
+    # Seed: "ai-llm alone on largest GPU, everything else shares remaining". The remaining 4 GB
+    # takes enrichment first (largest first) at 3.5 GB; the seed is silent on the three that no
+    # longer fit: they are unplaced rather than breaking the LLM's isolation.
+    assert where(p) == {"ai-llm": (0,), "ai-enrichment": (1,)}
+    assert dict(p.unplaced)["ai-yolo26"] == (
+        "needs 0.65 GB free on one GPU; the largest free is 0.4 GB"
+    )
+    assert sorted(name for name, _ in p.unplaced) == ["ai-clip", "ai-florence", "ai-yolo26"]
+
+
+def test_lost_gpu_pin_is_moved_and_warned() -> None:
+    p = plan("manual", seed_gpus(lost=frozenset({1})), SEED_SERVICES, SEED_PINS)
+    assert where(p) == {"ai-llm": (0,), "ai-yolo26": (0,)}
+    # enrichment's pinned GPU 1 is gone; vram_based (manual's fallback) finds 1.6 GB on GPU 0,
+    # under its 3.5 GB floor, so it is unplaced: warned, never blocking.
+    assert sorted(p.kinds("ai-enrichment")) == ["gpu_lost_moved", "unplaced"]
+    assert dict(p.unplaced)["ai-enrichment"] == (
+        "needs 6.8 GB (at least 3.5 GB) free on one GPU; the largest free is 1.6 GB"
+    )
+    pins = [Pin("ai-llm", "gpu-a", (0,)), Pin("ai-florence", "gpu-a", (1,))]
+    p = plan("manual", seed_gpus(lost=frozenset({1})), SEED_SERVICES, pins)
+    assert where(p) == {"ai-llm": (0,), "ai-florence": (0,)}
+    assert p.kinds("ai-florence") == ["gpu_lost_moved"]
+
+
+def test_unknown_strategy_names_valid_ones() -> None:
+    with pytest.raises(ValueError, match="vram_based"):
+        plan("fastest", seed_gpus(), SEED_SERVICES)
+
+
+def test_tensor_parallel_reason_and_placement() -> None:
+    gpus = [GpuSlot(n, i, "A10", 24 * 1024) for n in ("n1", "n2") for i in range(2)]
+    gpus.append(GpuSlot("n3", 0, "A10", 48 * 1024))
+    big = ServiceDemand("tp", 38.5, gpu_count=2)
+    p = plan("vram_based", gpus, [big])
+    assert dict(p.unplaced)["tp"] == (
+        "needs 2 GPUs on one node with 38.5 GB free each; the largest free is 24 GB"
+    )
+    p = plan("balanced", gpus, [ServiceDemand("tp", 20, gpu_count=2)])
+    assert p.placements[0].node == "n1" and p.placements[0].gpus == (0, 1)
+
+
+def test_adjusted_budget_is_the_largest_half_gb_step_that_fits() -> None:
+    gpus = [GpuSlot("n", 0, "A10", 10 * 1024)]
+    p = plan("vram_based", gpus, [ServiceDemand("e", 16, min_gb=2.2)])
+    assert p.placements[0].budget_gb == 10.0
+    services = [ServiceDemand("a", 8.3), ServiceDemand("e", 16, min_gb=1.6)]
+    p = plan("vram_based", gpus, services, [Pin("a", "n", (0,))])
+    assert placed(p, "e").budget_gb == 1.6
+
+
+def test_latency_critical_goes_to_fastest() -> None:
+    gpus = [GpuSlot("a", 0, "slow", 80 * 1024, speed=1.0), GpuSlot("b", 0, "fast", 24 * 1024, 2.0)]
+    services = [ServiceDemand("c", 10, latency_class="critical"), ServiceDemand("n", 10)]
+    assert where(plan("latency_optimized", gpus, services)) == {"c": (0,), "n": (0,)}
+    assert placed(plan("latency_optimized", gpus, services), "c").node == "b"
+
+
+# ---- properties over random clusters ----------------------------------------------------------
+
+
+@st.composite
+def clusters(draw: st.DrawFn) -> tuple[list[GpuSlot], list[ServiceDemand], list[Pin]]:
+    gpus = []
+    for n in range(draw(st.integers(1, 6))):
+        for i in range(draw(st.integers(1, 4))):
+            mem = draw(st.sampled_from([4094, 16384, 24564, 49152, 81920]))
+            gpus.append(
+                GpuSlot(
+                    f"n{n}",
+                    i,
+                    "g",
+                    mem,
+                    draw(st.sampled_from([1.0, 2.0])),
+                    draw(st.booleans()) and draw(st.booleans()),
+                )
+            )
+    services = []
+    for k in range(draw(st.integers(0, 15))):
+        vram = draw(st.floats(0.1, 60, allow_nan=False).map(lambda x: round(x, 2)))
+        adjustable = draw(st.booleans())
+        services.append(
+            ServiceDemand(
+                f"s{k}",
+                vram,
+                draw(st.sampled_from([1, 1, 1, 2, 4])),
+                draw(st.sampled_from(["critical", "normal", "background"])),
+                draw(st.booleans()),
+                round(vram / 3, 2) if adjustable else None,
+            )
+        )
+    pins = []
+    for s in services:
+        if draw(st.integers(0, 4)) == 0:
+            node = draw(st.sampled_from(sorted({g.node for g in gpus})))
+            idx = [g.index for g in gpus if g.node == node]
+            chosen = draw(
+                st.lists(st.sampled_from(idx), min_size=1, max_size=len(idx), unique=True)
+            )
+            budget = draw(st.none() | st.just(round(s.vram_gb / 2, 2)))
+            pins.append(Pin(s.name, node, tuple(chosen), budget))
+    return gpus, services, pins
+
+
+PROPS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@PROPS
+@given(clusters(), st.sampled_from(STRATEGIES), st.randoms(use_true_random=False))
+def test_plan_properties(
+    cluster: tuple[list[GpuSlot], list[ServiceDemand], list[Pin]], strategy: str, rnd: random.Random
+) -> None:
+    gpus, services, pins = cluster
+    p = plan(strategy, gpus, services, pins)
+    total = {g.key: g.memory_total_mb / 1024 for g in gpus}
+    lost = {g.key for g in gpus if g.lost}
+    over = {(w.node, w.gpu) for w in p.warnings if w.kind == "combined_over_capacity"}
+    for key, used in p.used_gb().items():
+        if used > total[key] + 1e-9:
+            assert key in over
+    moved = {w.service for w in p.warnings if w.kind == "gpu_lost_moved"}
+    pin_of = {x.service: x for x in pins}
+    for x in p.placements:
+        assert len(set(x.gpus)) == len(x.gpus)
+        assert all((x.node, i) in total for i in x.gpus)
+        pin = pin_of.get(x.service)
+        if pin and x.service not in moved:
+            assert (x.node, x.gpus) == (pin.node, pin.gpus)
+            if pin.vram_budget_gb is not None:
+                assert x.budget_gb == pin.vram_budget_gb
+        else:
+            assert not any((x.node, i) in lost for i in x.gpus)
+            s = next(s for s in services if s.name == x.service)
+            assert len(x.gpus) == s.gpu_count
+            # strategies never over-commit a GPU themselves
+            assert all(
+                (x.node, i) not in over
+                or (x.node, i) in {(q.node, j) for q in pins for j in q.gpus}
+                for i in x.gpus
+            )
+    for pin in pins:
+        if pin.service not in moved:
+            assert p.placement(pin.service) is not None
+    names = [x.service for x in p.placements] + [n for n, _ in p.unplaced]
+    assert sorted(names) == sorted(s.name for s in services)
+    assert p == plan(strategy, gpus, services, pins)
+    shuffled = list(services)
+    rnd.shuffle(shuffled)
+    g2, p2 = list(gpus), list(pins)
+    rnd.shuffle(g2)
+    rnd.shuffle(p2)
+    assert p == plan(strategy, g2, shuffled, p2)
