@@ -62,20 +62,37 @@ class Verdict:
     waited_s: float = 0.0
 
 
+Gone = Callable[[list[str]], Awaitable[tuple[str, str] | None]]
+ALIVE_EVERY_S = 5.0
+
+
+async def _never_gone(_services: list[str]) -> tuple[str, str] | None:
+    return None
+
+
 async def wait_healthy(
     checks: list[Check],
     fetch: Fetch = http_get,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     progress: Callable[[str], None] = lambda _line: None,
+    gone: Gone = _never_gone,
 ) -> Verdict:
-    """All checks polled side by side; the first whose timeout passes fails the wait."""
+    """All checks polled side by side; the first whose timeout passes fails the wait. Every
+    ALIVE_EVERY_S, `gone` may name a service whose container stopped: that fails at once
+    instead of after its (often long) timeout."""
     start = clock()
     pending = {check.service: check for check in checks}
     seen: dict[str, str] = {}
     next_poll = dict.fromkeys(pending, start)
+    next_alive = start + ALIVE_EVERY_S
     while pending:
         now = clock()
+        if now >= next_alive:
+            next_alive = now + ALIVE_EVERY_S
+            stopped = await gone(sorted(pending))
+            if stopped is not None:
+                return Verdict(False, stopped[0], stopped[1], clock() - start)
         for name, check in list(pending.items()):
             if now < next_poll[name]:
                 continue

@@ -121,7 +121,15 @@ class Switching:
             emit(pb.AgentMessage(task_event=pb.TaskEvent(task_id=request.task_id,
                                                          log=pb.LogLine(line=line))))  # fmt: skip
 
-        verdict = await wait_healthy(checks, progress=progress)
+        async def gone(services: list[str]) -> tuple[str, str] | None:
+            _, containers = await self.running(task.project)
+            states = {c.service: c.state for c in containers}
+            for service in services:
+                if states.get(service, "missing") not in ("running", "created", "configured"):
+                    return service, f"its container is {states.get(service, 'missing')}"
+            return None
+
+        verdict = await wait_healthy(checks, progress=progress, gone=gone)
         if verdict.ok:  # the project was reported by start; no need to ask podman again
             return result(OK, f"all {len(checks)} services healthy after "
                               f"{verdict.waited_s:.1f} s")  # fmt: skip
@@ -131,9 +139,11 @@ class Switching:
         logs = await self.podman.logs(container.container_id) if container else ""
         last = " | ".join(logs.splitlines()[-5:]) or "no log lines"
         state = container.state if container else "no container"
+        what = verdict.seen if verdict.seen.startswith("its container") else (
+            f"{check.url} gave {verdict.seen} (container {state})")  # fmt: skip
         return result(FAILED, f"service {verdict.service} not healthy after "
-                              f"{verdict.waited_s:.0f} s: {check.url} gave {verdict.seen} "
-                              f"(container {state}); last log lines: {last}", current)  # fmt: skip
+                              f"{verdict.waited_s:.0f} s: {what}; last log lines: {last}",
+                      current)  # fmt: skip
 
     async def drain(self, request: pb.TaskRequest, emit: Emit) -> pb.TaskResult:
         task = request.drain

@@ -84,3 +84,16 @@ def test_drain_of_a_service_that_is_gone_is_immediate() -> None:
     outcome = asyncio.run(drain([Probe("llm", "http://x/metrics", "inflight")], 10, 1.0, answer,
                                 time.clock, time.sleep))  # fmt: skip
     assert outcome.drained and outcome.waited_s == 0
+
+
+def test_a_stopped_container_fails_the_wait_without_waiting_for_the_timeout() -> None:
+    time = VirtualTime()
+    answer = scripted(lambda url, now: Reply(0, "", "no answer (refused)"), time)
+
+    async def gone(services: list[str]) -> tuple[str, str] | None:
+        return ("web", "its container is exited") if time.now >= 2 else None
+
+    verdict = asyncio.run(wait_healthy([Check("web", "http://w/h", timeout_s=900)], answer,
+                                       time.clock, time.sleep, gone=gone))  # fmt: skip
+    assert (verdict.ok, verdict.service, verdict.seen) == (False, "web", "its container is exited")
+    assert verdict.waited_s < 11  # the first liveness check after it stopped, not 900 s

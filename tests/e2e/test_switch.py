@@ -313,7 +313,8 @@ def test_drain_then_stop(fleet: Fleet) -> None:
 
 def test_configs_and_validate_through_the_hub(fleet: Fleet, tmp_path: Path) -> None:
     listed = fleet.cluster.json("configs")
-    assert [c["name"] for c in listed["configurations"]] == ["alpha", "beta", "never-healthy"]
+    names = [c["name"] for c in listed["configurations"]]
+    assert names == ["alpha", "beta", "crashes", "never-healthy"]
     assert listed["errors"] == []
     good = fleet.hubctl("configs", "validate", str(CONFIGS / "alpha.yaml"))
     assert good.returncode == 0 and "valid configuration alpha (web)" in good.stdout
@@ -325,3 +326,16 @@ def test_configs_and_validate_through_the_hub(fleet: Fleet, tmp_path: Path) -> N
     assert "broken.yaml: x-gpufleet.services.web.vram_gbs: unknown key" in line
     missing = fleet.hubctl("configs", "validate", str(tmp_path / "nope.yaml"))
     assert missing.returncode == 2 and "cannot read" in missing.stderr
+
+
+def test_a_server_that_exits_at_once_fails_without_waiting_out_its_timeout(fleet: Fleet) -> None:
+    fleet.agent("a")
+    fleet.cluster.wait_status({fleet.node("a"): "ready"})
+    assert fleet.switch("alpha", "a")["status"] == "succeeded"
+    started = time.monotonic()
+    failed = fleet.switch("crashes", "a")
+    assert time.monotonic() - started < 30  # its health timeout is 120 s
+    message = failed["nodes"][0]["message"]
+    assert "its container is exited" in message and "unknown flag --bogus" in message
+    assert "rolled back to alpha, healthy" in message
+    assert fleet.health("a") == "alpha"
