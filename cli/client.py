@@ -48,13 +48,14 @@ CHANNEL_OPTIONS = [
 class HubClient:
     def __init__(self, hub: str) -> None:
         self.hub = hub
-        self._channel = grpc.insecure_channel(hub, options=CHANNEL_OPTIONS)
-        self._stub = hub_pb2_grpc.HubStub(self._channel)
+        self.channel = grpc.insecure_channel(hub, options=CHANNEL_OPTIONS)
+        self._stub = hub_pb2_grpc.HubStub(self.channel)
 
     def close(self) -> None:
-        self._channel.close()
+        self.channel.close()
 
-    def _call(self, method: Callable[..., T], request: object) -> T:
+    def call(self, method: Callable[..., T], request: object) -> T:
+        """A unary call on any stub built over `self.channel`, errors as CliError."""
         try:
             return method(request, timeout=CALL_TIMEOUT_S)
         except grpc.RpcError as error:
@@ -65,42 +66,42 @@ class HubClient:
             raise CliError(first_line(details) or f"hub answered {code}") from None
 
     def list_nodes(self) -> list[hub_pb2.Node]:
-        return list(self._call(self._stub.ListNodes, hub_pb2.ListNodesRequest()).nodes)
+        return list(self.call(self._stub.ListNodes, hub_pb2.ListNodesRequest()).nodes)
 
     def get_node(self, name: str) -> hub_pb2.Node:
-        node: hub_pb2.Node = self._call(self._stub.GetNode, hub_pb2.GetNodeRequest(name=name))
+        node: hub_pb2.Node = self.call(self._stub.GetNode, hub_pb2.GetNodeRequest(name=name))
         return node
 
     def list_gpus(self) -> list[hub_pb2.NodeGpu]:
-        return list(self._call(self._stub.ListGpus, hub_pb2.ListGpusRequest()).gpus)
+        return list(self.call(self._stub.ListGpus, hub_pb2.ListGpusRequest()).gpus)
 
     def configurations(self) -> hub_pb2.ListConfigurationsResponse:
-        reply: hub_pb2.ListConfigurationsResponse = self._call(
+        reply: hub_pb2.ListConfigurationsResponse = self.call(
             self._stub.ListConfigurations, hub_pb2.ListConfigurationsRequest()
         )
         return reply
 
     def validate(self, filename: str, content: str) -> hub_pb2.ValidateConfigurationResponse:
         request = hub_pb2.ValidateConfigurationRequest(filename=filename, content=content)
-        reply: hub_pb2.ValidateConfigurationResponse = self._call(
+        reply: hub_pb2.ValidateConfigurationResponse = self.call(
             self._stub.ValidateConfiguration, request
         )
         return reply
 
     def status(self) -> list[hub_pb2.NodeState]:
-        return list(self._call(self._stub.GetStatus, hub_pb2.GetStatusRequest()).nodes)
+        return list(self.call(self._stub.GetStatus, hub_pb2.GetStatusRequest()).nodes)
 
     def submit(self, method: str, request: object) -> str:
         """Switch, Drain or Stop: the new operation's id."""
-        reply: hub_pb2.OperationRef = self._call(getattr(self._stub, method), request)
+        reply: hub_pb2.OperationRef = self.call(getattr(self._stub, method), request)
         return reply.id
 
     def operations(self, limit: int) -> list[hub_pb2.Operation]:
         request = hub_pb2.ListOperationsRequest(limit=limit)
-        return list(self._call(self._stub.ListOperations, request).operations)
+        return list(self.call(self._stub.ListOperations, request).operations)
 
     def operation(self, operation_id: str) -> hub_pb2.Operation:
-        reply: hub_pb2.Operation = self._call(
+        reply: hub_pb2.Operation = self.call(
             self._stub.GetOperation, hub_pb2.GetOperationRequest(id=operation_id)
         )
         return reply

@@ -5,7 +5,7 @@ import warnings
 
 from gpufleet.v1 import agent_link_pb2 as gpufleet_dot_v1_dot_agent__link__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.81.1'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
