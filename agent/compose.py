@@ -22,6 +22,7 @@ from pathlib import Path
 PROJECT_LABEL = "io.podman.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
 COMPOSE_TIMEOUT_S = 900.0
+OVERRIDE_FILE = "gpu-override.yaml"  # GPU assignments, beside a project's compose file
 
 
 @dataclass(frozen=True)
@@ -88,11 +89,22 @@ class Podman:
         self.podman = podman
 
     async def _compose(self, project: str, file: Path, *args: str) -> Completed:
-        argv = [*self.compose, "-p", compose_name(self.node, project), "-f", str(file), *args]
+        """Compose with the project's file, plus its GPU override when it has one."""
+        override = file.parent / OVERRIDE_FILE
+        files = ["-f", str(file)] + (["-f", str(override)] if override.is_file() else [])
+        argv = [*self.compose, "-p", compose_name(self.node, project), *files, *args]
         return await self.run(argv, self.env, COMPOSE_TIMEOUT_S)
 
     async def up(self, project: str, file: Path) -> Completed:
         return await self._compose(project, file, "up", "-d")
+
+    async def recreate(self, project: str, file: Path, service: str) -> Completed:
+        """Recreate one service alone (its dependencies stay as they are)."""
+        return await self._compose(project, file, "up", "-d", "--force-recreate", "--no-deps",
+                                   service)  # fmt: skip
+
+    async def remove(self, container_id: str) -> Completed:
+        return await self.run([self.podman, "rm", "-f", "-t", "0", container_id], self.env, 60.0)
 
     async def down(self, project: str, file: Path) -> Completed:
         return await self._compose(project, file, "down")

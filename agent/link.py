@@ -85,7 +85,11 @@ class AgentLink:
         backoff: Backoff | None = None,
         switching: Switching | None = None,
         projects_timeout_s: float = PROJECTS_TIMEOUT_S,
+        on_attempt: Callable[[bool], None] | None = None,
     ) -> None:
+        # Told after each dial: True once connected, False when the attempt failed (the
+        # daemon sends systemd READY=1 after the first either way).
+        self.on_attempt = on_attempt
         self.projects_timeout_s = projects_timeout_s
         self.hub = hub
         self.identity = identity
@@ -113,6 +117,8 @@ class AgentLink:
                 log.warning("link to hub %s down: %s", self.hub, exc)
             except Exception:  # a bug in a session must not end the daemon: log, back off
                 log.exception("link to hub %s failed unexpectedly", self.hub)
+            if not self.connected.is_set() and self.on_attempt is not None:
+                self.on_attempt(False)
             if self.connected.is_set() and loop.time() - began >= STABLE_S:
                 self.backoff.reset()  # only a link that held resets: no tight reconnect loops
             self.connected.clear()
@@ -204,6 +210,8 @@ class AgentLink:
                     interval,
                 )
                 self.connected.set()
+                if self.on_attempt is not None:
+                    self.on_attempt(True)
                 await self._converse(call, interval, stop)
             finally:
                 call.cancel()

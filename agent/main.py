@@ -2,6 +2,7 @@
 
 gpufleet-agent [--hub HOST:PORT --name NAME ...]   run the agent
 gpufleet-agent probe [--json]                      print what the GPU probe sees, exit
+gpufleet-agent join --hub HOST:PORT --token T      enroll this host once (mutual TLS after)
 """
 
 from __future__ import annotations
@@ -20,11 +21,14 @@ from typing import NoReturn
 import gpufleet
 from agent import report
 from agent.compose import Podman
+from agent.credentials import AgentTls, NotEnrolled
 from agent.identity import agent_id, check_name, parse_labels
-from agent.link import AgentLink, Identity
+from agent.link import CHANNEL_OPTIONS, AgentLink, Identity
 from agent.probes import PROBES, GpuProbe, InventoryError, make_probe
 from agent.projects import RUNTIMES, ProjectStore
 from agent.switching import Switching
+from gpufleet import sdnotify, settings
+from gpufleet.enroll import EnrollError, join
 
 log = logging.getLogger("agent")
 
@@ -69,13 +73,16 @@ def run_parser() -> argparse.ArgumentParser:
         metavar="HOST:PORT",
         help="hub to dial (default $GPUFLEET_HUB or localhost:7443)",
     )
+    add_enroll_options(parser)
     parser.add_argument(
-        "--name",
-        default=socket.gethostname().split(".")[0],
-        help="node name (default: the short host name)",
-    )
+        "--token", metavar="TOKEN",
+        help="join with this token first if the host is not enrolled yet",
+    )  # fmt: skip
+    parser.add_argument(
+        "--insecure", action="store_true",
+        help="plaintext, no certificate: only for a hub started with --insecure",
+    )  # fmt: skip
     parser.add_argument("--labels", default="", metavar="K=V[,K=V]", help="e.g. role=chat,zone=a")
-    parser.add_argument("--state-dir", type=Path, default=default_state_dir(), metavar="DIR")
     parser.add_argument(
         "--gpu-runtime",
         default="cdi",
@@ -96,6 +103,82 @@ def run_parser() -> argparse.ArgumentParser:
     )
     add_probe_options(parser)
     return parser
+
+
+def add_enroll_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--name",
+        help="node name (default: the enrolled name, else the short host name)",
+    )
+    parser.add_argument("--state-dir", type=Path, default=default_state_dir(), metavar="DIR")
+    parser.add_argument(
+        "--enroll-port", type=int, metavar="PORT",
+        help="the hub's enrollment port (default: the --hub port + 1)",
+    )  # fmt: skip
+
+
+def join_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gpufleet-agent join",
+        description="Enroll this host with a one-time token from `hubctl tokens create`.",
+    )
+    parser.add_argument(
+        "--hub", default=os.environ.get("GPUFLEET_HUB", "localhost:7443"), metavar="HOST:PORT"
+    )
+    parser.add_argument("--token", required=True, metavar="TOKEN")
+    add_enroll_options(parser)
+    return parser
+
+
+def enroll(args: argparse.Namespace, tls: AgentTls) -> str:
+    """Join with args.token; the enrolled node name."""
+    name = args.name or socket.gethostname().split(".")[0]
+    try:
+        enrolled = join(args.hub, args.token, check_name(name), args.enroll_port)
+        tls.save(enrolled)
+    except (EnrollError, ValueError) as exc:
+        fail(str(exc))
+    except OSError as exc:
+        fail(f"cannot write {tls.dir}: {exc.strerror}: choose a writable --state-dir")
+    labels = ",".join(f"{k}={v}" for k, v in sorted(enrolled.labels.items()))
+    log.info("enrolled as %s%s", enrolled.identity, f" with labels {labels}" if labels else "")
+    return name
+
+
+def join_command(argv: list[str]) -> None:
+    run_keys = tuple(settings.options(run_parser()))
+    args = settings.parse_args(join_parser(), argv, settings.AGENT_CONFIG, accept=run_keys)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    tls = AgentTls(args.state_dir)
+    if tls.enrolled:
+        fail(
+            f"this host is already enrolled as {tls.node_name()} ({tls.dir}); to enroll "
+            f"again, remove it on the hub (hubctl nodes remove {tls.node_name()}) and "
+            f"delete {tls.dir}"
+        )
+    name = enroll(args, tls)
+    print(f"joined {args.hub} as node {name}; start the agent: systemctl start gpufleet-agent")
+
+
+def node_name(args: argparse.Namespace, tls: AgentTls) -> str:
+    """The certified name wins; a different --name is a mistake worth stopping for."""
+    if args.insecure:
+        return str(args.name or socket.gethostname().split(".")[0])
+    if not tls.enrolled:
+        if not args.token:
+            fail(
+                "this host is not enrolled: run `gpufleet-agent join --hub HUB --token T` "
+                "with a token from `hubctl tokens create` (or pass --token), or --insecure "
+                "for a plaintext development hub"
+            )
+        return enroll(args, tls)
+    try:
+        name = tls.node_name()
+    except NotEnrolled as exc:
+        fail(str(exc))
+    if args.name and args.name != name:
+        fail(f"--name {args.name} differs from the enrolled name {name}: drop --name")
+    return name
 
 
 def probe_parser() -> argparse.ArgumentParser:
@@ -121,18 +204,30 @@ def build_probe(args: argparse.Namespace) -> GpuProbe:
 
 
 def probe(argv: list[str]) -> None:
-    args = probe_parser().parse_args(argv)
+    # Reads the daemon's config file too (its probe settings), ignoring the daemon's other keys.
+    run_keys = tuple(settings.options(run_parser()))
+    args = settings.parse_args(probe_parser(), argv, settings.AGENT_CONFIG, accept=run_keys)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     found = build_probe(args).inventory()
     print(json.dumps(report.as_json(found), indent=2) if args.json else report.as_text(found))
 
 
-async def serve(link: AgentLink) -> None:
+async def serve(link: AgentLink, tls: AgentTls | None) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await link.run(stop)
+    notify = sdnotify.Notifier.from_environment()
+    link.on_attempt = lambda connected: notify.ready(
+        f"connected to hub {link.hub}" if connected else f"cannot reach hub {link.hub}; retrying"
+    )
+    async with notify.serving(stop):
+        renewal = None
+        if tls is not None:
+            renewal = asyncio.create_task(tls.keep_renewed(link.channel, stop), name="renew")
+        await link.run(stop)
+        if renewal is not None:
+            await renewal
     log.info("agent stopped")
 
 
@@ -141,25 +236,34 @@ def main(argv: list[str] | None = None) -> None:
     if argv[:1] == ["probe"]:
         probe(argv[1:])
         return
-    args = run_parser().parse_args(argv)
+    if argv[:1] == ["join"]:
+        join_command(argv[1:])
+        return
+    args = settings.parse_args(run_parser(), argv, settings.AGENT_CONFIG)
     logging.basicConfig(
         level=args.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # Every input is checked before enrolling: a bad flag must not spend a join token.
     try:
-        identity = Identity(
-            check_name(args.name), agent_id(args.state_dir), parse_labels(args.labels)
-        )
+        labels = parse_labels(args.labels)
+        if args.name:
+            check_name(args.name)
+        instance = agent_id(args.state_dir)
     except ValueError as exc:
         fail(str(exc))
     except OSError as exc:
         fail(f"state dir {args.state_dir}: {exc.strerror}: choose a writable --state-dir")
     env = parse_env(args.env)
+    gpus = build_probe(args)
+    tls = AgentTls(args.state_dir)
+    identity = Identity(node_name(args, tls), instance, labels)
     switching = Switching(
         ProjectStore(args.state_dir, args.gpu_runtime), Podman(identity.name, env), env
     )
-    gpus = build_probe(args)
-    asyncio.run(serve(AgentLink(args.hub, identity, gpus, switching=switching)))
+    channel = None if args.insecure else tls.channel_factory(args.hub, CHANNEL_OPTIONS)
+    link = AgentLink(args.hub, identity, gpus, channel=channel, switching=switching)
+    asyncio.run(serve(link, None if args.insecure else tls))
 
 
 def parse_env(items: list[str]) -> dict[str, str]:

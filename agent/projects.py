@@ -24,6 +24,7 @@ NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 VARIABLE = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::?-(?P<default>[^}]*))?\}")
 RUNTIMES = ("cdi", "amd", "none")
 COMPOSE_FILE = "compose.yaml"
+OVERRIDE_FILE = "gpu-override.yaml"  # written by agent/assignments.py; owns the GPU devices
 DIGEST_FILE = "digest"
 
 
@@ -62,6 +63,24 @@ def _device_ids(devices: list[Any]) -> list[str] | None:
         else:
             return None
     return ids
+
+
+def strip_gpu_devices(compose: dict[str, Any], services: set[str]) -> dict[str, Any]:
+    """The document without the named services' device reservations (a new dict): a GPU
+    override names their devices instead (compose would add both lists together)."""
+    out: dict[str, Any] = {}
+    for name, service in (compose.get("services") or {}).items():
+        reservations = ((service.get("deploy") or {}).get("resources") or {}).get(
+            "reservations"
+        ) or {}
+        if name in services and isinstance(reservations, dict) and "devices" in reservations:
+            deploy = dict(service["deploy"])
+            resources = dict(deploy["resources"])
+            resources["reservations"] = {k: v for k, v in reservations.items() if k != "devices"}
+            deploy["resources"] = resources
+            service = {**service, "deploy": deploy}
+        out[name] = service
+    return {**compose, "services": out}
 
 
 def adapt(compose: dict[str, Any], runtime: str) -> dict[str, Any]:
@@ -136,6 +155,8 @@ class ProjectStore:
         project = self.project(name)
         project.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         adapted = adapt(document, self.runtime)
+        if (project.directory / OVERRIDE_FILE).is_file():
+            adapted = strip_gpu_devices(adapted, set(adapted.get("services") or {}))
         temporary = project.compose_file.with_suffix(".tmp")
         temporary.write_text(yaml.safe_dump(adapted, sort_keys=False))
         os.replace(temporary, project.compose_file)

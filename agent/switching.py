@@ -7,9 +7,11 @@ nothing. Results carry the project as the agent now runs it.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 from collections.abc import Callable, Mapping
+from pathlib import Path
 
 from agent.compose import Container, Podman
 from agent.probing import Check, Probe, drain, wait_healthy
@@ -24,6 +26,17 @@ OK, CHANGED, FAILED = (
     types_pb2.TASK_STATUS_FAILED,
 )
 Emit = Callable[[pb.AgentMessage], None]
+ASSIGNMENT_STATE = "gpu-assignment.json"  # written by agent/assignments.py
+
+
+def assigned_elsewhere(directory: Path) -> set[str]:
+    """Services GPU assignments put on other nodes: this node does not run them."""
+    try:
+        data = json.loads((directory / ASSIGNMENT_STATE).read_text())
+        current = data["current"]
+        return {name for name, t in current.items() if not t["here"]}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return set()
 
 
 def result(status: int, message: str, project: pb.RunningProject | None = None) -> pb.TaskResult:
@@ -116,6 +129,9 @@ class Switching:
                   c.interval.ToTimedelta().total_seconds() or 5.0)
             for c in task.checks
         ]  # fmt: skip
+
+        elsewhere = assigned_elsewhere(self.store.project(task.project).directory)
+        checks = [c for c in checks if c.service not in elsewhere]
 
         def progress(line: str) -> None:
             emit(pb.AgentMessage(task_event=pb.TaskEvent(task_id=request.task_id,

@@ -11,6 +11,7 @@ import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 
+from agent.assignments import Assignments
 from agent.convert import inventory_to_proto
 from agent.probes import GpuProbe
 from agent.switching import Switching
@@ -34,6 +35,7 @@ class TaskRunner:
                 stop_project=switching.stop,
                 wait_healthy=switching.wait_healthy,
                 drain=switching.drain,
+                apply_assignment=Assignments(switching, probe).apply,
             )
         self._running: dict[str, asyncio.Task[None]] = {}
         self._results: OrderedDict[str, pb.TaskResult] = OrderedDict()

@@ -61,11 +61,12 @@ def ready_count(stub: hub_pb2_grpc.HubStub) -> int:
 
 
 def start_hub(state_dir: Path, *options: str) -> tuple[subprocess.Popen[bytes], str]:
-    """A hub on a free loopback port, serving; the process and its address."""
+    """A plaintext (--insecure) hub on a free loopback port, serving: the benchmarks measure
+    the link and the store, not TLS. The process and its address."""
     address = f"127.0.0.1:{free_port()}"
     hub = subprocess.Popen(
         [sys.executable, "-m", "hub", "--listen", address, "--state-dir", str(state_dir),
-         "--log-level", "warning", *options], cwd=REPO,
+         "--log-level", "warning", "--insecure", *options], cwd=REPO,
     )  # fmt: skip
     wait(lambda: health(address), 30)
     return hub, address

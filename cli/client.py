@@ -7,24 +7,19 @@ from typing import TypeVar
 
 import grpc
 
+from cli import credentials
+from cli.errors import CliError
 from gpufleet.v1 import hub_pb2, hub_pb2_grpc
 
+__all__ = ["CliError", "HubClient", "first_line", "unreachable"]
+
 T = TypeVar("T")
-DEFAULT_HUB = "localhost:7443"
 CALL_TIMEOUT_S = 10.0
-
-
-class CliError(Exception):
-    """Shown as one line on stderr; `exit_code` is the process's exit status."""
-
-    def __init__(self, message: str, exit_code: int = 1) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
 
 
 def unreachable(hub: str, error: grpc.RpcError) -> CliError:
     details = (error.details() or error.code().name) if isinstance(error, grpc.Call) else str(error)
-    if "Connection refused" in details:
+    if "Connection refused" in details or "failed to connect to all addresses" in details:
         details = "connection refused (is the hub running? start one with `hubctl up`)"
     elif error.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
         details = f"no answer within {CALL_TIMEOUT_S:g} s"
@@ -48,7 +43,7 @@ CHANNEL_OPTIONS = [
 class HubClient:
     def __init__(self, hub: str) -> None:
         self.hub = hub
-        self.channel = grpc.insecure_channel(hub, options=CHANNEL_OPTIONS)
+        self.channel = credentials.channel(hub, CHANNEL_OPTIONS)
         self._stub = hub_pb2_grpc.HubStub(self.channel)
 
     def close(self) -> None:

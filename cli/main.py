@@ -15,8 +15,8 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from cli import convert, ops, render, up
-from cli.client import DEFAULT_HUB, CliError, HubClient
+from cli import assign, convert, credentials, ops, render, trust, up
+from cli.client import CliError, HubClient
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -27,6 +27,8 @@ app = typer.Typer(
 nodes_app = typer.Typer(help="The nodes (GPU hosts) of the cluster.")
 app.add_typer(nodes_app, name="nodes")
 ops.register(app)
+trust.register(app, nodes_app)
+assign.register(app)
 
 # Piped output (grep, logs) keeps one row per line instead of wrapping at 80 columns.
 console = Console(width=None if sys.stdout.isatty() else 220)
@@ -46,13 +48,26 @@ def emit_json(value: Any) -> None:
 def root(
     ctx: typer.Context,
     hub: Annotated[
-        str,
+        str | None,
         typer.Option(
-            "--hub", envvar="GPUFLEET_HUB", metavar="HOST:PORT", help="The hub to talk to."
+            "--hub",
+            envvar="GPUFLEET_HUB",
+            metavar="HOST:PORT",
+            help="The hub to talk to (default: the config file's default, else localhost:7443).",
         ),
-    ] = DEFAULT_HUB,
+    ] = None,
+    insecure: Annotated[
+        bool,
+        typer.Option(
+            "--insecure",
+            envvar="GPUFLEET_INSECURE",
+            help="Plaintext, for a hub started with --insecure (development only).",
+        ),
+    ] = False,
 ) -> None:
-    ctx.obj = {"hub": hub}
+    if insecure:
+        os.environ["GPUFLEET_INSECURE"] = "1"  # credentials.profile() reads it
+    ctx.obj = {"hub": hub or credentials.default_hub()}
 
 
 @nodes_app.callback(invoke_without_command=True)

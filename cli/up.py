@@ -15,7 +15,11 @@ from types import FrameType
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from cli.client import CliError
+from agent.credentials import AgentTls
+from cli import credentials
+from cli.errors import CliError
+from gpufleet.enroll import EnrollError, join
+from gpufleet.v1 import trust_pb2, trust_pb2_grpc
 
 STOP_GRACE_S = 15.0
 HUB_START_TIMEOUT_S = 30.0
@@ -67,9 +71,18 @@ def agent_command(config: UpConfig) -> list[str]:
     return command
 
 
-def wait_serving(target: str, hub: subprocess.Popen[bytes], timeout: float) -> None:
+def wait_serving(config: UpConfig, hub: subprocess.Popen[bytes], timeout: float) -> None:
+    """Until the hub answers health checks on its main port, as this host's admin."""
     deadline = time.monotonic() + timeout
-    with grpc.insecure_channel(target) as channel:
+    pki = config.state_dir / "hub" / "pki"
+    while not (pki / "admin.crt").exists():
+        if hub.poll() is not None:
+            raise CliError(f"the hub exited with status {hub.returncode} (see above)")
+        if time.monotonic() > deadline:
+            raise CliError(f"the hub did not set up {pki} within {timeout:g} s")
+        time.sleep(0.1)
+    credentials.remember(config.listen, admin_profile(config))
+    with credentials.channel(config.listen, []) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         while time.monotonic() < deadline:
             if hub.poll() is not None:
@@ -81,7 +94,34 @@ def wait_serving(target: str, hub: subprocess.Popen[bytes], timeout: float) -> N
             except grpc.RpcError:
                 pass
             time.sleep(0.2)
-    raise CliError(f"the hub did not start serving on {target} within {timeout:g} s")
+    raise CliError(f"the hub did not start serving on {config.listen} within {timeout:g} s")
+
+
+def admin_profile(config: UpConfig) -> credentials.Profile:
+    """The hub's bootstrap admin credential: hubctl on this host uses it from now on."""
+    pki = config.state_dir / "hub" / "pki"
+    return credentials.Profile(
+        ca=str(pki / "ca.crt"), cert=str(pki / "admin.crt"), key=str(pki / "admin.key"),
+        identity="user/admin",
+    )  # fmt: skip
+
+
+def enroll_local_agent(config: UpConfig) -> None:
+    """Join the local agent with a fresh token, unless it is enrolled already."""
+    tls = AgentTls(config.state_dir / "agent")
+    if tls.enrolled:
+        return
+    with credentials.channel(config.listen, []) as channel:
+        request = trust_pb2.CreateTokenRequest(role=trust_pb2.ROLE_AGENT, ttl_seconds=300)
+        try:
+            reply = trust_pb2_grpc.TrustStub(channel).CreateToken(request, timeout=10)
+        except grpc.RpcError as exc:
+            details = exc.details() if isinstance(exc, grpc.Call) else str(exc)
+            raise CliError(f"cannot create a join token for the local agent: {details}") from None
+    try:
+        tls.save(join(config.listen, reply.token, config.name))
+    except EnrollError as exc:
+        raise CliError(f"the local agent could not join: {exc}") from None
 
 
 def stop(processes: list[subprocess.Popen[bytes]]) -> None:
@@ -112,7 +152,8 @@ def run(config: UpConfig, announce: Callable[[UpConfig], None]) -> int:
         # Own process groups: a terminal's Ctrl-C reaches only us, and we stop them in order.
         hub = subprocess.Popen(hub_command(config), env=env, start_new_session=True)
         processes.append(hub)
-        wait_serving(config.listen, hub, HUB_START_TIMEOUT_S)
+        wait_serving(config, hub, HUB_START_TIMEOUT_S)
+        enroll_local_agent(config)
         agent = subprocess.Popen(agent_command(config), env=env, start_new_session=True)
         processes.insert(0, agent)  # stop the agent first, then the hub
         announce(config)

@@ -3,24 +3,32 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 
 import grpc
 from google.protobuf.duration_pb2 import Duration
+from google.protobuf.message import DecodeError
 
 from gpufleet.v1 import agent_link_pb2 as pb
 from gpufleet.v1 import agent_link_pb2_grpc
 from hub import convert
 from hub.sessions import AgentSession, NameInUse, SessionRegistry
-from hub.store import Database, Store
+from hub.store import Database, NodeHello, Store
+from hub.trust import auth
 
 log = logging.getLogger(__name__)
 Context = grpc.aio.ServicerContext[pb.AgentMessage, pb.HubMessage]
 
 PROTOCOL_VERSION = 1
 HELLO_TIMEOUT_S = 10.0
+MALFORMED = "malformed message: not a gpufleet.v1.AgentMessage"
+
+
+class WrongIdentity(Exception):
+    """The hello names another node than the certificate."""
 
 
 def utcnow() -> datetime:
@@ -52,7 +60,7 @@ class AgentLinkService(agent_link_pb2_grpc.AgentLinkServicer):  # type: ignore[m
         peer = context.peer()
         hello = await self._hello(request_iterator, context)
         try:
-            record = convert.hello_from_proto(hello, peer)
+            record = self._authenticated(convert.hello_from_proto(hello, peer))
             session = self.registry.open(
                 record.name, record.agent_id, peer, self.monotonic(), utcnow()
             )
@@ -60,6 +68,10 @@ class AgentLinkService(agent_link_pb2_grpc.AgentLinkServicer):  # type: ignore[m
             log.warning("refused agent stream from %s: %s", peer, exc)
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
             raise  # unreachable: abort raises
+        except WrongIdentity as exc:
+            log.warning("refused agent stream from %s: %s", peer, exc)
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, str(exc))
+            raise
         except NameInUse as exc:
             log.warning("refused agent %s from %s: %s", hello.node_name, peer, exc)
             await context.abort(grpc.StatusCode.ALREADY_EXISTS, str(exc))
@@ -97,6 +109,17 @@ class AgentLinkService(agent_link_pb2_grpc.AgentLinkServicer):  # type: ignore[m
                 self.db.submit(self.store.mark_down, session.name, utcnow(), session.last_seen)
                 log.info("node %s is down", session.name)
 
+    def _authenticated(self, record: NodeHello) -> NodeHello:
+        """The node's name comes from its certificate; labels from its join token win."""
+        caller = auth.current.get()
+        if caller is auth.INSECURE:
+            return record
+        if caller.node_name != record.name:
+            raise WrongIdentity(
+                f"certificate of {caller.identity} cannot say hello as node {record.name!r}"
+            )
+        return dataclasses.replace(record, labels={**record.labels, **caller.labels})
+
     async def _hello(self, messages: AsyncIterator[pb.AgentMessage], context: Context) -> pb.Hello:
         try:
             first = await asyncio.wait_for(anext(messages), HELLO_TIMEOUT_S)
@@ -104,6 +127,9 @@ class AgentLinkService(agent_link_pb2_grpc.AgentLinkServicer):  # type: ignore[m
             await context.abort(
                 grpc.StatusCode.DEADLINE_EXCEEDED, f"no hello within {HELLO_TIMEOUT_S:.0f} s"
             )
+            raise
+        except DecodeError:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, MALFORMED)
             raise
         if first.WhichOneof("body") != "hello":
             await context.abort(
@@ -190,5 +216,7 @@ class AgentLinkService(agent_link_pb2_grpc.AgentLinkServicer):  # type: ignore[m
             raise
         except convert.InvalidHello as exc:
             session.close(str(exc), grpc.StatusCode.INVALID_ARGUMENT)
+        except DecodeError:
+            session.close(MALFORMED, grpc.StatusCode.INVALID_ARGUMENT)
         except Exception as exc:  # the transport failed under us: the stream is over
             session.close(f"stream broke: {exc}")

@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import sys
+from datetime import timedelta
 from pathlib import Path
 from typing import NoReturn
 
@@ -15,6 +16,7 @@ import sqlalchemy.exc
 from sqlalchemy.engine import make_url
 
 import gpufleet
+from gpufleet import sdnotify, settings
 from hub.server import DEFAULT_CONFIGS, HubConfig, HubServer, StartError
 
 log = logging.getLogger("hub")
@@ -53,7 +55,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--db", metavar="URL", help="SQLAlchemy URL (default: SQLite file hub.db in the state dir)"
     )
-    parser.add_argument("--state-dir", type=Path, default=default_state_dir(), metavar="DIR")
+    parser.add_argument(
+        "--state-dir", type=Path, default=default_state_dir(), metavar="DIR",
+        help="hub.db and pki/ (the CA, the server and admin certificates) live here",
+    )  # fmt: skip
+    parser.add_argument(
+        "--enroll-listen", metavar="HOST:PORT",
+        help="TLS address where new agents join with a token and operators log in "
+        "(default: the --listen host, port + 1)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--insecure", action="store_true",
+        help="plaintext gRPC with no authentication: local development only",
+    )  # fmt: skip
+    parser.add_argument(
+        "--cert-days", type=positive, default=30.0, metavar="DAYS",
+        help="lifetime of the client certificates the hub issues; agents renew at 2/3 "
+        "(default 30)",
+    )  # fmt: skip
     parser.add_argument(
         "--heartbeat-interval",
         type=positive,
@@ -72,7 +91,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--log-level", default="info", choices=["debug", "info", "warning", "error"]
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {gpufleet.__version__}")
-    return parser.parse_args(argv)
+    return settings.parse_args(parser, argv, settings.HUB_CONFIG)
 
 
 async def serve(config: HubConfig, grace: float) -> None:
@@ -81,9 +100,12 @@ async def serve(config: HubConfig, grace: float) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     server = HubServer(config)
+    notify = sdnotify.Notifier.from_environment()
     try:
-        await server.start()
-        await stop.wait()
+        async with notify.serving(stop):
+            await server.start()
+            notify.ready(f"listening on {config.listen}")
+            await stop.wait()
         log.info("stopping (grace %g s)", grace)
     finally:
         await server.stop(grace)
@@ -108,8 +130,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     logging.getLogger("alembic").setLevel(logging.WARNING)
     config = HubConfig(
-        args.listen, args.state_dir, args.db, args.heartbeat_interval, args.http, args.configs
-    )
+        args.listen, args.state_dir, args.db, args.heartbeat_interval, args.http, args.configs,
+        insecure=args.insecure, enroll_listen=args.enroll_listen,
+        cert_ttl=timedelta(days=args.cert_days),
+    )  # fmt: skip
     try:
         asyncio.run(serve(config, args.grace))
     except StartError as exc:

@@ -8,6 +8,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import grpc
@@ -16,7 +17,15 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
 import gpufleet
-from gpufleet.v1 import agent_link_pb2, agent_link_pb2_grpc, hub_pb2, hub_pb2_grpc
+from gpufleet.v1 import (
+    agent_link_pb2,
+    agent_link_pb2_grpc,
+    hub_pb2,
+    hub_pb2_grpc,
+    trust_pb2,
+    trust_pb2_grpc,
+)
+from hub import assign
 from hub.api import HubService
 from hub.http import HttpEndpoint
 from hub.link import AgentLinkService, utcnow
@@ -25,6 +34,11 @@ from hub.ops.manager import OperationManager
 from hub.sessions import SessionRegistry
 from hub.store import Database, Store, migrate, sqlite_url
 from hub.store.operations import OperationStore
+from hub.store.trust import TrustStore
+from hub.trust.auth import Authenticator, AuthInterceptor
+from hub.trust.pki import PkiError
+from hub.trust.service import EnrollmentService, TrustService
+from hub.trust.setup import Trust, prepare
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +62,9 @@ SERVER_OPTIONS = [
 DEFAULT_CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
 
+DEFAULT_CERT_TTL = timedelta(days=30)
+
+
 class StartError(Exception):
     """The hub cannot start; the message says why and what to do."""
 
@@ -60,10 +77,40 @@ class HubConfig:
     heartbeat_interval: float = 5.0
     http: str | None = None  # HOST:PORT for /metrics and /healthz
     configs_dir: Path = DEFAULT_CONFIGS
+    insecure: bool = False  # plaintext, nobody authenticated: local development only
+    enroll_listen: str | None = None  # default: the --listen host, port + 1
+    cert_ttl: timedelta = DEFAULT_CERT_TTL
+
+    @property
+    def enrollment_address(self) -> str:
+        if self.enroll_listen:
+            return self.enroll_listen
+        host, _, port = self.listen.rpartition(":")
+        return f"{host}:{int(port) + 1 if int(port) else 0}"
 
     @property
     def database_url(self) -> str:
         return self.db_url or sqlite_url(self.state_dir)
+
+
+TRUST_SERVICES = [
+    trust_pb2.DESCRIPTOR.services_by_name[name].full_name for name in ("Enrollment", "Trust")
+]
+
+
+def _listen(
+    server: grpc.aio.Server, address: str, flag: str, trust: Trust | None, mutual: bool
+) -> int:
+    try:
+        if trust is None:
+            return server.add_insecure_port(address)
+        credentials = trust.mutual_tls() if mutual else trust.server_tls()
+        return server.add_secure_port(address, credentials)
+    except RuntimeError:
+        raise StartError(
+            f"cannot listen on {address}: the address is in use or not on this host; "
+            f"choose another with {flag}"
+        ) from None
 
 
 class HubServer:
@@ -78,6 +125,8 @@ class HubServer:
         self._watcher: asyncio.Task[None] | None = None
         self._http = HttpEndpoint(self.metrics, lambda: self._server is not None)
         self.http_port = 0
+        self.enroll_port = 0
+        self.trust: Trust | None = None
         self.prometheus = CollectorRegistry(auto_describe=True)
         self.step_seconds = Histogram(
             "gpufleet_switch_step_seconds", "Duration of each switch step on a node.",
@@ -112,7 +161,22 @@ class HubServer:
             on_finish=lambda kind, status: self.operations_total.labels(kind, status).inc(),
         )  # fmt: skip
 
-        server = grpc.aio.server(options=SERVER_OPTIONS)
+        trust_store = TrustStore(self._db.engine)
+        if self.config.insecure:
+            self.auth = Authenticator(insecure=True, clock=utcnow)
+            log.warning("--insecure: plaintext gRPC, every caller may do anything")
+        else:
+            try:
+                self.trust = await prepare(
+                    self.config.state_dir, self._db, trust_store, self.config.cert_ttl, utcnow
+                )
+            except PkiError as exc:
+                raise StartError(str(exc)) from None
+            self.auth = self.trust.auth
+        interceptor = AuthInterceptor(
+            self.auth, lambda entry: self.db.submit(trust_store.audit, entry)
+        )
+        server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=[interceptor])
         link = AgentLinkService(
             self.registry,
             self._db,
@@ -125,28 +189,42 @@ class HubServer:
         agent_link_pb2_grpc.add_AgentLinkServicer_to_server(link, server)
         api = HubService(self.registry, self._db, store, ops, self.manager, self.config.configs_dir)
         hub_pb2_grpc.add_HubServicer_to_server(api, server)
+        assign.add_to_server(server, self)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        if self.trust is not None:
+            trust_pb2_grpc.add_EnrollmentServicer_to_server(
+                EnrollmentService(self.trust.issuer), server
+            )
+            trust_pb2_grpc.add_TrustServicer_to_server(
+                TrustService(self.trust.issuer, self.registry, self.trust.pin), server
+            )
         services = [
             agent_link_pb2.DESCRIPTOR.services_by_name["AgentLink"].full_name,
             hub_pb2.DESCRIPTOR.services_by_name["Hub"].full_name,
+            assign.SERVICE_NAME,
+            *(TRUST_SERVICES if self.trust is not None else []),
             health.SERVICE_NAME,
             reflection.SERVICE_NAME,
         ]
         reflection.enable_server_reflection(services, server)
-        try:
-            self.port = server.add_insecure_port(self.config.listen)
-        except RuntimeError:
-            raise StartError(
-                f"cannot listen on {self.config.listen}: the address is in use or not on this "
-                "host; choose another with --listen"
-            ) from None
+        self.port = _listen(server, self.config.listen, "--listen", self.trust, mutual=True)
+        if self.trust is not None:
+            self.enroll_port = _listen(
+                server, self.config.enrollment_address, "--enroll-listen", self.trust, mutual=False
+            )
         await server.start()
         self._server = server
         for name in ["", *services[:2]]:
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         self._store = store
         self._watcher = asyncio.create_task(self._watch(store), name="liveness")
-        log.info("hub %s listening on %s", gpufleet.__version__, self.config.listen)
+        if self.trust is None:
+            log.info("hub %s listening on %s (plaintext)", gpufleet.__version__, self.config.listen)
+        else:
+            log.info(
+                "hub %s listening on %s (mutual TLS), enrollment on %s (TLS)",
+                gpufleet.__version__, self.config.listen, self.config.enrollment_address,
+            )  # fmt: skip
         if self.config.http:
             host, _, port = self.config.http.rpartition(":")
             try:

@@ -24,6 +24,14 @@ def need(reason: str) -> None:
     pytest.skip(reason)
 
 
+@pytest.fixture(autouse=True)
+def hubctl_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """hubctl (and `hubctl up`) read and write this test's own config, never ~/.config."""
+    path = tmp_path / "hubctl-default.yaml"
+    monkeypatch.setenv("GPUFLEET_CONFIG", str(path))
+    return path
+
+
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresServer]:
     try:

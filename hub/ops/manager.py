@@ -54,6 +54,7 @@ class Request:
     # Every configuration as loaded when the operation was asked for: what a node runs now
     # is drained and, on failure, brought back from this one consistent snapshot.
     configurations: Mapping[str, Configuration] = field(default_factory=dict)
+    run_node: NodeRun | None = None
 
 
 @dataclass
@@ -68,6 +69,9 @@ def new_id(now: datetime) -> str:
 
 
 StepFn = Callable[[str], Coroutine[Any, Any, Outcome]]
+# A kind of operation defined elsewhere (GPU assignments): what it does on one node, given the
+# node's agent, its name and a report(step, message) callback for progress events.
+NodeRun = Callable[[RemoteAgent, str, Callable[[str, str], None]], Coroutine[Any, Any, Outcome]]
 
 
 class OperationManager:
@@ -205,12 +209,15 @@ class OperationManager:
             if session is None:
                 self.event(oid, node, "result", "unreachable: the node is not connected")
                 return Outcome("unreachable", "the node is not connected")
-            agent = TimedAgent(RemoteAgent(session, oid), self.observe_step)
-            running = session.project
-            previous = configs.get(running.name) if running else None
 
             def report(step_name: str, message: str) -> None:
                 self.event(oid, node, step_name, message)
+
+            if request.run_node is not None:
+                return await request.run_node(RemoteAgent(session, oid), node, report)
+            agent = TimedAgent(RemoteAgent(session, oid), self.observe_step)
+            running = session.project
+            previous = configs.get(running.name) if running else None
 
             if request.kind == "switch":
                 assert request.configuration is not None

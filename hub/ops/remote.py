@@ -100,3 +100,12 @@ class RemoteAgent:
         limit = max((s.health.timeout_s for s in config.services), default=0) + SLACK_S
         step, _ = await self._run(pb.TaskRequest(wait_healthy=wait), limit)
         return step
+
+    async def apply_assignment(self, task: pb.ApplyAssignment) -> tuple[StepResult, pb.TaskResult]:
+        """Write a project's GPU override on the node and recreate what changed."""
+        step, answer = await self._run(pb.TaskRequest(apply_assignment=task))
+        if answer.HasField("assignment") and answer.assignment.HasField("project"):
+            project = answer.assignment.project
+            if project.services:
+                self.session.project = running_from_proto(project)
+        return step, answer

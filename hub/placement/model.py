@@ -113,6 +113,8 @@ class Plan:
     placements: tuple[Placement, ...]
     unplaced: tuple[tuple[str, str], ...]
     warnings: tuple[Warning, ...]
+    # Only the ``optimal`` strategy sets this: whether it proved its plan optimal.
+    proved_optimal: bool | None = None
 
     def used_gb(self) -> dict[tuple[str, int], float]:
         """VRAM placed on each GPU that holds something, keyed by (node, index)."""

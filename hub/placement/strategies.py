@@ -10,12 +10,16 @@ but has an adjustable budget goes to the GPU (or node) with the most free VRAM a
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Sequence
+from dataclasses import replace
 from typing import cast
 
 from .engine import BLOCKED, Pool, State, fmt_free, fmt_gb, to_mib, validate
 from .model import LATENCY_CLASSES, GpuSlot, Pin, Plan, ServiceDemand
 
-STRATEGIES = ("manual", "vram_based", "latency_optimized", "isolation_first", "balanced")
+STRATEGIES = (
+    "manual", "vram_based", "latency_optimized", "isolation_first", "balanced", "optimal",
+)  # fmt: skip
+OPTIMAL_LIMIT_S = 10.0
 
 Choice = tuple[Pool, int]
 GroupKey = Callable[[State, tuple[int, ...]], Hashable]
@@ -165,8 +169,13 @@ def plan(
     gpus: Sequence[GpuSlot],
     services: Sequence[ServiceDemand],
     pins: Sequence[Pin] = (),
+    time_limit_s: float = OPTIMAL_LIMIT_S,
 ) -> Plan:
-    """Place services on GPUs; pure and deterministic (input order does not matter)."""
+    """Place services on GPUs; pure and deterministic (input order does not matter).
+
+    ``time_limit_s`` bounds ``optimal`` only (deterministic seconds of CP-SAT, about wall
+    seconds); it starts from the ``balanced`` plan.
+    """
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; valid: {', '.join(STRATEGIES)}")
     validate(gpus, services, pins)
@@ -175,6 +184,12 @@ def plan(
     moved = state.apply_pins(pins, by_name)
     pinned = {p.service for p in pins} - moved
     todo = sorted((s for s in services if s.name not in pinned), key=lambda s: s.name)
+    if strategy == "optimal":
+        from .optimal import place_optimal
+
+        hint = plan("balanced", gpus, services, pins).placements
+        proved = place_optimal(state, todo, time_limit_s, hint)
+        return replace(state.finish(), proved_optimal=proved)
     if strategy == "manual":
         _vram_based(state, [s for s in todo if s.name in moved])
         state.unplaced += [

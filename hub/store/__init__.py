@@ -1,19 +1,26 @@
 """Cluster state in SQLModel: SQLite by default, PostgreSQL by URL."""
 
+from hub.store.assignments import GpuAssignment
 from hub.store.db import Database, migrate, sqlite_url
 from hub.store.models import Gpu, Node, NodeEvent, NodeStatus
 from hub.store.store import GpuRecord, GpuTelemetryRecord, NodeHello, Store
+from hub.store.trust import AuditEntry, Credential, JoinToken, TrustStore
 
 __all__ = [
+    "AuditEntry",
+    "Credential",
     "Database",
     "Gpu",
+    "GpuAssignment",
     "GpuRecord",
     "GpuTelemetryRecord",
+    "JoinToken",
     "Node",
     "NodeEvent",
     "NodeHello",
     "NodeStatus",
     "Store",
+    "TrustStore",
     "migrate",
     "sqlite_url",
 ]

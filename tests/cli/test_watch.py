@@ -41,7 +41,12 @@ def test_watch_redraws_in_place_and_ctrl_c_exits(cluster: Cluster) -> None:
         os.chdir(REPO)
         argv = [sys.executable, "-m", "cli", "--hub", cluster.address, "gpus", "--watch",
                 "--interval", "0.3"]  # fmt: skip
-        os.execvpe(argv[0], argv, {**os.environ, "TERM": "xterm-256color"})
+        env = {
+            **os.environ,
+            "TERM": "xterm-256color",
+            "GPUFLEET_CONFIG": str(cluster.hubctl_config),
+        }
+        os.execvpe(argv[0], argv, env)
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))
     seen = bytearray()
     status: int | None = None

@@ -9,9 +9,12 @@ import sys
 from pathlib import Path
 
 import grpc
+import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from cli import credentials
+from gpufleet.tls import TLS_OPTIONS
 from tests.support.procs import INVENTORIES, REPO, free_port, wait_until
 
 
@@ -62,7 +65,14 @@ def test_up_runs_hub_and_local_agent_and_ctrl_c_stops_both(tmp_path: Path) -> No
         assert [g["name"] for g in gpus] == ["NVIDIA RTX A5500", "NVIDIA RTX A400"]
         assert (tmp_path / "hub" / "hub.db").exists()  # the embedded SQLite default
 
-        with grpc.insecure_channel(address) as channel:
+        # `hubctl up` set hubctl up as this hub's admin; any other client without a
+        # certificate the hub issued gets no further than the TLS handshake.
+        assert "user/admin (admin)" in hubctl(address, "whoami").stdout
+        ca = grpc.ssl_channel_credentials((tmp_path / "hub/pki/ca.crt").read_bytes())
+        anonymous = grpc.secure_channel(address, ca, options=TLS_OPTIONS)
+        with anonymous, pytest.raises(grpc.RpcError):
+            health_pb2_grpc.HealthStub(anonymous).Check(health_pb2.HealthCheckRequest(), timeout=5)
+        with credentials.channel(address, []) as channel:
             health = health_pb2_grpc.HealthStub(channel)
             for service in ("", "gpufleet.v1.Hub", "gpufleet.v1.AgentLink"):
                 reply = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)

@@ -31,7 +31,7 @@ class CountingProbe:
 
 @asynccontextmanager
 async def running_hub(tmp: Path) -> AsyncIterator[HubServer]:
-    server = HubServer(HubConfig("127.0.0.1:0", tmp, heartbeat_interval=0.5))
+    server = HubServer(HubConfig("127.0.0.1:0", tmp, heartbeat_interval=0.5, insecure=True))
     await server.start()
     try:
         yield server
@@ -184,7 +184,7 @@ def test_concurrent_operations_on_one_node_admit_exactly_one(tmp_path: Path) -> 
 
     async def scenario() -> None:
         server = HubServer(HubConfig("127.0.0.1:0", tmp_path / "hub", heartbeat_interval=0.5,
-                                     configs_dir=configs))  # fmt: skip
+                                     configs_dir=configs, insecure=True))  # fmt: skip
         await server.start()
         switching = Switching(store, Podman("gpu-a", run=slow_podman), {})
         link = AgentLink(f"127.0.0.1:{server.port}", Identity("gpu-a", "id-a"), CountingProbe(),

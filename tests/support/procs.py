@@ -17,6 +17,9 @@ from typing import Any, TypeVar
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from gpufleet.tls import TLS_OPTIONS
+from gpufleet.v1 import trust_pb2, trust_pb2_grpc
+
 REPO = Path(__file__).resolve().parents[2]
 INVENTORIES = REPO / "configs" / "inventories"
 T = TypeVar("T")
@@ -50,12 +53,15 @@ class Daemon:
     log_path: Path
     env: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = None
+    # Arguments decided at start, e.g. a fresh join token for an agent not yet enrolled.
+    late_argv: Callable[[], list[str]] | None = None
 
     def start(self) -> Daemon:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        late = self.late_argv() if self.late_argv else []
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, *self.argv],
+            [sys.executable, *self.argv, *late],
             stdout=log,
             stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env},
@@ -92,12 +98,25 @@ class Daemon:
 @dataclass
 class Hub(Daemon):
     address: str = ""
+    pki: Path | None = None  # None: a plaintext --insecure hub
+
+    def channel(self) -> grpc.Channel:
+        """A channel to the hub as its bootstrap admin (plaintext for an insecure hub)."""
+        if self.pki is None:
+            return grpc.insecure_channel(self.address)
+        ca, key, cert = (self.pki / name for name in ("ca.crt", "admin.key", "admin.crt"))
+        credentials = grpc.ssl_channel_credentials(
+            ca.read_bytes(), key.read_bytes(), cert.read_bytes()
+        )
+        return grpc.secure_channel(self.address, credentials, options=TLS_OPTIONS)
 
     def wait_serving(self, timeout: float = 30.0) -> Hub:
         def serving() -> bool:
             if not self.running:
                 raise AssertionError(f"hub exited early:\n{self.log()}")
-            with grpc.insecure_channel(self.address) as channel:
+            if self.pki is not None and not (self.pki / "admin.crt").exists():
+                return False
+            with self.channel() as channel:
                 try:
                     reply = health_pb2_grpc.HealthStub(channel).Check(
                         health_pb2.HealthCheckRequest(), timeout=1.0
@@ -114,10 +133,21 @@ class Cluster:
     """A hub and any number of agents, all real processes, cleaned up at the end."""
 
     def __init__(
-        self, tmp: Path, db_url: str | None, heartbeat: float = 0.5, configs: Path | None = None
+        self,
+        tmp: Path,
+        db_url: str | None,
+        heartbeat: float = 0.5,
+        configs: Path | None = None,
+        secure: bool = True,
+        hub_args: tuple[str, ...] = (),
     ) -> None:
         self.tmp = tmp
         self.configs = configs
+        self.secure = secure
+        self.hub_args = hub_args
+        self.enroll = f"127.0.0.1:{free_port()}"
+        self.pki = tmp / "hub" / "pki"
+        self.hubctl_config = tmp / "hubctl.yaml"
         self.db_url = db_url
         self.heartbeat = heartbeat
         self.address = f"127.0.0.1:{free_port()}"
@@ -144,7 +174,10 @@ class Cluster:
             argv += ["--db", self.db_url]
         if self.configs:
             argv += ["--configs", str(self.configs)]
-        hub = Hub("hub", argv, self.tmp / "logs" / "hub.log", address=self.address)
+        argv += ["--enroll-listen", self.enroll] if self.secure else ["--insecure"]
+        argv += self.hub_args
+        pki = self.pki if self.secure else None
+        hub = Hub("hub", argv, self.tmp / "logs" / "hub.log", address=self.address, pki=pki)
         self.daemons.append(hub)
         return hub
 
@@ -154,7 +187,42 @@ class Cluster:
         if self.hub.process is not None:
             self.hub = self._new_hub()
         self.hub.start()
-        return self.hub.wait_serving()
+        self.hub.wait_serving()
+        entry = (
+            {"ca": str(self.pki / "ca.crt"), "cert": str(self.pki / "admin.crt"),
+             "key": str(self.pki / "admin.key"), "identity": "user/admin"}
+            if self.secure else {"insecure": True}
+        )  # fmt: skip
+        self.hubctl_config.write_text(json.dumps({"hubs": {self.address: entry}}))
+        return self.hub
+
+    def create_token(
+        self, role: trust_pb2.Role = trust_pb2.ROLE_AGENT, labels: dict[str, str] | None = None,
+        name: str = "", ttl: int = 600,
+    ) -> str:  # fmt: skip
+        """A join token, created as the hub's admin."""
+        request = trust_pb2.CreateTokenRequest(
+            role=role,
+            ttl_seconds=ttl,
+            labels=labels or {},
+            name=name,  # type: ignore[arg-type]
+        )
+        with self.hub.channel() as channel:
+            reply = trust_pb2_grpc.TrustStub(channel).CreateToken(request, timeout=10)
+        return str(reply.token)
+
+    def _enrollment(self, state_dir: Path) -> Callable[[], list[str]]:
+        """At the agent's start: join with a fresh token unless its state dir is enrolled."""
+
+        def argv() -> list[str]:
+            if not self.secure:
+                return ["--insecure"]
+            if (state_dir / "tls" / "agent.crt").exists():
+                return []
+            port = self.enroll.rpartition(":")[2]
+            return ["--token", self.create_token(), "--enroll-port", port]
+
+        return argv
 
     def agent(
         self,
@@ -182,6 +250,7 @@ class Cluster:
             argv += ["--labels", labels]
         log = self.tmp / "logs" / f"agent-{state or name}.log"
         daemon = Daemon(f"agent-{name}", argv + (extra or []), log, env=env or {})
+        daemon.late_argv = self._enrollment(self.tmp / "agents" / (state or name))
         self.daemons.append(daemon)
         return daemon
 
@@ -192,6 +261,7 @@ class Cluster:
             text=True,
             timeout=60,
             cwd=REPO,
+            env={**os.environ, "GPUFLEET_CONFIG": str(self.hubctl_config)},
         )
         if check and result.returncode != 0:
             raise AssertionError(

@@ -121,7 +121,7 @@ class Goodbye(_message.Message):
     def __init__(self, reason: _Optional[str] = ...) -> None: ...
 
 class TaskRequest(_message.Message):
-    __slots__ = ("task_id", "check_mode", "gather_facts", "drain", "stop_project", "start_project", "wait_healthy")
+    __slots__ = ("task_id", "check_mode", "gather_facts", "drain", "stop_project", "start_project", "wait_healthy", "apply_assignment")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     CHECK_MODE_FIELD_NUMBER: _ClassVar[int]
     GATHER_FACTS_FIELD_NUMBER: _ClassVar[int]
@@ -129,6 +129,7 @@ class TaskRequest(_message.Message):
     STOP_PROJECT_FIELD_NUMBER: _ClassVar[int]
     START_PROJECT_FIELD_NUMBER: _ClassVar[int]
     WAIT_HEALTHY_FIELD_NUMBER: _ClassVar[int]
+    APPLY_ASSIGNMENT_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     check_mode: bool
     gather_facts: GatherFacts
@@ -136,7 +137,8 @@ class TaskRequest(_message.Message):
     stop_project: StopProject
     start_project: StartProject
     wait_healthy: WaitHealthy
-    def __init__(self, task_id: _Optional[str] = ..., check_mode: _Optional[bool] = ..., gather_facts: _Optional[_Union[GatherFacts, _Mapping]] = ..., drain: _Optional[_Union[Drain, _Mapping]] = ..., stop_project: _Optional[_Union[StopProject, _Mapping]] = ..., start_project: _Optional[_Union[StartProject, _Mapping]] = ..., wait_healthy: _Optional[_Union[WaitHealthy, _Mapping]] = ...) -> None: ...
+    apply_assignment: ApplyAssignment
+    def __init__(self, task_id: _Optional[str] = ..., check_mode: _Optional[bool] = ..., gather_facts: _Optional[_Union[GatherFacts, _Mapping]] = ..., drain: _Optional[_Union[Drain, _Mapping]] = ..., stop_project: _Optional[_Union[StopProject, _Mapping]] = ..., start_project: _Optional[_Union[StartProject, _Mapping]] = ..., wait_healthy: _Optional[_Union[WaitHealthy, _Mapping]] = ..., apply_assignment: _Optional[_Union[ApplyAssignment, _Mapping]] = ...) -> None: ...
 
 class GatherFacts(_message.Message):
     __slots__ = ()
@@ -200,6 +202,50 @@ class HealthCheck(_message.Message):
     interval: _duration_pb2.Duration
     def __init__(self, service: _Optional[str] = ..., url: _Optional[str] = ..., expect_status: _Optional[int] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
+class ApplyAssignment(_message.Message):
+    __slots__ = ("project", "services")
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    SERVICES_FIELD_NUMBER: _ClassVar[int]
+    project: str
+    services: _containers.RepeatedCompositeFieldContainer[ServiceAssignment]
+    def __init__(self, project: _Optional[str] = ..., services: _Optional[_Iterable[_Union[ServiceAssignment, _Mapping]]] = ...) -> None: ...
+
+class ServiceAssignment(_message.Message):
+    __slots__ = ("service", "here", "gpus", "vram_budget_gb")
+    SERVICE_FIELD_NUMBER: _ClassVar[int]
+    HERE_FIELD_NUMBER: _ClassVar[int]
+    GPUS_FIELD_NUMBER: _ClassVar[int]
+    VRAM_BUDGET_GB_FIELD_NUMBER: _ClassVar[int]
+    service: str
+    here: bool
+    gpus: _containers.RepeatedScalarFieldContainer[int]
+    vram_budget_gb: float
+    def __init__(self, service: _Optional[str] = ..., here: _Optional[bool] = ..., gpus: _Optional[_Iterable[int]] = ..., vram_budget_gb: _Optional[float] = ...) -> None: ...
+
+class GpuFallback(_message.Message):
+    __slots__ = ("service", "assigned", "used", "reason")
+    SERVICE_FIELD_NUMBER: _ClassVar[int]
+    ASSIGNED_FIELD_NUMBER: _ClassVar[int]
+    USED_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    service: str
+    assigned: _containers.RepeatedScalarFieldContainer[int]
+    used: _containers.RepeatedScalarFieldContainer[int]
+    reason: str
+    def __init__(self, service: _Optional[str] = ..., assigned: _Optional[_Iterable[int]] = ..., used: _Optional[_Iterable[int]] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class AssignmentReport(_message.Message):
+    __slots__ = ("recreated", "removed", "fallbacks", "project")
+    RECREATED_FIELD_NUMBER: _ClassVar[int]
+    REMOVED_FIELD_NUMBER: _ClassVar[int]
+    FALLBACKS_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    recreated: _containers.RepeatedScalarFieldContainer[str]
+    removed: _containers.RepeatedScalarFieldContainer[str]
+    fallbacks: _containers.RepeatedCompositeFieldContainer[GpuFallback]
+    project: RunningProject
+    def __init__(self, recreated: _Optional[_Iterable[str]] = ..., removed: _Optional[_Iterable[str]] = ..., fallbacks: _Optional[_Iterable[_Union[GpuFallback, _Mapping]]] = ..., project: _Optional[_Union[RunningProject, _Mapping]] = ...) -> None: ...
+
 class TaskCancel(_message.Message):
     __slots__ = ("task_id",)
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
@@ -231,17 +277,19 @@ class Progress(_message.Message):
     def __init__(self, fraction: _Optional[float] = ..., step: _Optional[str] = ...) -> None: ...
 
 class TaskResult(_message.Message):
-    __slots__ = ("task_id", "status", "message", "diff", "facts", "project")
+    __slots__ = ("task_id", "status", "message", "diff", "facts", "project", "assignment")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     DIFF_FIELD_NUMBER: _ClassVar[int]
     FACTS_FIELD_NUMBER: _ClassVar[int]
     PROJECT_FIELD_NUMBER: _ClassVar[int]
+    ASSIGNMENT_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     status: _types_pb2.TaskStatus
     message: str
     diff: str
     facts: _types_pb2.Inventory
     project: RunningProject
-    def __init__(self, task_id: _Optional[str] = ..., status: _Optional[_Union[_types_pb2.TaskStatus, str]] = ..., message: _Optional[str] = ..., diff: _Optional[str] = ..., facts: _Optional[_Union[_types_pb2.Inventory, _Mapping]] = ..., project: _Optional[_Union[RunningProject, _Mapping]] = ...) -> None: ...
+    assignment: AssignmentReport
+    def __init__(self, task_id: _Optional[str] = ..., status: _Optional[_Union[_types_pb2.TaskStatus, str]] = ..., message: _Optional[str] = ..., diff: _Optional[str] = ..., facts: _Optional[_Union[_types_pb2.Inventory, _Mapping]] = ..., project: _Optional[_Union[RunningProject, _Mapping]] = ..., assignment: _Optional[_Union[AssignmentReport, _Mapping]] = ...) -> None: ...

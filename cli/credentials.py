@@ -1,0 +1,121 @@
+"""hubctl's config file: which hub by default, and the credential for each hub.
+
+~/.config/gpufleet/hubctl.yaml (or $GPUFLEET_CONFIG), mode 0600, written by `hubctl login`
+and `hubctl up`:
+
+    default: hub.example:7443
+    hubs:
+      hub.example:7443: {ca: ..., cert: ..., key: ..., identity: user/alice}
+      127.0.0.1:7443: {insecure: true}
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+import yaml
+
+from cli.errors import CliError
+from gpufleet.tls import TLS_OPTIONS, split_address, write_private
+
+DEFAULT_HUB = "localhost:7443"
+HEADER = "# hubctl's hubs and credentials; written by `hubctl login` and `hubctl up`.\n"
+
+
+def config_path() -> Path:
+    if os.environ.get("GPUFLEET_CONFIG"):
+        return Path(os.environ["GPUFLEET_CONFIG"])
+    base = os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config"
+    return Path(base) / "gpufleet" / "hubctl.yaml"
+
+
+@dataclass(frozen=True)
+class Profile:
+    ca: str = ""
+    cert: str = ""
+    key: str = ""
+    identity: str = ""
+    insecure: bool = False
+
+
+def load() -> dict[str, Any]:
+    path = config_path()
+    if not path.exists():
+        return {"hubs": {}}
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise CliError(
+            f"cannot read {path}: {str(exc).splitlines()[0]}: fix or remove it"
+        ) from None
+    if not isinstance(data, dict) or not isinstance(data.get("hubs", {}), dict):
+        raise CliError(f"{path} is not a hubctl config (expected keys default and hubs)")
+    data.setdefault("hubs", {})
+    return data
+
+
+def default_hub() -> str:
+    return str(load().get("default") or DEFAULT_HUB)
+
+
+def profile(hub: str) -> Profile:
+    entry = load()["hubs"].get(hub)
+    if entry is None:
+        if os.environ.get("GPUFLEET_INSECURE") == "1":
+            return Profile(insecure=True)
+        check_reachable(hub)  # no hub at all is the first thing to tell
+        raise CliError(
+            f"no credentials for hub {hub} in {config_path()}: `hubctl up` sets up a local hub; "
+            f"for another, `hubctl login --hub {hub} --token T` with a token from its admin",
+            exit_code=2,
+        )
+    try:
+        return Profile(**entry)
+    except TypeError:
+        raise CliError(f"{config_path()}: the entry for {hub} has unknown keys") from None
+
+
+def check_reachable(hub: str) -> None:
+    try:
+        host, port = split_address(hub)
+    except ValueError as exc:
+        raise CliError(f"--hub {exc}: expected e.g. hub.example:7443", exit_code=2) from None
+    try:
+        socket.create_connection((host, port), timeout=2).close()
+    except OSError as exc:
+        reason = "connection refused" if isinstance(exc, ConnectionRefusedError) else str(exc)
+        raise CliError(
+            f"cannot reach hub at {hub}: {reason} (is the hub running? start one with `hubctl up`)",
+            exit_code=2,
+        ) from None
+
+
+def remember(hub: str, entry: Profile, make_default: bool = True) -> Path:
+    data = load()
+    data["hubs"][hub] = {k: v for k, v in asdict(entry).items() if v}
+    if make_default or not data.get("default"):
+        data["default"] = hub
+    path = config_path()
+    write_private(path, (HEADER + yaml.safe_dump(data, sort_keys=True)).encode())
+    return path
+
+
+def channel(hub: str, options: list[tuple[str, int]]) -> grpc.Channel:
+    entry = profile(hub)
+    if entry.insecure:
+        return grpc.insecure_channel(hub, options=options)
+    try:
+        files = [Path(p).read_bytes() for p in (entry.ca, entry.key, entry.cert)]
+    except OSError as exc:
+        raise CliError(
+            f"cannot read the credential for {hub} ({exc.filename}: {exc.strerror}): "
+            f"log in again with `hubctl login --hub {hub} --token T`",
+            exit_code=2,
+        ) from None
+    credentials = grpc.ssl_channel_credentials(*files)
+    return grpc.secure_channel(hub, credentials, options=[*options, *TLS_OPTIONS])

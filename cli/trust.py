@@ -1,0 +1,268 @@
+"""hubctl commands for trust: join tokens, node removal, operator credentials, audit, login."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from typing import Annotated, Any
+
+import typer
+from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
+from rich.console import Console
+from rich.table import Table
+
+from cli import credentials
+from cli.client import CliError, HubClient
+from gpufleet.enroll import EnrollError, join
+from gpufleet.tls import write_private, write_public
+from gpufleet.v1 import trust_pb2 as pb
+from gpufleet.v1 import trust_pb2_grpc
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+TtlOption = Annotated[str, typer.Option("--ttl", help="How long the token is valid: 30m, 1h, 2d.")]
+ROLES = {"agent": pb.ROLE_AGENT, "viewer": pb.ROLE_VIEWER, "operator": pb.ROLE_OPERATOR,
+         "admin": pb.ROLE_ADMIN}  # fmt: skip
+ROLE_NAMES = {value: name for name, value in ROLES.items()}
+DURATION = re.compile(r"^(\d+)([smhd])$")
+UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+console = Console(width=None if sys.stdout.isatty() else 220)
+
+tokens_app = typer.Typer(help="One-time join tokens for new nodes.")
+credentials_app = typer.Typer(help="Operator credentials (client certificates with a role).")
+
+
+def seconds(text: str) -> int:
+    match = DURATION.match(text.strip())
+    if match is None or int(match.group(1)) == 0:
+        raise CliError(f"invalid --ttl {text!r}: a duration such as 30m, 1h or 2d", exit_code=2)
+    return int(match.group(1)) * UNITS[match.group(2)]
+
+
+def parse_labels(text: str) -> dict[str, str]:
+    labels = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise CliError(f"invalid --labels item {item!r}: expected KEY=VALUE", exit_code=2)
+        labels[key] = value
+    return labels
+
+
+def stub(ctx: typer.Context) -> tuple[HubClient, trust_pb2_grpc.TrustStub]:
+    client = HubClient(ctx.obj["hub"])
+    return client, trust_pb2_grpc.TrustStub(client.channel)
+
+
+def when(stamp: Timestamp, present: bool) -> str | None:
+    return stamp.ToDatetime().isoformat(timespec="seconds") + "Z" if present else None
+
+
+def _times(message: Message, *names: str) -> dict[str, str | None]:
+    return {name: when(getattr(message, name), message.HasField(name)) for name in names}
+
+
+def token_json(token: pb.JoinToken) -> dict[str, Any]:
+    return {
+        "id": token.id, "role": ROLE_NAMES.get(token.role, "?"), "name": token.name,
+        "labels": dict(token.labels), "created_by": token.created_by, "used_by": token.used_by,
+        **_times(token, "created", "expires", "used"),
+    }  # fmt: skip
+
+
+def emit(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, indent=2) + "\n")
+
+
+def table(title: str, columns: list[str], rows: list[list[str]]) -> Table:
+    out = Table(title=title, title_justify="left", box=None, header_style="bold")
+    for column in columns:
+        out.add_column(column)
+    for row in rows:
+        out.add_row(*row)
+    return out
+
+
+def create_token(
+    ctx: typer.Context, role: str, ttl: str, labels: str, name: str, as_json: bool
+) -> pb.CreateTokenResponse:
+    client, trust = stub(ctx)
+    request = pb.CreateTokenRequest(
+        role=ROLES[role], ttl_seconds=seconds(ttl), labels=parse_labels(labels), name=name
+    )
+    reply: pb.CreateTokenResponse = client.call(trust.CreateToken, request)
+    if as_json:
+        emit({"token": reply.token, **token_json(reply.info)})
+    return reply
+
+
+@tokens_app.command("create")
+def tokens_create(
+    ctx: typer.Context,
+    ttl: TtlOption = "1h",
+    labels: Annotated[str, typer.Option(help="Labels the node gets: role=chat,zone=a")] = "",
+    as_json: JsonOption = False,
+) -> None:
+    """Print a single-use token that enrolls one new node."""
+    reply = create_token(ctx, "agent", ttl, labels, "", as_json)
+    if not as_json:
+        print(reply.token)
+        expires = when(reply.info.expires, True)
+        hub = ctx.obj["hub"]
+        print(
+            f"# single use, expires {expires}; on the new host:\n"
+            f"#   gpufleet-agent join --hub {hub} --token {reply.token}",
+            file=sys.stderr,
+        )
+
+
+@tokens_app.command("list")
+def tokens_list(ctx: typer.Context, as_json: JsonOption = False) -> None:
+    """Tokens: who made them, when they expire, who used them."""
+    client, trust = stub(ctx)
+    found = [token_json(t) for t in client.call(trust.ListTokens, pb.ListTokensRequest()).tokens]
+    if as_json:
+        emit(found)
+        return
+    rows = [
+        [t["id"], t["role"], t["name"] or ",".join(f"{k}={v}" for k, v in t["labels"].items()),
+         t["created_by"], t["expires"] or "", t["used_by"] or "-"]
+        for t in found
+    ]  # fmt: skip
+    console.print(table("Join tokens", ["ID", "ROLE", "FOR", "BY", "EXPIRES", "USED BY"], rows))
+
+
+def nodes_remove(ctx: typer.Context, name: str, as_json: JsonOption = False) -> None:
+    """Forget a node and revoke its certificate; its agent is disconnected."""
+    client, trust = stub(ctx)
+    reply = client.call(trust.RemoveNode, pb.RemoveNodeRequest(name=name))
+    if as_json:
+        emit({"name": name, "revoked_certificates": reply.revoked_certificates,
+              "was_connected": reply.was_connected})  # fmt: skip
+        return
+    link = "; its agent was disconnected" if reply.was_connected else ""
+    print(f"removed node {name}: {reply.revoked_certificates} certificate(s) revoked{link}")
+
+
+@credentials_app.callback(invoke_without_command=True)
+def credentials_list(ctx: typer.Context, as_json: JsonOption = False) -> None:
+    """Every certificate the hub issued, valid or revoked."""
+    if ctx.invoked_subcommand is not None:
+        return
+    client, trust = stub(ctx)
+    reply = client.call(trust.ListCredentials, pb.ListCredentialsRequest())
+    found = [
+        {"serial": c.serial, "identity": c.identity, "role": ROLE_NAMES.get(c.role, "?"),
+         "revoked_by": c.revoked_by, **_times(c, "issued", "not_after", "revoked")}
+        for c in reply.credentials
+    ]  # fmt: skip
+    if as_json:
+        emit(found)
+        return
+    rows = [
+        [c["identity"], c["role"], c["serial"][:12], c["not_after"] or "",
+         f"revoked by {c['revoked_by']}" if c["revoked"] else "valid"]
+        for c in found
+    ]  # fmt: skip
+    console.print(table("Credentials", ["IDENTITY", "ROLE", "SERIAL", "UNTIL", "STATE"], rows))
+
+
+@credentials_app.command("create")
+def credentials_create(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Option(help="Who the credential is for, e.g. alice.")],
+    role: Annotated[str, typer.Option(help="viewer, operator or admin.")] = "viewer",
+    ttl: TtlOption = "1h",
+    as_json: JsonOption = False,
+) -> None:
+    """A single-use login token for an operator; they run `hubctl login` with it."""
+    if role not in ("viewer", "operator", "admin"):
+        raise CliError(f"invalid --role {role!r}: viewer, operator or admin", exit_code=2)
+    reply = create_token(ctx, role, ttl, "", name, as_json)
+    if not as_json:
+        print(reply.token)
+        print(f"# for {name} ({role}): hubctl login --hub {ctx.obj['hub']} --token TOKEN",
+              file=sys.stderr)  # fmt: skip
+
+
+@credentials_app.command("revoke")
+def credentials_revoke(ctx: typer.Context, identity: str) -> None:
+    """Revoke every certificate of IDENTITY (e.g. user/alice)."""
+    client, trust = stub(ctx)
+    reply = client.call(trust.RevokeCredential, pb.RevokeCredentialRequest(identity=identity))
+    print(f"revoked {reply.revoked_certificates} certificate(s) of {identity}")
+
+
+def login(
+    ctx: typer.Context,
+    token: Annotated[str, typer.Option(help="The token from `hubctl credentials create`.")],
+    enroll_port: Annotated[
+        int | None, typer.Option(help="The hub's enrollment port (default: its port + 1).")
+    ] = None,
+) -> None:
+    """Trade a login token for a credential, kept in hubctl's config file."""
+    hub = ctx.obj["hub"]
+    try:
+        enrolled = join(hub, token, "", enroll_port)
+    except EnrollError as exc:
+        raise CliError(str(exc), exit_code=2) from None
+    config = credentials.config_path()
+    folder = config.with_name(f"{config.stem}.d") / re.sub(r"[^\w.-]", "_", hub)
+    write_private(folder / "key.pem", enrolled.key_pem)
+    write_public(folder / "cert.pem", enrolled.cert_pem)
+    write_public(folder / "ca.pem", enrolled.ca_pem)
+    entry = credentials.Profile(
+        ca=str(folder / "ca.pem"), cert=str(folder / "cert.pem"), key=str(folder / "key.pem"),
+        identity=enrolled.identity,
+    )  # fmt: skip
+    path = credentials.remember(hub, entry)
+    role = ROLE_NAMES.get(enrolled.role, "?")  # type: ignore[call-overload]
+    print(f"logged in to {hub} as {enrolled.identity} ({role}); saved in {path}")
+
+
+def whoami(ctx: typer.Context, as_json: JsonOption = False) -> None:
+    """The identity and role hubctl presents to the hub."""
+    client, trust = stub(ctx)
+    reply = client.call(trust.WhoAmI, pb.WhoAmIRequest())
+    found = {"hub": ctx.obj["hub"], "identity": reply.identity,
+             "role": ROLE_NAMES.get(reply.role, "?"), "insecure": reply.insecure,
+             **_times(reply, "not_after")}  # fmt: skip
+    if as_json:
+        emit(found)
+    else:
+        until = f", certificate valid until {found['not_after']}" if found["not_after"] else ""
+        print(f"{found['identity']} ({found['role']}) at {found['hub']}{until}")
+
+
+def audit(
+    ctx: typer.Context,
+    limit: Annotated[int, typer.Option(help="How many entries, newest first.")] = 50,
+    as_json: JsonOption = False,
+) -> None:
+    """Who did what, when, with what result (admin only)."""
+    client, trust = stub(ctx)
+    reply = client.call(trust.ListAudit, pb.ListAuditRequest(limit=max(1, limit)))
+    found = [
+        {"identity": e.identity, "peer": e.peer, "action": e.action, "detail": e.detail,
+         "result": e.result, "message": e.message, **_times(e, "at")}
+        for e in reply.entries
+    ]  # fmt: skip
+    if as_json:
+        emit(found)
+        return
+    rows = [[e["at"] or "", e["identity"], e["action"], e["result"], e["detail"][:60],
+             e["message"][:60]] for e in found]  # fmt: skip
+    console.print(table("Audit log", ["AT", "WHO", "ACTION", "RESULT", "DETAIL", "MESSAGE"], rows))
+
+
+def register(app: typer.Typer, nodes_app: typer.Typer) -> None:
+    app.add_typer(tokens_app, name="tokens")
+    app.add_typer(credentials_app, name="credentials")
+    nodes_app.command("remove")(nodes_remove)
+    app.command("login")(login)
+    app.command("whoami")(whoami)
+    app.command("audit")(audit)
+
+
+__all__ = ["register"]

@@ -1,0 +1,247 @@
+"""The Assignments gRPC service: preview, pin, apply and roll back GPU assignments."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, NoReturn
+
+import grpc
+
+from gpufleet.v1 import assign_pb2 as pb
+from gpufleet.v1 import assign_pb2_grpc, hub_pb2
+from hub.assign import convert, mirror, procedure
+from hub.assign.model import AssignError, NodeOverride, Preview
+from hub.assign.nodes import apply_on_node
+from hub.configs import ConfigError, Configuration, load_directory
+from hub.ops.manager import OperationError, OperationManager, Request
+from hub.placement import GpuSlot
+from hub.sessions import SessionRegistry
+from hub.store import Database, Store
+from hub.store.assignments import Assigned, AssignmentSets, AssignmentStore
+
+log = logging.getLogger(__name__)
+Context = grpc.aio.ServicerContext[Any, Any]
+CODES = {
+    "not_found": grpc.StatusCode.NOT_FOUND,
+    "invalid": grpc.StatusCode.INVALID_ARGUMENT,
+    "conflict": grpc.StatusCode.FAILED_PRECONDITION,
+    "unavailable": grpc.StatusCode.FAILED_PRECONDITION,
+}
+
+
+class AssignmentService(assign_pb2_grpc.AssignmentsServicer):  # type: ignore[misc]
+    def __init__(
+        self,
+        registry: SessionRegistry,
+        db: Database,
+        manager: OperationManager,
+        configs_dir: Path,
+        state_dir: Path,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.registry = registry
+        self.db = db
+        self.manager = manager
+        self.configs_dir = configs_dir
+        self.state_dir = state_dir
+        self.now = now
+        self.store = Store(db.engine)
+        self.assignments = AssignmentStore(db.engine)
+
+    async def _fail(self, context: Context, error: AssignError | OperationError) -> NoReturn:
+        await context.abort(CODES.get(error.kind, grpc.StatusCode.INVALID_ARGUMENT), str(error))
+        raise AssertionError("abort returns only by raising")
+
+    async def _configs(self) -> dict[str, Configuration]:
+        try:
+            found, _ = await asyncio.to_thread(load_directory, self.configs_dir)
+        except ConfigError as exc:
+            raise AssignError("conflict", str(exc)) from None
+        return found
+
+    async def _configuration(self, name: str, service: str = "") -> Configuration:
+        """The named configuration; unnamed: the one holding `service`, or the one in force."""
+        found = await self._configs()
+        if name:
+            if name not in found:
+                raise AssignError(
+                    "not_found",
+                    f"unknown configuration {name!r}: `hubctl configs` "
+                    f"lists them ({', '.join(sorted(found)) or 'none'})",
+                )
+            return found[name]
+        if service:
+            holders = sorted(
+                n
+                for n, c in found.items()
+                if service in {s.name for s in c.services if s.gpu_count > 0}
+            )
+        else:
+            sets = await self.db.call(self.assignments.sets)
+            holders = sorted(s.configuration for s in sets if s.current or s.pins)
+            holders = [n for n in holders if n in found]
+        if len(holders) == 1:
+            return found[holders[0]]
+        what = f"service {service!r}" if service else "assignments"
+        where = f"is in {', '.join(holders)}" if holders else "is in no configuration"
+        raise AssignError("invalid", f"{what} {where}: name the configuration with --config")
+
+    async def _nodes(self, names: list[str]) -> tuple[list[str], list[str]]:
+        """(chosen nodes, known nodes): named ones must be known; none named: connected ones."""
+        known = [node.name for node, _ in await self.db.call(self.store.list_nodes)]
+        if names:
+            unknown = [n for n in names if n not in known]
+            if unknown:
+                raise AssignError(
+                    "not_found",
+                    f"unknown node {', '.join(unknown)}: `hubctl nodes` lists the known nodes",
+                )
+            return list(dict.fromkeys(names)), known
+        return sorted(s.name for s in self.registry), known
+
+    async def _slots(self, nodes: list[str]) -> list[GpuSlot]:
+        return procedure.slots(await self.db.call(self.store.list_gpus), nodes)
+
+    async def _write_mirror(self) -> None:
+        sets = await self.db.call(self.assignments.sets)
+        try:
+            await asyncio.to_thread(mirror.write, self.state_dir, sets, self.now())
+        except OSError as exc:
+            log.error("cannot write %s: %s", self.state_dir / mirror.FILE_NAME, exc)
+
+    async def _preview(
+        self, configuration: str, strategy: str, nodes: list[str], limit: float
+    ) -> tuple[Preview, AssignmentSets, list[str]]:
+        config = await self._configuration(configuration)
+        chosen, _ = await self._nodes(nodes)
+        sets = await self.db.call(self.assignments.one, config.name)
+        strategy = strategy or sets.strategy or "balanced"
+        found = procedure.preview(config, strategy, await self._slots(chosen), sets, limit)
+        return found, sets, chosen
+
+    async def Preview(
+        self, request: pb.PreviewAssignmentsRequest, context: Context
+    ) -> pb.PreviewAssignmentsResponse:
+        try:
+            found, _, _ = await self._preview(
+                request.configuration, request.strategy, list(request.nodes), request.time_limit_s
+            )
+        except AssignError as exc:
+            await self._fail(context, exc)
+        return convert.preview(found)
+
+    async def Set(
+        self, request: pb.SetAssignmentRequest, context: Context
+    ) -> pb.SetAssignmentResponse:
+        try:
+            config = await self._configuration(request.configuration, request.service)
+            if request.clear:
+                cleared = await self.db.call(self.assignments.unpin, config.name, request.service)
+                if not cleared:
+                    raise AssignError(
+                        "not_found",
+                        f"{request.service} has no pin in {config.name}: nothing to clear",
+                    )
+                await self._write_mirror()
+                return pb.SetAssignmentResponse(configuration=config.name, cleared=True)
+            await self._nodes([request.node] if request.node else [])
+            if not request.node:
+                raise AssignError("invalid", "name the node: --node NODE")
+            node_gpus = [g.index for g in await self._slots([request.node])]
+            budget = request.vram_budget_gb if request.HasField("vram_budget_gb") else None
+            demand = procedure.check_pin(
+                config, request.service, request.node, list(request.gpus), node_gpus, budget
+            )
+        except AssignError as exc:
+            await self._fail(context, exc)
+        pin = Assigned(
+            request.service,
+            request.node,
+            tuple(request.gpus),
+            budget if budget is not None else demand.vram_gb,
+            budget,
+            "manual",
+        )
+        await self.db.call(self.assignments.pin, config.name, pin, self.now())
+        await self._write_mirror()
+        sets = await self.db.call(self.assignments.one, config.name)
+        check = procedure.preview(config, "manual", await self._slots([request.node]), sets)
+        warnings = [
+            w
+            for w in check.warnings
+            if w.service == request.service or (w.node == request.node and w.gpu in request.gpus)
+        ]
+        return pb.SetAssignmentResponse(
+            configuration=config.name,
+            pin=convert.assignment(pin),
+            warnings=[convert.warning(w) for w in warnings],
+        )
+
+    async def _operate(
+        self, kind: str, config: Configuration, overrides: list[NodeOverride], known: list[str]
+    ) -> str:
+        by_node = {o.node: convert.override_task(o) for o in overrides}
+        if not by_node:
+            raise AssignError(
+                "invalid",
+                "no nodes to send assignments to: connect agents (`hubctl nodes`) or pass --nodes",
+            )
+
+        async def run_node(agent: Any, node: str, report: Callable[[str, str], None]) -> Any:
+            return await apply_on_node(agent, by_node[node], report)
+
+        request = Request(kind, sorted(by_node), config, run_node=run_node)
+        try:
+            return await self.manager.submit(request, known)
+        except OperationError as exc:
+            raise AssignError(exc.kind, str(exc)) from None
+
+    async def Apply(
+        self, request: pb.ApplyAssignmentsRequest, context: Context
+    ) -> hub_pb2.OperationRef:
+        try:
+            found, sets, chosen = await self._preview(
+                request.configuration, request.strategy, list(request.nodes), request.time_limit_s
+            )
+            config = await self._configuration(found.configuration)
+            _, known = await self._nodes([])
+            targets = set(chosen) | {a.node for a in sets.current}
+            targets &= set(known)
+            overrides = procedure.overrides(config, found.assigned, targets)
+            operation_id = await self._operate("assign-apply", config, overrides, known)
+        except AssignError as exc:
+            await self._fail(context, exc)
+        await self.db.call(self.assignments.put_in_force, config.name, found.assigned, self.now())
+        await self._write_mirror()
+        return hub_pb2.OperationRef(id=operation_id)
+
+    async def Show(
+        self, request: pb.ShowAssignmentsRequest, context: Context
+    ) -> pb.ShowAssignmentsResponse:
+        sets = await self.db.call(self.assignments.sets, request.configuration)
+        return pb.ShowAssignmentsResponse(sets=[convert.assignment_set(s) for s in sets])
+
+    async def Rollback(
+        self, request: pb.RollbackAssignmentsRequest, context: Context
+    ) -> hub_pb2.OperationRef:
+        try:
+            config = await self._configuration(request.configuration)
+            sets = await self.db.call(self.assignments.one, config.name)
+            if not sets.previous:
+                raise AssignError(
+                    "conflict",
+                    f"{config.name} has no previous assignments: nothing to roll back to",
+                )
+            _, known = await self._nodes([])
+            targets = {a.node for a in (*sets.current, *sets.previous)} & set(known)
+            overrides = procedure.overrides(config, sets.previous, targets)
+            operation_id = await self._operate("assign-rollback", config, overrides, known)
+        except AssignError as exc:
+            await self._fail(context, exc)
+        await self.db.call(self.assignments.swap, config.name, self.now())
+        await self._write_mirror()
+        return hub_pb2.OperationRef(id=operation_id)

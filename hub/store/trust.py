@@ -1,0 +1,183 @@
+"""Join tokens, issued certificates (the allowlist) and the audit log; run on Database's thread.
+
+A client certificate is accepted only while its serial is in `credential` and not revoked, so
+revocation survives restarts and a certificate the hub never recorded is worth nothing.
+"""
+
+from __future__ import annotations
+
+import hmac
+from datetime import datetime
+
+from sqlalchemy import JSON, Column, DateTime, Engine, update
+from sqlmodel import Field, Session, SQLModel, col, select
+
+from hub.store.models import Gpu, Node
+from hub.store.store import as_utc
+
+
+def _utc_column(nullable: bool) -> Column[datetime]:
+    return Column(DateTime(timezone=True), nullable=nullable)
+
+
+class JoinToken(SQLModel, table=True):
+    __tablename__ = "join_token"
+
+    id: str = Field(primary_key=True, max_length=16)
+    secret_hash: str = Field(max_length=64)  # sha256 hex of the secret part
+    role: str = Field(max_length=16)  # agent | viewer | operator | admin
+    name: str = Field(default="", max_length=253)  # operators: who it is for
+    labels: dict[str, str] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_by: str = Field(default="", max_length=300)
+    created: datetime = Field(sa_column=_utc_column(nullable=False))
+    expires: datetime = Field(sa_column=_utc_column(nullable=False))
+    used: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
+    used_by: str = Field(default="", max_length=300)
+
+
+class Credential(SQLModel, table=True):
+    __tablename__ = "credential"
+
+    serial: str = Field(primary_key=True, max_length=48)  # hex
+    identity: str = Field(index=True, max_length=300)  # node/NAME or user/NAME
+    role: str = Field(max_length=16)
+    labels: dict[str, str] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    issued: datetime = Field(sa_column=_utc_column(nullable=False))
+    not_after: datetime = Field(sa_column=_utc_column(nullable=False))
+    revoked: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
+    revoked_by: str = Field(default="", max_length=300)
+
+
+class AuditEntry(SQLModel, table=True):
+    __tablename__ = "audit_entry"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(sa_column=_utc_column(nullable=False))
+    identity: str = Field(max_length=300)
+    peer: str = Field(default="", max_length=128)
+    action: str = Field(max_length=96)
+    detail: str = Field(default="")
+    result: str = Field(max_length=32)
+    message: str = Field(default="")
+
+
+class TokenRefused(Exception):
+    """The token cannot be used; the message is safe to show to the caller."""
+
+
+class TrustStore:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def _session(self) -> Session:
+        return Session(self.engine, expire_on_commit=False)
+
+    def add_token(self, token: JoinToken) -> None:
+        with self._session() as session:
+            session.add(token)
+            session.commit()
+
+    def tokens(self) -> list[JoinToken]:
+        with self._session() as session:
+            return list(session.exec(select(JoinToken).order_by(col(JoinToken.created).desc())))
+
+    def token(self, token_id: str) -> JoinToken | None:
+        with self._session() as session:
+            return session.get(JoinToken, token_id)
+
+    def redeem(self, token_id: str, secret_hash: str, who: str, now: datetime) -> JoinToken:
+        """Mark the token used, atomically: a second redemption finds it used."""
+        with self._session() as session:
+            token = session.get(JoinToken, token_id)
+            if token is None or not _same(token.secret_hash, secret_hash):
+                raise TokenRefused("invalid join token: create one with `hubctl tokens create`")
+            if token.used is not None:
+                raise TokenRefused(
+                    f"join token {token_id} was already used by {token.used_by}; tokens are "
+                    "single use: create a new one with `hubctl tokens create`"
+                )
+            if aware(token.expires) <= now:
+                raise TokenRefused(
+                    f"join token {token_id} expired at {aware(token.expires):%Y-%m-%d %H:%M} "
+                    "UTC: create a new one with `hubctl tokens create`"
+                )
+            claimed = session.execute(
+                update(JoinToken)
+                .where(col(JoinToken.id) == token_id, col(JoinToken.used).is_(None))
+                .values(used=now, used_by=who)
+            )
+            if claimed.rowcount != 1:  # type: ignore[attr-defined]
+                raise TokenRefused(f"join token {token_id} was already used")
+            session.commit()
+            return token
+
+    def add_credential(self, credential: Credential) -> None:
+        with self._session() as session:
+            session.add(credential)
+            session.commit()
+
+    def credentials(self) -> list[Credential]:
+        with self._session() as session:
+            query = select(Credential).order_by(col(Credential.issued).desc())
+            return list(session.exec(query))
+
+    def valid_credentials(self, now: datetime) -> list[Credential]:
+        """What the hub loads at start into its in-memory allowlist."""
+        with self._session() as session:
+            query = select(Credential).where(
+                col(Credential.revoked).is_(None), col(Credential.not_after) > now
+            )
+            return list(session.exec(query))
+
+    def active_identity(self, identity: str, now: datetime) -> bool:
+        return any(c.identity == identity for c in self.valid_credentials(now))
+
+    def revoke(self, identity: str, who: str, now: datetime) -> list[str]:
+        """Revoke every certificate of `identity`; the revoked serials."""
+        with self._session() as session:
+            rows = session.exec(
+                select(Credential).where(
+                    Credential.identity == identity, col(Credential.revoked).is_(None)
+                )
+            ).all()
+            for row in rows:
+                row.revoked, row.revoked_by = now, who
+                session.add(row)
+            session.commit()
+            return [row.serial for row in rows]
+
+    def remove_node(self, name: str, who: str, now: datetime) -> list[str]:
+        """Revoke the node's certificates and forget the node with its GPUs."""
+        serials = self.revoke(f"node/{name}", who, now)
+        with self._session() as session:
+            node = session.exec(select(Node).where(Node.name == name)).first()
+            if node is not None:
+                for gpu in session.exec(select(Gpu).where(Gpu.node_id == node.id)):
+                    session.delete(gpu)
+                session.delete(node)
+            session.commit()
+        return serials
+
+    def node_exists(self, name: str) -> bool:
+        with self._session() as session:
+            return session.exec(select(Node.id).where(Node.name == name)).first() is not None
+
+    def audit(self, entry: AuditEntry) -> None:
+        with self._session() as session:
+            session.add(entry)
+            session.commit()
+
+    def audit_log(self, limit: int) -> list[AuditEntry]:
+        with self._session() as session:
+            query = select(AuditEntry).order_by(col(AuditEntry.id).desc()).limit(limit)
+            return list(session.exec(query))
+
+
+def _same(a: str, b: str) -> bool:
+    return hmac.compare_digest(a.encode(), b.encode())
+
+
+def aware(moment: datetime) -> datetime:
+    value = as_utc(moment)
+    assert value is not None
+    return value

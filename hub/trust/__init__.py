@@ -1,0 +1,1 @@
+"""Trust: the hub\x27s CA, enrollment, roles, audit."""

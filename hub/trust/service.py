@@ -1,0 +1,261 @@
+"""Enrollment (join with a token) and Trust (renew, tokens, removal, credentials, audit)."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any, NoReturn
+
+import grpc
+
+from gpufleet.tokens import new_token, parse_token
+from gpufleet.v1 import trust_pb2 as pb
+from gpufleet.v1 import trust_pb2_grpc
+from hub.convert import NODE_NAME, timestamp
+from hub.sessions import SessionRegistry
+from hub.store.db import Database
+from hub.store.trust import Credential, JoinToken, TokenRefused, TrustStore, aware
+from hub.trust import auth
+from hub.trust.auth import Authenticator
+from hub.trust.pki import Authority, PkiError
+from hub.trust.roles import Role
+
+log = logging.getLogger(__name__)
+
+USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
+LABEL = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._/-]{0,61}[A-Za-z0-9])?$")
+DEFAULT_TOKEN_TTL = timedelta(hours=1)
+MAX_TOKEN_TTL = timedelta(days=7)
+
+
+class Issuer:
+    """Signs a CSR for an identity and puts the certificate on the allowlist."""
+
+    def __init__(
+        self, authority: Authority, db: Database, store: TrustStore, auth: Authenticator,
+        cert_ttl: timedelta, clock: Callable[[], datetime],
+    ) -> None:  # fmt: skip
+        self.authority, self.db, self.store, self.auth = authority, db, store, auth
+        self.cert_ttl, self.clock = cert_ttl, clock
+
+    async def issue(
+        self, csr_pem: str, identity: str, role: Role, labels: dict[str, str], ttl: timedelta
+    ) -> tuple[bytes, Credential]:
+        now = self.clock()
+        issued = self.authority.issue(csr_pem.encode(), identity, role.label, ttl, now)
+        credential = Credential(
+            serial=format(issued.serial, "x"), identity=identity, role=role.label,
+            labels=labels, issued=now, not_after=issued.not_after,
+        )  # fmt: skip
+        await self.db.call(self.store.add_credential, credential)
+        self.auth.admit(credential)
+        return issued.pem, credential
+
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+
+async def _abort(context: Context, code: grpc.StatusCode, text: str) -> NoReturn:
+    await context.abort(code, text)
+    raise AssertionError("unreachable: abort raises")
+
+
+class EnrollmentService(trust_pb2_grpc.EnrollmentServicer):  # type: ignore[misc]
+    def __init__(self, issuer: Issuer) -> None:
+        self.issuer = issuer
+
+    async def Join(self, request: pb.JoinRequest, context: Context) -> pb.JoinResponse:
+        try:
+            token = parse_token(request.token)
+        except ValueError as exc:
+            await _abort(context, grpc.StatusCode.UNAUTHENTICATED, str(exc))
+        issuer = self.issuer
+        now = issuer.clock()
+        found = await issuer.db.call(issuer.store.token, token.id)
+        try:
+            if found is None or found.used is not None or aware(found.expires) <= now:
+                await issuer.db.call(issuer.store.redeem, token.id, token.secret_hash, "", now)
+        except TokenRefused as exc:  # always: redeem() names the reason
+            await _abort(context, grpc.StatusCode.UNAUTHENTICATED, str(exc))
+        assert found is not None
+        role = Role.parse(found.role)
+        if role == Role.AGENT:
+            if not NODE_NAME.match(request.name):
+                await _abort(
+                    context, grpc.StatusCode.INVALID_ARGUMENT,
+                    f"invalid node name {request.name[:64]!r}: letters, digits, '.', '_', '-'",
+                )  # fmt: skip
+            identity = f"node/{request.name}"
+        else:
+            assert found is not None
+            identity = f"user/{found.name}"
+        if await issuer.db.call(issuer.store.active_identity, identity, now):
+            await _abort(
+                context, grpc.StatusCode.ALREADY_EXISTS,
+                f"{identity} is already enrolled; remove it first "
+                f"(hubctl nodes remove NAME, or hubctl credentials revoke {identity})",
+            )  # fmt: skip
+        try:
+            used = await issuer.db.call(
+                issuer.store.redeem, token.id, token.secret_hash, identity, now
+            )
+        except TokenRefused as exc:
+            await _abort(context, grpc.StatusCode.UNAUTHENTICATED, str(exc))
+        try:
+            pem, credential = await issuer.issue(
+                request.csr_pem, identity, role, dict(used.labels), issuer.cert_ttl
+            )
+        except PkiError as exc:
+            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        log.info("enrolled %s (%s) with token %s", identity, role.label, token.id)
+        return pb.JoinResponse(
+            identity=identity, role=role.to_proto(), certificate_pem=pem.decode(),
+            ca_pem=issuer.authority.ca_pem.decode(), labels=credential.labels,
+        )  # fmt: skip
+
+
+def token_to_proto(token: JoinToken) -> pb.JoinToken:
+    return pb.JoinToken(
+        id=token.id, role=Role.parse(token.role).to_proto(), name=token.name,
+        labels=token.labels, created_by=token.created_by, created=timestamp(token.created),
+        expires=timestamp(token.expires), used=timestamp(token.used), used_by=token.used_by,
+    )  # fmt: skip
+
+
+class TrustService(trust_pb2_grpc.TrustServicer):  # type: ignore[misc]
+    def __init__(self, issuer: Issuer, registry: SessionRegistry, pin: str) -> None:
+        self.issuer = issuer
+        self.registry = registry
+        self.pin = pin
+
+    async def Renew(self, request: pb.RenewRequest, context: Context) -> pb.RenewResponse:
+        caller = auth.current.get()
+        if caller.not_after is None:
+            await _abort(context, grpc.StatusCode.FAILED_PRECONDITION, "nothing to renew")
+        try:
+            pem, credential = await self.issuer.issue(
+                request.csr_pem, caller.identity, caller.role, dict(caller.labels),
+                self.issuer.cert_ttl,
+            )  # fmt: skip
+        except PkiError as exc:
+            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        log.info("renewed the certificate of %s until %s", caller.identity, credential.not_after)
+        return pb.RenewResponse(
+            certificate_pem=pem.decode(), not_after=timestamp(credential.not_after)
+        )
+
+    async def WhoAmI(self, request: pb.WhoAmIRequest, context: Context) -> pb.WhoAmIResponse:
+        caller = auth.current.get()
+        return pb.WhoAmIResponse(
+            identity=caller.identity, role=caller.role.to_proto(),
+            not_after=timestamp(caller.not_after), insecure=caller is auth.INSECURE,
+        )  # fmt: skip
+
+    async def CreateToken(
+        self, request: pb.CreateTokenRequest, context: Context
+    ) -> pb.CreateTokenResponse:
+        role = Role.from_proto(request.role)
+        if role == Role.ANONYMOUS:
+            role = Role.AGENT
+        ttl = timedelta(seconds=request.ttl_seconds) if request.ttl_seconds else DEFAULT_TOKEN_TTL
+        problem = _token_problem(role, ttl, request)
+        if problem:
+            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, problem)
+        text, parsed = new_token(self.pin)
+        now = self.issuer.clock()
+        token = JoinToken(
+            id=parsed.id, secret_hash=parsed.secret_hash, role=role.label,
+            name=request.name if role != Role.AGENT else "", labels=dict(request.labels),
+            created_by=auth.current.get().identity, created=now, expires=now + ttl,
+        )  # fmt: skip
+        await self.issuer.db.call(self.issuer.store.add_token, token)
+        return pb.CreateTokenResponse(token=text, info=token_to_proto(token))
+
+    async def ListTokens(
+        self, request: pb.ListTokensRequest, context: Context
+    ) -> pb.ListTokensResponse:
+        tokens = await self.issuer.db.call(self.issuer.store.tokens)
+        return pb.ListTokensResponse(tokens=[token_to_proto(t) for t in tokens])
+
+    async def RemoveNode(
+        self, request: pb.RemoveNodeRequest, context: Context
+    ) -> pb.RemoveNodeResponse:
+        issuer, name = self.issuer, request.name
+        known = await issuer.db.call(issuer.store.node_exists, name)
+        enrolled = await issuer.db.call(
+            issuer.store.active_identity, f"node/{name}", issuer.clock()
+        )
+        if not known and not enrolled:
+            await _abort(
+                context, grpc.StatusCode.NOT_FOUND,
+                f"no node named {name!r}: see `hubctl nodes`",
+            )  # fmt: skip
+        who = auth.current.get().identity
+        serials = await issuer.db.call(issuer.store.remove_node, name, who, issuer.clock())
+        issuer.auth.revoke(serials)
+        session = self.registry.get(name)
+        if session is not None:
+            session.close(f"node {name} was removed by {who}", grpc.StatusCode.UNAUTHENTICATED)
+        log.warning("node %s removed by %s; %d certificates revoked", name, who, len(serials))
+        return pb.RemoveNodeResponse(
+            revoked_certificates=len(serials), was_connected=session is not None
+        )
+
+    async def ListCredentials(
+        self, request: pb.ListCredentialsRequest, context: Context
+    ) -> pb.ListCredentialsResponse:
+        rows = await self.issuer.db.call(self.issuer.store.credentials)
+        return pb.ListCredentialsResponse(credentials=[
+            pb.Credential(
+                serial=row.serial, identity=row.identity, role=Role.parse(row.role).to_proto(),
+                issued=timestamp(row.issued), not_after=timestamp(row.not_after),
+                revoked=timestamp(row.revoked), revoked_by=row.revoked_by,
+            )
+            for row in rows
+        ])  # fmt: skip
+
+    async def RevokeCredential(
+        self, request: pb.RevokeCredentialRequest, context: Context
+    ) -> pb.RevokeCredentialResponse:
+        issuer, who = self.issuer, auth.current.get().identity
+        serials = await issuer.db.call(issuer.store.revoke, request.identity, who, issuer.clock())
+        if not serials:
+            await _abort(
+                context, grpc.StatusCode.NOT_FOUND,
+                f"{request.identity!r} has no valid certificate: see `hubctl credentials`",
+            )  # fmt: skip
+        issuer.auth.revoke(serials)
+        kind, _, name = request.identity.partition("/")
+        session = self.registry.get(name) if kind == "node" else None
+        if session is not None:
+            session.close(f"certificate revoked by {who}", grpc.StatusCode.UNAUTHENTICATED)
+        return pb.RevokeCredentialResponse(revoked_certificates=len(serials))
+
+    async def ListAudit(
+        self, request: pb.ListAuditRequest, context: Context
+    ) -> pb.ListAuditResponse:
+        rows = await self.issuer.db.call(self.issuer.store.audit_log, request.limit or 50)
+        return pb.ListAuditResponse(entries=[
+            pb.AuditEntry(
+                at=timestamp(row.at), identity=row.identity, peer=row.peer, action=row.action,
+                detail=row.detail, result=row.result, message=row.message,
+            )
+            for row in rows
+        ])  # fmt: skip
+
+
+def _token_problem(role: Role, ttl: timedelta, request: pb.CreateTokenRequest) -> str:
+    if ttl > MAX_TOKEN_TTL:
+        return f"--ttl {ttl} is longer than the {MAX_TOKEN_TTL.days} days a token may live"
+    for key, value in request.labels.items():
+        if not LABEL.match(key) or len(value) > 63:
+            return f"invalid label {key}={value[:64]}: keys like role or gpu.vendor, values <= 63"
+    if role == Role.AGENT:
+        return "--name is for operator tokens; a node names itself at join" if request.name else ""
+    if request.labels:
+        return "--labels are for node tokens"
+    if not USER_NAME.match(request.name):
+        return f"operator tokens need --name (letters, digits, . _ @ -), got {request.name!r}"
+    return ""

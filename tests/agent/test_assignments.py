@@ -1,0 +1,176 @@
+"""The agent's GPU assignments: validation, fallback, overrides per runtime, and what apply
+runs, driven through a scripted process runner (no podman needed)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Mapping
+from pathlib import Path
+
+import pytest
+import yaml
+
+from agent.assignments import (
+    ELSEWHERE_PROFILE,
+    Assignments,
+    Target,
+    fall_back,
+    render,
+    targets_from,
+)
+from agent.compose import Completed, Podman
+from agent.probes.static import StaticProbe
+from agent.projects import ProjectError, ProjectStore
+from agent.switching import Switching
+from gpufleet.v1 import agent_link_pb2 as pb
+from gpufleet.v1 import types_pb2
+
+INVENTORY = """gpus:
+  - {index: 0, uuid: GPU-0, name: A5500, vendor: nvidia, memory_total_mb: 24564,
+     memory_used_mb: 1000}
+  - {index: 1, uuid: GPU-1, name: A400, vendor: nvidia, memory_total_mb: 4094}
+"""
+
+
+def task(project: str = "pair", /, **services: tuple[bool, list[int], float | None]
+         ) -> pb.ApplyAssignment:  # fmt: skip
+    found = []
+    for name, (here, gpus, budget) in services.items():
+        s = pb.ServiceAssignment(service=name, here=here, gpus=gpus)
+        if budget is not None:
+            s.vram_budget_gb = budget
+        found.append(s)
+    return pb.ApplyAssignment(project=project, services=found)
+
+
+class ScriptedPodman:
+    """Answers `podman ps` with the containers it holds and records every other command."""
+
+    def __init__(self, containers: dict[str, str]) -> None:
+        self.containers = containers  # service -> id
+        self.calls: list[list[str]] = []
+
+    async def __call__(self, argv: list[str], env: Mapping[str, str], limit: float) -> Completed:
+        if argv[:2] == ["podman", "ps"]:
+            rows = [
+                {"Id": cid, "State": "running", "Labels": {"com.docker.compose.service": svc}}
+                for svc, cid in self.containers.items()
+            ]
+            return Completed(0, json.dumps(rows), "")
+        self.calls.append(argv)
+        return Completed(0, "", "")
+
+
+def runner(tmp_path: Path, podman: ScriptedPodman, runtime: str = "none") -> Assignments:
+    inventory = tmp_path / "inventory.yaml"
+    inventory.write_text(INVENTORY)
+    switching = Switching(
+        ProjectStore(tmp_path / "state", runtime), Podman("gpu-a", run=podman), {}
+    )
+    return Assignments(switching, StaticProbe(inventory))
+
+
+def apply(a: Assignments, t: pb.ApplyAssignment) -> pb.TaskResult:
+    return asyncio.run(a.apply(pb.TaskRequest(task_id="t1", apply_assignment=t), lambda _m: None))
+
+
+@pytest.mark.parametrize("project", ["../etc", "a/b", "", "X"])
+def test_project_names_from_the_wire_cannot_leave_the_state_dir(
+    tmp_path: Path, project: str
+) -> None:
+    podman = ScriptedPodman({})
+    result = apply(runner(tmp_path, podman), task(project, web=(True, [0], None)))
+    assert (
+        result.status == types_pb2.TASK_STATUS_FAILED and "refused project name" in result.message
+    )
+    assert not (tmp_path / "etc").exists() and podman.calls == []
+
+
+def test_service_names_gpus_and_budgets_are_checked() -> None:
+    with pytest.raises(ProjectError, match="refused service name"):
+        targets_from(task(**{"../x": (True, [0], None)}))
+    with pytest.raises(ProjectError, match="distinct GPU"):
+        targets_from(task(web=(True, [0, 0], None)))
+    with pytest.raises(ProjectError, match="VRAM budget"):
+        targets_from(task(web=(True, [0], -1.0)))
+    assert targets_from(task(web=(False, [3], 2.0))) == {"web": Target(False)}
+
+
+def test_fallback_takes_the_freest_other_gpu_and_says_so() -> None:
+    targets = {"a": Target(True, (3,)), "b": Target(True, (0,)), "c": Target(False)}
+    out, fallbacks = fall_back(targets, [(0, 100), (1, 4000), (2, 9000)])
+    assert out["a"] == Target(True, (2,)) and out["b"] == targets["b"]
+    assert [(f.service, f.assigned, f.used) for f in fallbacks] == [("a", (3,), (2,))]
+    assert fall_back(targets, None) == (targets, [])  # a probe that sees nothing judges nothing
+    _, none_left = fall_back({"a": Target(True, (5,))}, [])
+    assert none_left[0].used == (5,) and "no other GPU" in none_left[0].reason
+
+
+def test_override_per_runtime() -> None:
+    targets = {"llm": Target(True, (0, 1)), "enrich": Target(True, (1,), 3.5),
+               "away": Target(False)}  # fmt: skip
+    none = yaml.safe_load(render(targets, "none"))["services"]
+    assert none["llm"]["environment"] == {"CUDA_VISIBLE_DEVICES": "0,1",
+                                          "NVIDIA_VISIBLE_DEVICES": "0,1"}  # fmt: skip
+    assert none["enrich"]["environment"]["VRAM_BUDGET_GB"] == "3.5"
+    assert none["away"] == {"profiles": [ELSEWHERE_PROFILE]}
+    amd = yaml.safe_load(render(targets, "amd"))["services"]
+    assert amd["llm"]["environment"]["ROCR_VISIBLE_DEVICES"] == "0,1"
+    cdi = yaml.safe_load(render(targets, "cdi"))["services"]
+    devices = cdi["llm"]["deploy"]["resources"]["reservations"]["devices"]
+    assert devices == [{"driver": "nvidia", "device_ids": ["0", "1"], "capabilities": ["gpu"]}]
+    assert render(targets, "none").startswith("# generated")
+
+
+def test_apply_recreates_only_changed_services_and_keeps_the_previous(tmp_path: Path) -> None:
+    podman = ScriptedPodman({"one": "id1", "two": "id2", "three": "id3"})
+    a = runner(tmp_path, podman)
+    project = a.switching.store.project("pair")
+    project.directory.mkdir(parents=True)
+    project.compose_file.write_text(
+        "services: {one: {image: x}, two: {image: x}, three: {image: x}}\n"
+    )
+    first = apply(a, task(one=(True, [0], None), two=(True, [1], None), three=(True, [0], None)))
+    assert first.status == types_pb2.TASK_STATUS_CHANGED, first.message
+    assert sorted(first.assignment.recreated) == ["one", "three", "two"]
+    override = project.directory / "gpu-override.yaml"
+    before = override.read_text()
+    podman.calls.clear()
+    second = apply(a, task(one=(True, [0], None), two=(True, [0], 2.5), three=(False, [], None)))
+    assert list(second.assignment.recreated) == ["two"]
+    assert list(second.assignment.removed) == ["three"]
+    assert podman.calls[0][:3] == ["podman", "rm", "-f"] and podman.calls[0][-1] == "id3"
+    up = podman.calls[1]
+    assert up[-5:] == ["up", "-d", "--force-recreate", "--no-deps", "two"]
+    assert str(override) in up  # the override is part of the compose run
+    assert (project.directory / "gpu-override.previous.yaml").read_text() == before
+    again = apply(a, task(one=(True, [0], None), two=(True, [0], 2.5), three=(False, [], None)))
+    assert again.status == types_pb2.TASK_STATUS_OK and len(podman.calls) == 2
+
+
+def test_apply_falls_back_when_the_assigned_gpu_is_missing(tmp_path: Path) -> None:
+    a = runner(tmp_path, ScriptedPodman({}))
+    result = apply(a, task(one=(True, [7], None)))
+    assert result.status == types_pb2.TASK_STATUS_CHANGED
+    [fallback] = result.assignment.fallbacks
+    assert (list(fallback.assigned), list(fallback.used)) == ([7], [0])
+    assert "does not run" in result.message and "GPU 7 is lost or missing" in result.message
+    written = yaml.safe_load((a.switching.store.project("pair").directory
+                              / "gpu-override.yaml").read_text())  # fmt: skip
+    assert written["services"]["one"]["environment"]["CUDA_VISIBLE_DEVICES"] == "0"
+
+
+def test_cdi_compose_leaves_gpu_devices_to_the_override(tmp_path: Path) -> None:
+    a = runner(tmp_path, ScriptedPodman({}), runtime="cdi")
+    compose = ("services:\n  one:\n    image: x\n    deploy: {resources: {reservations: {devices: "
+               "[{driver: nvidia, device_ids: ['0'], capabilities: [gpu]}]}}}\n")  # fmt: skip
+    import hashlib
+
+    digest = hashlib.sha256(compose.encode()).hexdigest()
+    project = a.switching.store.write("pair", compose, digest)
+    assert "devices" in project.compose_file.read_text()
+    apply(a, task(one=(True, [1], None)))
+    assert "devices" not in project.compose_file.read_text()
+    a.switching.store.write("pair", compose, digest)  # a later switch writes it again
+    assert "devices" not in project.compose_file.read_text()
