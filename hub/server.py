@@ -93,6 +93,7 @@ class HubConfig:
         return self.db_url or sqlite_url(self.state_dir)
 
 
+# Enrollment first: an --insecure hub serves only Trust.
 TRUST_SERVICES = [
     trust_pb2.DESCRIPTOR.services_by_name[name].full_name for name in ("Enrollment", "Trust")
 ]
@@ -195,14 +196,17 @@ class HubServer:
             trust_pb2_grpc.add_EnrollmentServicer_to_server(
                 EnrollmentService(self.trust.issuer), server
             )
-            trust_pb2_grpc.add_TrustServicer_to_server(
-                TrustService(self.trust.issuer, self.registry, self.trust.pin), server
-            )
+        issuer = self.trust.issuer if self.trust is not None else None
+        trust = TrustService(
+            self._db, trust_store, self.auth, self.registry, issuer,
+            self.trust.pin if self.trust is not None else "", utcnow,
+        )  # fmt: skip
+        trust_pb2_grpc.add_TrustServicer_to_server(trust, server)
         services = [
             agent_link_pb2.DESCRIPTOR.services_by_name["AgentLink"].full_name,
             hub_pb2.DESCRIPTOR.services_by_name["Hub"].full_name,
             assign.SERVICE_NAME,
-            *(TRUST_SERVICES if self.trust is not None else []),
+            *TRUST_SERVICES[self.trust is None :],
             health.SERVICE_NAME,
             reflection.SERVICE_NAME,
         ]

@@ -14,6 +14,7 @@ from dataclasses import replace
 from typing import cast
 
 from .engine import BLOCKED, Pool, State, fmt_free, fmt_gb, to_mib, validate
+from .improve import improve
 from .model import LATENCY_CLASSES, GpuSlot, Pin, Plan, ServiceDemand
 
 STRATEGIES = (
@@ -125,11 +126,13 @@ def _totals(state: State, gpus: tuple[int, ...]) -> Hashable:
 
 
 def _balanced(state: State, services: list[ServiceDemand]) -> None:
-    """Largest first onto the unit whose utilisation after placing is lowest.
+    """Largest first onto the unit whose utilisation after placing is lowest, then a bounded
+    local search (`improve`) that moves and swaps services off the most utilised GPU.
 
     Within a group of equal-sized units the one with most free VRAM has the lowest utilisation
     after placing, so only each group's top is scored (exact for nodes of one GPU model).
     """
+    pinned = {p.service for p in state.placements}
     placer = Placer(state, state.usable(), _totals)
 
     def lowest(k: int, need: int) -> Choice | None:
@@ -147,6 +150,7 @@ def _balanced(state: State, services: list[ServiceDemand]) -> None:
 
     for s in sorted(services, key=_size):
         placer.place(s, lowest)
+    improve(state, pinned)
 
 
 def _isolation_first(state: State, services: list[ServiceDemand]) -> None:

@@ -125,19 +125,32 @@ def token_to_proto(token: JoinToken) -> pb.JoinToken:
 
 
 class TrustService(trust_pb2_grpc.TrustServicer):  # type: ignore[misc]
-    def __init__(self, issuer: Issuer, registry: SessionRegistry, pin: str) -> None:
-        self.issuer = issuer
-        self.registry = registry
-        self.pin = pin
+    """`issuer` is None on an --insecure hub: no certificates, but removal, audit, WhoAmI."""
+
+    def __init__(
+        self, db: Database, store: TrustStore, auth: Authenticator, registry: SessionRegistry,
+        issuer: Issuer | None, pin: str, clock: Callable[[], datetime],
+    ) -> None:  # fmt: skip
+        self.db, self.store, self.auth, self.registry = db, store, auth, registry
+        self._issuer, self.pin, self.clock = issuer, pin, clock
+
+    async def issuer(self, context: Context) -> Issuer:
+        if self._issuer is None:
+            await _abort(
+                context, grpc.StatusCode.FAILED_PRECONDITION,
+                "this hub runs with --insecure: it issues no certificates or tokens",
+            )  # fmt: skip
+        return self._issuer
 
     async def Renew(self, request: pb.RenewRequest, context: Context) -> pb.RenewResponse:
         caller = auth.current.get()
         if caller.not_after is None:
             await _abort(context, grpc.StatusCode.FAILED_PRECONDITION, "nothing to renew")
+        issuer = await self.issuer(context)
         try:
-            pem, credential = await self.issuer.issue(
+            pem, credential = await issuer.issue(
                 request.csr_pem, caller.identity, caller.role, dict(caller.labels),
-                self.issuer.cert_ttl,
+                issuer.cert_ttl,
             )  # fmt: skip
         except PkiError as exc:
             await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
@@ -163,38 +176,37 @@ class TrustService(trust_pb2_grpc.TrustServicer):  # type: ignore[misc]
         problem = _token_problem(role, ttl, request)
         if problem:
             await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, problem)
+        await self.issuer(context)
         text, parsed = new_token(self.pin)
-        now = self.issuer.clock()
+        now = self.clock()
         token = JoinToken(
             id=parsed.id, secret_hash=parsed.secret_hash, role=role.label,
             name=request.name if role != Role.AGENT else "", labels=dict(request.labels),
             created_by=auth.current.get().identity, created=now, expires=now + ttl,
         )  # fmt: skip
-        await self.issuer.db.call(self.issuer.store.add_token, token)
+        await self.db.call(self.store.add_token, token)
         return pb.CreateTokenResponse(token=text, info=token_to_proto(token))
 
     async def ListTokens(
         self, request: pb.ListTokensRequest, context: Context
     ) -> pb.ListTokensResponse:
-        tokens = await self.issuer.db.call(self.issuer.store.tokens)
+        tokens = await self.db.call(self.store.tokens)
         return pb.ListTokensResponse(tokens=[token_to_proto(t) for t in tokens])
 
     async def RemoveNode(
         self, request: pb.RemoveNodeRequest, context: Context
     ) -> pb.RemoveNodeResponse:
-        issuer, name = self.issuer, request.name
-        known = await issuer.db.call(issuer.store.node_exists, name)
-        enrolled = await issuer.db.call(
-            issuer.store.active_identity, f"node/{name}", issuer.clock()
-        )
+        name = request.name
+        known = await self.db.call(self.store.node_exists, name)
+        enrolled = await self.db.call(self.store.active_identity, f"node/{name}", self.clock())
         if not known and not enrolled:
             await _abort(
                 context, grpc.StatusCode.NOT_FOUND,
                 f"no node named {name!r}: see `hubctl nodes`",
             )  # fmt: skip
         who = auth.current.get().identity
-        serials = await issuer.db.call(issuer.store.remove_node, name, who, issuer.clock())
-        issuer.auth.revoke(serials)
+        serials = await self.db.call(self.store.remove_node, name, who, self.clock())
+        self.auth.revoke(serials)
         session = self.registry.get(name)
         if session is not None:
             session.close(f"node {name} was removed by {who}", grpc.StatusCode.UNAUTHENTICATED)
@@ -206,7 +218,7 @@ class TrustService(trust_pb2_grpc.TrustServicer):  # type: ignore[misc]
     async def ListCredentials(
         self, request: pb.ListCredentialsRequest, context: Context
     ) -> pb.ListCredentialsResponse:
-        rows = await self.issuer.db.call(self.issuer.store.credentials)
+        rows = await self.db.call(self.store.credentials)
         return pb.ListCredentialsResponse(credentials=[
             pb.Credential(
                 serial=row.serial, identity=row.identity, role=Role.parse(row.role).to_proto(),
@@ -219,14 +231,14 @@ class TrustService(trust_pb2_grpc.TrustServicer):  # type: ignore[misc]
     async def RevokeCredential(
         self, request: pb.RevokeCredentialRequest, context: Context
     ) -> pb.RevokeCredentialResponse:
-        issuer, who = self.issuer, auth.current.get().identity
-        serials = await issuer.db.call(issuer.store.revoke, request.identity, who, issuer.clock())
+        who = auth.current.get().identity
+        serials = await self.db.call(self.store.revoke, request.identity, who, self.clock())
         if not serials:
             await _abort(
                 context, grpc.StatusCode.NOT_FOUND,
                 f"{request.identity!r} has no valid certificate: see `hubctl credentials`",
             )  # fmt: skip
-        issuer.auth.revoke(serials)
+        self.auth.revoke(serials)
         kind, _, name = request.identity.partition("/")
         session = self.registry.get(name) if kind == "node" else None
         if session is not None:
@@ -236,7 +248,7 @@ class TrustService(trust_pb2_grpc.TrustServicer):  # type: ignore[misc]
     async def ListAudit(
         self, request: pb.ListAuditRequest, context: Context
     ) -> pb.ListAuditResponse:
-        rows = await self.issuer.db.call(self.issuer.store.audit_log, request.limit or 50)
+        rows = await self.db.call(self.store.audit_log, request.limit or 50)
         return pb.ListAuditResponse(entries=[
             pb.AuditEntry(
                 at=timestamp(row.at), identity=row.identity, peer=row.peer, action=row.action,
