@@ -158,8 +158,10 @@ def up_command(
     def announce(cfg: up.UpConfig) -> None:
         console.print(
             f"[bold green]gpufleet is up:[/] hub on {cfg.listen} (state in {cfg.state_dir}), "
-            f"local agent '{cfg.name}'. In another terminal: [bold]hubctl nodes[/], "
-            "[bold]hubctl gpus[/]. Ctrl-C stops both."
+            f"local agent '{cfg.name}', mutual TLS; hubctl is this hub's admin "
+            f"({credentials.config_path()}). In another terminal: [bold]hubctl nodes[/], "
+            "[bold]hubctl gpus[/], [bold]hubctl tokens create[/] to enroll more hosts. "
+            "Ctrl-C stops both."
         )
 
     raise typer.Exit(up.run(config, announce))
