@@ -259,7 +259,7 @@ def main(argv: list[str] | None = None) -> None:
     tls = AgentTls(args.state_dir)
     identity = Identity(node_name(args, tls), instance, labels)
     switching = Switching(
-        ProjectStore(args.state_dir, args.gpu_runtime), Podman(identity.name, env), env
+        ProjectStore(args.state_dir, args.gpu_runtime), Podman(identity.name, env), env, gpus
     )
     channel = None if args.insecure else tls.channel_factory(args.hub, CHANNEL_OPTIONS)
     link = AgentLink(args.hub, identity, gpus, channel=channel, switching=switching)

@@ -2,20 +2,26 @@
 
 Each is idempotent and honours check mode: it reports what it would change and changes
 nothing. Results carry the project as the agent now runs it.
+
+Starting a project with GPU assignments first checks its assigned GPUs against the probe: a
+GPU lost or missing since the assignment was applied is replaced by another GPU of this node
+(agent/overrides.py, as applying does), and the result says so. Such a result carries an
+AssignmentReport (its fallbacks, and the project) instead of the bare project.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from agent import overrides
 from agent.compose import Container, Podman
+from agent.probes import GpuProbe
 from agent.probing import Check, Probe, drain, wait_healthy
-from agent.projects import ProjectError, ProjectStore, expand
+from agent.projects import Project, ProjectError, ProjectStore, expand
 from gpufleet.v1 import agent_link_pb2 as pb
 from gpufleet.v1 import types_pb2
 
@@ -26,17 +32,14 @@ OK, CHANGED, FAILED = (
     types_pb2.TASK_STATUS_FAILED,
 )
 Emit = Callable[[pb.AgentMessage], None]
-ASSIGNMENT_STATE = "gpu-assignment.json"  # written by agent/assignments.py
 
 
 def assigned_elsewhere(directory: Path) -> set[str]:
     """Services GPU assignments put on other nodes: this node does not run them."""
-    try:
-        data = json.loads((directory / ASSIGNMENT_STATE).read_text())
-        current = data["current"]
-        return {name for name, t in current.items() if not t["here"]}
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+    recorded = overrides.read_state(directory)
+    if recorded is None:
         return set()
+    return {name for name, t in recorded.current.items() if not t.here}
 
 
 def result(status: int, message: str, project: pb.RunningProject | None = None) -> pb.TaskResult:
@@ -46,10 +49,31 @@ def result(status: int, message: str, project: pb.RunningProject | None = None) 
     return answer
 
 
+def started(
+    status: int, message: str, project: pb.RunningProject, found: overrides.Recheck
+) -> pb.TaskResult:
+    """A start's result: with an AssignmentReport when a GPU fell back."""
+    if found.rewritten and not found.fallbacks:
+        message += "; GPU override rendered again: the assigned GPUs are usable again"
+    if not found.fallbacks:
+        return result(status, message, project)
+    message += "; " + overrides.describe(found.fallbacks)
+    report = overrides.report(found.fallbacks, project=project)
+    return pb.TaskResult(status=status, message=message, assignment=report)  # type: ignore[arg-type]
+
+
 class Switching:
-    def __init__(self, store: ProjectStore, podman: Podman, env: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        store: ProjectStore,
+        podman: Podman,
+        env: Mapping[str, str],
+        probe: GpuProbe | None = None,
+    ) -> None:
         self.store = store
         self.podman = podman
+        # Where assigned GPUs are checked before a start; None: they are used as assigned.
+        self.probe = probe
         # URLs expand with what podman-compose expands the files with: the process's
         # environment (e.g. systemd Environment=) plus --env.
         self.env = {**os.environ, **env}
@@ -77,6 +101,13 @@ class Switching:
                 found.append(running)
         return found
 
+    async def _recheck(self, project: Project, write: bool) -> overrides.Recheck:
+        """The project's assigned GPUs against what the probe sees now."""
+        if self.probe is None or overrides.read_state(project.directory) is None:
+            return overrides.Recheck()
+        usable = await overrides.usable_gpus(self.probe)
+        return overrides.recheck(project.directory, self.store.runtime, usable, write)
+
     async def start(self, request: pb.TaskRequest, emit: Emit) -> pb.TaskResult:
         task = request.start_project
         try:
@@ -89,16 +120,19 @@ class Switching:
             ):
                 return result(OK, f"{task.project} already runs, nothing restarted", before)
             if request.check_mode:
-                return result(CHANGED, f"would start {task.project}", before)
+                found = await self._recheck(project, write=False)
+                return started(CHANGED, f"would start {task.project}", before, found)
             project = self.store.write(task.project, task.compose, task.digest)
         except ProjectError as exc:
             return result(FAILED, str(exc))
         async with self.compose_lock:
+            found = await self._recheck(project, write=True)
             done = await self.podman.up(project.name, project.compose_file)
         after, containers = await self.running(task.project)
         if done.code != 0:
-            return result(FAILED, f"compose up failed: {done.tail()}", after)
-        return result(CHANGED, f"started {task.project}: {len(containers)} containers", after)
+            return started(FAILED, f"compose up failed: {done.tail()}", after, found)
+        message = f"started {task.project}: {len(containers)} containers"
+        return started(CHANGED, message, after, found)
 
     async def stop(self, request: pb.TaskRequest, emit: Emit) -> pb.TaskResult:
         name = request.stop_project.project

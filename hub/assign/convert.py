@@ -10,6 +10,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from gpufleet.v1 import agent_link_pb2 as link_pb
 from gpufleet.v1 import assign_pb2 as pb
 from hub.assign.model import Change, NodeOverride, Preview
+from hub.ops.remote import fallback_lines
 from hub.placement import Warning
 from hub.store.assignments import Assigned, AssignmentSets
 
@@ -101,14 +102,7 @@ def override_task(o: NodeOverride) -> link_pb.ApplyAssignment:
 
 def report_lines(report: link_pb.AssignmentReport) -> Iterable[tuple[str, str]]:
     """(step, message) progress events for what the agent did."""
-    for f in report.fallbacks:
-        yield (
-            "fallback",
-            (
-                f"{f.service}: GPU {','.join(map(str, f.assigned))} unavailable ({f.reason}); "
-                f"using GPU {','.join(map(str, f.used))}"
-            ),
-        )
+    yield from fallback_lines(report)
     if report.removed:
         yield "remove", "removed (assigned elsewhere): " + ", ".join(report.removed)
     if report.recreated:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
@@ -182,9 +182,15 @@ class AssignmentService(assign_pb2_grpc.AssignmentsServicer):  # type: ignore[mi
         )
 
     async def _operate(
-        self, kind: str, config: Configuration, overrides: list[NodeOverride], known: list[str]
+        self,
+        kind: str,
+        config: Configuration,
+        overrides: list[NodeOverride],
+        known: list[str],
+        undo: Sequence[NodeOverride] = (),
     ) -> str:
         by_node = {o.node: convert.override_task(o) for o in overrides}
+        undo_by_node = {o.node: convert.override_task(o) for o in undo}
         if not by_node:
             raise AssignError(
                 "invalid",
@@ -192,7 +198,7 @@ class AssignmentService(assign_pb2_grpc.AssignmentsServicer):  # type: ignore[mi
             )
 
         async def run_node(agent: Any, node: str, report: Callable[[str, str], None]) -> Any:
-            return await apply_on_node(agent, by_node[node], report)
+            return await apply_on_node(agent, by_node[node], config, report, undo_by_node.get(node))
 
         request = Request(kind, sorted(by_node), config, run_node=run_node)
         try:
@@ -212,7 +218,11 @@ class AssignmentService(assign_pb2_grpc.AssignmentsServicer):  # type: ignore[mi
             targets = set(chosen) | {a.node for a in sets.current}
             targets &= set(known)
             overrides = procedure.overrides(config, found.assigned, targets)
-            operation_id = await self._operate("assign-apply", config, overrides, known)
+            # A node whose recreated services do not become healthy goes back to its part of
+            # the assignments in force now (with none in force, there is no override to go
+            # back to, and the node is left as it is).
+            undo = procedure.overrides(config, sets.current, targets) if sets.current else []
+            operation_id = await self._operate("assign-apply", config, overrides, known, undo)
         except AssignError as exc:
             await self._fail(context, exc)
         await self.db.call(self.assignments.put_in_force, config.name, found.assigned, self.now())

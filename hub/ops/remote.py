@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Collection
 
 from google.protobuf.duration_pb2 import Duration
 
@@ -28,6 +29,18 @@ def seconds(value: float) -> Duration:
     duration = Duration()
     duration.FromNanoseconds(int(value * 1e9))
     return duration
+
+
+def fallback_lines(report: pb.AssignmentReport) -> list[tuple[str, str]]:
+    """("fallback", message) events for the GPUs a node used instead of the assigned ones."""
+    return [
+        (
+            "fallback",
+            f"{f.service}: GPU {','.join(map(str, f.assigned))} unavailable ({f.reason}); "
+            f"using GPU {','.join(map(str, f.used))}",
+        )
+        for f in report.fallbacks
+    ]
 
 
 def running_from_proto(project: pb.RunningProject) -> Running:
@@ -82,10 +95,19 @@ class RemoteAgent:
 
     async def start(self, config: Configuration) -> StepResult:
         start = pb.StartProject(project=config.name, compose=config.text, digest=config.digest)
-        step, _ = await self._run(pb.TaskRequest(start_project=start))
-        return step
+        step, answer = await self._run(pb.TaskRequest(start_project=start))
+        if not answer.HasField("assignment"):
+            return step
+        # A start that fell back to other GPUs reports them with the project.
+        self.session.project = running_from_proto(answer.assignment.project)
+        notes = tuple(fallback_lines(answer.assignment))
+        return StepResult(step.status, step.message, notes)
 
-    async def wait_healthy(self, config: Configuration) -> StepResult:
+    async def wait_healthy(
+        self, config: Configuration, services: Collection[str] | None = None
+    ) -> StepResult:
+        """Wait for the health checks of the configuration's services (or the named ones)."""
+        chosen = [s for s in config.services if services is None or s.name in services]
         checks = [
             pb.HealthCheck(
                 service=s.name,
@@ -94,10 +116,10 @@ class RemoteAgent:
                 timeout=seconds(s.health.timeout_s),
                 interval=seconds(s.health.interval_s),
             )
-            for s in config.services
+            for s in chosen
         ]
         wait = pb.WaitHealthy(project=config.name, checks=checks)
-        limit = max((s.health.timeout_s for s in config.services), default=0) + SLACK_S
+        limit = max((s.health.timeout_s for s in chosen), default=0) + SLACK_S
         step, _ = await self._run(pb.TaskRequest(wait_healthy=wait), limit)
         return step
 

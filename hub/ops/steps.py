@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from hub.configs import Configuration
@@ -19,6 +19,8 @@ from hub.ops.batches import Outcome
 class StepResult:
     status: str  # ok, changed, failed
     message: str = ""
+    # (step, message) events the node reported besides the step, e.g. a GPU fallback at start.
+    notes: tuple[tuple[str, str], ...] = ()
 
     @property
     def failed(self) -> bool:
@@ -68,6 +70,8 @@ class Switch:
     check: bool = False
     rollback: bool = True
     clock: Callable[[], float] = time.monotonic
+    # What the starts reported besides starting (GPU fallbacks): repeated in the node's result.
+    notes: list[str] = field(default_factory=list, init=False)
 
     async def run(self) -> Outcome:
         try:
@@ -107,9 +111,8 @@ class Switch:
         if failure is None:
             took = self.clock() - started
             self.set_state("ready", self.target.name, "")
-            return Outcome(
-                "changed", f"{current or 'nothing'} -> {self.target.name} in {took:.1f} s"
-            )
+            done = f"{current or 'nothing'} -> {self.target.name} in {took:.1f} s"
+            return Outcome("changed", "; ".join([done, *self.notes]))
         self.set_state("failed", self.target.name, failure)
         if not (self.rollback and self.previous):
             return Outcome("failed", failure)
@@ -131,6 +134,9 @@ class Switch:
     async def _start(self, config: Configuration) -> str | None:
         """Start and wait until healthy; the reason when it did not become healthy."""
         started = await self.agent.start(config)
+        for step, line in started.notes:
+            self.report(step, line)
+            self.notes.append(line)
         self.report("start", started.message)
         if started.failed:
             return f"start of {config.name} failed: {started.message}"

@@ -4,6 +4,7 @@ runs, driven through a scripted process runner (no podman needed)."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -11,15 +12,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from agent.assignments import (
-    ELSEWHERE_PROFILE,
-    Assignments,
-    Target,
-    fall_back,
-    render,
-    targets_from,
-)
+from agent.assignments import Assignments, targets_from
 from agent.compose import Completed, Podman
+from agent.overrides import ELSEWHERE_PROFILE, Target, fall_back, render
+from agent.probes import GpuInfo, ProbeResult
 from agent.probes.static import StaticProbe
 from agent.projects import ProjectError, ProjectStore
 from agent.switching import Switching
@@ -174,3 +170,95 @@ def test_cdi_compose_leaves_gpu_devices_to_the_override(tmp_path: Path) -> None:
     assert "devices" not in project.compose_file.read_text()
     a.switching.store.write("pair", compose, digest)  # a later switch writes it again
     assert "devices" not in project.compose_file.read_text()
+
+
+class Gpus:
+    """The GPU probe (the process edge): two GPUs whose states a test sets."""
+
+    name = "static"
+
+    def __init__(self) -> None:
+        self.states = {0: "ok", 1: "ok"}
+
+    def inventory(self) -> ProbeResult:
+        return ProbeResult(self.name, tuple(
+            GpuInfo(i, f"GPU-{i}", "A5500", "nvidia", 24564, 0, state=state)
+            for i, state in self.states.items()
+        ))  # fmt: skip
+
+
+PAIR = "services: {one: {image: x}, two: {image: x}}\n"
+
+
+def start(switching: Switching, check: bool = False) -> pb.TaskResult:
+    digest = hashlib.sha256(PAIR.encode()).hexdigest()
+    request = pb.TaskRequest(task_id="s1", check_mode=check, start_project=pb.StartProject(
+        project="pair", compose=PAIR, digest=digest))  # fmt: skip
+    return asyncio.run(switching.start(request, lambda _m: None))
+
+
+def visible(switching: Switching, service: str) -> str:
+    override = switching.store.project("pair").directory / "gpu-override.yaml"
+    found: str = yaml.safe_load(override.read_text())["services"][service]["environment"][
+        "CUDA_VISIBLE_DEVICES"
+    ]
+    return found
+
+
+def test_start_falls_back_from_a_lost_gpu_and_returns_once_it_is_back(tmp_path: Path) -> None:
+    podman, gpus = ScriptedPodman({}), Gpus()
+    switching = Switching(ProjectStore(tmp_path / "state"), Podman("gpu-a", run=podman), {}, gpus)
+    apply(Assignments(switching, gpus), task(one=(True, [1], None), two=(True, [0], 2.0)))
+    gpus.states[1] = "lost"
+
+    would = start(switching, check=True)
+    assert [f.service for f in would.assignment.fallbacks] == ["one"]
+    assert visible(switching, "one") == "1" and podman.calls == []  # check mode changes nothing
+
+    result = start(switching)
+    assert result.status == types_pb2.TASK_STATUS_CHANGED, result.message
+    [fallback] = result.assignment.fallbacks
+    assert (fallback.service, list(fallback.assigned), list(fallback.used)) == ("one", [1], [0])
+    assert "one: GPU 1 is lost or missing, using GPU 0" in result.message
+    assert result.assignment.project.name == "pair"
+    assert visible(switching, "one") == "0" and visible(switching, "two") == "0"
+    [up] = podman.calls
+    assert up[-2:] == ["up", "-d"] and up[up.index("-f", up.index("-f") + 1) + 1].endswith(
+        "gpu-override.yaml"
+    )
+    state = json.loads((switching.store.project("pair").directory
+                        / "gpu-assignment.json").read_text())  # fmt: skip
+    assert (state["assigned"]["one"]["gpus"], state["current"]["one"]["gpus"]) == ([1], [0])
+
+    gpus.states[1] = "ok"
+    back = start(switching)
+    assert not back.HasField("assignment") and back.project.name == "pair"
+    assert "assigned GPUs are usable again" in back.message
+    assert visible(switching, "one") == "1"
+
+
+def test_start_without_assignments_or_with_usable_gpus_leaves_the_override(
+    tmp_path: Path,
+) -> None:
+    podman, gpus = ScriptedPodman({}), Gpus()
+    switching = Switching(ProjectStore(tmp_path / "state"), Podman("gpu-a", run=podman), {}, gpus)
+    plain = start(switching)
+    assert plain.status == types_pb2.TASK_STATUS_CHANGED and plain.HasField("project")
+    assert not (switching.store.project("pair").directory / "gpu-override.yaml").exists()
+    apply(Assignments(switching, gpus), task(one=(True, [1], None), two=(False, [], None)))
+    override = switching.store.project("pair").directory / "gpu-override.yaml"
+    written = override.read_text()
+    again = start(switching)
+    assert again.HasField("project") and again.message == "started pair: 0 containers"
+    assert override.read_text() == written
+
+
+def test_a_gpu_missing_from_the_inventory_at_start_falls_back_too(tmp_path: Path) -> None:
+    a = runner(tmp_path, ScriptedPodman({}))
+    switching = Switching(a.switching.store, a.switching.podman, {}, a.probe)
+    apply(a, task(one=(True, [1], None)))
+    inventory = tmp_path / "inventory.yaml"
+    inventory.write_text(INVENTORY.split("  - {index: 1")[0])  # GPU 1 is gone from the host
+    result = start(switching)
+    assert [list(f.used) for f in result.assignment.fallbacks] == [[0]]
+    assert visible(switching, "one") == "0"

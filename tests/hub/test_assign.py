@@ -3,13 +3,16 @@ override, the store's sets on a real database, and the generated gpu-assignments
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+import json
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import yaml
 
+from agent.compose import Completed
 from hub.assign import convert, mirror, procedure
 from hub.assign.model import AssignError, ServiceTarget
 from hub.configs import load_configuration
@@ -114,3 +117,138 @@ def test_mirror_is_generated_and_readable(tmp_path: Path) -> None:
     data = yaml.safe_load(text)
     assert data["configurations"]["pair"]["assignments"]["one"] == {
         "node": "a", "gpus": [0], "vram_gb": 1.0, "vram_budget": 3.5}  # fmt: skip
+
+
+class Containers:
+    """The node's podman (the process edge): `one` and `two` run; a recreated container serves
+    its health URL unless it landed on a GPU it cannot use (`two` on GPU 0)."""
+
+    def __init__(self) -> None:
+        self.healthy = {"one": True, "two": True}
+        self.recreated: list[tuple[str, str]] = []
+
+    async def __call__(self, argv: list[str], env: Mapping[str, str], limit: float) -> Completed:
+        if argv[:2] == ["podman", "ps"]:
+            rows = [
+                {"Id": f"id-{s}", "State": "running", "Labels": {"com.docker.compose.service": s}}
+                for s in self.healthy
+            ]
+            return Completed(0, json.dumps(rows), "")
+        if "--force-recreate" in argv:
+            service, override = argv[-1], Path(argv[argv.index("-f", argv.index("-f") + 1) + 1])
+            text = await asyncio.to_thread(override.read_text)
+            env_of = yaml.safe_load(text)["services"][service]["environment"]
+            gpu = env_of["CUDA_VISIBLE_DEVICES"]
+            self.healthy[service] = (service, gpu) != ("two", "0")
+            self.recreated.append((service, gpu))
+        return Completed(0, "", "")
+
+
+HEALTHY_PAIR = """x-gpufleet:
+  description: two services that are healthy unless `two` runs on GPU 0
+  use_case: tests
+  services:
+    one: {vram_gb: 1, drain: none, health: {url: "http://127.0.0.1:${PORT}/one", timeout: 1,
+          interval: 0.1}}
+    two: {vram_gb: 1, drain: none, health: {url: "http://127.0.0.1:${PORT}/two", timeout: 1,
+          interval: 0.1}}
+services:
+  one: {image: x}
+  two: {image: x}
+"""
+
+
+def test_apply_waits_until_recreated_services_are_healthy_and_rolls_back(tmp_path: Path) -> None:
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    import grpc
+
+    from agent.compose import Podman
+    from agent.link import AgentLink, Identity
+    from agent.probes.static import StaticProbe
+    from agent.projects import ProjectStore
+    from agent.switching import Switching
+    from gpufleet.v1 import assign_pb2, assign_pb2_grpc, hub_pb2, hub_pb2_grpc
+    from hub.server import HubConfig, HubServer
+
+    containers = Containers()
+
+    class Health(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200 if containers.healthy.get(self.path[1:]) else 503)
+            self.end_headers()
+
+        def log_message(self, *_args: object) -> None:
+            pass
+
+    web = ThreadingHTTPServer(("127.0.0.1", 0), Health)
+    threading.Thread(target=web.serve_forever, daemon=True).start()
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    (configs / "pair.yaml").write_text(HEALTHY_PAIR)
+    inventory = REPO / "configs" / "inventories" / "a5500-a400.yaml"
+    env = {"PORT": str(web.server_address[1])}
+    store = ProjectStore(tmp_path / "agent", "none")
+    pair = load_configuration(configs / "pair.yaml")
+    store.write("pair", pair.text, pair.digest)  # the node runs the configuration
+
+    async def scenario() -> list[tuple[str, str, str]]:
+        server = HubServer(HubConfig("127.0.0.1:0", tmp_path / "hub", heartbeat_interval=0.5,
+                                     configs_dir=configs, insecure=True))  # fmt: skip
+        await server.start()
+        probe = StaticProbe(inventory)
+        switching = Switching(store, Podman("gpu-a", run=containers), env, probe)
+        link = AgentLink(f"127.0.0.1:{server.port}", Identity("gpu-a", "id-a"), probe,
+                         switching=switching)  # fmt: skip
+        stop = asyncio.Event()
+        agent = asyncio.create_task(link.run(stop))
+        found: list[tuple[str, str, str]] = []
+        try:
+            await asyncio.wait_for(link.connected.wait(), 10)
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+                assign = assign_pb2_grpc.AssignmentsStub(channel)
+                ops = hub_pb2_grpc.HubStub(channel)
+
+                async def pin(service: str, gpu: int) -> None:
+                    for _ in range(100):  # until the node's GPUs are in the database
+                        try:
+                            await assign.Set(assign_pb2.SetAssignmentRequest(
+                                service=service, node="gpu-a", gpus=[gpu]))  # fmt: skip
+                            return
+                        except grpc.aio.AioRpcError:
+                            await asyncio.sleep(0.1)
+                    raise AssertionError("the node's GPUs never reached the hub")
+
+                async def apply() -> None:
+                    ref = await assign.Apply(assign_pb2.ApplyAssignmentsRequest(
+                        configuration="pair", strategy="manual"))  # fmt: skip
+                    async for event in ops.WatchOperation(hub_pb2.WatchOperationRequest(id=ref.id)):
+                        found.append((event.step, event.message, event.operation.status))
+
+                await pin("one", 0)
+                await pin("two", 1)
+                await apply()
+                await pin("two", 0)
+                await apply()
+        finally:
+            stop.set()
+            await asyncio.wait_for(agent, 10)
+            await server.stop(grace=1)
+        return found
+
+    try:
+        events = asyncio.run(scenario())
+    finally:
+        web.shutdown()
+    done = [i for i, e in enumerate(events) if e[0] == "done"]
+    first, second = events[: done[0] + 1], events[done[0] + 1 :]
+    assert first[-1][2] == "succeeded", first
+    assert any(s == "ready" and m.startswith("all 2 services healthy") for s, m, _ in first)
+    assert second[-1][2] == "failed", second
+    [result] = [m for s, m, _ in second if s == "result"]
+    assert result.startswith("failed: ") and "service two not healthy" in result
+    assert "previous GPU override back" in result
+    assert [s for s, _, _ in second].count("rollback") == 1
+    assert containers.recreated[-2:] == [("two", "0"), ("two", "1")]
+    assert containers.healthy["two"]
