@@ -28,7 +28,8 @@ class _Search:
         self.state = state
         self.total = [max(t, 1) for t in state.total]
         used = state.used
-        self.moving: dict[int, tuple[int, int]] = {}  # placement position -> (GPU id, MiB) for services that may move
+        # placement position -> (GPU id, MiB), for the services that may move
+        self.moving: dict[int, tuple[int, int]] = {}
         self.on: list[list[int]] = [[] for _ in state.gpus]
         closed = {i for i, g in enumerate(state.gpus) if g.lost} | state.blocked
         for n, p in enumerate(state.placements):
@@ -97,6 +98,7 @@ class _Search:
         best: tuple[float, int, int] | None = None
         mine = sorted(self.on[t], key=lambda n: self.moving[n][1])
         for j, theirs in enumerate(self.on):
+            self.work += 1
             if j == t or not theirs or not self.open[j] or not self.below(used[j], j, t):
                 continue
             for m in theirs:
@@ -126,7 +128,8 @@ class _Search:
         self.moving[n] = (j, mib)
         for gpu, delta in ((i, -mib), (j, mib)):
             state.used[gpu] += delta
-            state.free[gpu] += -delta
+            if gpu not in state.blocked:
+                state.free[gpu] -= delta
             if self.open[gpu]:
                 heapq.heappush(self.classes[state.total[gpu]], (state.used[gpu], gpu))
             if self.on[gpu]:

@@ -1,8 +1,9 @@
 """The exact reference strategy ``optimal``: OR-Tools CP-SAT, an optional extra.
 
 Lexicographic goals, each a CP-SAT phase that fixes the previous phase's best value:
-1. place the most services; 2. minimise the highest GPU utilisation (VRAM reserved / VRAM, in
-units of 1/10,000); 3. shrink adjustable budgets as little as possible. Each phase runs within
+1. place the most services; 2. shrink adjustable budgets as little as possible (a budget shrinks
+to fit, as in the other strategies, never merely to lower utilisation); 3. minimise the highest
+GPU utilisation (VRAM reserved / VRAM, in units of 1/10,000). Each phase runs within
 what is left of a *deterministic* time limit on one worker, so the same input gives the same
 plan; ``proved`` says whether every phase proved its optimum. Pins are placed first, as in the
 other strategies; latency classes do not enter the objective. Isolation is a constraint.
@@ -159,9 +160,10 @@ class Model:
         """The choices (None: no solution within the limit), and whether every phase proved
         its optimum."""
         proved = True
-        phases: list[tuple[Any, bool]] = [(sum(self.placed), True), (self.z, False)]
+        phases: list[tuple[Any, bool]] = [(sum(self.placed), True)]
         if self.budget:
             phases.append((sum(self.budget.values()), True))
+        phases.append((self.z, False))
         solver = self.cp.CpSolver()
         solver.parameters.num_workers = 1
         solver.parameters.random_seed = 0

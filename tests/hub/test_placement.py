@@ -185,6 +185,21 @@ def test_latency_critical_goes_to_fastest() -> None:
     assert placed(plan("latency_optimized", gpus, services), "c").node == "b"
 
 
+def test_balanced_local_search_swaps_off_the_most_utilised_gpu() -> None:
+    gpus = [GpuSlot("a", 0, "g", 10 * 1024), GpuSlot("b", 0, "g", 10 * 1024)]
+    services = [ServiceDemand("s5", 5), ServiceDemand("s4", 4)]
+    services += [ServiceDemand(f"t{k}", 3) for k in range(3)]
+    # Largest first alone gives 5+3 / 4+3+3 (100 %); swapping a 3 for the 4 gives 9 GB each.
+    assert max(plan("vram_based", gpus, services).used_gb().values()) == 10.0
+    p = plan("balanced", gpus, services)
+    assert p.used_gb() == {("a", 0): 9.0, ("b", 0): 9.0}
+    assert {x.service for x in p.placements if x.node == "a"} == {"s4", "s5"}
+    assert not p.warnings
+    # A pin is never moved by the local search, even when moving it would balance better.
+    pinned = plan("balanced", gpus, services, [Pin("t0", "a", (0,)), Pin("t1", "a", (0,))])
+    assert placed(pinned, "t0").node == "a" and placed(pinned, "t1").node == "a"
+
+
 # ---- properties over random clusters ----------------------------------------------------------
 
 
