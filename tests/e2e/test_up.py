@@ -87,9 +87,13 @@ def test_up_runs_hub_and_local_agent_and_ctrl_c_stops_both(tmp_path: Path) -> No
         up.send_signal(signal.SIGINT)  # what Ctrl-C delivers
         output, _ = up.communicate(timeout=30)
     finally:
-        if up.poll() is None:
-            up.kill()
-            up.communicate()
+        if up.poll() is None:  # a failed assertion: let `up` stop its hub and agent first
+            up.send_signal(signal.SIGINT)
+            try:
+                up.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                up.kill()
+                up.communicate()
     assert up.returncode == 0, output
     assert "gpufleet is up" in output, output
     assert "agent stopped" in output and "hub stopped" in output, output
