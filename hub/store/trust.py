@@ -130,7 +130,14 @@ class TrustStore:
             return list(session.exec(query))
 
     def active_identity(self, identity: str, now: datetime) -> bool:
-        return any(c.identity == identity for c in self.valid_credentials(now))
+        """Whether `identity` holds a certificate that is neither revoked nor expired."""
+        with self._session() as session:
+            query = select(Credential.serial).where(
+                Credential.identity == identity,
+                col(Credential.revoked).is_(None),
+                col(Credential.not_after) > now,
+            )
+            return session.exec(query).first() is not None
 
     def revoke(self, identity: str, who: str, now: datetime) -> list[str]:
         """Revoke every certificate of `identity`; the revoked serials."""
