@@ -253,28 +253,22 @@ class TaskCancel(_message.Message):
     def __init__(self, task_id: _Optional[str] = ...) -> None: ...
 
 class TaskEvent(_message.Message):
-    __slots__ = ("task_id", "log", "progress")
+    __slots__ = ("task_id", "progress")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
-    LOG_FIELD_NUMBER: _ClassVar[int]
     PROGRESS_FIELD_NUMBER: _ClassVar[int]
     task_id: str
-    log: LogLine
     progress: Progress
-    def __init__(self, task_id: _Optional[str] = ..., log: _Optional[_Union[LogLine, _Mapping]] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ...) -> None: ...
-
-class LogLine(_message.Message):
-    __slots__ = ("line",)
-    LINE_FIELD_NUMBER: _ClassVar[int]
-    line: str
-    def __init__(self, line: _Optional[str] = ...) -> None: ...
+    def __init__(self, task_id: _Optional[str] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ...) -> None: ...
 
 class Progress(_message.Message):
-    __slots__ = ("fraction", "step")
-    FRACTION_FIELD_NUMBER: _ClassVar[int]
-    STEP_FIELD_NUMBER: _ClassVar[int]
-    fraction: float
-    step: str
-    def __init__(self, fraction: _Optional[float] = ..., step: _Optional[str] = ...) -> None: ...
+    __slots__ = ("phase", "percent", "message")
+    PHASE_FIELD_NUMBER: _ClassVar[int]
+    PERCENT_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    phase: str
+    percent: float
+    message: str
+    def __init__(self, phase: _Optional[str] = ..., percent: _Optional[float] = ..., message: _Optional[str] = ...) -> None: ...
 
 class TaskResult(_message.Message):
     __slots__ = ("task_id", "status", "message", "diff", "facts", "project", "assignment")

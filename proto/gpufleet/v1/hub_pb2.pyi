@@ -145,21 +145,23 @@ class OperationRef(_message.Message):
     def __init__(self, id: _Optional[str] = ...) -> None: ...
 
 class NodeResult(_message.Message):
-    __slots__ = ("node", "result", "message", "started", "finished")
+    __slots__ = ("node", "result", "message", "started", "finished", "progress_dropped")
     NODE_FIELD_NUMBER: _ClassVar[int]
     RESULT_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     STARTED_FIELD_NUMBER: _ClassVar[int]
     FINISHED_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_DROPPED_FIELD_NUMBER: _ClassVar[int]
     node: str
     result: str
     message: str
     started: _timestamp_pb2.Timestamp
     finished: _timestamp_pb2.Timestamp
-    def __init__(self, node: _Optional[str] = ..., result: _Optional[str] = ..., message: _Optional[str] = ..., started: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    progress_dropped: int
+    def __init__(self, node: _Optional[str] = ..., result: _Optional[str] = ..., message: _Optional[str] = ..., started: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., progress_dropped: _Optional[int] = ...) -> None: ...
 
 class Operation(_message.Message):
-    __slots__ = ("id", "kind", "configuration", "status", "check", "created", "finished", "nodes", "message")
+    __slots__ = ("id", "kind", "configuration", "status", "check", "created", "finished", "nodes", "message", "events")
     ID_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     CONFIGURATION_FIELD_NUMBER: _ClassVar[int]
@@ -169,6 +171,7 @@ class Operation(_message.Message):
     FINISHED_FIELD_NUMBER: _ClassVar[int]
     NODES_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
     id: str
     kind: str
     configuration: str
@@ -178,7 +181,8 @@ class Operation(_message.Message):
     finished: _timestamp_pb2.Timestamp
     nodes: _containers.RepeatedCompositeFieldContainer[NodeResult]
     message: str
-    def __init__(self, id: _Optional[str] = ..., kind: _Optional[str] = ..., configuration: _Optional[str] = ..., status: _Optional[str] = ..., check: _Optional[bool] = ..., created: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., nodes: _Optional[_Iterable[_Union[NodeResult, _Mapping]]] = ..., message: _Optional[str] = ...) -> None: ...
+    events: _containers.RepeatedCompositeFieldContainer[OperationEvent]
+    def __init__(self, id: _Optional[str] = ..., kind: _Optional[str] = ..., configuration: _Optional[str] = ..., status: _Optional[str] = ..., check: _Optional[bool] = ..., created: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., nodes: _Optional[_Iterable[_Union[NodeResult, _Mapping]]] = ..., message: _Optional[str] = ..., events: _Optional[_Iterable[_Union[OperationEvent, _Mapping]]] = ...) -> None: ...
 
 class ListOperationsRequest(_message.Message):
     __slots__ = ("limit",)
@@ -193,6 +197,14 @@ class ListOperationsResponse(_message.Message):
     def __init__(self, operations: _Optional[_Iterable[_Union[Operation, _Mapping]]] = ...) -> None: ...
 
 class GetOperationRequest(_message.Message):
+    __slots__ = ("id", "with_events")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    WITH_EVENTS_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    with_events: bool
+    def __init__(self, id: _Optional[str] = ..., with_events: _Optional[bool] = ...) -> None: ...
+
+class CancelOperationRequest(_message.Message):
     __slots__ = ("id",)
     ID_FIELD_NUMBER: _ClassVar[int]
     id: str
@@ -205,20 +217,24 @@ class WatchOperationRequest(_message.Message):
     def __init__(self, id: _Optional[str] = ...) -> None: ...
 
 class OperationEvent(_message.Message):
-    __slots__ = ("seq", "at", "node", "step", "message", "operation")
+    __slots__ = ("seq", "at", "node", "step", "message", "operation", "progress", "percent")
     SEQ_FIELD_NUMBER: _ClassVar[int]
     AT_FIELD_NUMBER: _ClassVar[int]
     NODE_FIELD_NUMBER: _ClassVar[int]
     STEP_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     OPERATION_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    PERCENT_FIELD_NUMBER: _ClassVar[int]
     seq: int
     at: _timestamp_pb2.Timestamp
     node: str
     step: str
     message: str
     operation: Operation
-    def __init__(self, seq: _Optional[int] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., node: _Optional[str] = ..., step: _Optional[str] = ..., message: _Optional[str] = ..., operation: _Optional[_Union[Operation, _Mapping]] = ...) -> None: ...
+    progress: bool
+    percent: float
+    def __init__(self, seq: _Optional[int] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., node: _Optional[str] = ..., step: _Optional[str] = ..., message: _Optional[str] = ..., operation: _Optional[_Union[Operation, _Mapping]] = ..., progress: _Optional[bool] = ..., percent: _Optional[float] = ...) -> None: ...
 
 class Node(_message.Message):
     __slots__ = ("name", "status", "labels", "hostname", "address", "agent_version", "first_seen", "last_seen", "status_since", "gpu_count", "probe", "probe_error", "gpus", "events", "state", "configuration", "state_since", "state_message", "transitions")

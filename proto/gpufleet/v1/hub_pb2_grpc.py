@@ -90,6 +90,11 @@ class HubStub:
                 request_serializer=gpufleet_dot_v1_dot_hub__pb2.GetOperationRequest.SerializeToString,
                 response_deserializer=gpufleet_dot_v1_dot_hub__pb2.Operation.FromString,
                 _registered_method=True)
+        self.CancelOperation = channel.unary_unary(
+                '/gpufleet.v1.Hub/CancelOperation',
+                request_serializer=gpufleet_dot_v1_dot_hub__pb2.CancelOperationRequest.SerializeToString,
+                response_deserializer=gpufleet_dot_v1_dot_hub__pb2.Operation.FromString,
+                _registered_method=True)
         self.WatchOperation = channel.unary_stream(
                 '/gpufleet.v1.Hub/WatchOperation',
                 request_serializer=gpufleet_dot_v1_dot_hub__pb2.WatchOperationRequest.SerializeToString,
@@ -170,6 +175,14 @@ class HubServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CancelOperation(self, request, context):
+        """Stop a running operation: nodes not started are skipped, running agent tasks are
+        cancelled. Returns the operation as it ended.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def WatchOperation(self, request, context):
         """Every event of the operation so far, then new ones until it ends.
         """
@@ -233,6 +246,11 @@ def add_HubServicer_to_server(servicer, server):
             'GetOperation': grpc.unary_unary_rpc_method_handler(
                     servicer.GetOperation,
                     request_deserializer=gpufleet_dot_v1_dot_hub__pb2.GetOperationRequest.FromString,
+                    response_serializer=gpufleet_dot_v1_dot_hub__pb2.Operation.SerializeToString,
+            ),
+            'CancelOperation': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelOperation,
+                    request_deserializer=gpufleet_dot_v1_dot_hub__pb2.CancelOperationRequest.FromString,
                     response_serializer=gpufleet_dot_v1_dot_hub__pb2.Operation.SerializeToString,
             ),
             'WatchOperation': grpc.unary_stream_rpc_method_handler(
@@ -538,6 +556,33 @@ class Hub:
             target,
             '/gpufleet.v1.Hub/GetOperation',
             gpufleet_dot_v1_dot_hub__pb2.GetOperationRequest.SerializeToString,
+            gpufleet_dot_v1_dot_hub__pb2.Operation.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelOperation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpufleet.v1.Hub/CancelOperation',
+            gpufleet_dot_v1_dot_hub__pb2.CancelOperationRequest.SerializeToString,
             gpufleet_dot_v1_dot_hub__pb2.Operation.FromString,
             options,
             channel_credentials,

@@ -33,6 +33,7 @@ class TaskStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TASK_STATUS_CHANGED: _ClassVar[TaskStatus]
     TASK_STATUS_FAILED: _ClassVar[TaskStatus]
     TASK_STATUS_SKIPPED: _ClassVar[TaskStatus]
+    TASK_STATUS_CANCELLED: _ClassVar[TaskStatus]
 GPU_VENDOR_UNSPECIFIED: GpuVendor
 GPU_VENDOR_NVIDIA: GpuVendor
 GPU_VENDOR_AMD: GpuVendor
@@ -48,6 +49,7 @@ TASK_STATUS_OK: TaskStatus
 TASK_STATUS_CHANGED: TaskStatus
 TASK_STATUS_FAILED: TaskStatus
 TASK_STATUS_SKIPPED: TaskStatus
+TASK_STATUS_CANCELLED: TaskStatus
 
 class GpuProcess(_message.Message):
     __slots__ = ("pid", "used_memory_mb")

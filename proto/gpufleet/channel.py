@@ -1,0 +1,60 @@
+"""What the hub, the agent and hubctl agree on about their gRPC channels, in one place.
+
+The link protocol's version, the message size limit and the keepalive timings. A client
+must not ping more often than the server's minimum ping interval, or the server closes the
+connection (GOAWAY too_many_pings): both sides read their numbers from here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# The AgentLink protocol the agent speaks and the hub accepts; bump on any change the other
+# side cannot read (2: TaskEvent carries Progress, TASK_STATUS_CANCELLED).
+PROTOCOL_VERSION = 2
+
+Options = list[tuple[str, int]]
+
+
+@dataclass(frozen=True)
+class ChannelSettings:
+    max_message_bytes: int = 4 * 1024 * 1024
+    # Clients ping every client_ping_s; the server accepts pings server_min_ping_s apart and
+    # pings idle clients itself every server_ping_s, so a dead TCP peer is noticed without
+    # heartbeats too.
+    client_ping_s: int = 20
+    server_ping_s: int = 30
+    server_min_ping_s: int = 10
+    ping_timeout_s: int = 10
+
+    def __post_init__(self) -> None:
+        if self.client_ping_s < self.server_min_ping_s:
+            raise ValueError("clients would ping more often than the server allows")
+
+    def _limits(self) -> Options:
+        return [
+            ("grpc.max_receive_message_length", self.max_message_bytes),
+            ("grpc.max_send_message_length", self.max_message_bytes),
+        ]
+
+    def client_options(self) -> Options:
+        return [
+            ("grpc.keepalive_time_ms", self.client_ping_s * 1000),
+            ("grpc.keepalive_timeout_ms", self.ping_timeout_s * 1000),
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.max_pings_without_data", 0),
+            *self._limits(),
+        ]
+
+    def server_options(self) -> Options:
+        return [
+            ("grpc.keepalive_time_ms", self.server_ping_s * 1000),
+            ("grpc.keepalive_timeout_ms", self.ping_timeout_s * 1000),
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.min_ping_interval_without_data_ms", self.server_min_ping_s * 1000),
+            ("grpc.http2.max_pings_without_data", 0),
+            *self._limits(),
+        ]
+
+
+SETTINGS = ChannelSettings()
