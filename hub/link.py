@@ -12,6 +12,7 @@ import grpc
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.message import DecodeError
 
+from gpufleet.channel import PROTOCOL_VERSION
 from gpufleet.v1 import agent_link_pb2 as pb
 from gpufleet.v1 import agent_link_pb2_grpc
 from hub import convert
@@ -22,7 +23,6 @@ from hub.trust import auth
 log = logging.getLogger(__name__)
 Context = grpc.aio.ServicerContext[pb.AgentMessage, pb.HubMessage]
 
-PROTOCOL_VERSION = 1
 HELLO_TIMEOUT_S = 10.0
 MALFORMED = "malformed message: not a gpufleet.v1.AgentMessage"
 

@@ -17,16 +17,11 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
 import gpufleet
-from gpufleet.v1 import (
-    agent_link_pb2,
-    agent_link_pb2_grpc,
-    hub_pb2,
-    hub_pb2_grpc,
-    trust_pb2,
-    trust_pb2_grpc,
-)
-from hub import assign
+from gpufleet.channel import SETTINGS
+from gpufleet.v1 import agent_link_pb2
+from hub import services
 from hub.api import HubService
+from hub.assign import AssignmentService
 from hub.http import HttpEndpoint
 from hub.link import AgentLinkService, utcnow
 from hub.metrics import Snapshot, render
@@ -43,21 +38,6 @@ from hub.trust.setup import Trust, prepare
 log = logging.getLogger(__name__)
 
 MISSED_HEARTBEATS = 3
-MAX_MESSAGE_BYTES = 4 * 1024 * 1024
-
-# Agents ping every 20 s (agent/link.py); the server accepts pings 10 s apart and pings
-# idle agents itself every 30 s, so a dead TCP peer is noticed without heartbeats too.
-SERVER_OPTIONS = [
-    ("grpc.keepalive_time_ms", 30_000),
-    ("grpc.keepalive_timeout_ms", 10_000),
-    ("grpc.keepalive_permit_without_calls", 1),
-    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
-    ("grpc.http2.max_pings_without_data", 0),
-    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-]
-
-
 # The repository's configs/ (a source or editable install); packaged hubs pass --configs.
 DEFAULT_CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
@@ -91,12 +71,6 @@ class HubConfig:
     @property
     def database_url(self) -> str:
         return self.db_url or sqlite_url(self.state_dir)
-
-
-# Enrollment first: an --insecure hub serves only Trust.
-TRUST_SERVICES = [
-    trust_pb2.DESCRIPTOR.services_by_name[name].full_name for name in ("Enrollment", "Trust")
-]
 
 
 def _listen(
@@ -177,7 +151,7 @@ class HubServer:
         interceptor = AuthInterceptor(
             self.auth, lambda entry: self.db.submit(trust_store.audit, entry)
         )
-        server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=[interceptor])
+        server = grpc.aio.server(options=SETTINGS.server_options(), interceptors=[interceptor])
         link = AgentLinkService(
             self.registry,
             self._db,
@@ -187,30 +161,27 @@ class HubServer:
             self.monotonic,
             self.manager.node_connected,
         )
-        agent_link_pb2_grpc.add_AgentLinkServicer_to_server(link, server)
-        api = HubService(self.registry, self._db, store, ops, self.manager, self.config.configs_dir)
-        hub_pb2_grpc.add_HubServicer_to_server(api, server)
-        assign.add_to_server(server, self)
-        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
-        if self.trust is not None:
-            trust_pb2_grpc.add_EnrollmentServicer_to_server(
-                EnrollmentService(self.trust.issuer), server
-            )
         issuer = self.trust.issuer if self.trust is not None else None
-        trust = TrustService(
-            self._db, trust_store, self.auth, self.registry, issuer,
-            self.trust.pin if self.trust is not None else "", utcnow,
-        )  # fmt: skip
-        trust_pb2_grpc.add_TrustServicer_to_server(trust, server)
-        services = [
-            agent_link_pb2.DESCRIPTOR.services_by_name["AgentLink"].full_name,
-            hub_pb2.DESCRIPTOR.services_by_name["Hub"].full_name,
-            assign.SERVICE_NAME,
-            *TRUST_SERVICES[self.trust is None :],
-            health.SERVICE_NAME,
-            reflection.SERVICE_NAME,
-        ]
-        reflection.enable_server_reflection(services, server)
+        servicers = {
+            "link": link,
+            "hub": HubService(
+                self.registry, self._db, store, ops, self.manager, self.config.configs_dir
+            ),
+            "assign": AssignmentService(
+                self.registry, self._db, self.manager, self.config.configs_dir,
+                self.config.state_dir,
+            ),
+            "enrollment": EnrollmentService(issuer) if issuer is not None else None,
+            "trust": TrustService(
+                self._db, trust_store, self.auth, self.registry, issuer,
+                self.trust.pin if self.trust is not None else "", utcnow,
+            ),
+        }  # fmt: skip
+        names = services.register(server, servicers, insecure=self.trust is None)
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        reflection.enable_server_reflection(
+            [*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server
+        )
         self.port = _listen(server, self.config.listen, "--listen", self.trust, mutual=True)
         if self.trust is not None:
             self.enroll_port = _listen(
@@ -218,7 +189,7 @@ class HubServer:
             )
         await server.start()
         self._server = server
-        for name in ["", *services[:2]]:
+        for name in ["", *(s.full_name for s in services.SERVICES if s.health)]:
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         self._store = store
         self._watcher = asyncio.create_task(self._watch(store), name="liveness")

@@ -22,6 +22,7 @@ from cryptography import x509
 from google.protobuf import text_format
 from google.protobuf.message import DecodeError, Message
 
+from hub import services
 from hub.store.store import as_utc
 from hub.store.trust import AuditEntry, Credential
 from hub.trust import roles
@@ -151,7 +152,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc,type-arg
     ) -> Any:
         handler = await continuation(details)
         method = details.method
-        need = roles.required(method)
+        need = services.required(method)
         if handler is None:
             return handler
         for kind in ("unary_unary", "unary_stream", "stream_unary", "stream_stream"):
@@ -200,7 +201,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc,type-arg
         return caller
 
     def _wrap(self, method: str, need: Role | str, inner: Behavior) -> Behavior:
-        audited = roles.audited(method)
+        audited = roles.audited(method, need)
 
         def finish(call: Call, caller: Caller, context: Any, error: BaseException | None) -> None:
             """Only while the handler runs may the context be read: after the server stops,

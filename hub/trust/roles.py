@@ -1,4 +1,5 @@
-"""Who may call what. Deny by default: a method missing here needs an admin."""
+"""Roles and what each may do. Which method needs which role: hub/services.py (deny by
+default: a method missing there needs an admin)."""
 
 from __future__ import annotations
 
@@ -45,45 +46,7 @@ _FROM_PROTO = {int(value): role for role, value in _TO_PROTO.items()}
 OPERATOR_ROLES = (Role.VIEWER, Role.OPERATOR, Role.ADMIN)
 ANY_ENROLLED = "enrolled"  # any identity with a valid certificate
 
-_HUB_READ = [
-    "ListNodes",
-    "GetNode",
-    "ListGpus",
-    "ListConfigurations",
-    "ValidateConfiguration",
-    "GetStatus",
-    "ListOperations",
-    "GetOperation",
-    "WatchOperation",
-]
-_HUB_WRITE = ["Switch", "Drain", "Stop"]
-_TRUST_ADMIN = [
-    "CreateToken",
-    "ListTokens",
-    "RemoveNode",
-    "ListCredentials",
-    "RevokeCredential",
-    "ListAudit",
-]
-
-REQUIRED: dict[str, Role | str] = {
-    "/gpufleet.v1.AgentLink/Connect": Role.AGENT,
-    "/gpufleet.v1.Enrollment/Join": Role.ANONYMOUS,
-    "/grpc.health.v1.Health/Check": Role.ANONYMOUS,
-    "/grpc.health.v1.Health/Watch": Role.ANONYMOUS,
-    "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo": Role.VIEWER,
-    "/gpufleet.v1.Trust/Renew": ANY_ENROLLED,
-    "/gpufleet.v1.Trust/WhoAmI": ANY_ENROLLED,
-    **{f"/gpufleet.v1.Hub/{m}": Role.VIEWER for m in _HUB_READ},
-    **{f"/gpufleet.v1.Hub/{m}": Role.OPERATOR for m in _HUB_WRITE},
-    **{f"/gpufleet.v1.Assignments/{m}": Role.VIEWER for m in ("Preview", "Show")},
-    **{f"/gpufleet.v1.Assignments/{m}": Role.OPERATOR for m in ("Set", "Apply", "Rollback")},
-    **{f"/gpufleet.v1.Trust/{m}": Role.ADMIN for m in _TRUST_ADMIN},
-}
-
-
-def required(method: str) -> Role | str:
-    return REQUIRED.get(method, Role.ADMIN)
+Need = Role | str  # a role, or ANY_ENROLLED
 
 
 def allowed(role: Role, need: Role | str) -> bool:
@@ -97,10 +60,9 @@ def allowed(role: Role, need: Role | str) -> bool:
     return role in OPERATOR_ROLES and role >= need
 
 
-def audited(method: str) -> bool:
+def audited(method: str, need: Need) -> bool:
     """Calls that change something, enrollments and agent streams are recorded whatever their
     result; reads only when refused."""
-    need = required(method)
     return need in (Role.OPERATOR, Role.ADMIN) or method in (
         "/gpufleet.v1.Enrollment/Join",
         "/gpufleet.v1.AgentLink/Connect",
