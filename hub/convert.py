@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import datetime
 from typing import Any
@@ -11,6 +12,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from gpufleet.v1 import agent_link_pb2 as link_pb
 from gpufleet.v1 import hub_pb2, types_pb2
+from hub.sessions import TaskProgress
 from hub.store import Gpu, GpuRecord, GpuTelemetryRecord, Node, NodeEvent, NodeHello, NodeStatus
 from hub.store.models import NodeTransition
 from hub.store.store import as_utc
@@ -30,6 +32,20 @@ STATUS_CODES = {
 TELEMETRY_OPTIONAL = ("memory_free_mb", "utilization_percent", "temperature_c", "power_draw_w")
 NODE_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,251}[A-Za-z0-9])?$")
 MAX_GPUS = 1024
+
+
+PHASE_CHARS = 16  # an operation event's step column
+PROGRESS_CHARS = 300
+
+
+def progress_from_proto(progress: link_pb.Progress) -> TaskProgress:
+    """Bounded: an agent's progress is shown to operators and stored with the operation."""
+    percent = progress.percent if progress.HasField("percent") else None
+    if percent is not None:
+        percent = min(100.0, max(0.0, percent)) if math.isfinite(percent) else None
+    phase = "".join(c for c in progress.phase[:PHASE_CHARS] if c.isprintable()) or "progress"
+    message = "".join(c for c in progress.message[:PROGRESS_CHARS] if c.isprintable())
+    return TaskProgress(phase, message, percent)
 
 
 def node_status(status: str) -> types_pb2.NodeStatus:

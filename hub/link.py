@@ -202,12 +202,9 @@ class AgentLinkService(agent_link_pb2_grpc.AgentLinkServicer):  # type: ignore[m
                         )
                         return
                 elif kind == "task_event":
-                    log.debug(
-                        "node %s task %s: %s",
-                        session.name,
-                        message.task_event.task_id,
-                        message.task_event,
-                    )
+                    event = message.task_event
+                    if event.HasField("progress"):
+                        session.progress(event.task_id, convert.progress_from_proto(event.progress))
                 else:
                     session.close(f"unexpected {kind} message", grpc.StatusCode.INVALID_ARGUMENT)
                     return

@@ -3,22 +3,32 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 import grpc
 
 from gpufleet.v1 import agent_link_pb2 as pb
+from hub.states import Running
 from hub.store import GpuRecord, GpuTelemetryRecord
-
-if TYPE_CHECKING:
-    from hub.ops.steps import Running
-
 
 BURST = 10.0
 RATE = 4.0
+ABANDONED_KEPT = 256  # task ids whose late result is accepted and dropped
+
+
+@dataclass(frozen=True)
+class TaskProgress:
+    """A running task's report (from a TaskEvent), routed to whoever asked for the task."""
+
+    phase: str
+    message: str
+    percent: float | None = None
+
+
+OnProgress = Callable[[TaskProgress], None]
 
 
 class NameInUse(Exception):
@@ -50,6 +60,9 @@ class AgentSession:
     last_seen: datetime
     outbox: asyncio.Queue[pb.HubMessage | Close] = field(default_factory=asyncio.Queue)
     pending: dict[str, asyncio.Future[pb.TaskResult]] = field(default_factory=dict)
+    listeners: dict[str, OnProgress] = field(default_factory=dict)
+    # Tasks the hub stopped waiting for: their result may still come, and is not an error.
+    abandoned: OrderedDict[str, None] = field(default_factory=OrderedDict)
     closed: Close | None = None
     # Latest GPU telemetry, written to the database in batches; and each GPU's known state.
     telemetry: tuple[GpuTelemetryRecord, ...] = ()
@@ -84,9 +97,13 @@ class AgentSession:
             if not future.done():
                 future.set_exception(NodeDisconnected(f"node {self.name}: {reason}"))
         self.pending.clear()
+        self.listeners.clear()
 
-    async def run_task(self, request: pb.TaskRequest) -> pb.TaskResult:
-        """Send a task and wait for its result; NodeDisconnected if the stream ends first."""
+    def start_task(
+        self, request: pb.TaskRequest, on_progress: OnProgress | None = None
+    ) -> asyncio.Future[pb.TaskResult]:
+        """Send a task; its result arrives on the future (NodeDisconnected if the stream ends
+        first), its progress events on `on_progress`."""
         if self.closed is not None:
             raise NodeDisconnected(f"node {self.name}: {self.closed.reason}")
         future = self.pending.get(request.task_id)
@@ -94,21 +111,44 @@ class AgentSession:
             future = asyncio.get_running_loop().create_future()
             self.pending[request.task_id] = future
             self.send(pb.HubMessage(task=request))
-        return await future
+        if on_progress is not None:
+            self.listeners[request.task_id] = on_progress
+        return future
 
-    def cancel_task(self, task_id: str) -> None:
-        """Stop waiting for a task and tell the agent to cancel it."""
-        future = self.pending.pop(task_id, None)
-        if future is not None and not future.done():
-            future.cancel()
+    async def run_task(self, request: pb.TaskRequest) -> pb.TaskResult:
+        return await self.start_task(request)
+
+    def cancel(self, task_id: str) -> None:
+        """Ask the agent to cancel a task; its (cancelled) result still comes on the future."""
         if self.closed is None:
             self.send(pb.HubMessage(cancel=pb.TaskCancel(task_id=task_id)))
 
+    def abandon(self, task_id: str) -> None:
+        """Stop waiting for a task: a result that comes later is dropped, not an error."""
+        future = self.pending.pop(task_id, None)
+        if future is not None and not future.done():
+            future.cancel()
+        self.listeners.pop(task_id, None)
+        self.abandoned[task_id] = None
+        while len(self.abandoned) > ABANDONED_KEPT:
+            self.abandoned.popitem(last=False)
+
+    def progress(self, task_id: str, event: TaskProgress) -> None:
+        """Route a task's progress to its listener; progress of tasks nobody waits for (any
+        more) is dropped."""
+        listener = self.listeners.get(task_id)
+        if listener is not None:
+            listener(event)
+
     def resolve(self, result: pb.TaskResult) -> bool:
         """Hand a result to its waiter; False when no task with that id was sent."""
+        self.listeners.pop(result.task_id, None)
         future = self.pending.pop(result.task_id, None)
         if future is None:
-            return False
+            if result.task_id not in self.abandoned:
+                return False
+            del self.abandoned[result.task_id]
+            return True
         if not future.done():
             future.set_result(result)
         return True

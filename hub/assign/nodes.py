@@ -10,7 +10,7 @@ from gpufleet.v1 import agent_link_pb2 as pb
 from hub.assign.convert import report_lines
 from hub.configs import Configuration
 from hub.ops.batches import Outcome
-from hub.ops.steps import StepResult, Unreachable
+from hub.ops.steps import Cancelled, StepResult, Unreachable
 
 Report = Callable[[str, str], None]
 
@@ -64,6 +64,8 @@ async def apply_on_node(
         back, again = await _apply(agent, undo, config, report)
     except Unreachable as exc:
         return Outcome("unreachable", str(exc))
+    except Cancelled as exc:  # assignments move no switch state: the node keeps its own
+        return Outcome("cancelled", str(exc))
     if back.failed:
         return Outcome("failed", f"{failure}; rollback failed too: {back.message}")
     if again is not None:

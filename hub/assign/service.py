@@ -14,10 +14,11 @@ import grpc
 from gpufleet.v1 import assign_pb2 as pb
 from gpufleet.v1 import assign_pb2_grpc, hub_pb2
 from hub.assign import convert, mirror, procedure
+from hub.assign.kinds import AssignApply, AssignRollback
 from hub.assign.model import AssignError, NodeOverride, Preview
-from hub.assign.nodes import apply_on_node
 from hub.configs import ConfigError, Configuration, load_directory
-from hub.ops.manager import OperationError, OperationManager, Request
+from hub.ops.kind import Request
+from hub.ops.manager import OperationError, OperationManager
 from hub.placement import GpuSlot
 from hub.sessions import SessionRegistry
 from hub.store import Database, Store
@@ -183,26 +184,21 @@ class AssignmentService(assign_pb2_grpc.AssignmentsServicer):  # type: ignore[mi
 
     async def _operate(
         self,
-        kind: str,
+        kind: type[AssignApply],
         config: Configuration,
         overrides: list[NodeOverride],
         known: list[str],
         undo: Sequence[NodeOverride] = (),
     ) -> str:
         by_node = {o.node: convert.override_task(o) for o in overrides}
-        undo_by_node = {o.node: convert.override_task(o) for o in undo}
         if not by_node:
             raise AssignError(
                 "invalid",
                 "no nodes to send assignments to: connect agents (`hubctl nodes`) or pass --nodes",
             )
-
-        async def run_node(agent: Any, node: str, report: Callable[[str, str], None]) -> Any:
-            return await apply_on_node(agent, by_node[node], config, report, undo_by_node.get(node))
-
-        request = Request(kind, sorted(by_node), config, run_node=run_node)
+        operation = kind(config, by_node, {o.node: convert.override_task(o) for o in undo})
         try:
-            return await self.manager.submit(request, known)
+            return await self.manager.submit(Request(operation, sorted(by_node)), known)
         except OperationError as exc:
             raise AssignError(exc.kind, str(exc)) from None
 
@@ -222,7 +218,7 @@ class AssignmentService(assign_pb2_grpc.AssignmentsServicer):  # type: ignore[mi
             # the assignments in force now (with none in force, there is no override to go
             # back to, and the node is left as it is).
             undo = procedure.overrides(config, sets.current, targets) if sets.current else []
-            operation_id = await self._operate("assign-apply", config, overrides, known, undo)
+            operation_id = await self._operate(AssignApply, config, overrides, known, undo)
         except AssignError as exc:
             await self._fail(context, exc)
         await self.db.call(self.assignments.put_in_force, config.name, found.assigned, self.now())
@@ -249,7 +245,7 @@ class AssignmentService(assign_pb2_grpc.AssignmentsServicer):  # type: ignore[mi
             _, known = await self._nodes([])
             targets = {a.node for a in (*sets.current, *sets.previous)} & set(known)
             overrides = procedure.overrides(config, sets.previous, targets)
-            operation_id = await self._operate("assign-rollback", config, overrides, known)
+            operation_id = await self._operate(AssignRollback, config, overrides, known)
         except AssignError as exc:
             await self._fail(context, exc)
         await self.db.call(self.assignments.swap, config.name, self.now())

@@ -12,10 +12,12 @@ import grpc
 from gpufleet.v1 import hub_pb2
 from hub import convert
 from hub.configs import ConfigError, Configuration, load_directory, parse_configuration
-from hub.ops.manager import Event, OperationError, OperationManager, Request
+from hub.ops.kind import Request
+from hub.ops.kinds import DrainKind, StopKind, SwitchKind
+from hub.ops.manager import OperationError, OperationManager
 from hub.store import Database, Store
-from hub.store.models import Operation, OperationNode
-from hub.store.operations import OperationStore
+from hub.store.operations import Event, OperationRecord, OperationStore
+from hub.trust import auth
 
 Context = grpc.aio.ServicerContext[Any, Any]
 ERROR_CODES = {
@@ -37,7 +39,9 @@ def configuration_to_proto(config: Configuration) -> hub_pb2.Configuration:
     )  # fmt: skip
 
 
-def operation_to_proto(operation: Operation, nodes: list[OperationNode]) -> hub_pb2.Operation:
+def operation_to_proto(
+    operation: OperationRecord, events: list[Event] | None = None
+) -> hub_pb2.Operation:
     return hub_pb2.Operation(
         id=operation.id, kind=operation.kind, configuration=operation.configuration,
         status=operation.status, check=operation.check, message=operation.message,
@@ -46,8 +50,20 @@ def operation_to_proto(operation: Operation, nodes: list[OperationNode]) -> hub_
         nodes=[hub_pb2.NodeResult(
             node=n.node, result=n.result, message=n.message,
             started=convert.timestamp(n.started), finished=convert.timestamp(n.finished),
-        ) for n in nodes],
+            progress_dropped=n.progress_dropped,
+        ) for n in operation.nodes],
+        events=[event_to_proto(e) for e in events or []],
     )  # fmt: skip
+
+
+def event_to_proto(event: Event) -> hub_pb2.OperationEvent:
+    message = hub_pb2.OperationEvent(
+        seq=event.seq, at=convert.timestamp(event.at), node=event.node, step=event.step,
+        message=event.message, progress=event.progress,
+    )  # fmt: skip
+    if event.percent is not None:
+        message.percent = event.percent
+    return message
 
 
 def unknown_operation(operation_id: str) -> str:
@@ -134,22 +150,21 @@ class OperationsApi:
         if not 0 <= request.max_fail_percent <= 100:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                                 "max_fail_percent must be between 0 and 100")  # fmt: skip
+        kind = SwitchKind(config, found, rollback=not request.no_rollback)
         return await self._submit(context, lambda nodes: Request(
-            "switch", nodes, config, request.serial, request.max_fail_percent, request.check,
-            not request.no_rollback, found,
+            kind, nodes, request.serial, request.max_fail_percent, request.check,
         ), request.targets)  # fmt: skip
 
     async def Drain(self, request: hub_pb2.DrainRequest, context: Context) -> hub_pb2.OperationRef:
         found = await self._load(context)
         return await self._submit(
-            context, lambda nodes: Request("drain", nodes, configurations=found), request.targets
+            context, lambda nodes: Request(DrainKind(found), nodes), request.targets
         )
 
     async def Stop(self, request: hub_pb2.StopRequest, context: Context) -> hub_pb2.OperationRef:
-        found = await self._load(context)
         return await self._submit(
             context,
-            lambda nodes: Request("stop", nodes, serial=request.serial, configurations=found),
+            lambda nodes: Request(StopKind(), nodes, serial=request.serial),
             request.targets,
         )
 
@@ -157,9 +172,7 @@ class OperationsApi:
         self, request: hub_pb2.ListOperationsRequest, context: Context
     ) -> hub_pb2.ListOperationsResponse:
         rows = await self.db.call(self.ops.recent, request.limit or 20)
-        return hub_pb2.ListOperationsResponse(
-            operations=[operation_to_proto(op, nodes) for op, nodes in rows]
-        )
+        return hub_pb2.ListOperationsResponse(operations=[operation_to_proto(op) for op in rows])
 
     async def GetOperation(
         self, request: hub_pb2.GetOperationRequest, context: Context
@@ -167,21 +180,30 @@ class OperationsApi:
         found = await self.db.call(self.ops.get, request.id)
         if found is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, unknown_operation(request.id))
-        return operation_to_proto(*found)
+            raise AssertionError("abort raises")
+        events = await self.db.call(self.ops.events, request.id) if request.with_events else None
+        return operation_to_proto(found, events)
+
+    async def CancelOperation(
+        self, request: hub_pb2.CancelOperationRequest, context: Context
+    ) -> hub_pb2.Operation:
+        try:
+            await self.manager.cancel(request.id, auth.current.get().identity)
+        except OperationError as exc:
+            await context.abort(ERROR_CODES[exc.kind], str(exc))
+        found = await self.db.call(self.ops.get, request.id)
+        assert found is not None
+        return operation_to_proto(found)
 
     async def WatchOperation(
         self, request: hub_pb2.WatchOperationRequest, context: Context
     ) -> AsyncIterator[hub_pb2.OperationEvent]:
         if await self.db.call(self.ops.get, request.id) is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, unknown_operation(request.id))
-        event: Event
         async for event in self.manager.watch(request.id):
-            message = hub_pb2.OperationEvent(
-                seq=event.seq, at=convert.timestamp(event.at), node=event.node,
-                step=event.step, message=event.message,
-            )  # fmt: skip
+            message = event_to_proto(event)
             if event.done:
                 found = await self.db.call(self.ops.get, request.id)
                 if found is not None:
-                    message.operation.CopyFrom(operation_to_proto(*found))
+                    message.operation.CopyFrom(operation_to_proto(found))
             yield message

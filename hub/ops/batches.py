@@ -1,5 +1,6 @@
 """Run a step on many nodes: a sliding window of `serial` at a time, and no new node once
-more than `max_fail_percent` of all nodes failed (exceeded, not equalled, as in Ansible)."""
+more than `max_fail_percent` of all nodes failed (exceeded, not equalled, as in Ansible) or
+once the operation is cancelled."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ FAILED = frozenset({"failed", "unreachable"})
 
 @dataclass(frozen=True)
 class Outcome:
-    result: str  # ok, changed, failed, unreachable, skipped
+    result: str  # ok, changed, failed, unreachable, skipped, cancelled
     message: str = ""
 
 
@@ -28,8 +29,12 @@ async def run_batches(
     step: Callable[[str], Coroutine[Any, Any, Outcome]],
     on_start: Callable[[str], None] = lambda _node: None,
     on_result: Callable[[str, Outcome], None] = lambda _node, _outcome: None,
+    cancel: asyncio.Event | None = None,
 ) -> dict[str, Outcome]:
-    """Each node's outcome; nodes never started are `skipped` with the reason."""
+    """Each node's outcome; nodes never started are `skipped` with the reason. Setting
+    `cancel` starts no further node (the running ones see it through their own steps)."""
+    cancel = cancel or asyncio.Event()
+    cancelled = asyncio.ensure_future(cancel.wait())
     window = serial if serial > 0 else len(nodes)
     results: dict[str, Outcome] = {}
     queue = list(nodes)
@@ -39,6 +44,7 @@ async def run_batches(
         while (
             queue
             and len(running) < window
+            and not cancel.is_set()
             and not too_many_failures(failed, len(nodes), max_fail_percent)
         ):
             node = queue.pop(0)
@@ -46,17 +52,25 @@ async def run_batches(
             running[asyncio.create_task(step(node))] = node
         if not running:
             break
-        done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
-        for task in done:
+        # Once cancelled, wait for the running nodes only (their steps end on the cancel too).
+        waits: set[asyncio.Future[Any]] = set(running)
+        if not cancel.is_set():
+            waits.add(cancelled)
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for task in [t for t in running if t.done()]:
             node = running.pop(task)
             outcome = task.result()
             results[node] = outcome
             failed += outcome.result in FAILED
             on_result(node, outcome)
+    cancelled.cancel()
+    why = (
+        "the operation was cancelled"
+        if cancel.is_set()
+        else f"more than {max_fail_percent:g}% of nodes failed"
+    )
     for node in queue:
-        outcome = Outcome(
-            "skipped", f"not started: more than {max_fail_percent:g}% of nodes failed"
-        )
+        outcome = Outcome("skipped", f"not started: {why}")
         results[node] = outcome
         on_result(node, outcome)
     return results

@@ -1,27 +1,33 @@
 """Operations: created on request, run in the background, stored with every event so
-`hubctl ops show` works after the fact; watchers get the stored events, then live ones."""
+`hubctl ops show` works after the fact; watchers get the stored events, then live ones.
+
+What an operation does on a node is its kind's business (hub/ops/kind.py); everything else
+is the same for every kind and lives here: reserving nodes, batches, events and progress,
+cancellation, the stored outcome.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import secrets
-from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
 from gpufleet.v1 import agent_link_pb2 as pb
-from hub.configs import Configuration
 from hub.ops.batches import FAILED, Outcome, run_batches
+from hub.ops.events import Event, ProgressLog
+from hub.ops.kind import NodeRun, Request
 from hub.ops.remote import RemoteAgent, running_from_proto
-from hub.ops.steps import UNKNOWN, UNKNOWN_RUNNING, Switch
-from hub.sessions import AgentSession, SessionRegistry
+from hub.ops.steps import SetState
+from hub.sessions import AgentSession, SessionRegistry, TaskProgress
+from hub.states import UNKNOWN, NodeState, observed
 from hub.store import Database
-from hub.store.models import Operation, OperationEvent
-from hub.store.operations import OperationStore
+from hub.store.operations import OperationRecord, OperationStore
 
 log = logging.getLogger(__name__)
+CANCEL_WAIT_S = 60.0  # how long CancelOperation waits for the operation to end
 
 
 class OperationError(Exception):
@@ -32,46 +38,18 @@ class OperationError(Exception):
         self.kind = kind  # not_found, conflict, invalid
 
 
-@dataclass(frozen=True)
-class Event:
-    seq: int
-    at: datetime
-    node: str
-    step: str
-    message: str
-    done: bool = False
-
-
-@dataclass(frozen=True)
-class Request:
-    kind: str  # switch, drain, stop
-    nodes: list[str]
-    configuration: Configuration | None = None
-    serial: int = 0
-    max_fail_percent: float = 0.0
-    check: bool = False
-    rollback: bool = True
-    # Every configuration as loaded when the operation was asked for: what a node runs now
-    # is drained and, on failure, brought back from this one consistent snapshot.
-    configurations: Mapping[str, Configuration] = field(default_factory=dict)
-    run_node: NodeRun | None = None
-
-
 @dataclass
-class Running:
-    operation: Operation
+class Live:
+    record: OperationRecord
     seq: int = 0
     watchers: list[asyncio.Queue[Event]] = field(default_factory=list)
+    cancel: asyncio.Event = field(default_factory=asyncio.Event)
+    progress: ProgressLog = field(default_factory=ProgressLog)
+    ended: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 def new_id(now: datetime) -> str:
     return f"{now:%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
-
-
-StepFn = Callable[[str], Coroutine[Any, Any, Outcome]]
-# A kind of operation defined elsewhere (GPU assignments): what it does on one node, given the
-# node's agent, its name and a report(step, message) callback for progress events.
-NodeRun = Callable[[RemoteAgent, str, Callable[[str, str], None]], Coroutine[Any, Any, Outcome]]
 
 
 class OperationManager:
@@ -89,7 +67,7 @@ class OperationManager:
         self.store = store
         self.observe_step = observe_step
         self.busy: dict[str, str] = {}  # node -> operation id
-        self.running: dict[str, Running] = {}
+        self.running: dict[str, Live] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
     def now(self) -> datetime:
@@ -106,26 +84,25 @@ class OperationManager:
                     f"(hubctl ops watch {holder}) and try again",
                 )
         now = self.now()
-        config = request.configuration
-        operation = Operation(
-            id=new_id(now), kind=request.kind, configuration=config.name if config else "",
-            status="running", check=request.check, created=now,
+        record = OperationRecord(
+            id=new_id(now), kind=request.kind.name, created=now,
+            configuration=request.kind.configuration, check=request.check,
             params={"serial": request.serial, "max_fail_percent": request.max_fail_percent,
-                    "rollback": request.rollback, "nodes": nodes},
+                    "nodes": nodes},
         )  # fmt: skip
         # Reserve before the first await: two requests racing for a node cannot both pass.
         if not request.check:
-            self.busy.update(dict.fromkeys(nodes, operation.id))
+            self.busy.update(dict.fromkeys(nodes, record.id))
         try:
-            await self.db.call(self.store.create, operation, nodes)
+            await self.db.call(self.store.create, record, nodes)
         except BaseException:
-            self._release(nodes, operation.id)
+            self._release(nodes, record.id)
             raise
-        self.running[operation.id] = Running(operation)
-        task = asyncio.create_task(self._run(operation, request, nodes), name=operation.id)
+        self.running[record.id] = Live(record)
+        task = asyncio.create_task(self._run(record, request, nodes), name=record.id)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        return operation.id
+        return record.id
 
     @staticmethod
     def _resolve(names: list[str], known: list[str]) -> list[str]:
@@ -139,30 +116,72 @@ class OperationManager:
             )
         return list(dict.fromkeys(names))
 
+    async def cancel(self, operation_id: str, who: str) -> None:
+        """Stop a running operation and wait (bounded) until it has ended."""
+        run = self.running.get(operation_id)
+        if run is None:
+            found = await self.db.call(self.store.get, operation_id)
+            if found is None:
+                raise OperationError(
+                    "not_found", f"no operation {operation_id!r}: `hubctl ops` lists them"
+                )
+            raise OperationError(
+                "conflict", f"operation {operation_id} already ended ({found.status})"
+            )
+        if not run.cancel.is_set():
+            run.cancel.set()
+            self.event(operation_id, "", "cancel", f"cancelled by {who}")
+        try:
+            await asyncio.wait_for(run.ended.wait(), CANCEL_WAIT_S)
+        except TimeoutError:
+            raise OperationError(
+                "conflict",
+                f"operation {operation_id} is still ending {CANCEL_WAIT_S:.0f} s after the "
+                f"cancel: follow it with `hubctl ops watch {operation_id}`",
+            ) from None
+
     def event(self, operation_id: str, node: str, step: str, message: str,
               done: bool = False) -> None:  # fmt: skip
+        self._add(operation_id, node, step, message, done=done)
+
+    def _progress(self, operation_id: str, node: str, task_id: str, p: TaskProgress) -> None:
+        run = self.running.get(operation_id)
+        if run is None:
+            return
+        event = self._add(operation_id, node, p.phase, p.message, progress=True,
+                          percent=p.percent)  # fmt: skip
+        gone = run.progress.add(node, task_id, event.seq)
+        if gone is not None:
+            self.db.submit(self.store.delete_event, operation_id, gone)
+
+    def _add(self, operation_id: str, node: str, step: str, message: str, done: bool = False,
+             progress: bool = False, percent: float | None = None) -> Event:  # fmt: skip
         run = self.running[operation_id]
         run.seq += 1
-        event = Event(run.seq, self.now(), node, step, message, done)
-        self.db.submit(self.store.add_event, OperationEvent(
-            operation_id=operation_id, seq=event.seq, at=event.at, node=node, step=step,
-            message=message,
-        ))  # fmt: skip
+        event = Event(run.seq, self.now(), node, step, message, done, progress, percent)
+        self.db.submit(self.store.add_event, operation_id, event)
         for queue in run.watchers:
             queue.put_nowait(event)
+        return event
 
-    async def _run(self, operation: Operation, request: Request, nodes: list[str]) -> None:
-        oid = operation.id
+    async def _run(self, record: OperationRecord, request: Request, nodes: list[str]) -> None:
+        oid = record.id
+        run = self.running[oid]
         try:
-            step = self._step_for(operation, request)
             results = await run_batches(
-                nodes, request.serial, request.max_fail_percent, step,
+                nodes, request.serial, request.max_fail_percent,
+                lambda node: self._node(oid, node, request),
                 on_start=lambda node: self._node_started(oid, node),
                 on_result=lambda node, outcome: self._node_finished(oid, node, outcome),
+                cancel=run.cancel,
             )  # fmt: skip
             failed = sum(outcome.result in FAILED for outcome in results.values())
-            status = "failed" if failed else "succeeded"
-            message = f"{failed} of {len(nodes)} nodes failed" if failed else "all nodes done"
+            if run.cancel.is_set():
+                status = "cancelled"
+                message = f"cancelled; {failed} of {len(nodes)} nodes failed"
+            else:
+                status = "failed" if failed else "succeeded"
+                message = f"{failed} of {len(nodes)} nodes failed" if failed else "all nodes done"
         except Exception as exc:  # a bug must still end the operation, not leave it running
             log.exception("operation %s crashed", oid)
             status, message = "failed", f"internal error: {exc}"
@@ -171,7 +190,8 @@ class OperationManager:
         self.db.submit(self.store.finish, oid, status, self.now(), message)
         self.event(oid, "", "done", f"{status}: {message}", done=True)
         del self.running[oid]
-        self.on_finish(operation.kind, status)
+        run.ended.set()
+        self.on_finish(record.kind, status)
         log.info("operation %s %s: %s", oid, status, message)
 
     def _release(self, nodes: list[str], operation_id: str) -> None:
@@ -184,82 +204,40 @@ class OperationManager:
         self.event(operation_id, node, "begin", "started")
 
     def _node_finished(self, operation_id: str, node: str, outcome: Outcome) -> None:
+        dropped = self.running[operation_id].progress.finish_node(node)
         self.db.submit(self.store.node_result, operation_id, node, outcome.result,
-                       outcome.message, None, self.now())  # fmt: skip
+                       outcome.message, None, self.now(), dropped)  # fmt: skip
         self._release([node], operation_id)
         session = self.registry.get(node)
         if outcome.result == "unreachable" and session is not None:
             self._apply_running(session)  # it came back while the operation ran
         self.event(operation_id, node, "result", f"{outcome.result}: {outcome.message}")
 
-    def _step_for(self, operation: Operation, request: Request) -> StepFn:
-        oid = operation.id
-        configs = request.configurations
+    def _set_state(self, operation_id: str, node: str, check: bool) -> SetState:
+        def apply(state: NodeState, configuration: str, message: str) -> None:
+            if not check:
+                self.db.submit(self.store.set_state, node, state, configuration,
+                               self.now(), message, operation_id)  # fmt: skip
 
-        def set_state(node: str) -> Callable[[str, str, str], None]:
-            def apply(state: str, configuration: str, message: str) -> None:
-                if not request.check:
-                    self.db.submit(self.store.set_state, node, state, configuration,
-                                   self.now(), message, oid)  # fmt: skip
+        return apply
 
-            return apply
-
-        async def step(node: str) -> Outcome:
-            session = self.registry.get(node)
-            if session is None:
-                self.event(oid, node, "result", "unreachable: the node is not connected")
-                return Outcome("unreachable", "the node is not connected")
-
-            def report(step_name: str, message: str) -> None:
-                self.event(oid, node, step_name, message)
-
-            if request.run_node is not None:
-                return await request.run_node(RemoteAgent(session, oid), node, report)
-            agent = TimedAgent(RemoteAgent(session, oid), self.observe_step)
-            running = session.project
-            previous = configs.get(running.name) if running else None
-
-            if request.kind == "switch":
-                assert request.configuration is not None
-                switch = Switch(agent, running, request.configuration, previous, report,
-                                set_state(node), request.check, request.rollback)  # fmt: skip
-                return await switch.run()
-            return await self._drain_or_stop(request, node, agent, running, previous, report,
-                                             set_state(node))  # fmt: skip
-
-        return step
-
-    async def _drain_or_stop(self, request: Request, node: str, agent: TimedAgent,
-                             running: Any, previous: Configuration | None,
-                             report: Callable[[str, str], None],
-                             set_state: Callable[[str, str, str], None]) -> Outcome:  # fmt: skip
-        from hub.ops.steps import Unreachable
-
-        if running is UNKNOWN:
-            return Outcome("failed", UNKNOWN_RUNNING)
-        if running is None:
-            set_state("stopped", "", "")
-            return Outcome("ok", "runs nothing")
-        if request.check:
-            return Outcome("changed", f"would {request.kind} {running.name}")
-        try:
-            if request.kind == "drain":
-                set_state("draining", running.name, "")
-                if previous is None:
-                    return Outcome("ok", f"no definition of {running.name}: nothing to drain")
-                drained = await agent.drain(previous)
-                report("drain", drained.message)
-                return Outcome("changed", drained.message)
-            set_state("switching", running.name, "stopping")
-            stopped = await agent.stop(running.name)
-            report("stop", stopped.message)
-            if stopped.failed:
-                set_state("failed", running.name, stopped.message)
-                return Outcome("failed", stopped.message)
-            set_state("stopped", "", "")
-            return Outcome("changed", f"stopped {running.name}")
-        except Unreachable as exc:
-            return Outcome("unreachable", str(exc))
+    async def _node(self, operation_id: str, node: str, request: Request) -> Outcome:
+        session = self.registry.get(node)
+        if session is None:
+            self.event(operation_id, node, "result", "unreachable: the node is not connected")
+            return Outcome("unreachable", "the node is not connected")
+        run = self.running[operation_id]
+        agent = RemoteAgent(
+            session, operation_id, run.cancel,
+            on_progress=lambda task, p: self._progress(operation_id, node, task, p),
+            observe=self.observe_step,
+        )  # fmt: skip
+        context = NodeRun(
+            node, agent, session.project,
+            lambda step, message: self.event(operation_id, node, step, message),
+            self._set_state(operation_id, node, request.check), request.check,
+        )  # fmt: skip
+        return await request.kind.run_node(context)
 
     def node_connected(
         self, session: AgentSession, projects: list[pb.RunningProject] | None
@@ -275,16 +253,9 @@ class OperationManager:
             self._apply_running(session)
 
     def _apply_running(self, session: AgentSession) -> None:
-        project = session.project
-        if project is UNKNOWN:
-            state, config, message = "failed", "", "the agent cannot tell what it runs"
-        elif project is None:
-            state, config, message = "stopped", "", ""
-        elif project.all_up:
-            state, config, message = "ready", project.name, ""
-        else:
-            state, config, message = "failed", project.name, "not every container is running"
-        self.db.submit(self.store.set_state, session.name, state, config, self.now(), message)
+        state, config, message = observed(session.project)
+        self.db.submit(self.store.set_state, session.name, state, config, self.now(), message,
+                       "", True)  # fmt: skip
 
     async def watch(self, operation_id: str) -> AsyncIterator[Event]:
         """Stored events, then live ones until the operation ends."""
@@ -296,9 +267,8 @@ class OperationManager:
             last = 0
             for stored in await self.db.call(self.store.events, operation_id):
                 last = stored.seq
-                yield Event(stored.seq, stored.at, stored.node, stored.step, stored.message,
-                            stored.step == "done")  # fmt: skip
-                if stored.step == "done":
+                yield stored
+                if stored.done:
                     return
             if run is None:
                 return
@@ -317,31 +287,3 @@ class OperationManager:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-
-
-class TimedAgent:
-    """A NodeAgent that reports each step's duration (for the switch histogram)."""
-
-    def __init__(self, inner: RemoteAgent, observe: Callable[[str, float], None]) -> None:
-        self.inner = inner
-        self.observe = observe
-
-    async def _timed(self, step: str, call: Coroutine[Any, Any, Any]) -> Any:
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        try:
-            return await call
-        finally:
-            self.observe(step, loop.time() - started)
-
-    async def drain(self, config: Configuration) -> Any:
-        return await self._timed("drain", self.inner.drain(config))
-
-    async def stop(self, project: str) -> Any:
-        return await self._timed("stop", self.inner.stop(project))
-
-    async def start(self, config: Configuration) -> Any:
-        return await self._timed("start", self.inner.start(config))
-
-    async def wait_healthy(self, config: Configuration) -> Any:
-        return await self._timed("ready", self.inner.wait_healthy(config))

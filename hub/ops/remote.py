@@ -4,25 +4,30 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Collection
+from collections.abc import Callable, Collection
+from typing import Any
 
 from google.protobuf.duration_pb2 import Duration
 
 from gpufleet.v1 import agent_link_pb2 as pb
 from gpufleet.v1 import types_pb2
 from hub.configs import Configuration
-from hub.ops.steps import Running, StepResult, Unreachable
-from hub.sessions import AgentSession, NodeDisconnected
+from hub.ops.steps import Cancelled, StepResult, Unreachable
+from hub.sessions import AgentSession, NodeDisconnected, TaskProgress
+from hub.states import Running
 
 STATUS = {
     types_pb2.TASK_STATUS_OK: "ok",
     types_pb2.TASK_STATUS_CHANGED: "changed",
     types_pb2.TASK_STATUS_SKIPPED: "ok",
+    types_pb2.TASK_STATUS_CANCELLED: "cancelled",
 }
 # A task that runs compose gets podman-compose's own limit (agent/compose.py) plus slack;
 # waits get their configured timeout plus slack. Past it the hub cancels the task.
 COMPOSE_LIMIT_S = 900.0 + 60.0
 SLACK_S = 60.0
+# How long a cancelled task may take to answer (its podman processes are killed at once).
+CANCEL_GRACE_S = 15.0
 
 
 def seconds(value: float) -> Duration:
@@ -51,28 +56,86 @@ def running_from_proto(project: pb.RunningProject) -> Running:
     )
 
 
+def ran_after_cancel(answer: pb.TaskResult, before: Running | None) -> Running | None:
+    """What a node runs after a cancelled task, from the project its result carries."""
+    if answer.HasField("assignment") and answer.assignment.HasField("project"):
+        project = answer.assignment.project
+    elif answer.HasField("project"):
+        project = answer.project
+    else:
+        return before
+    return running_from_proto(project) if project.services else None
+
+
 class RemoteAgent:
-    def __init__(self, session: AgentSession, operation_id: str) -> None:
+    """One node's agent as an operation sees it: each step is a task on the node's stream,
+    its progress goes to `on_progress`, and setting `cancel` cancels the task on the node."""
+
+    def __init__(
+        self,
+        session: AgentSession,
+        operation_id: str,
+        cancel: asyncio.Event | None = None,
+        on_progress: Callable[[str, TaskProgress], None] = lambda _task, _event: None,
+        observe: Callable[[str, float], None] = lambda _step, _seconds: None,
+    ) -> None:
         self.session = session
         self.operation_id = operation_id
+        self.cancel = cancel or asyncio.Event()
+        self.on_progress = on_progress
+        self.observe = observe
 
     async def _run(
-        self, request: pb.TaskRequest, limit_s: float = COMPOSE_LIMIT_S
+        self, request: pb.TaskRequest, step: str, limit_s: float = COMPOSE_LIMIT_S
     ) -> tuple[StepResult, pb.TaskResult]:
-        request.task_id = f"{self.operation_id}-{uuid.uuid4().hex[:8]}"
+        request.task_id = task_id = f"{self.operation_id}-{uuid.uuid4().hex[:8]}"
+        loop = asyncio.get_running_loop()
+        began = loop.time()
         try:
-            result = await asyncio.wait_for(self.session.run_task(request), limit_s)
-        except NodeDisconnected as exc:
-            raise Unreachable(str(exc)) from None
-        except TimeoutError:
-            self.session.cancel_task(request.task_id)
+            result = await self._await(request, step, limit_s)
+        finally:
+            self.observe(step, loop.time() - began)
+        if result is None:
             kind = request.WhichOneof("task")
-            failed = pb.TaskResult(status=types_pb2.TASK_STATUS_FAILED)
+            failed = pb.TaskResult(task_id=task_id, status=types_pb2.TASK_STATUS_FAILED)
             return StepResult("failed", f"{kind} gave no result within {limit_s:.0f} s; "
                                         "cancelled it on the node"), failed  # fmt: skip
         if result.HasField("project"):
             self.session.project = running_from_proto(result.project)
         return StepResult(STATUS.get(result.status, "failed"), result.message), result
+
+    async def _await(
+        self, request: pb.TaskRequest, step: str, limit_s: float
+    ) -> pb.TaskResult | None:
+        """The task's result; None when it gave none in time (it is cancelled then). Raises
+        Cancelled once the operation is cancelled, Unreachable when the node goes away."""
+        task_id = request.task_id
+        if self.cancel.is_set():  # cancelled between two steps: start nothing more
+            raise Cancelled(step, self.session.project)
+        try:
+            future = self.session.start_task(request, lambda e: self.on_progress(task_id, e))
+            cancelled = asyncio.ensure_future(self.cancel.wait())
+            waits: set[asyncio.Future[Any]] = {future, cancelled}
+            try:
+                await asyncio.wait(waits, timeout=limit_s,
+                                   return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
+            finally:
+                cancelled.cancel()
+            if future.done():
+                return future.result()
+            # Cancelled, or out of time: cancel it on the node and take its last word.
+            self.session.cancel(task_id)
+            await asyncio.wait({future}, timeout=CANCEL_GRACE_S)
+            answer = future.result() if future.done() else None
+        except NodeDisconnected as exc:
+            raise Unreachable(str(exc)) from None
+        if answer is None:
+            self.session.abandon(task_id)
+        if not self.cancel.is_set():
+            return None
+        if answer is not None:
+            self.session.project = ran_after_cancel(answer, self.session.project)
+        raise Cancelled(step, self.session.project)
 
     async def drain(self, config: Configuration) -> StepResult:
         probes = [
@@ -84,18 +147,20 @@ class RemoteAgent:
             return StepResult("ok", f"{config.name} has no drain probe: nothing to wait for")
         timeout = max(s.drain.timeout_s for s in config.services if s.drain is not None)
         drain = pb.Drain(project=config.name, probes=probes, timeout=seconds(timeout))
-        step, _ = await self._run(pb.TaskRequest(drain=drain), timeout + SLACK_S)
+        step, _ = await self._run(pb.TaskRequest(drain=drain), "drain", timeout + SLACK_S)
         return step
 
     async def stop(self, project: str) -> StepResult:
-        step, _ = await self._run(pb.TaskRequest(stop_project=pb.StopProject(project=project)))
+        step, _ = await self._run(
+            pb.TaskRequest(stop_project=pb.StopProject(project=project)), "stop"
+        )
         if step.status != "failed":
             self.session.project = None
         return step
 
     async def start(self, config: Configuration) -> StepResult:
         start = pb.StartProject(project=config.name, compose=config.text, digest=config.digest)
-        step, answer = await self._run(pb.TaskRequest(start_project=start))
+        step, answer = await self._run(pb.TaskRequest(start_project=start), "start")
         if not answer.HasField("assignment"):
             return step
         # A start that fell back to other GPUs reports them with the project.
@@ -120,12 +185,12 @@ class RemoteAgent:
         ]
         wait = pb.WaitHealthy(project=config.name, checks=checks)
         limit = max((s.health.timeout_s for s in chosen), default=0) + SLACK_S
-        step, _ = await self._run(pb.TaskRequest(wait_healthy=wait), limit)
+        step, _ = await self._run(pb.TaskRequest(wait_healthy=wait), "ready", limit)
         return step
 
     async def apply_assignment(self, task: pb.ApplyAssignment) -> tuple[StepResult, pb.TaskResult]:
         """Write a project's GPU override on the node and recreate what changed."""
-        step, answer = await self._run(pb.TaskRequest(apply_assignment=task))
+        step, answer = await self._run(pb.TaskRequest(apply_assignment=task), "apply")
         if answer.HasField("assignment") and answer.assignment.HasField("project"):
             project = answer.assignment.project
             if project.services:

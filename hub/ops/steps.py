@@ -13,6 +13,9 @@ from typing import Protocol
 
 from hub.configs import Configuration
 from hub.ops.batches import Outcome
+from hub.states import UNKNOWN, UNKNOWN_RUNNING, NodeState, Running, after_cancel
+
+S = NodeState
 
 
 @dataclass(frozen=True)
@@ -27,25 +30,18 @@ class StepResult:
         return self.status == "failed"
 
 
-@dataclass(frozen=True)
-class Running:
-    """What the node reports it runs."""
-
-    name: str
-    digest: str
-    all_up: bool
-
-
-# What a node runs when its agent could not list its projects (podman did not answer).
-UNKNOWN = Running("", "", False)
-UNKNOWN_RUNNING = (
-    "the agent could not tell what the node runs (podman did not answer): fix podman there, "
-    "then try again"
-)
-
-
 class Unreachable(Exception):
     pass
+
+
+class Cancelled(Exception):
+    """The operation was cancelled while a node's task ran; the task was cancelled on the node
+    and `running` is what the node reported it runs afterwards."""
+
+    def __init__(self, step: str, running: Running | None) -> None:
+        super().__init__(f"cancelled during {step}")
+        self.step = step
+        self.running = running
 
 
 class NodeAgent(Protocol):
@@ -56,7 +52,7 @@ class NodeAgent(Protocol):
 
 
 Report = Callable[[str, str], None]  # (step, message)
-SetState = Callable[[str, str, str], None]  # (state, configuration, message)
+SetState = Callable[[NodeState, str, str], None]  # (state, configuration, message)
 
 
 @dataclass
@@ -79,6 +75,8 @@ class Switch:
         except Unreachable as exc:
             self.report("result", f"unreachable: {exc}")
             return Outcome("unreachable", str(exc))
+        except Cancelled as exc:
+            return cancelled(exc, self.set_state, self.check)
 
     def _runs_target(self) -> bool:
         r = self.running
@@ -93,7 +91,7 @@ class Switch:
         if self._runs_target():
             health = await self.agent.wait_healthy(self.target)
             if not health.failed:
-                self.set_state("ready", self.target.name, "")
+                self.set_state(S.READY, self.target.name, "")
                 return Outcome("ok", f"already runs {self.target.name}, healthy")
             self.report("ready", f"runs {self.target.name} but unhealthy ({health.message})")
         if self.check:
@@ -104,16 +102,16 @@ class Switch:
         if current:
             stuck = await self._drain_and_stop(current)
             if stuck:
-                self.set_state("failed", current, stuck)
+                self.set_state(S.FAILED, current, stuck)
                 return Outcome("failed", stuck)
-        self.set_state("switching", self.target.name, "")
+        self.set_state(S.SWITCHING, self.target.name, "")
         failure = await self._start(self.target)
         if failure is None:
             took = self.clock() - started
-            self.set_state("ready", self.target.name, "")
+            self.set_state(S.READY, self.target.name, "")
             done = f"{current or 'nothing'} -> {self.target.name} in {took:.1f} s"
             return Outcome("changed", "; ".join([done, *self.notes]))
-        self.set_state("failed", self.target.name, failure)
+        self.set_state(S.FAILED, self.target.name, failure)
         if not (self.rollback and self.previous):
             return Outcome("failed", failure)
         return await self._roll_back(failure, self.previous)
@@ -121,12 +119,12 @@ class Switch:
     async def _drain_and_stop(self, current: str) -> str | None:
         """Drain then stop what runs; the reason when it could not be stopped."""
         if self.previous is not None:
-            self.set_state("draining", current, "")
+            self.set_state(S.DRAINING, current, "")
             drained = await self.agent.drain(self.previous)
             self.report("drain", drained.message)
         else:
             self.report("drain", f"no definition of {current} on the hub: nothing to drain")
-        self.set_state("switching", self.target.name, f"stopping {current}")
+        self.set_state(S.SWITCHING, self.target.name, f"stopping {current}")
         stopped = await self.agent.stop(current)
         self.report("stop", stopped.message)
         return f"stopping {current} failed: {stopped.message}" if stopped.failed else None
@@ -140,7 +138,7 @@ class Switch:
         self.report("start", started.message)
         if started.failed:
             return f"start of {config.name} failed: {started.message}"
-        self.set_state("loading", config.name, "")
+        self.set_state(S.LOADING, config.name, "")
         health = await self.agent.wait_healthy(config)
         self.report("ready", health.message)
         return health.message if health.failed else None
@@ -153,12 +151,19 @@ class Switch:
             reason = (
                 f"{failure}; rollback stopped: {self.target.name} did not stop ({stopped.message})"
             )
-            self.set_state("failed", self.target.name, reason)
+            self.set_state(S.FAILED, self.target.name, reason)
             return Outcome("failed", reason)
-        self.set_state("switching", previous.name, "rolling back")
+        self.set_state(S.SWITCHING, previous.name, "rolling back")
         again = await self._start(previous)
         if again is None:
-            self.set_state("ready", previous.name, f"rolled back: {failure}")
+            self.set_state(S.READY, previous.name, f"rolled back: {failure}")
             return Outcome("failed", f"{failure}; rolled back to {previous.name}, healthy")
-        self.set_state("failed", previous.name, again)
+        self.set_state(S.FAILED, previous.name, again)
         return Outcome("failed", f"{failure}; rollback to {previous.name} failed too: {again}")
+
+
+def cancelled(exc: Cancelled, set_state: SetState, check: bool) -> Outcome:
+    """A node's outcome when its operation was cancelled: its state from what it now runs."""
+    if not check:
+        set_state(*after_cancel(exc.running, exc.step))
+    return Outcome("cancelled", str(exc))

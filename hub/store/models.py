@@ -139,6 +139,7 @@ class OperationNode(SQLModel, table=True):
     message: str = ""
     started: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
     finished: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
+    progress_dropped: int = 0
 
 
 class OperationEvent(SQLModel, table=True):
@@ -155,3 +156,6 @@ class OperationEvent(SQLModel, table=True):
     node: str = Field(default="", max_length=253)
     step: str = Field(max_length=16)
     message: str = ""
+    # An agent's progress report from inside a task (step is then the task's phase).
+    progress: bool = False
+    percent: float | None = None

@@ -1,13 +1,18 @@
-"""Node switch states and operations: reads and writes, run on Database's thread."""
+"""Node switch states and operations: reads and writes, run on Database's thread.
+
+Callers get and give plain dataclasses; the ORM rows stay in this module."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Engine, update
+from sqlalchemy import Engine, delete, update
 from sqlmodel import Session, col, select
 
+from hub.states import NodeState, check
 from hub.store.models import (
     Node,
     NodeTransition,
@@ -15,6 +20,56 @@ from hub.store.models import (
     OperationEvent,
     OperationNode,
 )
+
+
+@dataclass(frozen=True)
+class Event:
+    seq: int
+    at: datetime
+    node: str
+    step: str
+    message: str
+    done: bool = False
+    progress: bool = False
+    percent: float | None = None
+
+
+@dataclass(frozen=True)
+class NodeResult:
+    node: str
+    result: str = "pending"
+    message: str = ""
+    started: datetime | None = None
+    finished: datetime | None = None
+    progress_dropped: int = 0
+
+
+@dataclass(frozen=True)
+class OperationRecord:
+    id: str
+    kind: str
+    created: datetime
+    configuration: str = ""
+    status: str = "running"
+    check: bool = False
+    params: dict[str, Any] = field(default_factory=dict)
+    finished: datetime | None = None
+    message: str = ""
+    nodes: tuple[NodeResult, ...] = ()
+
+
+def _record(row: Operation, nodes: Sequence[OperationNode]) -> OperationRecord:
+    return OperationRecord(
+        row.id, row.kind, row.created, row.configuration, row.status, row.check,
+        dict(row.params), row.finished, row.message,
+        tuple(NodeResult(n.node, n.result, n.message, n.started, n.finished, n.progress_dropped)
+              for n in nodes),
+    )  # fmt: skip
+
+
+def _event(row: OperationEvent) -> Event:
+    return Event(row.seq, row.at, row.node, row.step, row.message, row.step == "done",
+                 row.progress, row.percent)  # fmt: skip
 
 
 class OperationStore:
@@ -25,14 +80,18 @@ class OperationStore:
         return Session(self.engine, expire_on_commit=False)
 
     def set_state(
-        self, name: str, state: str, configuration: str, now: datetime,
-        message: str = "", operation_id: str = "",
+        self, name: str, state: NodeState, configuration: str, now: datetime,
+        message: str = "", operation_id: str = "", observed: bool = False,
     ) -> None:  # fmt: skip
         """Move a node's switch state; a change of state or configuration is recorded as a
-        transition, a new note alone only updates the node."""
+        transition, a new note alone only updates the node. An operation's move must be one
+        of hub.states.TRANSITIONS (InvalidTransition otherwise); what an agent reports it
+        runs (`observed`) may put the node in any state."""
         with self._session() as session:
             node = session.exec(select(Node).where(Node.name == name)).one()
             assert node.id is not None
+            if not observed:
+                check(node.state, state)
             if (node.state, node.configuration) != (state, configuration):
                 session.add(NodeTransition(
                     node_id=node.id, at=now, from_state=node.state, to_state=state,
@@ -55,7 +114,12 @@ class OperationStore:
         with self._session() as session:
             return list(session.exec(query).all())
 
-    def create(self, operation: Operation, nodes: Sequence[str]) -> None:
+    def create(self, record: OperationRecord, nodes: Sequence[str]) -> None:
+        operation = Operation(
+            id=record.id, kind=record.kind, configuration=record.configuration,
+            status=record.status, check=record.check, created=record.created,
+            params=record.params,
+        )  # fmt: skip
         with self._session() as session:
             session.add(operation)
             session.add_all(
@@ -64,21 +128,33 @@ class OperationStore:
             )
             session.commit()
 
-    def add_event(self, event: OperationEvent) -> None:
+    def add_event(self, operation_id: str, event: Event) -> None:
         with self._session() as session:
-            session.add(event)
+            session.add(OperationEvent(
+                operation_id=operation_id, seq=event.seq, at=event.at, node=event.node,
+                step=event.step, message=event.message, progress=event.progress,
+                percent=event.percent,
+            ))  # fmt: skip
+            session.commit()
+
+    def delete_event(self, operation_id: str, seq: int) -> None:
+        with self._session() as session:
+            session.execute(
+                delete(OperationEvent).where(col(OperationEvent.operation_id) == operation_id,
+                                             col(OperationEvent.seq) == seq)
+            )  # fmt: skip
             session.commit()
 
     def node_result(
         self, operation_id: str, node: str, result: str, message: str,
-        started: datetime | None, finished: datetime | None,
+        started: datetime | None, finished: datetime | None, progress_dropped: int = 0,
     ) -> None:  # fmt: skip
         with self._session() as session:
             session.execute(
                 update(OperationNode)
                 .where(col(OperationNode.operation_id) == operation_id,
                        col(OperationNode.node) == node)
-                .values(result=result, message=message,
+                .values(result=result, message=message, progress_dropped=progress_dropped,
                         **{k: v for k, v in (("started", started), ("finished", finished))
                            if v is not None})
             )  # fmt: skip
@@ -112,7 +188,7 @@ class OperationStore:
             session.commit()
             return ids
 
-    def get(self, operation_id: str) -> tuple[Operation, list[OperationNode]] | None:
+    def get(self, operation_id: str) -> OperationRecord | None:
         with self._session() as session:
             operation = session.get(Operation, operation_id)
             if operation is None:
@@ -121,9 +197,9 @@ class OperationStore:
                 select(OperationNode).where(OperationNode.operation_id == operation_id)
                 .order_by(col(OperationNode.position))
             ).all()  # fmt: skip
-            return operation, list(nodes)
+            return _record(operation, nodes)
 
-    def recent(self, limit: int) -> list[tuple[Operation, list[OperationNode]]]:
+    def recent(self, limit: int) -> list[OperationRecord]:
         with self._session() as session:
             operations = session.exec(
                 select(Operation).order_by(col(Operation.created).desc()).limit(limit)
@@ -136,12 +212,13 @@ class OperationStore:
         by_id: dict[str, list[OperationNode]] = {i: [] for i in ids}
         for node in nodes:
             by_id[node.operation_id].append(node)
-        return [(operation, by_id[operation.id]) for operation in operations]
+        return [_record(operation, by_id[operation.id]) for operation in operations]
 
-    def events(self, operation_id: str, after_seq: int = 0) -> list[OperationEvent]:
+    def events(self, operation_id: str, after_seq: int = 0) -> list[Event]:
         with self._session() as session:
-            return list(session.exec(
+            rows = session.exec(
                 select(OperationEvent)
                 .where(OperationEvent.operation_id == operation_id, OperationEvent.seq > after_seq)
                 .order_by(col(OperationEvent.seq))
-            ).all())  # fmt: skip
+            ).all()  # fmt: skip
+            return [_event(row) for row in rows]

@@ -51,3 +51,24 @@ def test_stop_starting_once_max_fail_is_exceeded() -> None:
 ])  # fmt: skip
 def test_max_fail_must_be_exceeded(failed: int, total: int, limit: float, stop: bool) -> None:
     assert too_many_failures(failed, total, limit) is stop
+
+
+def test_a_cancel_starts_no_further_node_and_skips_the_rest() -> None:
+    async def scenario() -> dict[str, Outcome]:
+        cancel = asyncio.Event()
+
+        async def step(node: str) -> Outcome:
+            if node == "n1":
+                cancel.set()
+                return Outcome("cancelled", "cancelled during start")
+            await asyncio.sleep(0.01)
+            return Outcome("changed")
+
+        nodes = [f"n{i}" for i in range(5)]
+        return await run_batches(nodes, 2, 100, step, cancel=cancel)
+
+    results = asyncio.run(scenario())
+    assert results["n0"] == Outcome("changed")
+    assert results["n1"].result == "cancelled"
+    assert {results[n].result for n in ("n2", "n3", "n4")} == {"skipped"}
+    assert results["n4"].message == "not started: the operation was cancelled"

@@ -138,3 +138,30 @@ def test_a_rollback_whose_stop_fails_does_not_start_the_previous() -> None:
     outcome, _ = switch(node, runs("alpha"), "beta")
     assert outcome.result == "failed" and "rollback stopped" in outcome.message
     assert node.calls.count("start alpha") == 0
+
+
+def test_a_switch_cancelled_while_loading_leaves_the_node_failed_not_ready() -> None:
+    from hub.ops.steps import Cancelled
+
+    class CancelledWhileHealthWaits(ScriptedNode):
+        async def wait_healthy(self, config: Configuration) -> StepResult:
+            raise Cancelled("ready", Running(config.name, config.digest, True))
+
+    node = CancelledWhileHealthWaits()
+    outcome, states = switch(node, Running("alpha", "x", True), "beta")
+    assert outcome == Outcome("cancelled", "cancelled during ready")
+    assert states[-1][:2] == ("failed", "beta")
+    assert "not checked healthy" in states[-1][2]
+    assert node.calls == ["drain alpha", "stop alpha", "start beta"]  # no rollback after a cancel
+
+
+def test_a_switch_cancelled_while_draining_leaves_the_node_ready() -> None:
+    from hub.ops.steps import Cancelled
+
+    class CancelledWhileDraining(ScriptedNode):
+        async def drain(self, config: Configuration) -> StepResult:
+            raise Cancelled("drain", Running(config.name, config.digest, True))
+
+    outcome, states = switch(CancelledWhileDraining(), Running("alpha", "x", True), "beta")
+    assert outcome.result == "cancelled"
+    assert states[-1] == ("ready", "alpha", "drain cancelled")

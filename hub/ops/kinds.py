@@ -1,0 +1,96 @@
+"""The configuration operation kinds: switch, drain, stop."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from hub.configs import Configuration
+from hub.ops.batches import Outcome
+from hub.ops.kind import NodeRun, OperationKind
+from hub.ops.steps import Cancelled, Switch, Unreachable, cancelled
+from hub.states import UNKNOWN, UNKNOWN_RUNNING, NodeState
+
+S = NodeState
+
+
+@dataclass(frozen=True)
+class SwitchKind(OperationKind):
+    """Drain and stop what a node runs, start `target`, wait until healthy; roll back."""
+
+    name = "switch"
+    target: Configuration
+    # Every configuration as loaded when the operation was asked for: what a node runs now
+    # is drained and, on failure, brought back from this one consistent snapshot.
+    configurations: Mapping[str, Configuration] = field(default_factory=dict)
+    rollback: bool = True
+
+    @property
+    def configuration(self) -> str:
+        return self.target.name
+
+    async def run_node(self, run: NodeRun) -> Outcome:
+        previous = self.configurations.get(run.running.name) if run.running else None
+        switch = Switch(run.agent, run.running, self.target, previous, run.report,
+                        run.set_state, run.check, self.rollback)  # fmt: skip
+        return await switch.run()
+
+
+@dataclass(frozen=True)
+class DrainKind(OperationKind):
+    """Wait until what a node runs has no request in flight; the node stays `draining`."""
+
+    name = "drain"
+    configurations: Mapping[str, Configuration] = field(default_factory=dict)
+
+    async def run_node(self, run: NodeRun) -> Outcome:
+        running = run.running
+        if running is UNKNOWN:
+            return Outcome("failed", UNKNOWN_RUNNING)
+        if running is None:
+            run.set_state(S.STOPPED, "", "")
+            return Outcome("ok", "runs nothing")
+        if run.check:
+            return Outcome("changed", f"would drain {running.name}")
+        run.set_state(S.DRAINING, running.name, "")
+        definition = self.configurations.get(running.name)
+        if definition is None:
+            return Outcome("ok", f"no definition of {running.name}: nothing to drain")
+        try:
+            drained = await run.agent.drain(definition)
+        except Unreachable as exc:
+            return Outcome("unreachable", str(exc))
+        except Cancelled as exc:
+            return cancelled(exc, run.set_state, run.check)
+        run.report("drain", drained.message)
+        return Outcome("changed", drained.message)
+
+
+@dataclass(frozen=True)
+class StopKind(OperationKind):
+    """Stop what a node runs (no drain)."""
+
+    name = "stop"
+
+    async def run_node(self, run: NodeRun) -> Outcome:
+        running = run.running
+        if running is UNKNOWN:
+            return Outcome("failed", UNKNOWN_RUNNING)
+        if running is None:
+            run.set_state(S.STOPPED, "", "")
+            return Outcome("ok", "runs nothing")
+        if run.check:
+            return Outcome("changed", f"would stop {running.name}")
+        run.set_state(S.SWITCHING, running.name, "stopping")
+        try:
+            stopped = await run.agent.stop(running.name)
+        except Unreachable as exc:
+            return Outcome("unreachable", str(exc))
+        except Cancelled as exc:
+            return cancelled(exc, run.set_state, run.check)
+        run.report("stop", stopped.message)
+        if stopped.failed:
+            run.set_state(S.FAILED, running.name, stopped.message)
+            return Outcome("failed", stopped.message)
+        run.set_state(S.STOPPED, "", "")
+        return Outcome("changed", f"stopped {running.name}")
