@@ -9,7 +9,8 @@ from pathlib import Path
 
 from hub.configs import Configuration, load_configuration
 from hub.ops.batches import Outcome
-from hub.ops.steps import Running, StepResult, Switch, Unreachable
+from hub.ops.steps import StepResult, Switch, Unreachable
+from hub.states import Running
 from tests.support.procs import REPO
 
 CONFIGS = REPO / "tests" / "fixtures" / "switch-configs"
@@ -124,7 +125,7 @@ def test_digest_decides_sameness(tmp_path: Path) -> None:
 
 
 def test_a_node_that_cannot_tell_what_it_runs_is_not_switched() -> None:
-    from hub.ops.steps import UNKNOWN
+    from hub.states import UNKNOWN
 
     node = ScriptedNode()
     outcome, states = switch(node, UNKNOWN, "beta")
