@@ -8,6 +8,7 @@ from typing import Any
 
 import grpc
 
+from gpufleet.gpus import gpu_to_proto
 from gpufleet.v1 import hub_pb2, hub_pb2_grpc
 from hub import convert
 from hub.ops.api import OperationsApi
@@ -74,7 +75,7 @@ class HubService(OperationsApi, hub_pb2_grpc.HubServicer):  # type: ignore[misc]
                 hub_pb2.NodeGpu(
                     node=node.name,
                     node_status=convert.node_status(node.status),
-                    gpu=convert.gpu_to_proto(gpu),
+                    gpu=gpu_to_proto(gpu),
                 )
                 for node, gpu in rows
             ]

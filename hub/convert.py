@@ -10,6 +10,7 @@ from typing import Any
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from gpufleet.gpus import STATES, STATIC_OPTIONAL, TELEMETRY_OPTIONAL, VENDORS, gpu_to_proto
 from gpufleet.v1 import agent_link_pb2 as link_pb
 from gpufleet.v1 import hub_pb2, types_pb2
 from hub.sessions import TaskProgress
@@ -17,19 +18,10 @@ from hub.store import Gpu, GpuRecord, GpuTelemetryRecord, Node, NodeEvent, NodeH
 from hub.store.models import NodeTransition
 from hub.store.store import as_utc
 
-VENDORS = {
-    types_pb2.GPU_VENDOR_NVIDIA: "nvidia",
-    types_pb2.GPU_VENDOR_AMD: "amd",
-    types_pb2.GPU_VENDOR_OTHER: "other",
-}
-VENDOR_CODES = {name: code for code, name in VENDORS.items()}
-STATES = {types_pb2.GPU_STATE_OK: "ok", types_pb2.GPU_STATE_LOST: "lost"}
-STATE_CODES = {name: code for code, name in STATES.items()}
 STATUS_CODES = {
     NodeStatus.READY.value: types_pb2.NODE_STATUS_READY,
     NodeStatus.DOWN.value: types_pb2.NODE_STATUS_DOWN,
 }
-TELEMETRY_OPTIONAL = ("memory_free_mb", "utilization_percent", "temperature_c", "power_draw_w")
 NODE_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,251}[A-Za-z0-9])?$")
 MAX_GPUS = 1024
 
@@ -108,7 +100,7 @@ def gpu_from_proto(gpu: types_pb2.Gpu) -> GpuRecord:
         gfx_target=gpu.gfx_target,
         pci_bus_id=gpu.pci_bus_id,
         driver_version=gpu.driver_version,
-        **_present(gpu, (*TELEMETRY_OPTIONAL, "power_limit_w")),
+        **_present(gpu, (*TELEMETRY_OPTIONAL, *STATIC_OPTIONAL)),
     )
 
 
@@ -119,29 +111,6 @@ def telemetry_from_proto(sample: types_pb2.GpuTelemetry) -> GpuTelemetryRecord:
         memory_used_mb=sample.memory_used_mb,
         processes=_processes(sample),
         **_present(sample, TELEMETRY_OPTIONAL),
-    )
-
-
-def gpu_to_proto(gpu: Gpu) -> types_pb2.Gpu:
-    optional = {
-        name: getattr(gpu, name)
-        for name in (*TELEMETRY_OPTIONAL, "power_limit_w")
-        if getattr(gpu, name) is not None
-    }
-    return types_pb2.Gpu(
-        index=gpu.index,
-        uuid=gpu.uuid,
-        name=gpu.name,
-        vendor=VENDOR_CODES.get(gpu.vendor, types_pb2.GPU_VENDOR_UNSPECIFIED),
-        memory_total_mb=gpu.memory_total_mb,
-        memory_used_mb=gpu.memory_used_mb,
-        compute_capability=gpu.compute_capability,
-        state=STATE_CODES.get(gpu.state, types_pb2.GPU_STATE_UNSPECIFIED),
-        gfx_target=gpu.gfx_target,
-        pci_bus_id=gpu.pci_bus_id,
-        driver_version=gpu.driver_version,
-        processes=[types_pb2.GpuProcess(pid=pid, used_memory_mb=mb) for pid, mb in gpu.processes],
-        **optional,
     )
 
 

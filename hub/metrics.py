@@ -10,12 +10,13 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from hub.states import NodeState
 from hub.store import Gpu, Node, NodeStatus
 from hub.store.store import as_utc
 
 MIB = 1024 * 1024
 GPU_LABELS = ["node", "index", "uuid", "name"]
-SWITCH_STATES = ("stopped", "switching", "loading", "ready", "failed", "draining")
+SWITCH_STATES = tuple(NodeState)
 
 
 @dataclass(frozen=True)

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
-
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from gpufleet.v1 import agent_link_pb2 as link_pb
 from gpufleet.v1 import assign_pb2 as pb
 from hub.assign.model import Change, NodeOverride, Preview
+from hub.convert import timestamp
 from hub.ops.remote import fallback_lines
 from hub.placement import Warning
 from hub.store.assignments import Assigned, AssignmentSets
@@ -69,14 +67,6 @@ def preview(p: Preview) -> pb.PreviewAssignmentsResponse:
     if p.plan.proved_optimal is not None:
         message.proved_optimal = p.plan.proved_optimal
     return message
-
-
-def timestamp(moment: datetime | None) -> Timestamp | None:
-    if moment is None:
-        return None
-    stamp = Timestamp()
-    stamp.FromDatetime(moment)
-    return stamp
 
 
 def assignment_set(s: AssignmentSets) -> pb.AssignmentSet:
