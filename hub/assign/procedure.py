@@ -15,25 +15,22 @@ from hub.placement import STRATEGIES, GpuSlot, Pin, Plan, ServiceDemand, Warning
 from hub.placement.engine import gpu_label
 from hub.placement.optimal import OptimalUnavailable
 from hub.store.assignments import Assigned, AssignmentSets
-from hub.store.models import Gpu, Node
+from hub.store.store import PlacementGpu
 
 SPEED_LABEL = "gpu-speed"  # a node label that overrides its GPUs' speed score
 
 
-def slots(rows: Iterable[tuple[Node, Gpu]], nodes: Sequence[str]) -> list[GpuSlot]:
-    chosen = set(nodes)
+def slots(gpus: Iterable[PlacementGpu]) -> list[GpuSlot]:
     found = []
-    for node, gpu in rows:
-        if node.name not in chosen:
-            continue
-        label = node.labels.get(SPEED_LABEL)
+    for gpu in gpus:
+        label = gpu.labels.get(SPEED_LABEL)
         try:
             override = float(label) if label is not None else None
         except ValueError:
             override = None
         speed = speed_score(gpu.name, gpu.compute_capability, gpu.memory_total_mb, override)
         found.append(
-            GpuSlot(node.name, gpu.index, gpu.name, gpu.memory_total_mb, speed, gpu.state == "lost")
+            GpuSlot(gpu.node, gpu.index, gpu.name, gpu.memory_total_mb, speed, gpu.state == "lost")
         )
     return found
 

@@ -105,7 +105,7 @@ class AssignmentService(assign_pb2_grpc.AssignmentsServicer):  # type: ignore[mi
         return sorted(s.name for s in self.registry), known
 
     async def _slots(self, nodes: list[str]) -> list[GpuSlot]:
-        return procedure.slots(await self.db.call(self.store.list_gpus), nodes)
+        return procedure.slots(await self.db.call(self.store.placement_gpus, nodes))
 
     async def _write_mirror(self) -> None:
         sets = await self.db.call(self.assignments.sets)

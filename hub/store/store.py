@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
@@ -61,6 +61,17 @@ class NodeHello:
     probe_error: str
     labels: Mapping[str, str] = field(default_factory=dict)
     gpus: tuple[GpuRecord, ...] = ()
+
+
+@dataclass(frozen=True)
+class PlacementGpu:
+    node: str
+    labels: Mapping[str, str]
+    index: int
+    name: str
+    compute_capability: str
+    memory_total_mb: int
+    state: str
 
 
 def as_utc(moment: datetime | None) -> datetime | None:
@@ -216,6 +227,21 @@ class Store:
                 select(Gpu).where(Gpu.node_id == node.id).order_by(col(Gpu.index))
             ).all()
             return node, list(gpus)
+
+    def placement_gpus(self, nodes: Sequence[str]) -> list[PlacementGpu]:
+        """The GPUs of the named nodes as placement sees them."""
+        query = (
+            select(Node, Gpu)
+            .join(Gpu, col(Gpu.node_id) == Node.id)
+            .where(col(Node.name).in_(list(nodes)))
+            .order_by(col(Node.name), col(Gpu.index))
+        )
+        with self._session() as session:
+            return [
+                PlacementGpu(node.name, dict(node.labels), gpu.index, gpu.name,
+                             gpu.compute_capability, gpu.memory_total_mb, gpu.state)
+                for node, gpu in session.exec(query).all()
+            ]  # fmt: skip
 
     def list_gpus(self) -> list[tuple[Node, Gpu]]:
         query = (
