@@ -27,7 +27,7 @@ STATUS = {
 COMPOSE_LIMIT_S = 900.0 + 60.0
 SLACK_S = 60.0
 # How long a cancelled task may take to answer (its podman processes are killed at once).
-CANCEL_GRACE_S = 15.0
+CANCEL_GRACE_S = 20.0  # more than the agent takes to say what runs after a cancel (15 s)
 
 
 def seconds(value: float) -> Duration:
