@@ -24,10 +24,11 @@ from pathlib import Path
 
 import grpc
 
-from agent.link import CHANNEL_OPTIONS, AgentLink, Identity
+from agent.link import AgentLink, Identity
 from agent.probes import StaticProbe
 from bench.common import REPO, admin_credentials, channel, proc_stats, ready_count, start_hub
 from bench.common import wait as wait_for
+from gpufleet.channel import SETTINGS
 from gpufleet.enroll import Enrolled, join
 from gpufleet.tls import TLS_OPTIONS
 from gpufleet.v1 import hub_pb2_grpc, trust_pb2, trust_pb2_grpc
@@ -37,7 +38,7 @@ INVENTORY = REPO / "configs" / "inventories" / "h100x8.yaml"
 
 def tls_factory(hub: str, enrolled: Enrolled):  # type: ignore[no-untyped-def]
     credentials = grpc.ssl_channel_credentials(enrolled.ca_pem, enrolled.key_pem, enrolled.cert_pem)
-    options = [*CHANNEL_OPTIONS, *TLS_OPTIONS]
+    options = [*SETTINGS.client_options(), *TLS_OPTIONS]
     return lambda: grpc.aio.secure_channel(hub, credentials, options=options)
 
 

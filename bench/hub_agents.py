@@ -22,16 +22,19 @@ from pathlib import Path
 
 import grpc
 
-from agent.link import CHANNEL_OPTIONS, AgentLink, ChannelFactory, Identity
+from agent.link import AgentLink, ChannelFactory, Identity
 from agent.probes import StaticProbe
 from bench.common import REPO, proc_stats, ready_count, start_hub, wait
+from gpufleet.channel import SETTINGS
 from gpufleet.v1 import hub_pb2_grpc
 
 INVENTORIES = sorted((REPO / "configs" / "inventories").glob("*.yaml"))
 
 
 async def simulate(hub: str, count: int, channels: int) -> None:
-    pool = [grpc.aio.insecure_channel(hub, options=CHANNEL_OPTIONS) for _ in range(channels)]
+    pool = [
+        grpc.aio.insecure_channel(hub, options=SETTINGS.client_options()) for _ in range(channels)
+    ]
 
     def shared(channel: grpc.aio.Channel) -> ChannelFactory:
         @asynccontextmanager
