@@ -19,10 +19,11 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from agent.projects import OVERRIDE_FILE
+
 PROJECT_LABEL = "io.podman.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
 COMPOSE_TIMEOUT_S = 900.0
-OVERRIDE_FILE = "gpu-override.yaml"  # GPU assignments, beside a project's compose file
 
 
 @dataclass(frozen=True)

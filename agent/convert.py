@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from agent.overrides import Fallback
 from agent.probes import GpuInfo, GpuProcess, ProbeResult
+from agent.tasks.context import Running
+from agent.tasks.outcome import Report, Status
+from agent.tasks.throttle import Progress
+from gpufleet.v1 import agent_link_pb2 as pb
 from gpufleet.v1 import types_pb2
 
 VENDOR_CODES = {
@@ -59,3 +64,50 @@ def inventory_to_proto(result: ProbeResult) -> types_pb2.Inventory:
         probe_error=result.error,
         gpus=[gpu_to_proto(gpu) for gpu in result.gpus],
     )
+
+
+STATUS_CODES = {
+    Status.OK: types_pb2.TASK_STATUS_OK,
+    Status.CHANGED: types_pb2.TASK_STATUS_CHANGED,
+    Status.FAILED: types_pb2.TASK_STATUS_FAILED,
+    Status.CANCELLED: types_pb2.TASK_STATUS_CANCELLED,
+}
+
+
+def task_result(task_id: str, status: Status, message: str) -> pb.TaskResult:
+    return pb.TaskResult(task_id=task_id, status=STATUS_CODES[status], message=message)
+
+
+def running_to_proto(running: Running) -> pb.RunningProject:
+    return pb.RunningProject(
+        name=running.name,
+        digest=running.digest,
+        services=[
+            pb.ServiceStatus(name=c.service, container_id=c.container_id, state=c.state)
+            for c in running.containers
+        ],
+    )
+
+
+def _fallback_to_proto(f: Fallback) -> pb.GpuFallback:
+    return pb.GpuFallback(
+        service=f.service, assigned=list(f.assigned), used=list(f.used), reason=f.reason
+    )
+
+
+def report_to_proto(report: Report) -> pb.AssignmentReport:
+    found = pb.AssignmentReport(
+        recreated=report.recreated,
+        removed=report.removed,
+        fallbacks=[_fallback_to_proto(f) for f in report.fallbacks],
+    )
+    if report.project is not None:
+        found.project.CopyFrom(running_to_proto(report.project))
+    return found
+
+
+def progress_to_proto(task_id: str, event: Progress) -> pb.TaskEvent:
+    progress = pb.Progress(phase=event.phase, message=event.message)
+    if event.percent is not None:
+        progress.percent = event.percent
+    return pb.TaskEvent(task_id=task_id, progress=progress)

@@ -15,29 +15,18 @@ import grpc
 
 import gpufleet
 from agent.backoff import Backoff
-from agent.convert import inventory_to_proto, telemetry_to_proto
+from agent.convert import inventory_to_proto, running_to_proto, telemetry_to_proto
 from agent.probes import GpuProbe, ProbeResult
-from agent.switching import Switching
-from agent.tasks import TaskRunner
+from agent.tasks.runner import TaskRunner
+from gpufleet.channel import PROTOCOL_VERSION, SETTINGS
 from gpufleet.v1 import agent_link_pb2 as pb
 from gpufleet.v1 import agent_link_pb2_grpc
 
 log = logging.getLogger(__name__)
 
-PROTOCOL_VERSION = 1
 WELCOME_TIMEOUT_S = 30.0
 PROJECTS_TIMEOUT_S = 15.0
 STABLE_S = 10.0  # a session that lasted this long resets the reconnect backoff
-MAX_MESSAGE_BYTES = 4 * 1024 * 1024
-# Must not ping more often than the hub's min_ping_interval_without_data (10 s, hub/server.py).
-CHANNEL_OPTIONS = [
-    ("grpc.keepalive_time_ms", 20_000),
-    ("grpc.keepalive_timeout_ms", 10_000),
-    ("grpc.keepalive_permit_without_calls", 1),
-    ("grpc.http2.max_pings_without_data", 0),
-    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-]
 
 Call = grpc.aio.StreamStreamCall[pb.AgentMessage, pb.HubMessage]
 ChannelFactory = Callable[[], AbstractAsyncContextManager[grpc.aio.Channel]]
@@ -70,7 +59,7 @@ async def write(call: Call, message: pb.AgentMessage) -> None:
 
 def insecure_channel(target: str) -> ChannelFactory:
     def factory() -> AbstractAsyncContextManager[grpc.aio.Channel]:
-        return grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
+        return grpc.aio.insecure_channel(target, options=SETTINGS.client_options())
 
     return factory
 
@@ -83,7 +72,7 @@ class AgentLink:
         probe: GpuProbe,
         channel: ChannelFactory | None = None,
         backoff: Backoff | None = None,
-        switching: Switching | None = None,
+        tasks: TaskRunner | None = None,
         projects_timeout_s: float = PROJECTS_TIMEOUT_S,
         on_attempt: Callable[[bool], None] | None = None,
     ) -> None:
@@ -94,8 +83,8 @@ class AgentLink:
         self.hub = hub
         self.identity = identity
         self.probe = probe
-        self.switching = switching
-        self.tasks = TaskRunner(probe, switching)
+        # None: the agent runs no tasks (and no projects), as in benchmarks of the link alone.
+        self.tasks = tasks if tasks is not None else TaskRunner({})
         self.channel = channel or insecure_channel(hub)
         self.backoff = backoff or Backoff()
         self.connected = asyncio.Event()
@@ -163,13 +152,15 @@ class AgentLink:
 
     async def _projects(self) -> list[pb.RunningProject] | None:
         """What runs now; None when podman cannot tell in time."""
-        if self.switching is None:
+        context = self.tasks.context
+        if context is None:
             return []
         try:
-            return await asyncio.wait_for(self.switching.projects(), self.projects_timeout_s)
+            found = await asyncio.wait_for(context.projects(), self.projects_timeout_s)
         except Exception as exc:  # podman trouble must not keep the node off the hub
             log.warning("cannot list running projects: %s", exc or type(exc).__name__)
             return None
+        return [running_to_proto(running) for running in found]
 
     async def hello(self) -> pb.Hello:
         found = await self._probe()

@@ -23,14 +23,34 @@ from agent import report
 from agent.compose import Podman
 from agent.credentials import AgentTls, NotEnrolled
 from agent.identity import agent_id, check_name, parse_labels
-from agent.link import CHANNEL_OPTIONS, AgentLink, Identity
+from agent.link import AgentLink, Identity
 from agent.probes import PROBES, GpuProbe, InventoryError, make_probe
 from agent.projects import RUNTIMES, ProjectStore
-from agent.switching import Switching
+from agent.tasks.apply_assignment import ApplyAssignment
+from agent.tasks.context import TaskContext
+from agent.tasks.drain import Drain
+from agent.tasks.gather_facts import GatherFacts
+from agent.tasks.runner import Registry, TaskRunner, registry
+from agent.tasks.start_project import StartProject
+from agent.tasks.stop_project import StopProject
+from agent.tasks.wait_healthy import WaitHealthy
 from gpufleet import sdnotify, settings
+from gpufleet.channel import SETTINGS
 from gpufleet.enroll import EnrollError, join
 
 log = logging.getLogger("agent")
+
+
+def task_kinds() -> Registry:
+    """Every task kind this agent runs: one line each."""
+    return registry(
+        GatherFacts(),
+        StartProject(),
+        StopProject(),
+        WaitHealthy(),
+        Drain(),
+        ApplyAssignment(),
+    )
 
 
 def default_state_dir() -> Path:
@@ -258,11 +278,11 @@ def main(argv: list[str] | None = None) -> None:
     gpus = build_probe(args)
     tls = AgentTls(args.state_dir)
     identity = Identity(node_name(args, tls), instance, labels)
-    switching = Switching(
-        ProjectStore(args.state_dir, args.gpu_runtime), Podman(identity.name, env), env, gpus
-    )
-    channel = None if args.insecure else tls.channel_factory(args.hub, CHANNEL_OPTIONS)
-    link = AgentLink(args.hub, identity, gpus, channel=channel, switching=switching)
+    store = ProjectStore(args.state_dir, args.gpu_runtime)
+    context = TaskContext.create(store, Podman(identity.name, env), gpus, env)
+    channel = None if args.insecure else tls.channel_factory(args.hub, SETTINGS.client_options())
+    link = AgentLink(args.hub, identity, gpus, channel=channel,
+                     tasks=TaskRunner(task_kinds(), context))  # fmt: skip
     asyncio.run(serve(link, None if args.insecure else tls))
 
 

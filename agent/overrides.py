@@ -1,7 +1,7 @@
 """A project's GPU override: the targets the hub assigned, the GPUs they use on this node, the
 rendered `gpu-override.yaml`, and the lost-GPU fallback. Shared by applying assignments
-(agent/assignments.py) and by starting a project (agent/switching.py), so both fall back the
-same way and say so the same way.
+(agent/tasks/apply_assignment.py) and by starting a project (agent/tasks/start_project.py), so
+both fall back the same way and say so the same way.
 
 `gpu-assignment.json` beside the override records, per service:
   assigned  what the hub sent (the GPUs it asked for)
@@ -23,7 +23,6 @@ import yaml
 
 from agent.probes import GpuProbe
 from agent.projects import OVERRIDE_FILE
-from gpufleet.v1 import agent_link_pb2 as pb
 
 STATE_FILE = "gpu-assignment.json"
 ELSEWHERE_PROFILE = "gpufleet-assigned-elsewhere"
@@ -202,24 +201,3 @@ def describe(fallbacks: Sequence[Fallback]) -> str:
     return "; ".join(
         f"{f.service}: {f.reason}, using GPU {','.join(map(str, f.used))}" for f in fallbacks
     )
-
-
-def report(
-    fallbacks: Sequence[Fallback],
-    recreated: Sequence[str] = (),
-    removed: Sequence[str] = (),
-    project: pb.RunningProject | None = None,
-) -> pb.AssignmentReport:
-    found = pb.AssignmentReport(
-        recreated=list(recreated),
-        removed=list(removed),
-        fallbacks=[
-            pb.GpuFallback(
-                service=f.service, assigned=list(f.assigned), used=list(f.used), reason=f.reason
-            )
-            for f in fallbacks
-        ],
-    )
-    if project is not None:
-        found.project.CopyFrom(project)
-    return found

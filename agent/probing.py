@@ -63,6 +63,8 @@ class Verdict:
 
 
 Gone = Callable[[list[str]], Awaitable[tuple[str, str] | None]]
+# After every poll: how many of how many checks passed so far, and what this poll saw.
+HealthProgress = Callable[[int, int, str], None]
 ALIVE_EVERY_S = 5.0
 
 
@@ -75,7 +77,7 @@ async def wait_healthy(
     fetch: Fetch = http_get,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-    progress: Callable[[str], None] = lambda _line: None,
+    progress: HealthProgress = lambda _healthy, _total, _line: None,
     gone: Gone = _never_gone,
 ) -> Verdict:
     """All checks polled side by side; the first whose timeout passes fails the wait. Every
@@ -83,6 +85,7 @@ async def wait_healthy(
     instead of after its (often long) timeout."""
     start = clock()
     pending = {check.service: check for check in checks}
+    total = len(pending)
     seen: dict[str, str] = {}
     next_poll = dict.fromkeys(pending, start)
     next_alive = start + ALIVE_EVERY_S
@@ -99,9 +102,11 @@ async def wait_healthy(
             reply = await fetch(check.url)
             if reply.status == check.expect_status:
                 del pending[name]
-                progress(f"{name} healthy after {clock() - start:.1f} s")
+                healthy = total - len(pending)
+                progress(healthy, total, f"{name} healthy after {clock() - start:.1f} s")
                 continue
             seen[name] = reply.describe()
+            progress(total - len(pending), total, f"{name}: {check.url} gave {seen[name]}")
             if clock() - start >= check.timeout_s:
                 return Verdict(False, name, seen[name], clock() - start)
             next_poll[name] = clock() + check.interval_s

@@ -24,7 +24,7 @@ NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 VARIABLE = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::?-(?P<default>[^}]*))?\}")
 RUNTIMES = ("cdi", "amd", "none")
 COMPOSE_FILE = "compose.yaml"
-OVERRIDE_FILE = "gpu-override.yaml"  # written by agent/assignments.py; owns the GPU devices
+OVERRIDE_FILE = "gpu-override.yaml"  # from agent/tasks/apply_assignment.py; owns the GPU devices
 DIGEST_FILE = "digest"
 
 

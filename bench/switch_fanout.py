@@ -3,7 +3,7 @@
     python -m bench.switch_fanout --agents 50
 
 A real hub (test configurations) and one process running `--agents` real agents (AgentLink,
-TaskRunner, Switching, ProjectStore). Only the edge is simulated: podman and podman-compose
+TaskRunner, the task kinds, ProjectStore). Only the edge is simulated: podman and podman-compose
 answer from a table instead of starting containers, and one local HTTP server stands in for
 every model server (healthy, nothing in flight). Every agent starts out running `alpha`;
 the bench switches them all to `beta` at once and prints when the first drain began and
@@ -26,12 +26,16 @@ from pathlib import Path
 import grpc
 
 from agent.compose import Completed, Podman, compose_name
-from agent.link import CHANNEL_OPTIONS, AgentLink, ChannelFactory, Identity
+from agent.link import AgentLink, ChannelFactory, Identity
+from agent.main import task_kinds
 from agent.probes import NoProbe
 from agent.projects import ProjectStore
-from agent.switching import Switching
+from agent.tasks.context import Running, TaskContext
+from agent.tasks.drain import Drain, DrainSpec
+from agent.tasks.outcome import Outcome
+from agent.tasks.runner import TaskRunner
 from bench.common import REPO, free_port, start_hub, wait
-from gpufleet.v1 import agent_link_pb2 as pb
+from gpufleet.channel import SETTINGS
 from gpufleet.v1 import hub_pb2, hub_pb2_grpc
 from hub.configs import load_configuration
 
@@ -72,7 +76,7 @@ async def simulate(hub: str, count: int, work: Path, port: int) -> None:
     server = await model_server(port)
     env = {"WEB_PORT": str(port), "METRICS_DIR": str(work)}
     alpha = load_configuration(CONFIGS / "alpha.yaml")
-    channels = [grpc.aio.insecure_channel(hub, options=CHANNEL_OPTIONS) for _ in range(5)]
+    channels = [grpc.aio.insecure_channel(hub, options=SETTINGS.client_options()) for _ in range(5)]
 
     def shared(channel: grpc.aio.Channel) -> ChannelFactory:
         @asynccontextmanager
@@ -88,18 +92,19 @@ async def simulate(hub: str, count: int, work: Path, port: int) -> None:
         store.write("alpha", alpha.text, alpha.digest)  # this host runs alpha
         edge = ScriptedPodman()
         edge.running.add(compose_name(node, "alpha"))
-        switching = TimedSwitching(store, Podman(node, env, run=edge), env)
+        context = TaskContext.create(store, Podman(node, env, run=edge), NoProbe(), env)
+        tasks = TaskRunner({**task_kinds(), "drain": TimedDrain()}, context)
         links.append(AgentLink(hub, Identity(node, f"id-{node}"), NoProbe(),
-                               channel=shared(channels[i % 5]), switching=switching))  # fmt: skip
+                               channel=shared(channels[i % 5]), tasks=tasks))  # fmt: skip
     stop = asyncio.Event()
     await asyncio.gather(*(link.run(stop) for link in links))
     server.close()
 
 
-class TimedSwitching(Switching):
-    async def drain(self, request: pb.TaskRequest, emit: object) -> pb.TaskResult:
+class TimedDrain(Drain):
+    async def run(self, ctx: TaskContext, spec: DrainSpec, check: bool) -> Outcome[Running]:
         print(f"drain {time.time():.6f}", flush=True)
-        return await super().drain(request, emit)  # type: ignore[arg-type]
+        return await super().run(ctx, spec, check)
 
 
 def main() -> None:

@@ -3,7 +3,6 @@ runs, driven through a scripted process runner (no podman needed)."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 from collections.abc import Mapping
@@ -12,15 +11,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from agent.assignments import Assignments, targets_from
 from agent.compose import Completed, Podman
 from agent.overrides import ELSEWHERE_PROFILE, Target, fall_back, render
 from agent.probes import GpuInfo, ProbeResult
 from agent.probes.static import StaticProbe
 from agent.projects import ProjectError, ProjectStore
-from agent.switching import Switching
+from agent.tasks.apply_assignment import targets_from
+from agent.tasks.context import TaskContext
 from gpufleet.v1 import agent_link_pb2 as pb
 from gpufleet.v1 import types_pb2
+from tests.agent.support import run_task
 
 INVENTORY = """gpus:
   - {index: 0, uuid: GPU-0, name: A5500, vendor: nvidia, memory_total_mb: 24564,
@@ -58,17 +58,15 @@ class ScriptedPodman:
         return Completed(0, "", "")
 
 
-def runner(tmp_path: Path, podman: ScriptedPodman, runtime: str = "none") -> Assignments:
+def runner(tmp_path: Path, podman: ScriptedPodman, runtime: str = "none") -> TaskContext:
     inventory = tmp_path / "inventory.yaml"
     inventory.write_text(INVENTORY)
-    switching = Switching(
-        ProjectStore(tmp_path / "state", runtime), Podman("gpu-a", run=podman), {}
-    )
-    return Assignments(switching, StaticProbe(inventory))
+    store = ProjectStore(tmp_path / "state", runtime)
+    return TaskContext.create(store, Podman("gpu-a", run=podman), StaticProbe(inventory), {})
 
 
-def apply(a: Assignments, t: pb.ApplyAssignment) -> pb.TaskResult:
-    return asyncio.run(a.apply(pb.TaskRequest(task_id="t1", apply_assignment=t), lambda _m: None))
+def apply(a: TaskContext, t: pb.ApplyAssignment) -> pb.TaskResult:
+    return run_task(a, pb.TaskRequest(task_id="t1", apply_assignment=t))
 
 
 @pytest.mark.parametrize("project", ["../etc", "a/b", "", "X"])
@@ -122,7 +120,7 @@ def test_override_per_runtime() -> None:
 def test_apply_recreates_only_changed_services_and_keeps_the_previous(tmp_path: Path) -> None:
     podman = ScriptedPodman({"one": "id1", "two": "id2", "three": "id3"})
     a = runner(tmp_path, podman)
-    project = a.switching.store.project("pair")
+    project = a.store.project("pair")
     project.directory.mkdir(parents=True)
     project.compose_file.write_text(
         "services: {one: {image: x}, two: {image: x}, three: {image: x}}\n"
@@ -152,7 +150,7 @@ def test_apply_falls_back_when_the_assigned_gpu_is_missing(tmp_path: Path) -> No
     [fallback] = result.assignment.fallbacks
     assert (list(fallback.assigned), list(fallback.used)) == ([7], [0])
     assert "does not run" in result.message and "GPU 7 is lost or missing" in result.message
-    written = yaml.safe_load((a.switching.store.project("pair").directory
+    written = yaml.safe_load((a.store.project("pair").directory
                               / "gpu-override.yaml").read_text())  # fmt: skip
     assert written["services"]["one"]["environment"]["CUDA_VISIBLE_DEVICES"] == "0"
 
@@ -164,11 +162,11 @@ def test_cdi_compose_leaves_gpu_devices_to_the_override(tmp_path: Path) -> None:
     import hashlib
 
     digest = hashlib.sha256(compose.encode()).hexdigest()
-    project = a.switching.store.write("pair", compose, digest)
+    project = a.store.write("pair", compose, digest)
     assert "devices" in project.compose_file.read_text()
     apply(a, task(one=(True, [1], None)))
     assert "devices" not in project.compose_file.read_text()
-    a.switching.store.write("pair", compose, digest)  # a later switch writes it again
+    a.store.write("pair", compose, digest)  # a later switch writes it again
     assert "devices" not in project.compose_file.read_text()
 
 
@@ -190,14 +188,14 @@ class Gpus:
 PAIR = "services: {one: {image: x}, two: {image: x}}\n"
 
 
-def start(switching: Switching, check: bool = False) -> pb.TaskResult:
+def start(switching: TaskContext, check: bool = False) -> pb.TaskResult:
     digest = hashlib.sha256(PAIR.encode()).hexdigest()
     request = pb.TaskRequest(task_id="s1", check_mode=check, start_project=pb.StartProject(
         project="pair", compose=PAIR, digest=digest))  # fmt: skip
-    return asyncio.run(switching.start(request, lambda _m: None))
+    return run_task(switching, request)
 
 
-def visible(switching: Switching, service: str) -> str:
+def visible(switching: TaskContext, service: str) -> str:
     override = switching.store.project("pair").directory / "gpu-override.yaml"
     found: str = yaml.safe_load(override.read_text())["services"][service]["environment"][
         "CUDA_VISIBLE_DEVICES"
@@ -207,8 +205,9 @@ def visible(switching: Switching, service: str) -> str:
 
 def test_start_falls_back_from_a_lost_gpu_and_returns_once_it_is_back(tmp_path: Path) -> None:
     podman, gpus = ScriptedPodman({}), Gpus()
-    switching = Switching(ProjectStore(tmp_path / "state"), Podman("gpu-a", run=podman), {}, gpus)
-    apply(Assignments(switching, gpus), task(one=(True, [1], None), two=(True, [0], 2.0)))
+    switching = TaskContext.create(ProjectStore(tmp_path / "state"), Podman("gpu-a", run=podman),
+                                   gpus, {})  # fmt: skip
+    apply(switching, task(one=(True, [1], None), two=(True, [0], 2.0)))
     gpus.states[1] = "lost"
 
     would = start(switching, check=True)
@@ -241,11 +240,12 @@ def test_start_without_assignments_or_with_usable_gpus_leaves_the_override(
     tmp_path: Path,
 ) -> None:
     podman, gpus = ScriptedPodman({}), Gpus()
-    switching = Switching(ProjectStore(tmp_path / "state"), Podman("gpu-a", run=podman), {}, gpus)
+    switching = TaskContext.create(ProjectStore(tmp_path / "state"), Podman("gpu-a", run=podman),
+                                   gpus, {})  # fmt: skip
     plain = start(switching)
     assert plain.status == types_pb2.TASK_STATUS_CHANGED and plain.HasField("project")
     assert not (switching.store.project("pair").directory / "gpu-override.yaml").exists()
-    apply(Assignments(switching, gpus), task(one=(True, [1], None), two=(False, [], None)))
+    apply(switching, task(one=(True, [1], None), two=(False, [], None)))
     override = switching.store.project("pair").directory / "gpu-override.yaml"
     written = override.read_text()
     again = start(switching)
@@ -255,7 +255,7 @@ def test_start_without_assignments_or_with_usable_gpus_leaves_the_override(
 
 def test_a_gpu_missing_from_the_inventory_at_start_falls_back_too(tmp_path: Path) -> None:
     a = runner(tmp_path, ScriptedPodman({}))
-    switching = Switching(a.switching.store, a.switching.podman, {}, a.probe)
+    switching = a
     apply(a, task(one=(True, [1], None)))
     inventory = tmp_path / "inventory.yaml"
     inventory.write_text(INVENTORY.split("  - {index: 1")[0])  # GPU 1 is gone from the host

@@ -13,9 +13,11 @@ import pytest
 
 from agent.compose import Completed, Podman, run_process
 from agent.link import AgentLink, Identity
+from agent.main import task_kinds
 from agent.probes import NoProbe
 from agent.projects import ProjectStore
-from agent.switching import Switching
+from agent.tasks.context import TaskContext
+from agent.tasks.runner import TaskRunner
 
 
 def test_timeout_kills_the_whole_process_group() -> None:
@@ -43,9 +45,9 @@ def test_hello_goes_out_when_podman_hangs_and_says_it_cannot_tell(tmp_path: Path
     store = ProjectStore(tmp_path)
     (store.root / "alpha").mkdir(parents=True)
     (store.root / "alpha" / "compose.yaml").write_text("services: {}\n")
-    switching = Switching(store, Podman("gpu-a", run=hanging_podman), {})
-    link = AgentLink("unused:1", Identity("gpu-a", "id"), NoProbe(), switching=switching,
-                     projects_timeout_s=0.2)  # fmt: skip
+    context = TaskContext.create(store, Podman("gpu-a", run=hanging_podman), NoProbe(), {})
+    link = AgentLink("unused:1", Identity("gpu-a", "id"), NoProbe(),
+                     tasks=TaskRunner(task_kinds(), context), projects_timeout_s=0.2)  # fmt: skip
     started = time.monotonic()
     hello = asyncio.run(link.hello())
     assert time.monotonic() - started < 2

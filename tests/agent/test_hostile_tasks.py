@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 
 from agent.compose import Completed, Podman
+from agent.main import task_kinds
 from agent.probes.base import NoProbe
 from agent.projects import ProjectStore
-from agent.switching import Switching
-from agent.tasks import TaskRunner
+from agent.tasks.context import TaskContext
+from agent.tasks.runner import TaskRunner
 from gpufleet.v1 import agent_link_pb2 as pb
 from gpufleet.v1 import types_pb2
 
@@ -40,8 +41,8 @@ def test_hostile_project_names_are_refused(tmp_path: Path, name: str) -> None:
         return Completed(0, "", "")
 
     state = tmp_path / "state"
-    switching = Switching(ProjectStore(state), Podman("gpu-a", run=podman), {})
-    runner = TaskRunner(NoProbe(), switching)
+    context = TaskContext.create(ProjectStore(state), Podman("gpu-a", run=podman), NoProbe(), {})
+    runner = TaskRunner(task_kinds(), context)
     results: list[pb.TaskResult] = []
 
     async def scenario() -> None:

@@ -166,9 +166,11 @@ def test_apply_waits_until_recreated_services_are_healthy_and_rolls_back(tmp_pat
 
     from agent.compose import Podman
     from agent.link import AgentLink, Identity
+    from agent.main import task_kinds
     from agent.probes.static import StaticProbe
     from agent.projects import ProjectStore
-    from agent.switching import Switching
+    from agent.tasks.context import TaskContext
+    from agent.tasks.runner import TaskRunner
     from gpufleet.v1 import assign_pb2, assign_pb2_grpc, hub_pb2, hub_pb2_grpc
     from hub.server import HubConfig, HubServer
 
@@ -198,9 +200,9 @@ def test_apply_waits_until_recreated_services_are_healthy_and_rolls_back(tmp_pat
                                      configs_dir=configs, insecure=True))  # fmt: skip
         await server.start()
         probe = StaticProbe(inventory)
-        switching = Switching(store, Podman("gpu-a", run=containers), env, probe)
+        context = TaskContext.create(store, Podman("gpu-a", run=containers), probe, env)
         link = AgentLink(f"127.0.0.1:{server.port}", Identity("gpu-a", "id-a"), probe,
-                         switching=switching)  # fmt: skip
+                         tasks=TaskRunner(task_kinds(), context))  # fmt: skip
         stop = asyncio.Event()
         agent = asyncio.create_task(link.run(stop))
         found: list[tuple[str, str, str]] = []

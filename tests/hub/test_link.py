@@ -10,8 +10,13 @@ from pathlib import Path
 import grpc
 import pytest
 
+from agent.compose import Podman
 from agent.link import AgentLink, Identity
+from agent.main import task_kinds
 from agent.probes import GpuInfo, ProbeResult
+from agent.projects import ProjectStore
+from agent.tasks.context import TaskContext
+from agent.tasks.runner import TaskRunner
 from gpufleet.v1 import agent_link_pb2 as pb
 from gpufleet.v1 import agent_link_pb2_grpc, types_pb2
 from hub.server import HubConfig, HubServer
@@ -43,7 +48,9 @@ async def running_hub(tmp: Path) -> AsyncIterator[HubServer]:
 async def running_agent(
     server: HubServer, name: str, probe: CountingProbe
 ) -> AsyncIterator[AgentLink]:
-    link = AgentLink(f"127.0.0.1:{server.port}", Identity(name, f"id-{name}"), probe)
+    context = TaskContext.create(ProjectStore(Path("/nonexistent")), Podman(name), probe, {})
+    link = AgentLink(f"127.0.0.1:{server.port}", Identity(name, f"id-{name}"), probe,
+                     tasks=TaskRunner(task_kinds(), context))  # fmt: skip
     stop = asyncio.Event()
     task = asyncio.create_task(link.run(stop))
     await asyncio.wait_for(link.connected.wait(), 10)
@@ -160,9 +167,7 @@ def test_concurrent_operations_on_one_node_admit_exactly_one(tmp_path: Path) -> 
     import json
     from collections.abc import Mapping
 
-    from agent.compose import Completed, Podman, compose_name
-    from agent.projects import ProjectStore
-    from agent.switching import Switching
+    from agent.compose import Completed, compose_name
     from gpufleet.v1 import hub_pb2, hub_pb2_grpc
     from hub.configs import load_configuration
     from tests.support.procs import REPO
@@ -186,9 +191,9 @@ def test_concurrent_operations_on_one_node_admit_exactly_one(tmp_path: Path) -> 
         server = HubServer(HubConfig("127.0.0.1:0", tmp_path / "hub", heartbeat_interval=0.5,
                                      configs_dir=configs, insecure=True))  # fmt: skip
         await server.start()
-        switching = Switching(store, Podman("gpu-a", run=slow_podman), {})
+        context = TaskContext.create(store, Podman("gpu-a", run=slow_podman), CountingProbe(), {})
         link = AgentLink(f"127.0.0.1:{server.port}", Identity("gpu-a", "id-a"), CountingProbe(),
-                         switching=switching)  # fmt: skip
+                         tasks=TaskRunner(task_kinds(), context))  # fmt: skip
         stop = asyncio.Event()
         agent = asyncio.create_task(link.run(stop))
         try:

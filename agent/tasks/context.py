@@ -1,0 +1,73 @@
+"""What a task may use on this host, handed to every task so no task reaches into another.
+
+One TaskContext is built at start-up (agent/main.py); the runner gives each task a copy that
+shares everything but the progress callback, which reports for that task alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+
+from agent.compose import Container, Podman
+from agent.probes import GpuProbe
+from agent.projects import ProjectStore
+
+# phase, message, percent (0-100 where the task can tell)
+ReportProgress = Callable[[str, str, float | None], None]
+
+
+def _ignore(_phase: str, _message: str, _percent: float | None) -> None:
+    pass
+
+
+@dataclass(frozen=True)
+class Running:
+    """A project as podman shows it now; no containers: it does not run."""
+
+    name: str
+    digest: str  # of the configuration it runs; "" when it does not run
+    containers: tuple[Container, ...] = ()
+
+
+@dataclass(frozen=True)
+class TaskContext:
+    store: ProjectStore
+    podman: Podman
+    probe: GpuProbe
+    # URLs expand with what podman-compose expands the files with: the process's environment
+    # (e.g. systemd Environment=) plus --env.
+    env: Mapping[str, str]
+    # One compose run at a time on this host, even if the hub retries after a reconnect.
+    compose_lock: asyncio.Lock
+    on_progress: ReportProgress = _ignore
+
+    @classmethod
+    def create(
+        cls, store: ProjectStore, podman: Podman, probe: GpuProbe, env: Mapping[str, str]
+    ) -> TaskContext:
+        return cls(store, podman, probe, {**os.environ, **env}, asyncio.Lock())
+
+    def for_task(self, on_progress: ReportProgress) -> TaskContext:
+        return replace(self, on_progress=on_progress)
+
+    def progress(self, phase: str, message: str, percent: float | None = None) -> None:
+        """Tell the hub what the task is doing; the runner throttles and routes it."""
+        self.on_progress(phase, message, percent)
+
+    async def running(self, name: str) -> Running:
+        """What project `name` runs now (podman ps)."""
+        containers = tuple(await self.podman.containers(name))
+        digest = self.store.project(name).digest() if containers else ""
+        return Running(name, digest, containers)
+
+    async def projects(self) -> list[Running]:
+        """Every project this agent started that runs now, for the hello."""
+        found = []
+        for project in self.store.known():
+            running = await self.running(project.name)
+            if running.containers:
+                found.append(running)
+        return found
