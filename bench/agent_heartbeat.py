@@ -1,6 +1,7 @@
 """The agent's cost per heartbeat on an 8-GPU host, and the bytes a heartbeat takes.
 
     python -m bench.agent_heartbeat --interval 1 --window 60
+    python -m bench.agent_heartbeat --interval 0.5 --window 2     # smallest, a few seconds
 
 Runs a real hub and a real agent whose pynvml loads the simulated NVML (tests/support) with
 eight H100s, so every heartbeat does the full NVML probe. Prints the agent's RSS, its CPU
@@ -19,11 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import grpc
-
-from bench.common import REPO, proc_stats, ready_count, start_hub, wait
+from bench.common import REPO, hub_stub, proc_stats, ready_count, start_agent, start_hub, stop, wait
 from gpufleet.v1 import agent_link_pb2 as pb
-from gpufleet.v1 import hub_pb2_grpc
 from tests.support.nvml import FakeGpu, FakeHost, build_library, nvml_env, write_host
 
 
@@ -64,7 +62,11 @@ def main() -> None:
         print(json.dumps(asyncio.run(measure_in_process(200))))
         return
 
-    work = Path(tempfile.mkdtemp(prefix="gpufleet-bench-agent-"))
+    with tempfile.TemporaryDirectory(prefix="gpufleet-bench-agent-") as tmp:
+        measure(Path(tmp), args.interval, args.window)
+
+
+def measure(work: Path, interval: float, window: float) -> None:
     host_file = work / "host.nvml"
     write_host(host_file, h100_host())
     env = {**os.environ, **nvml_env(build_library(work / "lib"), host_file)}
@@ -73,36 +75,29 @@ def main() -> None:
         env=env, cwd=REPO, check=True, capture_output=True, text=True,
     ).stdout)  # fmt: skip
 
-    hub, address = start_hub(work / "hub", "--heartbeat-interval", str(args.interval))
+    hub, address = start_hub(work / "hub", "--heartbeat-interval", str(interval))
     agent = None
     try:
-        agent = subprocess.Popen(
-            [sys.executable, "-m", "agent", "--hub", address, "--name", "bench-h100",
-             "--gpu-probe", "nvml", "--state-dir", str(work / "agent"), "--log-level", "warning"],
-            env=env, cwd=REPO,
-        )  # fmt: skip
-        stub = hub_pb2_grpc.HubStub(grpc.insecure_channel(address))
-        wait(lambda: ready_count(stub) == 1, 30)
-        time.sleep(2 * args.interval)
+        agent = start_agent(address, "bench-h100", work / "agent", "--gpu-probe", "nvml", env=env)
+        stub = hub_stub(address)
+        wait(lambda: ready_count(stub) == 1, 30, agent, hub)
+        time.sleep(2 * interval)
         _, cpu0 = proc_stats(agent.pid)
         t0 = time.monotonic()
-        time.sleep(args.window)
+        time.sleep(window)
         elapsed = time.monotonic() - t0
         rss, cpu1 = proc_stats(agent.pid)
-        beats = elapsed / args.interval
+        beats = elapsed / interval
         print(f"host                       {sizes['gpus']} x simulated H100 over pynvml")
         print(f"agent RSS                  {rss / 1024:.1f} MiB")
         print(f"agent CPU per heartbeat    {1000 * (cpu1 - cpu0) / beats:.2f} ms "
               f"({100 * (cpu1 - cpu0) / elapsed:.2f} % of a core at one beat per "
-              f"{args.interval:g} s, over {elapsed:.0f} s)")  # fmt: skip
+              f"{interval:g} s, over {elapsed:.0f} s)")  # fmt: skip
         print(f"NVML probe, 8 GPUs         {sizes['probe_ms']:.2f} ms per full probe")
         print(f"heartbeat on the wire      {sizes['heartbeat_bytes']} bytes (protobuf payload)")
         print(f"hello on the wire          {sizes['hello_bytes']} bytes")
     finally:
-        for proc in (agent, hub):
-            if proc is not None:
-                proc.terminate()
-                proc.wait(30)
+        stop(agent, hub)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Switch overhead: hub + agent against the same steps done by hand, on real Podman.
 
     python -m bench.switch_overhead --runs 7
+    python -m bench.switch_overhead --runs 1     # smallest: one switch each way, ~15 s
 
 Alternates the test configurations alpha and beta on one node, so every run is a real
 switch (compose down of one, compose up of the other, health wait). "Through gpufleet" is
@@ -21,10 +22,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-import grpc
-
 from agent.projects import ProjectStore
-from bench.common import REPO, free_port, ready_count, start_hub, wait
+from bench.common import REPO, free_port, hub_stub, ready_count, start_agent, start_hub, stop, wait
 from gpufleet.v1 import hub_pb2, hub_pb2_grpc
 from hub.configs import load_configuration
 from tests.support import podman
@@ -80,30 +79,25 @@ def through_hub(stub: hub_pb2_grpc.HubStub, config: str, node: str) -> float:
     return time.perf_counter() - started
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=7)
-    args = parser.parse_args()
-    podman.build_image()
-    work = Path(tempfile.mkdtemp(prefix="gpufleet-bench-switch-"))
+def measure(work: Path, runs: int) -> tuple[list[float], list[float]]:
+    """Seconds per switch through hub and agent, then by hand, `runs` each."""
     (work / "metrics").mkdir()
     (work / "metrics" / "metrics").write_text("test_requests_running 0\n")
     port = free_port()
     variables = {"WEB_PORT": str(port), "METRICS_DIR": str(work / "metrics"), "LOAD_DELAY": "1"}
     env = {**os.environ, **podman.env(), **variables}
-    hub, address = start_hub(work / "hub", "--configs", str(CONFIGS))
     agent_args = [arg for key, value in variables.items() for arg in ("--env", f"{key}={value}")]
-    agent = subprocess.Popen(
-        [sys.executable, "-m", "agent", "--hub", address, "--name", "bench", "--gpu-probe",
-         "none", "--gpu-runtime", "none", "--state-dir", str(work / "agent"),
-         "--log-level", "warning", *agent_args], cwd=REPO, env=env,
-    )  # fmt: skip
+    hub, address = start_hub(work / "hub", "--configs", str(CONFIGS))
+    agent = None
+    hub_times: list[float] = []
+    hand_times: list[float] = []
     try:
-        stub = hub_pb2_grpc.HubStub(grpc.insecure_channel(address))
-        wait(lambda: ready_count(stub) == 1, 30)
+        agent = start_agent(address, "bench", work / "agent", "--gpu-probe", "none",
+                            "--gpu-runtime", "none", *agent_args, env=env)  # fmt: skip
+        stub = hub_stub(address)
+        wait(lambda: ready_count(stub) == 1, 30, agent, hub)
         through_hub(stub, "alpha", "bench")  # warm up: the node runs alpha
-        hub_times, hand_times = [], []
-        for i in range(args.runs):
+        for i in range(runs):
             hub_times.append(through_hub(stub, "beta" if i % 2 == 0 else "alpha", "bench"))
         stopped = stub.Stop(hub_pb2.StopRequest(targets=hub_pb2.Targets(nodes=["bench"])))
         for _ in stub.WatchOperation(hub_pb2.WatchOperationRequest(id=stopped.id)):
@@ -111,17 +105,28 @@ def main() -> None:
         hand = ByHand(work, env, port)
         hand.up("alpha")
         previous = "alpha"
-        for i in range(args.runs):
+        for i in range(runs):
             config = "beta" if i % 2 == 0 else "alpha"
             hand_times.append(hand.switch(previous, config))
             previous = config
         hand.compose(previous, "down")
     finally:
-        for proc in (agent, hub):
-            proc.terminate()
-            proc.wait(30)
+        stop(agent, hub)
         podman.remove_projects("gf-bench")
         podman.remove_projects("hand-")
+    return hub_times, hand_times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=7)
+    args = parser.parse_args()
+    try:
+        podman.build_image()
+    except podman.PodmanMissing as exc:
+        raise SystemExit(str(exc)) from None
+    with tempfile.TemporaryDirectory(prefix="gpufleet-bench-switch-") as tmp:
+        hub_times, hand_times = measure(Path(tmp), args.runs)
     hub_median, hand_median = statistics.median(hub_times), statistics.median(hand_times)
     print(f"runs                       {args.runs} switches each way (alpha <-> beta, 1 s load)")
     print(f"through hub + agent        median {hub_median:.2f} s  "
