@@ -1,6 +1,7 @@
 """Wall time and quality of each placement strategy, and how close they come to `optimal`.
 
     python -m bench.placement [--random 100] [--limit 5] [--seed 7]
+    python -m bench.placement --random 2 --limit 1     # smallest, a few seconds
 
 Instances: the seed host (A5500 + A400, five services); 64 GPUs / 200 services; 8,000 GPUs /
 20,000 services (8-GPU nodes of one model each, 24, 48 or 80 GB; services of 0.5-70 GB, one in
@@ -16,13 +17,14 @@ instance; balanced places every service whenever optimal does on >= 99 % of inst
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import random
 import statistics
 import time
 from dataclasses import dataclass
 
 from hub.placement import GpuSlot, Plan, ServiceDemand, plan, speed_score
-from hub.placement.optimal import MAX_PAIRS
+from hub.placement.optimal import INSTALL, MAX_PAIRS
 
 HEURISTICS = ("vram_based", "latency_optimized", "isolation_first", "balanced")
 Instance = tuple[list[GpuSlot], list[ServiceDemand]]
@@ -205,6 +207,8 @@ def main() -> None:
     parser.add_argument("--limit", type=float, default=5.0, help="optimal's time limit, s")
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
+    if importlib.util.find_spec("ortools") is None:
+        raise SystemExit(INSTALL)
     table(
         {
             "seed host (2 / 5)": seed_host(),
