@@ -54,7 +54,8 @@ class TaskContext:
         return replace(self, on_progress=on_progress)
 
     def progress(self, phase: str, message: str, percent: float | None = None) -> None:
-        """Tell the hub what the task is doing; the runner throttles and routes it."""
+        """Tell the hub what the task is doing (from the event loop, not a worker thread); the
+        runner throttles it and sends it to the stream that asked for the task."""
         self.on_progress(phase, message, percent)
 
     async def running(self, name: str) -> Running:
