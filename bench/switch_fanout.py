@@ -1,6 +1,7 @@
 """Time from a `switch --all` to the first node starting its drain, with many agents.
 
     python -m bench.switch_fanout --agents 50
+    python -m bench.switch_fanout --agents 3     # smallest, a few seconds
 
 A real hub (test configurations) and one process running `--agents` real agents (AgentLink,
 TaskRunner, the task kinds, ProjectStore). Only the edge is simulated: podman and podman-compose
@@ -15,8 +16,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -34,9 +35,9 @@ from agent.tasks.context import Running, TaskContext
 from agent.tasks.drain import Drain, DrainSpec
 from agent.tasks.outcome import Outcome
 from agent.tasks.runner import TaskRunner
-from bench.common import REPO, free_port, start_hub, wait
+from bench.common import REPO, exited, free_port, hub_stub, spawn, start_hub, stop, wait
 from gpufleet.channel import SETTINGS
-from gpufleet.v1 import hub_pb2, hub_pb2_grpc
+from gpufleet.v1 import hub_pb2
 from hub.configs import load_configuration
 
 CONFIGS = REPO / "tests" / "fixtures" / "switch-configs"
@@ -120,20 +121,21 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="gpufleet-bench-fanout-"))
     hub, address = start_hub(work / "hub", "--configs", str(CONFIGS))
     sim = None
+    status = "unknown"
     try:
-        sim = subprocess.Popen(
-            [sys.executable, "-m", "bench.switch_fanout", "--simulate", address, "--agents",
-             str(args.agents), "--work", str(work / "hosts"), "--port", str(free_port())],
-            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        sim = spawn(
+            ["-m", "bench.switch_fanout", "--simulate", address, "--agents", str(args.agents),
+             "--work", str(work / "hosts"), "--port", str(free_port())],
+            log=work / "simulator.log", stdout=subprocess.PIPE,
         )  # fmt: skip
-        stub = hub_pb2_grpc.HubStub(grpc.insecure_channel(address))
+        stub = hub_stub(address)
 
         def all_ready_on_alpha() -> bool:
             nodes = stub.GetStatus(hub_pb2.GetStatusRequest(), timeout=10).nodes
             ready = sum(n.state == "ready" and n.configuration == "alpha" for n in nodes)
             return bool(ready == args.agents)
 
-        wait(all_ready_on_alpha, 120)
+        wait(all_ready_on_alpha, 120, sim, hub)
         started = time.time()
         reply = stub.Switch(hub_pb2.SwitchRequest(
             configuration="beta", targets=hub_pb2.Targets(all=True)), timeout=30)  # fmt: skip
@@ -142,15 +144,20 @@ def main() -> None:
                 status = event.operation.status
         finished = time.time()
         assert sim.stdout is not None
-        first_drain = float(sim.stdout.readline().split()[1])
+        drained = sim.stdout.readline().split()
+        if not drained:
+            ended = sim.poll() is not None
+            raise SystemExit(f"no drain reported: {exited(sim) if ended else 'none began'}")
+        first_drain = float(drained[1])
         print(f"agents                     {args.agents} (one process, podman at the edge)")
         print(f"switch --all to 1st drain  {1000 * (first_drain - started):.0f} ms")
         print(f"switch --all to all done   {finished - started:.2f} s ({status})")
+        if status != "succeeded":
+            raise SystemExit(f"the switch ended {status}; see {work / 'simulator.log'}")
     finally:
-        for proc in (sim, hub):
-            if proc is not None:
-                proc.terminate()
-                proc.wait(30)
+        stop(sim, hub)
+        if status == "succeeded":
+            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
