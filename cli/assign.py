@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import json
-import sys
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 
-from cli import assign_view as view
-from cli.client import CliError, HubClient
-from cli.ops import follow
-from gpufleet.v1 import assign_pb2 as pb
-from gpufleet.v1 import assign_pb2_grpc
+from cli.output import CliError, DetachOption, JsonOption, console, emit_json
 
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+if TYPE_CHECKING:
+    from cli.client import HubClient
+
+app = typer.Typer(help="GPU assignments: which node and GPU runs each service.")
 ConfigOption = Annotated[str, typer.Option("--config", help="The configuration.")]
 NodesOption = Annotated[
     list[str] | None, typer.Option("--nodes", help="Nodes to place on (repeatable, or a,b).")
@@ -29,20 +25,15 @@ StrategyOption = Annotated[
     ),
 ]
 LimitOption = Annotated[float, typer.Option("--time-limit", min=0, help="optimal: seconds.")]
-DetachOption = Annotated[
-    bool, typer.Option("--detach", help="Print the operation id and return at once.")
-]
-console = Console(width=None if sys.stdout.isatty() else 220)
 
 
-def emit_json(value: Any) -> None:
-    sys.stdout.write(json.dumps(value, indent=2) + "\n")
+def connect(ctx: typer.Context) -> tuple[HubClient, Any]:
+    """The hub client and an Assignments stub over its channel."""
+    from cli import client
+    from gpufleet.v1 import assign_pb2_grpc
 
-
-def connect(ctx: typer.Context) -> tuple[HubClient, assign_pb2_grpc.AssignmentsStub]:
-    client = HubClient(ctx.obj["hub"])
-    stub = assign_pb2_grpc.AssignmentsStub(client.channel)  # type: ignore[no-untyped-call]
-    return client, stub
+    hub = client.connect(ctx)
+    return hub, assign_pb2_grpc.AssignmentsStub(hub.channel)
 
 
 def node_list(nodes: list[str] | None) -> list[str]:
@@ -53,128 +44,134 @@ def node_list(nodes: list[str] | None) -> list[str]:
 
 
 def start(ctx: typer.Context, method: str, request: object, detach: bool, as_json: bool) -> None:
+    from cli.ops_view import launch
+
+    hub, stub = connect(ctx)
+    launch(hub, getattr(stub, method), request, detach, as_json)
+
+
+@app.command("preview")
+def preview(
+    ctx: typer.Context,
+    config: ConfigOption = "",
+    strategy: StrategyOption = "",
+    nodes: NodesOption = None,
+    time_limit: LimitOption = 0.0,
+    as_json: JsonOption = False,
+) -> None:
+    """Plan a configuration's services over the GPUs; changes nothing."""
+    from cli import assign_view as view
+    from gpufleet.v1 import assign_pb2 as pb
+
     client, stub = connect(ctx)
-    reply: Any = client.call(getattr(stub, method), request)
-    if detach:
-        if as_json:
-            emit_json({"id": reply.id})
-        else:
-            console.print(f"operation {reply.id} started: hubctl ops watch {reply.id}")
+    request = pb.PreviewAssignmentsRequest(
+        configuration=config, strategy=strategy, nodes=node_list(nodes), time_limit_s=time_limit
+    )
+    found = view.preview(client.call(stub.Preview, request))
+    if as_json:
+        emit_json(found)
+    else:
+        console().print(view.preview_view(found))
+
+
+@app.command("set")
+def set_(
+    ctx: typer.Context,
+    service: str,
+    node: Annotated[str, typer.Option("--node", help="The node.")] = "",
+    gpu: Annotated[
+        list[int] | None,
+        typer.Option("--gpu", min=0, help="GPU index (repeat for tensor parallel)."),
+    ] = None,
+    vram_budget: Annotated[
+        float | None, typer.Option("--vram-budget", help="VRAM_BUDGET_GB for the service.")
+    ] = None,
+    clear: Annotated[bool, typer.Option("--clear", help="Remove the pin.")] = False,
+    config: ConfigOption = "",
+    as_json: JsonOption = False,
+) -> None:
+    """Pin a service to a node and GPU(s); pins win over every strategy."""
+    if not clear and (not node or not gpu):
+        raise CliError(f"name where {service} goes: --node NODE --gpu INDEX", exit_code=2)
+    if vram_budget is not None and vram_budget <= 0:
+        raise CliError(f"invalid --vram-budget {vram_budget:g}: more than 0 GB", exit_code=2)
+    from cli import assign_view as view
+    from gpufleet.v1 import assign_pb2 as pb
+
+    request = pb.SetAssignmentRequest(
+        configuration=config, service=service, node=node, gpus=gpu or [], clear=clear
+    )
+    if vram_budget is not None:
+        request.vram_budget_gb = vram_budget
+    client, stub = connect(ctx)
+    reply = client.call(stub.Set, request)
+    warnings = [w.message for w in reply.warnings]
+    if as_json:
+        emit_json(
+            {
+                "configuration": reply.configuration,
+                "cleared": reply.cleared,
+                "pin": None if reply.cleared else view.assignment(reply.pin),
+                "warnings": warnings,
+            }
+        )
         return
-    if not as_json:
-        console.print(f"operation {reply.id}")
-    follow(client, reply.id, as_json)
-
-
-def register(app: typer.Typer) -> None:
-    assign_app = typer.Typer(help="GPU assignments: which node and GPU runs each service.")
-    app.add_typer(assign_app, name="assign")
-
-    @assign_app.command("preview")
-    def preview(
-        ctx: typer.Context,
-        config: ConfigOption = "",
-        strategy: StrategyOption = "",
-        nodes: NodesOption = None,
-        time_limit: LimitOption = 0.0,
-        as_json: JsonOption = False,
-    ) -> None:
-        """Plan a configuration's services over the GPUs; changes nothing."""
-        client, stub = connect(ctx)
-        request = pb.PreviewAssignmentsRequest(
-            configuration=config, strategy=strategy, nodes=node_list(nodes), time_limit_s=time_limit
+    if reply.cleared:
+        console().print(f"{reply.configuration}: pin of {service} removed")
+    else:
+        console().print(
+            f"{reply.configuration}: {service} pinned to "
+            f"{view.where(view.assignment(reply.pin))}; "
+            "`hubctl assign apply` puts it in force"
         )
-        found = view.preview(client.call(stub.Preview, request))
-        if as_json:
-            emit_json(found)
-        else:
-            console.print(view.preview_view(found))
+    for line in warnings:
+        console().print(f"[yellow]warning: {line}[/]")
 
-    @assign_app.command("set")
-    def set_(
-        ctx: typer.Context,
-        service: str,
-        node: Annotated[str, typer.Option("--node", help="The node.")] = "",
-        gpu: Annotated[
-            list[int] | None,
-            typer.Option("--gpu", min=0, help="GPU index (repeat for tensor parallel)."),
-        ] = None,
-        vram_budget: Annotated[
-            float | None, typer.Option("--vram-budget", help="VRAM_BUDGET_GB for the service.")
-        ] = None,
-        clear: Annotated[bool, typer.Option("--clear", help="Remove the pin.")] = False,
-        config: ConfigOption = "",
-        as_json: JsonOption = False,
-    ) -> None:
-        """Pin a service to a node and GPU(s); pins win over every strategy."""
-        if not clear and (not node or not gpu):
-            raise CliError(f"name where {service} goes: --node NODE --gpu INDEX", exit_code=2)
-        if vram_budget is not None and vram_budget <= 0:
-            raise CliError(f"invalid --vram-budget {vram_budget:g}: more than 0 GB", exit_code=2)
-        request = pb.SetAssignmentRequest(
-            configuration=config, service=service, node=node, gpus=gpu or [], clear=clear
-        )
-        if vram_budget is not None:
-            request.vram_budget_gb = vram_budget
-        client, stub = connect(ctx)
-        reply = client.call(stub.Set, request)
-        warnings = [w.message for w in reply.warnings]
-        if as_json:
-            emit_json(
-                {
-                    "configuration": reply.configuration,
-                    "cleared": reply.cleared,
-                    "pin": None if reply.cleared else view.assignment(reply.pin),
-                    "warnings": warnings,
-                }
-            )
-            return
-        if reply.cleared:
-            console.print(f"{reply.configuration}: pin of {service} removed")
-        else:
-            console.print(
-                f"{reply.configuration}: {service} pinned to "
-                f"{view.where(view.assignment(reply.pin))}; "
-                "`hubctl assign apply` puts it in force"
-            )
-        for line in warnings:
-            console.print(f"[yellow]warning: {line}[/]")
 
-    @assign_app.command("apply")
-    def apply(
-        ctx: typer.Context,
-        config: ConfigOption = "",
-        strategy: StrategyOption = "",
-        nodes: NodesOption = None,
-        time_limit: LimitOption = 0.0,
-        detach: DetachOption = False,
-        as_json: JsonOption = False,
-    ) -> None:
-        """Put the plan in force: overrides to the nodes, only changed services recreated."""
-        request = pb.ApplyAssignmentsRequest(
-            configuration=config, strategy=strategy, nodes=node_list(nodes), time_limit_s=time_limit
-        )
-        start(ctx, "Apply", request, detach, as_json)
+@app.command("apply")
+def apply(
+    ctx: typer.Context,
+    config: ConfigOption = "",
+    strategy: StrategyOption = "",
+    nodes: NodesOption = None,
+    time_limit: LimitOption = 0.0,
+    detach: DetachOption = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Put the plan in force: overrides to the nodes, only changed services recreated."""
+    from gpufleet.v1 import assign_pb2 as pb
 
-    @assign_app.command("show")
-    def show(ctx: typer.Context, config: ConfigOption = "", as_json: JsonOption = False) -> None:
-        """The assignments in force, the previous ones and the pins."""
-        client, stub = connect(ctx)
-        reply = client.call(stub.Show, pb.ShowAssignmentsRequest(configuration=config))
-        found = [view.assignment_set(s) for s in reply.sets]
-        if as_json:
-            emit_json(found)
-        elif not found:
-            console.print("No assignments yet: `hubctl assign preview --config NAME`, then apply.")
-        else:
-            console.print(view.sets_table(found))
+    request = pb.ApplyAssignmentsRequest(
+        configuration=config, strategy=strategy, nodes=node_list(nodes), time_limit_s=time_limit
+    )
+    start(ctx, "Apply", request, detach, as_json)
 
-    @assign_app.command("rollback")
-    def rollback(
-        ctx: typer.Context,
-        config: ConfigOption = "",
-        detach: DetachOption = False,
-        as_json: JsonOption = False,
-    ) -> None:
-        """Put the previous assignments back in force on the nodes."""
-        start(ctx, "Rollback", pb.RollbackAssignmentsRequest(configuration=config), detach, as_json)
+
+@app.command("show")
+def show(ctx: typer.Context, config: ConfigOption = "", as_json: JsonOption = False) -> None:
+    """The assignments in force, the previous ones and the pins."""
+    from cli import assign_view as view
+    from gpufleet.v1 import assign_pb2 as pb
+
+    client, stub = connect(ctx)
+    reply = client.call(stub.Show, pb.ShowAssignmentsRequest(configuration=config))
+    found = [view.assignment_set(s) for s in reply.sets]
+    if as_json:
+        emit_json(found)
+    elif not found:
+        console().print("No assignments yet: `hubctl assign preview --config NAME`, then apply.")
+    else:
+        console().print(view.sets_table(found))
+
+
+@app.command("rollback")
+def rollback(
+    ctx: typer.Context,
+    config: ConfigOption = "",
+    detach: DetachOption = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Put the previous assignments back in force on the nodes."""
+    from gpufleet.v1 import assign_pb2 as pb
+
+    start(ctx, "Rollback", pb.RollbackAssignmentsRequest(configuration=config), detach, as_json)

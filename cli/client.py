@@ -1,4 +1,7 @@
-"""The Hub API as hubctl sees it: calls with a deadline, errors turned into one line."""
+"""The Hub API as hubctl sees it: calls with a deadline, errors turned into one line.
+
+Loads gRPC and the Hub stubs: commands import it when they run, not at hubctl's start.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +9,12 @@ from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 import grpc
+import typer
 
 from cli import credentials
-from cli.errors import CliError
+from cli.output import CliError, first_line, hub_address
+from gpufleet.channel import SETTINGS
 from gpufleet.v1 import hub_pb2, hub_pb2_grpc
-
-__all__ = ["CliError", "HubClient", "first_line", "unreachable"]
 
 T = TypeVar("T")
 CALL_TIMEOUT_S = 10.0
@@ -26,93 +29,87 @@ def unreachable(hub: str, error: grpc.RpcError) -> CliError:
     return CliError(f"cannot reach hub at {hub}: {details.splitlines()[0]}", exit_code=2)
 
 
-def first_line(text: str | None) -> str:
-    """One line for the user; the hub's log has the rest."""
-    return (text or "").strip().splitlines()[0] if (text or "").strip() else ""
-
-
-# Pings notice a hub host that vanished without a reset, so `switch` cannot hang forever.
-CHANNEL_OPTIONS = [
-    ("grpc.keepalive_time_ms", 20_000),
-    ("grpc.keepalive_timeout_ms", 10_000),
-    ("grpc.keepalive_permit_without_calls", 1),
-    ("grpc.http2.max_pings_without_data", 0),
-]
+def connect(ctx: typer.Context) -> HubClient:
+    return HubClient(hub_address(ctx))
 
 
 class HubClient:
     def __init__(self, hub: str) -> None:
         self.hub = hub
-        self.channel = credentials.channel(hub, CHANNEL_OPTIONS)
-        self._stub = hub_pb2_grpc.HubStub(self.channel)
+        self.channel = credentials.channel(hub, SETTINGS.client_options())
+        self.stub = hub_pb2_grpc.HubStub(self.channel)
 
     def close(self) -> None:
         self.channel.close()
+
+    def error(self, error: grpc.RpcError) -> CliError:
+        """Any failed call as one line: unreachable (exit 2), too old a hub, or its reason."""
+        code = error.code() if isinstance(error, grpc.Call) else None
+        if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+            return unreachable(self.hub, error)
+        if code == grpc.StatusCode.UNIMPLEMENTED:
+            return CliError(f"the hub at {self.hub} does not offer this yet: upgrade gpufleet-hub")
+        details = error.details() if isinstance(error, grpc.Call) else str(error)
+        return CliError(first_line(details) or f"hub answered {code}")
 
     def call(self, method: Callable[..., T], request: object) -> T:
         """A unary call on any stub built over `self.channel`, errors as CliError."""
         try:
             return method(request, timeout=CALL_TIMEOUT_S)
         except grpc.RpcError as error:
-            code = error.code() if isinstance(error, grpc.Call) else None
-            if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-                raise unreachable(self.hub, error) from None
-            details = error.details() if isinstance(error, grpc.Call) else str(error)
-            raise CliError(first_line(details) or f"hub answered {code}") from None
+            raise self.error(error) from None
 
     def list_nodes(self) -> list[hub_pb2.Node]:
-        return list(self.call(self._stub.ListNodes, hub_pb2.ListNodesRequest()).nodes)
+        return list(self.call(self.stub.ListNodes, hub_pb2.ListNodesRequest()).nodes)
 
     def get_node(self, name: str) -> hub_pb2.Node:
-        node: hub_pb2.Node = self.call(self._stub.GetNode, hub_pb2.GetNodeRequest(name=name))
+        node: hub_pb2.Node = self.call(self.stub.GetNode, hub_pb2.GetNodeRequest(name=name))
         return node
 
     def list_gpus(self) -> list[hub_pb2.NodeGpu]:
-        return list(self.call(self._stub.ListGpus, hub_pb2.ListGpusRequest()).gpus)
+        return list(self.call(self.stub.ListGpus, hub_pb2.ListGpusRequest()).gpus)
 
     def configurations(self) -> hub_pb2.ListConfigurationsResponse:
         reply: hub_pb2.ListConfigurationsResponse = self.call(
-            self._stub.ListConfigurations, hub_pb2.ListConfigurationsRequest()
+            self.stub.ListConfigurations, hub_pb2.ListConfigurationsRequest()
         )
         return reply
 
     def validate(self, filename: str, content: str) -> hub_pb2.ValidateConfigurationResponse:
         request = hub_pb2.ValidateConfigurationRequest(filename=filename, content=content)
         reply: hub_pb2.ValidateConfigurationResponse = self.call(
-            self._stub.ValidateConfiguration, request
+            self.stub.ValidateConfiguration, request
         )
         return reply
 
     def status(self) -> list[hub_pb2.NodeState]:
-        return list(self.call(self._stub.GetStatus, hub_pb2.GetStatusRequest()).nodes)
-
-    def submit(self, method: str, request: object) -> str:
-        """Switch, Drain or Stop: the new operation's id."""
-        reply: hub_pb2.OperationRef = self.call(getattr(self._stub, method), request)
-        return reply.id
+        return list(self.call(self.stub.GetStatus, hub_pb2.GetStatusRequest()).nodes)
 
     def operations(self, limit: int) -> list[hub_pb2.Operation]:
         request = hub_pb2.ListOperationsRequest(limit=limit)
-        return list(self.call(self._stub.ListOperations, request).operations)
+        return list(self.call(self.stub.ListOperations, request).operations)
 
-    def operation(self, operation_id: str) -> hub_pb2.Operation:
-        reply: hub_pb2.Operation = self.call(
-            self._stub.GetOperation, hub_pb2.GetOperationRequest(id=operation_id)
-        )
+    def operation(self, operation_id: str, with_events: bool = False) -> hub_pb2.Operation:
+        request = hub_pb2.GetOperationRequest(id=operation_id, with_events=with_events)
+        reply: hub_pb2.Operation = self.call(self.stub.GetOperation, request)
+        return reply
+
+    def cancel(self, operation_id: str) -> hub_pb2.Operation:
+        """Stop a running operation; the hub answers with the operation as it ended."""
+        request = hub_pb2.CancelOperationRequest(id=operation_id)
+        reply: hub_pb2.Operation = self.call(self.stub.CancelOperation, request)
         return reply
 
     def watch(self, operation_id: str) -> Iterator[hub_pb2.OperationEvent]:
         """Events until the operation ends; no deadline (operations can take an hour)."""
         request = hub_pb2.WatchOperationRequest(id=operation_id)
         try:
-            yield from self._stub.WatchOperation(request)
+            yield from self.stub.WatchOperation(request)
         except grpc.RpcError as error:
-            code = error.code() if isinstance(error, grpc.Call) else None
-            if code == grpc.StatusCode.UNAVAILABLE:
+            if isinstance(error, grpc.Call) and error.code() == grpc.StatusCode.UNAVAILABLE:
                 raise CliError(
                     f"lost the hub at {self.hub} while watching; the operation goes on "
                     f"there: hubctl ops watch {operation_id}",
                     exit_code=2,
                 ) from None
-            details = error.details() if isinstance(error, grpc.Call) else str(error)
-            raise CliError(first_line(details) or f"hub answered {code}") from None
+            raise self.error(error) from None

@@ -128,8 +128,22 @@ def node_state(message: hub_pb2.NodeState) -> dict[str, Any]:
     }
 
 
-def operation(message: hub_pb2.Operation) -> dict[str, Any]:
+def operation_event(message: hub_pb2.OperationEvent) -> dict[str, Any]:
+    """A step of the operation, or (progress) an agent's report from inside a task."""
     return {
+        "seq": message.seq,
+        "at": _stamp(message.at, message.HasField("at")),
+        "node": message.node or None,
+        "step": message.step,
+        "message": message.message,
+        "progress": message.progress,
+        "percent": round(message.percent, 1) if message.HasField("percent") else None,
+    }
+
+
+def operation(message: hub_pb2.Operation, with_events: bool = False) -> dict[str, Any]:
+    """`with_events`: also the events the hub stored (GetOperation with_events)."""
+    out: dict[str, Any] = {
         "id": message.id,
         "kind": message.kind,
         "configuration": message.configuration or None,
@@ -141,10 +155,14 @@ def operation(message: hub_pb2.Operation) -> dict[str, Any]:
         "nodes": [
             {"node": n.node, "result": n.result, "message": n.message,
              "started": _stamp(n.started, n.HasField("started")),
-             "finished": _stamp(n.finished, n.HasField("finished"))}
+             "finished": _stamp(n.finished, n.HasField("finished")),
+             "progress_dropped": n.progress_dropped}
             for n in message.nodes
         ],
     }  # fmt: skip
+    if with_events:
+        out["events"] = [operation_event(e) for e in message.events]
+    return out
 
 
 def result_counts(found: dict[str, Any]) -> dict[str, int]:

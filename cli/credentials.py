@@ -15,16 +15,20 @@ import os
 import socket
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import grpc
 import yaml
 
-from cli.errors import CliError
-from gpufleet.tls import TLS_OPTIONS, split_address, write_private
+from cli.output import CliError
+
+if TYPE_CHECKING:
+    import grpc
 
 DEFAULT_HUB = "localhost:7443"
 HEADER = "# hubctl's hubs and credentials; written by `hubctl login` and `hubctl up`.\n"
+# gpufleet.tls.TLS_OPTIONS without the cryptography that module loads (tests/cli checks that
+# they agree): every hubctl call needs it, and only login needs cryptography.
+TLS_OPTIONS = [("grpc.ssl_target_name_override", "gpufleet-hub")]
 
 
 def config_path() -> Path:
@@ -81,6 +85,8 @@ def profile(hub: str) -> Profile:
 
 
 def check_reachable(hub: str) -> None:
+    from gpufleet.tls import split_address
+
     try:
         host, port = split_address(hub)
     except ValueError as exc:
@@ -96,6 +102,8 @@ def check_reachable(hub: str) -> None:
 
 
 def remember(hub: str, entry: Profile, make_default: bool = True) -> Path:
+    from gpufleet.tls import write_private
+
     data = load()
     data["hubs"][hub] = {k: v for k, v in asdict(entry).items() if v}
     if make_default or not data.get("default"):
@@ -106,6 +114,8 @@ def remember(hub: str, entry: Profile, make_default: bool = True) -> Path:
 
 
 def channel(hub: str, options: list[tuple[str, int]]) -> grpc.Channel:
+    import grpc
+
     entry = profile(hub)
     if entry.insecure:
         return grpc.insecure_channel(hub, options=options)

@@ -2,35 +2,40 @@
 
 from __future__ import annotations
 
-import json
 import re
 import sys
-from typing import Annotated, Any
+from functools import cache
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from google.protobuf.message import Message
-from google.protobuf.timestamp_pb2 import Timestamp
-from rich.console import Console
-from rich.table import Table
 
-from cli import credentials
-from cli.client import CliError, HubClient
-from gpufleet.enroll import EnrollError, join
-from gpufleet.tls import write_private, write_public
-from gpufleet.v1 import trust_pb2 as pb
-from gpufleet.v1 import trust_pb2_grpc
+from cli.output import CliError, JsonOption, console, emit_json, hub_address
 
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+if TYPE_CHECKING:
+    from google.protobuf.message import Message
+    from rich.table import Table
+
+    from cli.client import HubClient
+    from gpufleet.v1 import trust_pb2 as pb
+
 TtlOption = Annotated[str, typer.Option("--ttl", help="How long the token is valid: 30m, 1h, 2d.")]
-ROLES = {"agent": pb.ROLE_AGENT, "viewer": pb.ROLE_VIEWER, "operator": pb.ROLE_OPERATOR,
-         "admin": pb.ROLE_ADMIN}  # fmt: skip
-ROLE_NAMES = {value: name for name, value in ROLES.items()}
 DURATION = re.compile(r"^(\d+)([smhd])$")
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-console = Console(width=None if sys.stdout.isatty() else 220)
 
 tokens_app = typer.Typer(help="One-time join tokens for new nodes.")
 credentials_app = typer.Typer(help="Operator credentials (client certificates with a role).")
+
+
+@cache
+def roles() -> dict[str, pb.Role]:
+    from gpufleet.v1 import trust_pb2 as pb
+
+    return {"agent": pb.ROLE_AGENT, "viewer": pb.ROLE_VIEWER, "operator": pb.ROLE_OPERATOR,
+            "admin": pb.ROLE_ADMIN}  # fmt: skip
+
+
+def role_name(value: int) -> str:
+    return next((name for name, role in roles().items() if role == value), "?")
 
 
 def seconds(text: str) -> int:
@@ -50,32 +55,35 @@ def parse_labels(text: str) -> dict[str, str]:
     return labels
 
 
-def stub(ctx: typer.Context) -> tuple[HubClient, trust_pb2_grpc.TrustStub]:
-    client = HubClient(ctx.obj["hub"])
-    return client, trust_pb2_grpc.TrustStub(client.channel)
+def connect(ctx: typer.Context) -> tuple[HubClient, Any]:
+    """The hub client and a Trust stub over its channel."""
+    from cli import client
+    from gpufleet.v1 import trust_pb2_grpc
+
+    hub = client.connect(ctx)
+    return hub, trust_pb2_grpc.TrustStub(hub.channel)
 
 
-def when(stamp: Timestamp, present: bool) -> str | None:
-    return stamp.ToDatetime().isoformat(timespec="seconds") + "Z" if present else None
-
-
-def _times(message: Message, *names: str) -> dict[str, str | None]:
-    return {name: when(getattr(message, name), message.HasField(name)) for name in names}
+def times(message: Message, *names: str) -> dict[str, str | None]:
+    """Timestamp fields as ISO 8601 in UTC, None where unset."""
+    return {
+        name: getattr(message, name).ToDatetime().isoformat(timespec="seconds") + "Z"
+        if message.HasField(name) else None
+        for name in names
+    }  # fmt: skip
 
 
 def token_json(token: pb.JoinToken) -> dict[str, Any]:
     return {
-        "id": token.id, "role": ROLE_NAMES.get(token.role, "?"), "name": token.name,
+        "id": token.id, "role": role_name(token.role), "name": token.name,
         "labels": dict(token.labels), "created_by": token.created_by, "used_by": token.used_by,
-        **_times(token, "created", "expires", "used"),
+        **times(token, "created", "expires", "used"),
     }  # fmt: skip
 
 
-def emit(value: Any) -> None:
-    sys.stdout.write(json.dumps(value, indent=2) + "\n")
-
-
 def table(title: str, columns: list[str], rows: list[list[str]]) -> Table:
+    from rich.table import Table
+
     out = Table(title=title, title_justify="left", box=None, header_style="bold")
     for column in columns:
         out.add_column(column)
@@ -87,13 +95,15 @@ def table(title: str, columns: list[str], rows: list[list[str]]) -> Table:
 def create_token(
     ctx: typer.Context, role: str, ttl: str, labels: str, name: str, as_json: bool
 ) -> pb.CreateTokenResponse:
-    client, trust = stub(ctx)
+    from gpufleet.v1 import trust_pb2 as pb
+
     request = pb.CreateTokenRequest(
-        role=ROLES[role], ttl_seconds=seconds(ttl), labels=parse_labels(labels), name=name
+        role=roles()[role], ttl_seconds=seconds(ttl), labels=parse_labels(labels), name=name
     )
+    client, trust = connect(ctx)
     reply: pb.CreateTokenResponse = client.call(trust.CreateToken, request)
     if as_json:
-        emit({"token": reply.token, **token_json(reply.info)})
+        emit_json({"token": reply.token, **token_json(reply.info)})
     return reply
 
 
@@ -108,11 +118,10 @@ def tokens_create(
     reply = create_token(ctx, "agent", ttl, labels, "", as_json)
     if not as_json:
         print(reply.token)
-        expires = when(reply.info.expires, True)
-        hub = ctx.obj["hub"]
+        expires = times(reply.info, "expires")["expires"]
         print(
             f"# single use, expires {expires}; on the new host:\n"
-            f"#   gpufleet-agent join --hub {hub} --token {reply.token}",
+            f"#   gpufleet-agent join --hub {hub_address(ctx)} --token {reply.token}",
             file=sys.stderr,
         )
 
@@ -120,26 +129,30 @@ def tokens_create(
 @tokens_app.command("list")
 def tokens_list(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """Tokens: who made them, when they expire, who used them."""
-    client, trust = stub(ctx)
+    from gpufleet.v1 import trust_pb2 as pb
+
+    client, trust = connect(ctx)
     found = [token_json(t) for t in client.call(trust.ListTokens, pb.ListTokensRequest()).tokens]
     if as_json:
-        emit(found)
+        emit_json(found)
         return
     rows = [
         [t["id"], t["role"], t["name"] or ",".join(f"{k}={v}" for k, v in t["labels"].items()),
          t["created_by"], t["expires"] or "", t["used_by"] or "-"]
         for t in found
     ]  # fmt: skip
-    console.print(table("Join tokens", ["ID", "ROLE", "FOR", "BY", "EXPIRES", "USED BY"], rows))
+    console().print(table("Join tokens", ["ID", "ROLE", "FOR", "BY", "EXPIRES", "USED BY"], rows))
 
 
 def nodes_remove(ctx: typer.Context, name: str, as_json: JsonOption = False) -> None:
     """Forget a node and revoke its certificate; its agent is disconnected."""
-    client, trust = stub(ctx)
+    from gpufleet.v1 import trust_pb2 as pb
+
+    client, trust = connect(ctx)
     reply = client.call(trust.RemoveNode, pb.RemoveNodeRequest(name=name))
     if as_json:
-        emit({"name": name, "revoked_certificates": reply.revoked_certificates,
-              "was_connected": reply.was_connected})  # fmt: skip
+        emit_json({"name": name, "revoked_certificates": reply.revoked_certificates,
+                   "was_connected": reply.was_connected})  # fmt: skip
         return
     link = "; its agent was disconnected" if reply.was_connected else ""
     print(f"removed node {name}: {reply.revoked_certificates} certificate(s) revoked{link}")
@@ -150,22 +163,24 @@ def credentials_list(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """Every certificate the hub issued, valid or revoked."""
     if ctx.invoked_subcommand is not None:
         return
-    client, trust = stub(ctx)
+    from gpufleet.v1 import trust_pb2 as pb
+
+    client, trust = connect(ctx)
     reply = client.call(trust.ListCredentials, pb.ListCredentialsRequest())
     found = [
-        {"serial": c.serial, "identity": c.identity, "role": ROLE_NAMES.get(c.role, "?"),
-         "revoked_by": c.revoked_by, **_times(c, "issued", "not_after", "revoked")}
+        {"serial": c.serial, "identity": c.identity, "role": role_name(c.role),
+         "revoked_by": c.revoked_by, **times(c, "issued", "not_after", "revoked")}
         for c in reply.credentials
     ]  # fmt: skip
     if as_json:
-        emit(found)
+        emit_json(found)
         return
     rows = [
         [c["identity"], c["role"], c["serial"][:12], c["not_after"] or "",
          f"revoked by {c['revoked_by']}" if c["revoked"] else "valid"]
         for c in found
     ]  # fmt: skip
-    console.print(table("Credentials", ["IDENTITY", "ROLE", "SERIAL", "UNTIL", "STATE"], rows))
+    console().print(table("Credentials", ["IDENTITY", "ROLE", "SERIAL", "UNTIL", "STATE"], rows))
 
 
 @credentials_app.command("create")
@@ -182,14 +197,16 @@ def credentials_create(
     reply = create_token(ctx, role, ttl, "", name, as_json)
     if not as_json:
         print(reply.token)
-        print(f"# for {name} ({role}): hubctl login --hub {ctx.obj['hub']} --token TOKEN",
+        print(f"# for {name} ({role}): hubctl login --hub {hub_address(ctx)} --token TOKEN",
               file=sys.stderr)  # fmt: skip
 
 
 @credentials_app.command("revoke")
 def credentials_revoke(ctx: typer.Context, identity: str) -> None:
     """Revoke every certificate of IDENTITY (e.g. user/alice)."""
-    client, trust = stub(ctx)
+    from gpufleet.v1 import trust_pb2 as pb
+
+    client, trust = connect(ctx)
     reply = client.call(trust.RevokeCredential, pb.RevokeCredentialRequest(identity=identity))
     print(f"revoked {reply.revoked_certificates} certificate(s) of {identity}")
 
@@ -202,7 +219,11 @@ def login(
     ] = None,
 ) -> None:
     """Trade a login token for a credential, kept in hubctl's config file."""
-    hub = ctx.obj["hub"]
+    from cli import credentials
+    from gpufleet.enroll import EnrollError, join
+    from gpufleet.tls import write_private, write_public
+
+    hub = hub_address(ctx)
     try:
         enrolled = join(hub, token, "", enroll_port)
     except EnrollError as exc:
@@ -217,19 +238,21 @@ def login(
         identity=enrolled.identity,
     )  # fmt: skip
     path = credentials.remember(hub, entry)
-    role = ROLE_NAMES.get(enrolled.role, "?")  # type: ignore[call-overload]
+    role = role_name(enrolled.role)
     print(f"logged in to {hub} as {enrolled.identity} ({role}); saved in {path}")
 
 
 def whoami(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """The identity and role hubctl presents to the hub."""
-    client, trust = stub(ctx)
+    from gpufleet.v1 import trust_pb2 as pb
+
+    client, trust = connect(ctx)
     reply = client.call(trust.WhoAmI, pb.WhoAmIRequest())
-    found = {"hub": ctx.obj["hub"], "identity": reply.identity,
-             "role": ROLE_NAMES.get(reply.role, "?"), "insecure": reply.insecure,
-             **_times(reply, "not_after")}  # fmt: skip
+    found = {"hub": hub_address(ctx), "identity": reply.identity,
+             "role": role_name(reply.role), "insecure": reply.insecure,
+             **times(reply, "not_after")}  # fmt: skip
     if as_json:
-        emit(found)
+        emit_json(found)
     else:
         until = f", certificate valid until {found['not_after']}" if found["not_after"] else ""
         print(f"{found['identity']} ({found['role']}) at {found['hub']}{until}")
@@ -241,28 +264,20 @@ def audit(
     as_json: JsonOption = False,
 ) -> None:
     """Who did what, when, with what result (admin only)."""
-    client, trust = stub(ctx)
+    from gpufleet.v1 import trust_pb2 as pb
+
+    client, trust = connect(ctx)
     reply = client.call(trust.ListAudit, pb.ListAuditRequest(limit=max(1, limit)))
     found = [
         {"identity": e.identity, "peer": e.peer, "action": e.action, "detail": e.detail,
-         "result": e.result, "message": e.message, **_times(e, "at")}
+         "result": e.result, "message": e.message, **times(e, "at")}
         for e in reply.entries
     ]  # fmt: skip
     if as_json:
-        emit(found)
+        emit_json(found)
         return
     rows = [[e["at"] or "", e["identity"], e["action"], e["result"], e["detail"][:60],
              e["message"][:60]] for e in found]  # fmt: skip
-    console.print(table("Audit log", ["AT", "WHO", "ACTION", "RESULT", "DETAIL", "MESSAGE"], rows))
-
-
-def register(app: typer.Typer, nodes_app: typer.Typer) -> None:
-    app.add_typer(tokens_app, name="tokens")
-    app.add_typer(credentials_app, name="credentials")
-    nodes_app.command("remove")(nodes_remove)
-    app.command("login")(login)
-    app.command("whoami")(whoami)
-    app.command("audit")(audit)
-
-
-__all__ = ["register"]
+    console().print(
+        table("Audit log", ["AT", "WHO", "ACTION", "RESULT", "DETAIL", "MESSAGE"], rows)
+    )

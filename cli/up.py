@@ -1,28 +1,41 @@
-"""`hubctl up`: a hub and a local agent in the foreground, for one machine or a first try."""
+"""`hubctl up`: a hub and a local agent in the foreground, for one machine or a first try.
+
+The agent runs as its own process, `gpufleet-agent --token T`: it joins with the token on
+its first start and ignores it once its state dir holds a certificate.
+"""
 
 from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING, Annotated
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+import typer
 
-from agent.credentials import AgentTls
-from cli import credentials
-from cli.errors import CliError
-from gpufleet.enroll import EnrollError, join
-from gpufleet.v1 import trust_pb2, trust_pb2_grpc
+from cli.output import CliError, console
+
+if TYPE_CHECKING:
+    from cli.credentials import Profile
 
 STOP_GRACE_S = 15.0
 HUB_START_TIMEOUT_S = 30.0
+TOKEN_TTL_S = 300
+
+
+def default_state_dir() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
+    return Path(base) / "gpufleet"
+
+
+DEFAULT_STATE_DIR = default_state_dir()
+DEFAULT_NAME = socket.gethostname().split(".")[0]
 
 
 @dataclass(frozen=True)
@@ -38,32 +51,14 @@ class UpConfig:
 
 def hub_command(config: UpConfig) -> list[str]:
     configs = ["--configs", str(config.configs)] if config.configs else []
-    return [
-        sys.executable,
-        "-m",
-        "hub",
-        "--listen",
-        config.listen,
-        "--state-dir",
-        str(config.state_dir / "hub"),
-        "--heartbeat-interval",
-        str(config.heartbeat_interval),
-        *configs,
-    ]
+    return [sys.executable, "-m", "hub", "--listen", config.listen,
+            "--state-dir", str(config.state_dir / "hub"),
+            "--heartbeat-interval", str(config.heartbeat_interval), *configs]  # fmt: skip
 
 
-def agent_command(config: UpConfig) -> list[str]:
-    command = [
-        sys.executable,
-        "-m",
-        "agent",
-        "--hub",
-        config.listen,
-        "--name",
-        config.name,
-        "--state-dir",
-        str(config.state_dir / "agent"),
-    ]
+def agent_command(config: UpConfig, token: str) -> list[str]:
+    command = [sys.executable, "-m", "agent", "--hub", config.listen, "--name", config.name,
+               "--state-dir", str(config.state_dir / "agent"), "--token", token]  # fmt: skip
     if config.labels:
         command += ["--labels", config.labels]
     if config.inventory is not None:
@@ -71,8 +66,24 @@ def agent_command(config: UpConfig) -> list[str]:
     return command
 
 
+def admin_profile(config: UpConfig) -> Profile:
+    """The hub's bootstrap admin credential: hubctl on this host uses it from now on."""
+    from cli.credentials import Profile
+
+    pki = config.state_dir / "hub" / "pki"
+    return Profile(
+        ca=str(pki / "ca.crt"), cert=str(pki / "admin.crt"), key=str(pki / "admin.key"),
+        identity="user/admin",
+    )  # fmt: skip
+
+
 def wait_serving(config: UpConfig, hub: subprocess.Popen[bytes], timeout: float) -> None:
     """Until the hub answers health checks on its main port, as this host's admin."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from cli import credentials
+
     deadline = time.monotonic() + timeout
     pki = config.state_dir / "hub" / "pki"
     while not (pki / "admin.crt").exists():
@@ -97,31 +108,21 @@ def wait_serving(config: UpConfig, hub: subprocess.Popen[bytes], timeout: float)
     raise CliError(f"the hub did not start serving on {config.listen} within {timeout:g} s")
 
 
-def admin_profile(config: UpConfig) -> credentials.Profile:
-    """The hub's bootstrap admin credential: hubctl on this host uses it from now on."""
-    pki = config.state_dir / "hub" / "pki"
-    return credentials.Profile(
-        ca=str(pki / "ca.crt"), cert=str(pki / "admin.crt"), key=str(pki / "admin.key"),
-        identity="user/admin",
-    )  # fmt: skip
+def join_token(config: UpConfig) -> str:
+    """A short-lived agent token from the hub's Trust API, as its admin."""
+    from cli.client import HubClient
+    from gpufleet.v1 import trust_pb2, trust_pb2_grpc
 
-
-def enroll_local_agent(config: UpConfig) -> None:
-    """Join the local agent with a fresh token, unless it is enrolled already."""
-    tls = AgentTls(config.state_dir / "agent")
-    if tls.enrolled:
-        return
-    with credentials.channel(config.listen, []) as channel:
-        request = trust_pb2.CreateTokenRequest(role=trust_pb2.ROLE_AGENT, ttl_seconds=300)
-        try:
-            reply = trust_pb2_grpc.TrustStub(channel).CreateToken(request, timeout=10)
-        except grpc.RpcError as exc:
-            details = exc.details() if isinstance(exc, grpc.Call) else str(exc)
-            raise CliError(f"cannot create a join token for the local agent: {details}") from None
+    client = HubClient(config.listen)
+    request = trust_pb2.CreateTokenRequest(role=trust_pb2.ROLE_AGENT, ttl_seconds=TOKEN_TTL_S)
     try:
-        tls.save(join(config.listen, reply.token, config.name))
-    except EnrollError as exc:
-        raise CliError(f"the local agent could not join: {exc}") from None
+        reply = client.call(trust_pb2_grpc.TrustStub(client.channel).CreateToken, request)
+    except CliError as exc:
+        raise CliError(f"cannot create a join token for the local agent: {exc}") from None
+    finally:
+        client.close()
+    token: str = reply.token
+    return token
 
 
 def stop(processes: list[subprocess.Popen[bytes]]) -> None:
@@ -137,8 +138,10 @@ def stop(processes: list[subprocess.Popen[bytes]]) -> None:
             process.wait()
 
 
-def run(config: UpConfig, announce: Callable[[UpConfig], None]) -> int:
+def run(config: UpConfig) -> None:
     """Start hub, then agent; return when either exits or on SIGINT/SIGTERM."""
+    from cli.credentials import config_path
+
     stopping = False
 
     def on_signal(_signum: int, _frame: FrameType | None) -> None:
@@ -153,18 +156,38 @@ def run(config: UpConfig, announce: Callable[[UpConfig], None]) -> int:
         hub = subprocess.Popen(hub_command(config), env=env, start_new_session=True)
         processes.append(hub)
         wait_serving(config, hub, HUB_START_TIMEOUT_S)
-        enroll_local_agent(config)
-        agent = subprocess.Popen(agent_command(config), env=env, start_new_session=True)
+        agent_argv = agent_command(config, join_token(config))
+        agent = subprocess.Popen(agent_argv, env=env, start_new_session=True)
         processes.insert(0, agent)  # stop the agent first, then the hub
-        announce(config)
+        console().print(
+            f"[bold green]gpufleet is up:[/] hub on {config.listen} (state in "
+            f"{config.state_dir}), local agent '{config.name}', mutual TLS; hubctl is this "
+            f"hub's admin ({config_path()}). In another terminal: "
+            "[bold]hubctl nodes[/], [bold]hubctl gpus[/], [bold]hubctl tokens create[/] to "
+            "enroll more hosts. Ctrl-C stops both."
+        )
         while not stopping:
             for process in processes:
                 if process.poll() is not None:
                     name = "hub" if process is hub else "agent"
                     raise CliError(f"the {name} exited with status {process.returncode}")
             time.sleep(0.2)
-        return 0
     finally:
         stop(processes)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def up(
+    listen: Annotated[str, typer.Option(help="Hub address.")] = "127.0.0.1:7443",
+    state_dir: Annotated[Path, typer.Option(help="Hub and agent state.")] = DEFAULT_STATE_DIR,
+    name: Annotated[str, typer.Option(help="Local node name.")] = DEFAULT_NAME,
+    labels: Annotated[str, typer.Option(help="Local node labels, k=v[,k=v].")] = "",
+    inventory: Annotated[Path | None, typer.Option(help="Static GPU inventory file.")] = None,
+    heartbeat_interval: Annotated[float, typer.Option(min=0.1)] = 5.0,
+    configs: Annotated[
+        Path | None, typer.Option(help="Configurations directory (default: the hub's).")
+    ] = None,
+) -> None:
+    """Run a hub and a local agent in the foreground (SQLite); Ctrl-C stops both."""
+    run(UpConfig(listen, state_dir, name, labels, inventory, heartbeat_interval, configs))
