@@ -60,14 +60,14 @@ def proc_stats(pid: int) -> tuple[int, float]:
 
 def wait(check: Callable[[], bool], timeout: float, *watched: subprocess.Popen[Any]) -> None:
     """Poll `check` every half second; give up after `timeout`, or as soon as one of the
-    `watched` processes has exited (naming it, with the tail of its log if it has one)."""
+    `watched` processes has exited (naming it, with the end of its log if it has one)."""
     deadline = time.monotonic() + timeout
     while not check():
         for process in watched:
             if process.poll() is not None:
                 raise SystemExit(exited(process))
         if time.monotonic() > deadline:
-            raise SystemExit(f"gave up after {timeout:g} s")
+            raise SystemExit("".join([f"gave up after {timeout:g} s", *map(log_end, watched)]))
         time.sleep(0.5)
 
 
@@ -75,11 +75,14 @@ def exited(process: subprocess.Popen[Any]) -> str:
     """What to say when `process` ended early: its name, code, and the end of its log."""
     argv = [str(arg) for arg in process.args] if isinstance(process.args, list) else []
     name = " ".join(["python", *argv[1:3]] if argv[:1] == [sys.executable] else argv[:2])
-    said = f"{name or process.pid} exited with code {process.returncode}"
+    return f"{name or process.pid} exited with code {process.returncode}{log_end(process)}"
+
+
+def log_end(process: subprocess.Popen[Any]) -> str:
     log = _logs.get(process.pid)
-    if log is not None and log.exists():
-        said += f"; the end of {log}:\n{log.read_text(errors='replace')[-LOG_TAIL:]}"
-    return said
+    if log is None or not log.exists():
+        return ""
+    return f"; the end of {log}:\n{log.read_text(errors='replace')[-LOG_TAIL:]}"
 
 
 def spawn(

@@ -1,6 +1,7 @@
 """Hub resident memory and CPU with many agents connected and heartbeating.
 
     python -m bench.hub_agents --agents 1000 --heartbeat 5 --window 60
+    python -m bench.hub_agents --agents 5 --heartbeat 0.5 --window 1 --channels 2   # smallest
 
 Starts a real hub (SQLite in a temporary state dir) and one simulator process that runs
 `--agents` real AgentLink clients (agent/link.py) over a few shared gRPC channels, each with
@@ -12,8 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import subprocess
-import sys
+import shutil
 import tempfile
 import time
 from collections.abc import AsyncIterator
@@ -24,9 +24,8 @@ import grpc
 
 from agent.link import AgentLink, ChannelFactory, Identity
 from agent.probes import StaticProbe
-from bench.common import REPO, proc_stats, ready_count, start_hub, wait
+from bench.common import REPO, hub_stub, proc_stats, ready_count, spawn, start_hub, stop, wait
 from gpufleet.channel import SETTINGS
-from gpufleet.v1 import hub_pb2_grpc
 
 INVENTORIES = sorted((REPO / "configs" / "inventories").glob("*.yaml"))
 
@@ -68,29 +67,20 @@ def main() -> None:
         asyncio.run(simulate(args.simulate, args.agents, args.channels))
         return
 
-    state = Path(tempfile.mkdtemp(prefix="gpufleet-bench-"))
-    hub, address = start_hub(state, "--heartbeat-interval", str(args.heartbeat))
+    work = Path(tempfile.mkdtemp(prefix="gpufleet-bench-"))
+    hub, address = start_hub(work / "hub", "--heartbeat-interval", str(args.heartbeat))
     sim = None
+    done = False
     try:
-        stub = hub_pb2_grpc.HubStub(grpc.insecure_channel(address))
+        stub = hub_stub(address)
         idle_rss, _ = proc_stats(hub.pid)
         started = time.monotonic()
-        sim = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "bench.hub_agents",
-                "--simulate",
-                address,
-                "--agents",
-                str(args.agents),
-                "--channels",
-                str(args.channels),
-            ],
-            cwd=REPO,
-            stderr=subprocess.DEVNULL,
-        )
-        wait(lambda: ready_count(stub) == args.agents, 300)
+        sim = spawn(
+            ["-m", "bench.hub_agents", "--simulate", address, "--agents", str(args.agents),
+             "--channels", str(args.channels)],
+            log=work / "simulator.log",
+        )  # fmt: skip
+        wait(lambda: ready_count(stub) == args.agents, 300, sim, hub)
         connect_s = time.monotonic() - started
         time.sleep(args.heartbeat)  # settle into the steady heartbeat rhythm
         _, cpu0 = proc_stats(hub.pid)
@@ -121,16 +111,16 @@ def main() -> None:
             f"over {elapsed:.0f} s (~{beats / elapsed:.0f} heartbeats/s, "
             f"{1e6 * (cpu1 - cpu0) / beats:.0f} us CPU per heartbeat)"
         )
-        print(f"ListNodes ({args.agents} nodes)     {list_ms:.0f} ms")
+        print(f"{f'ListNodes ({args.agents} nodes)':<26} {list_ms:.0f} ms")
         print(
             f"simulator RSS / CPU        {sim_rss1 / 1024:.1f} MiB / "
             f"{100 * (sim_cpu1 - sim_cpu0) / elapsed:.1f} %"
         )
+        done = True
     finally:
-        for proc in (sim, hub):
-            if proc is not None:
-                proc.terminate()
-                proc.wait(30)
+        stop(sim, hub)
+        if done:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
