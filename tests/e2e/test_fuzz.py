@@ -12,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from gpufleet.channel import PROTOCOL_VERSION
 from gpufleet.enroll import join
 from gpufleet.tls import TLS_OPTIONS
 from gpufleet.v1 import agent_link_pb2 as link_pb
@@ -37,7 +38,9 @@ def frame(kind: str, data: bytes, text: str) -> bytes:
     """One agent-stream frame: raw bytes, or a well-formed message in a wrong place."""
     messages = {
         "hello": link_pb.AgentMessage(
-            hello=link_pb.Hello(node_name=text, versions=link_pb.Versions(protocol=1))
+            hello=link_pb.Hello(
+                node_name=text, versions=link_pb.Versions(protocol=PROTOCOL_VERSION)
+            )
         ),
         "result": link_pb.AgentMessage(task_result=link_pb.TaskResult(task_id=text)),
         "heartbeat": link_pb.AgentMessage(heartbeat=link_pb.Heartbeat()),

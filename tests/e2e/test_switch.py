@@ -339,3 +339,37 @@ def test_a_server_that_exits_at_once_fails_without_waiting_out_its_timeout(fleet
     assert "its container is exited" in message and "unknown flag --bogus" in message
     assert "rolled back to alpha, healthy" in message
     assert fleet.health("a") == "alpha"
+
+
+def test_progress_is_stored_and_a_cancel_stops_the_operation_truthfully(fleet: Fleet) -> None:
+    for name in ("a", "b"):
+        fleet.agent(name)
+    fleet.cluster.wait_status({fleet.node(n): "ready" for n in ("a", "b")})
+    assert fleet.switch("beta", "a", "b")["status"] == "succeeded"  # beta drains for up to 20 s
+    fleet.set_in_flight("a", 2)
+    nodes = ["--node", fleet.node("a"), "--node", fleet.node("b")]
+    started = fleet.hubctl("switch", "alpha", *nodes, "--serial", "1", "--detach")
+    operation_id = started.stdout.strip().split()[-1]
+
+    def drain_progress() -> list[dict[str, Any]]:
+        shown = fleet.cluster.json("ops", "show", operation_id)
+        return [e for e in shown["events"] if e["progress"] and e["step"] == "drain"]
+
+    # The agent's drain reports the in-flight count while it waits: the hub stores it.
+    wait_until(lambda: len(drain_progress()) >= 1, 15, "drain progress events")
+    assert "2" in drain_progress()[-1]["message"]
+
+    cancelled = fleet.cluster.json("ops", "cancel", operation_id)
+    assert cancelled["status"] == "cancelled"
+    assert results(cancelled) == {fleet.node("a"): "cancelled", fleet.node("b"): "skipped"}
+    # The drain was cancelled: nothing was stopped, both still serve beta, and say so.
+    states = fleet.status()
+    assert {n: (states[fleet.node(n)]["state"], states[fleet.node(n)]["configuration"])
+            for n in ("a", "b")} == {"a": ("ready", "beta"), "b": ("ready", "beta")}  # fmt: skip
+    assert fleet.health("a") == "beta" and fleet.health("b") == "beta"
+
+    again = fleet.hubctl("ops", "cancel", operation_id)
+    assert again.returncode != 0 and "already ended (cancelled)" in again.stderr
+    assert len(again.stderr.strip().splitlines()) == 1
+    shown = fleet.hubctl("ops", "show", operation_id).stdout
+    assert "cancelled by" in shown and "drain" in shown

@@ -14,6 +14,7 @@ import grpc
 import pytest
 from cryptography import x509
 
+from gpufleet.channel import PROTOCOL_VERSION
 from gpufleet.tls import TLS_OPTIONS
 from gpufleet.v1 import agent_link_pb2 as link_pb
 from gpufleet.v1 import agent_link_pb2_grpc
@@ -63,7 +64,7 @@ def agent_stream(state: Path, address: str, hello_name: str) -> grpc.StatusCode:
     )
     hello = link_pb.AgentMessage(
         hello=link_pb.Hello(
-            node_name=hello_name, agent_id="x", versions=link_pb.Versions(protocol=1)
+            node_name=hello_name, agent_id="x", versions=link_pb.Versions(protocol=PROTOCOL_VERSION)
         )
     )
     with grpc.secure_channel(address, credentials, options=TLS_OPTIONS) as channel:

@@ -17,6 +17,7 @@ from agent.probes import GpuInfo, ProbeResult
 from agent.projects import ProjectStore
 from agent.tasks.context import TaskContext
 from agent.tasks.runner import TaskRunner
+from gpufleet.channel import PROTOCOL_VERSION
 from gpufleet.v1 import agent_link_pb2 as pb
 from gpufleet.v1 import agent_link_pb2_grpc, types_pb2
 from hub.server import HubConfig, HubServer
@@ -91,7 +92,7 @@ def test_task_round_trip_and_a_resent_task_id_runs_once(tmp_path: Path) -> None:
     run(tmp_path, scenario)
 
 
-def hello(name: str, protocol: int = 1) -> pb.AgentMessage:
+def hello(name: str, protocol: int = PROTOCOL_VERSION) -> pb.AgentMessage:
     return pb.AgentMessage(
         hello=pb.Hello(
             node_name=name, agent_id=f"id-{name}", versions=pb.Versions(protocol=protocol)
