@@ -15,10 +15,11 @@ import grpc
 
 import gpufleet
 from agent.backoff import Backoff
-from agent.convert import inventory_to_proto, running_to_proto, telemetry_to_proto
+from agent.convert import inventory_to_proto, running_to_proto
 from agent.probes import GpuProbe, ProbeResult
 from agent.tasks.runner import TaskRunner
 from gpufleet.channel import PROTOCOL_VERSION, SETTINGS
+from gpufleet.gpus import telemetry_to_proto
 from gpufleet.v1 import agent_link_pb2 as pb
 from gpufleet.v1 import agent_link_pb2_grpc
 
