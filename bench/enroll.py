@@ -1,6 +1,7 @@
 """Trust costs: join latency, and the hub with many agents each on its own mutual-TLS link.
 
     python -m bench.enroll --agents 300 --heartbeat 5 --window 30
+    python -m bench.enroll --agents 3 --heartbeat 0.5 --window 1     # smallest, a few seconds
 
 Starts a real TLS hub, creates a join token per agent as its admin, and runs the simulator
 process: it enrolls every agent (`gpufleet.enroll.join`: key, pin check, Join RPC) one
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -26,7 +28,16 @@ import grpc
 
 from agent.link import AgentLink, Identity
 from agent.probes import StaticProbe
-from bench.common import REPO, admin_credentials, channel, proc_stats, ready_count, start_hub
+from bench.common import (
+    REPO,
+    admin_credentials,
+    channel,
+    exited,
+    proc_stats,
+    ready_count,
+    start_hub,
+    stop,
+)
 from bench.common import wait as wait_for
 from gpufleet.channel import SETTINGS
 from gpufleet.enroll import Enrolled, join
@@ -82,6 +93,7 @@ def main() -> None:
     state = Path(tempfile.mkdtemp(prefix="gpufleet-bench-"))
     hub, address = start_hub(state, "--heartbeat-interval", str(args.heartbeat), secure=True)
     sim = None
+    done = False
     try:
         admin = channel(address, admin_credentials(state))
         trust = trust_pb2_grpc.TrustStub(admin)
@@ -96,9 +108,13 @@ def main() -> None:
         assert sim.stdin is not None and sim.stdout is not None
         sim.stdin.write("\n".join(tokens))
         sim.stdin.close()
-        joins = json.loads(sim.stdout.readline())
+        line = sim.stdout.readline()
+        if not line:
+            sim.wait(30)
+            raise SystemExit(f"no join figures: {exited(sim)}")
+        joins = json.loads(line)
         started = time.monotonic()
-        wait_for(lambda: ready_count(stub) == args.agents, 300)
+        wait_for(lambda: ready_count(stub) == args.agents, 300, sim, hub)
         connect_s = time.monotonic() - started
         time.sleep(args.heartbeat)
         _, cpu0 = proc_stats(hub.pid)
@@ -117,11 +133,11 @@ def main() -> None:
               f"(~{beats / elapsed:.0f} heartbeats/s, "
               f"{1e6 * (cpu1 - cpu0) / beats:.0f} us CPU per heartbeat)")  # fmt: skip
         admin.close()
+        done = True
     finally:
-        for proc in (sim, hub):
-            if proc is not None:
-                proc.terminate()
-                proc.wait(30)
+        stop(sim, hub)
+        if done:
+            shutil.rmtree(state, ignore_errors=True)
 
 
 if __name__ == "__main__":
