@@ -126,13 +126,12 @@ def join_token(config: UpConfig) -> str:
 
 
 def stop(processes: list[subprocess.Popen[bytes]]) -> None:
+    """One after the other (the agent, then the hub), each killed if it outlives its grace."""
     for process in processes:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + STOP_GRACE_S
-    for process in processes:
         try:
-            process.wait(max(0.1, deadline - time.monotonic()))
+            process.wait(STOP_GRACE_S)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
