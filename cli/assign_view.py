@@ -8,6 +8,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from cli.convert import stamp
 from cli.render import vram_bar
 from gpufleet.v1 import assign_pb2 as pb
 
@@ -72,15 +73,10 @@ def preview(r: pb.PreviewAssignmentsResponse) -> dict[str, Any]:
 
 
 def assignment_set(s: pb.AssignmentSet) -> dict[str, Any]:
-    applied = (
-        s.applied.ToDatetime().isoformat(timespec="seconds") + "Z"
-        if s.HasField("applied")
-        else None
-    )
     return {
         "configuration": s.configuration,
         "strategy": s.strategy or None,
-        "applied": applied,
+        "applied": stamp(s, "applied"),
         "current": [assignment(a) for a in s.current],
         "previous": [assignment(a) for a in s.previous],
         "pins": [assignment(a) for a in s.pins],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from gpufleet.v1 import hub_pb2, types_pb2
@@ -19,13 +20,12 @@ OPTIONAL = ("memory_free_mb", "utilization_percent", "temperature_c", "power_dra
             "power_limit_w")  # fmt: skip
 
 
-def _time(
-    message: hub_pb2.Node | hub_pb2.NodeEvent | hub_pb2.StateTransition, field: str
-) -> str | None:
+def stamp(message: Message, field: str) -> str | None:
+    """A Timestamp field as ISO 8601 in UTC ('2026-11-30T12:00:01Z'), None where unset."""
     if not message.HasField(field):
         return None
-    stamp: Timestamp = getattr(message, field)
-    return stamp.ToDatetime().isoformat(timespec="seconds") + "Z"
+    value: Timestamp = getattr(message, field)
+    return value.ToDatetime().isoformat(timespec="seconds") + "Z"
 
 
 def _optional(message: types_pb2.Gpu, name: str) -> float | int | None:
@@ -62,9 +62,9 @@ def node(message: hub_pb2.Node, with_gpus: bool = False) -> dict[str, Any]:
         "status": STATUSES.get(message.status, "unknown"),
         "labels": dict(sorted(message.labels.items())),
         "gpu_count": message.gpu_count,
-        "last_seen": _time(message, "last_seen"),
-        "status_since": _time(message, "status_since"),
-        "first_seen": _time(message, "first_seen"),
+        "last_seen": stamp(message, "last_seen"),
+        "status_since": stamp(message, "status_since"),
+        "first_seen": stamp(message, "first_seen"),
         "hostname": message.hostname,
         "address": message.address,
         "agent_version": message.agent_version,
@@ -73,18 +73,18 @@ def node(message: hub_pb2.Node, with_gpus: bool = False) -> dict[str, Any]:
     }
     out["state"] = message.state
     out["configuration"] = message.configuration or None
-    out["state_since"] = _time(message, "state_since")
+    out["state_since"] = stamp(message, "state_since")
     out["state_message"] = message.state_message or None
     if with_gpus:
         out["transitions"] = [
-            {"at": _time(t, "at"), "from": t.from_state, "to": t.to_state,
+            {"at": stamp(t, "at"), "from": t.from_state, "to": t.to_state,
              "configuration": t.configuration or None, "operation_id": t.operation_id or None,
              "message": t.message or None}
             for t in message.transitions
         ]  # fmt: skip
         out["gpus"] = [gpu(g) for g in message.gpus]
         out["events"] = [
-            {"at": _time(e, "at"), "kind": e.kind, "message": e.message} for e in message.events
+            {"at": stamp(e, "at"), "kind": e.kind, "message": e.message} for e in message.events
         ]
     return out
 
@@ -112,17 +112,13 @@ def configuration(message: hub_pb2.Configuration) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def _stamp(stamp: Timestamp, present: bool) -> str | None:
-    return stamp.ToDatetime().isoformat(timespec="seconds") + "Z" if present else None
-
-
 def node_state(message: hub_pb2.NodeState) -> dict[str, Any]:
     return {
         "node": message.node,
         "status": STATUSES.get(message.status, "unknown"),
         "state": message.state,
         "configuration": message.configuration or None,
-        "since": _stamp(message.since, message.HasField("since")),
+        "since": stamp(message, "since"),
         "message": message.message or None,
         "operation_id": message.operation_id or None,
     }
@@ -132,7 +128,7 @@ def operation_event(message: hub_pb2.OperationEvent) -> dict[str, Any]:
     """A step of the operation, or (progress) an agent's report from inside a task."""
     return {
         "seq": message.seq,
-        "at": _stamp(message.at, message.HasField("at")),
+        "at": stamp(message, "at"),
         "node": message.node or None,
         "step": message.step,
         "message": message.message,
@@ -149,13 +145,13 @@ def operation(message: hub_pb2.Operation, with_events: bool = False) -> dict[str
         "configuration": message.configuration or None,
         "status": message.status,
         "check": message.check,
-        "created": _stamp(message.created, message.HasField("created")),
-        "finished": _stamp(message.finished, message.HasField("finished")),
+        "created": stamp(message, "created"),
+        "finished": stamp(message, "finished"),
         "message": message.message,
         "nodes": [
             {"node": n.node, "result": n.result, "message": n.message,
-             "started": _stamp(n.started, n.HasField("started")),
-             "finished": _stamp(n.finished, n.HasField("finished")),
+             "started": stamp(n, "started"),
+             "finished": stamp(n, "finished"),
              "progress_dropped": n.progress_dropped}
             for n in message.nodes
         ],

@@ -65,12 +65,9 @@ def connect(ctx: typer.Context) -> tuple[HubClient, Any]:
 
 
 def times(message: Message, *names: str) -> dict[str, str | None]:
-    """Timestamp fields as ISO 8601 in UTC, None where unset."""
-    return {
-        name: getattr(message, name).ToDatetime().isoformat(timespec="seconds") + "Z"
-        if message.HasField(name) else None
-        for name in names
-    }  # fmt: skip
+    from cli.convert import stamp
+
+    return {name: stamp(message, name) for name in names}
 
 
 def token_json(token: pb.JoinToken) -> dict[str, Any]:

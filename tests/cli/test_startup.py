@@ -105,3 +105,10 @@ def test_anything_else_is_left_to_typer() -> None:
     ]:  # fmt: skip
         assert plain(annotation, info, value, False) is SLOW
     assert plain(list[str], Info(), ("a",), True) is SLOW
+
+
+def test_hubctl_dials_the_hub_by_the_name_gpufleet_tls_certifies() -> None:
+    from cli.credentials import TLS_OPTIONS
+    from gpufleet.tls import TLS_OPTIONS as SHARED
+
+    assert TLS_OPTIONS == SHARED
