@@ -9,7 +9,7 @@ from hub.configs import Configuration
 from hub.ops.batches import Outcome
 from hub.ops.kind import NodeRun, OperationKind
 from hub.ops.steps import Cancelled, Switch, Unreachable, cancelled
-from hub.states import UNKNOWN, UNKNOWN_RUNNING, NodeState
+from hub.states import UNKNOWN, UNKNOWN_RUNNING, NodeState, Running
 
 S = NodeState
 
@@ -36,6 +36,19 @@ class SwitchKind(OperationKind):
         return await switch.run()
 
 
+def _settled(run: NodeRun, verb: str) -> Outcome | Running:
+    """What runs, or the outcome when there is nothing to do (or only to say what would be)."""
+    running = run.running
+    if running is UNKNOWN:
+        return Outcome("failed", UNKNOWN_RUNNING)
+    if running is None:
+        run.set_state(S.STOPPED, "", "")
+        return Outcome("ok", "runs nothing")
+    if run.check:
+        return Outcome("changed", f"would {verb} {running.name}")
+    return running
+
+
 @dataclass(frozen=True)
 class DrainKind(OperationKind):
     """Wait until what a node runs has no request in flight; the node stays `draining`."""
@@ -44,14 +57,9 @@ class DrainKind(OperationKind):
     configurations: Mapping[str, Configuration] = field(default_factory=dict)
 
     async def run_node(self, run: NodeRun) -> Outcome:
-        running = run.running
-        if running is UNKNOWN:
-            return Outcome("failed", UNKNOWN_RUNNING)
-        if running is None:
-            run.set_state(S.STOPPED, "", "")
-            return Outcome("ok", "runs nothing")
-        if run.check:
-            return Outcome("changed", f"would drain {running.name}")
+        running = _settled(run, "drain")
+        if isinstance(running, Outcome):
+            return running
         run.set_state(S.DRAINING, running.name, "")
         definition = self.configurations.get(running.name)
         if definition is None:
@@ -73,14 +81,9 @@ class StopKind(OperationKind):
     name = "stop"
 
     async def run_node(self, run: NodeRun) -> Outcome:
-        running = run.running
-        if running is UNKNOWN:
-            return Outcome("failed", UNKNOWN_RUNNING)
-        if running is None:
-            run.set_state(S.STOPPED, "", "")
-            return Outcome("ok", "runs nothing")
-        if run.check:
-            return Outcome("changed", f"would stop {running.name}")
+        running = _settled(run, "stop")
+        if isinstance(running, Outcome):
+            return running
         run.set_state(S.SWITCHING, running.name, "stopping")
         try:
             stopped = await run.agent.stop(running.name)
