@@ -1,4 +1,7 @@
-"""Build the RPMs once per session and install them into a scratch root."""
+"""Build the RPMs once per session and install them into a scratch root.
+
+`built_rpms` and `installed_root` keep their result in the session's config, so the bench
+smoke test (tests/bench) and these tests share one build, whichever asks first."""
 
 from __future__ import annotations
 
@@ -30,8 +33,40 @@ def rpm(*args: str | Path) -> str:
     return result.stdout
 
 
+_BUILT = pytest.StashKey[Built]()
+_ROOT = pytest.StashKey[Path]()
+
+
 @pytest.fixture(scope="session")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
+def built(request: pytest.FixtureRequest) -> Built:
+    return built_rpms(request)
+
+
+@pytest.fixture(scope="session")
+def scratch_root(request: pytest.FixtureRequest) -> Path:
+    return installed_root(request)
+
+
+def built_rpms(request: pytest.FixtureRequest) -> Built:
+    """The RPMs, built at the first call of the session."""
+    if _BUILT not in request.config.stash:
+        request.config.stash[_BUILT] = _build(request.getfixturevalue("tmp_path_factory"))
+    return request.config.stash[_BUILT]
+
+
+def installed_root(request: pytest.FixtureRequest) -> Path:
+    """Every package installed into an empty root, at the first call of the session.
+    Scriptlets are not run: the root has no shell, users or systemd; test_rpm checks them
+    as text."""
+    if _ROOT not in request.config.stash:
+        factory: pytest.TempPathFactory = request.getfixturevalue("tmp_path_factory")
+        root = factory.mktemp("root")
+        rpm("--root", root, "--nodeps", "--noscripts", "-i", *built_rpms(request).rpms.values())
+        request.config.stash[_ROOT] = root
+    return request.config.stash[_ROOT]
+
+
+def _build(tmp_path_factory: pytest.TempPathFactory) -> Built:
     if shutil.which("rpmbuild") is None:
         need("rpmbuild is missing: install Debian's package rpm")
     out = tmp_path_factory.mktemp("rpm")
@@ -49,15 +84,6 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
         rpms[rpm("-qp", "--qf", "%{NAME}", path)] = path
     assert sorted(rpms) == sorted(PACKAGES), log[-3000:]
     return Built(rpms, log)
-
-
-@pytest.fixture(scope="session")
-def scratch_root(built: Built, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Every package installed into an empty root. Scriptlets are not run: the root has no
-    shell, users or systemd; test_rpm checks them as text."""
-    root = tmp_path_factory.mktemp("root")
-    rpm("--root", root, "--nodeps", "--noscripts", "-i", *built.rpms.values())
-    return root
 
 
 def in_root(root: Path, command: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:

@@ -1,0 +1,130 @@
+"""Each benchmark's smallest run: its flags, the figure lines it must print, and what it
+needs from the machine. tests/bench/test_smoke.py runs every one of them."""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import need
+from tests.packaging.conftest import built_rpms, installed_root
+from tests.support import podman
+from tests.support.nvml import FakeNvmlUnavailable, build_library
+
+NUM = r"\d+(?:\.\d+)?"
+
+
+def nothing(request: pytest.FixtureRequest) -> list[str]:
+    """No prerequisite and no flags beyond the smoke's own."""
+    return []
+
+
+def gcc(request: pytest.FixtureRequest) -> list[str]:
+    """The simulated NVML builds here (gcc and libc headers)."""
+    try:
+        build_library(request.getfixturevalue("tmp_path") / "nvml")
+    except FakeNvmlUnavailable as exc:
+        if "gcc not found" not in str(exc):
+            raise
+        need(str(exc))
+    return []
+
+
+def ortools(request: pytest.FixtureRequest) -> list[str]:
+    if importlib.util.find_spec("ortools") is None:
+        need("OR-Tools is missing: pip install -e '.[optimal]' (or '.[dev]')")
+    return []
+
+
+def real_podman(request: pytest.FixtureRequest) -> list[str]:
+    """Podman runs containers here and the busybox test image is built."""
+    try:
+        podman.build_image()
+    except podman.PodmanMissing as exc:
+        need(str(exc))
+    return []
+
+
+def installed_rpms(request: pytest.FixtureRequest) -> list[str]:
+    """The session's RPMs (shared with tests/packaging), installed into a scratch root:
+    the daemons run from the packaged venv."""
+    rpms = built_rpms(request).rpms
+    root = installed_root(request)
+    directory = Path(next(iter(rpms.values()))).parents[1]
+    return ["--rpms", str(directory), "--python", str(root / "opt/gpufleet/venv/bin/python")]
+
+
+@dataclass(frozen=True)
+class Smoke:
+    args: tuple[str, ...]
+    figures: tuple[str, ...]
+    """Regular expressions; each must match a whole line of the benchmark's output."""
+    prepare: Callable[[pytest.FixtureRequest], list[str]] = field(default=nothing)
+    """Checks what the run needs (skipping outside CI when a package is missing) and returns
+    flags to add."""
+    timeout: float = 90
+
+
+def startup_row(label: str) -> str:
+    return rf"{label} +{NUM}s +{NUM}s +{NUM}s +{NUM}s"
+
+
+# fmt: off
+SMOKES: dict[str, Smoke] = {
+    "agent_heartbeat": Smoke(
+        ("--interval", "0.5", "--window", "2"),
+        (rf"agent RSS +{NUM} MiB", rf"agent CPU per heartbeat +{NUM} ms .*",
+         rf"NVML probe, 8 GPUs +{NUM} ms per full probe", r"heartbeat on the wire +\d+ bytes .*",
+         r"hello on the wire +\d+ bytes"),
+        prepare=gcc,
+    ),
+    "cli_latency": Smoke(
+        ("--runs", "1"),
+        (rf"hubctl nodes +{NUM}s +{NUM}s", rf"hubctl gpus +{NUM}s +{NUM}s",
+         rf"python -m cli nodes --json +{NUM}s +{NUM}s"),
+    ),
+    "enroll": Smoke(
+        ("--agents", "3", "--heartbeat", "0.5", "--window", "1"),
+        (rf"join \(in-process\) +median {NUM} ms, p99 {NUM} ms",
+         rf"all ready after +{NUM} s .*", rf"hub RSS idle / connected +{NUM} / {NUM} MiB .*",
+         rf"hub CPU +{NUM} % of one core .*"),
+    ),
+    "hub_agents": Smoke(
+        ("--agents", "5", "--heartbeat", "0.5", "--window", "1", "--channels", "2"),
+        (rf"all ready after +{NUM} s", r"still ready after window +5/5",
+         rf"hub RSS connected +{NUM} MiB .*", rf"hub CPU +{NUM} % of one core .*",
+         r"ListNodes \(5 nodes\) +\d+ ms"),
+    ),
+    "placement": Smoke(
+        ("--random", "2", "--limit", "1"),
+        (rf"seed host \(2 / 5\) +balanced +{NUM} +\d/5 .*",
+         rf"seed host \(2 / 5\) +optimal +{NUM} +\d/5 .*",
+         rf"8,000 GPUs / 20,000 +balanced +{NUM} +\d+/20000 .*",
+         r"2 random feasible instances: .*", r"goal: balanced median ratio <= 1.05: .*"),
+        prepare=ortools,
+    ),
+    "startup": Smoke(
+        ("--runs", "1"),
+        (rf"gpufleet-runtime-\S+\.rpm +{NUM} MiB +{NUM} MiB", startup_row("hub, first start"),
+         startup_row("hub, restart"), startup_row("agent, joins at start"),
+         startup_row("agent, hub up"), startup_row(r"agent, no hub \(retrying\)")),
+        prepare=installed_rpms,
+    ),
+    "switch_fanout": Smoke(
+        ("--agents", "3"),
+        (r"switch --all to 1st drain +\d+ ms",
+         rf"switch --all to all done +{NUM} s \(succeeded\)"),
+    ),
+    "switch_overhead": Smoke(
+        ("--runs", "1"),
+        (rf"through hub \+ agent +median {NUM} s .*",
+         rf"by hand \(compose \+ poll\) +median {NUM} s .*", rf"ratio of medians +{NUM} .*"),
+        prepare=real_podman,
+        timeout=120,
+    ),
+}
+# fmt: on
