@@ -53,8 +53,13 @@ def start_agent(state: Path, address: str, hub_state: Path) -> subprocess.Popen[
          "--state-dir", str(state), "--inventory", str(INVENTORY), "--log-level", "warning"],
         cwd=REPO,
     )  # fmt: skip
-    with channel(address, credentials) as chan:
-        wait(lambda: ready_count(hub_pb2_grpc.HubStub(chan)) == 1, 30)
+    try:
+        with channel(address, credentials) as chan:
+            wait(lambda: ready_count(hub_pb2_grpc.HubStub(chan)) == 1, 30)
+    except BaseException:
+        agent.terminate()
+        agent.wait(30)
+        raise
     return agent
 
 
