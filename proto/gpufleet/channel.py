@@ -10,8 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 # The AgentLink protocol the agent speaks and the hub accepts; bump on any change the other
-# side cannot read (2: TaskEvent carries Progress, TASK_STATUS_CANCELLED).
-PROTOCOL_VERSION = 2
+# side cannot read (2: TaskEvent carries Progress, TASK_STATUS_CANCELLED; 3: services carry
+# their health, heartbeats carry what runs when it changed).
+PROTOCOL_VERSION = 3
 
 Options = list[tuple[str, int]]
 

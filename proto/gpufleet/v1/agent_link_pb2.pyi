@@ -83,14 +83,26 @@ class RunningProject(_message.Message):
     def __init__(self, name: _Optional[str] = ..., digest: _Optional[str] = ..., services: _Optional[_Iterable[_Union[ServiceStatus, _Mapping]]] = ...) -> None: ...
 
 class ServiceStatus(_message.Message):
-    __slots__ = ("name", "container_id", "state")
+    __slots__ = ("name", "container_id", "state", "health", "health_message")
     NAME_FIELD_NUMBER: _ClassVar[int]
     CONTAINER_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
+    HEALTH_FIELD_NUMBER: _ClassVar[int]
+    HEALTH_MESSAGE_FIELD_NUMBER: _ClassVar[int]
     name: str
     container_id: str
     state: str
-    def __init__(self, name: _Optional[str] = ..., container_id: _Optional[str] = ..., state: _Optional[str] = ...) -> None: ...
+    health: str
+    health_message: str
+    def __init__(self, name: _Optional[str] = ..., container_id: _Optional[str] = ..., state: _Optional[str] = ..., health: _Optional[str] = ..., health_message: _Optional[str] = ...) -> None: ...
+
+class ProjectsReport(_message.Message):
+    __slots__ = ("projects", "unknown")
+    PROJECTS_FIELD_NUMBER: _ClassVar[int]
+    UNKNOWN_FIELD_NUMBER: _ClassVar[int]
+    projects: _containers.RepeatedCompositeFieldContainer[RunningProject]
+    unknown: bool
+    def __init__(self, projects: _Optional[_Iterable[_Union[RunningProject, _Mapping]]] = ..., unknown: _Optional[bool] = ...) -> None: ...
 
 class Welcome(_message.Message):
     __slots__ = ("node_name", "heartbeat_interval", "hub_version")
@@ -103,16 +115,18 @@ class Welcome(_message.Message):
     def __init__(self, node_name: _Optional[str] = ..., heartbeat_interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., hub_version: _Optional[str] = ...) -> None: ...
 
 class Heartbeat(_message.Message):
-    __slots__ = ("seq", "sent_at", "gpus", "inventory")
+    __slots__ = ("seq", "sent_at", "gpus", "inventory", "projects")
     SEQ_FIELD_NUMBER: _ClassVar[int]
     SENT_AT_FIELD_NUMBER: _ClassVar[int]
     GPUS_FIELD_NUMBER: _ClassVar[int]
     INVENTORY_FIELD_NUMBER: _ClassVar[int]
+    PROJECTS_FIELD_NUMBER: _ClassVar[int]
     seq: int
     sent_at: _timestamp_pb2.Timestamp
     gpus: _containers.RepeatedCompositeFieldContainer[_types_pb2.GpuTelemetry]
     inventory: _types_pb2.Inventory
-    def __init__(self, seq: _Optional[int] = ..., sent_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., gpus: _Optional[_Iterable[_Union[_types_pb2.GpuTelemetry, _Mapping]]] = ..., inventory: _Optional[_Union[_types_pb2.Inventory, _Mapping]] = ...) -> None: ...
+    projects: ProjectsReport
+    def __init__(self, seq: _Optional[int] = ..., sent_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., gpus: _Optional[_Iterable[_Union[_types_pb2.GpuTelemetry, _Mapping]]] = ..., inventory: _Optional[_Union[_types_pb2.Inventory, _Mapping]] = ..., projects: _Optional[_Union[ProjectsReport, _Mapping]] = ...) -> None: ...
 
 class Goodbye(_message.Message):
     __slots__ = ("reason",)

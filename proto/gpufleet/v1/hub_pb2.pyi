@@ -63,14 +63,16 @@ class ValidateConfigurationRequest(_message.Message):
     def __init__(self, filename: _Optional[str] = ..., content: _Optional[str] = ...) -> None: ...
 
 class ValidateConfigurationResponse(_message.Message):
-    __slots__ = ("valid", "error", "configuration")
+    __slots__ = ("valid", "error", "configuration", "warnings")
     VALID_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     CONFIGURATION_FIELD_NUMBER: _ClassVar[int]
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
     valid: bool
     error: str
     configuration: Configuration
-    def __init__(self, valid: _Optional[bool] = ..., error: _Optional[str] = ..., configuration: _Optional[_Union[Configuration, _Mapping]] = ...) -> None: ...
+    warnings: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, valid: _Optional[bool] = ..., error: _Optional[str] = ..., configuration: _Optional[_Union[Configuration, _Mapping]] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class NodeState(_message.Message):
     __slots__ = ("node", "status", "state", "configuration", "since", "message", "operation_id")
@@ -91,14 +93,22 @@ class NodeState(_message.Message):
     def __init__(self, node: _Optional[str] = ..., status: _Optional[_Union[_types_pb2.NodeStatus, str]] = ..., state: _Optional[str] = ..., configuration: _Optional[str] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., message: _Optional[str] = ..., operation_id: _Optional[str] = ...) -> None: ...
 
 class GetStatusRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("page_size", "page_token")
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class GetStatusResponse(_message.Message):
-    __slots__ = ("nodes",)
+    __slots__ = ("nodes", "next_page_token", "store_error")
     NODES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    STORE_ERROR_FIELD_NUMBER: _ClassVar[int]
     nodes: _containers.RepeatedCompositeFieldContainer[NodeState]
-    def __init__(self, nodes: _Optional[_Iterable[_Union[NodeState, _Mapping]]] = ...) -> None: ...
+    next_page_token: str
+    store_error: str
+    def __init__(self, nodes: _Optional[_Iterable[_Union[NodeState, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., store_error: _Optional[str] = ...) -> None: ...
 
 class Targets(_message.Message):
     __slots__ = ("nodes", "all")
@@ -191,10 +201,12 @@ class ListOperationsRequest(_message.Message):
     def __init__(self, limit: _Optional[int] = ...) -> None: ...
 
 class ListOperationsResponse(_message.Message):
-    __slots__ = ("operations",)
+    __slots__ = ("operations", "store_error")
     OPERATIONS_FIELD_NUMBER: _ClassVar[int]
+    STORE_ERROR_FIELD_NUMBER: _ClassVar[int]
     operations: _containers.RepeatedCompositeFieldContainer[Operation]
-    def __init__(self, operations: _Optional[_Iterable[_Union[Operation, _Mapping]]] = ...) -> None: ...
+    store_error: str
+    def __init__(self, operations: _Optional[_Iterable[_Union[Operation, _Mapping]]] = ..., store_error: _Optional[str] = ...) -> None: ...
 
 class GetOperationRequest(_message.Message):
     __slots__ = ("id", "with_events")
@@ -312,14 +324,20 @@ class NodeEvent(_message.Message):
     def __init__(self, at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., kind: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
 
 class ListNodesRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("page_size", "page_token")
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class ListNodesResponse(_message.Message):
-    __slots__ = ("nodes",)
+    __slots__ = ("nodes", "next_page_token")
     NODES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     nodes: _containers.RepeatedCompositeFieldContainer[Node]
-    def __init__(self, nodes: _Optional[_Iterable[_Union[Node, _Mapping]]] = ...) -> None: ...
+    next_page_token: str
+    def __init__(self, nodes: _Optional[_Iterable[_Union[Node, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class GetNodeRequest(_message.Message):
     __slots__ = ("name",)
@@ -328,8 +346,12 @@ class GetNodeRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ...) -> None: ...
 
 class ListGpusRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("page_size", "page_token")
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class NodeGpu(_message.Message):
     __slots__ = ("node", "node_status", "gpu")
@@ -342,7 +364,9 @@ class NodeGpu(_message.Message):
     def __init__(self, node: _Optional[str] = ..., node_status: _Optional[_Union[_types_pb2.NodeStatus, str]] = ..., gpu: _Optional[_Union[_types_pb2.Gpu, _Mapping]] = ...) -> None: ...
 
 class ListGpusResponse(_message.Message):
-    __slots__ = ("gpus",)
+    __slots__ = ("gpus", "next_page_token")
     GPUS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     gpus: _containers.RepeatedCompositeFieldContainer[NodeGpu]
-    def __init__(self, gpus: _Optional[_Iterable[_Union[NodeGpu, _Mapping]]] = ...) -> None: ...
+    next_page_token: str
+    def __init__(self, gpus: _Optional[_Iterable[_Union[NodeGpu, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
