@@ -23,47 +23,36 @@ agent expands them with its own environment) and are checked with their defaults
 
 from __future__ import annotations
 
-import difflib
 import hashlib
-import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import yaml
 
+# The field rules are gpufleet.health's: the agent reads health sections with them too.
+from gpufleet.health import HINTS
+from gpufleet.health import HealthCheck as HealthCheck
+from gpufleet.health import Invalid as _Invalid
+from gpufleet.health import fields as _fields
+from gpufleet.health import health as _health
+from gpufleet.health import number as _number
+from gpufleet.health import show as _show
+from gpufleet.health import string as _string
+from gpufleet.health import url as _url
+from gpufleet.health import whole as _int
+
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 LATENCY_CLASSES = ("critical", "normal", "background")
-VARIABLE = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::?-(?P<default>[^}]*))?\}")
 METRIC = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 SUFFIXES = (".yaml", ".yml")
 
 TOP_KEYS = ("description", "use_case", "services")
 SERVICE_KEYS = ("vram_gb", "gpu_count", "latency_class", "isolation", "vram_budget", "model",
                 "health", "drain")  # fmt: skip
-HEALTH_KEYS = ("url", "expect_status", "timeout", "interval")
 DRAIN_KEYS = ("url", "metric", "timeout")
 BUDGET_KEYS = ("min_gb",)
-HINTS = {
-    "description": "a one-line summary",
-    "use_case": "a short phrase such as 'Maximum quality chat'",
-    "services": "a mapping from each compose service name to its metadata",
-    "vram_gb": "the VRAM estimate per GPU in GiB, e.g. 24",
-    "health": "a mapping with at least url: http://127.0.0.1:PORT/health",
-    "url": "an http(s) URL",
-    "metric": "a Prometheus metric such as vllm:num_requests_running",
-    "min_gb": "the least VRAM in GiB the service can run with",
-}
-
-
-@dataclass(frozen=True)
-class HealthCheck:
-    url: str
-    expect_status: int = 200
-    timeout_s: float = 300
-    interval_s: float = 5
 
 
 @dataclass(frozen=True)
@@ -104,11 +93,6 @@ class ConfigError(ValueError):
         super().__init__(" ".join(message.splitlines()))
 
 
-class _Invalid(Exception):
-    def __init__(self, where: str, problem: str) -> None:
-        super().__init__(f"{where}: {problem}" if where else problem)
-
-
 def check_name(name: str) -> str:
     if not isinstance(name, str) or not NAME.match(name):
         raise ConfigError(
@@ -116,87 +100,6 @@ def check_name(name: str) -> str:
             " digits, '-' or '_', starting with a letter or digit"
         )
     return name
-
-
-def _show(value: Any) -> str:
-    if value is None:
-        return "nothing"
-    if isinstance(value, dict | list):
-        kind = "mapping" if isinstance(value, dict) else "list"
-        return f"a {kind}" if value else f"an empty {kind}"
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
-def _fields(where: str, value: Any, allowed: tuple[str, ...], required: tuple[str, ...]
-            ) -> dict[str, Any]:  # fmt: skip
-    """A mapping with no unknown keys (typos) and every required key."""
-    if not isinstance(value, dict):
-        raise _Invalid(where, f"must be a mapping with {', '.join(allowed)}, got {_show(value)}")
-    for key in value:
-        if key not in allowed:
-            close = difflib.get_close_matches(str(key), allowed, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise _Invalid(f"{where}.{key}", f"unknown key{hint}; allowed: {', '.join(allowed)}")
-    for key in required:
-        if key not in value:
-            raise _Invalid(f"{where}.{key}", f"is required: add {HINTS[key]}")
-    return value
-
-
-def _string(where: str, value: Any, empty_ok: bool = False) -> str:
-    if not isinstance(value, str) or not (empty_ok or value.strip()):
-        raise _Invalid(
-            where, f"must be a {'' if empty_ok else 'non-empty '}string, got {_show(value)}"
-        )
-    return value
-
-
-def _number(where: str, value: Any, zero_ok: bool = False) -> float:
-    valid = isinstance(value, int | float) and not isinstance(value, bool)
-    if not valid or not math.isfinite(value) or value < 0 or (value == 0 and not zero_ok):
-        raise _Invalid(where, f"must be a number {'>=' if zero_ok else '>'} 0, got {_show(value)}")
-    return float(value)
-
-
-def _int(where: str, value: Any, low: int, high: int | None = None) -> int:
-    valid = isinstance(value, int) and not isinstance(value, bool)
-    if not valid or value < low or (high is not None and value > high):
-        bounds = f">= {low}" if high is None else f"from {low} to {high}"
-        raise _Invalid(where, f"must be a whole number {bounds}, got {_show(value)}")
-    return int(value)
-
-
-def _url(where: str, value: Any) -> str:
-    url = _string(where, value)
-    resolved = VARIABLE.sub(lambda m: m.group("default") or "1", url)
-    if "${" in resolved:
-        raise _Invalid(where, f"use variables as ${{NAME}} or ${{NAME:-default}}, got {url!r}")
-    try:
-        parts = urlsplit(resolved)
-        port_ok = parts.port is None or parts.port > 0  # .port raises on a malformed port
-        valid = parts.scheme in ("http", "https") and bool(parts.hostname) and port_ok
-    except ValueError:
-        valid = False
-    if not valid:
-        raise _Invalid(where, f"must be an http:// or https:// URL with a host, got {url!r}")
-    return url
-
-
-def _health(where: str, value: Any) -> HealthCheck:
-    m = _fields(where, value, HEALTH_KEYS, ("url",))
-    timeout = _number(f"{where}.timeout", m.get("timeout", 300))
-    interval = _number(f"{where}.interval", m.get("interval", 5))
-    if interval > timeout:
-        raise _Invalid(
-            f"{where}.interval", f"must not exceed timeout ({timeout:g}), got {interval:g}"
-        )
-    return HealthCheck(
-        url=_url(f"{where}.url", m["url"]),
-        expect_status=_int(f"{where}.expect_status", m.get("expect_status", 200), 100, 599),
-        timeout_s=timeout,
-        interval_s=interval,
-    )
 
 
 def _drain(where: str, value: Any) -> DrainProbe | None:
