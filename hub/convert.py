@@ -2,28 +2,33 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import re
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from gpufleet.gpus import STATES, STATIC_OPTIONAL, TELEMETRY_OPTIONAL, VENDORS, gpu_to_proto
+from gpufleet.gpus import STATES, TELEMETRY_OPTIONAL, VENDORS, gpu_to_proto
 from gpufleet.v1 import agent_link_pb2 as link_pb
 from gpufleet.v1 import hub_pb2, types_pb2
+from hub import limits
+from hub.limits import MAX_GPUS, MAX_MEMORY_MB, OutOfBounds
 from hub.sessions import TaskProgress
 from hub.store import Gpu, GpuRecord, GpuTelemetryRecord, Node, NodeEvent, NodeHello, NodeStatus
 from hub.store.models import NodeTransition
 from hub.store.store import as_utc
 
+P = ParamSpec("P")
+R = TypeVar("R")
 STATUS_CODES = {
     NodeStatus.READY.value: types_pb2.NODE_STATUS_READY,
     NodeStatus.DOWN.value: types_pb2.NODE_STATUS_DOWN,
 }
 NODE_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,251}[A-Za-z0-9])?$")
-MAX_GPUS = 1024
 
 
 PHASE_CHARS = 16  # an operation event's step column
@@ -45,7 +50,7 @@ def node_status(status: str) -> types_pb2.NodeStatus:
 
 
 class InvalidHello(ValueError):
-    pass
+    """What an agent sent is malformed or out of range: its stream is closed with this."""
 
 
 def _present(message: Message, names: tuple[str, ...]) -> dict[str, Any]:
@@ -53,16 +58,63 @@ def _present(message: Message, names: tuple[str, ...]) -> dict[str, Any]:
     return {name: getattr(message, name) for name in names if message.HasField(name)}
 
 
-def _processes(message: types_pb2.Gpu | types_pb2.GpuTelemetry) -> tuple[tuple[int, int], ...]:
-    return tuple((p.pid, p.used_memory_mb) for p in message.processes)
+def _processes(where: str, message: types_pb2.Gpu | types_pb2.GpuTelemetry
+               ) -> tuple[tuple[int, int], ...]:  # fmt: skip
+    if len(message.processes) > limits.MAX_PROCESSES:
+        raise OutOfBounds(
+            f"{where} lists {len(message.processes)} processes: at most {limits.MAX_PROCESSES}"
+        )
+    return tuple(
+        (limits.integer(f"{where} process pid", p.pid, limits.MAX_PID),
+         limits.integer(f"{where} process used_memory_mb", p.used_memory_mb, MAX_MEMORY_MB))
+        for p in message.processes
+    )  # fmt: skip
+
+
+def _telemetry(where: str, sample: types_pb2.Gpu | types_pb2.GpuTelemetry) -> dict[str, Any]:
+    """The changing fields of a GPU, each within its range (NaN and infinities refused)."""
+    values: dict[str, Any] = _present(sample, TELEMETRY_OPTIONAL)
+    limits.integer(f"{where} memory_used_mb", sample.memory_used_mb, MAX_MEMORY_MB)
+    if "memory_free_mb" in values:
+        limits.integer(f"{where} memory_free_mb", values["memory_free_mb"], MAX_MEMORY_MB)
+    if "utilization_percent" in values:
+        limits.integer(f"{where} utilization_percent", values["utilization_percent"], 100)
+    if "temperature_c" in values:
+        limits.real(f"{where} temperature_c", values["temperature_c"], *limits.TEMPERATURE_C)
+    if "power_draw_w" in values:
+        limits.real(f"{where} power_draw_w", values["power_draw_w"], 0.0, limits.MAX_POWER_W)
+    return values
+
+
+def _where(index: int) -> str:
+    return f"GPU {limits.integer('GPU index', index, limits.MAX_GPU_INDEX)}"
+
+
+def _bounded(what: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Turn OutOfBounds from a conversion into InvalidHello naming what was refused."""
+
+    def wrap(convert: Callable[P, R]) -> Callable[P, R]:
+        @functools.wraps(convert)
+        def bounded(*args: P.args, **kwargs: P.kwargs) -> R:
+            try:
+                return convert(*args, **kwargs)
+            except OutOfBounds as exc:
+                raise InvalidHello(f"{what}: {exc}") from None
+
+        return bounded
+
+    return wrap
 
 
 def check_inventory(inventory: types_pb2.Inventory) -> None:
     indexes = [gpu.index for gpu in inventory.gpus]
     if len(indexes) > MAX_GPUS or len(set(indexes)) != len(indexes):
-        raise InvalidHello(f"inventory lists a GPU index twice or too many GPUs: {indexes[:16]}")
+        raise InvalidHello(
+            f"inventory lists a GPU index twice or more than {MAX_GPUS} GPUs: {indexes[:16]}"
+        )
 
 
+@_bounded("hello refused")
 def hello_from_proto(hello: link_pb.Hello, address: str) -> NodeHello:
     if not NODE_NAME.match(hello.node_name):
         raise InvalidHello(f"hello has an invalid node_name {hello.node_name[:64]!r}")
@@ -71,46 +123,69 @@ def hello_from_proto(hello: link_pb.Hello, address: str) -> NodeHello:
     check_inventory(hello.inventory)
     return NodeHello(
         name=hello.node_name,
-        agent_id=hello.agent_id,
-        hostname=hello.hostname,
-        address=address,
-        agent_version=hello.versions.agent,
-        probe=hello.inventory.probe,
-        probe_error=hello.inventory.probe_error,
-        labels=dict(hello.labels),
-        gpus=gpus_from_proto(hello.inventory),
+        agent_id=limits.text("agent_id", hello.agent_id),
+        hostname=limits.text("hostname", hello.hostname),
+        address=address[:128],
+        agent_version=limits.text("agent_version", hello.versions.agent),
+        probe=limits.text("probe", hello.inventory.probe),
+        probe_error=limits.message(hello.inventory.probe_error),
+        labels=limits.labels("labels", hello.labels),
+        gpus=_gpus(hello.inventory),
     )
 
 
+def _gpus(inventory: types_pb2.Inventory) -> tuple[GpuRecord, ...]:
+    return tuple(_gpu(gpu) for gpu in inventory.gpus)
+
+
+@_bounded("inventory refused")
 def gpus_from_proto(inventory: types_pb2.Inventory) -> tuple[GpuRecord, ...]:
-    return tuple(gpu_from_proto(gpu) for gpu in inventory.gpus)
+    limits.text("probe", inventory.probe)
+    return _gpus(inventory)
 
 
-def gpu_from_proto(gpu: types_pb2.Gpu) -> GpuRecord:
+def inventory_from_proto(inventory: types_pb2.Inventory) -> tuple[str, str, tuple[GpuRecord, ...]]:
+    """A heartbeat's changed inventory: probe, its error (cut) and the GPUs, all bounded."""
+    check_inventory(inventory)
+    gpus = gpus_from_proto(inventory)
+    return inventory.probe, limits.message(inventory.probe_error), gpus
+
+
+def _gpu(gpu: types_pb2.Gpu) -> GpuRecord:
+    where = _where(gpu.index)
+    static: dict[str, Any] = {name: limits.text(
+        f"{where} {name}", getattr(gpu, name), limits.CHARS[name]) for name in (
+        "uuid", "name", "compute_capability", "gfx_target", "pci_bus_id", "driver_version",
+    )}  # fmt: skip
+    if gpu.HasField("power_limit_w"):
+        static["power_limit_w"] = limits.real(
+            f"{where} power_limit_w", gpu.power_limit_w, 0.0, limits.MAX_POWER_W
+        )
+    total = limits.integer(f"{where} memory_total_mb", gpu.memory_total_mb, MAX_MEMORY_MB)
     return GpuRecord(
         index=gpu.index,
         state=STATES.get(gpu.state, "ok"),
         memory_used_mb=gpu.memory_used_mb,
-        processes=_processes(gpu),
-        uuid=gpu.uuid,
-        name=gpu.name,
+        processes=_processes(where, gpu),
         vendor=VENDORS.get(gpu.vendor, ""),
-        memory_total_mb=gpu.memory_total_mb,
-        compute_capability=gpu.compute_capability,
-        gfx_target=gpu.gfx_target,
-        pci_bus_id=gpu.pci_bus_id,
-        driver_version=gpu.driver_version,
-        **_present(gpu, (*TELEMETRY_OPTIONAL, *STATIC_OPTIONAL)),
+        memory_total_mb=total,
+        **_telemetry(where, gpu),
+        **static,
     )
 
 
+gpu_from_proto = _bounded("GPU refused")(_gpu)
+
+
+@_bounded("heartbeat refused")
 def telemetry_from_proto(sample: types_pb2.GpuTelemetry) -> GpuTelemetryRecord:
+    where = _where(sample.index)
     return GpuTelemetryRecord(
         index=sample.index,
         state=STATES.get(sample.state, "ok"),
         memory_used_mb=sample.memory_used_mb,
-        processes=_processes(sample),
-        **_present(sample, TELEMETRY_OPTIONAL),
+        processes=_processes(where, sample),
+        **_telemetry(where, sample),
     )
 
 

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, bindparam, func, update
+from sqlalchemy import Engine, and_, bindparam, func, or_, update
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlmodel import Session, col, delete, select
 
 from hub.store.models import Gpu, Node, NodeEvent, NodeStatus
+
+log = logging.getLogger(__name__)
+# What one bad row raises (SQLite: OverflowError past 2^63-1; PostgreSQL: DataError).
+BAD_ROW = (SQLAlchemyError, OverflowError, ValueError, TypeError)
 
 
 @dataclass(frozen=True)
@@ -179,14 +185,40 @@ class Store:
         self,
         seen: Mapping[str, datetime],
         telemetry: Mapping[str, tuple[GpuTelemetryRecord, ...]] | None = None,
-    ) -> None:
+    ) -> list[str]:
         """Batch what the hub kept in memory since the last flush into one transaction:
-        heartbeat times and each connected node's latest GPU telemetry."""
+        heartbeat times and each connected node's latest GPU telemetry.
+
+        Should the batch fail, each node is written in its own transaction, so one node's
+        bad row never drops the others'; returns the nodes whose write failed (logged)."""
+        telemetry = telemetry or {}
+        try:
+            self._write_beats(seen, telemetry)
+            return []
+        except BAD_ROW as exc:
+            if isinstance(exc, OperationalError):
+                raise  # the database itself fails (locked, full, read-only): not one row
+            log.warning("heartbeat batch failed (%s); writing node by node", str(exc)[:300])
+        failed = []
+        for name in sorted(set(seen) | set(telemetry)):
+            one = {name: seen[name]} if name in seen else {}
+            try:
+                self._write_beats(one, {name: telemetry[name]} if name in telemetry else {})
+            except BAD_ROW as exc:
+                if isinstance(exc, OperationalError):
+                    raise
+                log.error("heartbeat of node %s not written: %s", name, str(exc)[:300])
+                failed.append(name)
+        return failed
+
+    def _write_beats(
+        self, seen: Mapping[str, datetime], telemetry: Mapping[str, tuple[GpuTelemetryRecord, ...]]
+    ) -> None:
         node, gpu = Node.__table__, Gpu.__table__  # type: ignore[attr-defined]
         beats = [{"node_name": name, "seen": moment} for name, moment in seen.items()]
         samples = [
             {"node_name": name, "gpu_index": sample.index, **sample.row_values()}
-            for name, gpus in (telemetry or {}).items()
+            for name, gpus in telemetry.items()
             for sample in gpus
         ]
         with self.engine.begin() as connection:
@@ -207,13 +239,15 @@ class Store:
                     samples,
                 )  # fmt: skip
 
-    def list_nodes(self) -> list[tuple[Node, int]]:
-        """Every node with its GPU count, by name."""
+    def list_nodes(self, after: str = "", limit: int | None = None) -> list[tuple[Node, int]]:
+        """Nodes with their GPU counts, by name: all, or `limit` of them after the name `after`."""
         counts = select(Gpu.node_id, func.count().label("n")).group_by(col(Gpu.node_id)).subquery()
         query = (
             select(Node, func.coalesce(counts.c.n, 0))
             .outerjoin(counts, counts.c.node_id == Node.id)
+            .where(col(Node.name) > after)
             .order_by(col(Node.name))
+            .limit(limit)
         )
         with self._session() as session:
             return [(node, int(count)) for node, count in session.exec(query).all()]
@@ -243,11 +277,17 @@ class Store:
                 for node, gpu in session.exec(query).all()
             ]  # fmt: skip
 
-    def list_gpus(self) -> list[tuple[Node, Gpu]]:
+    def list_gpus(
+        self, after: tuple[str, int] = ("", -1), limit: int | None = None
+    ) -> list[tuple[Node, Gpu]]:
+        """GPUs by node name and index: all, or `limit` of them after (node, index) `after`."""
+        name, index = after
         query = (
             select(Node, Gpu)
             .join(Gpu, col(Gpu.node_id) == Node.id)
+            .where(or_(col(Node.name) > name, and_(col(Node.name) == name, col(Gpu.index) > index)))
             .order_by(col(Node.name), col(Gpu.index))
+            .limit(limit)
         )
         with self._session() as session:
             return [(node, gpu) for node, gpu in session.exec(query).all()]

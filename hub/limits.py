@@ -1,0 +1,113 @@
+"""Sane ranges for every number and string that crosses the wire, and listing pages.
+
+What agents and operators send is checked here before it reaches memory or the database:
+a value out of range is refused naming its field (`OutOfBounds`), so one bad sender cannot
+poison what others write (SQLite stores at most 2^63-1; NaN breaks comparisons).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import math
+from collections.abc import Mapping
+
+MAX_GPUS = 256  # GPUs in one host's inventory
+MAX_GPU_INDEX = MAX_GPUS - 1
+MAX_MEMORY_MB = 1 << 24  # 16 TiB: far above any GPU, far below SQLite's 2^63
+MAX_PROCESSES = 1024  # per GPU
+MAX_PID = 1 << 22  # Linux's largest pid_max
+TEMPERATURE_C = (-60.0, 200.0)
+MAX_POWER_W = 10_000.0
+MAX_LABELS = 64
+LABEL_KEY_CHARS = 63
+LABEL_VALUE_CHARS = 253
+MESSAGE_CHARS = 1000  # free text (probe errors, state messages): cut, not refused
+# Identifiers, as long as their columns (hub/store/models.py).
+CHARS = {
+    "agent_id": 64, "hostname": 253, "agent_version": 64, "probe": 32,
+    "uuid": 96, "name": 128, "compute_capability": 16, "gfx_target": 16,
+    "pci_bus_id": 32, "driver_version": 32,
+}  # fmt: skip
+
+PAGE_SIZE = 500  # default and most per page of ListNodes, ListGpus, GetStatus
+MAX_LIMIT = 500  # most rows of a limited listing (operations, audit)
+MAX_SERIAL = 100_000
+
+
+class OutOfBounds(ValueError):
+    """A value outside its sane range; the message names the field and the range."""
+
+
+def integer(field: str, value: int, high: int, low: int = 0) -> int:
+    if not low <= value <= high:
+        raise OutOfBounds(f"{field} {value} is out of range: {low}..{high}")
+    return value
+
+
+def real(field: str, value: float, low: float, high: float) -> float:
+    if not math.isfinite(value) or not low <= value <= high:
+        raise OutOfBounds(f"{field} {value} is out of range: {low:g}..{high:g}")
+    return value
+
+
+def text(field: str, value: str, chars: int | None = None) -> str:
+    """An identifier: printable and no longer than its column; refused otherwise."""
+    most = chars if chars is not None else CHARS[field]
+    if len(value) > most:
+        raise OutOfBounds(f"{field} is {len(value)} characters long: at most {most}")
+    if not value.isprintable():
+        raise OutOfBounds(f"{field} {value[:64]!r} has control characters")
+    return value
+
+
+def message(value: str, chars: int = MESSAGE_CHARS) -> str:
+    """Free text: cut to `chars`, control characters but newlines and tabs dropped."""
+    return "".join(c for c in value[:chars] if c.isprintable() or c in "\n\t")
+
+
+def labels(field: str, found: Mapping[str, str]) -> dict[str, str]:
+    if len(found) > MAX_LABELS:
+        raise OutOfBounds(f"{field} has {len(found)} labels: at most {MAX_LABELS}")
+    for key, value in found.items():
+        text(f"{field} key", key, LABEL_KEY_CHARS)
+        if not key:
+            raise OutOfBounds(f"{field} has an empty key")
+        text(f"{field} {key!r}", value, LABEL_VALUE_CHARS)
+    return dict(found)
+
+
+def limit(field: str, value: int, default: int, most: int = MAX_LIMIT) -> int:
+    """An operator's row limit: 0 means the default; more than `most` is refused."""
+    if value == 0:
+        return default
+    return integer(field, value, most, low=1)
+
+
+def page_size(value: int) -> int:
+    return limit("page_size", value, PAGE_SIZE, PAGE_SIZE)
+
+
+class Page:
+    """Opaque page tokens: the last key of the previous page, in URL-safe base64."""
+
+    PREFIX = "p1:"
+
+    @classmethod
+    def token(cls, *key: str | int) -> str:
+        raw = cls.PREFIX + "\x00".join(str(part) for part in key)
+        return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+    @classmethod
+    def key(cls, token: str, parts: int) -> tuple[str, ...]:
+        """The key a token carries; OutOfBounds when it is not one of ours."""
+        if not token:
+            return ()
+        try:
+            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            raw = ""
+        key = tuple(raw.removeprefix(cls.PREFIX).split("\x00"))
+        if not raw.startswith(cls.PREFIX) or len(key) != parts or len(token) > 1024:
+            raise OutOfBounds("invalid page_token: list again from the first page without one")
+        return key
