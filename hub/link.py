@@ -159,12 +159,11 @@ class AgentLinkService(agent_link_pb2_grpc.AgentLinkServicer):  # type: ignore[m
         now = utcnow()
         self.registry.heartbeat(session, mono, now)
         if beat.HasField("inventory"):
-            convert.check_inventory(beat.inventory)
-            gpus = convert.gpus_from_proto(beat.inventory)
+            probe, probe_error, gpus = convert.inventory_from_proto(beat.inventory)
             session.gpu_uuids = {gpu.index: gpu.uuid for gpu in gpus}
             log.info("node %s: GPU inventory changed (%d GPUs)", session.name, len(gpus))
             # Written with the next batch: a chatty agent costs one write per interval.
-            session.inventory = (beat.inventory.probe, beat.inventory.probe_error, gpus)
+            session.inventory = (probe, probe_error, gpus)
         session.telemetry = tuple(convert.telemetry_from_proto(sample) for sample in beat.gpus)
         for sample in session.telemetry:
             before = session.gpu_states.get(sample.index, "ok")
