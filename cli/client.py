@@ -38,6 +38,7 @@ class HubClient:
         self.hub = hub
         self.channel = credentials.channel(hub, SETTINGS.client_options())
         self.stub = hub_pb2_grpc.HubStub(self.channel)
+        self.store_error = ""  # the hub's word on its database, from status and ops
 
     def close(self) -> None:
         self.channel.close()
@@ -83,11 +84,15 @@ class HubClient:
         return reply
 
     def status(self) -> list[hub_pb2.NodeState]:
-        return list(self.call(self.stub.GetStatus, hub_pb2.GetStatusRequest()).nodes)
+        reply = self.call(self.stub.GetStatus, hub_pb2.GetStatusRequest())
+        self.store_error = reply.store_error
+        return list(reply.nodes)
 
     def operations(self, limit: int) -> list[hub_pb2.Operation]:
         request = hub_pb2.ListOperationsRequest(limit=limit)
-        return list(self.call(self.stub.ListOperations, request).operations)
+        reply = self.call(self.stub.ListOperations, request)
+        self.store_error = reply.store_error
+        return list(reply.operations)
 
     def operation(self, operation_id: str, with_events: bool = False) -> hub_pb2.Operation:
         request = hub_pb2.GetOperationRequest(id=operation_id, with_events=with_events)

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from cli.output import JsonOption, console, emit_json
+from cli.output import JsonOption, console, emit_json, error_line
 
 app = typer.Typer(help="Operations: switches, drains and stops, past and running.")
 
@@ -23,7 +23,10 @@ def ops(
     from cli import convert, render
     from cli.client import connect
 
-    found = [convert.operation(o) for o in connect(ctx).operations(limit)]
+    client = connect(ctx)
+    found = [convert.operation(o) for o in client.operations(limit)]
+    if client.store_error:
+        error_line(f"warning: {client.store_error}")
     if as_json:
         emit_json(found)
     else:

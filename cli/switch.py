@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from cli.output import CliError, DetachOption, JsonOption, console, emit_json
+from cli.output import CliError, DetachOption, JsonOption, console, emit_json, error_line
 
 if TYPE_CHECKING:
     from gpufleet.v1 import hub_pb2
@@ -90,7 +90,10 @@ def status(ctx: typer.Context, as_json: JsonOption = False) -> None:
     from cli import convert, render
     from cli.client import connect
 
-    found = [convert.node_state(n) for n in connect(ctx).status()]
+    client = connect(ctx)
+    found = [convert.node_state(n) for n in client.status()]
+    if client.store_error:
+        error_line(f"warning: {client.store_error}")
     if as_json:
         emit_json(found)
     else:

@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 MAX_HEADER_BYTES = 8192
 READ_TIMEOUT_S = 5.0
 Metrics = Callable[[], Awaitable[bytes]]
-Healthy = Callable[[], bool]
+Problem = Callable[[], str]  # what is wrong with the hub now; "" when it is healthy
 
 
 def response(status: str, body: bytes, content_type: str = "text/plain; charset=utf-8") -> bytes:
@@ -30,9 +30,9 @@ def response(status: str, body: bytes, content_type: str = "text/plain; charset=
 
 
 class HttpEndpoint:
-    def __init__(self, metrics: Metrics, healthy: Healthy) -> None:
+    def __init__(self, metrics: Metrics, problem: Problem) -> None:
         self.metrics = metrics
-        self.healthy = healthy
+        self.problem = problem
         self._server: asyncio.Server | None = None
 
     async def start(self, host: str, port: int) -> int:
@@ -67,7 +67,8 @@ class HttpEndpoint:
         if path == "/metrics":
             return response("200 OK", await self.metrics(), CONTENT_TYPE_LATEST)
         if path == "/healthz":
-            if self.healthy():
+            problem = self.problem()
+            if not problem:
                 return response("200 OK", b"ok\n")
-            return response("503 Service Unavailable", b"shutting down\n")
+            return response("503 Service Unavailable", f"{problem}\n".encode())
         return response("404 Not Found", b"try /metrics or /healthz\n")

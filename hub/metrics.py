@@ -7,11 +7,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from hub.states import NodeState
-from hub.store import Gpu, Node, NodeStatus
+from hub.store import Database, Gpu, Node, NodeStatus
 from hub.store.store import as_utc
 
 MIB = 1024 * 1024
@@ -93,6 +93,33 @@ class ClusterCollector(Collector):
                 if value is not None:  # a field the GPU does not report is left out, not 0
                     gauges[key].add_metric(labels, float(value))
         yield from gauges.values()
+
+
+class StoreCollector(Collector):
+    """Whether the hub's database takes its writes (read at each scrape)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def collect(self) -> Iterator[Metric]:
+        ok = GaugeMetricFamily("gpufleet_store_ok", "1 while database writes land, else 0.")
+        ok.add_metric([], 0.0 if self.db.error else 1.0)
+        yield ok
+        pending = GaugeMetricFamily(
+            "gpufleet_store_pending_writes", "Writes kept in memory until the database takes them."
+        )
+        pending.add_metric([], float(self.db.pending))
+        yield pending
+        failures = CounterMetricFamily(
+            "gpufleet_store_write_failures", "Database write attempts that failed."
+        )
+        failures.add_metric([], float(self.db.write_failures))
+        yield failures
+        lost = CounterMetricFamily(
+            "gpufleet_store_writes_lost", "Writes given up (refused for good, or over the limit)."
+        )
+        lost.add_metric([], float(self.db.writes_lost))
+        yield lost
 
 
 def render(snapshot: Snapshot) -> bytes:

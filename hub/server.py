@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -12,6 +14,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import grpc
+import sqlalchemy.exc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -24,10 +27,11 @@ from hub.api import HubService
 from hub.assign import AssignmentService
 from hub.http import HttpEndpoint
 from hub.link import AgentLinkService, utcnow
-from hub.metrics import Snapshot, render
+from hub.metrics import Snapshot, StoreCollector, render
 from hub.ops.manager import OperationManager
 from hub.sessions import SessionRegistry
 from hub.store import Database, Store, migrate, sqlite_url
+from hub.store.db import Corrupted, check_integrity, describe
 from hub.store.operations import OperationStore
 from hub.store.trust import TrustStore
 from hub.trust.auth import Authenticator, AuthInterceptor
@@ -83,9 +87,26 @@ def _listen(
         return server.add_secure_port(address, credentials)
     except RuntimeError:
         raise StartError(
-            f"cannot listen on {address}: the address is in use or not on this host; "
-            f"choose another with {flag}"
+            f"cannot listen on {address}: {_bind_problem(address)}; "
+            f"stop what holds it or choose another with {flag}"
         ) from None
+
+
+def _bind_problem(address: str) -> str:
+    """Why gRPC could not bind `address` (it only says that it could not)."""
+    host, _, port = address.rpartition(":")
+    try:
+        infos = socket.getaddrinfo(host.strip("[]") or None, int(port), type=socket.SOCK_STREAM)
+        family, kind, proto, _, where = infos[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.bind(where)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            return "address already in use (is another hub running?)"
+        return f"{exc.strerror or exc}"
+    except (ValueError, IndexError):
+        return "not a HOST:PORT address"
+    return "the address is not available on this host"
 
 
 class HubServer:
@@ -98,7 +119,7 @@ class HubServer:
         self._server: grpc.aio.Server | None = None
         self._health = health.aio.HealthServicer()  # type: ignore[attr-defined]
         self._watcher: asyncio.Task[None] | None = None
-        self._http = HttpEndpoint(self.metrics, lambda: self._server is not None)
+        self._http = HttpEndpoint(self.metrics, self.problem)
         self.http_port = 0
         self.enroll_port = 0
         self.trust: Trust | None = None
@@ -121,6 +142,15 @@ class HubServer:
     async def start(self) -> None:
         self.config.state_dir.mkdir(parents=True, exist_ok=True)
         self._db = Database(self.config.database_url)
+        try:
+            await self._db.call(check_integrity, self._db.engine)
+        except Corrupted as exc:
+            where = self._db.engine.url.database
+            raise StartError(
+                f"database {where} is damaged ({exc}): restore it from a backup, or move it "
+                "away to start with an empty one (agents reconnect, history is lost)"
+            ) from None
+        self.prometheus.register(StoreCollector(self._db))
         store = Store(self._db.engine)
         await self._db.call(migrate, self._db.engine)
         reset = await self._db.call(store.mark_all_down, utcnow())
@@ -210,11 +240,23 @@ class HubServer:
                 ) from None
             log.info("metrics on http://%s/metrics", self.config.http)
 
+    def problem(self) -> str:
+        """Why the hub is not healthy now ("" when it is), for /healthz."""
+        if self._server is None:
+            return "not serving"
+        return self._db.problem() if self._db is not None else ""
+
     async def metrics(self) -> bytes:
-        nodes = [node for node, _ in await self.db.call(self._store.list_nodes)]
-        gpus = await self.db.call(self._store.list_gpus)
+        own = generate_latest(self.prometheus)
+        try:
+            nodes = [node for node, _ in await self.db.call(self._store.list_nodes)]
+            gpus = await self.db.call(self._store.list_gpus)
+        except sqlalchemy.exc.DBAPIError as exc:  # the store metrics still say why
+            log.warning("metrics without the cluster: cannot read the database: %s",
+                        describe(exc))  # fmt: skip
+            return own
         live = {session.name: session.last_seen for session in self.registry}
-        return render(Snapshot(nodes, gpus, live, utcnow())) + generate_latest(self.prometheus)
+        return render(Snapshot(nodes, gpus, live, utcnow())) + own
 
     async def _watch(self, store: Store) -> None:
         """Close streams whose heartbeats stopped; batch heartbeat times into the database."""

@@ -112,7 +112,7 @@ class OperationsApi:
                 configuration=node.configuration, since=convert.timestamp(node.state_since),
                 message=node.state_message, operation_id=self.manager.busy.get(node.name, ""),
             ) for node, _ in rows
-        ])  # fmt: skip
+        ], store_error=self.db.problem())  # fmt: skip
 
     async def _targets(self, targets: hub_pb2.Targets) -> tuple[list[str], list[str]]:
         known = [node.name for node, _ in await self.db.call(self.store.list_nodes)]
@@ -172,7 +172,10 @@ class OperationsApi:
         self, request: hub_pb2.ListOperationsRequest, context: Context
     ) -> hub_pb2.ListOperationsResponse:
         rows = await self.db.call(self.ops.recent, request.limit or 20)
-        return hub_pb2.ListOperationsResponse(operations=[operation_to_proto(op) for op in rows])
+        return hub_pb2.ListOperationsResponse(
+            operations=[operation_to_proto(self.manager.truthful(op)) for op in rows],
+            store_error=self.db.problem(),
+        )
 
     async def GetOperation(
         self, request: hub_pb2.GetOperationRequest, context: Context
@@ -182,7 +185,7 @@ class OperationsApi:
             await context.abort(grpc.StatusCode.NOT_FOUND, unknown_operation(request.id))
             raise AssertionError("abort raises")
         events = await self.db.call(self.ops.events, request.id) if request.with_events else None
-        return operation_to_proto(found, events)
+        return operation_to_proto(self.manager.truthful(found), events)
 
     async def CancelOperation(
         self, request: hub_pb2.CancelOperationRequest, context: Context

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import secrets
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from gpufleet.v1 import agent_link_pb2 as pb
@@ -24,6 +24,7 @@ from hub.ops.steps import SetState
 from hub.sessions import AgentSession, SessionRegistry, TaskProgress
 from hub.states import UNKNOWN, NodeState, observed
 from hub.store import Database
+from hub.store.db import cannot_persist, describe, storage_fault
 from hub.store.operations import OperationRecord, OperationStore
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,9 @@ class OperationManager:
         self.store = store
         self.observe_step = observe_step
         self.busy: dict[str, str] = {}  # node -> operation id
+        # Ended operations whose final write has not landed yet (the database refuses
+        # writes): their outcome, shown instead of the stored `running` until it lands.
+        self.unsaved: dict[str, tuple[str, datetime, str]] = {}
         self.running: dict[str, Live] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -74,6 +78,8 @@ class OperationManager:
         return datetime.now(UTC)
 
     async def submit(self, request: Request, known_nodes: list[str]) -> str:
+        if self.db.error:  # it could not record the operation's progress nor its outcome
+            raise OperationError("conflict", cannot_persist(self.db.error))
         nodes = self._resolve(request.nodes, known_nodes)
         for node in nodes:
             holder = self.busy.get(node)
@@ -95,8 +101,11 @@ class OperationManager:
             self.busy.update(dict.fromkeys(nodes, record.id))
         try:
             await self.db.call(self.store.create, record, nodes)
-        except BaseException:
+        except BaseException as exc:
             self._release(nodes, record.id)
+            if isinstance(exc, Exception) and storage_fault(exc):
+                log.error("cannot record operation %s: %s", record.id, describe(exc))
+                raise OperationError("conflict", cannot_persist(describe(exc))) from None
             raise
         self.running[record.id] = Live(record)
         task = asyncio.create_task(self._run(record, request, nodes), name=record.id)
@@ -187,12 +196,24 @@ class OperationManager:
             status, message = "failed", f"internal error: {exc}"
         finally:
             self._release(nodes, oid)
-        self.db.submit(self.store.finish, oid, status, self.now(), message)
+        finished = self.now()
+        self.unsaved[oid] = (status, finished, message)
+        self.db.submit(self.store.finish, oid, status, finished, message,
+                       landed=lambda: self.unsaved.pop(oid, None))  # fmt: skip
         self.event(oid, "", "done", f"{status}: {message}", done=True)
         del self.running[oid]
         run.ended.set()
         self.on_finish(record.kind, status)
         log.info("operation %s %s: %s", oid, status, message)
+
+    def truthful(self, record: OperationRecord) -> OperationRecord:
+        """The stored record, with the outcome of an operation that ended but whose final
+        write the database has not taken yet."""
+        outcome = self.unsaved.get(record.id)
+        if outcome is None or record.status != "running":
+            return record
+        status, finished, message = outcome
+        return replace(record, status=status, finished=finished, message=message)
 
     def _release(self, nodes: list[str], operation_id: str) -> None:
         for node in nodes:

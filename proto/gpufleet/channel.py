@@ -54,6 +54,8 @@ class ChannelSettings:
             ("grpc.keepalive_permit_without_calls", 1),
             ("grpc.http2.min_ping_interval_without_data_ms", self.server_min_ping_s * 1000),
             ("grpc.http2.max_pings_without_data", 0),
+            # Off: a second hub on a port a running hub holds must fail, not split agents.
+            ("grpc.so_reuseport", 0),
             *self._limits(),
         ]
 
