@@ -10,12 +10,14 @@ import grpc
 
 from gpufleet.gpus import gpu_to_proto
 from gpufleet.v1 import hub_pb2, hub_pb2_grpc
-from hub import convert
+from hub import convert, limits
 from hub.ops.api import OperationsApi
 from hub.ops.manager import OperationManager
+from hub.paging import next_token, paged
 from hub.sessions import SessionRegistry
 from hub.store import Database, Store
 from hub.store.operations import OperationStore
+from hub.work import Work
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -29,7 +31,9 @@ class HubService(OperationsApi, hub_pb2_grpc.HubServicer):  # type: ignore[misc]
         ops: OperationStore,
         manager: OperationManager,
         configs_dir: Path,
+        work: Work,
     ) -> None:
+        self.work = work
         self.registry = registry
         self.db = db
         self.store = store
@@ -44,12 +48,14 @@ class HubService(OperationsApi, hub_pb2_grpc.HubServicer):  # type: ignore[misc]
     async def ListNodes(
         self, request: hub_pb2.ListNodesRequest, context: Context
     ) -> hub_pb2.ListNodesResponse:
-        rows = await self.db.call(self.store.list_nodes)
+        size, after = await paged(request, context, 1)
+        rows = await self.db.call(self.store.list_nodes, after[0] if after else "", size + 1)
         return hub_pb2.ListNodesResponse(
             nodes=[
                 convert.node_to_proto(node, count, live_seen=self._live_seen(node.name))
-                for node, count in rows
-            ]
+                for node, count in rows[:size]
+            ],
+            next_page_token=next_token(rows, size, lambda row: (row[0].name,)),
         )
 
     async def GetNode(self, request: hub_pb2.GetNodeRequest, context: Context) -> hub_pb2.Node:
@@ -57,7 +63,7 @@ class HubService(OperationsApi, hub_pb2_grpc.HubServicer):  # type: ignore[misc]
         if found is None:
             await context.abort(
                 grpc.StatusCode.NOT_FOUND,
-                f"no node named {request.name!r}: `hubctl nodes` lists the known nodes",
+                f"no node named {request.name[:64]!r}: `hubctl nodes` lists the known nodes",
             )
         node, gpus = found
         events = await self.db.call(self.store.events, node.name)
@@ -69,7 +75,13 @@ class HubService(OperationsApi, hub_pb2_grpc.HubServicer):  # type: ignore[misc]
     async def ListGpus(
         self, request: hub_pb2.ListGpusRequest, context: Context
     ) -> hub_pb2.ListGpusResponse:
-        rows = await self.db.call(self.store.list_gpus)
+        size, after = await paged(request, context, 2)
+        try:
+            key = limits.gpu_key(after)
+        except limits.OutOfBounds as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            raise
+        rows = await self.db.call(self.store.list_gpus, key, size + 1)
         return hub_pb2.ListGpusResponse(
             gpus=[
                 hub_pb2.NodeGpu(
@@ -77,6 +89,7 @@ class HubService(OperationsApi, hub_pb2_grpc.HubServicer):  # type: ignore[misc]
                     node_status=convert.node_status(node.status),
                     gpu=gpu_to_proto(gpu),
                 )
-                for node, gpu in rows
-            ]
+                for node, gpu in rows[:size]
+            ],
+            next_page_token=next_token(rows, size, lambda row: (row[0].name, row[1].index)),
         )

@@ -111,3 +111,17 @@ class Page:
         if not raw.startswith(cls.PREFIX) or len(key) != parts or len(token) > 1024:
             raise OutOfBounds("invalid page_token: list again from the first page without one")
         return key
+
+
+def page(size: int, token: str, parts: int) -> tuple[int, tuple[str, ...]]:
+    """A listing request's page size and the key it continues after (() for the first)."""
+    return page_size(size), Page.key(token, parts)
+
+
+def gpu_key(key: tuple[str, ...]) -> tuple[str, int]:
+    """(node, GPU index) from a ListGpus page key."""
+    if not key:
+        return "", -1
+    if not key[1].isdigit():
+        raise OutOfBounds("invalid page_token: list again from the first page without one")
+    return key[0], int(key[1])

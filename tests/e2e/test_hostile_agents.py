@@ -77,10 +77,10 @@ def test_an_agents_huge_values_close_only_its_stream(cluster: Cluster) -> None:
     huge = types_pb2.GpuTelemetry(index=0, memory_used_mb=HUGE)
     refused = refusal(channel, iter([hello("evil"), *beats(huge, 6.0)]))
     assert refused.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "heartbeat refused: GPU 0 memory_used_mb 18446744073709551615" in refused.details()
+    assert "heartbeat refused: GPU 0 memory_used_mb 18446744073709551615" in str(refused.details())
     nan = types_pb2.GpuTelemetry(index=0, temperature_c=float("nan"))
     refused = refusal(channel, iter([hello("evil"), *beats(nan, 6.0)]))
-    assert "heartbeat refused: GPU 0 temperature_c nan is out of range" in refused.details()
+    assert "heartbeat refused: GPU 0 temperature_c nan is out of range" in str(refused.details())
     channel.close()
 
     # The good node's heartbeats are still written (the batch runs every 0.5 s here).
