@@ -6,7 +6,7 @@ Loads gRPC and the Hub stubs: commands import it when they run, not at hubctl's 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import grpc
 import typer
@@ -17,6 +17,12 @@ from gpufleet.channel import SETTINGS
 from gpufleet.v1 import hub_pb2, hub_pb2_grpc
 
 T = TypeVar("T")
+
+
+class Paged(Protocol):
+    page_token: str
+
+
 CALL_TIMEOUT_S = 10.0
 
 
@@ -60,15 +66,33 @@ class HubClient:
         except grpc.RpcError as error:
             raise self.error(error) from None
 
+    def pages(self, method: Callable[..., T], request: Paged) -> Iterator[T]:
+        """Every page of a paged listing (ListNodes, ListGpus, GetStatus), in order."""
+        seen: set[str] = set()
+        while True:
+            reply = self.call(method, request)
+            yield reply
+            token = getattr(reply, "next_page_token", "")
+            if not token or token in seen:  # a hub repeating a token must not loop forever
+                return
+            seen.add(token)
+            request.page_token = token
+
     def list_nodes(self) -> list[hub_pb2.Node]:
-        return list(self.call(self.stub.ListNodes, hub_pb2.ListNodesRequest()).nodes)
+        found: list[hub_pb2.Node] = []
+        for reply in self.pages(self.stub.ListNodes, hub_pb2.ListNodesRequest()):
+            found += reply.nodes
+        return found
 
     def get_node(self, name: str) -> hub_pb2.Node:
         node: hub_pb2.Node = self.call(self.stub.GetNode, hub_pb2.GetNodeRequest(name=name))
         return node
 
     def list_gpus(self) -> list[hub_pb2.NodeGpu]:
-        return list(self.call(self.stub.ListGpus, hub_pb2.ListGpusRequest()).gpus)
+        found: list[hub_pb2.NodeGpu] = []
+        for reply in self.pages(self.stub.ListGpus, hub_pb2.ListGpusRequest()):
+            found += reply.gpus
+        return found
 
     def configurations(self) -> hub_pb2.ListConfigurationsResponse:
         reply: hub_pb2.ListConfigurationsResponse = self.call(
@@ -84,9 +108,11 @@ class HubClient:
         return reply
 
     def status(self) -> list[hub_pb2.NodeState]:
-        reply = self.call(self.stub.GetStatus, hub_pb2.GetStatusRequest())
-        self.store_error = reply.store_error
-        return list(reply.nodes)
+        found: list[hub_pb2.NodeState] = []
+        for reply in self.pages(self.stub.GetStatus, hub_pb2.GetStatusRequest()):
+            self.store_error = reply.store_error
+            found += reply.nodes
+        return found
 
     def operations(self, limit: int) -> list[hub_pb2.Operation]:
         request = hub_pb2.ListOperationsRequest(limit=limit)

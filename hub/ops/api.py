@@ -15,6 +15,7 @@ from hub.configs import ConfigError, Configuration, load_directory, parse_config
 from hub.ops.kind import Request
 from hub.ops.kinds import DrainKind, StopKind, SwitchKind
 from hub.ops.manager import OperationError, OperationManager
+from hub.paging import next_token, paged
 from hub.store import Database, Store
 from hub.store.operations import Event, OperationRecord, OperationStore
 from hub.trust import auth
@@ -105,14 +106,16 @@ class OperationsApi:
     async def GetStatus(
         self, request: hub_pb2.GetStatusRequest, context: Context
     ) -> hub_pb2.GetStatusResponse:
-        rows = await self.db.call(self.store.list_nodes)
+        size, after = await paged(request, context, 1)
+        rows = await self.db.call(self.store.list_nodes, after[0] if after else "", size + 1)
         return hub_pb2.GetStatusResponse(nodes=[
             hub_pb2.NodeState(
                 node=node.name, status=convert.node_status(node.status), state=node.state,
                 configuration=node.configuration, since=convert.timestamp(node.state_since),
                 message=node.state_message, operation_id=self.manager.busy.get(node.name, ""),
-            ) for node, _ in rows
-        ], store_error=self.db.problem())  # fmt: skip
+            ) for node, _ in rows[:size]
+        ], next_page_token=next_token(rows, size, lambda row: (row[0].name,)),
+           store_error=self.db.problem())  # fmt: skip
 
     async def _targets(self, targets: hub_pb2.Targets) -> tuple[list[str], list[str]]:
         known = [node.name for node, _ in await self.db.call(self.store.list_nodes)]
