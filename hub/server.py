@@ -38,6 +38,7 @@ from hub.trust.auth import Authenticator, AuthInterceptor
 from hub.trust.pki import PkiError
 from hub.trust.service import EnrollmentService, TrustService
 from hub.trust.setup import Trust, prepare
+from hub.work import Work
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +120,7 @@ class HubServer:
         self._server: grpc.aio.Server | None = None
         self._health = health.aio.HealthServicer()  # type: ignore[attr-defined]
         self._watcher: asyncio.Task[None] | None = None
+        self.work = Work()  # CPU-heavy calls run in its worker processes, started on first use
         self._http = HttpEndpoint(self.metrics, self.problem)
         self.http_port = 0
         self.enroll_port = 0
@@ -195,11 +197,12 @@ class HubServer:
         servicers = {
             "link": link,
             "hub": HubService(
-                self.registry, self._db, store, ops, self.manager, self.config.configs_dir
+                self.registry, self._db, store, ops, self.manager, self.config.configs_dir,
+                self.work,
             ),
             "assign": AssignmentService(
                 self.registry, self._db, self.manager, self.config.configs_dir,
-                self.config.state_dir,
+                self.config.state_dir, self.work,
             ),
             "enrollment": EnrollmentService(issuer) if issuer is not None else None,
             "trust": TrustService(
@@ -285,6 +288,7 @@ class HubServer:
 
         Also releases what a failed start() opened."""
         await self._http.stop()
+        self.work.close()
         if hasattr(self, "manager"):
             await self.manager.shutdown()
         if self._server is None:

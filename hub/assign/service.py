@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+import math
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import grpc
 
@@ -23,14 +25,23 @@ from hub.placement import GpuSlot
 from hub.sessions import SessionRegistry
 from hub.store import Database, Store
 from hub.store.assignments import Assigned, AssignmentSets, AssignmentStore
+from hub.work import Busy, Lane, Overrun, Work, WorkerDied
 
 log = logging.getLogger(__name__)
 Context = grpc.aio.ServicerContext[Any, Any]
+T = TypeVar("T")
+CONFIGS_LIMIT_S = 30.0
+DEFAULT_LIMIT_S = 10.0  # optimal's time limit when the request names none
+MAX_LIMIT_S = 120.0
+# The hard limit of a placement (building the model included) is the request's limit plus this
+# much; a worker still busy then is killed.
+SLACK_S = 10.0
 CODES = {
     "not_found": grpc.StatusCode.NOT_FOUND,
     "invalid": grpc.StatusCode.INVALID_ARGUMENT,
     "conflict": grpc.StatusCode.FAILED_PRECONDITION,
     "unavailable": grpc.StatusCode.FAILED_PRECONDITION,
+    "exhausted": grpc.StatusCode.RESOURCE_EXHAUSTED,
 }
 
 
@@ -42,8 +53,10 @@ class AssignmentService(assign_pb2_grpc.AssignmentsServicer):  # type: ignore[mi
         manager: OperationManager,
         configs_dir: Path,
         state_dir: Path,
+        work: Work,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        self.work = work
         self.registry = registry
         self.db = db
         self.manager = manager
@@ -57,12 +70,37 @@ class AssignmentService(assign_pb2_grpc.AssignmentsServicer):  # type: ignore[mi
         await context.abort(CODES.get(error.kind, grpc.StatusCode.INVALID_ARGUMENT), str(error))
         raise AssertionError("abort returns only by raising")
 
+    async def _in(
+        self, lane: Lane, fn: Callable[..., T], *args: Any, limit_s: float, hint: str
+    ) -> T:
+        """CPU-heavy work in a worker of the hub's lane, never on the event loop."""
+        try:
+            return await lane.run(fn, *args, limit_s=limit_s, hint=hint)
+        except (Busy, Overrun, WorkerDied) as exc:
+            raise AssignError("exhausted", str(exc)) from None
+
     async def _configs(self) -> dict[str, Configuration]:
         try:
-            found, _ = await asyncio.to_thread(load_directory, self.configs_dir)
+            found, _ = await self._in(
+                self.work.configs, load_directory, self.configs_dir,
+                limit_s=CONFIGS_LIMIT_S, hint="make the configuration files smaller",
+            )  # fmt: skip
         except ConfigError as exc:
             raise AssignError("conflict", str(exc)) from None
         return found
+
+    async def _plan(self, config: Configuration, strategy: str, gpus: list[GpuSlot],
+                    sets: AssignmentSets, limit_s: float = 0.0) -> Preview:  # fmt: skip
+        if not math.isfinite(limit_s) or not 0 <= limit_s <= MAX_LIMIT_S:
+            raise AssignError(
+                "invalid", f"the time limit must be from 0 to {MAX_LIMIT_S:g} s, got {limit_s}"
+            )
+        limit_s = limit_s or DEFAULT_LIMIT_S
+        return await self._in(
+            self.work.placement, procedure.preview, config, strategy, gpus, sets, limit_s,
+            limit_s=limit_s + SLACK_S,
+            hint="name fewer nodes (--nodes) or use a faster strategy such as balanced",
+        )  # fmt: skip
 
     async def _configuration(self, name: str, service: str = "") -> Configuration:
         """The named configuration; unnamed: the one holding `service`, or the one in force."""
@@ -121,7 +159,7 @@ class AssignmentService(assign_pb2_grpc.AssignmentsServicer):  # type: ignore[mi
         chosen, _ = await self._nodes(nodes)
         sets = await self.db.call(self.assignments.one, config.name)
         strategy = strategy or sets.strategy or "balanced"
-        found = procedure.preview(config, strategy, await self._slots(chosen), sets, limit)
+        found = await self._plan(config, strategy, await self._slots(chosen), sets, limit)
         return found, sets, chosen
 
     async def Preview(
@@ -157,20 +195,23 @@ class AssignmentService(assign_pb2_grpc.AssignmentsServicer):  # type: ignore[mi
             demand = procedure.check_pin(
                 config, request.service, request.node, list(request.gpus), node_gpus, budget
             )
+            pin = Assigned(
+                request.service,
+                request.node,
+                tuple(request.gpus),
+                budget if budget is not None else demand.vram_gb,
+                budget,
+                "manual",
+            )
+            # Checked with the pin in place before it is written: a refusal changes nothing.
+            sets = await self.db.call(self.assignments.one, config.name)
+            pins = (*(p for p in sets.pins if p.service != pin.service), pin)
+            check = await self._plan(config, "manual", await self._slots([request.node]),
+                                     dataclasses.replace(sets, pins=pins))  # fmt: skip
         except AssignError as exc:
             await self._fail(context, exc)
-        pin = Assigned(
-            request.service,
-            request.node,
-            tuple(request.gpus),
-            budget if budget is not None else demand.vram_gb,
-            budget,
-            "manual",
-        )
         await self.db.call(self.assignments.pin, config.name, pin, self.now())
         await self._write_mirror()
-        sets = await self.db.call(self.assignments.one, config.name)
-        check = procedure.preview(config, "manual", await self._slots([request.node]), sets)
         warnings = [
             w
             for w in check.warnings

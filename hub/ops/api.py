@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 
@@ -19,8 +18,10 @@ from hub.paging import next_token, paged
 from hub.store import Database, Store
 from hub.store.operations import Event, OperationRecord, OperationStore
 from hub.trust import auth
+from hub.work import Busy, Overrun, Work, WorkerDied
 
 Context = grpc.aio.ServicerContext[Any, Any]
+T = TypeVar("T")
 ERROR_CODES = {
     "not_found": grpc.StatusCode.NOT_FOUND,
     "conflict": grpc.StatusCode.FAILED_PRECONDITION,
@@ -67,6 +68,9 @@ def event_to_proto(event: Event) -> hub_pb2.OperationEvent:
     return message
 
 
+CONFIGS_LIMIT_S = 30.0  # reading every configuration of the directory, or one to validate
+
+
 def unknown_operation(operation_id: str) -> str:
     return f"no operation {operation_id!r}: `hubctl ops` lists them"
 
@@ -77,12 +81,22 @@ class OperationsApi:
     ops: OperationStore
     manager: OperationManager
     configs_dir: Path
+    work: Work
+
+    async def _read_configs(self, context: Context, fn: Callable[..., T], *args: Any) -> T:
+        """Parse configurations in a worker: never on the event loop, never without bound."""
+        try:
+            hint = "make the configuration files smaller"
+            return await self.work.configs.run(fn, *args, limit_s=CONFIGS_LIMIT_S, hint=hint)
+        except (Busy, Overrun, WorkerDied) as exc:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
+            raise
 
     async def ListConfigurations(
         self, request: hub_pb2.ListConfigurationsRequest, context: Context
     ) -> hub_pb2.ListConfigurationsResponse:
         try:
-            found, errors = await asyncio.to_thread(load_directory, self.configs_dir)
+            found, errors = await self._read_configs(context, load_directory, self.configs_dir)
         except ConfigError as exc:
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
             raise
@@ -94,9 +108,15 @@ class OperationsApi:
     async def ValidateConfiguration(
         self, request: hub_pb2.ValidateConfigurationRequest, context: Context
     ) -> hub_pb2.ValidateConfigurationResponse:
+        if len(request.filename) > 255:
+            return hub_pb2.ValidateConfigurationResponse(
+                valid=False, error="the file name is longer than 255 characters: shorten it"
+            )
         path = Path(request.filename or "configuration.yaml")
         try:
-            config = parse_configuration(path.stem, request.content, path)
+            config = await self._read_configs(
+                context, parse_configuration, path.stem, request.content, path
+            )
         except ConfigError as exc:
             return hub_pb2.ValidateConfigurationResponse(valid=False, error=str(exc))
         return hub_pb2.ValidateConfigurationResponse(
@@ -123,7 +143,7 @@ class OperationsApi:
 
     async def _load(self, context: Context) -> dict[str, Configuration]:
         try:
-            found, _ = await asyncio.to_thread(load_directory, self.configs_dir)
+            found, _ = await self._read_configs(context, load_directory, self.configs_dir)
         except ConfigError as exc:
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
             raise

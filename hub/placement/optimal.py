@@ -5,13 +5,17 @@ Lexicographic goals, each a CP-SAT phase that fixes the previous phase's best va
 to fit, as in the other strategies, never merely to lower utilisation); 3. minimise the highest
 GPU utilisation (VRAM reserved / VRAM, in units of 1/10,000). Each phase runs within
 what is left of a *deterministic* time limit on one worker, so the same input gives the same
-plan; ``proved`` says whether every phase proved its optimum. Pins are placed first, as in the
+plan; ``proved`` says whether every phase proved its optimum. The limit is also kept in wall
+time, building the model included: on a loaded machine a phase stops at the wall limit (the plan
+may then differ from an idle run), and a model that cannot be built in time falls back to the
+heuristic's plan, unproved. Pins are placed first, as in the
 other strategies; latency classes do not enter the objective. Isolation is a constraint.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +29,10 @@ INSTALL = "strategy 'optimal' needs OR-Tools: pip install 'gpufleet[optimal]'"
 
 class OptimalUnavailable(ValueError):
     """OR-Tools is not installed, or the instance is too large for an exact model."""
+
+
+class _OutOfTime(Exception):
+    """The time limit passed while building the model."""
 
 
 @dataclass(frozen=True)
@@ -52,8 +60,15 @@ def _budget_values(s: ServiceDemand) -> list[int]:
 
 
 class Model:
-    def __init__(self, state: State, services: Sequence[ServiceDemand]) -> None:
+    def __init__(
+        self,
+        state: State,
+        services: Sequence[ServiceDemand],
+        deadline: float = float("inf"),
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         cp_model = _cp_model()
+        self.deadline, self.clock = deadline, clock
         self.cp = cp_model
         self.state = state
         self.services = list(services)
@@ -75,6 +90,8 @@ class Model:
         self.groups: list[tuple[int, Any, list[int]]] = []  # (service, on-node var, GPUs)
         self.u: dict[tuple[int, int], Any] = {}
         for k, s in enumerate(self.services):
+            if clock() > deadline:
+                raise _OutOfTime
             values = _budget_values(s)
             fits = [i for i in ids if free[i] >= values[0] and self._open_for(s, i)]
             groups = [
@@ -172,6 +189,7 @@ class Model:
         for objective, maximise in phases:
             (self.m.Maximize if maximise else self.m.Minimize)(objective)
             solver.parameters.max_deterministic_time = max(remaining, 0.01)
+            solver.parameters.max_time_in_seconds = max(self.deadline - self.clock(), 0.01)
             status = solver.Solve(self.m)
             remaining -= solver.deterministic_time
             if status not in (self.cp.OPTIMAL, self.cp.FEASIBLE):
@@ -215,14 +233,18 @@ def place_optimal(
     services: Sequence[ServiceDemand],
     limit_s: float,
     hint: Sequence[Placement] = (),
+    clock: Callable[[], float] = time.monotonic,
 ) -> bool:
     """Place `services` on `state` (pins already in it); True when optimality was proved."""
     services = sorted(services, key=lambda s: s.name)
     if not services:
         return True
-    model = Model(state, services)
-    model.hint(hint)
-    found, proved = model.solve(limit_s)
+    try:
+        model = Model(state, services, clock() + limit_s, clock)
+        model.hint(hint)
+        found, proved = model.solve(limit_s)
+    except _OutOfTime:
+        found, proved = None, False
     choices = found if found is not None else _from_hint(state, services, hint)
     done = set()
     for c in choices:
