@@ -3,6 +3,8 @@ the hub)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from agent.overrides import Fallback
 from agent.probes import ProbeResult
 from agent.tasks.context import Running
@@ -21,6 +23,8 @@ def inventory_to_proto(result: ProbeResult) -> types_pb2.Inventory:
     )
 
 
+MESSAGE_CHARS = 300  # a health message: what one check saw
+
 STATUS_CODES = {
     Status.OK: types_pb2.TASK_STATUS_OK,
     Status.CHANGED: types_pb2.TASK_STATUS_CHANGED,
@@ -33,12 +37,22 @@ def task_result(task_id: str, status: Status, message: str) -> pb.TaskResult:
     return pb.TaskResult(task_id=task_id, status=STATUS_CODES[status], message=message)
 
 
-def running_to_proto(running: Running) -> pb.RunningProject:
+def running_to_proto(
+    running: Running, health: Mapping[str, tuple[str, str]] | None = None
+) -> pb.RunningProject:
+    """A project as it runs; with `health` (service -> (health, message)) from the monitor."""
+    found = health or {}
     return pb.RunningProject(
         name=running.name,
         digest=running.digest,
         services=[
-            pb.ServiceStatus(name=c.service, container_id=c.container_id, state=c.state)
+            pb.ServiceStatus(
+                name=c.service,
+                container_id=c.container_id,
+                state=c.state,
+                health=found.get(c.service, ("", ""))[0],
+                health_message=found.get(c.service, ("", ""))[1][:MESSAGE_CHARS],
+            )
             for c in running.containers
         ],
     )

@@ -16,6 +16,7 @@ import grpc
 import gpufleet
 from agent.backoff import Backoff
 from agent.convert import inventory_to_proto, running_to_proto
+from agent.health import HealthMonitor, Observed
 from agent.probes import GpuProbe, ProbeResult
 from agent.tasks.runner import TaskRunner
 from gpufleet.channel import PROTOCOL_VERSION, SETTINGS
@@ -76,7 +77,10 @@ class AgentLink:
         tasks: TaskRunner | None = None,
         projects_timeout_s: float = PROJECTS_TIMEOUT_S,
         on_attempt: Callable[[bool], None] | None = None,
+        monitor: HealthMonitor | None = None,
     ) -> None:
+        # What runs and its health, for hellos and heartbeats; None: podman ps alone.
+        self.monitor = monitor
         # Told after each dial: True once connected, False when the attempt failed (the
         # daemon sends systemd READY=1 after the first either way).
         self.on_attempt = on_attempt
@@ -95,6 +99,9 @@ class AgentLink:
     async def run(self, stop: asyncio.Event) -> None:
         """Stay connected until `stop` is set; reconnect with backoff whenever the link drops."""
         loop = asyncio.get_running_loop()
+        watching = None
+        if self.monitor is not None:
+            watching = asyncio.create_task(self.monitor.watch(stop), name="health")
         while not stop.is_set():
             began = loop.time()
             try:
@@ -119,6 +126,8 @@ class AgentLink:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), delay)
         await self.tasks.shutdown()
+        if watching is not None:
+            await watching
 
     def _log_rpc_error(self, exc: grpc.aio.AioRpcError) -> None:
         code, details = exc.code(), exc.details() or ""
@@ -152,10 +161,17 @@ class AgentLink:
         return found
 
     async def _projects(self) -> list[pb.RunningProject] | None:
-        """What runs now; None when podman cannot tell in time."""
+        """What runs now (health re-checked first); None when podman cannot tell in time."""
         context = self.tasks.context
         if context is None:
             return []
+        if self.monitor is not None:
+            try:
+                checked = await asyncio.wait_for(self.monitor.recheck(), self.projects_timeout_s)
+            except TimeoutError:
+                log.warning("cannot check what runs within %g s", self.projects_timeout_s)
+                return None
+            return None if checked is None else [observed_to_proto(o) for o in checked]
         try:
             found = await asyncio.wait_for(context.projects(), self.projects_timeout_s)
         except Exception as exc:  # podman trouble must not keep the node off the hub
@@ -252,6 +268,13 @@ class AgentLink:
         if found.static() != self._sent_static:
             beat.inventory.CopyFrom(inventory_to_proto(found))
             self._sent_static = found.static()
+        if self.monitor is not None:
+            changed, running = self.monitor.changed()
+            if changed:
+                beat.projects.CopyFrom(pb.ProjectsReport(
+                    projects=[observed_to_proto(o) for o in running or []],
+                    unknown=running is None,
+                ))  # fmt: skip
         return beat
 
     async def _read(self, call: Call) -> None:
@@ -266,6 +289,11 @@ class AgentLink:
             else:
                 log.warning("ignoring unexpected %s message from the hub", kind)
         raise Ended("hub closed the stream")
+
+
+def observed_to_proto(found: Observed) -> pb.RunningProject:
+    health = {name: (h.state, h.message) for name, h in found.health.items()}
+    return running_to_proto(found.running, health)
 
 
 async def _messages(call: Call) -> AsyncIterator[pb.HubMessage]:

@@ -22,6 +22,7 @@ import gpufleet
 from agent import report
 from agent.compose import Podman
 from agent.credentials import AgentTls, NotEnrolled
+from agent.health import HealthMonitor
 from agent.identity import agent_id, check_name, parse_labels
 from agent.link import AgentLink, Identity
 from agent.probes import PROBES, GpuProbe, InventoryError, make_probe
@@ -279,10 +280,12 @@ def main(argv: list[str] | None = None) -> None:
     tls = AgentTls(args.state_dir)
     identity = Identity(node_name(args, tls), instance, labels)
     store = ProjectStore(args.state_dir, args.gpu_runtime)
-    context = TaskContext.create(store, Podman(identity.name, env), gpus, env)
+    podman = Podman(identity.name, env)
+    monitor = HealthMonitor(store, podman, {**os.environ, **env})
+    context = TaskContext.create(store, podman, gpus, env, monitor)
     channel = None if args.insecure else tls.channel_factory(args.hub, SETTINGS.client_options())
     link = AgentLink(args.hub, identity, gpus, channel=channel,
-                     tasks=TaskRunner(task_kinds(), context))  # fmt: skip
+                     tasks=TaskRunner(task_kinds(), context), monitor=monitor)  # fmt: skip
     asyncio.run(serve(link, None if args.insecure else tls))
 
 

@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 Context = grpc.aio.ServicerContext[pb.AgentMessage, pb.HubMessage]
 
 HELLO_TIMEOUT_S = 10.0
+MAX_PROJECTS = 16  # what one heartbeat may say a node runs
+MAX_SERVICES = 256
 MALFORMED = "malformed message: not a gpufleet.v1.AgentMessage"
 
 
@@ -158,6 +160,8 @@ class AgentLinkService(agent_link_pb2_grpc.AgentLinkServicer):  # type: ignore[m
             return
         now = utcnow()
         self.registry.heartbeat(session, mono, now)
+        if beat.HasField("projects") and not self._projects(session, beat.projects):
+            return
         if beat.HasField("inventory"):
             probe, probe_error, gpus = convert.inventory_from_proto(beat.inventory)
             session.gpu_uuids = {gpu.index: gpu.uuid for gpu in gpus}
@@ -186,6 +190,21 @@ class AgentLinkService(agent_link_pb2_grpc.AgentLinkServicer):  # type: ignore[m
                 self.store.gpu_state_changed, session.name, sample.index, sample.state, now,
                 kind, text,
             )  # fmt: skip
+
+    def _projects(self, session: AgentSession, report: pb.ProjectsReport) -> bool:
+        """What the agent runs changed (a container stopped, a health check started or
+        stopped passing): as after a hello, it becomes the node's state unless an operation
+        holds the node; the session's project is updated either way. False: refused."""
+        services = sum(len(project.services) for project in report.projects)
+        if len(report.projects) > MAX_PROJECTS or services > MAX_SERVICES:
+            session.close(
+                f"heartbeat.projects: {len(report.projects)} projects with {services} services "
+                f"(at most {MAX_PROJECTS} and {MAX_SERVICES}): upgrade the agent",
+                grpc.StatusCode.INVALID_ARGUMENT,
+            )
+            return False
+        self.on_connect(session, None if report.unknown else list(report.projects))
+        return True
 
     async def _read(self, session: AgentSession, messages: AsyncIterator[pb.AgentMessage]) -> None:
         try:

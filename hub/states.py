@@ -15,12 +15,23 @@ from enum import StrEnum
 
 
 @dataclass(frozen=True)
+class Service:
+    """One service as the agent reports it: its container's state and its health."""
+
+    name: str
+    state: str  # podman's container state: running, exited, ...
+    health: str = ""  # healthy | unhealthy | unchecked ("" from a task result: not told)
+    message: str = ""  # what the health check saw
+
+
+@dataclass(frozen=True)
 class Running:
     """What a node reports it runs."""
 
     name: str
     digest: str
     all_up: bool
+    services: tuple[Service, ...] = ()
 
 
 # What a node runs when its agent could not list its projects (podman did not answer).
@@ -66,14 +77,32 @@ def check(before: str, after: NodeState) -> None:
 
 
 def observed(project: Running | None) -> tuple[NodeState, str, str]:
-    """(state, configuration, note) from what an agent reports it runs."""
+    """(state, configuration, note) from what an agent reports it runs, with its health:
+    ready only when every service's health check passes; failed when a container is not
+    running or a check keeps failing; loading while checks have not passed yet."""
     if project is UNKNOWN:
         return S.FAILED, "", "the agent cannot tell what it runs"
     if project is None:
         return S.STOPPED, "", ""
-    if project.all_up:
-        return S.READY, project.name, ""
-    return S.FAILED, project.name, "not every container is running"
+    down = [s for s in project.services if s.state != "running"]
+    if down or not project.all_up:
+        what = ", ".join(f"{s.name} is {s.state or 'gone'}" for s in down)
+        return S.FAILED, project.name, "not every container is running" + (
+            f" ({what})" if what else "")  # fmt: skip
+    sick = [s for s in project.services if s.health == "unhealthy"]
+    if sick:
+        return S.FAILED, project.name, f"unhealthy: {_each(sick)}"
+    waiting = [s for s in project.services if s.health != "healthy"]
+    if waiting or not project.services:
+        what = _each(waiting) or "the agent reported no service"
+        return S.LOADING, project.name, f"waiting for health checks: {what}"
+    return S.READY, project.name, ""
+
+
+def _each(services: list[Service]) -> str:
+    """`web: http://.../health gave HTTP 404; api: not checked yet`, bounded."""
+    line = "; ".join(f"{s.name}: {s.message or s.health or 'not checked yet'}" for s in services)
+    return line if len(line) <= 400 else line[:397] + "..."
 
 
 def after_cancel(project: Running | None, step: str) -> tuple[NodeState, str, str]:

@@ -125,6 +125,7 @@ class ApplyAssignment(TaskKind[AssignSpec, Report]):
                 write_state(project.directory, spec.targets, targets, recorded.previous)
             return applied(Status.OK, f"{name}: assignments unchanged", Report(fallbacks=fallbacks))
         write(ctx, project, spec, targets, before, text)
+        ctx.watcher.touched(name)  # the services it runs here may have changed
         recreated, removed = [], []
         async with ctx.compose_lock:
             for done_count, service in enumerate(changed):

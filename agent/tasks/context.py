@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Protocol
 
 from agent.compose import Container, Podman
 from agent.probes import GpuProbe
@@ -21,6 +22,22 @@ ReportProgress = Callable[[str, str, float | None], None]
 
 def _ignore(_phase: str, _message: str, _percent: float | None) -> None:
     pass
+
+
+class Watcher(Protocol):
+    """The health monitor (agent/health.py), told what tasks did to projects."""
+
+    def touched(self, project: str) -> None: ...
+
+    async def passed(self, project: str, services: Collection[str]) -> None: ...
+
+
+class NoWatcher:
+    def touched(self, project: str) -> None:
+        pass
+
+    async def passed(self, project: str, services: Collection[str]) -> None:
+        pass
 
 
 @dataclass(frozen=True)
@@ -43,12 +60,20 @@ class TaskContext:
     # One compose run at a time on this host, even if the hub retries after a reconnect.
     compose_lock: asyncio.Lock
     on_progress: ReportProgress = _ignore
+    # Told when a task changed a project or found it healthy.
+    watcher: Watcher = field(default_factory=NoWatcher)
 
     @classmethod
     def create(
-        cls, store: ProjectStore, podman: Podman, probe: GpuProbe, env: Mapping[str, str]
+        cls,
+        store: ProjectStore,
+        podman: Podman,
+        probe: GpuProbe,
+        env: Mapping[str, str],
+        watcher: Watcher | None = None,
     ) -> TaskContext:
-        return cls(store, podman, probe, {**os.environ, **env}, asyncio.Lock())
+        return cls(store, podman, probe, {**os.environ, **env}, asyncio.Lock(),
+                   watcher=watcher or NoWatcher())  # fmt: skip
 
     def for_task(self, on_progress: ReportProgress) -> TaskContext:
         return replace(self, on_progress=on_progress)

@@ -76,6 +76,7 @@ class StartProject(TaskKind[StartSpec, Report]):
             ctx.progress("compose up", f"starting {name}")
             done = await ctx.podman.up(name, project.compose_file)
             ctx.progress("compose up", f"compose up ended with exit status {done.code}")
+        ctx.watcher.touched(name)
         after = await ctx.running(name)
         if done.code != 0:
             return started(Status.FAILED, f"compose up failed: {done.tail()}", after, found)

@@ -36,6 +36,7 @@ class StopProject(ProjectKind[StopSpec]):
         ctx.progress("compose down", f"stopping {name} ({len(before.containers)} containers)")
         async with ctx.compose_lock:
             done = await ctx.podman.down(name, project.compose_file)
+        ctx.watcher.touched(name)
         ctx.progress("compose down", f"compose down ended with exit status {done.code}")
         if done.code != 0:
             after = await ctx.running(name)

@@ -66,7 +66,8 @@ class WaitHealthy(ProjectKind[HealthSpec]):
             return None
 
         verdict = await wait_healthy(checks, progress=progress, gone=gone)
-        if verdict.ok:  # the project was reported by start; no need to ask podman again
+        if verdict.ok:  # the project was reported by start; the result needs no podman ps
+            await ctx.watcher.passed(spec.project, [c.service for c in checks])
             return Outcome(Status.OK, f"all {len(checks)} services healthy after "
                                       f"{verdict.waited_s:.1f} s")  # fmt: skip
         current = await ctx.running(spec.project)

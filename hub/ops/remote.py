@@ -14,7 +14,7 @@ from gpufleet.v1 import types_pb2
 from hub.configs import Configuration
 from hub.ops.steps import Cancelled, StepResult, Unreachable
 from hub.sessions import AgentSession, NodeDisconnected, TaskProgress
-from hub.states import Running
+from hub.states import Running, Service
 
 STATUS = {
     types_pb2.TASK_STATUS_OK: "ok",
@@ -48,11 +48,27 @@ def fallback_lines(report: pb.AssignmentReport) -> list[tuple[str, str]]:
     ]
 
 
+HEALTH_WORDS = ("healthy", "unhealthy", "unchecked")
+MESSAGE_CHARS = 300
+
+
 def running_from_proto(project: pb.RunningProject) -> Running:
+    """What a node runs, with each service's health when the agent's monitor reported it (a
+    health word the hub does not know counts as unchecked)."""
+    services = tuple(
+        Service(
+            s.name[:128],
+            s.state[:32],
+            (s.health if s.health in HEALTH_WORDS else "unchecked") if s.health else "",
+            s.health_message[:MESSAGE_CHARS],
+        )
+        for s in project.services
+    )
     return Running(
         project.name,
         project.digest,
-        bool(project.services) and all(s.state == "running" for s in project.services),
+        bool(services) and all(s.state == "running" for s in services),
+        services,
     )
 
 

@@ -8,12 +8,15 @@ from pathlib import Path
 
 import pytest
 
+from gpufleet.v1 import agent_link_pb2 as pb
 from hub.ops.events import ProgressLog
+from hub.ops.remote import running_from_proto
 from hub.states import (
     UNKNOWN,
     InvalidTransition,
     NodeState,
     Running,
+    Service,
     after_cancel,
     check,
     observed,
@@ -62,11 +65,44 @@ def test_the_store_refuses_an_illegal_move_but_takes_an_observation(tmp_path: Pa
         db.close()
 
 
-def test_observed_state_from_what_the_agent_runs() -> None:
+def runs(*services: Service) -> Running:
+    return Running("beta", "d", all(s.state == "running" for s in services), services)
+
+
+def test_observed_state_comes_from_health_not_from_containers_that_exist() -> None:
     assert observed(None) == (S.STOPPED, "", "")
-    assert observed(Running("beta", "d", True)) == (S.READY, "beta", "")
-    assert observed(Running("beta", "d", False))[0] == S.FAILED
     assert observed(UNKNOWN)[0] == S.FAILED
+    healthy = Service("web", "running", "healthy")
+    assert observed(runs(healthy, Service("api", "running", "healthy"))) == (S.READY, "beta", "")
+    # Containers up but the check answers 404 within its timeout: loading, saying why.
+    loading = Service("api", "running", "unchecked", "not healthy yet: /health gave HTTP 404")
+    assert observed(runs(healthy, loading)) == (
+        S.LOADING, "beta", "waiting for health checks: api: not healthy yet: /health gave HTTP 404",
+    )  # fmt: skip
+    sick = Service("api", "running", "unhealthy", "http://127.0.0.1:1/health gave HTTP 404")
+    assert observed(runs(healthy, sick)) == (
+        S.FAILED, "beta", "unhealthy: api: http://127.0.0.1:1/health gave HTTP 404",
+    )  # fmt: skip
+    exited = Service("api", "exited", "unhealthy", "its container is exited")
+    assert observed(runs(healthy, exited)) == (
+        S.FAILED, "beta", "not every container is running (api is exited)",
+    )  # fmt: skip
+    # Health never told (a task's result, an agent without a monitor): never ready.
+    assert observed(runs(Service("web", "running")))[0] == S.LOADING
+    assert observed(Running("beta", "d", True))[0] == S.LOADING
+    assert observed(Running("beta", "d", False))[0] == S.FAILED
+
+
+def test_health_from_the_wire_is_bounded_and_unknown_words_are_unchecked() -> None:
+    project = pb.RunningProject(name="beta", digest="d", services=[
+        pb.ServiceStatus(name="web", state="running", health="fine", health_message="x" * 5000),
+        pb.ServiceStatus(name="api", state="running", health="healthy"),
+    ])  # fmt: skip
+    found = running_from_proto(project)
+    assert [(s.name, s.health) for s in found.services] == [("web", "unchecked"),
+                                                             ("api", "healthy")]  # fmt: skip
+    assert len(found.services[0].message) == 300
+    assert observed(found)[0] == S.LOADING
 
 
 def test_state_after_a_cancel_is_what_runs_never_assumed_healthy() -> None:

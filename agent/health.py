@@ -1,0 +1,313 @@
+"""What this agent runs and whether it is healthy: the health monitor.
+
+The hub takes a node's state from what its agent reports it runs (after a hub or agent
+restart above all), so "containers exist" is not enough: each service's health check, from
+the configuration's `x-gpufleet` section in the compose file the agent stores (read with
+gpufleet.health, the hub's own rules), is polled at its interval (at least MIN_INTERVAL_S)
+from one asyncio task, never a thread per check. Containers are listed every LIST_EVERY_S and
+whenever a task changed a project.
+
+A service's health, as the hub reads it (ServiceStatus.health):
+  healthy    its last check passed
+  unhealthy  its container is not running; or its check failed FAILS_TO_UNHEALTHY times in a
+             row after passing; or it never passed within the check's timeout from when the
+             monitor first saw the container
+  unchecked  not checked yet, failing but still within that timeout (a model loading), or the
+             configuration declares no check (the message says which)
+
+A hello re-checks everything first (`recheck`); heartbeats carry the report only when it
+changed (`changed`). Tasks tell the monitor when they changed a project (`touched`) and when
+a wait found services healthy (`passed`), so the report agrees with the operation's end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Collection, Mapping
+from dataclasses import dataclass, field, replace
+
+import yaml
+
+from agent.compose import Container, Podman
+from agent.probing import Fetch, http_get
+from agent.projects import ProjectStore, expand
+from agent.tasks.context import Running
+from agent.tasks.wait_healthy import assigned_elsewhere
+from gpufleet.health import HealthCheck, Invalid, compose_checks
+
+log = logging.getLogger(__name__)
+
+HEALTHY, UNHEALTHY, UNCHECKED = "healthy", "unhealthy", "unchecked"
+MIN_INTERVAL_S = 1.0
+LIST_EVERY_S = 5.0
+FAILS_TO_UNHEALTHY = 3
+
+
+@dataclass(frozen=True)
+class Health:
+    state: str  # healthy | unhealthy | unchecked
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class Observed:
+    """A project as it runs, with each service's health (by service name)."""
+
+    running: Running
+    health: Mapping[str, Health]
+
+    def key(self) -> tuple[object, ...]:
+        services = tuple(
+            (c.service, c.container_id, c.state, self.health.get(c.service, Health(UNCHECKED)))
+            for c in self.running.containers
+        )
+        return (self.running.name, self.running.digest, services)
+
+
+@dataclass
+class _Watch:
+    """One service's check against one container."""
+
+    container_id: str
+    check: HealthCheck | None  # URL expanded; None: the configuration declares none
+    first_seen: float
+    due: float
+    passed: bool = False  # since first seen
+    fails: int = 0  # in a row
+    seen: str = ""  # what the last failing check saw
+    polled: bool = False
+    ok: bool = False  # the last check passed
+
+
+@dataclass
+class _Project:
+    running: Running
+    checks: dict[str, HealthCheck] | None  # None: no readable x-gpufleet section
+    problem: str = ""
+    watches: dict[str, _Watch] = field(default_factory=dict)
+
+
+class HealthMonitor:
+    def __init__(
+        self,
+        store: ProjectStore,
+        podman: Podman,
+        env: Mapping[str, str],
+        elsewhere: Callable[[str], set[str]] | None = None,
+        fetch: Fetch = http_get,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.store = store
+        self.podman = podman
+        self.env = env
+        # Services GPU assignments put on other nodes: not run here, not checked.
+        self.elsewhere = elsewhere or (
+            lambda name: assigned_elsewhere(store.project(name).directory)
+        )
+        self.fetch = fetch
+        self.clock = clock
+        self._projects: dict[str, _Project] = {}
+        self._unknown = False  # podman could not list the containers
+        self._listed = -float("inf")
+        self._sent: tuple[object, ...] | None = None
+        self._wake = asyncio.Event()
+        self._dirty: set[str] = set()
+
+    # -- what the link asks -------------------------------------------------------------
+
+    def snapshot(self) -> list[Observed] | None:
+        """What runs now, with health; None when podman could not tell."""
+        if self._unknown:
+            return None
+        return [
+            Observed(p.running, {name: self._health(p, name) for name in _services(p)})
+            for _, p in sorted(self._projects.items())
+            if p.running.containers
+        ]
+
+    async def recheck(self) -> list[Observed] | None:
+        """List the containers and poll every check once now (for a hello)."""
+        await self._list(None)
+        await self._poll(force=True)
+        found = self.snapshot()
+        self._sent = _key(found)
+        return found
+
+    def changed(self) -> tuple[bool, list[Observed] | None]:
+        """(True, report) when the report differs from the last one sent."""
+        found = self.snapshot()
+        key = _key(found)
+        if key == self._sent:
+            return False, found
+        self._sent = key
+        return True, found
+
+    # -- what tasks tell it -------------------------------------------------------------
+
+    def touched(self, project: str) -> None:
+        """A task changed the project: read its checks and list its containers again soon."""
+        self._dirty.add(project)
+        self._wake.set()
+
+    async def passed(self, project: str, services: Collection[str]) -> None:
+        """A health wait found these services healthy."""
+        await self._list(project)
+        found = self._projects.get(project)
+        if found is None:
+            return
+        now = self.clock()
+        for name in services:
+            watch = found.watches.get(name)
+            if watch is not None:
+                watch.passed = watch.polled = watch.ok = True
+                watch.fails, watch.seen = 0, ""
+                watch.due = now + _interval(watch.check)
+
+    # -- the loop -----------------------------------------------------------------------
+
+    async def watch(self, stop: asyncio.Event) -> None:
+        """Poll until `stop` is set; a failure is logged and the loop goes on."""
+        while not stop.is_set():
+            self._wake.clear()
+            try:
+                if self.clock() - self._listed >= LIST_EVERY_S:
+                    await self._list(None)
+                while self._dirty:
+                    await self._list(self._dirty.pop(), reread=True)
+                await self._poll(force=False)
+            except Exception:  # the monitor must not die with a bug: log, go on
+                log.exception("health monitor failed; trying again")
+            delay = min([LIST_EVERY_S, *self._waits()])
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(_first(stop.wait(), self._wake.wait()), max(0.05, delay))
+
+    def _waits(self) -> list[float]:
+        now = self.clock()
+        return [
+            w.due - now
+            for p in self._projects.values()
+            for w in p.watches.values()
+            if w.check is not None
+        ]
+
+    async def _list(self, only: str | None, reread: bool = False) -> None:
+        names = [only] if only is not None else [p.name for p in self.store.known()]
+        try:
+            listed = {name: tuple(await self.podman.containers(name)) for name in names}
+        except Exception as exc:
+            if only is None:
+                self._unknown = True
+            log.warning("cannot list running projects: %s", exc or type(exc).__name__)
+            return
+        if only is None:
+            self._unknown = False
+            self._listed = self.clock()
+            for gone in set(self._projects) - set(listed):
+                del self._projects[gone]
+        for name, containers in listed.items():
+            self._update(name, containers, reread)
+
+    def _update(self, name: str, containers: tuple[Container, ...], reread: bool) -> None:
+        digest = self.store.project(name).digest() if containers else ""
+        found = self._projects.get(name)
+        if found is None:
+            found = self._projects[name] = _Project(Running(name, digest, containers), None)
+            reread = True
+        if reread or found.running.digest != digest:
+            found.checks, found.problem = self._checks(name)
+        found.running = Running(name, digest, containers)
+        now = self.clock()
+        watches: dict[str, _Watch] = {}
+        for container in containers:
+            check = (found.checks or {}).get(container.service)
+            old = found.watches.get(container.service)
+            if old is not None and old.container_id == container.container_id:
+                old.check = check
+                watches[container.service] = old
+            else:
+                watches[container.service] = _Watch(container.container_id, check, now, now)
+        found.watches = watches
+
+    def _checks(self, name: str) -> tuple[dict[str, HealthCheck] | None, str]:
+        project = self.store.project(name)
+        try:
+            document = yaml.safe_load(project.compose_file.read_text())
+            checks = compose_checks(document)
+        except (OSError, yaml.YAMLError, Invalid, UnicodeDecodeError) as exc:
+            return None, f"no health check known ({' '.join(str(exc).splitlines())[:160]})"
+        skip = self.elsewhere(name)
+        expanded = {
+            service: replace(check, url=expand(check.url, self.env))
+            for service, check in checks.items()
+            if service not in skip
+        }
+        return expanded, ""
+
+    async def _poll(self, force: bool) -> None:
+        now = self.clock()
+        due = [
+            (w, w.check)
+            for p in self._projects.values()
+            for name, w in p.watches.items()
+            if w.check is not None and (force or w.due <= now) and _up(p, name)
+        ]
+        if not due:
+            return
+        replies = await asyncio.gather(*(self.fetch(check.url) for _, check in due))
+        now = self.clock()
+        for (watch, check), reply in zip(due, replies, strict=True):
+            watch.polled = True
+            watch.due = now + _interval(check)
+            watch.ok = reply.status == check.expect_status
+            if watch.ok:
+                watch.passed, watch.fails, watch.seen = True, 0, ""
+            else:
+                watch.fails += 1
+                watch.seen = f"{check.url} gave {reply.describe()}"
+
+    def _health(self, project: _Project, name: str) -> Health:
+        container = next(c for c in project.running.containers if c.service == name)
+        if container.state != "running":
+            return Health(UNHEALTHY, f"its container is {container.state or 'gone'}")
+        watch = project.watches[name]
+        check = watch.check
+        if check is None:
+            return Health(UNCHECKED, project.problem or "the configuration declares no check")
+        if not watch.polled:
+            return Health(UNCHECKED, "not checked yet")
+        if watch.ok:
+            return Health(HEALTHY)
+        expired = self.clock() - watch.first_seen >= check.timeout_s
+        if (watch.passed and watch.fails >= FAILS_TO_UNHEALTHY) or (not watch.passed and expired):
+            return Health(UNHEALTHY, watch.seen)
+        if watch.passed:
+            return Health(HEALTHY)  # one or two failures in a row: not yet a verdict
+        return Health(UNCHECKED, f"not healthy yet: {watch.seen} (timeout {check.timeout_s:g} s)")
+
+
+def _services(project: _Project) -> list[str]:
+    return [c.service for c in project.running.containers]
+
+
+def _up(project: _Project, name: str) -> bool:
+    return any(c.service == name and c.state == "running" for c in project.running.containers)
+
+
+def _interval(check: HealthCheck | None) -> float:
+    return max(MIN_INTERVAL_S, check.interval_s if check is not None else LIST_EVERY_S)
+
+
+def _key(found: list[Observed] | None) -> tuple[object, ...]:
+    return ("unknown",) if found is None else tuple(o.key() for o in found)
+
+
+async def _first(*waits: Awaitable[object]) -> None:
+    tasks = [asyncio.ensure_future(w) for w in waits]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()

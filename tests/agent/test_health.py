@@ -1,0 +1,149 @@
+"""The health monitor: what the agent reports it runs comes from health checks, not from
+containers that exist. Podman and HTTP are scripted at the process edge; time is virtual."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from collections.abc import Mapping
+from pathlib import Path
+
+from agent.compose import Completed, Podman
+from agent.health import FAILS_TO_UNHEALTHY, HealthMonitor, Observed
+from agent.link import observed_to_proto
+from agent.probing import Reply
+from agent.projects import ProjectStore
+from hub.ops.remote import running_from_proto
+from hub.states import NodeState, observed
+
+COMPOSE = """
+x-gpufleet:
+  description: test
+  use_case: tests
+  services:
+    web:
+      vram_gb: 1
+      health: {url: "http://127.0.0.1:${WEB_PORT:-1}/health", timeout: 30, interval: 2}
+services:
+  web: {image: localhost/x}
+"""
+
+
+class Host:
+    """Podman's `ps` and the services' HTTP answers, as a test sets them."""
+
+    def __init__(self) -> None:
+        self.state = "running"
+        self.container = "c1"
+        self.status = 200
+        self.fetched: list[str] = []
+        self.now = 0.0
+
+    async def run(self, argv: list[str], env: Mapping[str, str], limit_s: float) -> Completed:
+        assert argv[:2] == ["podman", "ps"]
+        entry = {"Id": self.container, "State": self.state,
+                 "Labels": {"com.docker.compose.service": "web"}}  # fmt: skip
+        return Completed(0, json.dumps([entry]), "")
+
+    async def fetch(self, url: str) -> Reply:
+        self.fetched.append(url)
+        return Reply(self.status, "")
+
+
+def monitor(tmp_path: Path, host: Host, compose: str = COMPOSE) -> HealthMonitor:
+    store = ProjectStore(tmp_path)
+    store.write("alpha", compose, hashlib.sha256(compose.encode()).hexdigest())
+    podman = Podman("gpu-a", run=host.run)
+    return HealthMonitor(store, podman, {"WEB_PORT": "8123"}, fetch=host.fetch,
+                         clock=lambda: host.now)  # fmt: skip
+
+
+def hub_state(found: list[Observed] | None) -> tuple[NodeState, str, str]:
+    assert found is not None and len(found) == 1
+    return observed(running_from_proto(observed_to_proto(found[0])))
+
+
+def test_a_hello_rechecks_health_and_a_404_is_loading_then_failed_never_ready(
+    tmp_path: Path,
+) -> None:
+    host = Host()
+    host.status = 404
+    watch = monitor(tmp_path, host)
+    found = asyncio.run(watch.recheck())
+    # The URL is expanded with this host's variables, as podman-compose expands the file.
+    assert host.fetched == ["http://127.0.0.1:8123/health"]
+    state, config, note = hub_state(found)
+    assert (state, config) == (NodeState.LOADING, "alpha")
+    assert "HTTP 404" in note and "timeout 30 s" in note
+    host.now = 31.0  # past the check's timeout and still 404: failed
+    asyncio.run(watch.recheck())
+    assert hub_state(watch.snapshot())[:2] == (NodeState.FAILED, "alpha")
+    assert "unhealthy: web: http://127.0.0.1:8123/health gave HTTP 404" in hub_state(
+        watch.snapshot())[2]  # fmt: skip
+    host.status = 200
+    asyncio.run(watch.recheck())
+    assert hub_state(watch.snapshot()) == (NodeState.READY, "alpha", "")
+
+
+def test_heartbeats_carry_the_report_only_when_it_changed(tmp_path: Path) -> None:
+    host = Host()
+    watch = monitor(tmp_path, host)
+    asyncio.run(watch.recheck())
+    assert watch.changed()[0] is False  # the hello carried it
+    host.status = 503
+    for tick in range(1, FAILS_TO_UNHEALTHY):
+        host.now = 2.0 * tick
+        asyncio.run(watch._poll(force=False))
+        # One or two failures in a row after passing: not yet a verdict, nothing to report.
+        assert watch.changed()[0] is False
+    host.now += 2.0
+    asyncio.run(watch._poll(force=False))
+    changed, found = watch.changed()
+    assert changed and hub_state(found)[0] == NodeState.FAILED
+    assert watch.changed()[0] is False
+
+
+def test_an_exited_container_is_failed_and_a_new_container_is_checked_afresh(
+    tmp_path: Path,
+) -> None:
+    host = Host()
+    watch = monitor(tmp_path, host)
+    asyncio.run(watch.recheck())
+    host.state = "exited"
+    asyncio.run(watch._list(None))
+    state, _, note = hub_state(watch.snapshot())
+    assert state == NodeState.FAILED and "web is exited" in note
+    host.state, host.container, host.status = "running", "c2", 503
+    host.now = 100.0
+    asyncio.run(watch.recheck())
+    assert hub_state(watch.snapshot())[0] == NodeState.LOADING  # a start, within its timeout
+
+
+def test_a_health_wait_that_passed_is_reported_healthy_at_once(tmp_path: Path) -> None:
+    host = Host()
+    host.status = 503  # the monitor has only seen it loading
+    watch = monitor(tmp_path, host)
+    asyncio.run(watch.recheck())
+    assert hub_state(watch.snapshot())[0] == NodeState.LOADING
+    asyncio.run(watch.passed("alpha", ["web"]))
+    assert hub_state(watch.snapshot())[0] == NodeState.READY
+
+
+def test_a_configuration_without_checks_is_never_reported_ready(tmp_path: Path) -> None:
+    host = Host()
+    watch = monitor(tmp_path, host, "services:\n  web: {image: localhost/x}\n")
+    state, _, note = hub_state(asyncio.run(watch.recheck()))
+    assert state == NodeState.LOADING and "no health check known" in note
+    assert host.fetched == []
+
+
+def test_podman_trouble_is_reported_as_unknown(tmp_path: Path) -> None:
+    host = Host()
+
+    async def broken(argv: list[str], env: Mapping[str, str], limit_s: float) -> Completed:
+        return Completed(125, "", "cannot connect to podman")
+
+    watch = monitor(tmp_path, host)
+    watch.podman = Podman("gpu-a", run=broken)
+    assert asyncio.run(watch.recheck()) is None
