@@ -170,7 +170,20 @@ class TrustStore:
             return session.exec(select(Node.id).where(Node.name == name)).first() is not None
 
     def audit(self, entry: AuditEntry) -> None:
+        """Store an audit entry; a refused anonymous attempt updates its peer's row of the
+        minute (RefusalTally counts them) instead of adding one, so a flood stays small."""
         with self._session() as session:
+            if aggregated(entry):
+                found = session.exec(
+                    select(AuditEntry).where(
+                        AuditEntry.identity == entry.identity, AuditEntry.peer == entry.peer,
+                        AuditEntry.action == entry.action, AuditEntry.result == entry.result,
+                        AuditEntry.at == entry.at,
+                    ).order_by(col(AuditEntry.id).desc())
+                ).first()  # fmt: skip
+                if found is not None:
+                    found.message, found.detail = entry.message, entry.detail
+                    entry = found
             session.add(entry)
             session.commit()
 
@@ -178,6 +191,11 @@ class TrustStore:
         with self._session() as session:
             query = select(AuditEntry).order_by(col(AuditEntry.id).desc()).limit(limit)
             return list(session.exec(query))
+
+
+def aggregated(entry: AuditEntry) -> bool:
+    """Refused anonymous attempts: counted per peer per minute, not stored one by one."""
+    return entry.identity == "anonymous" and entry.result not in ("OK", "STARTED")
 
 
 def _same(a: str, b: str) -> bool:

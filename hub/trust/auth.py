@@ -24,8 +24,9 @@ from google.protobuf.message import DecodeError, Message
 
 from hub import services
 from hub.store.store import as_utc
-from hub.store.trust import AuditEntry, Credential
+from hub.store.trust import AuditEntry, Credential, aggregated
 from hub.trust import roles
+from hub.trust.floods import RefusalTally
 from hub.trust.roles import Role
 
 log = logging.getLogger("gpufleet.audit")
@@ -144,6 +145,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc,type-arg
     ) -> None:  # fmt: skip
         self.auth = auth
         self.record = record
+        self.refusals = RefusalTally()
 
     async def intercept_service(
         self,
@@ -253,14 +255,19 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc,type-arg
 
     def _audit(self, call: Call, caller: Caller, result: str, text: str) -> None:
         action = call.method.removeprefix("/gpufleet.v1.").lstrip("/")
-        log.info(
-            "audit: %s %s from %s: %s %s%s",
-            caller.identity, action, call.peer, result, call.detail, f" ({text})" if text else "",
-        )  # fmt: skip
-        self.record(AuditEntry(
+        entry = AuditEntry(
             at=self.auth.clock(), identity=caller.identity, peer=call.peer, action=action,
             detail=call.detail, result=result, message=text[:1000],
-        ))  # fmt: skip
+        )  # fmt: skip
+        count = 1
+        if aggregated(entry):  # a flood of anonymous attempts: one row per peer per minute
+            entry, count = self.refusals.count(entry)
+        if count == 1 or count % 100 == 0:
+            log.info(
+                "audit: %s %s from %s: %s %s%s", caller.identity, action, call.peer, result,
+                call.detail, f" ({entry.message if count > 1 else text})" if text else "",
+            )  # fmt: skip
+        self.record(entry)
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, NoReturn
@@ -13,12 +14,14 @@ import grpc
 from gpufleet.tokens import new_token, parse_token
 from gpufleet.v1 import trust_pb2 as pb
 from gpufleet.v1 import trust_pb2_grpc
+from hub import limits
 from hub.convert import NODE_NAME, timestamp
 from hub.sessions import SessionRegistry
 from hub.store.db import Database
 from hub.store.trust import Credential, JoinToken, TokenRefused, TrustStore, aware
 from hub.trust import auth
 from hub.trust.auth import Authenticator
+from hub.trust.floods import PeerLimiter, peer_host, retry_in
 from hub.trust.pki import Authority, PkiError
 from hub.trust.roles import Role
 
@@ -28,6 +31,7 @@ USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 LABEL = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._/-]{0,61}[A-Za-z0-9])?$")
 DEFAULT_TOKEN_TTL = timedelta(hours=1)
 MAX_TOKEN_TTL = timedelta(days=7)
+AUDIT_MOST = 1000  # entries in one ListAudit answer
 
 
 class Issuer:
@@ -63,10 +67,25 @@ async def _abort(context: Context, code: grpc.StatusCode, text: str) -> NoReturn
 
 
 class EnrollmentService(trust_pb2_grpc.EnrollmentServicer):  # type: ignore[misc]
-    def __init__(self, issuer: Issuer) -> None:
+    def __init__(self, issuer: Issuer, limiter: PeerLimiter | None = None) -> None:
         self.issuer = issuer
+        # Refused joins per peer host: 10 at once, then one every 2 s; good ones are free.
+        self.limiter = limiter or PeerLimiter(burst=10, per_second=0.5, clock=time.monotonic)
 
     async def Join(self, request: pb.JoinRequest, context: Context) -> pb.JoinResponse:
+        host = peer_host(context.peer())
+        wait = self.limiter.take(host)
+        if wait:
+            await _abort(
+                context, grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"too many refused enrollment attempts from {host}: retry in "
+                f"{retry_in(wait)} s with a valid token (hubctl tokens create)",
+            )  # fmt: skip
+        reply = await self._join(request, context)  # a refusal aborts: its attempt counts
+        self.limiter.refund(host)
+        return reply
+
+    async def _join(self, request: pb.JoinRequest, context: Context) -> pb.JoinResponse:
         try:
             token = parse_token(request.token)
         except ValueError as exc:
@@ -248,7 +267,11 @@ class TrustService(trust_pb2_grpc.TrustServicer):  # type: ignore[misc]
     async def ListAudit(
         self, request: pb.ListAuditRequest, context: Context
     ) -> pb.ListAuditResponse:
-        rows = await self.db.call(self.store.audit_log, request.limit or 50)
+        try:
+            limit = limits.limit("limit", request.limit, 50, most=AUDIT_MOST)
+        except limits.OutOfBounds as exc:
+            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"{exc} entries")
+        rows = await self.db.call(self.store.audit_log, limit)
         return pb.ListAuditResponse(entries=[
             pb.AuditEntry(
                 at=timestamp(row.at), identity=row.identity, peer=row.peer, action=row.action,

@@ -17,7 +17,7 @@ from cryptography import x509
 from gpufleet.channel import PROTOCOL_VERSION
 from gpufleet.tls import TLS_OPTIONS
 from gpufleet.v1 import agent_link_pb2 as link_pb
-from gpufleet.v1 import agent_link_pb2_grpc
+from gpufleet.v1 import agent_link_pb2_grpc, trust_pb2, trust_pb2_grpc
 from tests.support.procs import REPO, Cluster, wait_until
 
 SQLITE = pytest.mark.parametrize("db_url", [None], ids=["sqlite"])
@@ -248,3 +248,39 @@ def test_insecure_hub_needs_the_flag_on_both_sides(tmp_path: Path) -> None:
         assert refused.returncode == 2 and "this host is not enrolled" in last_line(refused)
     finally:
         fleet.close()
+
+
+@SQLITE
+def test_an_enrollment_flood_is_limited_per_peer_and_audited_in_few_rows(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    prefix, token_id, secret, pin = cluster.create_token().split(".")
+    forged = f"{prefix}.{token_id}.{'A' * len(secret)}.{pin}"
+    ca = grpc.ssl_channel_credentials((cluster.pki / "ca.crt").read_bytes())
+    codes, last = [], ""
+    with grpc.secure_channel(cluster.enroll, ca, options=TLS_OPTIONS) as channel:
+        stub = trust_pb2_grpc.EnrollmentStub(channel)
+        for _ in range(60):
+            try:
+                stub.Join(trust_pb2.JoinRequest(token=forged, name="x", csr_pem=""), timeout=10)
+            except grpc.RpcError as exc:
+                codes.append(exc.code())
+                last = str(exc.details())
+    unauthenticated = grpc.StatusCode.UNAUTHENTICATED
+    assert codes[:10] == [unauthenticated] * 10  # a burst of 10 refusals, then limited
+    assert codes.count(grpc.StatusCode.RESOURCE_EXHAUSTED) >= 45, codes
+    assert last.startswith("too many refused enrollment attempts from 127.0.0.1: retry in ")
+
+    def refused_rows() -> list[dict[str, str]] | None:
+        rows = [e for e in cluster.json("audit", "--limit", "1000") if e["identity"] == "anonymous"]
+        counts = [int(e["message"].split(" refused attempt")[0]) for e in rows]
+        return rows if sum(counts) == 60 else None
+
+    rows = wait_until(refused_rows, 10, "60 refused attempts counted in the audit log")
+    assert len(rows) <= 4, rows  # per peer, result and minute: not one row per attempt
+    assert all(e["peer"] == "127.0.0.1" and e["action"] == "Enrollment/Join" for e in rows)
+    assert cluster.hub.log().count("audit: anonymous Enrollment/Join") <= 4
+
+    time.sleep(2.5)  # the peer's bucket refills: a good token joins again
+    joined = join(cluster, cluster.create_token(), "gpu-late", tmp_path / "late")
+    assert joined.returncode == 0, joined.stderr
