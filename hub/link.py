@@ -152,7 +152,8 @@ class AgentLinkService(agent_link_pb2_grpc.AgentLinkServicer):  # type: ignore[m
 
     def _heartbeat(self, session: AgentSession, beat: pb.Heartbeat) -> None:
         mono = self.monotonic()
-        if not session.allow_heartbeat(mono, self.heartbeat_interval):
+        sent = beat.sent_at.ToNanoseconds() / 1e9 if beat.HasField("sent_at") else None
+        if not session.allow_heartbeat(mono, self.heartbeat_interval, sent):
             session.close(
                 f"heartbeats arrive far faster than one per {self.heartbeat_interval:g} s",
                 grpc.StatusCode.RESOURCE_EXHAUSTED,

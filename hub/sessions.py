@@ -72,15 +72,36 @@ class AgentSession:
     project: Running | None = None
     # A changed GPU inventory waiting for the next batched write: (probe, error, gpus).
     inventory: tuple[str, str, tuple[GpuRecord, ...]] | None = None
-    # Heartbeat token bucket: a burst of BURST, then at most RATE times the agreed rate.
+    # Heartbeat token bucket: a burst of BURST, then at most RATE times the agreed rate. It
+    # refills by the time between the agent's send times (Heartbeat.sent_at), so heartbeats that
+    # queued up while the hub's event loop was stalled, and then arrive together, were still
+    # sent at the agreed rate and are not a flood. `allowance_at` is that time on the hub's
+    # monotonic clock (send time + `sent_offset`, anchored at the stream's opening); it never
+    # runs ahead of the hub's clock, so a lying or jumping agent clock cannot buy more than real
+    # time: a clock that steps re-anchors the offset at no gain. Without a send time, heartbeats
+    # count by arrival.
     allowance: float = BURST
-    allowance_at: float = 0.0
+    allowance_at: float = -1.0  # set to the stream's opening
+    sent_offset: float | None = None
 
-    def allow_heartbeat(self, mono: float, interval: float) -> bool:
+    def __post_init__(self) -> None:
+        if self.allowance_at < 0:
+            self.allowance_at = self.last_beat
+
+    def allow_heartbeat(self, mono: float, interval: float, sent: float | None = None) -> bool:
         """False when heartbeats come far faster than agreed (a broken or hostile agent)."""
-        refill = (mono - self.allowance_at) * RATE / interval
+        at = mono
+        if sent is not None:
+            if self.sent_offset is None:
+                self.sent_offset = self.allowance_at - sent
+            at = sent + self.sent_offset
+            if not self.allowance_at <= at <= mono:  # the agent's clock stepped, or lies
+                at = min(max(at, self.allowance_at), mono)
+                self.sent_offset = at - sent
+        at = max(at, self.allowance_at)
+        refill = (at - self.allowance_at) * RATE / interval
         self.allowance = min(BURST, self.allowance + refill)
-        self.allowance_at = mono
+        self.allowance_at = at
         if self.allowance < 1:
             return False
         self.allowance -= 1

@@ -100,6 +100,13 @@ def hello(name: str, protocol: int = PROTOCOL_VERSION) -> pb.AgentMessage:
     )
 
 
+def beat(seq: int, sent: float | None = None) -> pb.AgentMessage:
+    message = pb.Heartbeat(seq=seq)
+    if sent is not None:
+        message.sent_at.FromNanoseconds(int(sent * 1e9))
+    return pb.AgentMessage(heartbeat=message)
+
+
 BAD_STREAMS = {
     "heartbeat before hello": (
         [pb.AgentMessage(heartbeat=pb.Heartbeat(seq=1))],
@@ -115,6 +122,16 @@ BAD_STREAMS = {
     # A burst of 10 is allowed; the 11th at once is a flood.
     "heartbeat flood": (
         [hello("x")] + [pb.AgentMessage(heartbeat=pb.Heartbeat(seq=i)) for i in range(11)],
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+    ),
+    # Send times count, but never ahead of the hub's clock: one beat per hour of a lying clock,
+    # all sent at once, is still a flood; so is a flood that says when it was sent.
+    "heartbeat flood with a lying clock": (
+        [hello("x")] + [beat(i, 1_700_000_000 + 3600 * i) for i in range(11)],
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+    ),
+    "heartbeat flood with send times": (
+        [hello("x")] + [beat(i, 1_700_000_000 + 0.001 * i) for i in range(11)],
         grpc.StatusCode.RESOURCE_EXHAUSTED,
     ),
 }
@@ -234,5 +251,56 @@ def test_a_changed_inventory_reaches_the_database_with_the_batch(tmp_path: Path)
                 await asyncio.sleep(0.1)
             assert found is not None
             assert [g.name for g in found[1]] == ["NVIDIA RTX A400", "NVIDIA RTX A5500"]
+
+    run(tmp_path, scenario)
+
+
+def test_heartbeats_queued_while_the_hub_stalled_are_no_flood(tmp_path: Path) -> None:
+    """The hub's event loop is blocked for 6 s (12 heartbeat intervals) while an agent keeps
+    sending at the agreed rate: the queued heartbeats then arrive at once, more than the burst
+    allowance, and the stream must stay up (they were sent in time)."""
+    import threading
+    import time
+    from collections.abc import Iterator
+
+    async def scenario(server: HubServer) -> None:
+        stop = threading.Event()
+        ended: list[grpc.RpcError | None] = []
+
+        def messages() -> Iterator[pb.AgentMessage]:
+            yield hello("steady")
+            seq = 0
+            while not stop.wait(0.5):  # the agreed interval
+                seq += 1
+                yield beat(seq, time.time())
+
+        def agent() -> None:
+            with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+                replies = agent_link_pb2_grpc.AgentLinkStub(channel).Connect(messages())
+                try:
+                    for _ in replies:
+                        pass
+                    ended.append(None)
+                except grpc.RpcError as exc:
+                    ended.append(exc)
+
+        thread = threading.Thread(target=agent)
+        thread.start()
+        try:
+            for _ in range(100):
+                if server.registry.get("steady") is not None:
+                    break
+                await asyncio.sleep(0.05)
+            session = server.registry.get("steady")
+            assert session is not None
+            await asyncio.sleep(1.0)
+            time.sleep(6.0)  # noqa: ASYNC251 - the stall: nothing runs on the hub's loop
+            await asyncio.sleep(2.0)  # the queued heartbeats arrive, then a few more
+            assert session.closed is None, session.closed
+            assert server.registry.get("steady") is session
+            assert not ended, ended
+        finally:
+            stop.set()
+            await asyncio.to_thread(thread.join, 10)
 
     run(tmp_path, scenario)
