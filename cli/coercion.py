@@ -10,6 +10,7 @@ Should Typer's internals change shape, nothing is patched and hubctl is only slo
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 INTEGER = re.compile(r"[+-]?\d+")
 DECIMAL = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 SLOW = object()  # not a plain value: Typer converts it
+LARGEST = 2**31 - 1
 
 
 def plain(annotation: Any, info: Any, value: Any, multiple: bool) -> Any:
@@ -56,7 +58,36 @@ class Coercion:
             found = plain(descriptor.annotation, descriptor.parameter_info, value, multiple)
         except AttributeError:  # another Typer: its own conversion
             found = SLOW
-        return self.slow().coerce(value, param=param, ctx=ctx) if found is SLOW else found
+        found = self.slow().coerce(value, param=param, ctx=ctx) if found is SLOW else found
+        for number in found if isinstance(found, (list, tuple)) else (found,):
+            problem = out_of_range(number)
+            if problem:
+                raise bad_parameter(problem, param, ctx)
+        return found
+
+
+def out_of_range(value: Any) -> str | None:
+    """What no hubctl number may be, whatever its option says: beyond 32 bits (the wire's
+    integers), NaN or infinite."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int) and not -LARGEST <= value <= LARGEST:
+        return f"{value} is out of range: at most {LARGEST}"
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{value} is not a finite number"
+    return None
+
+
+def bad_parameter(message: str, param: Any, ctx: Any) -> Exception:
+    """Click's BadParameter from the click Typer uses (its own copy, or click itself)."""
+    import importlib
+
+    try:
+        module = importlib.import_module("typer._click.exceptions")
+    except ImportError:  # a Typer that uses click itself
+        module = importlib.import_module("click.exceptions")
+    error: Exception = module.BadParameter(message, ctx=ctx, param=param)
+    return error
 
 
 def install() -> None:

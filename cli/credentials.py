@@ -53,7 +53,7 @@ def load() -> dict[str, Any]:
         return {"hubs": {}}
     try:
         data = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
+    except (OSError, yaml.YAMLError, UnicodeDecodeError) as exc:
         raise CliError(
             f"cannot read {path}: {str(exc).splitlines()[0]}: fix or remove it"
         ) from None
@@ -93,6 +93,12 @@ def check_reachable(hub: str) -> None:
         raise CliError(f"--hub {exc}: expected e.g. hub.example:7443", exit_code=2) from None
     try:
         socket.create_connection((host, port), timeout=2).close()
+    except UnicodeError:  # IDNA cannot encode the host name
+        raise CliError(
+            f"--hub {hub[:80]!r} is not HOST:PORT: each part of a host name has 1 to 63 "
+            "characters, e.g. hub.example:7443",
+            exit_code=2,
+        ) from None
     except OSError as exc:
         reason = "connection refused" if isinstance(exc, ConnectionRefusedError) else str(exc)
         raise CliError(

@@ -10,9 +10,10 @@ from typing import Annotated
 import typer
 
 from cli import assign, coercion, configs, gpus, nodes, ops, switch, trust, up
-from cli.output import CliError, error_line
+from cli.output import CliError, error_line, first_line
 
 coercion.install()
+MAX_ADDRESS = 261  # a 253-character host name, brackets and a port
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -52,6 +53,12 @@ def root(
         from cli.credentials import default_hub
 
         hub = default_hub()
+    if len(hub) > MAX_ADDRESS or not hub.isprintable():
+        raise CliError(
+            f"--hub {hub[:64]!r}... is not HOST:PORT: a host name of at most 253 characters "
+            "and a port, e.g. hub.example:7443",
+            exit_code=2,
+        )
     ctx.obj = {"hub": hub}
 
 
@@ -73,16 +80,37 @@ app.command("audit")(trust.audit)
 app.command("up")(up.up)
 
 
+def usage_error(exc: Exception) -> str | None:
+    """Click's errors (bad option values, unknown commands: Typer's own copy of click or
+    click itself) as hubctl's one line; None for anything else."""
+    if not hasattr(exc, "format_message") or not isinstance(getattr(exc, "exit_code", 0), int):
+        return None
+    context = getattr(exc, "ctx", None)
+    where = f" (see `{context.command_path} --help`)" if context is not None else ""
+    return first_line(exc.format_message()) + where
+
+
 def main(argv: list[str] | None = None) -> None:
     try:
-        app(args=argv, prog_name="hubctl")
+        code = app(args=argv, prog_name="hubctl", standalone_mode=False)
     except CliError as exc:
         error_line(str(exc))
         sys.exit(exc.exit_code)
     except Exception as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            exc.show()  # type: ignore[attr-defined]  # `hubctl` alone: its help
+            sys.exit(2)
+        if type(exc).__name__ == "Abort":  # Ctrl-C or EOF at a prompt
+            error_line("aborted")
+            sys.exit(130)
+        line = usage_error(exc)
+        if line is not None:
+            error_line(line)
+            sys.exit(getattr(exc, "exit_code", 2))
         if os.environ.get("GPUFLEET_DEBUG"):
             raise
         error_line(
             f"internal error: {type(exc).__name__}: {exc} (set GPUFLEET_DEBUG=1 for the traceback)"
         )
         sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)  # typer.Exit(n) comes back as n
