@@ -19,6 +19,11 @@ so the file stays a valid compose file and the single source of truth:
 
 URLs may hold compose variables ${NAME} / ${NAME:-default}; they stay unexpanded here (each
 agent expands them with its own environment) and are checked with their defaults filled in.
+
+A file is hostile input until parsed: it is refused before parsing when larger than MAX_BYTES
+and while parsing when it nests deeper than MAX_DEPTH or when its aliases would expand it past
+MAX_NODES nodes (a "billion laughs"). Each bad file is one error line of its own, whatever
+went wrong; parsing is CPU work the hub runs in a worker (`hub.work`), never on its event loop.
 """
 
 from __future__ import annotations
@@ -43,6 +48,9 @@ from gpufleet.health import string as _string
 from gpufleet.health import url as _url
 from gpufleet.health import whole as _int
 
+MAX_BYTES = 256 * 1024  # a compose file is a few KiB; pure-Python YAML parses ~170 KiB/s
+MAX_DEPTH = 32  # nesting of mappings and lists (compose files need fewer than 10)
+MAX_NODES = 100_000  # scalars, mappings and lists once every alias is expanded
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 LATENCY_CLASSES = ("critical", "normal", "background")
 METRIC = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
@@ -192,13 +200,85 @@ def _parse(name: str, data: Any) -> tuple[str, str, tuple[ServiceSpec, ...]]:
     return description, use_case, tuple(_service(key, meta[key]) for key in services)
 
 
+class _TooComplex(Exception):
+    pass
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """The safe loader, refusing deep nesting while composing (before Python's recursion limit)."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        if self.depth >= MAX_DEPTH:
+            mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+            raise _TooComplex(
+                f"nests deeper than {MAX_DEPTH} levels at line {mark.line + 1}: flatten it"
+            )
+        self.depth += 1
+        try:
+            return super().compose_node(parent, index)  # type: ignore[no-any-return]
+        finally:
+            self.depth -= 1
+
+
+def _expanded(node: yaml.Node, sizes: dict[int, int]) -> int:
+    """Nodes under `node` once aliases are expanded (shared nodes counted once per use)."""
+    known = sizes.get(id(node))
+    if known is not None:
+        return known
+    total = 1
+    if isinstance(node, yaml.SequenceNode):
+        total += sum(_expanded(child, sizes) for child in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        total += sum(_expanded(k, sizes) + _expanded(v, sizes) for k, v in node.value)
+    sizes[id(node)] = total = min(total, MAX_NODES + 1)
+    return total
+
+
+def _load_yaml(text: str) -> Any:
+    loader = _BoundedLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        if _expanded(node, {}) > MAX_NODES:
+            raise _TooComplex(
+                f"expands to more than {MAX_NODES:,} values through its aliases (*name): "
+                "write the values out instead of nesting aliases"
+            )
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _too_large(path: Path, size: int | None = None) -> str:
+    what = f"{size:,} bytes, larger" if size is not None else "larger"
+    return (
+        f"{path}: refused: {what} than the {MAX_BYTES // 1024} KiB a configuration may have: "
+        "move bulky content (scripts, data) into the image or a mounted file"
+    )
+
+
 def parse_configuration(name: str, text: str, path: Path) -> Configuration:
     try:
         check_name(name)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}; rename the file") from None
     try:
-        data = yaml.safe_load(text)
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 (at {exc.start}); save it as UTF-8") from None
+    if size > MAX_BYTES:
+        raise ConfigError(_too_large(path, size))
+    try:
+        data = _load_yaml(text)
+    except _TooComplex as exc:
+        raise ConfigError(f"{path}: refused: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: refused: nests too deeply: flatten it") from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -215,9 +295,14 @@ def parse_configuration(name: str, text: str, path: Path) -> Configuration:
 
 def load_configuration(path: Path) -> Configuration:
     try:
-        text = path.read_bytes().decode("utf-8")
+        with path.open("rb") as file:
+            raw = file.read(MAX_BYTES + 1)  # never more than the limit into memory
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if len(raw) > MAX_BYTES:
+        raise ConfigError(_too_large(path))
+    try:
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 (byte {exc.start}); save it as UTF-8") from None
     return parse_configuration(path.stem, text, path)
@@ -248,4 +333,6 @@ def load_directory(directory: Path) -> tuple[dict[str, Configuration], list[Conf
             configs[path.stem] = load_configuration(path)
         except ConfigError as exc:
             errors.append(exc)
+        except (MemoryError, RecursionError, ValueError, TypeError) as exc:  # contained: one line
+            errors.append(ConfigError(f"{path}: cannot be loaded ({type(exc).__name__}: {exc})"))
     return configs, errors

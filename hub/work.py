@@ -28,7 +28,7 @@ from typing import Any, Protocol, TypeVar, cast
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-NICENESS = 5  # workers yield the CPU to the hub's event loop
+NICENESS = 10  # workers yield the CPU to the hub's event loop (and to hubctl on its host)
 PR_SET_PDEATHSIG = 1
 
 

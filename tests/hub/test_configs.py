@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import re
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ import pytest
 import yaml
 
 from hub.configs import (
+    MAX_BYTES,
     ConfigError,
     Configuration,
     DrainProbe,
@@ -412,3 +414,62 @@ def test_unreadable_files(tmp_path: Path) -> None:
     (tmp_path / "latin.yaml").write_bytes(b"x-gpufleet:\n  description: caf\xe9\n")
     with pytest.raises(ConfigError, match=r"latin\.yaml: not UTF-8 \(byte 30\); save it as UTF-8"):
         load_configuration(tmp_path / "latin.yaml")
+
+
+# -- hostile files: bounded before and while parsing ------------------------------------------
+
+BOMB = "\n".join(
+    ["a: &a [x, x, x, x, x, x, x, x, x, x]"]
+    + [f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join([f'*{chr(97 + i)}'] * 10)}]" for i in range(8)]
+)  # "billion laughs": 9 levels of ten, 10^9 values once expanded, 1 KB of text
+
+
+def valid_text() -> str:
+    return yaml.safe_dump(BASE, sort_keys=False)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (BOMB, r"refused: expands to more than 100,000 values through its aliases"),
+        ("a: " + "[" * 5000 + "]" * 5000, r"refused: nests deeper than 32 levels at line 1"),
+        ("a:\n" + "".join(f"{' ' * 2 * i}  k:\n" for i in range(40)), r"nests deeper than 32"),
+        ("a: " + "x" * MAX_BYTES, r"refused: 262,147 bytes, larger than the 256 KiB"),
+        ("a: b\x00", r"invalid YAML: unacceptable character #x0000"),
+    ],
+    ids=["alias bomb", "deep flow nesting", "deep block nesting", "too large", "NUL"],
+)
+def test_hostile_text_is_refused_in_one_line(text: str, message: str) -> None:
+    started = time.monotonic()
+    with pytest.raises(ConfigError) as caught:
+        parse_configuration("coder", text, WHERE)
+    took = time.monotonic() - started
+    line = str(caught.value)
+    assert "\n" not in line and line.startswith(f"{WHERE}: ")
+    assert re.search(message, line), line
+    print(f"refused in {took * 1000:.0f} ms: {line[:100]}")
+
+
+def test_aliases_within_bounds_still_load() -> None:
+    text = (
+        valid_text() + "x-defaults: &defaults {restart: always}\nx-more: [*defaults, *defaults]\n"
+    )
+    assert parse_configuration("coder", text, WHERE).services
+
+
+def test_hostile_files_stay_contained_to_their_own_line(tmp_path: Path) -> None:
+    """A directory with every kind of hostile file still loads its good configurations."""
+    write(tmp_path / "alpha.yaml", BASE)
+    (tmp_path / "bomb.yaml").write_text(BOMB)
+    (tmp_path / "deep.yaml").write_text("a: " + "[" * 100_000 + "]" * 100_000)
+    (tmp_path / "huge.yaml").write_bytes(b"a: " + b"x" * (4 * MAX_BYTES))
+    (tmp_path / "latin.yaml").write_bytes(b"x-gpufleet:\n  description: caf\xe9\n")
+    write(tmp_path / "zeta.yaml", BASE)
+    configs, errors = load_directory(tmp_path)
+    assert list(configs) == ["alpha", "zeta"]
+    lines = [str(e) for e in errors]
+    assert [line.split(":")[0] for line in lines] == [
+        str(tmp_path / n) for n in ("bomb.yaml", "deep.yaml", "huge.yaml", "latin.yaml")
+    ]
+    assert all("\n" not in line for line in lines)
+    assert "larger than the 256 KiB" in lines[2] and "not UTF-8 (byte 30)" in lines[3]
