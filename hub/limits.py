@@ -33,6 +33,15 @@ CHARS = {
 PAGE_SIZE = 500  # default and most per page of ListNodes, ListGpus, GetStatus
 MAX_LIMIT = 500  # most rows of a limited listing (operations, audit)
 MAX_SERIAL = 100_000
+MAX_BUDGET_GB = float(MAX_MEMORY_MB // 1024)  # a VRAM budget: at most what a GPU could have
+
+
+def budget_problem(budget: float) -> str | None:
+    """Why a VRAM budget (GB) is refused, or None: more than 0, finite, not absurd."""
+    if not math.isfinite(budget) or not 0 < budget <= MAX_BUDGET_GB:
+        most = f"{MAX_BUDGET_GB:g}"
+        return f"--vram-budget must be more than 0 GB and at most {most} GB, got {budget:g}"
+    return None
 
 
 class OutOfBounds(ValueError):

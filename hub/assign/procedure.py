@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+from hub import limits
 from hub.assign.model import AssignError, Change, NodeOverride, Preview, ServiceTarget
 from hub.configs import Configuration
 from hub.placement import STRATEGIES, GpuSlot, Pin, Plan, ServiceDemand, Warning, plan, speed_score
@@ -193,6 +194,6 @@ def check_pin(
             f"{service} needs {s.gpu_count} GPU(s) on one node, got "
             f"{len(gpus)}: pass --gpu {s.gpu_count} times",
         )
-    if budget is not None and budget <= 0:
-        raise AssignError("invalid", f"--vram-budget must be more than 0 GB, got {budget:g}")
+    if budget is not None and limits.budget_problem(budget):
+        raise AssignError("invalid", str(limits.budget_problem(budget)))
     return s

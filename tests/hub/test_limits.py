@@ -175,3 +175,10 @@ def test_listings_come_in_stable_pages(store: Store) -> None:
 
 def test_gpu_record_type_is_the_stores() -> None:
     assert isinstance(convert.gpu_from_proto(good_gpu()), GpuRecord)
+
+
+@pytest.mark.parametrize("budget", [float("nan"), float("inf"), 0.0, -1.0, 1e9])
+def test_a_vram_budget_is_finite_positive_and_sane(budget: float) -> None:
+    problem = limits.budget_problem(budget)
+    assert problem is not None and problem.startswith("--vram-budget must be more than 0")
+    assert limits.budget_problem(24.0) is None
