@@ -176,7 +176,10 @@ class Lane:
 
     async def _run(self, fn: Callable[..., T], args: tuple[Any, ...], limit_s: float,
                    hint: str) -> T:  # fmt: skip
-        worker = self._idle.pop() if self._idle else await asyncio.to_thread(self._start)
+        try:
+            worker = self._idle.pop() if self._idle else await asyncio.to_thread(self._start)
+        except OSError as exc:  # out of processes or memory
+            raise WorkerDied(f"{self.what}: cannot start a worker process: {exc}") from None
         self._busy.add(worker)
         healthy = False
         try:
@@ -192,7 +195,10 @@ class Lane:
             try:
                 result = call.result()
             except WorkerDied:
-                raise
+                raise WorkerDied(
+                    f"{self.what} stopped: its worker process ended without an answer "
+                    "(out of memory?); try again"
+                ) from None
             except BaseException:
                 healthy = True  # fn raised: the worker itself is fine
                 raise
@@ -222,7 +228,7 @@ class Work:
         placement: Lane | None = None,
     ) -> None:
         self.configs = configs or Lane("reading configurations", workers=2, waiting=8)
-        self.placement = placement or Lane("another placement", workers=1, waiting=1)
+        self.placement = placement or Lane("placement", workers=1, waiting=1)
 
     def close(self) -> None:
         self.configs.close()

@@ -120,7 +120,7 @@ def test_nodes_answers_while_heavy_placement_and_parsing_run(
     # One preview runs, one waits for it, and the third is refused at once in one line.
     assert len(refused) == 1, previews
     assert refused[0].stderr.strip().count("\n") == 0
-    assert "busy with another placement (1 running, 1 waiting): try again" in refused[0].stderr
+    assert "busy with placement (1 running, 1 waiting): try again in a moment" in refused[0].stderr
     assert results["validate"].returncode == 0, results["validate"]
     # The bound: the hub answers every call within 1 s (typically in milliseconds), and
     # hubctl's answer, whose own start takes ~0.25 s of CPU, typically within 1 s on a machine
