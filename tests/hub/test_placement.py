@@ -294,3 +294,17 @@ def test_plan_properties(
     rnd.shuffle(g2)
     rnd.shuffle(p2)
     assert p == plan(strategy, g2, shuffled, p2)
+
+
+def test_optimal_keeps_its_wall_time_limit_building_included() -> None:
+    """A clock that passes the limit while the model is built: the balanced plan, unproved."""
+    pytest.importorskip("ortools")
+    from hub.placement.engine import State
+    from hub.placement.optimal import place_optimal
+
+    ticks = iter(range(0, 10_000, 10))  # every look at the clock: 10 s later
+    balanced = plan("balanced", seed_gpus(), SEED_SERVICES)
+    state = State(seed_gpus())
+    proved = place_optimal(state, SEED_SERVICES, 1.0, balanced.placements, lambda: next(ticks))
+    assert proved is False
+    assert state.finish().placements == balanced.placements
