@@ -20,6 +20,8 @@ from typing import Any
 
 import yaml
 
+from gpufleet.policy import Policy, refusals
+
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 VARIABLE = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::?-(?P<default>[^}]*))?\}")
 RUNTIMES = ("cdi", "amd", "none")
@@ -132,9 +134,37 @@ class Project:
 
 
 class ProjectStore:
-    def __init__(self, state_dir: Path, runtime: str = "none") -> None:
+    def __init__(
+        self,
+        state_dir: Path,
+        runtime: str = "none",
+        policy: Policy | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         self.root = (state_dir / "projects").resolve()
         self.runtime = runtime
+        # What this host runs (gpufleet.policy), whatever the hub sends; variables expand
+        # with what podman-compose expands the files with.
+        self.policy = policy or Policy()
+        self.env = dict(os.environ if env is None else env)
+
+    def refused(self, name: str, document: Any) -> str:
+        """The policy's first refusal of a compose document, one line; "" when allowed."""
+        directory = self.project(name).directory
+        found = refusals(document, self.policy, self.env, directory)
+        if not found:
+            return ""
+        more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+        return f"project {name}: {found[0].line(self.policy.config_file)}{more}"
+
+    def refused_on_disk(self, name: str) -> str:
+        """The policy's refusal of the compose file stored for `name` (before recreating)."""
+        project = self.project(name)
+        try:
+            document = yaml.safe_load(project.compose_file.read_text())
+        except (OSError, yaml.YAMLError, UnicodeDecodeError) as exc:
+            return f"project {name}: cannot read its compose file: {exc}"
+        return self.refused(name, document)
 
     def project(self, name: str) -> Project:
         directory = (self.root / check_name(name)).resolve()
@@ -152,6 +182,9 @@ class ProjectStore:
             raise ProjectError(f"project {name}: invalid compose YAML ({exc})") from None
         if not isinstance(document, dict) or not isinstance(document.get("services"), dict):
             raise ProjectError(f"project {name}: a compose file needs a services mapping")
+        refused = self.refused(name, document)
+        if refused:  # before anything is written: nothing changes on this host
+            raise ProjectError(refused)
         project = self.project(name)
         project.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         adapted = adapt(document, self.runtime)

@@ -37,6 +37,7 @@ from agent.tasks.outcome import Outcome
 from agent.tasks.runner import TaskRunner
 from bench.common import REPO, exited, free_port, hub_stub, spawn, start_hub, stop, wait
 from gpufleet.channel import SETTINGS
+from gpufleet.policy import Policy
 from gpufleet.v1 import hub_pb2
 from hub.configs import load_configuration
 
@@ -89,7 +90,7 @@ async def simulate(hub: str, count: int, work: Path, port: int) -> None:
     links = []
     for i in range(count):
         node = f"sim-{i:03d}"
-        store = ProjectStore(work / node, "none")
+        store = ProjectStore(work / node, "none", Policy(allow_bind_roots=(str(work),)), env)
         store.write("alpha", alpha.text, alpha.digest)  # this host runs alpha
         edge = ScriptedPodman()
         edge.running.add(compose_name(node, "alpha"))

@@ -93,7 +93,8 @@ def measure(work: Path, runs: int) -> tuple[list[float], list[float]]:
     hand_times: list[float] = []
     try:
         agent = start_agent(address, "bench", work / "agent", "--gpu-probe", "none",
-                            "--gpu-runtime", "none", *agent_args, env=env)  # fmt: skip
+                            "--gpu-runtime", "none", "--allow-bind-roots", str(work / "metrics"),
+                            *agent_args, env=env)  # fmt: skip
         stub = hub_stub(address)
         wait(lambda: ready_count(stub) == 1, 30, agent, hub)
         through_hub(stub, "alpha", "bench")  # warm up: the node runs alpha

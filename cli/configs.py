@@ -42,10 +42,15 @@ def validate(ctx: typer.Context, file: Path, as_json: JsonOption = False) -> Non
         raise CliError(f"cannot read {file}: {exc.strerror}", exit_code=2) from None
     reply = connect(ctx).validate(file.name, content)
     if as_json:
-        emit_json({"valid": reply.valid, "error": reply.error or None})
+        emit_json({"valid": reply.valid, "error": reply.error or None,
+                   "warnings": list(reply.warnings)})  # fmt: skip
     elif reply.valid:
         services = ", ".join(s.name for s in reply.configuration.services)
         console().print(f"{file}: valid configuration {reply.configuration.name} ({services})")
+        from rich.text import Text
+
+        for warning in reply.warnings:  # what an agent's default compose policy refuses
+            console().print(Text(f"warning: {warning}", style="yellow"))
     if not reply.valid:
         if not as_json:
             error_line(reply.error)

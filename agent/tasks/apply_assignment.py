@@ -124,6 +124,9 @@ class ApplyAssignment(TaskKind[AssignSpec, Report]):
             if recorded is not None and recorded.assigned != spec.targets:  # same GPUs, new ask
                 write_state(project.directory, spec.targets, targets, recorded.previous)
             return applied(Status.OK, f"{name}: assignments unchanged", Report(fallbacks=fallbacks))
+        refused = ctx.store.refused_on_disk(name) if containers else ""
+        if refused:  # the host's policy may have narrowed since the project started
+            return applied(Status.FAILED, refused, Report(fallbacks=fallbacks))
         write(ctx, project, spec, targets, before, text)
         ctx.watcher.touched(name)  # the services it runs here may have changed
         recreated, removed = [], []

@@ -7,9 +7,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
+import yaml
 
+from gpufleet import policy
 from gpufleet.v1 import hub_pb2
-from hub import convert, limits
+from hub import convert
 from hub.configs import ConfigError, Configuration, load_directory, parse_configuration
 from hub.ops.kind import Request
 from hub.ops.kinds import DrainKind, StopKind, SwitchKind
@@ -75,6 +77,13 @@ def unknown_operation(operation_id: str) -> str:
     return f"no operation {operation_id!r}: `hubctl ops` lists them"
 
 
+def validated(name: str, text: str, path: Path) -> tuple[Configuration, list[str]]:
+    """A configuration and what an agent's default compose policy would refuse in it (in the
+    configurations worker: the file is parsed again, already known to be within bounds)."""
+    config = parse_configuration(name, text, path)
+    return config, policy.warnings(yaml.safe_load(text))
+
+
 class OperationsApi:
     db: Database
     store: Store
@@ -114,13 +123,13 @@ class OperationsApi:
             )
         path = Path(request.filename or "configuration.yaml")
         try:
-            config = await self._read_configs(
-                context, parse_configuration, path.stem, request.content, path
+            config, warnings = await self._read_configs(
+                context, validated, path.stem, request.content, path
             )
         except ConfigError as exc:
             return hub_pb2.ValidateConfigurationResponse(valid=False, error=str(exc))
         return hub_pb2.ValidateConfigurationResponse(
-            valid=True, configuration=configuration_to_proto(config)
+            valid=True, configuration=configuration_to_proto(config), warnings=warnings
         )
 
     async def GetStatus(
@@ -194,12 +203,7 @@ class OperationsApi:
     async def ListOperations(
         self, request: hub_pb2.ListOperationsRequest, context: Context
     ) -> hub_pb2.ListOperationsResponse:
-        try:
-            limit = limits.limit("limit", request.limit, 20)
-        except limits.OutOfBounds as exc:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{exc} operations")
-            raise
-        rows = await self.db.call(self.ops.recent, limit)
+        rows = await self.db.call(self.ops.recent, request.limit or 20)
         return hub_pb2.ListOperationsResponse(
             operations=[operation_to_proto(self.manager.truthful(op)) for op in rows],
             store_error=self.db.problem(),

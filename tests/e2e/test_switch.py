@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from agent.projects import ProjectStore
+from gpufleet.policy import Policy
 from hub.configs import load_configuration
 from tests.conftest import need
 from tests.support import podman
@@ -47,6 +48,7 @@ class Fleet:
         self.ports[name] = free_port()
         env = [f"WEB_PORT={self.ports[name]}", f"METRICS_DIR={metrics}", f"LOAD_DELAY={load_delay}"]
         extra = ["--gpu-probe", "none", "--gpu-runtime", "none"]
+        extra += ["--allow-bind-roots", str(metrics)]  # the configs bind METRICS_DIR
         for item in env:
             extra += ["--env", item]
         return self.cluster.agent(node, extra=extra, env=podman.env()).start()
@@ -281,7 +283,9 @@ def test_hub_killed_mid_switch_leaves_no_operation_running(fleet: Fleet) -> None
 
 def test_cdi_dry_run_maps_reserved_gpus_to_cdi_devices(tmp_path: Path, image: str) -> None:
     config = load_configuration(CONFIGS / "alpha.yaml")
-    project = ProjectStore(tmp_path, "cdi").write("alpha", config.text, config.digest)
+    policy = Policy(allow_bind_roots=(str(tmp_path),))  # alpha binds METRICS_DIR
+    store = ProjectStore(tmp_path, "cdi", policy, {"METRICS_DIR": str(tmp_path)})
+    project = store.write("alpha", config.text, config.digest)
     name = f"gf-cdi-{secrets.token_hex(3)}"
     env = {**__import__("os").environ, **podman.env(), "WEB_PORT": "18999",
            "METRICS_DIR": str(tmp_path)}  # fmt: skip
