@@ -37,9 +37,11 @@ def validate(ctx: typer.Context, file: Path, as_json: JsonOption = False) -> Non
     from cli.client import connect
 
     try:
-        content = file.read_text()
+        content = file.read_bytes().decode("utf-8")
     except OSError as exc:
         raise CliError(f"cannot read {file}: {exc.strerror}", exit_code=2) from None
+    except UnicodeDecodeError as exc:
+        raise CliError(f"{file}: not UTF-8 (byte {exc.start}); save it as UTF-8") from None
     reply = connect(ctx).validate(file.name, content)
     if as_json:
         emit_json({"valid": reply.valid, "error": reply.error or None,
