@@ -7,6 +7,7 @@ inside the commands that use them, so `hubctl --help` pays for none of them.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from functools import cache
 from typing import TYPE_CHECKING, Annotated, Any
@@ -42,9 +43,14 @@ def emit_json(value: Any) -> None:
     sys.stdout.write(json.dumps(value, indent=2) + "\n")
 
 
+LONG_WORD = re.compile(r"\S{161,}")
+
+
 def error_line(message: str) -> None:
-    """How hubctl reports any failure: one line on stderr."""
-    print(f"hubctl: {message}", file=sys.stderr)
+    """How hubctl reports any failure: one line on stderr. A huge value that the line
+    quotes back (a 5000-character name) is cut so that the reason and the fix stay readable."""
+    shown = LONG_WORD.sub(lambda m: f"{m.group()[:80]}...({len(m.group())} characters)", message)
+    print(f"hubctl: {' '.join(shown.splitlines())}", file=sys.stderr)
 
 
 def first_line(text: str | None) -> str:

@@ -221,7 +221,7 @@ class TrustService(trust_pb2_grpc.TrustServicer):  # type: ignore[misc]
         if not known and not enrolled:
             await _abort(
                 context, grpc.StatusCode.NOT_FOUND,
-                f"no node named {name!r}: see `hubctl nodes`",
+                f"no node named {name[:64]!r}: see `hubctl nodes`",
             )  # fmt: skip
         who = auth.current.get().identity
         serials = await self.db.call(self.store.remove_node, name, who, self.clock())
