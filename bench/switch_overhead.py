@@ -24,6 +24,7 @@ from pathlib import Path
 
 from agent.projects import ProjectStore
 from bench.common import REPO, free_port, hub_stub, ready_count, start_agent, start_hub, stop, wait
+from gpufleet.policy import Policy
 from gpufleet.v1 import hub_pb2, hub_pb2_grpc
 from hub.configs import load_configuration
 from tests.support import podman
@@ -44,7 +45,8 @@ class ByHand:
 
     def __init__(self, work: Path, env: dict[str, str], port: int) -> None:
         self.env, self.port = env, port
-        store = ProjectStore(work / "by-hand", "none")  # the same file the agent runs
+        policy = Policy(allow_bind_roots=(str(work),))  # the configs bind METRICS_DIR
+        store = ProjectStore(work / "by-hand", "none", policy, env)  # the file the agent runs
         self.files = {}
         for name in ("alpha", "beta"):
             config = load_configuration(CONFIGS / f"{name}.yaml")

@@ -186,13 +186,15 @@ def test_concurrent_operations_on_one_node_admit_exactly_one(tmp_path: Path) -> 
     from collections.abc import Mapping
 
     from agent.compose import Completed, compose_name
+    from gpufleet.policy import Policy
     from gpufleet.v1 import hub_pb2, hub_pb2_grpc
     from hub.configs import load_configuration
     from tests.support.procs import REPO
 
     configs = REPO / "tests" / "fixtures" / "switch-configs"
     alpha = load_configuration(configs / "alpha.yaml")
-    store = ProjectStore(tmp_path / "agent", "none")
+    allowed = Policy(allow_bind_roots=(str(tmp_path),))  # alpha binds METRICS_DIR
+    store = ProjectStore(tmp_path / "agent", "none", allowed, {"METRICS_DIR": str(tmp_path)})
     store.write("alpha", alpha.text, alpha.digest)
 
     async def slow_podman(argv: list[str], env: Mapping[str, str], limit_s: float) -> Completed:
