@@ -4,6 +4,7 @@ time; the hub must stay up and keep serving a well-behaved agent throughout."""
 
 from __future__ import annotations
 
+import struct
 import time
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from gpufleet.channel import PROTOCOL_VERSION
 from gpufleet.enroll import join
 from gpufleet.tls import TLS_OPTIONS
 from gpufleet.v1 import agent_link_pb2 as link_pb
-from gpufleet.v1 import assign_pb2, hub_pb2, trust_pb2
+from gpufleet.v1 import assign_pb2, hub_pb2, trust_pb2, types_pb2
 from tests.support.procs import Cluster
 
 FUZZ_SECONDS = 20.0
@@ -34,12 +35,27 @@ def unary_methods() -> list[str]:
     return methods
 
 
+def telemetry(data: bytes) -> link_pb.AgentMessage:
+    """A heartbeat whose numbers come from `data`: up to 2^64-1 MiB, NaN, infinities."""
+    raw = data.ljust(20, b"\0")
+    memory, index = int.from_bytes(raw[:8], "little"), int.from_bytes(raw[8:12], "little")
+    temperature, power = struct.unpack("<ff", raw[12:20])
+    sample = types_pb2.GpuTelemetry(
+        index=index % 512, memory_used_mb=memory, temperature_c=temperature, power_draw_w=power
+    )
+    return link_pb.AgentMessage(heartbeat=link_pb.Heartbeat(gpus=[sample]))
+
+
 def frame(kind: str, data: bytes, text: str) -> bytes:
     """One agent-stream frame: raw bytes, or a well-formed message in a wrong place."""
+    if kind == "telemetry":
+        return telemetry(data).SerializeToString()
     messages = {
         "hello": link_pb.AgentMessage(
             hello=link_pb.Hello(
-                node_name=text, versions=link_pb.Versions(protocol=PROTOCOL_VERSION)
+                node_name=text,
+                agent_id="fuzz",
+                versions=link_pb.Versions(protocol=PROTOCOL_VERSION),
             )
         ),
         "result": link_pb.AgentMessage(task_result=link_pb.TaskResult(task_id=text)),
@@ -49,13 +65,17 @@ def frame(kind: str, data: bytes, text: str) -> bytes:
 
 
 def stream_once(channel: grpc.Channel, frames: list[bytes]) -> grpc.StatusCode:
+    return stream_ends(channel, frames)[0]
+
+
+def stream_ends(channel: grpc.Channel, frames: list[bytes]) -> tuple[grpc.StatusCode, str]:
     call = channel.stream_stream(CONNECT, None, None)
     try:
         for _reply in call(iter(frames), timeout=3):
             pass
     except grpc.RpcError as exc:
-        return exc.code()
-    return grpc.StatusCode.OK
+        return exc.code(), str(exc.details())
+    return grpc.StatusCode.OK, ""
 
 
 @pytest.mark.parametrize("db_url", [None], ids=["sqlite"])
@@ -72,9 +92,19 @@ def test_fuzzing_both_services_leaves_the_hub_serving(cluster: Cluster, tmp_path
     # The named cases first: each closes only its own stream, with INVALID_ARGUMENT.
     hello = frame("hello", b"", "fuzzer")
     assert stream_once(node, [frame("heartbeat", b"", "")]) == grpc.StatusCode.INVALID_ARGUMENT
-    assert stream_once(node, [hello, hello]) == grpc.StatusCode.INVALID_ARGUMENT
+    assert stream_ends(node, [hello, hello]) == (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "unexpected hello message",
+    )
     unknown = frame("result", b"", "never-sent")
-    assert stream_once(node, [hello, unknown]) == grpc.StatusCode.INVALID_ARGUMENT
+    assert stream_ends(node, [hello, unknown]) == (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "task result for unknown task 'never-sent'",
+    )
+    huge = frame("telemetry", b"\xff" * 8, "")  # 2^64-1 MiB
+    code, details = stream_ends(node, [hello, huge])
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert details.startswith("heartbeat refused: GPU 0 memory_used_mb 18446744073709551615")
     big = admin.unary_unary("/gpufleet.v1.Hub/ListNodes", None, None)
     with pytest.raises(grpc.RpcError) as oversized:
         big(b"\x0a" + b"\xff" * OVERSIZED, timeout=10)
@@ -90,7 +120,7 @@ def test_fuzzing_both_services_leaves_the_hub_serving(cluster: Cluster, tmp_path
         st.binary(max_size=512),
         st.lists(
             st.tuples(
-                st.sampled_from(["raw", "hello", "result", "heartbeat"]),
+                st.sampled_from(["raw", "hello", "result", "heartbeat", "telemetry"]),
                 st.binary(max_size=256),
                 st.text(max_size=40),
             ),
