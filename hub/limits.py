@@ -10,7 +10,12 @@ from __future__ import annotations
 import base64
 import binascii
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from typing import TypeVar
+
+from google.protobuf.message import Message
+
+M = TypeVar("M", bound=Message)
 
 MAX_GPUS = 256  # GPUs in one host's inventory
 MAX_GPU_INDEX = MAX_GPUS - 1
@@ -30,6 +35,7 @@ CHARS = {
     "pci_bus_id": 32, "driver_version": 32,
 }  # fmt: skip
 
+REPLY_BYTES = 3 * 1024 * 1024  # a listing's items stop here: under gRPC's 4 MiB limit
 PAGE_SIZE = 500  # default and most per page of ListNodes, ListGpus, GetStatus
 MAX_LIMIT = 500  # most rows of a limited listing (operations, audit)
 MAX_SERIAL = 100_000
@@ -134,3 +140,15 @@ def gpu_key(key: tuple[str, ...]) -> tuple[str, int]:
     if not key[1].isdigit():
         raise OutOfBounds("invalid page_token: list again from the first page without one")
     return key[0], int(key[1])
+
+
+def within_reply(items: Iterable[M], budget: int = REPLY_BYTES) -> list[M]:
+    """The first items (newest first where listings are) that fit in one reply: a listing
+    of large items (operations over hundreds of nodes) stays under the message limit."""
+    kept: list[M] = []
+    for item in items:
+        budget -= item.ByteSize() + 8
+        if budget < 0 and kept:
+            break
+        kept.append(item)
+    return kept

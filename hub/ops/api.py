@@ -11,7 +11,7 @@ import yaml
 
 from gpufleet import policy
 from gpufleet.v1 import hub_pb2
-from hub import convert
+from hub import convert, limits
 from hub.configs import ConfigError, Configuration, load_directory, parse_configuration
 from hub.ops.kind import Request
 from hub.ops.kinds import DrainKind, StopKind, SwitchKind
@@ -203,9 +203,16 @@ class OperationsApi:
     async def ListOperations(
         self, request: hub_pb2.ListOperationsRequest, context: Context
     ) -> hub_pb2.ListOperationsResponse:
-        rows = await self.db.call(self.ops.recent, request.limit or 20)
+        try:
+            limit = limits.limit("limit", request.limit, 20)
+        except limits.OutOfBounds as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{exc} operations")
+            raise
+        rows = await self.db.call(self.ops.recent, limit)
         return hub_pb2.ListOperationsResponse(
-            operations=[operation_to_proto(self.manager.truthful(op)) for op in rows],
+            operations=limits.within_reply(
+                operation_to_proto(self.manager.truthful(op)) for op in rows
+            ),
             store_error=self.db.problem(),
         )
 

@@ -182,3 +182,15 @@ def test_a_vram_budget_is_finite_positive_and_sane(budget: float) -> None:
     problem = limits.budget_problem(budget)
     assert problem is not None and problem.startswith("--vram-budget must be more than 0")
     assert limits.budget_problem(24.0) is None
+
+
+def test_a_listing_of_large_items_stops_under_the_message_limit() -> None:
+    from gpufleet.v1 import hub_pb2
+
+    operation = hub_pb2.Operation(id="op", nodes=[hub_pb2.NodeResult(node=f"n{i:04d}",
+                                  message="m" * 200) for i in range(1000)])  # fmt: skip
+    kept = limits.within_reply([operation] * 500)
+    size = hub_pb2.ListOperationsResponse(operations=kept).ByteSize()
+    assert 0 < len(kept) < 500 and size <= limits.REPLY_BYTES
+    assert limits.within_reply([operation], budget=10) == [operation]  # one always comes
+    assert len(limits.within_reply([operation] * 3)) == 3
