@@ -44,6 +44,7 @@ HEALTHY, UNHEALTHY, UNCHECKED = "healthy", "unhealthy", "unchecked"
 MIN_INTERVAL_S = 1.0
 LIST_EVERY_S = 5.0
 FAILS_TO_UNHEALTHY = 3
+LIST_FAILURES = 2  # podman ps failures in a row before the report says "cannot tell"
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,7 @@ class HealthMonitor:
         self.clock = clock
         self._projects: dict[str, _Project] = {}
         self._unknown = False  # podman could not list the containers
+        self._list_failures = 0  # in a row
         self._listed = -float("inf")
         self._sent: tuple[object, ...] | None = None
         self._wake = asyncio.Event()
@@ -199,11 +201,15 @@ class HealthMonitor:
             listed = {name: tuple(await self.podman.containers(name)) for name in names}
         except Exception as exc:
             if only is None:
-                self._unknown = True
+                self._list_failures += 1
+                # One slow or failed podman ps must not make the hub think the node broke.
+                self._unknown = self._unknown or self._list_failures >= LIST_FAILURES or (
+                    not self._projects)  # fmt: skip
             log.warning("cannot list running projects: %s", exc or type(exc).__name__)
             return
         if only is None:
             self._unknown = False
+            self._list_failures = 0
             self._listed = self.clock()
             for gone in set(self._projects) - set(listed):
                 del self._projects[gone]

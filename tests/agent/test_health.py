@@ -147,3 +147,22 @@ def test_podman_trouble_is_reported_as_unknown(tmp_path: Path) -> None:
     watch = monitor(tmp_path, host)
     watch.podman = Podman("gpu-a", run=broken)
     assert asyncio.run(watch.recheck()) is None
+
+
+def test_one_failed_podman_ps_is_not_yet_a_verdict(tmp_path: Path) -> None:
+    host = Host()
+    watch = monitor(tmp_path, host)
+    assert hub_state(asyncio.run(watch.recheck()))[0] == NodeState.READY
+    good = watch.podman
+
+    async def broken(argv: list[str], env: Mapping[str, str], limit_s: float) -> Completed:
+        return Completed(125, "", "podman timed out")
+
+    watch.podman = Podman("gpu-a", run=broken)
+    asyncio.run(watch._list(None))
+    assert hub_state(watch.snapshot())[0] == NodeState.READY  # the last good listing
+    asyncio.run(watch._list(None))
+    assert watch.snapshot() is None  # twice in a row: the hub hears "cannot tell"
+    watch.podman = good
+    asyncio.run(watch._list(None))
+    assert watch.snapshot() is not None
