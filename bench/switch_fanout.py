@@ -27,6 +27,7 @@ from pathlib import Path
 import grpc
 
 from agent.compose import Completed, Podman, compose_name
+from agent.health import HealthMonitor
 from agent.link import AgentLink, ChannelFactory, Identity
 from agent.main import task_kinds
 from agent.probes import NoProbe
@@ -94,10 +95,14 @@ async def simulate(hub: str, count: int, work: Path, port: int) -> None:
         store.write("alpha", alpha.text, alpha.digest)  # this host runs alpha
         edge = ScriptedPodman()
         edge.running.add(compose_name(node, "alpha"))
-        context = TaskContext.create(store, Podman(node, env, run=edge), NoProbe(), env)
+        podman = Podman(node, env, run=edge)
+        # Health from the model server, as a real agent checks it: ready only when it answers.
+        monitor = HealthMonitor(store, podman, env)
+        context = TaskContext.create(store, podman, NoProbe(), env, monitor)
         tasks = TaskRunner({**task_kinds(), "drain": TimedDrain()}, context)
         links.append(AgentLink(hub, Identity(node, f"id-{node}"), NoProbe(),
-                               channel=shared(channels[i % 5]), tasks=tasks))  # fmt: skip
+                               channel=shared(channels[i % 5]), tasks=tasks,
+                               monitor=monitor))  # fmt: skip
     stop = asyncio.Event()
     await asyncio.gather(*(link.run(stop) for link in links))
     server.close()
