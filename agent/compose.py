@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -70,8 +71,17 @@ class Container:
 
 
 def compose_name(node: str, project: str) -> str:
-    """Podman project name: unique per node, so several agents can share one test host."""
-    return f"gf-{re.sub(r'[^a-z0-9_-]', '-', node.lower())}-{project}"
+    """Podman project name, unique per (node, project) so several agents can share a host.
+
+    Readable (`gf-<node>-<project>-`, lower case, other characters as '-') and injective: a
+    hash of the exact pair ends it, so names that differ only by case, '.' or '-', or split
+    differently between node and project, never share containers."""
+    digest = hashlib.sha256(f"{node}\0{project}".encode()).hexdigest()[:12]
+    return f"gf-{_slug(node)}-{_slug(project)}-{digest}"
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9_-]", "-", name.lower())
 
 
 class Podman:

@@ -27,6 +27,7 @@ from agent.identity import agent_id, check_name, parse_labels
 from agent.link import AgentLink, Identity
 from agent.probes import PROBES, GpuProbe, InventoryError, make_probe
 from agent.projects import RUNTIMES, ProjectStore
+from agent.statelock import StateDirBusy, lock_state_dir
 from agent.tasks.apply_assignment import ApplyAssignment
 from agent.tasks.context import TaskContext
 from agent.tasks.drain import Drain
@@ -316,8 +317,9 @@ def main(argv: list[str] | None = None) -> None:
         labels = parse_labels(args.labels)
         if args.name:
             check_name(args.name)
+        lock = lock_state_dir(args.state_dir)  # held until the process exits
         instance = agent_id(args.state_dir)
-    except ValueError as exc:
+    except (ValueError, StateDirBusy) as exc:
         fail(str(exc))
     except OSError as exc:
         fail(f"state dir {args.state_dir}: {exc.strerror}: choose a writable --state-dir")
@@ -333,7 +335,10 @@ def main(argv: list[str] | None = None) -> None:
     channel = None if args.insecure else tls.channel_factory(args.hub, SETTINGS.client_options())
     link = AgentLink(args.hub, identity, gpus, channel=channel,
                      tasks=TaskRunner(task_kinds(), context), monitor=monitor)  # fmt: skip
-    asyncio.run(serve(link, None if args.insecure else tls))
+    try:
+        asyncio.run(serve(link, None if args.insecure else tls))
+    finally:
+        lock.release()
 
 
 def parse_env(items: list[str]) -> dict[str, str]:

@@ -78,13 +78,16 @@ def admin_profile(config: UpConfig) -> Profile:
 
 
 def wait_serving(config: UpConfig, hub: subprocess.Popen[bytes], timeout: float) -> None:
-    """Until the hub answers health checks on its main port, as this host's admin."""
+    """Until the hub answers health checks on its main port, as this host's admin; only
+    then is hubctl's config pointed at it (a hub that fails to start changes nothing)."""
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
     from cli import credentials
+    from gpufleet.tls import TLS_OPTIONS
 
     deadline = time.monotonic() + timeout
+    admin = admin_profile(config)
     pki = config.state_dir / "hub" / "pki"
     while not (pki / "admin.crt").exists():
         if hub.poll() is not None:
@@ -92,18 +95,22 @@ def wait_serving(config: UpConfig, hub: subprocess.Popen[bytes], timeout: float)
         if time.monotonic() > deadline:
             raise CliError(f"the hub did not set up {pki} within {timeout:g} s")
         time.sleep(0.1)
-    credentials.remember(config.listen, admin_profile(config))
-    with credentials.channel(config.listen, []) as channel:
+    files = [Path(path).read_bytes() for path in (admin.ca, admin.key, admin.cert)]
+    tls = grpc.ssl_channel_credentials(*files)
+    with grpc.secure_channel(config.listen, tls, options=TLS_OPTIONS) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         while time.monotonic() < deadline:
             if hub.poll() is not None:
                 raise CliError(f"the hub exited with status {hub.returncode} (see above)")
             try:
                 reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=1.0)
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
             except grpc.RpcError:
-                pass
+                reply = None
+            serving = reply is not None and reply.status == health_pb2.HealthCheckResponse.SERVING
+            # Still running after it answered: the answer came from our hub, not another one.
+            if serving and hub.poll() is None:
+                credentials.remember(config.listen, admin)
+                return
             time.sleep(0.2)
     raise CliError(f"the hub did not start serving on {config.listen} within {timeout:g} s")
 

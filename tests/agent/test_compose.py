@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import subprocess
 import time
 from collections.abc import Mapping
@@ -52,3 +53,17 @@ def test_hello_goes_out_when_podman_hangs_and_says_it_cannot_tell(tmp_path: Path
     hello = asyncio.run(link.hello())
     assert time.monotonic() - started < 2
     assert hello.projects_unknown and list(hello.projects) == []
+
+
+def test_project_names_are_injective_and_keep_a_readable_node_prefix() -> None:
+    from agent.compose import compose_name
+
+    pairs = [("gpu.a", "chat"), ("gpu-a", "chat"), ("GPU-A", "chat"), ("gpu_a", "chat"),
+             ("gpu-a", "chat-b"), ("gpu-a-chat", "b"), ("gpu", "a-chat-b")]  # fmt: skip
+    names = [compose_name(node, project) for node, project in pairs]
+    assert len(set(names)) == len(pairs), names
+    assert compose_name("gpu-a", "chat") == compose_name("gpu-a", "chat")  # stable
+    for (node, project), name in zip(pairs, names, strict=True):
+        slug = node.lower().replace(".", "-")
+        assert name.startswith(f"gf-{slug}-{project}-"), name  # what cleanup and people read
+        assert re.fullmatch(r"[a-z0-9][a-z0-9_-]*", name), name  # a valid compose project

@@ -55,7 +55,7 @@ class Pair:
 
     def ids(self) -> dict[tuple[str, str], str]:
         """(node, service) -> container id of what runs."""
-        return {(c["project"].removeprefix("gf-").removesuffix("-pair"), c["service"]): c["id"]
+        return {(c["project"].removeprefix("gf-").rsplit("-", 2)[0], c["service"]): c["id"]
                 for c in podman.containers(f"gf-{self.prefix}")}  # fmt: skip
 
     def gpu(self, name: str, service: str) -> str:

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from agent.compose import compose_name
 from agent.projects import ProjectStore
 from gpufleet.policy import Policy
 from hub.configs import load_configuration
@@ -113,7 +114,8 @@ def test_switch_three_nodes_one_at_a_time(fleet: Fleet) -> None:
             for n in names} == {("ready", "beta")}  # fmt: skip
     assert {fleet.health(n) for n in names} == {"beta"}
     projects = {c["project"] for c in fleet.containers()}
-    assert projects == {f"gf-{fleet.node(n)}-beta" for n in names}  # alpha's containers are gone
+    # alpha's containers are gone
+    assert projects == {compose_name(fleet.node(n), "beta") for n in names}
 
     shown = fleet.cluster.json("nodes", "show", fleet.node("a"))
     walk = [(t["from"], t["to"]) for t in reversed(shown["transitions"])]
@@ -174,7 +176,7 @@ def test_failed_health_rolls_back_and_names_the_service(fleet: Fleet) -> None:
     state = fleet.status()[fleet.node("a")]
     assert (state["state"], state["configuration"]) == ("ready", "alpha")
     assert fleet.health("a") == "alpha"
-    assert {c["project"] for c in fleet.containers()} == {f"gf-{fleet.node('a')}-alpha"}
+    assert {c["project"] for c in fleet.containers()} == {compose_name(fleet.node("a"), "alpha")}
 
 
 def test_drain_waits_for_in_flight_requests(fleet: Fleet) -> None:

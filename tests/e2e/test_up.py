@@ -15,7 +15,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from cli import credentials
 from gpufleet.tls import TLS_OPTIONS
-from tests.support.procs import INVENTORIES, REPO, free_port, wait_until
+from tests.support.procs import INVENTORIES, REPO, Cluster, free_port, wait_until
 
 
 def hubctl(address: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -99,3 +99,27 @@ def test_up_runs_hub_and_local_agent_and_ctrl_c_stops_both(tmp_path: Path) -> No
     assert "agent stopped" in output and "hub stopped" in output, output
     assert "Traceback" not in output, output
     assert hubctl(address, "nodes").returncode == 2  # nothing left listening
+
+
+def test_up_on_a_port_a_running_hub_holds_fails_and_leaves_hubctls_config(
+    tmp_path: Path, hubctl_config: Path
+) -> None:
+    running = Cluster(tmp_path / "running", None, secure=False)
+    running.start_hub()
+    hubctl_config.write_text("hubs: {}\n")  # the operator's config before
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "cli", "up", "--listen", running.address,
+             "--state-dir", str(tmp_path / "up"), "--name", "local",
+             "--inventory", str(INVENTORIES / "a5500-a400.yaml")],
+            capture_output=True, text=True, timeout=120, cwd=REPO,
+        )  # fmt: skip
+        assert running.hub.running and running.hubctl("nodes").returncode == 0
+    finally:
+        running.close()
+    output = done.stdout + done.stderr
+    assert done.returncode != 0, output
+    assert f"cannot listen on {running.address}: address already in use" in output, output
+    assert "hubctl: the hub exited with status 2" in output, output
+    assert "Traceback" not in output and "gpufleet is up" not in output, output
+    assert hubctl_config.read_text() == "hubs: {}\n"  # not pointed at a hub that never started
