@@ -10,8 +10,15 @@ from typing import Any
 import pytest
 import yaml
 
+from agent.compose import Podman
+from agent.probes import NoProbe
 from agent.projects import ProjectError, ProjectStore
+from agent.tasks.context import TaskContext
 from gpufleet.policy import Policy, refusals, warnings
+from gpufleet.v1 import agent_link_pb2 as pb
+from gpufleet.v1 import types_pb2
+from tests.agent.support import run_task
+from tests.agent.test_assignments import ScriptedPodman
 from tests.support.procs import REPO
 
 CONFIG = "/etc/gpufleet/agent.yaml"
@@ -172,3 +179,23 @@ def test_validate_warns_about_what_the_default_policy_refuses() -> None:
     fixture = yaml.safe_load((REPO / "tests/fixtures/switch-configs/alpha.yaml").read_text())
     [bind] = warnings(fixture)
     assert "a bind mount of ${METRICS_DIR}" in bind and "allow_bind_roots" in bind
+
+
+def test_apply_recreates_nothing_from_a_file_the_host_now_refuses(tmp_path: Path) -> None:
+    """A project started under a wider policy: after the host narrowed it, applying GPU
+    assignments refuses instead of recreating from the stored file."""
+    text, digest = text_of({"services": {"web": {"image": "x", "ipc": "host"}}})
+    ProjectStore(tmp_path, "none", Policy(allow_ipc_host=True), {}).write("alpha", text, digest)
+    podman = ScriptedPodman({"web": "c1"})
+    narrowed = ProjectStore(tmp_path, "none", Policy(), {})
+    context = TaskContext.create(narrowed, Podman("gpu-a", run=podman), NoProbe(), {})
+    request = pb.ApplyAssignment(
+        project="alpha", services=[pb.ServiceAssignment(service="web", here=True, gpus=[0])]
+    )
+    result = run_task(context, pb.TaskRequest(task_id="t1", apply_assignment=request))
+    assert result.status == types_pb2.TASK_STATUS_FAILED
+    assert result.message.startswith(
+        "project alpha: service web: ipc: host is not allowed on this host: "
+        "set allow_ipc_host: true in /etc/gpufleet/agent.yaml"
+    )
+    assert podman.calls == []  # nothing recreated
