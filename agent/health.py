@@ -205,7 +205,8 @@ class HealthMonitor:
                 # One slow or failed podman ps must not make the hub think the node broke.
                 self._unknown = self._unknown or self._list_failures >= LIST_FAILURES or (
                     not self._projects)  # fmt: skip
-            log.warning("cannot list running projects: %s", exc or type(exc).__name__)
+            if self._list_failures <= 1:  # once per spell of trouble, not every 5 s
+                log.warning("cannot list running projects: %s", exc or type(exc).__name__)
             return
         if only is None:
             self._unknown = False
