@@ -14,12 +14,14 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from agent.groups import Ledger, guarded
 from agent.projects import OVERRIDE_FILE
 
 PROJECT_LABEL = "io.podman.compose.project"
@@ -41,24 +43,28 @@ class Completed:
 Runner = Callable[[list[str], Mapping[str, str], float], Awaitable[Completed]]
 
 
-async def run_process(argv: list[str], env: Mapping[str, str], limit_s: float) -> Completed:
+async def run_process(
+    argv: list[str], env: Mapping[str, str], limit_s: float, ledger: Ledger | None = None
+) -> Completed:
     """Run a command in its own process group; on timeout or cancellation the whole group
-    is killed, so podman processes that podman-compose started cannot outlive the task."""
-    try:
-        process = await asyncio.create_subprocess_exec(
-            *argv, env=dict(env), stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-            start_new_session=True,
-        )  # fmt: skip
-    except FileNotFoundError:
+    is killed, so podman processes that podman-compose started cannot outlive the task, and
+    the group dies with the agent too (agent/groups.py). `ledger` records the running group
+    so that the next agent can reap it if that ever fails."""
+    if shutil.which(argv[0], path=env.get("PATH", os.defpath)) is None:
         return Completed(127, "", f"{argv[0]} not found: install Debian's package {argv[0]}")
-    try:
-        out, err = await asyncio.wait_for(process.communicate(), limit_s)
-    except (TimeoutError, asyncio.CancelledError):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        await process.wait()
-        raise
+    process = await asyncio.create_subprocess_exec(
+        *guarded(argv), env=dict(env), stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        start_new_session=True,
+    )  # fmt: skip
+    with ledger.recorded(process.pid) if ledger is not None else contextlib.nullcontext():
+        try:
+            out, err = await asyncio.wait_for(process.communicate(), limit_s)
+        except (TimeoutError, asyncio.CancelledError):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            await process.wait()
+            raise
     return Completed(process.returncode or 0, out.decode(errors="replace"),
                      err.decode(errors="replace"))  # fmt: skip
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import logging
 import os
@@ -20,8 +21,9 @@ from typing import NoReturn
 
 import gpufleet
 from agent import report
-from agent.compose import Podman
+from agent.compose import Podman, run_process
 from agent.credentials import AgentTls, NotEnrolled
+from agent.groups import Ledger
 from agent.health import HealthMonitor
 from agent.identity import agent_id, check_name, parse_labels
 from agent.link import AgentLink, Identity
@@ -329,7 +331,9 @@ def main(argv: list[str] | None = None) -> None:
     tls = AgentTls(args.state_dir)
     identity = Identity(node_name(args, tls), instance, labels)
     store = ProjectStore(args.state_dir, args.gpu_runtime, policy, {**os.environ, **env})
-    podman = Podman(identity.name, env)
+    ledger = Ledger(args.state_dir)
+    ledger.reap()  # what a previous agent on this state dir left running; ours now (the lock)
+    podman = Podman(identity.name, env, run=functools.partial(run_process, ledger=ledger))
     monitor = HealthMonitor(store, podman, {**os.environ, **env})
     context = TaskContext.create(store, podman, gpus, env, monitor)
     channel = None if args.insecure else tls.channel_factory(args.hub, SETTINGS.client_options())

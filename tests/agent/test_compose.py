@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
+import signal
 import subprocess
 import time
 from collections.abc import Mapping
@@ -67,3 +69,44 @@ def test_project_names_are_injective_and_keep_a_readable_node_prefix() -> None:
         slug = node.lower().replace(".", "-")
         assert name.startswith(f"gf-{slug}-{project}-"), name  # what cleanup and people read
         assert re.fullmatch(r"[a-z0-9][a-z0-9_-]*", name), name  # a valid compose project
+
+
+def pids_with(marker: str) -> list[str]:
+    found = subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True)
+    return found.stdout.split()
+
+
+def test_reap_kills_the_groups_a_dead_agent_left_and_nothing_else(tmp_path: Path) -> None:
+    from agent.groups import Ledger
+
+    left = subprocess.Popen(["sh", "-c", "sleep 41.4159 & sleep 41.4159"],
+                            start_new_session=True)  # fmt: skip
+    other = subprocess.Popen(["sh", "-c", "sleep 42.4159 & sleep 42.4159"],
+                             start_new_session=True)  # fmt: skip
+    try:
+        wait_for = time.monotonic() + 5
+        while len(pids_with("sleep 41.4159")) < 3 and time.monotonic() < wait_for:
+            time.sleep(0.05)
+        held = Ledger(tmp_path).recorded(left.pid)
+        held.__enter__()  # the agent died inside: it never left
+        # A record whose group id now belongs to someone else (another start time).
+        (tmp_path / "run" / str(other.pid)).write_text(f"{Ledger(tmp_path).boot} 1\n")
+        assert Ledger(tmp_path).reap() == 3  # the shell and its two sleeps
+        left.wait(5)
+        assert pids_with("sleep 41.4159") == []
+        assert len(pids_with("sleep 42.4159")) == 3 and other.poll() is None  # sh and sleeps
+        assert list((tmp_path / "run").iterdir()) == []
+    finally:
+        for process in (left, other):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def test_a_guarded_command_keeps_its_output_and_status(tmp_path: Path) -> None:
+    from agent.groups import Ledger
+
+    done = asyncio.run(run_process(["sh", "-c", "echo out; echo err >&2; exit 3"], os.environ,
+                                   10, Ledger(tmp_path)))  # fmt: skip
+    assert (done.code, done.stdout, done.stderr) == (3, "out\n", "err\n")
+    assert list((tmp_path / "run").iterdir()) == []  # the record goes with the group

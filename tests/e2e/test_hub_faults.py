@@ -5,6 +5,7 @@ agent on one state dir."""
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -195,3 +196,48 @@ def test_an_operation_ends_while_the_database_is_locked_and_its_outcome_lands_af
     finally:
         cluster.close()
         podman.remove_projects(f"gf-{node}-")
+
+
+FAKE_PODMAN = """#!/bin/sh
+# podman for the test: lists nothing; anything else (podman-compose's first call is
+# `podman --version`) hangs in a small process tree.
+case "$1" in ps) echo "[]"; exit 0 ;; esac
+sleep {marker} & sleep {marker}
+"""
+
+
+def pids_with(text: str) -> list[str]:
+    found = subprocess.run(["pgrep", "-f", text], capture_output=True, text=True, check=False)
+    return found.stdout.split()
+
+
+def test_an_agent_killed_during_a_compose_run_leaves_no_process_behind(plain: Cluster) -> None:
+    configs = plain.tmp / "configs"
+    configs.mkdir()
+    (configs / "slow.yaml").write_text(SLOW)
+    plain.hub.terminate()
+    plain.configs = configs
+    plain.start_hub()
+    marker = f"7{free_port()}.5"  # a sleep only this test starts
+    fake = plain.tmp / "bin"
+    fake.mkdir()
+    (fake / "podman").write_text(FAKE_PODMAN.format(marker=marker))
+    (fake / "podman").chmod(0o755)
+    path = {"PATH": f"{fake}:{os.environ['PATH']}"}
+    extra = ["--gpu-probe", "none", "--gpu-runtime", "none", "--env", "LOAD_DELAY=1",
+             "--env", f"WEB_PORT={free_port()}"]  # fmt: skip
+    agent = plain.agent("gpu-a", extra=extra, env=path).start()
+    plain.wait_status({"gpu-a": "ready"})
+    plain.hubctl("switch", "slow", "--node", "gpu-a", "--detach")
+    state_dir = plain.tmp / "agents" / "gpu-a"
+    wait_until(lambda: len(pids_with(f"sleep {marker}")) >= 2, 60, "compose to hang in podman")
+    assert pids_with(f"podman_compose.*{state_dir}")  # podman-compose itself, under the agent
+    assert list((state_dir / "run").iterdir())  # the running group is recorded
+
+    agent.kill()  # SIGKILL: no handler runs in the agent
+    wait_until(lambda: not pids_with(f"sleep {marker}") and not pids_with(str(state_dir)), 15,
+               "the agent's compose run and its podman to be gone")  # fmt: skip
+
+    restarted = plain.agent("gpu-a", extra=extra, env=path).start()
+    plain.wait_status({"gpu-a": "ready"})
+    assert restarted.running and list((state_dir / "run").iterdir()) == []  # reaped, forgotten
