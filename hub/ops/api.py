@@ -248,5 +248,5 @@ class OperationsApi:
             if event.done:
                 found = await self.db.call(self.ops.get, request.id)
                 if found is not None:
-                    message.operation.CopyFrom(operation_to_proto(found))
+                    message.operation.CopyFrom(operation_to_proto(self.manager.truthful(found)))
             yield message
