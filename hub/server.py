@@ -29,7 +29,7 @@ from hub.http import HttpEndpoint
 from hub.link import AgentLinkService, utcnow
 from hub.metrics import Snapshot, StoreCollector, render
 from hub.ops.manager import OperationManager
-from hub.sessions import SessionRegistry
+from hub.sessions import SessionRegistry, Updates
 from hub.store import Database, Store, migrate, sqlite_url
 from hub.store.db import Corrupted, check_integrity, describe
 from hub.store.operations import OperationStore
@@ -120,6 +120,7 @@ class HubServer:
         self._server: grpc.aio.Server | None = None
         self._health = health.aio.HealthServicer()  # type: ignore[attr-defined]
         self._watcher: asyncio.Task[None] | None = None
+        self._held = Updates({}, {}, {})  # heartbeat writes merged while the database fails
         self.work = Work()  # CPU-heavy calls run in its worker processes, started on first use
         self._http = HttpEndpoint(self.metrics, self.problem)
         self.http_port = 0
@@ -250,16 +251,16 @@ class HubServer:
         return self._db.problem() if self._db is not None else ""
 
     async def metrics(self) -> bytes:
-        own = generate_latest(self.prometheus)
         try:
             nodes = [node for node, _ in await self.db.call(self._store.list_nodes)]
             gpus = await self.db.call(self._store.list_gpus)
         except sqlalchemy.exc.DBAPIError as exc:  # the store metrics still say why
             log.warning("metrics without the cluster: cannot read the database: %s",
                         describe(exc))  # fmt: skip
-            return own
+            return generate_latest(self.prometheus)
         live = {session.name: session.last_seen for session in self.registry}
-        return render(Snapshot(nodes, gpus, live, utcnow())) + own
+        # After the reads: every write queued before this scrape is counted, kept or not.
+        return render(Snapshot(nodes, gpus, live, utcnow())) + generate_latest(self.prometheus)
 
     async def _watch(self, store: Store) -> None:
         """Close streams whose heartbeats stopped; batch heartbeat times into the database."""
@@ -278,10 +279,21 @@ class HubServer:
                 )
             if now >= next_flush:
                 next_flush = now + interval
-                updates = self.registry.take_updates()
-                for name, inventory in updates.inventories.items():
-                    self.db.submit(store.replace_inventory, name, *inventory)
-                self.db.submit(store.record_heartbeats, updates.seen, updates.telemetry)
+                self._flush(store, self.registry.take_updates())
+
+    def _flush(self, store: Store, updates: Updates) -> None:
+        """Queue one batch of heartbeat writes. While the database refuses writes, batches
+        merge here (the latest per node wins) instead of piling up one per interval."""
+        held = self._held
+        held.seen.update(updates.seen)
+        held.telemetry.update(updates.telemetry)
+        held.inventories.update(updates.inventories)
+        if self.db.pending:
+            return
+        for name, inventory in held.inventories.items():
+            self.db.submit(store.replace_inventory, name, *inventory)
+        self.db.submit(store.record_heartbeats, held.seen, held.telemetry)
+        self._held = Updates({}, {}, {})
 
     async def stop(self, grace: float) -> None:
         """Tell every agent to go, finish the streams within `grace`, leave the database consistent.

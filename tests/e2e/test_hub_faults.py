@@ -9,6 +9,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -180,6 +181,9 @@ def test_an_operation_ends_while_the_database_is_locked_and_its_outcome_lands_af
         [line] = refused.stderr.strip().splitlines()
         assert "the hub cannot write its database (database is locked)" in line, line
         assert "kept and retried until it lands: database is locked" in cluster.hub.log()
+        before = metric(cluster, "gpufleet_store_pending_writes")
+        time.sleep(3)  # six heartbeat intervals: their writes merge into one batch
+        assert metric(cluster, "gpufleet_store_pending_writes") - before <= 2
 
         holder.execute("COMMIT")
         holder.close()
