@@ -23,6 +23,7 @@ from google.protobuf import text_format
 from google.protobuf.message import DecodeError, Message
 
 from hub import services
+from hub.store import db
 from hub.store.store import as_utc
 from hub.store.trust import AuditEntry, Credential, aggregated
 from hub.trust import roles
@@ -247,6 +248,11 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc,type-arg
                 reply = await inner(request, context)
             except BaseException as exc:
                 finish(call, caller, context, exc)
+                if isinstance(exc, Exception) and db.storage_fault(exc):
+                    # Any handler's database call: one line for the caller, not UNKNOWN.
+                    await context.abort(
+                        grpc.StatusCode.FAILED_PRECONDITION, db.cannot_persist(db.describe(exc))
+                    )
                 raise
             finish(call, caller, context, None)
             return reply
