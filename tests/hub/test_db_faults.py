@@ -14,6 +14,7 @@ import pytest
 from hub.store import Database, migrate
 from hub.store.db import Corrupted, check_integrity
 from hub.store.operations import OperationRecord, OperationStore
+from tests.conftest import need
 from tests.support.procs import wait_until
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -79,7 +80,7 @@ def test_disk_full_then_space_again(tmp_path: Path) -> None:
     done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)],
                           capture_output=True, text=True, check=False)  # fmt: skip
     if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip()}); the lock test covers it")
+        need(f"cannot mount a tmpfs here ({done.stderr.strip()}): run the tests as root")
     try:
         db = database(mount / "hub.db")
         ops = OperationStore(db.engine)
