@@ -68,6 +68,9 @@ class AgentSession:
     telemetry: tuple[GpuTelemetryRecord, ...] = ()
     gpu_states: dict[int, str] = field(default_factory=dict)
     gpu_uuids: dict[int, str] = field(default_factory=dict)
+    # The last state an operation gave the node was `draining`: a health report that the
+    # services are fine keeps it draining (nothing new should be routed to it).
+    drained: bool = False
     # The compose project the agent runs (from hello, then from each task's result).
     project: Running | None = None
     # A changed GPU inventory waiting for the next batched write: (probe, error, gpus).

@@ -236,9 +236,13 @@ class OperationManager:
 
     def _set_state(self, operation_id: str, node: str, check: bool) -> SetState:
         def apply(state: NodeState, configuration: str, message: str) -> None:
-            if not check:
-                self.db.submit(self.store.set_state, node, state, configuration,
-                               self.now(), message, operation_id)  # fmt: skip
+            if check:
+                return
+            self.db.submit(self.store.set_state, node, state, configuration,
+                           self.now(), message, operation_id)  # fmt: skip
+            session = self.registry.get(node)
+            if session is not None:
+                session.drained = state == NodeState.DRAINING
 
         return apply
 
@@ -275,6 +279,8 @@ class OperationManager:
 
     def _apply_running(self, session: AgentSession) -> None:
         state, config, message = observed(session.project)
+        if session.drained and state == NodeState.READY:
+            state = NodeState.DRAINING  # healthy, and drained: so until a switch or stop
         self.db.submit(self.store.set_state, session.name, state, config, self.now(), message,
                        "", True)  # fmt: skip
 

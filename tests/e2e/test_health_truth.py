@@ -75,3 +75,20 @@ def test_state_comes_from_health_across_hub_and_agent_restarts(fleet: Fleet) -> 
     assert [c["id"] for c in fleet.containers()] == [container["id"]]
     walk = [t["to"] for t in fleet.cluster.json("nodes", "show", fleet.node("a"))["transitions"]]
     assert walk[:3] == ["ready", "loading", "failed"], walk  # newest first
+
+
+def test_a_drained_node_stays_draining_while_healthy_and_says_when_it_is_not(
+    fleet: Fleet,
+) -> None:
+    fleet.agent("a")
+    fleet.cluster.wait_status({fleet.node("a"): "ready"})
+    assert fleet.switch("alpha", "a")["status"] == "succeeded"
+    assert fleet.hubctl("drain", fleet.node("a")).returncode == 0
+    assert node_state(fleet, "a")["state"] == "draining"
+    [container] = fleet.containers()
+
+    podman.podman("exec", container["id"], "rm", "/srv/health")
+    assert "HTTP 404" in becomes(fleet, "failed")["message"]
+    # Healthy again, it is still drained: draining, not ready (nothing new is routed to it).
+    podman.podman("exec", container["id"], "sh", "-c", "echo alpha > /srv/health")
+    assert becomes(fleet, "draining")["configuration"] == "alpha"
