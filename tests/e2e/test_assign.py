@@ -12,20 +12,10 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import need
 from tests.support import podman
 from tests.support.procs import REPO, Cluster, free_port, wait_until
 
 CONFIGS = REPO / "tests" / "fixtures" / "assign-configs"
-
-
-@pytest.fixture(scope="session")
-def image() -> str:
-    try:
-        return podman.build_image()
-    except podman.PodmanMissing as exc:
-        need(str(exc))
-        raise
 
 
 class Pair:

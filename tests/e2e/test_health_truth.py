@@ -4,26 +4,11 @@ file makes the service answer 404 while its container keeps running."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import pytest
-
-from tests.e2e.test_switch import Fleet, image  # noqa: F401 (a fixture)
 from tests.support import podman
+from tests.support.fleet import Fleet
 from tests.support.procs import wait_until
-
-
-@pytest.fixture
-def fleet(tmp_path: Path, image: str) -> Iterator[Fleet]:  # noqa: F811
-    fleet = Fleet(tmp_path)
-    fleet.cluster.start_hub()
-    try:
-        yield fleet
-    finally:
-        fleet.cluster.close()
-        podman.remove_projects(f"gf-{fleet.prefix}")
 
 
 def node_state(fleet: Fleet, name: str) -> dict[str, Any]:

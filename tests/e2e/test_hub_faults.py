@@ -18,7 +18,6 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import need
 from tests.support import podman
 from tests.support.procs import REPO, Cluster, free_port, wait_until
 
@@ -103,15 +102,6 @@ def test_a_second_agent_on_one_state_dir_exits_2_naming_the_first(plain: Cluster
     assert expected in second.log(), second.log()
     assert "Traceback" not in second.log()
     assert first.running and plain.statuses() == {"gpu-a": "ready"}
-
-
-@pytest.fixture(scope="module")
-def image() -> str:
-    try:
-        return podman.build_image()
-    except podman.PodmanMissing as exc:
-        need(str(exc))
-        raise
 
 
 def ops(cluster: Cluster) -> tuple[list[dict[str, Any]], str]:

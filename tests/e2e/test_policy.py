@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_switch import image  # noqa: F401 (fixture)
 from tests.support import podman
 from tests.support.procs import Cluster
 
@@ -32,7 +31,7 @@ services:
 
 
 @pytest.fixture
-def cluster(tmp_path: Path, image: str) -> Iterator[tuple[Cluster, str]]:  # noqa: F811
+def cluster(tmp_path: Path, image: str) -> Iterator[tuple[Cluster, str]]:
     configs = tmp_path / "configs"
     configs.mkdir()
     (configs / "root.yaml").write_text(ROOT)

@@ -7,91 +7,16 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from agent.compose import compose_name
 from agent.projects import ProjectStore
 from gpufleet.policy import Policy
 from hub.configs import load_configuration
-from tests.conftest import need
 from tests.support import podman
-from tests.support.procs import REPO, Cluster, Daemon, free_port, wait_until
-
-CONFIGS = REPO / "tests" / "fixtures" / "switch-configs"
-
-
-@pytest.fixture(scope="session")
-def image() -> str:
-    try:
-        return podman.build_image()
-    except podman.PodmanMissing as exc:
-        need(str(exc))
-        raise
-
-
-class Fleet:
-    """A hub with the test configurations and agents that run real containers."""
-
-    def __init__(self, tmp: Path) -> None:
-        self.cluster = Cluster(tmp, None, heartbeat=0.5, configs=CONFIGS)
-        self.prefix = f"t{secrets.token_hex(3)}"
-        self.ports: dict[str, int] = {}
-
-    def agent(self, name: str, load_delay: float = 0.5) -> Daemon:
-        node = f"{self.prefix}-{name}"
-        metrics = self.cluster.tmp / "metrics" / node
-        metrics.mkdir(parents=True, exist_ok=True)
-        self.set_in_flight(name, 0)
-        self.ports[name] = free_port()
-        env = [f"WEB_PORT={self.ports[name]}", f"METRICS_DIR={metrics}", f"LOAD_DELAY={load_delay}"]
-        extra = ["--gpu-probe", "none", "--gpu-runtime", "none"]
-        extra += ["--allow-bind-roots", str(metrics)]  # the configs bind METRICS_DIR
-        for item in env:
-            extra += ["--env", item]
-        return self.cluster.agent(node, extra=extra, env=podman.env()).start()
-
-    def node(self, name: str) -> str:
-        return f"{self.prefix}-{name}"
-
-    def set_in_flight(self, name: str, count: int) -> None:
-        path = self.cluster.tmp / "metrics" / self.node(name) / "metrics"
-        path.write_text(f"# TYPE test_requests_running gauge\ntest_requests_running {count}\n")
-
-    def health(self, name: str) -> str:
-        url = f"http://127.0.0.1:{self.ports[name]}/health"
-        with urllib.request.urlopen(url, timeout=5) as reply:
-            return str(reply.read().decode().strip())
-
-    def hubctl(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return self.cluster.hubctl(*args, check=False)
-
-    def switch(self, config: str, *names: str, extra: tuple[str, ...] = ()) -> dict[str, Any]:
-        nodes = [arg for name in names for arg in ("--node", self.node(name))]
-        result = self.hubctl("switch", config, *nodes, *extra, "--json")
-        found: dict[str, Any] = __import__("json").loads(result.stdout)
-        found["exit_code"] = result.returncode
-        return found
-
-    def status(self) -> dict[str, dict[str, Any]]:
-        return {n["node"]: n for n in self.cluster.json("status")}
-
-    def containers(self) -> list[dict[str, str]]:
-        return podman.containers(f"gf-{self.prefix}")
-
-
-@pytest.fixture
-def fleet(tmp_path: Path, image: str) -> Iterator[Fleet]:
-    fleet = Fleet(tmp_path)
-    fleet.cluster.start_hub()
-    try:
-        yield fleet
-    finally:
-        fleet.cluster.close()
-        podman.remove_projects(f"gf-{fleet.prefix}")
+from tests.support.fleet import CONFIGS, Fleet
+from tests.support.procs import wait_until
 
 
 def results(operation: dict[str, Any]) -> dict[str, str]:
