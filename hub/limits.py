@@ -137,9 +137,10 @@ def gpu_key(key: tuple[str, ...]) -> tuple[str, int]:
     """(node, GPU index) from a ListGpus page key."""
     if not key:
         return "", -1
-    if not key[1].isdigit():
+    index = key[1]
+    if not (index.isascii() and index.isdigit() and len(index) <= 4):
         raise OutOfBounds("invalid page_token: list again from the first page without one")
-    return key[0], int(key[1])
+    return key[0], int(index)
 
 
 def within_reply(items: Iterable[M], budget: int = REPLY_BYTES) -> list[M]:

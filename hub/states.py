@@ -56,7 +56,9 @@ TRANSITIONS: dict[NodeState, frozenset[NodeState]] = {
     S.STOPPED: frozenset({S.SWITCHING, S.FAILED}),
     S.SWITCHING: frozenset({S.LOADING, S.FAILED, S.STOPPED}),
     # A switch cancelled while loading leaves the node failed (not known healthy).
-    S.LOADING: frozenset({S.READY, S.FAILED}),
+    # Health reports put a node in loading while its checks have not passed yet: an operation
+    # may then drain, switch or stop it like a ready one.
+    S.LOADING: frozenset({S.READY, S.FAILED, S.DRAINING, S.SWITCHING, S.STOPPED}),
     S.READY: frozenset({S.DRAINING, S.SWITCHING, S.FAILED, S.STOPPED}),
     # A drain leaves services running: cancelled, the node is ready again.
     S.DRAINING: frozenset({S.SWITCHING, S.FAILED, S.READY, S.STOPPED}),

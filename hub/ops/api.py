@@ -236,7 +236,7 @@ class OperationsApi:
             await context.abort(ERROR_CODES[exc.kind], str(exc))
         found = await self.db.call(self.ops.get, request.id)
         assert found is not None
-        return operation_to_proto(found)
+        return operation_to_proto(self.manager.truthful(found))
 
     async def WatchOperation(
         self, request: hub_pb2.WatchOperationRequest, context: Context

@@ -40,30 +40,36 @@ async def run_batches(
     queue = list(nodes)
     running: dict[asyncio.Task[Outcome], str] = {}
     failed = 0
-    while queue or running:
-        while (
-            queue
-            and len(running) < window
-            and not cancel.is_set()
-            and not too_many_failures(failed, len(nodes), max_fail_percent)
-        ):
-            node = queue.pop(0)
-            on_start(node)
-            running[asyncio.create_task(step(node))] = node
-        if not running:
-            break
-        # Once cancelled, wait for the running nodes only (their steps end on the cancel too).
-        waits: set[asyncio.Future[Any]] = set(running)
-        if not cancel.is_set():
-            waits.add(cancelled)
-        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-        for task in [t for t in running if t.done()]:
-            node = running.pop(task)
-            outcome = task.result()
-            results[node] = outcome
-            failed += outcome.result in FAILED
-            on_result(node, outcome)
-    cancelled.cancel()
+    try:
+        while queue or running:
+            while (
+                queue
+                and len(running) < window
+                and not cancel.is_set()
+                and not too_many_failures(failed, len(nodes), max_fail_percent)
+            ):
+                node = queue.pop(0)
+                on_start(node)
+                running[asyncio.create_task(step(node))] = node
+            if not running:
+                break
+            # Once cancelled, wait for the running nodes only (their steps end on the cancel too).
+            waits: set[asyncio.Future[Any]] = set(running)
+            if not cancel.is_set():
+                waits.add(cancelled)
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            for task in [t for t in running if t.done()]:
+                node = running.pop(task)
+                outcome = task.result()
+                results[node] = outcome
+                failed += outcome.result in FAILED
+                on_result(node, outcome)
+    finally:
+        # A node's step that raised, or a cancelled operation: no step may outlive the run.
+        cancelled.cancel()
+        for task in running:
+            task.cancel()
+        await asyncio.gather(cancelled, *running, return_exceptions=True)
     why = (
         "the operation was cancelled"
         if cancel.is_set()

@@ -11,6 +11,7 @@ from google.protobuf.duration_pb2 import Duration
 
 from gpufleet.v1 import agent_link_pb2 as pb
 from gpufleet.v1 import types_pb2
+from hub import limits
 from hub.configs import Configuration
 from hub.ops.steps import Cancelled, StepResult, Unreachable
 from hub.sessions import AgentSession, NodeDisconnected, TaskProgress
@@ -50,6 +51,7 @@ def fallback_lines(report: pb.AssignmentReport) -> list[tuple[str, str]]:
 
 HEALTH_WORDS = ("healthy", "unhealthy", "unchecked")
 MESSAGE_CHARS = 300
+MAX_SERVICES = 256
 
 
 def running_from_proto(project: pb.RunningProject) -> Running:
@@ -57,16 +59,17 @@ def running_from_proto(project: pb.RunningProject) -> Running:
     health word the hub does not know counts as unchecked)."""
     services = tuple(
         Service(
-            s.name[:128],
-            s.state[:32],
+            limits.message(s.name, 128),
+            limits.message(s.state, 32),
             (s.health if s.health in HEALTH_WORDS else "unchecked") if s.health else "",
-            s.health_message[:MESSAGE_CHARS],
+            limits.message(s.health_message, MESSAGE_CHARS),
         )
-        for s in project.services
+        for s in project.services[:MAX_SERVICES]
     )
     return Running(
-        project.name,
-        project.digest,
+        # Cut and cleaned: they become the node's configuration column and its transitions.
+        limits.message(project.name, 64),
+        limits.message(project.digest, 64),
         bool(services) and all(s.state == "running" for s in services),
         services,
     )
@@ -147,10 +150,10 @@ class RemoteAgent:
             raise Unreachable(str(exc)) from None
         if answer is None:
             self.session.abandon(task_id)
+        else:  # what runs after the cancel, whether the operation or the time limit asked
+            self.session.project = ran_after_cancel(answer, self.session.project)
         if not self.cancel.is_set():
             return None
-        if answer is not None:
-            self.session.project = ran_after_cancel(answer, self.session.project)
         raise Cancelled(step, self.session.project)
 
     async def drain(self, config: Configuration) -> StepResult:

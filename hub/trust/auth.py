@@ -235,6 +235,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc,type-arg
                         yield item
                 except BaseException as exc:
                     finish(call, caller, context, exc)
+                    await _storage_fault(context, exc)
                     raise
                 finish(call, caller, context, None)
 
@@ -248,11 +249,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc,type-arg
                 reply = await inner(request, context)
             except BaseException as exc:
                 finish(call, caller, context, exc)
-                if isinstance(exc, Exception) and db.storage_fault(exc):
-                    # Any handler's database call: one line for the caller, not UNKNOWN.
-                    await context.abort(
-                        grpc.StatusCode.FAILED_PRECONDITION, db.cannot_persist(db.describe(exc))
-                    )
+                await _storage_fault(context, exc)
                 raise
             finish(call, caller, context, None)
             return reply
@@ -303,3 +300,12 @@ def _code(context: Any) -> str:
 def _details(context: Any, error: BaseException) -> str:
     text = context.details() if hasattr(context, "details") else None
     return str(text or error or type(error).__name__)[:1000]
+
+
+async def _storage_fault(context: Any, exc: BaseException) -> None:
+    """A handler's database call hit a storage fault: one line for the caller, not UNKNOWN
+    with an exception class (abort raises)."""
+    if isinstance(exc, Exception) and db.storage_fault(exc):
+        await context.abort(
+            grpc.StatusCode.FAILED_PRECONDITION, db.cannot_persist(db.describe(exc))
+        )

@@ -185,6 +185,8 @@ def _service(c: _Check, name: str, spec: dict[str, Any]) -> Iterator[Refusal]:
         raw = device.get("source", "") if isinstance(device, dict) else str(device)
         host = c.text(raw)
         host = host.split(":", 1)[0] if host is not None and not GPU_CDI.match(host) else host
+        if host is not None and not GPU_CDI.match(host) and os.path.normpath(host) != host:
+            host = None  # `..`, `//` or `.`: what it names is not what it says
         if host is None or not (GPU_CDI.match(host) or GPU_DEVICE.match(host)
                                 or host in p.allow_devices or p.allow_privileged):  # fmt: skip
             yield Refusal(name, "devices", f"devices: {raw}", f"allow_devices: [{host or raw}]")

@@ -31,11 +31,17 @@ NOW = datetime(2026, 11, 30, tzinfo=UTC)
 @pytest.mark.parametrize(
     ("before", "after"),
     [(S.STOPPED, S.LOADING), (S.STOPPED, S.DRAINING), (S.READY, S.LOADING),
-     (S.LOADING, S.DRAINING), (S.SWITCHING, S.READY)],
+     (S.SWITCHING, S.DRAINING), (S.SWITCHING, S.READY)],
 )  # fmt: skip
 def test_moves_outside_the_table_are_refused(before: NodeState, after: NodeState) -> None:
     with pytest.raises(InvalidTransition, match=f"from {before} to {after}"):
         check(before, after)
+
+
+def test_a_loading_node_may_be_drained_switched_or_stopped() -> None:
+    # Health reports put a node in loading while its checks have not passed yet.
+    for after in (S.DRAINING, S.SWITCHING, S.STOPPED, S.READY, S.FAILED):
+        check(S.LOADING, after)
 
 
 def test_every_state_may_stay_where_it_is_and_the_switch_path_is_allowed() -> None:
