@@ -223,7 +223,8 @@ class AgentLinkService(agent_link_pb2_grpc.AgentLinkServicer):  # type: ignore[m
                 elif kind == "task_event":
                     event = message.task_event
                     if event.HasField("progress"):
-                        session.progress(event.task_id, convert.progress_from_proto(event.progress))
+                        progress = convert.progress_from_proto(event.progress)
+                        session.progress(event.task_id, progress, self.monotonic())
                 else:
                     session.close(f"unexpected {kind} message", grpc.StatusCode.INVALID_ARGUMENT)
                     return

@@ -30,6 +30,7 @@ from hub.link import AgentLinkService, utcnow
 from hub.metrics import Snapshot, StoreCollector, render
 from hub.ops.manager import OperationManager
 from hub.sessions import SessionRegistry, Updates
+from hub.states import NodeState
 from hub.store import Database, Store, migrate, sqlite_url
 from hub.store.db import Corrupted, check_integrity, describe
 from hub.store.operations import OperationStore
@@ -167,6 +168,7 @@ class HubServer:
             self.registry, self._db, ops,
             observe_step=lambda step, took: self.step_seconds.labels(step).observe(took),
             on_finish=lambda kind, status: self.operations_total.labels(kind, status).inc(),
+            drained=await self._db.call(ops.nodes_in_state, NodeState.DRAINING),
         )  # fmt: skip
 
         trust_store = TrustStore(self._db.engine)

@@ -16,6 +16,8 @@ from hub.store import GpuRecord, GpuTelemetryRecord
 
 BURST = 10.0
 RATE = 4.0
+PROGRESS_BURST = 40.0
+PROGRESS_RATE = 20.0
 ABANDONED_KEPT = 256  # task ids whose late result is accepted and dropped
 
 
@@ -68,9 +70,10 @@ class AgentSession:
     telemetry: tuple[GpuTelemetryRecord, ...] = ()
     gpu_states: dict[int, str] = field(default_factory=dict)
     gpu_uuids: dict[int, str] = field(default_factory=dict)
-    # The last state an operation gave the node was `draining`: a health report that the
-    # services are fine keeps it draining (nothing new should be routed to it).
-    drained: bool = False
+    # Progress events of its tasks: a burst, then at most PROGRESS_RATE a second (the agent
+    # sends at most 4 a second per task; more is a broken or hostile agent, dropped).
+    progress_allowance: float = PROGRESS_BURST
+    progress_at: float = 0.0
     # The compose project the agent runs (from hello, then from each task's result).
     project: Running | None = None
     # A changed GPU inventory waiting for the next batched write: (probe, error, gpus).
@@ -157,12 +160,20 @@ class AgentSession:
         while len(self.abandoned) > ABANDONED_KEPT:
             self.abandoned.popitem(last=False)
 
-    def progress(self, task_id: str, event: TaskProgress) -> None:
+    def progress(self, task_id: str, event: TaskProgress, mono: float) -> bool:
         """Route a task's progress to its listener; progress of tasks nobody waits for (any
-        more) is dropped."""
+        more) is dropped, and so is progress past the rate limit (False then): each event is
+        stored with its operation."""
+        refill = max(0.0, mono - self.progress_at) * PROGRESS_RATE
+        self.progress_allowance = min(PROGRESS_BURST, self.progress_allowance + refill)
+        self.progress_at = mono
+        if self.progress_allowance < 1:
+            return False
+        self.progress_allowance -= 1
         listener = self.listeners.get(task_id)
         if listener is not None:
             listener(event)
+        return True
 
     def resolve(self, result: pb.TaskResult) -> bool:
         """Hand a result to its waiter; False when no task with that id was sent."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
@@ -61,8 +61,12 @@ class OperationManager:
         store: OperationStore,
         observe_step: Callable[[str, float], None] = lambda _step, _seconds: None,
         on_finish: Callable[[str, str], None] = lambda _kind, _status: None,
+        drained: Iterable[str] = (),
     ) -> None:
         self.on_finish = on_finish
+        # Nodes an operation left draining (stored, so also across agent reconnects and hub
+        # restarts): a health report that their services are fine keeps them draining.
+        self.drained: set[str] = set(drained)
         self.registry = registry
         self.db = db
         self.store = store
@@ -240,9 +244,10 @@ class OperationManager:
                 return
             self.db.submit(self.store.set_state, node, state, configuration,
                            self.now(), message, operation_id)  # fmt: skip
-            session = self.registry.get(node)
-            if session is not None:
-                session.drained = state == NodeState.DRAINING
+            if state == NodeState.DRAINING:
+                self.drained.add(node)
+            else:
+                self.drained.discard(node)
 
         return apply
 
@@ -279,7 +284,7 @@ class OperationManager:
 
     def _apply_running(self, session: AgentSession) -> None:
         state, config, message = observed(session.project)
-        if session.drained and state == NodeState.READY:
+        if session.name in self.drained and state == NodeState.READY:
             state = NodeState.DRAINING  # healthy, and drained: so until a switch or stop
         self.db.submit(self.store.set_state, session.name, state, config, self.now(), message,
                        "", True)  # fmt: skip

@@ -105,6 +105,10 @@ class OperationStore:
             session.add(node)
             session.commit()
 
+    def nodes_in_state(self, state: NodeState) -> list[str]:
+        with self._session() as session:
+            return list(session.exec(select(Node.name).where(Node.state == state.value)).all())
+
     def transitions(self, name: str, limit: int = 20) -> list[NodeTransition]:
         query = (
             select(NodeTransition).join(Node, col(Node.id) == NodeTransition.node_id)

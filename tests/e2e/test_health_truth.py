@@ -77,3 +77,9 @@ def test_a_drained_node_stays_draining_while_healthy_and_says_when_it_is_not(
     # Healthy again, it is still drained: draining, not ready (nothing new is routed to it).
     podman.podman("exec", container["id"], "sh", "-c", "echo alpha > /srv/health")
     assert becomes(fleet, "draining")["configuration"] == "alpha"
+
+    # Still drained after a hub restart (the agent's hello says its services are fine).
+    assert fleet.cluster.hub.terminate() == 0
+    fleet.cluster.start_hub()
+    fleet.cluster.wait_status({fleet.node("a"): "ready"}, timeout=30)  # the link
+    assert becomes(fleet, "draining")["configuration"] == "alpha"

@@ -63,3 +63,20 @@ def test_closing_fails_pending_tasks_and_ends_the_stream() -> None:
         assert session.resolve(pb.TaskResult(task_id="t1")) is False
 
     asyncio.run(scenario())
+
+
+def test_progress_is_routed_to_its_task_and_a_flood_is_dropped() -> None:
+    from hub.sessions import PROGRESS_BURST, TaskProgress
+
+    async def scenario() -> tuple[list[str], list[bool], bool]:
+        session = SessionRegistry().open("gpu-a", "agent-1", "a", 0.0, NOW)
+        seen: list[str] = []
+        session.start_task(pb.TaskRequest(task_id="t1"), lambda p: seen.append(p.message))
+        flood = [session.progress("t1", TaskProgress("x", str(i)), 1.0) for i in range(100)]
+        later = session.progress("t1", TaskProgress("x", "after a pause"), 3.0)
+        return seen, flood, later
+
+    seen, flood, later = asyncio.run(scenario())
+    assert flood.count(True) == int(PROGRESS_BURST) and not flood[-1]
+    assert seen[: int(PROGRESS_BURST)] == [str(i) for i in range(int(PROGRESS_BURST))]
+    assert later and seen[-1] == "after a pause"
