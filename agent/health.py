@@ -27,16 +27,14 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Collection, Mapping
-from dataclasses import dataclass, field, replace
-
-import yaml
+from dataclasses import dataclass, field
 
 from agent.compose import Container, Podman
-from agent.probing import Fetch, http_get
-from agent.projects import ProjectStore, expand
+from agent.probing import Fetch, Reply, http_get
+from agent.projects import ProjectStore
 from agent.tasks.context import Running
 from agent.tasks.wait_healthy import assigned_elsewhere
-from gpufleet.health import HealthCheck, Invalid, compose_checks
+from gpufleet.health import HealthCheck, compose_checks
 
 log = logging.getLogger(__name__)
 
@@ -241,16 +239,12 @@ class HealthMonitor:
     def _checks(self, name: str) -> tuple[dict[str, HealthCheck] | None, str]:
         project = self.store.project(name)
         try:
-            document = yaml.safe_load(project.compose_file.read_text())
-            checks = compose_checks(document)
-        except (OSError, yaml.YAMLError, Invalid, UnicodeDecodeError) as exc:
+            # Expanded as podman-compose expands it (the stored file has `$` escaped).
+            checks = compose_checks(self.store.load(project.name))
+        except Exception as exc:  # whatever the stored file holds, the monitor goes on
             return None, f"no health check known ({' '.join(str(exc).splitlines())[:160]})"
         skip = self.elsewhere(name)
-        expanded = {
-            service: replace(check, url=expand(check.url, self.env))
-            for service, check in checks.items()
-            if service not in skip
-        }
+        expanded = {service: check for service, check in checks.items() if service not in skip}
         return expanded, ""
 
     async def _poll(self, force: bool) -> None:
@@ -263,7 +257,10 @@ class HealthMonitor:
         ]
         if not due:
             return
-        replies = await asyncio.gather(*(self.fetch(check.url) for _, check in due))
+        answers = await asyncio.gather(*(self.fetch(c.url) for _, c in due), return_exceptions=True)
+        replies = [
+            a if isinstance(a, Reply) else Reply(0, "", f"no answer ({a!r:.160})") for a in answers
+        ]
         now = self.clock()
         for (watch, check), reply in zip(due, replies, strict=True):
             watch.polled = True

@@ -171,6 +171,9 @@ class AgentLink:
             except TimeoutError:
                 log.warning("cannot check what runs within %g s", self.projects_timeout_s)
                 return None
+            except Exception as exc:  # a bad stored file must not keep the node off the hub
+                log.warning("cannot check what runs: %r", exc)
+                return None
             return None if checked is None else [observed_to_proto(o) for o in checked]
         try:
             found = await asyncio.wait_for(context.projects(), self.projects_timeout_s)

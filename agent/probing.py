@@ -6,6 +6,7 @@ The loops take `fetch` and `clock` so they are tested without sockets or sleepin
 from __future__ import annotations
 
 import asyncio
+import http.client
 import re
 import time
 import urllib.error
@@ -36,7 +37,7 @@ def _get(url: str) -> Reply:
             return Reply(answer.status, answer.read(MAX_BODY).decode(errors="replace"))
     except urllib.error.HTTPError as exc:
         return Reply(exc.code, "")
-    except (urllib.error.URLError, OSError, ValueError) as exc:
+    except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
         reason = getattr(exc, "reason", exc)
         return Reply(0, "", f"no answer ({reason})")
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import podman_compose  # type: ignore[import-untyped]
 import yaml
 
 from gpufleet.policy import Policy, refusals
@@ -50,6 +51,16 @@ def expand(text: str, env: Mapping[str, str]) -> str:
         return found if found else (match.group("default") or "")
 
     return VARIABLE.sub(value, text)
+
+
+def escape(value: Any) -> Any:
+    """Every `$` as `$$`, keys included: podman-compose expands the written file again and
+    must find nothing left to expand."""
+    if isinstance(value, dict):
+        return {escape(k): escape(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [escape(item) for item in value]
+    return value.replace("$", "$$") if isinstance(value, str) else value
 
 
 def _device_ids(devices: list[Any]) -> list[str] | None:
@@ -148,10 +159,42 @@ class ProjectStore:
         self.policy = policy or Policy()
         self.env = dict(os.environ if env is None else env)
 
+    def variables(self, name: str) -> dict[str, str]:
+        """What podman-compose 1.6 expands a project's files with (_parse_compose_file): the
+        process environment (with --env) and the COMPOSE_* variables it sets itself."""
+        project = self.project(name)
+        pathsep = self.env.get("COMPOSE_PATH_SEPARATOR", os.pathsep)
+        files = [str(project.compose_file)]
+        if (project.directory / OVERRIDE_FILE).is_file():
+            files.append(str(project.directory / OVERRIDE_FILE))
+        return {
+            **self.env,
+            "COMPOSE_PROJECT_DIR": str(project.directory),
+            "COMPOSE_FILE": pathsep.join(files),
+            "COMPOSE_PATH_SEPARATOR": pathsep,
+        }
+
+    def expanded(self, name: str, document: Any) -> Any:
+        """The document as podman-compose sees it: its own substitution (rec_subs), keys and
+        each mapping's `environment:` included."""
+        try:
+            return podman_compose.rec_subs(document, self.variables(name))
+        except Exception as exc:  # ${X:?message} and malformed forms
+            raise ProjectError(f"project {name}: cannot expand variables ({exc})") from None
+
+    def load(self, name: str) -> Any:
+        """The stored compose file of `name`, expanded as podman-compose will read it."""
+        return self.expanded(name, yaml.safe_load(self.project(name).compose_file.read_text()))
+
     def refused(self, name: str, document: Any) -> str:
-        """The policy's first refusal of a compose document, one line; "" when allowed."""
+        """The policy's first refusal of a compose document (as the hub sent it, or as it is
+        stored), checked after podman-compose's expansion; "" when allowed."""
         directory = self.project(name).directory
-        found = refusals(document, self.policy, self.env, directory)
+        try:
+            final = self.expanded(name, document)
+        except ProjectError as exc:
+            return str(exc)
+        found = refusals(final, self.policy, self.env, directory, expanded=True)
         if not found:
             return ""
         more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
@@ -185,13 +228,17 @@ class ProjectStore:
         refused = self.refused(name, document)
         if refused:  # before anything is written: nothing changes on this host
             raise ProjectError(refused)
+        # What was checked is what runs: the expanded document, written with `$` escaped.
+        document = self.expanded(name, document)
+        if not isinstance(document.get("services"), dict):
+            raise ProjectError(f"project {name}: a compose file needs a services mapping")
         project = self.project(name)
         project.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         adapted = adapt(document, self.runtime)
         if (project.directory / OVERRIDE_FILE).is_file():
             adapted = strip_gpu_devices(adapted, set(adapted.get("services") or {}))
         temporary = project.compose_file.with_suffix(".tmp")
-        temporary.write_text(yaml.safe_dump(adapted, sort_keys=False))
+        temporary.write_text(yaml.safe_dump(escape(adapted), sort_keys=False))
         os.replace(temporary, project.compose_file)
         (project.directory / DIGEST_FILE).write_text(digest + "\n")
         return project

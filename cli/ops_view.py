@@ -40,14 +40,16 @@ def recap(operation: dict[str, Any]) -> Table:
     title = f"RECAP {operation['kind']} {operation['configuration']} ({operation['id']})"
     if operation["check"]:
         title += " [check mode: nothing changed]"
-    table = Table(box=None, header_style="bold", title=title, title_justify="left")
+    # Every string from the hub or a node is Text, never rich markup: `stat [/srv/x]` would
+    # raise MarkupError, and `[blink red]` in a node's message would style the terminal.
+    table = Table(box=None, header_style="bold", title=Text(title), title_justify="left")
     for column in ("NODE", "RESULT", "MESSAGE"):
         table.add_column(column)
     for node in operation["nodes"]:
         style = RESULT_STYLES.get(node["result"], "")
-        table.add_row(node["node"], Text(node["result"], style=style), node["message"])
+        table.add_row(Text(node["node"]), Text(node["result"], style=style), Text(node["message"]))
     counts = convert.result_counts(operation)
-    table.caption = "  ".join(f"{k}={v}" for k, v in counts.items())
+    table.caption = Text("  ".join(f"{k}={v}" for k, v in counts.items()))
     table.caption_justify = "left"
     return table
 
@@ -90,8 +92,9 @@ def launch(
         if as_json:
             emit_json({"id": operation_id})
         else:
-            console().print(f"operation {operation_id} started: hubctl ops watch {operation_id}")
+            started = f"operation {operation_id} started: hubctl ops watch {operation_id}"
+            console().print(Text(started))
         return
     if not as_json:
-        console().print(f"operation {operation_id}")
+        console().print(Text(f"operation {operation_id}"))
     follow(client, operation_id, as_json)

@@ -13,7 +13,6 @@ defaults filled in and stay unexpanded (each agent expands them with its own env
 from __future__ import annotations
 
 import difflib
-import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -82,9 +81,13 @@ def string(where: str, value: Any, empty_ok: bool = False) -> str:
     return value
 
 
+MAX_NUMBER = 1e9  # no timeout, interval or size of a configuration is larger
+
+
 def number(where: str, value: Any, zero_ok: bool = False) -> float:
     valid = isinstance(value, int | float) and not isinstance(value, bool)
-    if not valid or not math.isfinite(value) or value < 0 or (value == 0 and not zero_ok):
+    # Compared, never converted first: math.isfinite(10**400) raises OverflowError.
+    if not valid or not (0 <= value <= MAX_NUMBER) or (value == 0 and not zero_ok):
         raise Invalid(where, f"must be a number {'>=' if zero_ok else '>'} 0, got {show(value)}")
     return float(value)
 

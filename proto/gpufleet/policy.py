@@ -9,8 +9,11 @@ allowed roots; add capabilities; map devices other than GPUs (/dev/nvidia*, /dev
 (unconfined, label disable, unmask) or `device_cgroup_rules`; choose an OCI `runtime`; or
 bring content the policy cannot see (`include`, `extends` from a file, `x-podman` options).
 An operator widens it per host in the agent's config file (docs/architecture.md, "Threat
-model"). Variables are expanded first with the host's environment, as podman-compose
-expands them; a form the policy cannot expand is refused rather than guessed.
+model"). The agent checks the document after expanding it exactly as podman-compose does
+(keys included; agent/projects.py) and writes that expanded document with every `$` escaped,
+so the file that runs is the file that was checked (`expanded=True`). Without it (the hub, and
+direct callers) variables expand with this module's own ${NAME} rules, a form it cannot
+expand is refused rather than guessed, and a variable in a key is refused.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ NAMESPACES = {  # key -> the setting that allows `key: host`
     "cgroup": "allow_privileged",
 }
 PATHLIKE = ("/", ".", "~")
+NO_HOST_PATH = ("volume", "tmpfs", "image")  # long-syntax volume types that bind no host path
 DEVICE_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,80}$")
 
 
@@ -79,8 +83,11 @@ def _cap(name: str) -> str:
 
 
 class _Check:
-    def __init__(self, policy: Policy, env: Mapping[str, str] | None, base: Path | None) -> None:
+    def __init__(
+        self, policy: Policy, env: Mapping[str, str] | None, base: Path | None, expanded: bool
+    ) -> None:
         self.policy = policy
+        self.expanded = expanded  # values are final: podman-compose expands nothing more
         self.env = env  # None: the hub, which does not know a host's variables
         self.base = base  # the project directory relative paths resolve from
         self.roots = [os.path.realpath(root) for root in policy.allow_bind_roots]
@@ -88,6 +95,8 @@ class _Check:
     def text(self, value: Any) -> str | None:
         """A string value with variables expanded; None when a form cannot be expanded."""
         raw = str(value)
+        if self.expanded:
+            return raw
 
         def sub(match: re.Match[str]) -> str:
             found = (self.env or {}).get(match.group("name"))
@@ -104,8 +113,10 @@ class _Check:
         if self.env is None and "${" in path:
             return False  # a host path the hub cannot know: the host's roots decide
         home = (self.env or {}).get("HOME") or os.path.expanduser("~")
-        if path.startswith("~"):
+        if path == "~" or path.startswith("~/"):
             path = home + path[1:]
+        elif path.startswith("~"):
+            return False  # ~user: another user's home (podman-compose uses expanduser)
         full = os.path.realpath(Path(self.base or "/") / path)
         return any(full == root or full.startswith(root.rstrip("/") + "/") for root in self.roots)
 
@@ -137,9 +148,9 @@ def _bind(c: _Check, service: str, key: str, source: Any, what: str) -> Iterator
 def _volume_source(entry: Any) -> str | None:
     """The host path a service volume binds, or None for a named or anonymous volume."""
     if isinstance(entry, dict):
-        if entry.get("type", "volume") == "bind":
-            return str(entry.get("source", ""))
-        return None
+        if str(entry.get("type", "volume")) in NO_HOST_PATH:
+            return None
+        return str(entry.get("source", ""))  # bind, glob, or a type podman may add later
     text = str(entry)
     if ":" not in text:
         return None  # anonymous: a container path only
@@ -173,8 +184,13 @@ def _service(c: _Check, name: str, spec: dict[str, Any]) -> Iterator[Refusal]:
             yield Refusal(name, key, f"{key}: {spec[key]}", "", "write variables as ${NAME}")
         elif value == "host" and not getattr(p, setting):
             yield Refusal(name, key, f"{key}: host", f"{setting}: true")
+        elif value.startswith("ns:"):  # any namespace by path, the host's too (/proc/1/ns/net)
+            if not getattr(p, setting):
+                yield Refusal(name, key, f"{key}: {value}", f"{setting}: true")
         elif value.startswith("container:") and not p.allow_privileged:
             yield Refusal(name, key, f"{key}: {value}", "allow_privileged: true")
+    if "pod" in spec and not p.allow_privileged:  # overrides the pod podman-compose makes
+        yield Refusal(name, "pod", f"pod: {spec['pod']}", "allow_privileged: true")
     allowed = {_cap(cap) for cap in p.allow_capabilities}
     for cap in _items(spec.get("cap_add")):
         if not p.allow_privileged and _cap(str(cap)) not in allowed:
@@ -227,14 +243,37 @@ def _top(c: _Check, document: dict[str, Any]) -> Iterator[Refusal]:
     if isinstance(podman, dict) and set(podman) - {"in_pod"} and not c.policy.allow_privileged:
         what = "x-podman options other than in_pod"
         yield Refusal("", "x-podman", what, "allow_privileged: true")
-    for name, volume in (document.get("volumes") or {}).items():
+    for section in ("services", "volumes", "secrets", "configs"):
+        if document.get(section) is not None and not isinstance(document[section], dict):
+            yield Refusal("", section, f"{section} as a {type(document[section]).__name__}", "",
+                          f"write {section} as a mapping of names")  # fmt: skip
+    for name, volume in _named(document, "volumes"):
         opts = volume.get("driver_opts") if isinstance(volume, dict) else None
         if isinstance(opts, dict) and "device" in opts:
             yield from _bind(c, "", "volumes", opts["device"], f"volume {name} binding")
     for section in ("secrets", "configs"):
-        for name, item in (document.get(section) or {}).items():
+        for name, item in _named(document, section):
             if isinstance(item, dict) and "file" in item:
                 yield from _bind(c, "", section, item["file"], f"{section[:-1]} {name} from")
+
+
+def _named(document: dict[str, Any], section: str) -> list[tuple[Any, Any]]:
+    value = document.get(section)
+    return list(value.items()) if isinstance(value, dict) else []
+
+
+def _variable_keys(value: Any, where: str = "") -> Iterator[Refusal]:
+    """Keys podman-compose would expand (`"${X:-privileged}": true`): never guessed."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if "$" in str(key):
+                shown = f"{where}.{key}" if where else str(key)
+                yield Refusal("", "key", f"a variable in the key {shown[:80]!r}", "",
+                              "write keys without variables")  # fmt: skip
+            yield from _variable_keys(item, f"{where}.{key}" if where else str(key))
+    elif isinstance(value, list):
+        for item in value:
+            yield from _variable_keys(item, where)
 
 
 def refusals(
@@ -242,15 +281,19 @@ def refusals(
     policy: Policy,
     env: Mapping[str, str] | None = None,
     base: Path | None = None,
+    expanded: bool = False,
 ) -> list[Refusal]:
-    """Everything in a compose document the policy refuses, in file order. `env` expands
-    variables as the host will (None on the hub: unknown variables stay unknown); relative
-    paths resolve from `base`, the project directory."""
+    """Everything in a compose document the policy refuses, in file order. `expanded`: the
+    document is already expanded as podman-compose expands it (the agent) and is checked as
+    it is. Otherwise `env` expands variables with this module's rules (None on the hub:
+    unknown variables stay unknown). Relative paths resolve from `base`, the project
+    directory; `~` with `env`'s HOME."""
     if not isinstance(document, dict):
         return []
-    check = _Check(policy, env, base)
-    found = list(_top(check, document))
-    for name, spec in (document.get("services") or {}).items():
+    check = _Check(policy, env, base, expanded)
+    found = [] if expanded else list(_variable_keys(document))
+    found += _top(check, document)
+    for name, spec in _named(document, "services"):
         if isinstance(spec, dict):
             found += _service(check, str(name), spec)
     return found

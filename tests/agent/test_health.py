@@ -52,7 +52,7 @@ class Host:
 
 
 def monitor(tmp_path: Path, host: Host, compose: str = COMPOSE) -> HealthMonitor:
-    store = ProjectStore(tmp_path)
+    store = ProjectStore(tmp_path, env={"WEB_PORT": "8123"})  # as agent/main.py: one env
     store.write("alpha", compose, hashlib.sha256(compose.encode()).hexdigest())
     podman = Podman("gpu-a", run=host.run)
     return HealthMonitor(store, podman, {"WEB_PORT": "8123"}, fetch=host.fetch,
@@ -166,3 +166,50 @@ def test_one_failed_podman_ps_is_not_yet_a_verdict(tmp_path: Path) -> None:
     watch.podman = good
     asyncio.run(watch._list(None))
     assert watch.snapshot() is not None
+
+
+def test_a_huge_number_in_the_stored_file_is_a_problem_not_a_crash(tmp_path: Path) -> None:
+    """math.isfinite(10**400) raises OverflowError: the hello must still carry a report."""
+    host = Host()
+    watch = monitor(tmp_path, host, COMPOSE.replace("timeout: 30", "timeout: " + "9" * 400))
+    found = asyncio.run(watch.recheck())
+    assert found is not None and len(found) == 1
+    assert host.fetched == []  # no check known: nothing polled
+    assert number_note(found) and "timeout" in number_note(found)
+
+
+def number_note(found: list[Observed]) -> str:
+    return hub_state(found)[2]
+
+
+def test_a_health_endpoint_answering_garbage_is_a_failed_check(tmp_path: Path) -> None:
+    """http.client.BadStatusLine is no OSError: the real HTTP get answers it as no answer,
+    and a fetch that raises anything fails its check instead of the whole poll."""
+    import socket
+    import threading
+
+    from agent.probing import http_get
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+
+    def answer() -> None:
+        connection, _ = server.accept()
+        connection.recv(4096)
+        connection.sendall(b"garbage\r\n\r\n")
+        connection.close()
+
+    threading.Thread(target=answer, daemon=True).start()
+    reply = asyncio.run(http_get(f"http://127.0.0.1:{server.getsockname()[1]}/health"))
+    server.close()
+    assert reply.status == 0 and "no answer" in reply.error
+
+    class Raising(Host):
+        async def fetch(self, url: str) -> Reply:
+            raise RuntimeError("a bug in a fetch")
+
+    watch = monitor(tmp_path, Raising())
+    found = asyncio.run(watch.recheck())
+    assert found is not None and hub_state(found)[0] == NodeState.LOADING
+    assert "a bug in a fetch" in hub_state(found)[2]

@@ -199,3 +199,90 @@ def test_apply_recreates_nothing_from_a_file_the_host_now_refuses(tmp_path: Path
         "set allow_ipc_host: true in /etc/gpufleet/agent.yaml"
     )
     assert podman.calls == []  # nothing recreated
+
+
+def stored(tmp_path: Path, service: dict[str, Any], env: dict[str, str] | None = None,
+           policy: Policy | None = None, top: dict[str, Any] | None = None) -> str:  # fmt: skip
+    """The store's refusal of a one-service document ("" when written), as the hub sends it."""
+    text, digest = text_of({"services": {"llm": {"image": "x", **service}}, **(top or {})})
+    try:
+        ProjectStore(tmp_path, "none", policy or Policy(), env or {}).write("alpha", text, digest)
+    except ProjectError as exc:
+        return str(exc)
+    return ""
+
+
+@pytest.mark.parametrize(
+    "service",
+    [
+        {"${U:-privileged}": True},  # podman-compose expands keys too
+        {"${U:-network_mode}": "host"},
+        {"${U:-cap_add}": ["SYS_ADMIN"]},
+        {"${U:-devices}": ["/dev/sda:/dev/sda"]},
+        {"${U:-volumes}": ["/etc:/e"]},
+        # A service's `environment:` mapping is a variable source for podman-compose.
+        {"environment": {"N": "host"}, "network_mode": "${N:-bridge}"},
+        {
+            "environment": {"P": "/etc"},
+            "volumes": [{"type": "bind", "source": "${P:-/srv/models}", "target": "/e"}],
+        },
+        {"volumes": ["${COMPOSE_PROJECT_DIR:-/srv/models/a/b/c}/../../..:/x"]},
+        {"volumes": [{"type": "${T:-bind}", "source": "/", "target": "/h"}]},
+        {"volumes": [{"type": "glob", "source": "/etc/*", "target": "/h"}]},
+        {"network_mode": "ns:/proc/1/ns/net"},
+        {"pid": "ns:/proc/1/ns/pid"},
+        {"userns_mode": "ns:/proc/1/ns/user"},
+        {"pod": "someone-elses-pod"},
+        {"volumes": ["~root/.ssh:/k"]},
+    ],
+)
+def test_the_store_checks_what_podman_compose_will_run(
+    tmp_path: Path, service: dict[str, Any]
+) -> None:
+    policy = Policy(allow_bind_roots=("/srv/models",))
+    found = stored(tmp_path, service, {"HOME": "/srv/models/home"}, policy)
+    assert found.startswith("project alpha: service llm: "), found
+    assert not (tmp_path / "projects" / "alpha").exists()
+
+
+def test_the_written_file_is_the_checked_file(tmp_path: Path) -> None:
+    """Variables are expanded once, by the agent, and every `$` is escaped in the file
+    podman-compose reads, which therefore expands to exactly what was checked."""
+    from podman_compose import rec_subs  # type: ignore[import-untyped]
+
+    store = ProjectStore(tmp_path, "none", Policy(allow_bind_roots=(str(tmp_path),)),
+                         {"CACHE": str(tmp_path)})  # fmt: skip
+    service = {"image": "x", "volumes": ["${CACHE}:/c"],
+               "environment": {"N": "$${X}", "M": "a$$b"}, "command": "echo $${HOME}"}  # fmt: skip
+    text, digest = text_of({"services": {"llm": service}})
+    project = store.write("alpha", text, digest)
+    written = yaml.safe_load(project.compose_file.read_text())
+    again = rec_subs(written, {"X": "/etc", "HOME": "/root", "CACHE": "/etc"})
+    llm = again["services"]["llm"]
+    assert llm["volumes"] == [f"{tmp_path}:/c"]
+    assert llm["environment"] == {"N": "${X}", "M": "a$b"}
+    assert llm["command"] == "echo ${HOME}"
+    assert store.refused_on_disk("alpha") == ""
+    assert store.load("alpha")["services"]["llm"]["environment"]["N"] == "${X}"
+
+
+def test_a_variable_in_a_key_is_a_hub_warning() -> None:
+    found = warnings({"services": {"llm": {"image": "x", "${U:-privileged}": True}}})
+    assert any("a variable in the key 'services.llm.${U:-privileged}'" in w for w in found)
+
+
+@pytest.mark.parametrize("section", ["volumes", "secrets", "configs", "services"])
+def test_a_top_level_list_is_one_clear_refusal(tmp_path: Path, section: str) -> None:
+    document = {"services": {"llm": {"image": "x"}}, section: ["a", "b"]}
+    [found] = [r.line(CONFIG) for r in refusals(document, Policy(), {})]
+    assert found == (f"{section} as a list is not allowed on this host: "
+                     f"write {section} as a mapping of names")  # fmt: skip
+    assert warnings(document)
+
+
+def test_namespace_paths_are_allowed_by_the_host_setting() -> None:
+    assert lines({"network_mode": "ns:/proc/1/ns/net"}, Policy(allow_network_host=True)) == []
+    assert lines({"ipc": "ns:/proc/1/ns/ipc"}) == [
+        "service llm: ipc: ns:/proc/1/ns/ipc is not allowed on this host: "
+        f"set allow_ipc_host: true in {CONFIG}"
+    ]

@@ -139,3 +139,19 @@ def test_an_operation_event_converts_without_optional_fields() -> None:
     assert bare == {"seq": 0, "at": None, "node": None, "step": "done", "message": "",
                     "progress": False, "percent": None}  # fmt: skip
     assert str(ops_view.event_line(bare)) == "--:--:-- operation        done     "
+
+
+def test_node_text_is_never_markup() -> None:
+    """A node's message or a configuration name with brackets prints as it is: no
+    MarkupError ("internal error"), no style a node chose."""
+    found = convert.operation(operation("failed", "failed"))
+    found["configuration"] = "cfg[/bold]"
+    found["nodes"][0]["message"] = "stat [/srv/x]: no such file [blink red]boo"
+    found["nodes"][0]["node"] = "[red]gpu-a"
+    console = Console(force_terminal=True, color_system="standard", width=200)
+    with console.capture() as captured:
+        console.print(ops_view.recap(found))
+    out = captured.get()
+    assert "stat [/srv/x]: no such file [blink red]boo" in out
+    assert "[red]gpu-a" in out and "cfg[/bold]" in out
+    assert "\x1b[5m" not in out  # no blink
