@@ -65,15 +65,24 @@ class Ledger:
 
     @contextlib.contextmanager
     def recorded(self, pgid: int) -> Iterator[None]:
+        """Record the group while it runs. A record that cannot be written (disk full, a
+        read-only state dir) is logged, never raised: the caller has already started the
+        process and must go on watching it (and killing it on timeout or cancellation)."""
         found = _stat(pgid)
         path = self.dir / str(pgid)
         if found is not None:
-            self.dir.mkdir(parents=True, exist_ok=True)
-            path.write_text(f"{self.boot} {found[1]}\n")
+            try:
+                self.dir.mkdir(parents=True, exist_ok=True)
+                path.write_text(f"{self.boot} {found[1]}\n")
+            except OSError as exc:
+                log.warning("cannot record process group %d for a later reap: %s", pgid, exc)
         try:
             yield
         finally:
-            path.unlink(missing_ok=True)
+            try:
+                path.unlink(missing_ok=True)
+            except OSError as exc:
+                log.warning("cannot remove the record of process group %d: %s", pgid, exc)
 
     def reap(self) -> int:
         """Kill the groups a previous agent left running; how many processes were killed."""

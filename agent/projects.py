@@ -143,6 +143,12 @@ class Project:
         except FileNotFoundError:
             return ""
 
+    def record(self, digest: str) -> None:
+        """The configuration with this digest runs: written only once compose up succeeded."""
+        temporary = self.directory / (DIGEST_FILE + ".tmp")
+        temporary.write_text(digest + "\n")
+        os.replace(temporary, self.directory / DIGEST_FILE)
+
 
 class ProjectStore:
     def __init__(
@@ -216,7 +222,9 @@ class ProjectStore:
         return Project(name, directory)
 
     def write(self, name: str, text: str, digest: str) -> Project:
-        """Check the file the hub sent, adapt it to this host, and write it."""
+        """Check the file the hub sent, adapt it to this host, and write it. What runs is no
+        longer known by digest until the caller's compose up succeeds (Project.record): a
+        failed or cancelled up must not report the old containers under the new digest."""
         if hashlib.sha256(text.encode()).hexdigest() != digest:
             raise ProjectError(f"project {name}: the compose file does not match its digest")
         try:
@@ -237,10 +245,10 @@ class ProjectStore:
         adapted = adapt(document, self.runtime)
         if (project.directory / OVERRIDE_FILE).is_file():
             adapted = strip_gpu_devices(adapted, set(adapted.get("services") or {}))
+        (project.directory / DIGEST_FILE).unlink(missing_ok=True)
         temporary = project.compose_file.with_suffix(".tmp")
         temporary.write_text(yaml.safe_dump(escape(adapted), sort_keys=False))
         os.replace(temporary, project.compose_file)
-        (project.directory / DIGEST_FILE).write_text(digest + "\n")
         return project
 
     def known(self) -> list[Project]:

@@ -5,7 +5,9 @@ which GPUs. The agent turns that into `gpu-override.yaml` beside the project's c
 (agent/overrides.py renders it for the host's GPU runtime; services that run elsewhere get a
 profile that is never enabled). The override before it is kept as `gpu-override.previous.yaml`,
 with the targets of both in `gpu-assignment.json`. When the project runs, services whose target
-changed are recreated alone and those now elsewhere are removed. A GPU the probe reports lost
+changed are recreated alone and those now elsewhere are removed; when one fails or the task is
+cancelled, the override and state files are put back as they were, so the same apply sent again
+recreates again instead of answering "unchanged". A GPU the probe reports lost
 or missing is replaced by another GPU of this node (and again when the project starts).
 """
 
@@ -15,11 +17,13 @@ import math
 import os
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 import yaml
 
 from agent.convert import report_to_proto
 from agent.overrides import (
+    STATE_FILE,
     Fallback,
     Target,
     describe,
@@ -46,6 +50,7 @@ from gpufleet.v1 import agent_link_pb2 as pb
 SERVICE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$")
 PREVIOUS_FILE = "gpu-override.previous.yaml"
 MAX_GPU_INDEX = 1023
+KEPT = (OVERRIDE_FILE, PREVIOUS_FILE, STATE_FILE, COMPOSE_FILE)  # what an apply rewrites
 
 
 @dataclass(frozen=True)
@@ -77,6 +82,23 @@ def applied(status: Status, message: str, report: Report) -> Outcome[Report]:
     if report.fallbacks:
         message += "; " + describe(report.fallbacks)
     return Outcome(status, message, report)
+
+
+def snapshot(directory: Path) -> dict[str, bytes | None]:
+    return {n: (directory / n).read_bytes() if (directory / n).is_file() else None for n in KEPT}
+
+
+def restore(directory: Path, saved: dict[str, bytes | None]) -> None:
+    """The files as they were before a failed or cancelled apply: a re-sent apply then
+    finds the override changed and recreates again, instead of answering `unchanged`."""
+    for name, data in saved.items():
+        path = directory / name
+        if data is None:
+            path.unlink(missing_ok=True)
+        else:
+            temporary = path.with_name(name + ".restore")
+            temporary.write_bytes(data)
+            os.replace(temporary, path)
 
 
 def write(ctx: TaskContext, project: Project, spec: AssignSpec, targets: dict[str, Target],
@@ -127,27 +149,39 @@ class ApplyAssignment(TaskKind[AssignSpec, Report]):
         refused = ctx.store.refused_on_disk(name) if containers else ""
         if refused:  # the host's policy may have narrowed since the project started
             return applied(Status.FAILED, refused, Report(fallbacks=fallbacks))
+        saved = snapshot(project.directory)
         write(ctx, project, spec, targets, before, text)
         ctx.watcher.touched(name)  # the services it runs here may have changed
-        recreated, removed = [], []
-        async with ctx.compose_lock:
-            for done_count, service in enumerate(changed):
-                percent = 100.0 * done_count / len(changed)
-                if not targets[service].here:
-                    if service in running:
-                        ctx.progress("remove", f"removing {service}", percent)
-                        done = await ctx.podman.remove(running[service].container_id)
+        recreated: list[str] = []
+        removed: list[str] = []
+        failure = ""
+        finished = False  # every recreate and removal succeeded: the override is current
+        try:
+            async with ctx.compose_lock:
+                for done_count, service in enumerate(changed):
+                    percent = 100.0 * done_count / len(changed)
+                    if not targets[service].here:
+                        if service in running:
+                            ctx.progress("remove", f"removing {service}", percent)
+                            done = await ctx.podman.remove(running[service].container_id)
+                            if done.code != 0:
+                                failure = f"removing {service} failed: {done.tail()}"
+                                break
+                            removed.append(service)
+                    elif containers:
+                        ctx.progress("recreate", f"recreating {service}", percent)
+                        done = await ctx.podman.recreate(name, project.compose_file, service)
                         if done.code != 0:
-                            failure = f"removing {service} failed: {done.tail()}"
-                            return await self._failed(ctx, name, failure, fallbacks)
-                        removed.append(service)
-                elif containers:
-                    ctx.progress("recreate", f"recreating {service}", percent)
-                    done = await ctx.podman.recreate(name, project.compose_file, service)
-                    if done.code != 0:
-                        failure = f"recreating {service} failed: {done.tail()}"
-                        return await self._failed(ctx, name, failure, fallbacks)
-                    recreated.append(service)
+                            failure = f"recreating {service} failed: {done.tail()}"
+                            break
+                        recreated.append(service)
+                finished = not failure
+        finally:
+            if not finished:  # failed or cancelled: back to what was current before
+                restore(project.directory, saved)
+                ctx.watcher.touched(name)
+        if failure:
+            return await self._failed(ctx, name, failure, fallbacks)
         after = await ctx.running(name)
         what = f"recreated {', '.join(recreated) or 'nothing'}" + (
             f", removed {', '.join(removed)}" if removed else ""

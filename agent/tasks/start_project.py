@@ -75,6 +75,8 @@ class StartProject(TaskKind[StartSpec, Report]):
             found = await recheck(ctx, project, write=True)
             ctx.progress("compose up", f"starting {name}")
             done = await ctx.podman.up(name, project.compose_file)
+            if done.code == 0:
+                project.record(spec.digest)  # only now does this digest run here
             ctx.progress("compose up", f"compose up ended with exit status {done.code}")
         ctx.watcher.touched(name)
         after = await ctx.running(name)

@@ -262,3 +262,53 @@ def test_a_gpu_missing_from_the_inventory_at_start_falls_back_too(tmp_path: Path
     result = start(switching)
     assert [list(f.used) for f in result.assignment.fallbacks] == [[0]]
     assert visible(switching, "one") == "0"
+
+
+class FailingPodman(ScriptedPodman):
+    """Fails every compose command containing `word` while `failing` is set."""
+
+    def __init__(self, containers: dict[str, str], word: str) -> None:
+        super().__init__(containers)
+        self.word, self.failing = word, True
+
+    async def __call__(self, argv: list[str], env: Mapping[str, str], limit: float) -> Completed:
+        done = await super().__call__(argv, env, limit)
+        if self.failing and self.word in argv:
+            return Completed(1, "", f"{self.word} failed here")
+        return done
+
+
+def test_a_failed_up_does_not_claim_the_new_digest(tmp_path: Path) -> None:
+    """The old containers still run after a failed up: they are not reported under the new
+    digest, and the same start sent again runs compose up again."""
+    podman = FailingPodman({"one": "old1", "two": "old2"}, "up")
+    switching = TaskContext.create(ProjectStore(tmp_path / "state"), Podman("gpu-a", run=podman),
+                                   StaticProbe(tmp_path / "none.yaml"), {})  # fmt: skip
+    failed = start(switching)
+    assert failed.status == types_pb2.TASK_STATUS_FAILED, failed.message
+    assert switching.store.project("pair").digest() == ""
+    podman.failing = False
+    again = start(switching)
+    assert again.status == types_pb2.TASK_STATUS_CHANGED, again.message
+    assert [argv[-2:] for argv in podman.calls] == [["up", "-d"], ["up", "-d"]]
+    assert switching.store.project("pair").digest() == hashlib.sha256(PAIR.encode()).hexdigest()
+    assert start(switching).message == "pair already runs, nothing restarted"
+
+
+def test_a_failed_recreate_leaves_the_assignment_to_apply_again(tmp_path: Path) -> None:
+    podman = FailingPodman({"one": "id1", "two": "id2"}, "--force-recreate")
+    a = runner(tmp_path, podman)
+    a.store.write("pair", PAIR, hashlib.sha256(PAIR.encode()).hexdigest())
+    podman.failing = False
+    assert apply(a, task(one=(True, [0], None))).status == types_pb2.TASK_STATUS_CHANGED
+    directory = a.store.project("pair").directory
+    kept = {n: (directory / n).read_text() for n in ("gpu-override.yaml", "gpu-assignment.json")}
+    podman.failing = True
+    failed = apply(a, task(one=(True, [1], None)))
+    assert failed.status == types_pb2.TASK_STATUS_FAILED, failed.message
+    assert {n: (directory / n).read_text() for n in kept} == kept  # GPU 0 is still current
+    assert not (directory / "gpu-override.previous.yaml").exists()
+    podman.failing = False
+    again = apply(a, task(one=(True, [1], None)))
+    assert again.status == types_pb2.TASK_STATUS_CHANGED, again.message
+    assert "recreated one" in again.message

@@ -110,3 +110,15 @@ def test_a_guarded_command_keeps_its_output_and_status(tmp_path: Path) -> None:
                                    10, Ledger(tmp_path)))  # fmt: skip
     assert (done.code, done.stdout, done.stderr) == (3, "out\n", "err\n")
     assert list((tmp_path / "run").iterdir()) == []  # the record goes with the group
+
+
+def test_a_ledger_that_cannot_be_written_leaves_the_run_watched(tmp_path: Path) -> None:
+    """Disk full or a read-only state dir after the process started: the run goes on and
+    ends normally (and is still killed on timeout) instead of escaping unwatched."""
+    from agent.groups import Ledger
+
+    (tmp_path / "run").write_text("a file where the ledger's directory belongs\n")
+    done = asyncio.run(run_process(["sh", "-c", "echo ran"], os.environ, 10, Ledger(tmp_path)))
+    assert (done.code, done.stdout) == (0, "ran\n")
+    with pytest.raises(TimeoutError):
+        asyncio.run(run_process(["sleep", "30"], os.environ, 0.2, Ledger(tmp_path)))

@@ -45,6 +45,8 @@ def test_write_checks_digest_and_yaml(tmp_path: Path) -> None:
     with pytest.raises(ProjectError, match="needs a services mapping"):
         store.write("coder", "just text", digest("just text"))
     project = store.write("coder", COMPOSE, digest(COMPOSE))
+    assert project.digest() == ""  # until its compose up succeeded
+    project.record(digest(COMPOSE))
     assert project.digest() == digest(COMPOSE)
     assert [p.name for p in store.known()] == ["coder"]
     assert (project.directory.stat().st_mode & 0o777) == 0o700

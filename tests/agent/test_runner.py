@@ -209,7 +209,8 @@ def test_a_cancelled_start_says_what_it_was_doing_and_what_runs_now(tmp_path: Pa
     result = sent[-1].task_result
     assert result.status == types_pb2.TASK_STATUS_CANCELLED, result.message
     assert result.message == "cancelled by the hub during compose up: starting pair"
-    assert result.project.name == "pair" and result.project.digest == digest
+    # What runs is not the sent configuration until an up succeeds: no digest claimed.
+    assert result.project.name == "pair" and result.project.digest == ""
     assert [(s.name, s.state) for s in result.project.services] == [("web", "created")]
     assert progress(sent) == [("compose up", "starting pair")]
 
