@@ -213,3 +213,21 @@ def test_a_health_endpoint_answering_garbage_is_a_failed_check(tmp_path: Path) -
     found = asyncio.run(watch.recheck())
     assert found is not None and hub_state(found)[0] == NodeState.LOADING
     assert "a bug in a fetch" in hub_state(found)[2]
+
+
+def test_a_hello_goes_out_whatever_the_stored_file_holds(tmp_path: Path) -> None:
+    """The hello carries what runs even when a stored health section is absurd (before,
+    OverflowError left every hello raising and the agent never stayed connected)."""
+    from agent.link import AgentLink, Identity
+    from agent.main import task_kinds
+    from agent.probes import NoProbe
+    from agent.tasks.context import TaskContext
+    from agent.tasks.runner import TaskRunner
+
+    host = Host()
+    watch = monitor(tmp_path, host, COMPOSE.replace("interval: 2", "interval: 1" + "0" * 400))
+    context = TaskContext.create(watch.store, watch.podman, NoProbe(), {})
+    link = AgentLink("unused:1", Identity("gpu-a", "id"), NoProbe(),
+                     tasks=TaskRunner(task_kinds(), context), monitor=watch)  # fmt: skip
+    hello = asyncio.run(link.hello())
+    assert not hello.projects_unknown and [p.name for p in hello.projects] == ["alpha"]
