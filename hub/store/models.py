@@ -31,6 +31,8 @@ class Node(SQLModel, table=True):
     agent_version: str = Field(default="", max_length=64)
     probe: str = Field(default="", max_length=32)
     probe_error: str = Field(default="")
+    # The agent's podman preflight: what will fail when it runs a project, each with its fix.
+    preflight: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     first_seen: datetime = Field(sa_column=_utc_column(nullable=False))
     last_seen: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
     status_since: datetime = Field(sa_column=_utc_column(nullable=False))
@@ -68,7 +70,8 @@ class Gpu(SQLModel, table=True):
     gfx_target: str = Field(default="", max_length=16)
     pci_bus_id: str = Field(default="", max_length=32)
     driver_version: str = Field(default="", max_length=32)
-    # [[pid, used MiB], ...] as the driver reported them.
+    # [[pid, used MiB, managed], ...] as the driver reported them; managed is 1 when the process
+    # runs in a container gpufleet started (older rows have no third value: not managed).
     processes: list[list[int]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
 
 
@@ -140,6 +143,8 @@ class OperationNode(SQLModel, table=True):
     started: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
     finished: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
     progress_dropped: int = 0
+    # What a check found that may keep the node from running the configuration well.
+    warnings: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
 
 
 class OperationEvent(SQLModel, table=True):

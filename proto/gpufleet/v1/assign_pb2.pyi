@@ -79,16 +79,20 @@ class AssignmentChange(_message.Message):
     def __init__(self, service: _Optional[str] = ..., change: _Optional[str] = ..., before: _Optional[_Union[Assignment, _Mapping]] = ..., after: _Optional[_Union[Assignment, _Mapping]] = ...) -> None: ...
 
 class PreviewAssignmentsRequest(_message.Message):
-    __slots__ = ("configuration", "strategy", "nodes", "time_limit_s")
+    __slots__ = ("configuration", "strategy", "nodes", "time_limit_s", "selector", "no_overcommit")
     CONFIGURATION_FIELD_NUMBER: _ClassVar[int]
     STRATEGY_FIELD_NUMBER: _ClassVar[int]
     NODES_FIELD_NUMBER: _ClassVar[int]
     TIME_LIMIT_S_FIELD_NUMBER: _ClassVar[int]
+    SELECTOR_FIELD_NUMBER: _ClassVar[int]
+    NO_OVERCOMMIT_FIELD_NUMBER: _ClassVar[int]
     configuration: str
     strategy: str
     nodes: _containers.RepeatedScalarFieldContainer[str]
     time_limit_s: float
-    def __init__(self, configuration: _Optional[str] = ..., strategy: _Optional[str] = ..., nodes: _Optional[_Iterable[str]] = ..., time_limit_s: _Optional[float] = ...) -> None: ...
+    selector: _containers.RepeatedScalarFieldContainer[str]
+    no_overcommit: bool
+    def __init__(self, configuration: _Optional[str] = ..., strategy: _Optional[str] = ..., nodes: _Optional[_Iterable[str]] = ..., time_limit_s: _Optional[float] = ..., selector: _Optional[_Iterable[str]] = ..., no_overcommit: _Optional[bool] = ...) -> None: ...
 
 class PreviewAssignmentsResponse(_message.Message):
     __slots__ = ("configuration", "strategy", "assignments", "gpus", "warnings", "unplaced", "changes", "proved_optimal")
@@ -139,16 +143,20 @@ class SetAssignmentResponse(_message.Message):
     def __init__(self, configuration: _Optional[str] = ..., pin: _Optional[_Union[Assignment, _Mapping]] = ..., warnings: _Optional[_Iterable[_Union[PlacementWarning, _Mapping]]] = ..., cleared: _Optional[bool] = ...) -> None: ...
 
 class ApplyAssignmentsRequest(_message.Message):
-    __slots__ = ("configuration", "strategy", "nodes", "time_limit_s")
+    __slots__ = ("configuration", "strategy", "nodes", "time_limit_s", "selector", "no_overcommit")
     CONFIGURATION_FIELD_NUMBER: _ClassVar[int]
     STRATEGY_FIELD_NUMBER: _ClassVar[int]
     NODES_FIELD_NUMBER: _ClassVar[int]
     TIME_LIMIT_S_FIELD_NUMBER: _ClassVar[int]
+    SELECTOR_FIELD_NUMBER: _ClassVar[int]
+    NO_OVERCOMMIT_FIELD_NUMBER: _ClassVar[int]
     configuration: str
     strategy: str
     nodes: _containers.RepeatedScalarFieldContainer[str]
     time_limit_s: float
-    def __init__(self, configuration: _Optional[str] = ..., strategy: _Optional[str] = ..., nodes: _Optional[_Iterable[str]] = ..., time_limit_s: _Optional[float] = ...) -> None: ...
+    selector: _containers.RepeatedScalarFieldContainer[str]
+    no_overcommit: bool
+    def __init__(self, configuration: _Optional[str] = ..., strategy: _Optional[str] = ..., nodes: _Optional[_Iterable[str]] = ..., time_limit_s: _Optional[float] = ..., selector: _Optional[_Iterable[str]] = ..., no_overcommit: _Optional[bool] = ...) -> None: ...
 
 class ShowAssignmentsRequest(_message.Message):
     __slots__ = ("configuration",)

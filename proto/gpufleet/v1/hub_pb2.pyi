@@ -93,12 +93,14 @@ class NodeState(_message.Message):
     def __init__(self, node: _Optional[str] = ..., status: _Optional[_Union[_types_pb2.NodeStatus, str]] = ..., state: _Optional[str] = ..., configuration: _Optional[str] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., message: _Optional[str] = ..., operation_id: _Optional[str] = ...) -> None: ...
 
 class GetStatusRequest(_message.Message):
-    __slots__ = ("page_size", "page_token")
+    __slots__ = ("page_size", "page_token", "selector")
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    SELECTOR_FIELD_NUMBER: _ClassVar[int]
     page_size: int
     page_token: str
-    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+    selector: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., selector: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class GetStatusResponse(_message.Message):
     __slots__ = ("nodes", "next_page_token", "store_error")
@@ -111,12 +113,14 @@ class GetStatusResponse(_message.Message):
     def __init__(self, nodes: _Optional[_Iterable[_Union[NodeState, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., store_error: _Optional[str] = ...) -> None: ...
 
 class Targets(_message.Message):
-    __slots__ = ("nodes", "all")
+    __slots__ = ("nodes", "all", "selector")
     NODES_FIELD_NUMBER: _ClassVar[int]
     ALL_FIELD_NUMBER: _ClassVar[int]
+    SELECTOR_FIELD_NUMBER: _ClassVar[int]
     nodes: _containers.RepeatedScalarFieldContainer[str]
     all: bool
-    def __init__(self, nodes: _Optional[_Iterable[str]] = ..., all: _Optional[bool] = ...) -> None: ...
+    selector: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, nodes: _Optional[_Iterable[str]] = ..., all: _Optional[bool] = ..., selector: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class SwitchRequest(_message.Message):
     __slots__ = ("configuration", "targets", "serial", "max_fail_percent", "check", "no_rollback")
@@ -155,20 +159,22 @@ class OperationRef(_message.Message):
     def __init__(self, id: _Optional[str] = ...) -> None: ...
 
 class NodeResult(_message.Message):
-    __slots__ = ("node", "result", "message", "started", "finished", "progress_dropped")
+    __slots__ = ("node", "result", "message", "started", "finished", "progress_dropped", "warnings")
     NODE_FIELD_NUMBER: _ClassVar[int]
     RESULT_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     STARTED_FIELD_NUMBER: _ClassVar[int]
     FINISHED_FIELD_NUMBER: _ClassVar[int]
     PROGRESS_DROPPED_FIELD_NUMBER: _ClassVar[int]
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
     node: str
     result: str
     message: str
     started: _timestamp_pb2.Timestamp
     finished: _timestamp_pb2.Timestamp
     progress_dropped: int
-    def __init__(self, node: _Optional[str] = ..., result: _Optional[str] = ..., message: _Optional[str] = ..., started: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., progress_dropped: _Optional[int] = ...) -> None: ...
+    warnings: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, node: _Optional[str] = ..., result: _Optional[str] = ..., message: _Optional[str] = ..., started: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., progress_dropped: _Optional[int] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Operation(_message.Message):
     __slots__ = ("id", "kind", "configuration", "status", "check", "created", "finished", "nodes", "message", "events")
@@ -249,7 +255,7 @@ class OperationEvent(_message.Message):
     def __init__(self, seq: _Optional[int] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., node: _Optional[str] = ..., step: _Optional[str] = ..., message: _Optional[str] = ..., operation: _Optional[_Union[Operation, _Mapping]] = ..., progress: _Optional[bool] = ..., percent: _Optional[float] = ...) -> None: ...
 
 class Node(_message.Message):
-    __slots__ = ("name", "status", "labels", "hostname", "address", "agent_version", "first_seen", "last_seen", "status_since", "gpu_count", "probe", "probe_error", "gpus", "events", "state", "configuration", "state_since", "state_message", "transitions")
+    __slots__ = ("name", "status", "labels", "hostname", "address", "agent_version", "first_seen", "last_seen", "status_since", "gpu_count", "probe", "probe_error", "gpus", "events", "state", "configuration", "state_since", "state_message", "transitions", "preflight")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -276,6 +282,7 @@ class Node(_message.Message):
     STATE_SINCE_FIELD_NUMBER: _ClassVar[int]
     STATE_MESSAGE_FIELD_NUMBER: _ClassVar[int]
     TRANSITIONS_FIELD_NUMBER: _ClassVar[int]
+    PREFLIGHT_FIELD_NUMBER: _ClassVar[int]
     name: str
     status: _types_pb2.NodeStatus
     labels: _containers.ScalarMap[str, str]
@@ -295,7 +302,8 @@ class Node(_message.Message):
     state_since: _timestamp_pb2.Timestamp
     state_message: str
     transitions: _containers.RepeatedCompositeFieldContainer[StateTransition]
-    def __init__(self, name: _Optional[str] = ..., status: _Optional[_Union[_types_pb2.NodeStatus, str]] = ..., labels: _Optional[_Mapping[str, str]] = ..., hostname: _Optional[str] = ..., address: _Optional[str] = ..., agent_version: _Optional[str] = ..., first_seen: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_seen: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., status_since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., gpu_count: _Optional[int] = ..., probe: _Optional[str] = ..., probe_error: _Optional[str] = ..., gpus: _Optional[_Iterable[_Union[_types_pb2.Gpu, _Mapping]]] = ..., events: _Optional[_Iterable[_Union[NodeEvent, _Mapping]]] = ..., state: _Optional[str] = ..., configuration: _Optional[str] = ..., state_since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., state_message: _Optional[str] = ..., transitions: _Optional[_Iterable[_Union[StateTransition, _Mapping]]] = ...) -> None: ...
+    preflight: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., status: _Optional[_Union[_types_pb2.NodeStatus, str]] = ..., labels: _Optional[_Mapping[str, str]] = ..., hostname: _Optional[str] = ..., address: _Optional[str] = ..., agent_version: _Optional[str] = ..., first_seen: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_seen: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., status_since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., gpu_count: _Optional[int] = ..., probe: _Optional[str] = ..., probe_error: _Optional[str] = ..., gpus: _Optional[_Iterable[_Union[_types_pb2.Gpu, _Mapping]]] = ..., events: _Optional[_Iterable[_Union[NodeEvent, _Mapping]]] = ..., state: _Optional[str] = ..., configuration: _Optional[str] = ..., state_since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., state_message: _Optional[str] = ..., transitions: _Optional[_Iterable[_Union[StateTransition, _Mapping]]] = ..., preflight: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class StateTransition(_message.Message):
     __slots__ = ("at", "from_state", "to_state", "configuration", "operation_id", "message")
@@ -324,12 +332,14 @@ class NodeEvent(_message.Message):
     def __init__(self, at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., kind: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
 
 class ListNodesRequest(_message.Message):
-    __slots__ = ("page_size", "page_token")
+    __slots__ = ("page_size", "page_token", "selector")
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    SELECTOR_FIELD_NUMBER: _ClassVar[int]
     page_size: int
     page_token: str
-    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+    selector: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., selector: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ListNodesResponse(_message.Message):
     __slots__ = ("nodes", "next_page_token")
@@ -346,12 +356,14 @@ class GetNodeRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ...) -> None: ...
 
 class ListGpusRequest(_message.Message):
-    __slots__ = ("page_size", "page_token")
+    __slots__ = ("page_size", "page_token", "selector")
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    SELECTOR_FIELD_NUMBER: _ClassVar[int]
     page_size: int
     page_token: str
-    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+    selector: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., selector: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class NodeGpu(_message.Message):
     __slots__ = ("node", "node_status", "gpu")

@@ -24,27 +24,27 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17gpufleet/v1/types.proto\x12\x0bgpufleet.v1\"1\n\nGpuProcess\x12\x0b\n\x03pid\x18\x01 \x01(\r\x12\x16\n\x0eused_memory_mb\x18\x02 \x01(\x04\"\xa9\x04\n\x03Gpu\x12\r\n\x05index\x18\x01 \x01(\r\x12\x0c\n\x04uuid\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12&\n\x06vendor\x18\x04 \x01(\x0e\x32\x16.gpufleet.v1.GpuVendor\x12\x17\n\x0fmemory_total_mb\x18\x05 \x01(\x04\x12\x16\n\x0ememory_used_mb\x18\x06 \x01(\x04\x12\x1a\n\x12\x63ompute_capability\x18\x07 \x01(\t\x12$\n\x05state\x18\x08 \x01(\x0e\x32\x15.gpufleet.v1.GpuState\x12\x1b\n\x0ememory_free_mb\x18\t \x01(\x04H\x00\x88\x01\x01\x12 \n\x13utilization_percent\x18\n \x01(\rH\x01\x88\x01\x01\x12\x1a\n\rtemperature_c\x18\x0b \x01(\x02H\x02\x88\x01\x01\x12\x19\n\x0cpower_draw_w\x18\x0c \x01(\x02H\x03\x88\x01\x01\x12\x1a\n\rpower_limit_w\x18\r \x01(\x02H\x04\x88\x01\x01\x12\x12\n\ngfx_target\x18\x0e \x01(\t\x12\x12\n\npci_bus_id\x18\x0f \x01(\t\x12\x16\n\x0e\x64river_version\x18\x10 \x01(\t\x12*\n\tprocesses\x18\x11 \x03(\x0b\x32\x17.gpufleet.v1.GpuProcessB\x11\n\x0f_memory_free_mbB\x16\n\x14_utilization_percentB\x10\n\x0e_temperature_cB\x0f\n\r_power_draw_wB\x10\n\x0e_power_limit_w\"\xcb\x02\n\x0cGpuTelemetry\x12\r\n\x05index\x18\x01 \x01(\r\x12$\n\x05state\x18\x02 \x01(\x0e\x32\x15.gpufleet.v1.GpuState\x12\x16\n\x0ememory_used_mb\x18\x03 \x01(\x04\x12\x1b\n\x0ememory_free_mb\x18\x04 \x01(\x04H\x00\x88\x01\x01\x12 \n\x13utilization_percent\x18\x05 \x01(\rH\x01\x88\x01\x01\x12\x1a\n\rtemperature_c\x18\x06 \x01(\x02H\x02\x88\x01\x01\x12\x19\n\x0cpower_draw_w\x18\x07 \x01(\x02H\x03\x88\x01\x01\x12*\n\tprocesses\x18\x08 \x03(\x0b\x32\x17.gpufleet.v1.GpuProcessB\x11\n\x0f_memory_free_mbB\x16\n\x14_utilization_percentB\x10\n\x0e_temperature_cB\x0f\n\r_power_draw_w\"O\n\tInventory\x12\r\n\x05probe\x18\x01 \x01(\t\x12\x13\n\x0bprobe_error\x18\x02 \x01(\t\x12\x1e\n\x04gpus\x18\x03 \x03(\x0b\x32\x10.gpufleet.v1.Gpu*h\n\tGpuVendor\x12\x1a\n\x16GPU_VENDOR_UNSPECIFIED\x10\x00\x12\x15\n\x11GPU_VENDOR_NVIDIA\x10\x01\x12\x12\n\x0eGPU_VENDOR_AMD\x10\x02\x12\x14\n\x10GPU_VENDOR_OTHER\x10\x03*K\n\x08GpuState\x12\x19\n\x15GPU_STATE_UNSPECIFIED\x10\x00\x12\x10\n\x0cGPU_STATE_OK\x10\x01\x12\x12\n\x0eGPU_STATE_LOST\x10\x02*V\n\nNodeStatus\x12\x1b\n\x17NODE_STATUS_UNSPECIFIED\x10\x00\x12\x15\n\x11NODE_STATUS_READY\x10\x01\x12\x14\n\x10NODE_STATUS_DOWN\x10\x02*\xa2\x01\n\nTaskStatus\x12\x1b\n\x17TASK_STATUS_UNSPECIFIED\x10\x00\x12\x12\n\x0eTASK_STATUS_OK\x10\x01\x12\x17\n\x13TASK_STATUS_CHANGED\x10\x02\x12\x16\n\x12TASK_STATUS_FAILED\x10\x03\x12\x17\n\x13TASK_STATUS_SKIPPED\x10\x04\x12\x19\n\x15TASK_STATUS_CANCELLED\x10\x05\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17gpufleet/v1/types.proto\x12\x0bgpufleet.v1\"B\n\nGpuProcess\x12\x0b\n\x03pid\x18\x01 \x01(\r\x12\x16\n\x0eused_memory_mb\x18\x02 \x01(\x04\x12\x0f\n\x07managed\x18\x03 \x01(\x08\"\xa9\x04\n\x03Gpu\x12\r\n\x05index\x18\x01 \x01(\r\x12\x0c\n\x04uuid\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12&\n\x06vendor\x18\x04 \x01(\x0e\x32\x16.gpufleet.v1.GpuVendor\x12\x17\n\x0fmemory_total_mb\x18\x05 \x01(\x04\x12\x16\n\x0ememory_used_mb\x18\x06 \x01(\x04\x12\x1a\n\x12\x63ompute_capability\x18\x07 \x01(\t\x12$\n\x05state\x18\x08 \x01(\x0e\x32\x15.gpufleet.v1.GpuState\x12\x1b\n\x0ememory_free_mb\x18\t \x01(\x04H\x00\x88\x01\x01\x12 \n\x13utilization_percent\x18\n \x01(\rH\x01\x88\x01\x01\x12\x1a\n\rtemperature_c\x18\x0b \x01(\x02H\x02\x88\x01\x01\x12\x19\n\x0cpower_draw_w\x18\x0c \x01(\x02H\x03\x88\x01\x01\x12\x1a\n\rpower_limit_w\x18\r \x01(\x02H\x04\x88\x01\x01\x12\x12\n\ngfx_target\x18\x0e \x01(\t\x12\x12\n\npci_bus_id\x18\x0f \x01(\t\x12\x16\n\x0e\x64river_version\x18\x10 \x01(\t\x12*\n\tprocesses\x18\x11 \x03(\x0b\x32\x17.gpufleet.v1.GpuProcessB\x11\n\x0f_memory_free_mbB\x16\n\x14_utilization_percentB\x10\n\x0e_temperature_cB\x0f\n\r_power_draw_wB\x10\n\x0e_power_limit_w\"\xcb\x02\n\x0cGpuTelemetry\x12\r\n\x05index\x18\x01 \x01(\r\x12$\n\x05state\x18\x02 \x01(\x0e\x32\x15.gpufleet.v1.GpuState\x12\x16\n\x0ememory_used_mb\x18\x03 \x01(\x04\x12\x1b\n\x0ememory_free_mb\x18\x04 \x01(\x04H\x00\x88\x01\x01\x12 \n\x13utilization_percent\x18\x05 \x01(\rH\x01\x88\x01\x01\x12\x1a\n\rtemperature_c\x18\x06 \x01(\x02H\x02\x88\x01\x01\x12\x19\n\x0cpower_draw_w\x18\x07 \x01(\x02H\x03\x88\x01\x01\x12*\n\tprocesses\x18\x08 \x03(\x0b\x32\x17.gpufleet.v1.GpuProcessB\x11\n\x0f_memory_free_mbB\x16\n\x14_utilization_percentB\x10\n\x0e_temperature_cB\x0f\n\r_power_draw_w\"b\n\tInventory\x12\r\n\x05probe\x18\x01 \x01(\t\x12\x13\n\x0bprobe_error\x18\x02 \x01(\t\x12\x1e\n\x04gpus\x18\x03 \x03(\x0b\x32\x10.gpufleet.v1.Gpu\x12\x11\n\tpreflight\x18\x04 \x03(\t*h\n\tGpuVendor\x12\x1a\n\x16GPU_VENDOR_UNSPECIFIED\x10\x00\x12\x15\n\x11GPU_VENDOR_NVIDIA\x10\x01\x12\x12\n\x0eGPU_VENDOR_AMD\x10\x02\x12\x14\n\x10GPU_VENDOR_OTHER\x10\x03*K\n\x08GpuState\x12\x19\n\x15GPU_STATE_UNSPECIFIED\x10\x00\x12\x10\n\x0cGPU_STATE_OK\x10\x01\x12\x12\n\x0eGPU_STATE_LOST\x10\x02*V\n\nNodeStatus\x12\x1b\n\x17NODE_STATUS_UNSPECIFIED\x10\x00\x12\x15\n\x11NODE_STATUS_READY\x10\x01\x12\x14\n\x10NODE_STATUS_DOWN\x10\x02*\xa2\x01\n\nTaskStatus\x12\x1b\n\x17TASK_STATUS_UNSPECIFIED\x10\x00\x12\x12\n\x0eTASK_STATUS_OK\x10\x01\x12\x17\n\x13TASK_STATUS_CHANGED\x10\x02\x12\x16\n\x12TASK_STATUS_FAILED\x10\x03\x12\x17\n\x13TASK_STATUS_SKIPPED\x10\x04\x12\x19\n\x15TASK_STATUS_CANCELLED\x10\x05\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'gpufleet.v1.types_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_GPUVENDOR']._serialized_start=1062
-  _globals['_GPUVENDOR']._serialized_end=1166
-  _globals['_GPUSTATE']._serialized_start=1168
-  _globals['_GPUSTATE']._serialized_end=1243
-  _globals['_NODESTATUS']._serialized_start=1245
-  _globals['_NODESTATUS']._serialized_end=1331
-  _globals['_TASKSTATUS']._serialized_start=1334
-  _globals['_TASKSTATUS']._serialized_end=1496
+  _globals['_GPUVENDOR']._serialized_start=1098
+  _globals['_GPUVENDOR']._serialized_end=1202
+  _globals['_GPUSTATE']._serialized_start=1204
+  _globals['_GPUSTATE']._serialized_end=1279
+  _globals['_NODESTATUS']._serialized_start=1281
+  _globals['_NODESTATUS']._serialized_end=1367
+  _globals['_TASKSTATUS']._serialized_start=1370
+  _globals['_TASKSTATUS']._serialized_end=1532
   _globals['_GPUPROCESS']._serialized_start=40
-  _globals['_GPUPROCESS']._serialized_end=89
-  _globals['_GPU']._serialized_start=92
-  _globals['_GPU']._serialized_end=645
-  _globals['_GPUTELEMETRY']._serialized_start=648
-  _globals['_GPUTELEMETRY']._serialized_end=979
-  _globals['_INVENTORY']._serialized_start=981
-  _globals['_INVENTORY']._serialized_end=1060
+  _globals['_GPUPROCESS']._serialized_end=106
+  _globals['_GPU']._serialized_start=109
+  _globals['_GPU']._serialized_end=662
+  _globals['_GPUTELEMETRY']._serialized_start=665
+  _globals['_GPUTELEMETRY']._serialized_end=996
+  _globals['_INVENTORY']._serialized_start=998
+  _globals['_INVENTORY']._serialized_end=1096
 # @@protoc_insertion_point(module_scope)

@@ -52,12 +52,14 @@ TASK_STATUS_SKIPPED: TaskStatus
 TASK_STATUS_CANCELLED: TaskStatus
 
 class GpuProcess(_message.Message):
-    __slots__ = ("pid", "used_memory_mb")
+    __slots__ = ("pid", "used_memory_mb", "managed")
     PID_FIELD_NUMBER: _ClassVar[int]
     USED_MEMORY_MB_FIELD_NUMBER: _ClassVar[int]
+    MANAGED_FIELD_NUMBER: _ClassVar[int]
     pid: int
     used_memory_mb: int
-    def __init__(self, pid: _Optional[int] = ..., used_memory_mb: _Optional[int] = ...) -> None: ...
+    managed: bool
+    def __init__(self, pid: _Optional[int] = ..., used_memory_mb: _Optional[int] = ..., managed: _Optional[bool] = ...) -> None: ...
 
 class Gpu(_message.Message):
     __slots__ = ("index", "uuid", "name", "vendor", "memory_total_mb", "memory_used_mb", "compute_capability", "state", "memory_free_mb", "utilization_percent", "temperature_c", "power_draw_w", "power_limit_w", "gfx_target", "pci_bus_id", "driver_version", "processes")
@@ -118,11 +120,13 @@ class GpuTelemetry(_message.Message):
     def __init__(self, index: _Optional[int] = ..., state: _Optional[_Union[GpuState, str]] = ..., memory_used_mb: _Optional[int] = ..., memory_free_mb: _Optional[int] = ..., utilization_percent: _Optional[int] = ..., temperature_c: _Optional[float] = ..., power_draw_w: _Optional[float] = ..., processes: _Optional[_Iterable[_Union[GpuProcess, _Mapping]]] = ...) -> None: ...
 
 class Inventory(_message.Message):
-    __slots__ = ("probe", "probe_error", "gpus")
+    __slots__ = ("probe", "probe_error", "gpus", "preflight")
     PROBE_FIELD_NUMBER: _ClassVar[int]
     PROBE_ERROR_FIELD_NUMBER: _ClassVar[int]
     GPUS_FIELD_NUMBER: _ClassVar[int]
+    PREFLIGHT_FIELD_NUMBER: _ClassVar[int]
     probe: str
     probe_error: str
     gpus: _containers.RepeatedCompositeFieldContainer[Gpu]
-    def __init__(self, probe: _Optional[str] = ..., probe_error: _Optional[str] = ..., gpus: _Optional[_Iterable[_Union[Gpu, _Mapping]]] = ...) -> None: ...
+    preflight: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, probe: _Optional[str] = ..., probe_error: _Optional[str] = ..., gpus: _Optional[_Iterable[_Union[Gpu, _Mapping]]] = ..., preflight: _Optional[_Iterable[str]] = ...) -> None: ...
