@@ -76,7 +76,9 @@ def parse(items: Iterable[str]) -> tuple[Requirement, ...]:
             if part.strip():
                 found.append(_requirement(part.strip()))
             elif item.strip():
-                raise SelectorError(f"invalid label selector {item!r}: an empty item between commas")
+                raise SelectorError(
+                    f"invalid label selector {item!r}: an empty item between commas"
+                )
     if len(found) > MAX_REQUIREMENTS:
         raise SelectorError(
             f"{len(found)} label selectors: at most {MAX_REQUIREMENTS}; select by fewer labels"
