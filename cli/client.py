@@ -78,9 +78,11 @@ class HubClient:
             seen.add(token)
             request.page_token = token
 
-    def list_nodes(self) -> list[hub_pb2.Node]:
+    def list_nodes(self, selector: list[str] | None = None) -> list[hub_pb2.Node]:
+        """Every node (only those matching every label selector, if given)."""
         found: list[hub_pb2.Node] = []
-        for reply in self.pages(self.stub.ListNodes, hub_pb2.ListNodesRequest()):
+        request = hub_pb2.ListNodesRequest(selector=selector or [])
+        for reply in self.pages(self.stub.ListNodes, request):
             found += reply.nodes
         return found
 
@@ -88,9 +90,10 @@ class HubClient:
         node: hub_pb2.Node = self.call(self.stub.GetNode, hub_pb2.GetNodeRequest(name=name))
         return node
 
-    def list_gpus(self) -> list[hub_pb2.NodeGpu]:
+    def list_gpus(self, selector: list[str] | None = None) -> list[hub_pb2.NodeGpu]:
         found: list[hub_pb2.NodeGpu] = []
-        for reply in self.pages(self.stub.ListGpus, hub_pb2.ListGpusRequest()):
+        request = hub_pb2.ListGpusRequest(selector=selector or [])
+        for reply in self.pages(self.stub.ListGpus, request):
             found += reply.gpus
         return found
 
@@ -107,9 +110,10 @@ class HubClient:
         )
         return reply
 
-    def status(self) -> list[hub_pb2.NodeState]:
+    def status(self, selector: list[str] | None = None) -> list[hub_pb2.NodeState]:
         found: list[hub_pb2.NodeState] = []
-        for reply in self.pages(self.stub.GetStatus, hub_pb2.GetStatusRequest()):
+        request = hub_pb2.GetStatusRequest(selector=selector or [])
+        for reply in self.pages(self.stub.GetStatus, request):
             self.store_error = reply.store_error
             found += reply.nodes
         return found

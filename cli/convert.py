@@ -70,6 +70,7 @@ def node(message: hub_pb2.Node, with_gpus: bool = False) -> dict[str, Any]:
         "agent_version": message.agent_version,
         "probe": message.probe,
         "probe_error": message.probe_error or None,
+        "preflight": list(message.preflight),
     }
     out["state"] = message.state
     out["configuration"] = message.configuration or None

@@ -24,7 +24,8 @@ from cli.output import CliError
 if TYPE_CHECKING:
     import grpc
 
-DEFAULT_HUB = "localhost:7443"
+DEFAULT_HUB = "127.0.0.1:7443"  # where `hubctl up` listens by default
+LOOPBACK = ("localhost", "127.0.0.1", "::1", "ip6-localhost")
 HEADER = "# hubctl's hubs and credentials; written by `hubctl login` and `hubctl up`.\n"
 # gpufleet.tls.TLS_OPTIONS without the cryptography that module loads (tests/cli checks that
 # they agree): every hubctl call needs it, and only login needs cryptography.
@@ -67,8 +68,29 @@ def default_hub() -> str:
     return str(load().get("default") or DEFAULT_HUB)
 
 
+def same_hub(address: str) -> str:
+    """The key a hub's credential is kept under: host names lower-cased, and this machine's
+    names (localhost, 127.0.0.1, [::1]) one name, so `localhost:7443` and `127.0.0.1:7443`
+    find the same credential. The address hubctl dials stays as given."""
+    host, sep, port = address.strip().rpartition(":")
+    if not sep or not port.isdigit():
+        return address
+    host = host.strip("[]").lower().rstrip(".")
+    return f"127.0.0.1:{int(port)}" if host in LOOPBACK else f"{host}:{int(port)}"
+
+
+def entry_for(hubs: dict[str, Any], hub: str) -> tuple[str, Any] | None:
+    """The config's key and entry for `hub`: its own key first (files written before keys were
+    normalised), else any key naming the same hub."""
+    if hub in hubs:
+        return hub, hubs[hub]
+    key = same_hub(hub)
+    return next(((k, v) for k, v in hubs.items() if same_hub(str(k)) == key), None)
+
+
 def profile(hub: str) -> Profile:
-    entry = load()["hubs"].get(hub)
+    found = entry_for(load()["hubs"], hub)
+    entry = None if found is None else found[1]
     if entry is None:
         if os.environ.get("GPUFLEET_INSECURE") == "1":
             return Profile(insecure=True)
@@ -111,8 +133,11 @@ def remember(hub: str, entry: Profile, make_default: bool = True) -> Path:
     from gpufleet.tls import write_private
 
     data = load()
-    data["hubs"][hub] = {k: v for k, v in asdict(entry).items() if v}
-    if make_default or not data.get("default"):
+    key = same_hub(hub)
+    for old in [k for k in data["hubs"] if same_hub(str(k)) == key]:
+        del data["hubs"][old]  # one entry per hub, whichever name it was written under
+    data["hubs"][key] = {k: v for k, v in asdict(entry).items() if v}
+    if make_default or not data.get("default") or same_hub(str(data["default"])) == key:
         data["default"] = hub
     path = config_path()
     write_private(path, (HEADER + yaml.safe_dump(data, sort_keys=True)).encode())

@@ -35,7 +35,8 @@ def root(
             "--hub",
             envvar="GPUFLEET_HUB",
             metavar="HOST:PORT",
-            help="The hub to talk to (default: the config file's default, else localhost:7443).",
+            help="The hub to talk to (default: the config file's default, else 127.0.0.1:7443); "
+            "may also follow the command: hubctl login --hub H --token T.",
         ),
     ] = None,
     insecure: Annotated[
@@ -90,9 +91,39 @@ def usage_error(exc: Exception) -> str | None:
     return first_line(exc.format_message()) + where
 
 
+GLOBAL_FLAGS = ("--insecure",)
+
+
+def hoist(argv: list[str]) -> list[str]:
+    """hubctl's own options (--hub, --insecure) moved before the command wherever they are
+    given, so `hubctl login --hub H --token T` is `hubctl --hub H login --token T`.
+    Nothing after `--` moves."""
+    front: list[str] = []
+    rest: list[str] = []
+    command_seen = False
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":
+            rest += argv[i:]
+            break
+        taken = 2 if arg == "--hub" else 1
+        if arg == "--hub" and i + 1 == len(argv):
+            raise CliError("--hub needs a value: HOST:PORT, e.g. --hub hub.example:7443", 2)
+        if arg == "--hub" or arg.startswith("--hub=") or arg in GLOBAL_FLAGS:
+            (front if command_seen else rest).extend(argv[i : i + taken])
+            i += taken
+            continue
+        command_seen = command_seen or not arg.startswith("-")
+        rest.append(arg)
+        i += 1
+    return front + rest
+
+
 def main(argv: list[str] | None = None) -> None:
     try:
-        code = app(args=argv, prog_name="hubctl", standalone_mode=False)
+        args = hoist(sys.argv[1:] if argv is None else argv)
+        code = app(args=args, prog_name="hubctl", standalone_mode=False)
     except CliError as exc:
         error_line(str(exc))
         sys.exit(exc.exit_code)

@@ -19,8 +19,22 @@ if TYPE_CHECKING:
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 DetachOption = Annotated[
-    bool, typer.Option("--detach", help="Print the operation id and return at once.")
+    bool,
+    typer.Option("--detach", help="Print only the operation id (OP=$(hubctl ...)) and return."),
 ]
+# One form for naming nodes everywhere: --node gpu-a --node gpu-b, or --node gpu-a,gpu-b;
+# --nodes is the same option.
+NodeOption = Annotated[
+    list[str] | None,
+    typer.Option("--node", "--nodes", metavar="NODE",
+                 help="A node name (repeatable, or a,b).", show_default=False),
+]  # fmt: skip
+SelectorOption = Annotated[
+    list[str] | None,
+    typer.Option("--selector", "-l", metavar="SELECTOR", show_default=False,
+                 help="Only nodes with these labels: key=value, key!=value, key, !key "
+                 "(repeatable, or a,b; all must hold)."),
+]  # fmt: skip
 
 
 class CliError(Exception):
@@ -62,3 +76,38 @@ def hub_address(ctx: typer.Context) -> str:
     """The hub this invocation talks to (--hub, $GPUFLEET_HUB or the config's default)."""
     address: str = ctx.obj["hub"]
     return address
+
+
+def plural(count: int, noun: str) -> str:
+    """'1 certificate', '2 certificates', '0 certificates'."""
+    return f"{count} {noun}" + ("" if count == 1 else "s")
+
+
+def node_names(nodes: list[str] | None) -> list[str]:
+    """--node values as names: `--node a --node b` and `--node a,b` alike."""
+    found = [name.strip() for item in nodes or [] for name in item.split(",")]
+    if any(not name for name in found):
+        raise CliError("empty node name in --node: give names such as --node gpu-a,gpu-b", 2)
+    return found
+
+
+def selector(items: list[str] | None) -> list[str]:
+    """-l values, checked before any call: a bad one is refused here, one line, exit 2."""
+    if not items:
+        return []
+    from gpufleet.selectors import SelectorError, parse
+
+    try:
+        return [str(requirement) for requirement in parse(items)]
+    except SelectorError as exc:
+        raise CliError(str(exc), exit_code=2) from None
+
+
+def detached(operation_id: str, as_json: bool) -> None:
+    """What --detach prints: the id alone on stdout (`OP=$(hubctl switch ... --detach)`), or
+    {"id": ...} with --json; how to follow it goes to stderr."""
+    if as_json:
+        emit_json({"id": operation_id})
+    else:
+        print(operation_id)
+    print(f"operation {operation_id} started: hubctl ops watch {operation_id}", file=sys.stderr)

@@ -13,15 +13,16 @@ STATUS_STYLES = {"ready": "green", "down": "red"}
 
 
 def gb(mb: int) -> str:
-    """MiB as GiB with one decimal, dropping a trailing .0: 24564 -> '24', 19304 -> '18.9'."""
+    """MiB (as NVML counts) as GiB with one decimal, dropping a trailing .0: 24564 -> '24',
+    19304 -> '18.9', 81559 -> '79.6'."""
     text = f"{mb / 1024:.1f}"
     return text.removesuffix(".0")
 
 
 def vram_bar(used_mb: int, total_mb: int, width: int = BAR_WIDTH) -> str:
-    """'████████░░░░ 18.9/24 GB'."""
+    """'████████░░░░ 18.9/24 GiB'."""
     filled = 0 if total_mb <= 0 else round(width * min(used_mb, total_mb) / total_mb)
-    return f"{'█' * filled}{'░' * (width - filled)} {gb(used_mb)}/{gb(total_mb)} GB"
+    return f"{'█' * filled}{'░' * (width - filled)} {gb(used_mb)}/{gb(total_mb)} GiB"
 
 
 def ago(iso: str | None, now: datetime | None = None) -> str:
@@ -40,6 +41,13 @@ def ago(iso: str | None, now: datetime | None = None) -> str:
 
 def status(text: str) -> Text:
     return Text(text, style=STATUS_STYLES.get(text, "yellow"))
+
+
+def none_match(what: str, names: list[str], selector: list[str]) -> Text:
+    """What an empty filtered listing says: 'No node matches -l role=chat.'"""
+    wanted = [f"--node {','.join(names)}"] if names else []
+    wanted += [f"-l {','.join(selector)}"] if selector else []
+    return Text(f"No {what} matches {' '.join(wanted)}.")
 
 
 def labels(values: dict[str, str]) -> str:
@@ -125,10 +133,27 @@ def node_details(node: dict[str, Any]) -> Table:
     table.add_row("Agent", node["agent_version"] or "-")
     table.add_row("Last heartbeat", ago(node["last_seen"]))
     table.add_row("First seen", node["first_seen"] or "-")
-    probe = node["probe"] or "-"
-    if node["probe_error"]:
-        probe += f" (error: {node['probe_error']})"
-    table.add_row("GPU probe", probe)
+    table.add_row("GPU probe", node["probe"] or "-")  # its error: once, under the GPUs
+    return table
+
+
+def probe_problem(node: dict[str, Any]) -> Text | None:
+    """The probe's error, said once: why no GPUs were found, or what went wrong beside them."""
+    reason = node["probe_error"]
+    if not node["gpus"]:
+        return Text("No GPUs detected" + (f": {reason}" if reason else "."))
+    return Text(f"GPU probe error: {reason}", style="yellow") if reason else None
+
+
+def preflight(lines: list[str]) -> Table | None:
+    """What the node's agent found will fail (each line: the problem and its fix); None when
+    it found nothing."""
+    if not lines:
+        return None
+    table = Table(box=None, show_header=False, title="Preflight", title_justify="left")
+    table.add_column()
+    for line in lines:
+        table.add_row(Text(f"- {line}", style="yellow"))
     return table
 
 

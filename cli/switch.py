@@ -6,24 +6,44 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from cli.output import CliError, DetachOption, JsonOption, console, emit_json, error_line
+from cli.output import (
+    CliError,
+    DetachOption,
+    JsonOption,
+    NodeOption,
+    SelectorOption,
+    console,
+    detached,
+    emit_json,
+    error_line,
+    node_names,
+)
+from cli.output import selector as checked_selector
 
 if TYPE_CHECKING:
     from gpufleet.v1 import hub_pb2
 
-NodesArg = Annotated[list[str] | None, typer.Argument(help="Node names.", show_default=False)]
+NodesArg = Annotated[
+    list[str] | None, typer.Argument(help="Node names (the same as --node).", show_default=False)
+]
 AllOption = Annotated[bool, typer.Option("--all", help="Every known node.")]
 SerialOption = Annotated[int, typer.Option(min=0, help="Nodes at once; 0 = all.")]
 
 
-def targets(nodes: list[str] | None, every: bool) -> hub_pb2.Targets:
+def targets(nodes: list[str], every: bool, labels: list[str] | None) -> hub_pb2.Targets:
+    """Which nodes: named (--node), by label (-l: alone, every connected node that matches;
+    with --node or --all, those that also match), or --all."""
     from gpufleet.v1 import hub_pb2
 
+    selector = checked_selector(labels)
     if every and nodes:
         raise CliError("give node names or --all, not both", exit_code=2)
-    if not every and not nodes:
-        raise CliError("name the nodes (e.g. --node gpu-a) or use --all", exit_code=2)
-    return hub_pb2.Targets(nodes=nodes or [], all=every)
+    if not every and not nodes and not selector:
+        raise CliError(
+            "name the nodes (--node gpu-a), select them by label (-l role=chat) or use --all",
+            exit_code=2,
+        )
+    return hub_pb2.Targets(nodes=nodes, all=every, selector=selector)
 
 
 def percent(text: str) -> float:
@@ -39,17 +59,22 @@ def percent(text: str) -> float:
 def submit(ctx: typer.Context, method: str, request: object, detach: bool, as_json: bool) -> None:
     """Start the Hub's `method` operation and follow it (unless detached)."""
     from cli.client import connect
-    from cli.ops_view import launch
 
     client = connect(ctx)
-    launch(client, getattr(client.stub, method), request, detach, as_json)
+    if detach:
+        detached(client.call(getattr(client.stub, method), request).id, as_json)
+        return
+    from cli.ops_view import launch
+
+    launch(client, getattr(client.stub, method), request, False, as_json)
 
 
 def switch(
     ctx: typer.Context,
     configuration: str,
-    node: Annotated[list[str] | None, typer.Option("--node", help="Node (repeatable).")] = None,
+    node: NodeOption = None,
     every: AllOption = False,
+    labels: SelectorOption = None,
     serial: SerialOption = 0,
     max_fail: Annotated[str, typer.Option(help="Stop once more than this failed.")] = "0%",
     check: Annotated[bool, typer.Option(help="Report what would change only.")] = False,
@@ -60,41 +85,49 @@ def switch(
     """Switch nodes to a configuration: drain, stop, start, wait until healthy."""
     from gpufleet.v1 import hub_pb2
 
+    chosen = targets(node_names(node), every, labels)
     request = hub_pb2.SwitchRequest(
-        configuration=configuration, targets=targets(node, every), serial=serial,
+        configuration=configuration, targets=chosen, serial=serial,
         max_fail_percent=percent(max_fail), check=check, no_rollback=not rollback,
     )  # fmt: skip
     submit(ctx, "Switch", request, detach, as_json)
 
 
-def drain(ctx: typer.Context, nodes: NodesArg = None, every: AllOption = False,
+def drain(ctx: typer.Context, nodes: NodesArg = None, node: NodeOption = None,
+          every: AllOption = False, labels: SelectorOption = None,
           detach: DetachOption = False, as_json: JsonOption = False) -> None:  # fmt: skip
     """Mark nodes draining and wait until their services have no requests in flight."""
     from gpufleet.v1 import hub_pb2
 
-    submit(ctx, "Drain", hub_pb2.DrainRequest(targets=targets(nodes, every)), detach, as_json)
+    chosen = targets(node_names([*(nodes or []), *(node or [])]), every, labels)
+    submit(ctx, "Drain", hub_pb2.DrainRequest(targets=chosen), detach, as_json)
 
 
-def stop(ctx: typer.Context, nodes: NodesArg = None, every: AllOption = False,
-         serial: SerialOption = 0, detach: DetachOption = False,
-         as_json: JsonOption = False) -> None:  # fmt: skip
+def stop(ctx: typer.Context, nodes: NodesArg = None, node: NodeOption = None,
+         every: AllOption = False, labels: SelectorOption = None, serial: SerialOption = 0,
+         detach: DetachOption = False, as_json: JsonOption = False) -> None:  # fmt: skip
     """Stop what the nodes run (compose down)."""
     from gpufleet.v1 import hub_pb2
 
-    request = hub_pb2.StopRequest(targets=targets(nodes, every), serial=serial)
-    submit(ctx, "Stop", request, detach, as_json)
+    chosen = targets(node_names([*(nodes or []), *(node or [])]), every, labels)
+    submit(ctx, "Stop", hub_pb2.StopRequest(targets=chosen, serial=serial), detach, as_json)
 
 
-def status(ctx: typer.Context, as_json: JsonOption = False) -> None:
+def status(ctx: typer.Context, node: NodeOption = None, labels: SelectorOption = None,
+           as_json: JsonOption = False) -> None:  # fmt: skip
     """Every node: switch state, configuration, since when."""
     from cli import convert, render
     from cli.client import connect
 
+    names, selector = node_names(node), checked_selector(labels)
     client = connect(ctx)
-    found = [convert.node_state(n) for n in client.status()]
+    found = [convert.node_state(n) for n in client.status(selector)]
+    found = [n for n in found if not names or n["node"] in names]
     if client.store_error:
         error_line(f"warning: {client.store_error}")
     if as_json:
         emit_json(found)
+    elif not found and (names or selector):
+        console().print(render.none_match("node", names, selector))
     else:
         console().print(render.status_table(found))

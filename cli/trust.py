@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from cli.output import CliError, JsonOption, console, emit_json, hub_address
+from cli.output import CliError, JsonOption, console, emit_json, hub_address, plural
 
 if TYPE_CHECKING:
     from google.protobuf.message import Message
@@ -123,6 +123,13 @@ def tokens_create(
         )
 
 
+@tokens_app.callback(invoke_without_command=True)
+def tokens(ctx: typer.Context, as_json: JsonOption = False) -> None:
+    """Join and login tokens (`hubctl tokens` alone lists them, as `tokens list` does)."""
+    if ctx.invoked_subcommand is None:
+        tokens_list(ctx, as_json)
+
+
 @tokens_app.command("list")
 def tokens_list(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """Tokens: who made them, when they expire, who used them."""
@@ -152,7 +159,8 @@ def nodes_remove(ctx: typer.Context, name: str, as_json: JsonOption = False) -> 
                    "was_connected": reply.was_connected})  # fmt: skip
         return
     link = "; its agent was disconnected" if reply.was_connected else ""
-    print(f"removed node {name}: {reply.revoked_certificates} certificate(s) revoked{link}")
+    revoked = plural(reply.revoked_certificates, "certificate")
+    print(f"removed node {name}: {revoked} revoked{link}")
 
 
 @credentials_app.callback(invoke_without_command=True)
@@ -205,7 +213,7 @@ def credentials_revoke(ctx: typer.Context, identity: str) -> None:
 
     client, trust = connect(ctx)
     reply = client.call(trust.RevokeCredential, pb.RevokeCredentialRequest(identity=identity))
-    print(f"revoked {reply.revoked_certificates} certificate(s) of {identity}")
+    print(f"revoked {plural(reply.revoked_certificates, 'certificate')} of {identity}")
 
 
 def login(
@@ -226,7 +234,8 @@ def login(
     except EnrollError as exc:
         raise CliError(str(exc), exit_code=2) from None
     config = credentials.config_path()
-    folder = config.with_name(f"{config.stem}.d") / re.sub(r"[^\w.-]", "_", hub)
+    key = re.sub(r"[^\w.-]", "_", credentials.same_hub(hub))
+    folder = config.with_name(f"{config.stem}.d") / key
     write_private(folder / "key.pem", enrolled.key_pem)
     write_public(folder / "cert.pem", enrolled.cert_pem)
     write_public(folder / "ca.pem", enrolled.ca_pem)
