@@ -1,7 +1,8 @@
 """`hubctl up`: a hub and a local agent in the foreground, for one machine or a first try.
 
 The agent runs as its own process, `gpufleet-agent --token T`: it joins with the token on
-its first start and ignores it once its state dir holds a certificate.
+its first start and ignores it once its state dir holds a certificate. `--demo` runs the
+demo (`cli.demo`): demo configurations, a simulated GPU host, a locally built image.
 """
 
 from __future__ import annotations
@@ -13,12 +14,14 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from cli import demo
 from cli.output import CliError, console
 
 if TYPE_CHECKING:
@@ -29,13 +32,21 @@ HUB_START_TIMEOUT_S = 30.0
 TOKEN_TTL_S = 300
 
 
-def default_state_dir() -> Path:
-    base = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
-    return Path(base) / "gpufleet"
-
-
-DEFAULT_STATE_DIR = default_state_dir()
 DEFAULT_NAME = socket.gethostname().split(".")[0]
+
+
+class GpuRuntime(StrEnum):
+    cdi = "cdi"
+    amd = "amd"
+    none = "none"
+
+
+class GpuProbe(StrEnum):
+    auto = "auto"
+    nvml = "nvml"
+    amd = "amd"
+    static = "static"
+    none = "none"
 
 
 @dataclass(frozen=True)
@@ -47,13 +58,22 @@ class UpConfig:
     inventory: Path | None
     heartbeat_interval: float
     configs: Path | None = None
+    gpu_runtime: str | None = None  # None: the agent's default
+    gpu_probe: str | None = None
+    env: tuple[str, ...] = ()
+    http: str | None = None
+    demo: bool = False
 
 
 def hub_command(config: UpConfig) -> list[str]:
-    configs = ["--configs", str(config.configs)] if config.configs else []
-    return [sys.executable, "-m", "hub", "--listen", config.listen,
-            "--state-dir", str(config.state_dir / "hub"),
-            "--heartbeat-interval", str(config.heartbeat_interval), *configs]  # fmt: skip
+    command = [sys.executable, "-m", "hub", "--listen", config.listen,
+               "--state-dir", str(config.state_dir / "hub"),
+               "--heartbeat-interval", str(config.heartbeat_interval)]  # fmt: skip
+    if config.configs:
+        command += ["--configs", str(config.configs)]
+    if config.http:
+        command += ["--http", config.http]
+    return command
 
 
 def agent_command(config: UpConfig, token: str) -> list[str]:
@@ -63,6 +83,12 @@ def agent_command(config: UpConfig, token: str) -> list[str]:
         command += ["--labels", config.labels]
     if config.inventory is not None:
         command += ["--inventory", str(config.inventory)]
+    if config.gpu_probe is not None:
+        command += ["--gpu-probe", config.gpu_probe]
+    if config.gpu_runtime is not None:
+        command += ["--gpu-runtime", config.gpu_runtime]
+    for item in config.env:
+        command += ["--env", item]
     return command
 
 
@@ -148,6 +174,13 @@ def run(config: UpConfig) -> None:
     """Start hub, then agent; return when either exits or on SIGINT/SIGTERM."""
     from cli.credentials import config_path
 
+    if config.demo:
+        from cli import demo_image
+
+        try:
+            demo_image.ensure_image(say=lambda line: console().print(line, markup=False))
+        except demo_image.DemoUnavailable as exc:
+            raise CliError(f"cannot run the demo: {exc}") from None
     stopping = False
 
     def on_signal(_signum: int, _frame: FrameType | None) -> None:
@@ -165,12 +198,11 @@ def run(config: UpConfig) -> None:
         agent_argv = agent_command(config, join_token(config))
         agent = subprocess.Popen(agent_argv, env=env, start_new_session=True)
         processes.insert(0, agent)  # stop the agent first, then the hub
+        metrics = f", metrics on http://{config.http}/metrics" if config.http else ""
         console().print(
-            f"[bold green]gpufleet is up:[/] hub on {config.listen} (state in "
+            f"[bold green]gpufleet is up:[/] hub on {config.listen}{metrics} (state in "
             f"{config.state_dir}), local agent '{config.name}', mutual TLS; hubctl is this "
-            f"hub's admin ({config_path()}). In another terminal: "
-            "[bold]hubctl nodes[/], [bold]hubctl gpus[/], [bold]hubctl tokens create[/] to "
-            "enroll more hosts. Ctrl-C stops both."
+            f"hub's admin ({config_path()}). {demo.banner_hint(config)} Ctrl-C stops both."
         )
         while not stopping:
             for process in processes:
@@ -186,7 +218,14 @@ def run(config: UpConfig) -> None:
 
 def up(
     listen: Annotated[str, typer.Option(help="Hub address.")] = "127.0.0.1:7443",
-    state_dir: Annotated[Path, typer.Option(help="Hub and agent state.")] = DEFAULT_STATE_DIR,
+    state_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Hub and agent state (default ~/.local/state/gpufleet, "
+            "gpufleet-demo with --demo).",
+            show_default=False,
+        ),
+    ] = None,
     name: Annotated[str, typer.Option(help="Local node name.")] = DEFAULT_NAME,
     labels: Annotated[str, typer.Option(help="Local node labels, k=v[,k=v].")] = "",
     inventory: Annotated[Path | None, typer.Option(help="Static GPU inventory file.")] = None,
@@ -194,6 +233,49 @@ def up(
     configs: Annotated[
         Path | None, typer.Option(help="Configurations directory (default: the hub's).")
     ] = None,
+    gpu_runtime: Annotated[
+        GpuRuntime | None,
+        typer.Option(
+            help="How containers get GPUs (agent default cdi; none with --demo).",
+            show_default=False,
+        ),
+    ] = None,
+    gpu_probe: Annotated[
+        GpuProbe | None,
+        typer.Option(
+            help="How the agent finds GPUs (default auto; static with --inventory).",
+            show_default=False,
+        ),
+    ] = None,
+    env: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--env",
+            metavar="KEY=VALUE",
+            show_default=False,
+            help="A variable for compose files and health URLs (repeatable).",
+        ),
+    ] = None,
+    http: Annotated[
+        str | None,
+        typer.Option(metavar="HOST:PORT", help="Serve the hub's /metrics and /healthz here."),
+    ] = None,
+    run_demo: Annotated[
+        bool,
+        typer.Option(
+            "--demo",
+            help="Demo configurations on a simulated A5500 + A400 host, "
+            "real containers, no GPU needed (builds its image once).",
+        ),
+    ] = False,
 ) -> None:
     """Run a hub and a local agent in the foreground (SQLite); Ctrl-C stops both."""
-    run(UpConfig(listen, state_dir, name, labels, inventory, heartbeat_interval, configs))
+    config = UpConfig(
+        listen, state_dir or demo.state_dir(run_demo), name, labels, inventory,
+        heartbeat_interval, configs, gpu_runtime.value if gpu_runtime else None,
+        gpu_probe.value if gpu_probe else None, tuple(env or ()), http, run_demo,
+    )  # fmt: skip
+    if run_demo:
+        config = demo.with_demo(config)
+    demo.check(config)
+    run(config)
