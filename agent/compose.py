@@ -23,6 +23,7 @@ from pathlib import Path
 
 from agent.groups import Ledger, guarded
 from agent.projects import OVERRIDE_FILE
+from agent.rootcause import root_cause
 
 PROJECT_LABEL = "io.podman.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
@@ -35,9 +36,10 @@ class Completed:
     stdout: str
     stderr: str
 
-    def tail(self, lines: int = 8) -> str:
-        text = (self.stderr.strip() or self.stdout.strip()).splitlines()
-        return " | ".join(text[-lines:]) or f"exit status {self.code}"
+    def tail(self) -> str:
+        """Why it failed, in one line: the failing podman command and its error line (never
+        a traceback's tail; agent/rootcause.py)."""
+        return root_cause(self.stderr, self.stdout, self.code)
 
 
 Runner = Callable[[list[str], Mapping[str, str], float], Awaitable[Completed]]
@@ -109,7 +111,9 @@ class Podman:
         """Compose with the project's file, plus its GPU override when it has one."""
         override = file.parent / OVERRIDE_FILE
         files = ["-f", str(file)] + (["-f", str(override)] if override.is_file() else [])
-        argv = [*self.compose, "-p", compose_name(self.node, project), *files, *args]
+        # --verbose: podman-compose logs each podman command, so a failure names its command.
+        name = compose_name(self.node, project)
+        argv = [*self.compose, "--verbose", "-p", name, *files, *args]
         return await self.run(argv, self.env, COMPOSE_TIMEOUT_S)
 
     async def up(self, project: str, file: Path) -> Completed:
@@ -125,6 +129,24 @@ class Podman:
 
     async def down(self, project: str, file: Path) -> Completed:
         return await self._compose(project, file, "down")
+
+    async def clean(self, project: str, file: Path) -> list[str]:
+        """After a failed up: compose down, then remove what down left of the project (its
+        pod, its networks and with them their CNI/netavark files). What is still left."""
+        name = compose_name(self.node, project)
+        await self.down(project, file)
+        left = []
+        for kind, listing in (("pod", "ps"), ("network", "ls")):
+            argv = [self.podman, kind, listing, "--format", "{{.Name}}",
+                    "--filter", f"label={PROJECT_LABEL}={name}"]  # fmt: skip
+            if kind == "pod":  # podman-compose labels no pod: it names it pod_<project>
+                argv[-2:] = ["--filter", f"name=^pod_{name}$"]
+            found = await self.run(argv, self.env, 60.0)
+            for item in found.stdout.split() if found.code == 0 else []:
+                gone = await self.run([self.podman, kind, "rm", "-f", item], self.env, 60.0)
+                if gone.code != 0:
+                    left.append(f"{kind} {item}: {gone.tail()}")
+        return left
 
     async def containers(self, project: str) -> list[Container]:
         label = f"label={PROJECT_LABEL}={compose_name(self.node, project)}"

@@ -3,7 +3,7 @@ the hub)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from agent.overrides import Fallback
 from agent.probes import ProbeResult
@@ -15,11 +15,13 @@ from gpufleet.v1 import agent_link_pb2 as pb
 from gpufleet.v1 import types_pb2
 
 
-def inventory_to_proto(result: ProbeResult) -> types_pb2.Inventory:
+def inventory_to_proto(result: ProbeResult, preflight: Sequence[str] = ()) -> types_pb2.Inventory:
+    """The GPUs, and the podman preflight's problems (agent/preflight.py)."""
     return types_pb2.Inventory(
         probe=result.probe,
         probe_error=result.error,
         gpus=[gpu_to_proto(gpu) for gpu in result.gpus],
+        preflight=list(preflight),
     )
 
 

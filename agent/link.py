@@ -18,6 +18,7 @@ from agent.backoff import Backoff
 from agent.convert import inventory_to_proto, running_to_proto
 from agent.health import HealthMonitor, Observed
 from agent.probes import GpuProbe, ProbeResult
+from agent.tasks.context import NoPreflight, Preflight
 from agent.tasks.runner import TaskRunner
 from gpufleet.channel import PROTOCOL_VERSION, SETTINGS
 from gpufleet.gpus import telemetry_to_proto
@@ -78,7 +79,10 @@ class AgentLink:
         projects_timeout_s: float = PROJECTS_TIMEOUT_S,
         on_attempt: Callable[[bool], None] | None = None,
         monitor: HealthMonitor | None = None,
+        preflight: Preflight | None = None,
     ) -> None:
+        # Podman problems, sent with the inventory (in the hello; in a heartbeat when changed).
+        self.preflight = preflight or NoPreflight()
         # What runs and its health, for hellos and heartbeats; None: podman ps alone.
         self.monitor = monitor
         # Told after each dial: True once connected, False when the attempt failed (the
@@ -144,6 +148,10 @@ class AgentLink:
         else:
             log.warning("link to hub %s lost: %s %s", self.hub, code.name, details)
 
+    @property
+    def last_probe(self) -> ProbeResult | None:
+        return self._last_probe
+
     async def _probe(self) -> ProbeResult:
         try:
             found = await asyncio.to_thread(self.probe.inventory)
@@ -152,7 +160,7 @@ class AgentLink:
             log.exception("GPU probe %s failed; reporting the last result", self.probe.name)
             return self._last_probe or ProbeResult(self.probe.name, error="probe failed")
         self._last_probe = found
-        if found.static() != self._sent_static:
+        if self._sent_static is None or found.static() != self._sent_static[0]:
             if found.error:
                 log.warning("GPU probe %s: %s", found.probe, found.error)
             lost = [str(gpu.index) for gpu in found.gpus if gpu.state == "lost"]
@@ -184,7 +192,8 @@ class AgentLink:
 
     async def hello(self) -> pb.Hello:
         found = await self._probe()
-        self._sent_static = found.static()
+        problems = await self.preflight.problems()
+        self._sent_static = (found.static(), problems)
         projects = await self._projects()
         return pb.Hello(
             projects=projects or [],
@@ -198,7 +207,7 @@ class AgentLink:
                 python=platform.python_version(),
                 protocol=PROTOCOL_VERSION,
             ),
-            inventory=inventory_to_proto(found),
+            inventory=inventory_to_proto(found, problems),
         )
 
     async def _session(self, stop: asyncio.Event) -> None:
@@ -268,9 +277,10 @@ class AgentLink:
         found = await self._probe()
         beat = pb.Heartbeat(seq=seq, gpus=[telemetry_to_proto(gpu) for gpu in found.gpus])
         beat.sent_at.GetCurrentTime()
-        if found.static() != self._sent_static:
-            beat.inventory.CopyFrom(inventory_to_proto(found))
-            self._sent_static = found.static()
+        problems = await self.preflight.problems()
+        if (found.static(), problems) != self._sent_static:
+            beat.inventory.CopyFrom(inventory_to_proto(found, problems))
+            self._sent_static = (found.static(), problems)
         if self.monitor is not None:
             changed, running = self.monitor.changed()
             if changed:

@@ -20,14 +20,14 @@ from pathlib import Path
 from typing import NoReturn
 
 import gpufleet
-from agent import report
+from agent import preflight, report
 from agent.compose import Podman, run_process
 from agent.credentials import AgentTls, NotEnrolled
 from agent.groups import Ledger
 from agent.health import HealthMonitor
 from agent.identity import agent_id, check_name, parse_labels
 from agent.link import AgentLink, Identity
-from agent.probes import PROBES, GpuProbe, InventoryError, make_probe
+from agent.probes import PROBES, GpuProbe, InventoryError, ProbeResult, make_probe
 from agent.projects import RUNTIMES, ProjectStore
 from agent.statelock import StateDirBusy, lock_state_dir
 from agent.tasks.apply_assignment import ApplyAssignment
@@ -257,6 +257,10 @@ def probe_parser() -> argparse.ArgumentParser:
         description="Print the GPUs this host's probe sees, without a hub, and exit.",
     )
     parser.add_argument("--json", action="store_true", help="print JSON for scripts")
+    parser.add_argument(
+        "--gpu-runtime", default="cdi", choices=RUNTIMES,
+        help="how containers get GPUs, as the agent runs them (the preflight checks for it)",
+    )  # fmt: skip
     add_probe_options(parser)
     return parser
 
@@ -279,7 +283,12 @@ def probe(argv: list[str]) -> None:
     args = settings.parse_args(probe_parser(), argv, settings.AGENT_CONFIG, accept=run_keys)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     found = build_probe(args).inventory()
-    print(json.dumps(report.as_json(found), indent=2) if args.json else report.as_text(found))
+    setup = preflight.Setup(args.gpu_runtime, has_nvidia(found))
+    problems = preflight.checks(preflight.SystemHost(os.environ), setup)
+    if args.json:
+        print(json.dumps(report.as_json(found, problems), indent=2))
+    else:
+        print(report.as_text(found, problems))
 
 
 async def serve(link: AgentLink, tls: AgentTls | None) -> None:
@@ -335,14 +344,20 @@ def main(argv: list[str] | None = None) -> None:
     ledger.reap()  # what a previous agent on this state dir left running; ours now (the lock)
     podman = Podman(identity.name, env, run=functools.partial(run_process, ledger=ledger))
     monitor = HealthMonitor(store, podman, {**os.environ, **env})
-    context = TaskContext.create(store, podman, gpus, env, monitor)
+    checks = preflight.for_host(podman.env, lambda: preflight.Setup(
+        args.gpu_runtime, has_nvidia(link.last_probe)))  # fmt: skip
+    context = TaskContext.create(store, podman, gpus, env, monitor, checks)
     channel = None if args.insecure else tls.channel_factory(args.hub, SETTINGS.client_options())
-    link = AgentLink(args.hub, identity, gpus, channel=channel,
-                     tasks=TaskRunner(task_kinds(), context), monitor=monitor)  # fmt: skip
+    link = AgentLink(args.hub, identity, gpus, channel=channel, monitor=monitor,
+                     tasks=TaskRunner(task_kinds(), context), preflight=checks)  # fmt: skip
     try:
         asyncio.run(serve(link, None if args.insecure else tls))
     finally:
         lock.release()
+
+
+def has_nvidia(found: ProbeResult | None) -> bool:
+    return found is not None and any(gpu.vendor == "nvidia" for gpu in found.gpus)
 
 
 def parse_env(items: list[str]) -> dict[str, str]:

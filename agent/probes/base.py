@@ -14,6 +14,9 @@ OK, LOST = "ok", "lost"
 class GpuProcess:
     pid: int
     used_memory_mb: int
+    # The process runs in a container of a compose project this agent started (set by the
+    # agent, agent/managed.py; probes report False).
+    managed: bool = False
 
 
 @dataclass(frozen=True)

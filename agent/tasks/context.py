@@ -32,6 +32,22 @@ class Watcher(Protocol):
     async def passed(self, project: str, services: Collection[str]) -> None: ...
 
 
+class Preflight(Protocol):
+    """The podman preflight (agent/preflight.py): what will make a compose run fail."""
+
+    async def problems(self) -> tuple[str, ...]: ...
+
+    def stale(self) -> None: ...
+
+
+class NoPreflight:
+    async def problems(self) -> tuple[str, ...]:
+        return ()
+
+    def stale(self) -> None:
+        pass
+
+
 class NoWatcher:
     def touched(self, project: str) -> None:
         pass
@@ -62,6 +78,8 @@ class TaskContext:
     on_progress: ReportProgress = _ignore
     # Told when a task changed a project or found it healthy.
     watcher: Watcher = field(default_factory=NoWatcher)
+    # Checked before each compose run; told when one failed (so it checks again).
+    preflight: Preflight = field(default_factory=NoPreflight)
 
     @classmethod
     def create(
@@ -71,9 +89,11 @@ class TaskContext:
         probe: GpuProbe,
         env: Mapping[str, str],
         watcher: Watcher | None = None,
+        preflight: Preflight | None = None,
     ) -> TaskContext:
         return cls(store, podman, probe, {**os.environ, **env}, asyncio.Lock(),
-                   watcher=watcher or NoWatcher())  # fmt: skip
+                   watcher=watcher or NoWatcher(),
+                   preflight=preflight or NoPreflight())  # fmt: skip
 
     def for_task(self, on_progress: ReportProgress) -> TaskContext:
         return replace(self, on_progress=on_progress)

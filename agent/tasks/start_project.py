@@ -64,6 +64,10 @@ class StartProject(TaskKind[StartSpec, Report]):
             and all(c.state == "running" for c in before.containers)
         ):
             return Outcome(Status.OK, f"{name} already runs, nothing restarted", Report(before))
+        if problems := await ctx.preflight.problems():
+            # Fail now with the fix, not after a podman traceback.
+            return Outcome(Status.FAILED, f"cannot start {name}: " + "; ".join(problems),
+                           Report(before))  # fmt: skip
         if check:
             found = await recheck(ctx, ctx.store.project(name), write=False)
             return started(Status.CHANGED, f"would start {name}", before, found)
@@ -78,10 +82,18 @@ class StartProject(TaskKind[StartSpec, Report]):
             if done.code == 0:
                 project.record(spec.digest)  # only now does this digest run here
             ctx.progress("compose up", f"compose up ended with exit status {done.code}")
+            left: list[str] = []
+            if done.code != 0:
+                ctx.preflight.stale()  # the host may have changed under us: check again
+                ctx.progress("compose down", f"removing what the failed start of {name} left")
+                left = await ctx.podman.clean(name, project.compose_file)
         ctx.watcher.touched(name)
         after = await ctx.running(name)
         if done.code != 0:
-            return started(Status.FAILED, f"compose up failed: {done.tail()}", after, found)
+            message = f"compose up failed: {done.tail()}"
+            if left:
+                message += "; could not remove " + ", ".join(left)
+            return started(Status.FAILED, message, after, found)
         message = f"started {name}: {len(after.containers)} containers"
         return started(Status.CHANGED, message, after, found)
 

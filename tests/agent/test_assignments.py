@@ -279,8 +279,8 @@ class FailingPodman(ScriptedPodman):
 
 
 def test_a_failed_up_does_not_claim_the_new_digest(tmp_path: Path) -> None:
-    """The old containers still run after a failed up: they are not reported under the new
-    digest, and the same start sent again runs compose up again."""
+    """A failed up is taken down (compose down, then whatever pod or network is left): it is
+    not reported under the new digest, and the same start sent again runs compose up again."""
     podman = FailingPodman({"one": "old1", "two": "old2"}, "up")
     switching = TaskContext.create(ProjectStore(tmp_path / "state"), Podman("gpu-a", run=podman),
                                    StaticProbe(tmp_path / "none.yaml"), {})  # fmt: skip
@@ -290,7 +290,8 @@ def test_a_failed_up_does_not_claim_the_new_digest(tmp_path: Path) -> None:
     podman.failing = False
     again = start(switching)
     assert again.status == types_pb2.TASK_STATUS_CHANGED, again.message
-    assert [argv[-2:] for argv in podman.calls] == [["up", "-d"], ["up", "-d"]]
+    compose = [argv[-1] for argv in podman.calls if "--verbose" in argv]
+    assert compose == ["-d", "down", "-d"]  # up, the failed up's clean-up, up again
     assert switching.store.project("pair").digest() == hashlib.sha256(PAIR.encode()).hexdigest()
     assert start(switching).message == "pair already runs, nothing restarted"
 
