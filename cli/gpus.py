@@ -74,8 +74,9 @@ def snapshots(hub: HubClient, names: list[str], selector: list[str], interval: f
     flushed at once (no terminal to redraw in place)."""
     try:
         while True:
-            print(f"# {time.strftime('%Y-%m-%d %H:%M:%S')}", flush=True)
-            console().print(view(hub, names, selector))
+            shown = view(hub, names, selector)
+            print(f"# {time.strftime('%Y-%m-%d %H:%M:%S')}")
+            console().print(shown)
             sys.stdout.flush()
             time.sleep(interval)
     except KeyboardInterrupt:

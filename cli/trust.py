@@ -45,6 +45,11 @@ def seconds(text: str) -> int:
     return int(match.group(1)) * UNITS[match.group(2)]
 
 
+def short(text: str, most: int) -> str:
+    """A table cell of at most `most` characters; a cut one ends with '...'."""
+    return text if len(text) <= most else text[: most - 3] + "..."
+
+
 def parse_labels(text: str) -> dict[str, str]:
     labels = {}
     for item in filter(None, (part.strip() for part in text.split(","))):
@@ -282,8 +287,8 @@ def audit(
     if as_json:
         emit_json(found)
         return
-    rows = [[e["at"] or "", e["identity"], e["action"], e["result"], e["detail"][:60],
-             e["message"][:60]] for e in found]  # fmt: skip
+    rows = [[e["at"] or "", e["identity"], e["action"], e["result"], short(e["detail"], 80),
+             short(e["message"], 60)] for e in found]  # fmt: skip
     console().print(
         table("Audit log", ["AT", "WHO", "ACTION", "RESULT", "DETAIL", "MESSAGE"], rows)
     )

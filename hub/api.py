@@ -14,6 +14,7 @@ from hub import convert, limits
 from hub.ops.api import OperationsApi
 from hub.ops.manager import OperationManager
 from hub.paging import next_token, paged
+from hub.selection import label_filter, selector
 from hub.sessions import SessionRegistry
 from hub.store import Database, Store
 from hub.store.operations import OperationStore
@@ -49,7 +50,8 @@ class HubService(OperationsApi, hub_pb2_grpc.HubServicer):  # type: ignore[misc]
         self, request: hub_pb2.ListNodesRequest, context: Context
     ) -> hub_pb2.ListNodesResponse:
         size, after = await paged(request, context, 1)
-        rows = await self.db.call(self.store.list_nodes, after[0] if after else "", size + 1)
+        keep = label_filter(await selector(request.selector, context))
+        rows = await self.db.call(self.store.list_nodes, after[0] if after else "", size + 1, keep)
         return hub_pb2.ListNodesResponse(
             nodes=[
                 convert.node_to_proto(node, count, live_seen=self._live_seen(node.name))
@@ -81,7 +83,8 @@ class HubService(OperationsApi, hub_pb2_grpc.HubServicer):  # type: ignore[misc]
         except limits.OutOfBounds as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
             raise
-        rows = await self.db.call(self.store.list_gpus, key, size + 1)
+        keep = label_filter(await selector(request.selector, context))
+        rows = await self.db.call(self.store.list_gpus, key, size + 1, keep)
         return hub_pb2.ListGpusResponse(
             gpus=[
                 hub_pb2.NodeGpu(

@@ -17,7 +17,8 @@ from hub.ops.kind import Request
 from hub.ops.kinds import DrainKind, StopKind, SwitchKind
 from hub.ops.manager import OperationError, OperationManager
 from hub.paging import next_token, paged
-from hub.store import Database, Store
+from hub.selection import Known, NoMatch, label_filter, selector, targeted
+from hub.store import Database, NodeStatus, Store
 from hub.store.operations import Event, OperationRecord, OperationStore
 from hub.trust import auth
 from hub.work import Busy, Overrun, Work, WorkerDied
@@ -137,7 +138,8 @@ class OperationsApi:
         self, request: hub_pb2.GetStatusRequest, context: Context
     ) -> hub_pb2.GetStatusResponse:
         size, after = await paged(request, context, 1)
-        rows = await self.db.call(self.store.list_nodes, after[0] if after else "", size + 1)
+        keep = label_filter(await selector(request.selector, context))
+        rows = await self.db.call(self.store.list_nodes, after[0] if after else "", size + 1, keep)
         return hub_pb2.GetStatusResponse(nodes=[
             hub_pb2.NodeState(
                 node=node.name, status=convert.node_status(node.status), state=node.state,
@@ -147,9 +149,22 @@ class OperationsApi:
         ], next_page_token=next_token(rows, size, lambda row: (row[0].name,)),
            store_error=self.db.problem())  # fmt: skip
 
-    async def _targets(self, targets: hub_pb2.Targets) -> tuple[list[str], list[str]]:
-        known = [node.name for node, _ in await self.db.call(self.store.list_nodes)]
-        return (known if targets.all else list(targets.nodes)), known
+    async def _targets(
+        self, targets: hub_pb2.Targets, context: Context
+    ) -> tuple[list[str], list[str]]:
+        """The nodes the operation runs on (names, --all, label selectors), and every known
+        node; a selector matching none is refused with one line, nothing created."""
+        chosen = await selector(targets.selector, context)
+        known = [
+            Known(node.name, node.status == NodeStatus.READY.value, dict(node.labels or {}))
+            for node, _ in await self.db.call(self.store.list_nodes)
+        ]
+        try:
+            nodes = targeted(list(targets.nodes), targets.all, chosen, known)
+        except NoMatch as exc:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+            raise
+        return nodes, [k.name for k in known]
 
     async def _load(self, context: Context) -> dict[str, Configuration]:
         try:
@@ -161,7 +176,7 @@ class OperationsApi:
 
     async def _submit(self, context: Context, make: Callable[[list[str]], Request],
                       targets: hub_pb2.Targets) -> hub_pb2.OperationRef:  # fmt: skip
-        nodes, known = await self._targets(targets)
+        nodes, known = await self._targets(targets, context)
         try:
             operation_id = await self.manager.submit(make(nodes), known)
         except OperationError as exc:

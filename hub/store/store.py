@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
@@ -12,9 +12,11 @@ from sqlalchemy import Engine, and_, bindparam, func, or_, update
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlmodel import Session, col, delete, select
 
+from hub.store import scan
 from hub.store.models import Gpu, Node, NodeEvent, NodeStatus
 
 log = logging.getLogger(__name__)
+LabelFilter = Callable[[Mapping[str, str]], bool]  # a node's labels -> listed or not
 # What one bad row raises (SQLite: OverflowError past 2^63-1; PostgreSQL: DataError).
 BAD_ROW = (SQLAlchemyError, OverflowError, ValueError, TypeError)
 
@@ -239,18 +241,28 @@ class Store:
                     samples,
                 )  # fmt: skip
 
-    def list_nodes(self, after: str = "", limit: int | None = None) -> list[tuple[Node, int]]:
-        """Nodes with their GPU counts, by name: all, or `limit` of them after the name `after`."""
+    def list_nodes(
+        self, after: str = "", limit: int | None = None, keep: LabelFilter | None = None
+    ) -> list[tuple[Node, int]]:
+        """Nodes with their GPU counts, by name: all, or `limit` of them after the name `after`;
+        with `keep`, only the nodes whose labels it accepts (a label selector)."""
         counts = select(Gpu.node_id, func.count().label("n")).group_by(col(Gpu.node_id)).subquery()
-        query = (
-            select(Node, func.coalesce(counts.c.n, 0))
-            .outerjoin(counts, counts.c.node_id == Node.id)
-            .where(col(Node.name) > after)
-            .order_by(col(Node.name))
-            .limit(limit)
-        )
-        with self._session() as session:
-            return [(node, int(count)) for node, count in session.exec(query).all()]
+
+        def fetch(start: str, most: int | None) -> list[tuple[Node, int]]:
+            query = (
+                select(Node, func.coalesce(counts.c.n, 0))
+                .outerjoin(counts, counts.c.node_id == Node.id)
+                .where(col(Node.name) > start)
+                .order_by(col(Node.name))
+                .limit(most)
+            )
+            with self._session() as session:
+                return [(node, int(count)) for node, count in session.exec(query).all()]
+
+        if keep is None:
+            return fetch(after, limit)
+        return scan.kept(fetch, lambda row: row[0].name, after,
+                         lambda row: keep(row[0].labels or {}), limit)  # fmt: skip
 
     def get_node(self, name: str) -> tuple[Node, list[Gpu]] | None:
         with self._session() as session:
@@ -278,16 +290,28 @@ class Store:
             ]  # fmt: skip
 
     def list_gpus(
-        self, after: tuple[str, int] = ("", -1), limit: int | None = None
+        self,
+        after: tuple[str, int] = ("", -1),
+        limit: int | None = None,
+        keep: LabelFilter | None = None,
     ) -> list[tuple[Node, Gpu]]:
-        """GPUs by node name and index: all, or `limit` of them after (node, index) `after`."""
-        name, index = after
-        query = (
-            select(Node, Gpu)
-            .join(Gpu, col(Gpu.node_id) == Node.id)
-            .where(or_(col(Node.name) > name, and_(col(Node.name) == name, col(Gpu.index) > index)))
-            .order_by(col(Node.name), col(Gpu.index))
-            .limit(limit)
-        )
-        with self._session() as session:
-            return [(node, gpu) for node, gpu in session.exec(query).all()]
+        """GPUs by node name and index: all, or `limit` of them after (node, index) `after`;
+        with `keep`, only the GPUs of nodes whose labels it accepts."""
+
+        def fetch(start: tuple[str, int], most: int | None) -> list[tuple[Node, Gpu]]:
+            name, index = start
+            query = (
+                select(Node, Gpu)
+                .join(Gpu, col(Gpu.node_id) == Node.id)
+                .where(or_(col(Node.name) > name,
+                           and_(col(Node.name) == name, col(Gpu.index) > index)))
+                .order_by(col(Node.name), col(Gpu.index))
+                .limit(most)
+            )  # fmt: skip
+            with self._session() as session:
+                return [(node, gpu) for node, gpu in session.exec(query).all()]
+
+        if keep is None:
+            return fetch(after, limit)
+        return scan.kept(fetch, lambda row: (row[0].name, row[1].index), after,
+                         lambda row: keep(row[0].labels or {}), limit)  # fmt: skip

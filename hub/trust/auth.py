@@ -19,8 +19,7 @@ from typing import Any
 
 import grpc
 from cryptography import x509
-from google.protobuf import text_format
-from google.protobuf.message import DecodeError, Message
+from google.protobuf.message import DecodeError
 
 from hub import services
 from hub.store import db
@@ -29,11 +28,9 @@ from hub.store.trust import AuditEntry, Credential, aggregated
 from hub.trust import roles
 from hub.trust.floods import RefusalTally
 from hub.trust.roles import Role
+from hub.trust.summary import summarize
 
 log = logging.getLogger("gpufleet.audit")
-
-SECRET_FIELDS = ("token", "csr_pem")
-DETAIL_CHARS = 300
 
 
 @dataclass(frozen=True)
@@ -113,17 +110,6 @@ class Authenticator:
             credential.identity, Role.parse(credential.role), serial,
             dict(credential.labels), not_after,
         )  # fmt: skip
-
-
-def summarize(request: object) -> str:
-    if not isinstance(request, Message):
-        return ""
-    shown = type(request)()
-    shown.CopyFrom(request)
-    for name in SECRET_FIELDS:
-        if name in shown.DESCRIPTOR.fields_by_name and getattr(shown, name):
-            setattr(shown, name, "<redacted>")
-    return text_format.MessageToString(shown, as_one_line=True)[:DETAIL_CHARS]
 
 
 Behavior = Callable[..., Any]

@@ -6,10 +6,10 @@ from cli.render import ago, gb, vram_bar
 
 
 def test_vram_bar() -> None:
-    assert vram_bar(19304, 24564) == "█████████░░░ 18.9/24 GB"
-    assert vram_bar(0, 4094) == "░░░░░░░░░░░░ 0/4 GB"
-    assert vram_bar(81559, 81559) == "████████████ 79.6/79.6 GB"
-    assert vram_bar(5, 0) == "░░░░░░░░░░░░ 0/0 GB"
+    assert vram_bar(19304, 24564) == "█████████░░░ 18.9/24 GiB"
+    assert vram_bar(0, 4094) == "░░░░░░░░░░░░ 0/4 GiB"
+    assert vram_bar(81559, 81559) == "████████████ 79.6/79.6 GiB"
+    assert vram_bar(5, 0) == "░░░░░░░░░░░░ 0/0 GiB"
 
 
 def test_gb_and_ago() -> None:

@@ -51,10 +51,10 @@ def test_watch_redraws_in_place_and_ctrl_c_exits(cluster: Cluster) -> None:
     seen = bytearray()
     status: int | None = None
     try:
-        assert read_until(fd, b"18.9/24 GB", 30, seen), seen.decode(errors="replace")
+        assert read_until(fd, b"18.9/24 GiB", 30, seen), seen.decode(errors="replace")
         inventory.write_text(inventory.read_text().replace("memory_used_mb: 19304",
                                                            "memory_used_mb: 1024"))  # fmt: skip
-        assert read_until(fd, b"1/24 GB", 30, seen), seen.decode(errors="replace")
+        assert read_until(fd, b"1/24 GiB", 30, seen), seen.decode(errors="replace")
         os.kill(pid, signal.SIGINT)
         _, status = os.waitpid(pid, 0)
     finally:
@@ -64,5 +64,5 @@ def test_watch_redraws_in_place_and_ctrl_c_exits(cluster: Cluster) -> None:
         os.close(fd)
     text = seen.decode(errors="replace")
     assert os.waitstatus_to_exitcode(status) == 0
-    assert "\x1b[" in text and "A" in text.split("1/24 GB")[0]  # cursor moved up: in place
+    assert "\x1b[" in text and "A" in text.split("1/24 GiB")[0]  # cursor moved up: in place
     assert "Traceback" not in text
