@@ -59,16 +59,28 @@ def _present(message: Message, names: tuple[str, ...]) -> dict[str, Any]:
 
 
 def _processes(where: str, message: types_pb2.Gpu | types_pb2.GpuTelemetry
-               ) -> tuple[tuple[int, int], ...]:  # fmt: skip
+               ) -> tuple[tuple[int, int, int], ...]:  # fmt: skip
+    """(pid, MiB, 1 when gpufleet started it else 0): the GPU row's JSON keeps the three."""
     if len(message.processes) > limits.MAX_PROCESSES:
         raise OutOfBounds(
             f"{where} lists {len(message.processes)} processes: at most {limits.MAX_PROCESSES}"
         )
     return tuple(
         (limits.integer(f"{where} process pid", p.pid, limits.MAX_PID),
-         limits.integer(f"{where} process used_memory_mb", p.used_memory_mb, MAX_MEMORY_MB))
+         limits.integer(f"{where} process used_memory_mb", p.used_memory_mb, MAX_MEMORY_MB),
+         int(p.managed))
         for p in message.processes
     )  # fmt: skip
+
+
+PREFLIGHT_LINES = 32  # the agent's podman preflight problems kept per node
+PREFLIGHT_CHARS = 500
+
+
+def preflight_from_proto(inventory: types_pb2.Inventory) -> tuple[str, ...]:
+    """Free text from the agent: cut (count and length), not refused."""
+    return tuple(limits.message(line, PREFLIGHT_CHARS).replace("\n", " ")
+                 for line in inventory.preflight[:PREFLIGHT_LINES])  # fmt: skip
 
 
 def _telemetry(where: str, sample: types_pb2.Gpu | types_pb2.GpuTelemetry) -> dict[str, Any]:
@@ -131,6 +143,7 @@ def hello_from_proto(hello: link_pb.Hello, address: str) -> NodeHello:
         probe_error=limits.message(hello.inventory.probe_error),
         labels=limits.labels("labels", hello.labels),
         gpus=_gpus(hello.inventory),
+        preflight=preflight_from_proto(hello.inventory),
     )
 
 
@@ -144,11 +157,16 @@ def gpus_from_proto(inventory: types_pb2.Inventory) -> tuple[GpuRecord, ...]:
     return _gpus(inventory)
 
 
-def inventory_from_proto(inventory: types_pb2.Inventory) -> tuple[str, str, tuple[GpuRecord, ...]]:
-    """A heartbeat's changed inventory: probe, its error (cut) and the GPUs, all bounded."""
+Inventory = tuple[str, str, tuple[GpuRecord, ...], tuple[str, ...]]
+
+
+def inventory_from_proto(inventory: types_pb2.Inventory) -> Inventory:
+    """A heartbeat's changed inventory: probe, its error (cut), the GPUs, all bounded, and the
+    podman preflight's problems (cut)."""
     check_inventory(inventory)
     gpus = gpus_from_proto(inventory)
-    return inventory.probe, limits.message(inventory.probe_error), gpus
+    return (inventory.probe, limits.message(inventory.probe_error), gpus,
+            preflight_from_proto(inventory))  # fmt: skip
 
 
 def _gpu(gpu: types_pb2.Gpu) -> GpuRecord:
@@ -224,6 +242,7 @@ def node_to_proto(
         gpu_count=gpu_count,
         probe=node.probe,
         probe_error=node.probe_error,
+        preflight=list(node.preflight or []),
         gpus=[gpu_to_proto(gpu) for gpu in gpus or []],
         events=[event_to_proto(event) for event in events or []],
         state=node.state,

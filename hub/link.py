@@ -164,11 +164,13 @@ class AgentLinkService(agent_link_pb2_grpc.AgentLinkServicer):  # type: ignore[m
         if beat.HasField("projects") and not self._projects(session, beat.projects):
             return
         if beat.HasField("inventory"):
-            probe, probe_error, gpus = convert.inventory_from_proto(beat.inventory)
+            inventory = convert.inventory_from_proto(beat.inventory)
+            gpus = inventory[2]
             session.gpu_uuids = {gpu.index: gpu.uuid for gpu in gpus}
-            log.info("node %s: GPU inventory changed (%d GPUs)", session.name, len(gpus))
+            log.info("node %s: inventory changed (%d GPUs, %d preflight problems)",
+                     session.name, len(gpus), len(inventory[3]))  # fmt: skip
             # Written with the next batch: a chatty agent costs one write per interval.
-            session.inventory = (probe, probe_error, gpus)
+            session.inventory = inventory
         session.telemetry = tuple(convert.telemetry_from_proto(sample) for sample in beat.gpus)
         for sample in session.telemetry:
             before = session.gpu_states.get(sample.index, "ok")

@@ -76,8 +76,8 @@ class AgentSession:
     progress_at: float = 0.0
     # The compose project the agent runs (from hello, then from each task's result).
     project: Running | None = None
-    # A changed GPU inventory waiting for the next batched write: (probe, error, gpus).
-    inventory: tuple[str, str, tuple[GpuRecord, ...]] | None = None
+    # A changed inventory waiting for the next batched write: (probe, error, gpus, preflight).
+    inventory: tuple[str, str, tuple[GpuRecord, ...], tuple[str, ...]] | None = None
     # Heartbeat token bucket: a burst of BURST, then at most RATE times the agreed rate. It
     # refills by the time between the agent's send times (Heartbeat.sent_at), so heartbeats that
     # queued up while the hub's event loop was stalled, and then arrive together, were still
@@ -193,7 +193,7 @@ class AgentSession:
 class Updates:
     seen: dict[str, datetime]
     telemetry: dict[str, tuple[GpuTelemetryRecord, ...]]
-    inventories: dict[str, tuple[str, str, tuple[GpuRecord, ...]]]
+    inventories: dict[str, tuple[str, str, tuple[GpuRecord, ...], tuple[str, ...]]]
 
 
 class SessionRegistry:

@@ -32,7 +32,8 @@ class GpuTelemetryRecord:
     utilization_percent: int | None = None
     temperature_c: float | None = None
     power_draw_w: float | None = None
-    processes: tuple[tuple[int, int], ...] = ()
+    # (pid, MiB, 1 when gpufleet started it else 0) per process; stored as [pid, mib, 1|0]
+    processes: tuple[tuple[int, int, int], ...] = ()
 
     def row_values(self) -> dict[str, Any]:
         values = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "index"}
@@ -69,6 +70,7 @@ class NodeHello:
     probe_error: str
     labels: Mapping[str, str] = field(default_factory=dict)
     gpus: tuple[GpuRecord, ...] = ()
+    preflight: tuple[str, ...] = ()  # the agent's podman problems, one line each
 
 
 @dataclass(frozen=True)
@@ -114,6 +116,7 @@ class Store:
             node.agent_version = hello.agent_version
             node.probe = hello.probe
             node.probe_error = hello.probe_error
+            node.preflight = list(hello.preflight)
             node.last_seen = now
             session.add(node)
             session.flush()
@@ -127,13 +130,16 @@ class Store:
         session.add_all(gpu.row(node_id) for gpu in gpus)
 
     def replace_inventory(
-        self, name: str, probe: str, probe_error: str, gpus: tuple[GpuRecord, ...]
-    ) -> None:
-        """A connected node's GPUs changed (one came, went, or a static field changed)."""
+        self, name: str, probe: str, probe_error: str, gpus: tuple[GpuRecord, ...],
+        preflight: Sequence[str] = (),
+    ) -> None:  # fmt: skip
+        """A connected node's GPUs changed (one came, went, or a static field changed), or
+        what its podman preflight finds."""
         with self._session() as session:
             node = session.exec(select(Node).where(Node.name == name)).one()
             assert node.id is not None
             node.probe, node.probe_error = probe, probe_error
+            node.preflight = list(preflight)
             session.add(node)
             self._replace_gpus(session, node.id, gpus)
             session.commit()

@@ -68,12 +68,15 @@ def _reported(gpu: object, names: tuple[str, ...]) -> dict[str, Any]:
 
 
 def processes_to_proto(processes: Iterable[Any]) -> list[types_pb2.GpuProcess]:
-    """(pid, MiB) pairs (the hub's rows), or objects with pid and used_memory_mb (the agent's
-    probe results)."""
+    """[pid, MiB, managed 1|0] rows (the hub's; old rows have no third value: not managed), or
+    objects with pid, used_memory_mb and managed (the agent's probe results)."""
     found = []
     for p in processes:
-        pid, used = (p.pid, p.used_memory_mb) if hasattr(p, "pid") else p
-        found.append(types_pb2.GpuProcess(pid=pid, used_memory_mb=used))
+        if hasattr(p, "pid"):
+            pid, used, managed = p.pid, p.used_memory_mb, getattr(p, "managed", False)
+        else:
+            pid, used, managed = p[0], p[1], len(p) > 2 and bool(p[2])
+        found.append(types_pb2.GpuProcess(pid=pid, used_memory_mb=used, managed=managed))
     return found
 
 
