@@ -22,8 +22,11 @@ agent expands them with its own environment) and are checked with their defaults
 
 A file is hostile input until parsed: it is refused before parsing when larger than MAX_BYTES
 and while parsing when it nests deeper than MAX_DEPTH or when its aliases would expand it past
-MAX_NODES nodes (a "billion laughs"). Each bad file is one error line of its own, whatever
-went wrong; parsing is CPU work the hub runs in a worker (`hub.work`), never on its event loop.
+MAX_NODES nodes (a "billion laughs"): one line, and nothing more is read. Otherwise every
+problem of a file is found and reported, one line each (`hub.configs_fields`: the field
+rules), so that `hubctl configs validate` lists them all; a directory listing shows each bad
+file as one line: its first problem and how many more there are. Parsing is CPU work the hub
+runs in a worker (`hub.work`), never on its event loop.
 """
 
 from __future__ import annotations
@@ -36,51 +39,18 @@ from typing import Any
 
 import yaml
 
-# The field rules are gpufleet.health's: the agent reads health sections with them too.
-from gpufleet.health import HINTS
 from gpufleet.health import HealthCheck as HealthCheck
-from gpufleet.health import Invalid as _Invalid
-from gpufleet.health import fields as _fields
-from gpufleet.health import health as _health
-from gpufleet.health import number as _number
-from gpufleet.health import show as _show
-from gpufleet.health import string as _string
-from gpufleet.health import url as _url
-from gpufleet.health import whole as _int
+from hub.configs_fields import LATENCY_CLASSES as LATENCY_CLASSES
+from hub.configs_fields import DrainProbe as DrainProbe
+from hub.configs_fields import Problems, read
+from hub.configs_fields import ServiceSpec as ServiceSpec
 
 MAX_BYTES = 256 * 1024  # a compose file is a few KiB; pure-Python YAML parses ~170 KiB/s
 MAX_DEPTH = 32  # nesting of mappings and lists (compose files need fewer than 10)
 MAX_NODES = 100_000  # scalars, mappings and lists once every alias is expanded
+MAX_PROBLEMS = 50  # lines of one file's problems; past them, one line says how many more
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
-LATENCY_CLASSES = ("critical", "normal", "background")
-METRIC = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 SUFFIXES = (".yaml", ".yml")
-
-TOP_KEYS = ("description", "use_case", "services")
-SERVICE_KEYS = ("vram_gb", "gpu_count", "latency_class", "isolation", "vram_budget", "model",
-                "health", "drain")  # fmt: skip
-DRAIN_KEYS = ("url", "metric", "timeout")
-BUDGET_KEYS = ("min_gb",)
-
-
-@dataclass(frozen=True)
-class DrainProbe:
-    url: str
-    metric: str
-    timeout_s: float = 120
-
-
-@dataclass(frozen=True)
-class ServiceSpec:
-    name: str
-    vram_gb: float
-    health: HealthCheck
-    gpu_count: int = 1
-    latency_class: str = "normal"
-    isolation: bool = False
-    vram_budget_min_gb: float | None = None
-    model: str = ""
-    drain: DrainProbe | None = None
 
 
 @dataclass(frozen=True)
@@ -95,10 +65,23 @@ class Configuration:
 
 
 class ConfigError(ValueError):
-    """One line: the file, where in it (service and field), what is wrong and how to fix it."""
+    """Each problem of a file is one line: the file, where in it (service and field), what is
+    wrong and how to fix it. str() is every line, joined by newlines (one line for most)."""
 
-    def __init__(self, message: str) -> None:
-        super().__init__(" ".join(message.splitlines()))
+    def __init__(self, *problems: str) -> None:
+        super().__init__(*(" ".join(str(p).splitlines()) for p in problems))
+
+    @property
+    def problems(self) -> tuple[str, ...]:
+        return tuple(str(line) for line in self.args)
+
+    def __str__(self) -> str:
+        return "\n".join(self.problems)
+
+    def summary(self, path: Path) -> str:
+        """One line: the first problem, and how to see the others."""
+        first, *more = self.problems or ("",)
+        return f"{first} ({len(more)} more: hubctl configs validate {path})" if more else first
 
 
 def check_name(name: str) -> str:
@@ -108,96 +91,6 @@ def check_name(name: str) -> str:
             " digits, '-' or '_', starting with a letter or digit"
         )
     return name
-
-
-def _drain(where: str, value: Any) -> DrainProbe | None:
-    if value is None or value == "none":
-        return None
-    if not isinstance(value, dict):
-        raise _Invalid(where, f"must be a mapping with url and metric, or none, got {_show(value)}")
-    m = _fields(where, value, DRAIN_KEYS, ("url", "metric"))
-    metric = _string(f"{where}.metric", m["metric"])
-    if not METRIC.match(metric):
-        raise _Invalid(f"{where}.metric", f"must be a Prometheus metric name, got {metric!r}")
-    return DrainProbe(
-        url=_url(f"{where}.url", m["url"]),
-        metric=metric,
-        timeout_s=_number(f"{where}.timeout", m.get("timeout", 120)),
-    )
-
-
-def _service(name: str, value: Any) -> ServiceSpec:
-    where = f"x-gpufleet.services.{name}"
-    m = _fields(where, value, SERVICE_KEYS, ("vram_gb", "health"))
-    gpu_count = _int(f"{where}.gpu_count", m.get("gpu_count", 1), 0)
-    vram_gb = _number(f"{where}.vram_gb", m["vram_gb"], zero_ok=gpu_count == 0)
-    latency = m.get("latency_class", "normal")
-    if latency not in LATENCY_CLASSES:
-        choices = " | ".join(LATENCY_CLASSES)
-        raise _Invalid(f"{where}.latency_class", f"must be {choices}, got {_show(latency)}")
-    isolation = m.get("isolation", False)
-    if not isinstance(isolation, bool):
-        raise _Invalid(f"{where}.isolation", f"must be true or false, got {_show(isolation)}")
-    min_gb = None
-    if "vram_budget" in m:
-        budget = _fields(f"{where}.vram_budget", m["vram_budget"], BUDGET_KEYS, ("min_gb",))
-        min_gb = _number(f"{where}.vram_budget.min_gb", budget["min_gb"])
-        if min_gb > vram_gb:
-            problem = f"must not exceed vram_gb ({vram_gb:g}), got {min_gb:g}"
-            raise _Invalid(f"{where}.vram_budget.min_gb", problem)
-    return ServiceSpec(
-        name=name,
-        vram_gb=vram_gb,
-        health=_health(f"{where}.health", m["health"]),
-        gpu_count=gpu_count,
-        latency_class=latency,
-        isolation=isolation,
-        vram_budget_min_gb=min_gb,
-        model=_string(f"{where}.model", m.get("model", ""), empty_ok=True),
-        drain=_drain(f"{where}.drain", m.get("drain")),
-    )
-
-
-def _compose_services(data: Any) -> dict[str, Any]:
-    if not isinstance(data, dict):
-        raise _Invalid("", f"must be a compose file (a mapping with services:), got {_show(data)}")
-    services = data.get("services")
-    if not isinstance(services, dict) or not services:
-        problem = f"must be a non-empty mapping of compose services, got {_show(services)}"
-        raise _Invalid("services", problem)
-    for name, service in services.items():
-        if not isinstance(name, str):
-            raise _Invalid(f"services.{name}", "service names must be strings")
-        if not isinstance(service, dict) or not (
-            isinstance(service.get("image"), str) or "build" in service
-        ):
-            raise _Invalid(f"services.{name}", "needs an image: (a string) or a build: section")
-    return services
-
-
-def _parse(name: str, data: Any) -> tuple[str, str, tuple[ServiceSpec, ...]]:
-    services = _compose_services(data)
-    if "name" in data and data["name"] != name:
-        problem = f"must be {name!r} (the file name) or left out, got {_show(data['name'])}"
-        raise _Invalid("name", problem)
-    if "x-gpufleet" not in data:
-        raise _Invalid("x-gpufleet", "is missing: add it with description, use_case and services")
-    top = _fields("x-gpufleet", data["x-gpufleet"], TOP_KEYS, TOP_KEYS)
-    description = _string("x-gpufleet.description", top["description"])
-    use_case = _string("x-gpufleet.use_case", top["use_case"])
-    meta = top["services"]
-    if not isinstance(meta, dict):
-        raise _Invalid("x-gpufleet.services", f"must be {HINTS['services']}, got {_show(meta)}")
-    for key in meta:
-        if key not in services:
-            known = ", ".join(map(str, services))
-            problem = f"no such service under services: ({known}); fix the name or remove it"
-            raise _Invalid(f"x-gpufleet.services.{key}", problem)
-    for key in services:
-        if key not in meta:
-            problem = f"has no metadata: add x-gpufleet.services.{key} with vram_gb and health"
-            raise _Invalid(f"services.{key}", problem)
-    return description, use_case, tuple(_service(key, meta[key]) for key in services)
 
 
 class _TooComplex(Exception):
@@ -263,10 +156,13 @@ def _too_large(path: Path, size: int | None = None) -> str:
 
 
 def parse_configuration(name: str, text: str, path: Path) -> Configuration:
+    """The configuration, or ConfigError with every problem of the file (a file refused as
+    hostile input, or that is not YAML, has that one line only)."""
+    problems = Problems()
     try:
         check_name(name)
     except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}; rename the file") from None
+        problems.lines.append(f"{exc}; rename the file")
     try:
         size = len(text.encode("utf-8"))
     except UnicodeEncodeError as exc:
@@ -285,10 +181,14 @@ def parse_configuration(name: str, text: str, path: Path) -> Configuration:
         raise ConfigError(f"{path}: invalid YAML{at}: {exc.problem or exc.context}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: invalid YAML: {exc}") from None
-    try:
-        description, use_case, services = _parse(name, data)
-    except _Invalid as exc:
-        raise ConfigError(f"{path}: {exc}") from None
+    found = read(problems, name, data)
+    if found is None or problems.lines:
+        lines = [f"{path}: {line}" for line in problems.lines[:MAX_PROBLEMS]]
+        if len(problems) > MAX_PROBLEMS:
+            more = len(problems) - MAX_PROBLEMS
+            lines.append(f"{path}: {more} more problems not shown: fix the ones above first")
+        raise ConfigError(*lines)
+    description, use_case, services = found
     digest = hashlib.sha256(text.encode()).hexdigest()
     return Configuration(name, path, description, use_case, services, text, digest)
 
@@ -331,8 +231,8 @@ def load_directory(directory: Path) -> tuple[dict[str, Configuration], list[Conf
         seen[path.stem] = path
         try:
             configs[path.stem] = load_configuration(path)
-        except ConfigError as exc:
-            errors.append(exc)
+        except ConfigError as exc:  # one line per file: the first problem, and how many more
+            errors.append(ConfigError(exc.summary(path)))
         except (MemoryError, RecursionError, ValueError, TypeError) as exc:  # contained: one line
             errors.append(ConfigError(f"{path}: cannot be loaded ({type(exc).__name__}: {exc})"))
     return configs, errors

@@ -473,3 +473,106 @@ def test_hostile_files_stay_contained_to_their_own_line(tmp_path: Path) -> None:
     ]
     assert all("\n" not in line for line in lines)
     assert "larger than the 256 KiB" in lines[2] and "not UTF-8 (byte 30)" in lines[3]
+
+
+# -- every problem of a file, one line each ----------------------------------------------------
+
+
+def test_every_problem_is_reported_one_line_each() -> None:
+    """Four distinct problems in four places: four lines, in file order, none hiding another."""
+    data = copy.deepcopy(BASE)
+    data["x-gpufleet"]["services"]["llm"].update(vram_gbs=4, latency_class="critcal")
+    del data["x-gpufleet"]["services"]["llm"]["vram_gb"]
+    data["x-gpufleet"]["services"]["ui"]["health"]["timeout"] = -1
+    data["services"]["ui"] = {"ipc": "host"}
+    with pytest.raises(ConfigError) as caught:
+        parse(data)
+    assert caught.value.problems == (
+        f"{WHERE}: services.ui: needs an image: (a string) or a build: section",
+        f"{WHERE}: {LLM}.vram_gbs: unknown key (did you mean 'vram_gb'?); allowed: {ALLOWED}",
+        f"{WHERE}: {LLM}.latency_class: must be critical | normal | background, got 'critcal'"
+        " (did you mean 'critical'?)",
+        f"{WHERE}: {XS}.ui.health.timeout: must be a number > 0, got -1",
+    )
+    assert str(caught.value) == "\n".join(caught.value.problems)
+
+
+def test_a_misspelt_service_is_one_problem_with_a_guess() -> None:
+    data = copy.deepcopy(BASE)
+    data["x-gpufleet"]["services"]["lm"] = data["x-gpufleet"]["services"].pop("llm")
+    with pytest.raises(ConfigError) as caught:
+        parse(data)
+    assert caught.value.problems == (
+        f"{WHERE}: {XS}.lm: no such service under services: (llm, ui); did you mean 'llm'? fix it",
+    )
+
+
+def test_a_bad_section_stops_only_the_checks_under_it() -> None:
+    data = copy.deepcopy(BASE)
+    data["x-gpufleet"]["services"]["llm"]["health"] = "http://127.0.0.1:8000/health"
+    data["x-gpufleet"]["services"]["ui"]["drain"] = {"url": "127.0.0.1", "metric": "a b"}
+    data["x-gpufleet"]["description"] = ""
+    data["name"] = "other"
+    with pytest.raises(ConfigError) as caught:
+        parse(data)
+    assert [line.split(": ")[1] for line in caught.value.problems] == [
+        "name", "x-gpufleet.description", f"{LLM}.health",
+        f"{XS}.ui.drain.metric", f"{XS}.ui.drain.url",
+    ]  # fmt: skip
+
+
+def test_a_bad_name_and_bad_content_are_both_reported() -> None:
+    data = copy.deepcopy(BASE)
+    data["x-gpufleet"]["services"]["llm"]["gpu_count"] = "2"
+    with pytest.raises(ConfigError) as caught:
+        parse(data, name="Big Chat")
+    first, second = caught.value.problems
+    assert "configuration name 'Big Chat' is invalid" in first and "rename the file" in first
+    assert second == f"{WHERE}: {LLM}.gpu_count: must be a whole number >= 0, got '2'"
+
+
+def test_many_problems_are_capped_with_a_count() -> None:
+    data = copy.deepcopy(BASE)
+    for i in range(70):
+        data["x-gpufleet"]["services"]["llm"][f"extra{i}"] = i
+    with pytest.raises(ConfigError) as caught:
+        parse(data)
+    lines = caught.value.problems
+    assert len(lines) == 51 and lines[-1] == (
+        f"{WHERE}: 20 more problems not shown: fix the ones above first"
+    )
+
+
+def test_a_directory_lists_a_bad_file_as_its_first_problem_and_a_count(tmp_path: Path) -> None:
+    data = copy.deepcopy(BASE)
+    data["x-gpufleet"]["services"]["llm"].update(replicas=2, isolation="yes")
+    write(tmp_path / "coder.yaml", data)
+    configs, errors = load_directory(tmp_path)
+    assert configs == {}
+    assert [str(e) for e in errors] == [
+        f"{tmp_path / 'coder.yaml'}: {LLM}.replicas: unknown key; allowed: {ALLOWED}"
+        f" (1 more: hubctl configs validate {tmp_path / 'coder.yaml'})"
+    ]
+
+
+def test_problems_survive_the_trip_from_a_worker() -> None:
+    """The hub parses in a worker process: every problem comes back, not the first only."""
+    import asyncio
+
+    from hub.work import Lane
+
+    data = copy.deepcopy(BASE)
+    data["x-gpufleet"]["services"]["llm"].update(replicas=2, isolation="yes")
+    text = yaml.safe_dump(data)
+
+    async def main() -> ConfigError:
+        lane = Lane("tests", workers=1, waiting=0)
+        try:
+            with pytest.raises(ConfigError) as caught:
+                await lane.run(parse_configuration, "coder", text, WHERE, limit_s=30)
+            return caught.value
+        finally:
+            lane.close()
+
+    error = asyncio.run(main())
+    assert len(error.problems) == 2 and str(error) == "\n".join(error.problems)
