@@ -3,6 +3,8 @@
 Shared by switch, drain, stop, `assign apply|rollback` and `hubctl ops`. A step event is a
 boundary the hub walks (drain, stop, start, ready...); a progress event is an agent's
 report from inside a task, shown dim and indented under its node, with the percent if any.
+A node's warnings (switch: what its GPUs cannot hold) are yellow `warning:` lines under its
+row of the recap, and `nodes[].warnings` in --json.
 """
 
 from __future__ import annotations
@@ -29,11 +31,32 @@ def event_line(event: dict[str, Any]) -> Text:
     when = event["at"][11:19] if event["at"] else "--:--:--"  # ISO 8601: the time of day
     who = event["node"] or "operation"
     if not event["progress"]:
+        warning = event["step"] == "warning"
         return Text.assemble((f"{when} ", "dim"), (f"{who:<16} ", "bold"),
-                             (f"{event['step']:<9}", "cyan"), event["message"])  # fmt: skip
+                             (f"{event['step']:<9}", "yellow" if warning else "cyan"),
+                             (event["message"], "yellow" if warning else ""))  # fmt: skip
     percent = f"{event['percent']:>3.0f}% " if event["percent"] is not None else ""
     line = f"{when} {who:<16}   {event['step']:<9}{percent}{event['message']}"
     return Text(line, style="dim")
+
+
+def with_warnings(found: dict[str, Any], message: hub_pb2.Operation) -> dict[str, Any]:
+    """The converted operation with each node's warnings (`nodes[].warnings`)."""
+    by_node = {n.node: list(n.warnings) for n in message.nodes}
+    for node in found["nodes"]:
+        node["warnings"] = by_node.get(node["node"], [])
+    return found
+
+
+def node_warnings(operation: dict[str, Any], node: dict[str, Any]) -> list[str]:
+    """A node's warnings: from its result, else from its stored `warning` events."""
+    if "warnings" in node:
+        return list(node["warnings"])
+    return [
+        e["message"]
+        for e in operation.get("events", [])
+        if e["node"] == node["node"] and e["step"] == "warning" and not e["progress"]
+    ]
 
 
 def recap(operation: dict[str, Any]) -> Table:
@@ -48,6 +71,8 @@ def recap(operation: dict[str, Any]) -> Table:
     for node in operation["nodes"]:
         style = RESULT_STYLES.get(node["result"], "")
         table.add_row(Text(node["node"]), Text(node["result"], style=style), Text(node["message"]))
+        for warning in node_warnings(operation, node):
+            table.add_row(Text(""), Text("warning:", style="yellow"), Text(warning, style="yellow"))
     counts = convert.result_counts(operation)
     table.caption = Text("  ".join(f"{k}={v}" for k, v in counts.items()))
     table.caption_justify = "left"
@@ -74,7 +99,8 @@ def follow(client: HubClient, operation_id: str, as_json: bool) -> None:
             last = event.operation
         if not as_json:
             console().print(event_line(convert.operation_event(event)))
-    found = convert.operation(last if last is not None else client.operation(operation_id))
+    message = last if last is not None else client.operation(operation_id)
+    found = with_warnings(convert.operation(message), message)
     if as_json:
         emit_json(found)
     else:

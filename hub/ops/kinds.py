@@ -2,16 +2,43 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from hub.configs import Configuration
+from hub.ops import capacity
 from hub.ops.batches import Outcome
 from hub.ops.kind import NodeRun, OperationKind
 from hub.ops.steps import Cancelled, Switch, Unreachable, cancelled
 from hub.states import UNKNOWN, UNKNOWN_RUNNING, NodeState, Running
+from hub.store import Database, Store
+from hub.store.assignments import AssignmentStore
 
 S = NodeState
+log = logging.getLogger(__name__)
+
+
+class Capacity(Protocol):
+    async def __call__(self, config: Configuration, node: str) -> list[str]:
+        """One line per thing the node's GPUs cannot hold of `config` (hub/ops/capacity)."""
+        ...
+
+
+@dataclass(frozen=True)
+class StoredCapacity:
+    """Capacity warnings from what the database knows: the node's GPUs as its agent last
+    reported them, and the configuration's assignments in force."""
+
+    db: Database
+
+    async def __call__(self, config: Configuration, node: str) -> list[str]:
+        gpus = await self.db.call(Store(self.db.engine).placement_gpus, [node])
+        sets = await self.db.call(AssignmentStore(self.db.engine).sets, config.name)
+        current = sets[0].current if sets else ()
+        found = [capacity.NodeGpu(g.index, g.memory_total_mb, g.state == "lost") for g in gpus]
+        return capacity.check(config, node, found, current)
 
 
 @dataclass(frozen=True)
@@ -24,12 +51,27 @@ class SwitchKind(OperationKind):
     # is drained and, on failure, brought back from this one consistent snapshot.
     configurations: Mapping[str, Configuration] = field(default_factory=dict)
     rollback: bool = True
+    # What the node's GPUs cannot hold, reported first as `warning` events (stored with the
+    # node's result): informative, in a check and before a real switch, never blocking.
+    capacity: Capacity | None = None
 
     @property
     def configuration(self) -> str:
         return self.target.name
 
+    async def warn(self, run: NodeRun) -> None:
+        if self.capacity is None:
+            return
+        try:
+            lines = await self.capacity(self.target, run.node)
+        except Exception:  # a warning that cannot be worked out must not stop the switch
+            log.exception("capacity check of %s for %s", run.node, self.target.name)
+            return
+        for line in lines:
+            run.report("warning", line)
+
     async def run_node(self, run: NodeRun) -> Outcome:
+        await self.warn(run)
         previous = self.configurations.get(run.running.name) if run.running else None
         switch = Switch(run.agent, run.running, self.target, previous, run.report,
                         run.set_state, run.check, self.rollback)  # fmt: skip

@@ -1,5 +1,8 @@
 """Node switch states and operations: reads and writes, run on Database's thread.
 
+A node's `warning` event (switch: what its GPUs cannot hold) is stored as an event and in
+the node's result (`operation_node.warnings`), where `ops show` and the recap find it.
+
 Callers get and give plain dataclasses; the ORM rows stay in this module."""
 
 from __future__ import annotations
@@ -42,6 +45,9 @@ class NodeResult:
     started: datetime | None = None
     finished: datetime | None = None
     progress_dropped: int = 0
+    # What may keep the node from running the configuration well (a check's capacity
+    # findings): informative, never a failure.
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -62,14 +68,18 @@ def _record(row: Operation, nodes: Sequence[OperationNode]) -> OperationRecord:
     return OperationRecord(
         row.id, row.kind, row.created, row.configuration, row.status, row.check,
         dict(row.params), row.finished, row.message,
-        tuple(NodeResult(n.node, n.result, n.message, n.started, n.finished, n.progress_dropped)
-              for n in nodes),
+        tuple(NodeResult(n.node, n.result, n.message, n.started, n.finished, n.progress_dropped,
+                         tuple(n.warnings or ())) for n in nodes),
     )  # fmt: skip
 
 
 def _event(row: OperationEvent) -> Event:
     return Event(row.seq, row.at, row.node, row.step, row.message, row.step == "done",
                  row.progress, row.percent)  # fmt: skip
+
+
+WARNING_STEP = "warning"  # a node's event with this step is also one of its result's warnings
+MAX_WARNINGS = 20  # kept per node of an operation
 
 
 class OperationStore:
@@ -139,7 +149,19 @@ class OperationStore:
                 step=event.step, message=event.message, progress=event.progress,
                 percent=event.percent,
             ))  # fmt: skip
+            if event.step == WARNING_STEP and event.node:
+                self._warn(session, operation_id, event.node, event.message)
             session.commit()
+
+    @staticmethod
+    def _warn(session: Session, operation_id: str, node: str, message: str) -> None:
+        row = session.exec(
+            select(OperationNode).where(OperationNode.operation_id == operation_id,
+                                        OperationNode.node == node)
+        ).first()  # fmt: skip
+        if row is not None and len(row.warnings or []) < MAX_WARNINGS:
+            row.warnings = [*(row.warnings or []), message]  # a new list: JSON columns
+            session.add(row)
 
     def delete_event(self, operation_id: str, seq: int) -> None:
         with self._session() as session:

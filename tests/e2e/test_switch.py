@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 import subprocess
 import sys
@@ -16,7 +17,7 @@ from gpufleet.policy import Policy
 from hub.configs import load_configuration
 from tests.support import podman
 from tests.support.fleet import CONFIGS, Fleet
-from tests.support.procs import wait_until
+from tests.support.procs import REPO, Cluster, wait_until
 
 
 def results(operation: dict[str, Any]) -> dict[str, str]:
@@ -258,6 +259,34 @@ def test_configs_and_validate_through_the_hub(fleet: Fleet, tmp_path: Path) -> N
     missing = fleet.hubctl("configs", "validate", str(tmp_path / "nope.yaml"))
     assert missing.returncode == 2 and "cannot read" in missing.stderr
 
+    # Four problems in four places: four lines, each naming the file, service and field.
+    text = (CONFIGS / "alpha.yaml").read_text()
+    for old, new in [
+        ("vram_gb: 1", "vram_gbs: 1"),
+        ("critical", "critcal"),
+        ("timeout: 30", "timeout: -30"),
+        ("image: localhost", "imag: localhost"),
+    ]:
+        text = text.replace(old, new, 1)
+    (tmp_path / "four.yaml").write_text(text)
+    four = fleet.hubctl("configs", "validate", str(tmp_path / "four.yaml"))
+    lines = four.stderr.splitlines()
+    assert four.returncode == 1 and four.stdout == "" and len(lines) == 4, four.stderr
+    assert all(line.startswith("hubctl: four.yaml: ") for line in lines), lines
+    assert [line.split(": ")[2] for line in lines] == [
+        "services.web", "x-gpufleet.services.web.vram_gbs",
+        "x-gpufleet.services.web.latency_class", "x-gpufleet.services.web.health.timeout",
+    ]  # fmt: skip
+    assert "(did you mean 'vram_gb'?)" in lines[1] and "(did you mean 'critical'?)" in lines[2]
+    both = fleet.hubctl("configs", "validate", str(tmp_path / "four.yaml"),
+                        str(CONFIGS / "alpha.yaml"), "--json")  # fmt: skip
+    found = json.loads(both.stdout)
+    assert both.returncode == 1 and found["valid"] is False
+    assert [len(f["problems"]) for f in found["files"]] == [4, 0]
+    assert found["problems"] == [line.removeprefix("hubctl: ") for line in lines]
+    assert found["files"][1]["configuration"] == "alpha" and found["files"][1]["valid"]
+    assert fleet.cluster.json("configs") == listed  # validating changed nothing
+
 
 def test_a_server_that_exits_at_once_fails_without_waiting_out_its_timeout(fleet: Fleet) -> None:
     fleet.agent("a")
@@ -304,3 +333,45 @@ def test_progress_is_stored_and_a_cancel_stops_the_operation_truthfully(fleet: F
     assert len(again.stderr.strip().splitlines()) == 1
     shown = fleet.hubctl("ops", "show", operation_id).stdout
     assert "cancelled by" in shown and "drain" in shown
+
+
+def test_a_check_warns_what_the_gpus_of_each_node_cannot_hold(tmp_path: Path) -> None:
+    """big-chat (2 x 72 GB) on a node without GPUs and on the A5500 + A400 workstation: the
+    check still says what it would do, and warns per node, in --json, the recap and ops show."""
+    cluster = Cluster(tmp_path, None, configs=REPO / "configs")
+    cluster.start_hub()
+    try:
+        cluster.agent("bare", extra=["--gpu-probe", "none", "--gpu-runtime", "none"]).start()
+        cluster.agent("ws", "a5500-a400.yaml").start()
+        cluster.wait_status({"bare": "ready", "ws": "ready"})
+        bare = "llm needs 2 GPUs with 72 GB each; bare has no GPUs"
+        ws = ("llm needs 2 GPUs with 72 GB each; ws has none with 72 GB or more"
+              " (GPU 0: 24 GB, GPU 1: 4 GB)")  # fmt: skip
+
+        checked = cluster.hubctl("switch", "big-chat", "--all", "--check", "--json")
+        found = json.loads(checked.stdout)
+        assert found["status"] == "succeeded" and found["check"] is True
+        nodes = {n["node"]: n for n in found["nodes"]}
+        assert {n: (v["result"], v["message"], v["warnings"]) for n, v in nodes.items()} == {
+            "bare": ("changed", "would start big-chat, wait until healthy", [bare]),
+            "ws": ("changed", "would start big-chat, wait until healthy", [ws]),
+        }
+
+        human = cluster.hubctl("switch", "big-chat", "--node", "ws", "--check")
+        assert human.returncode == 0, human.stderr
+        after = human.stdout.split("RECAP", 1)[1].splitlines()
+        row = next(i for i, line in enumerate(after) if line.strip().startswith("ws "))
+        assert "would start big-chat" in after[row]
+        assert after[row + 1].split() == ["warning:", *ws.split()]
+
+        shown = cluster.hubctl("ops", "show", found["id"]).stdout
+        assert ["warning:", *bare.split()] in [line.split() for line in shown.splitlines()]
+        events = cluster.json("ops", "show", found["id"])["events"]
+        assert ("bare", "warning", bare) in {(e["node"], e["step"], e["message"]) for e in events}
+        # A check changes nothing.
+        assert {n["node"]: n["state"] for n in cluster.json("status")} == {
+            "bare": "stopped",
+            "ws": "stopped",
+        }
+    finally:
+        cluster.close()
