@@ -6,7 +6,6 @@ Demands are rounded up to whole MiB so that "fits" here always implies "fits" in
 from __future__ import annotations
 
 import heapq
-import math
 from collections.abc import Iterable, Sequence
 
 from .model import (
@@ -19,28 +18,13 @@ from .model import (
     ServiceDemand,
     Warning,
 )
+from .wording import capacity, capacity_warnings, fmt_free, fmt_gb, gpu_label, to_mib
+
+__all__ = ["BLOCKED", "BUDGET_STEP_MIB", "Pool", "State", "fmt_free", "fmt_gb", "gpu_label",
+           "to_mib", "validate"]  # fmt: skip
 
 BUDGET_STEP_MIB = 512  # adjusted budgets are whole 0.5 GB steps (the seed's 3.5 GB on a 4 GB card)
 BLOCKED = -(1 << 60)  # free VRAM of a GPU closed to further services (isolation)
-
-
-def to_mib(gb: float) -> int:
-    return max(0, math.ceil(gb * MIB_PER_GIB - 1e-6))
-
-
-def fmt_gb(gb: float, digits: int = 1) -> str:
-    """Capacities: one decimal (24564 MiB -> "24"); demands: two (0.65); trailing zeros dropped."""
-    text = f"{gb:.{digits}f}"
-    return text.rstrip("0").rstrip(".") if "." in text else text
-
-
-def fmt_free(mib: int) -> str:
-    """Free VRAM, rounded down so it is never overstated."""
-    return fmt_gb(math.floor(max(mib, 0) / MIB_PER_GIB * 10) / 10)
-
-
-def gpu_label(gpus: Sequence[int]) -> str:
-    return f"GPU {gpus[0]}" if len(gpus) == 1 else "GPUs " + ",".join(map(str, gpus))
 
 
 def validate(
@@ -66,12 +50,22 @@ def validate(
 
 
 class State:
-    def __init__(self, gpus: Iterable[GpuSlot]) -> None:
+    """Per GPU (by position): ``size`` its memory, ``foreign`` what processes gpufleet did not
+    start hold, ``total`` the rest (its usable size), ``used`` what the plan reserves, ``free``
+    what is left of ``total``, and ``want`` what would be left if every service had its full
+    estimate (an auto-adjusted budget counts at the size it gave up): over-commit goes where
+    ``want`` is highest. All MiB. ``overcommit`` False is strict mode: never past ``free``."""
+
+    def __init__(self, gpus: Iterable[GpuSlot], overcommit: bool = True) -> None:
         self.gpus = sorted(gpus, key=lambda g: g.key)
+        self.overcommit = overcommit
         self.ids = {g.key: i for i, g in enumerate(self.gpus)}
-        self.total = [g.memory_total_mb for g in self.gpus]
+        self.size = [g.memory_total_mb for g in self.gpus]
+        self.foreign = [g.memory_total_mb - g.usable_mb for g in self.gpus]
+        self.total = [g.usable_mb for g in self.gpus]
         self.used = [0] * len(self.gpus)
         self.free = list(self.total)
+        self.want = list(self.total)
         self.blocked: set[int] = set()
         self.placements: list[Placement] = []
         self.demands: dict[str, ServiceDemand] = {}
@@ -84,7 +78,7 @@ class State:
     def block(self, ids: Iterable[int]) -> None:
         for i in ids:
             self.blocked.add(i)
-            self.free[i] = BLOCKED
+            self.free[i] = self.want[i] = BLOCKED
 
     def budget_for(self, s: ServiceDemand, free_mib: int) -> tuple[float, int] | None:
         """Largest budget (GiB, MiB) <= vram_gb and >= min_gb that fits free_mib, if any."""
@@ -99,10 +93,12 @@ class State:
         self, s: ServiceDemand, ids: Sequence[int], vram: float, budget: float | None
     ) -> Placement:
         mib = to_mib(vram)
+        wanted = max(mib, to_mib(s.vram_gb))
         for i in ids:
             self.used[i] += mib
             if i not in self.blocked:
                 self.free[i] -= mib
+                self.want[i] -= wanted
         node = self.gpus[ids[0]].node
         placement = Placement(s.name, node, tuple(self.gpus[i].index for i in ids), vram, budget)
         self.placements.append(placement)
@@ -112,11 +108,11 @@ class State:
     def warn_adjusted(self, s: ServiceDemand, ids: Sequence[int], budget: float) -> None:
         g = self.gpus[ids[0]]
         label = gpu_label([self.gpus[i].index for i in ids])
-        total = fmt_gb(min(self.total[i] for i in ids) / MIB_PER_GIB)
-        if to_mib(s.vram_gb) > min(self.total[i] for i in ids):
-            why = f"exceeds {label} ({total} GB)"
+        i = min(ids, key=lambda x: self.total[x])
+        if to_mib(s.vram_gb) > self.total[i]:
+            why = f"exceeds {label} ({capacity(self, i)})"
         else:
-            why = f"does not fit the free VRAM of {label} ({total} GB)"
+            why = f"does not fit the free VRAM of {label} ({capacity(self, i)})"
         self.warnings.append(
             Warning(
                 "auto_adjusted",
@@ -163,32 +159,7 @@ class State:
         return moved
 
     def finish(self) -> Plan:
-        for p in self.placements:
-            s = self.demands[p.service]
-            for index in p.gpus:
-                i = self.ids[(p.node, index)]
-                if to_mib(p.vram_gb) <= self.total[i]:
-                    continue
-                have, need = fmt_gb(self.total[i] / MIB_PER_GIB), fmt_gb(p.vram_gb, 2)
-                if s.adjustable or p.budget_gb is not None:
-                    kind = "budget_over_capacity"
-                    text = f"{s.name} budget ({need} GB) exceeds GPU {index} ({have} GB)"
-                else:
-                    kind = "large_model_small_gpu"
-                    text = f"{s.name} requires ~{need} GB, GPU {index} only has {have} GB"
-                self.warnings.append(Warning(kind, f"{text} on {p.node}", s.name, p.node, index))
-        for i, g in enumerate(self.gpus):
-            if self.used[i] > self.total[i]:
-                self.warnings.append(
-                    Warning(
-                        "combined_over_capacity",
-                        f"Combined VRAM (~{fmt_gb(self.used[i] / MIB_PER_GIB)} GB) exceeds "
-                        f"GPU {g.index} capacity ({fmt_gb(self.total[i] / MIB_PER_GIB)} GB) "
-                        f"on {g.node}",
-                        node=g.node,
-                        gpu=g.index,
-                    )
-                )
+        self.warnings += capacity_warnings(self)
         for name, reason in self.unplaced:
             self.warnings.append(Warning("unplaced", f"{name} not placed: {reason}", name))
         return Plan(

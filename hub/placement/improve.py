@@ -130,6 +130,7 @@ class _Search:
             state.used[gpu] += delta
             if gpu not in state.blocked:
                 state.free[gpu] -= delta
+                state.want[gpu] -= delta
             if self.open[gpu]:
                 heapq.heappush(self.classes[state.total[gpu]], (state.used[gpu], gpu))
             if self.on[gpu]:

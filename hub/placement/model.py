@@ -1,7 +1,9 @@
 """Domain types of GPU placement: what a cluster offers, what services need, and the plan.
 
-Units: ``vram_gb`` values are GiB, ``memory_total_mb`` is MiB (1 GiB = 1024 MiB). Every type is a
-frozen dataclass, so plans compare by value and can be used as test oracles.
+Units: ``vram_gb`` values are GiB, ``memory_total_mb`` is MiB (1 GiB = 1024 MiB); the messages
+write GiB as "GB", the unit of a configuration's ``vram_gb`` (an 81559 MiB H100 holds 79.6 GB
+here). Every type is a frozen dataclass, so plans compare by value and can be used as test
+oracles.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ WARNING_KINDS = (
     "auto_adjusted",
     "gpu_lost_moved",
     "unplaced",
+    "over_committed",
+    "foreign_vram",
 )
 
 
@@ -49,12 +53,20 @@ def speed_score(
 
 @dataclass(frozen=True)
 class GpuSlot:
+    """``foreign_mb``: VRAM held by processes gpufleet did not start; placement uses only
+    ``memory_total_mb - foreign_mb`` of the GPU (its usable size)."""
+
     node: str
     index: int
     name: str
     memory_total_mb: int
     speed: float = 1.0
     lost: bool = False
+    foreign_mb: int = 0
+
+    @property
+    def usable_mb(self) -> int:
+        return max(self.memory_total_mb - max(self.foreign_mb, 0), 0)
 
     @property
     def key(self) -> tuple[str, int]:

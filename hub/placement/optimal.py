@@ -1,15 +1,19 @@
 """The exact reference strategy ``optimal``: OR-Tools CP-SAT, an optional extra.
 
 Lexicographic goals, each a CP-SAT phase that fixes the previous phase's best value:
-1. place the most services; 2. shrink adjustable budgets as little as possible (a budget shrinks
-to fit, as in the other strategies, never merely to lower utilisation); 3. minimise the highest
-GPU utilisation (VRAM reserved / VRAM, in units of 1/10,000). Each phase runs within
-what is left of a *deterministic* time limit on one worker, so the same input gives the same
-plan; ``proved`` says whether every phase proved its optimum. The limit is also kept in wall
-time, building the model included: on a loaded machine a phase stops at the wall limit (the plan
-may then differ from an idle run), and a model that cannot be built in time falls back to the
-heuristic's plan, unproved. Pins are placed first, as in the
-other strategies; latency classes do not enter the objective. Isolation is a constraint.
+1. place the most services, then the most VRAM by full estimate (so a large service is not left
+out for a smaller one's budget); 2. with over-commit (the default), a service may go to any GPU
+whose usable size holds it, and the total VRAM reserved past capacity (MiB summed over GPUs) is
+minimised; in strict mode no GPU goes past its free room; 3. shrink adjustable budgets as little
+as possible (a budget shrinks to fit, as in the other strategies, never merely to lower
+utilisation); 4. minimise the highest GPU utilisation (VRAM reserved / usable VRAM, in units of
+1/10,000; above 10,000 when over-committed). Each phase runs within what is left of a
+*deterministic* time limit on one worker, so the same input gives the same plan; ``proved`` says
+whether every phase proved its optimum. The limit is also kept in wall time, building the model
+included: on a loaded machine a phase stops at the wall limit (the plan may then differ from an
+idle run), and a model that cannot be built in time falls back to the heuristic's plan, unproved.
+Pins are placed first, as in the other strategies; latency classes do not enter the objective.
+Isolation is a constraint. Over-commit is warned per GPU only (``combined_over_capacity``).
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .engine import BUDGET_STEP_MIB, State, fmt_free, fmt_gb, to_mib
+from . import wording
+from .engine import BUDGET_STEP_MIB, State, to_mib
 from .model import MIB_PER_GIB, Placement, ServiceDemand
 
 SCALE = 10_000  # utilisation unit: 1/10,000
@@ -80,6 +85,9 @@ class Model:
                 f"for an exact model (limit {MAX_PAIRS:,} pairs); use balanced"
             )
         free = {i: max(state.total[i] - state.used[i], 0) for i in ids}
+        # where a service may go: its smallest budget within the GPU's free room (strict) or its
+        # usable size (over-commit)
+        room = {i: state.total[i] for i in ids} if state.overcommit else free
         by_node: dict[str, list[int]] = {}
         for i in ids:
             by_node.setdefault(state.gpus[i].node, []).append(i)
@@ -93,7 +101,7 @@ class Model:
             if clock() > deadline:
                 raise _OutOfTime
             values = _budget_values(s)
-            fits = [i for i in ids if free[i] >= values[0] and self._open_for(s, i)]
+            fits = [i for i in ids if room[i] >= values[0] and self._open_for(s, i)]
             groups = [
                 [i for i in g if i in fits] for g in by_node.values() if len(g) >= s.gpu_count
             ]
@@ -120,17 +128,30 @@ class Model:
                     if budget is None:
                         self.on_gpu[i].append((k, x, values[0]))
                     else:
-                        u = self.m.NewIntVar(0, values[-1], f"u_{k}_{i}")
+                        u = self.m.NewIntVar(0, min(values[-1], room[i]), f"u_{k}_{i}")
                         self.m.Add(u == budget).OnlyEnforceIf(x)
                         self.m.Add(u == 0).OnlyEnforceIf(x.Not())
                         self.on_gpu[i].append((k, u, 1))
                         self.u[(k, i)] = u
                 self.m.Add(sum(xs) == s.gpu_count * y)
             self.m.Add(sum(on_node) == placed)
-        self.z = self.m.NewIntVar(0, max([SCALE, *self._pinned_util(ids)]), "z")
+        high = [SCALE, *self._pinned_util(ids)]
+        self.over: list[Any] = []  # MiB past each GPU's usable size (over-commit mode)
         for i in ids:
             terms = [var * coef for _, var, coef in self.on_gpu[i]]
-            self.m.Add(sum(terms) <= free[i])
+            most = state.used[i] + sum(
+                _budget_values(self.services[k])[-1] for k, _, _ in self.on_gpu[i]
+            )
+            high.append(-(-SCALE * most // max(state.total[i], 1)))
+            if state.overcommit:
+                over = self.m.NewIntVar(0, max(most - state.total[i], 0), f"over_{i}")
+                self.m.Add(over >= state.used[i] + sum(terms) - state.total[i])
+                self.over.append(over)
+            else:
+                self.m.Add(sum(terms) <= free[i])
+        self.z = self.m.NewIntVar(0, max(high), "z")
+        for i in ids:
+            terms = [var * coef for _, var, coef in self.on_gpu[i]]
             self.m.Add(SCALE * (state.used[i] + sum(terms)) <= self.z * state.total[i])
             here = [k for k, _, _ in self.on_gpu[i]]
             for k in here:
@@ -177,7 +198,13 @@ class Model:
         """The choices (None: no solution within the limit), and whether every phase proved
         its optimum."""
         proved = True
-        phases: list[tuple[Any, bool]] = [(sum(self.placed), True)]
+        estimate = [to_mib(s.vram_gb) * s.gpu_count for s in self.services]
+        phases: list[tuple[Any, bool]] = [
+            (sum(self.placed), True),
+            (sum(p * mib for p, mib in zip(self.placed, estimate, strict=True)), True),
+        ]
+        if self.over:
+            phases.append((sum(self.over), False))
         if self.budget:
             phases.append((sum(self.budget.values()), True))
         phases.append((self.z, False))
@@ -207,7 +234,7 @@ class Model:
         self.m.ClearHints()
         for var in [*self.x.values(), *self.placed, *(y for _, y, _ in self.groups)]:
             self.m.AddHint(var, solver.BooleanValue(var))
-        for var in [*self.budget.values(), *self.u.values(), self.z]:
+        for var in [*self.budget.values(), *self.u.values(), *self.over, self.z]:
             self.m.AddHint(var, solver.Value(var))
 
     def _choices(self, snap: _Snapshot) -> list[Choice]:
@@ -246,10 +273,9 @@ def place_optimal(
     except _OutOfTime:
         found, proved = None, False
     choices = found if found is not None else _from_hint(state, services, hint)
-    done = set()
+    done = {c.service.name for c in choices}
     for c in choices:
         s = c.service
-        done.add(s.name)
         if c.mib >= to_mib(s.vram_gb):
             state.reserve(s, c.ids, s.vram_gb, None)
         else:
@@ -257,21 +283,8 @@ def place_optimal(
             state.reserve(s, c.ids, budget, budget)
             state.warn_adjusted(s, c.ids, budget)
     usable = state.usable()
-    largest = max((state.total[i] - state.used[i] for i in usable), default=0)
-    for s in services:
-        if s.name in done:
-            continue
-        want = f"{fmt_gb(s.vram_gb, 2)} GB" + (
-            f" (at least {fmt_gb(s.min_gb, 2)} GB)" if s.min_gb is not None else ""
-        )
-        where = "on one GPU" if s.gpu_count == 1 else f"on {s.gpu_count} GPUs of one node"
-        state.unplaced.append(
-            (
-                s.name,
-                f"needs {want} free {where}; the optimal placement of "
-                f"the others leaves at most {fmt_free(largest)} GB free",
-            )
-        )
+    state.unplaced += [(s.name, wording.after_all(state, s, usable))
+                       for s in services if s.name not in done]  # fmt: skip
     return proved
 
 

@@ -5,6 +5,14 @@ or missing GPU is placed by the strategy instead (``manual`` uses ``vram_based``
 warned ``gpu_lost_moved``. Services are then placed one by one; one that does not fit at full size
 but has an adjustable budget goes to the GPU (or node) with the most free VRAM at the largest
 0.5 GB step that fits, never below ``min_gb``. Lost GPUs are never used.
+
+Over-commit (the default, "warn but allow"): a service that fits no GPU's free room even at its
+``min_gb`` goes to a GPU whose usable size (memory less what processes gpufleet did not start
+hold) holds it, at ``min_gb`` when adjustable: of those, the one least short when every service
+counts at its full estimate (so a GPU whose budget was just auto-adjusted to fit it is not filled
+further while another has room by that measure); warned ``over_committed`` plus the GPU's
+``combined_over_capacity``. Only a service larger than every usable GPU is unplaced. Strict mode
+(``overcommit=False``) never goes past a GPU's free room and leaves such services unplaced.
 """
 
 from __future__ import annotations
@@ -13,9 +21,10 @@ from collections.abc import Callable, Hashable, Sequence
 from dataclasses import replace
 from typing import cast
 
-from .engine import BLOCKED, Pool, State, fmt_free, fmt_gb, to_mib, validate
+from . import wording
+from .engine import BLOCKED, Pool, State, to_mib, validate
 from .improve import improve
-from .model import LATENCY_CLASSES, GpuSlot, Pin, Plan, ServiceDemand
+from .model import LATENCY_CLASSES, GpuSlot, Pin, Plan, ServiceDemand, Warning
 
 STRATEGIES = (
     "manual", "vram_based", "latency_optimized", "isolation_first", "balanced", "optimal",
@@ -32,22 +41,39 @@ class Placer:
     def __init__(self, state: State, ids: Sequence[int], group: GroupKey | None = None) -> None:
         self.state, self.ids, self.group = state, sorted(ids), group
         self._pools: dict[int, list[tuple[Hashable, Pool]]] = {}
+        self._wants: dict[int, list[tuple[int, Pool]]] = {}
+
+    def units(self, k: int) -> list[tuple[int, tuple[int, ...]]]:
+        """(rank, GPU ids): each GPU for k = 1, else each node with k GPUs or more."""
+        if k == 1:
+            return [(i, (i,)) for i in self.ids]
+        by_node: dict[str, list[int]] = {}
+        for i in self.ids:
+            by_node.setdefault(self.state.gpus[i].node, []).append(i)
+        return [(g[0], tuple(g)) for g in by_node.values() if len(g) >= k]
 
     def groups(self, k: int) -> list[tuple[Hashable, Pool]]:
         if k not in self._pools:
-            if k == 1:
-                units: list[tuple[int, tuple[int, ...]]] = [(i, (i,)) for i in self.ids]
-            else:
-                by_node: dict[str, list[int]] = {}
-                for i in self.ids:
-                    by_node.setdefault(self.state.gpus[i].node, []).append(i)
-                units = [(g[0], tuple(g)) for g in by_node.values() if len(g) >= k]
             parts: dict[Hashable, list[tuple[int, tuple[int, ...]]]] = {}
-            for rank, gpus in units:
+            for rank, gpus in self.units(k):
                 key = self.group(self.state, gpus) if self.group else 0
                 parts.setdefault(key, []).append((rank, gpus))
             self._pools[k] = [(key, Pool(self.state.free, parts[key], k)) for key in parts]
         return self._pools[k]
+
+    def wants(self, k: int) -> list[tuple[int, Pool]]:
+        """Pools over ``want``, one per size (a unit's k-th largest usable size), largest first."""
+        if k not in self._wants:
+            total = self.state.total
+            parts: dict[int, list[tuple[int, tuple[int, ...]]]] = {}
+            for rank, gpus in self.units(k):
+                size = sorted((total[i] for i in gpus), reverse=True)[k - 1]
+                parts.setdefault(size, []).append((rank, gpus))
+            self._wants[k] = [
+                (size, Pool(self.state.want, parts[size], k))
+                for size in sorted(parts, reverse=True)
+            ]
+        return self._wants[k]
 
     def most_free(self, k: int) -> tuple[int, Pool, int] | None:
         best: tuple[int, Pool, int] | None = None
@@ -57,10 +83,26 @@ class Placer:
                 best = (top[0], pool, top[1])
         return best
 
+    def over(self, k: int, floor: int) -> list[int] | None:
+        """Where to over-commit: of the units whose k GPUs each hold `floor` MiB, the one with
+        the most ``want`` (the least short counting services at their full estimates)."""
+        best: tuple[int, int, Pool] | None = None
+        for size, pool in self.wants(k):
+            if size < floor:
+                break
+            top = pool.top()
+            if top and top[0] > BLOCKED // 2 and (best is None or (top[0], -top[1]) > best[:2]):
+                best = (top[0], -top[1], pool)
+        if best is None:
+            return None
+        gpus = [i for i in best[2].units[-best[1]] if self.state.total[i] >= floor]
+        return sorted(sorted(gpus, key=lambda i: (-self.state.want[i], i))[:k])
+
     def place(
         self, s: ServiceDemand, choose: Callable[[int, int], Choice | None] | None = None
     ) -> list[int] | None:
-        """Place s (the chooser's pick, else the most free unit); returns its GPU ids."""
+        """Place s (the chooser's pick, else the most free unit; an adjustable budget shrinks
+        to fit; with over-commit, the best unit it fits by size); returns its GPU ids."""
         state, k, need = self.state, s.gpu_count, to_mib(s.vram_gb)
         choice = choose(k, need) if choose else None
         top = self.most_free(k)
@@ -75,21 +117,39 @@ class Placer:
             state.reserve(s, ids, fit[0], fit[0])
             state.warn_adjusted(s, ids, fit[0])
             return ids
-        want = f"{fmt_gb(s.vram_gb, 2)} GB" + (
-            f" (at least {fmt_gb(s.min_gb, 2)} GB)" if s.min_gb is not None else ""
-        )
-        where = "on one GPU" if k == 1 else f"on {k} GPUs of one node"
-        if top is None or top[0] <= BLOCKED // 2:
-            reason = f"needs {want} free {where}; no usable GPU" + ("" if k == 1 else "s")
-        elif k == 1:
-            reason = f"needs {want} free on one GPU; the largest free is {fmt_free(top[0])} GB"
+        usable = top is not None and top[0] > BLOCKED // 2
+        short = wording.short(state, s, self.ids, top[1].best(top[2])) if top and usable else ""
+        floor = to_mib(s.min_gb if s.min_gb is not None else s.vram_gb)
+        if usable and state.overcommit and (spot := self.over(k, floor)) is not None:
+            budget = s.min_gb
+            state.reserve(s, spot, s.vram_gb if budget is None else budget, budget)
+            if budget is not None and budget < s.vram_gb:
+                state.warn_adjusted(s, spot, budget)
+            label = wording.gpu_label([state.gpus[i].index for i in spot])
+            state.warnings.append(
+                Warning("over_committed", f"{s.name} {short}; over-committed on {label}",
+                        s.name, state.gpus[spot[0]].node, state.gpus[spot[0]].index)
+            )  # fmt: skip
+            return spot
+        if not usable:
+            reason = wording.no_gpu(s)
+        elif state.overcommit:
+            reason = wording.too_large(state, s, self.ids, self.largest(k))
         else:
-            reason = (
-                f"needs {k} GPUs on one node with {want} free each; "
-                f"the largest free is {fmt_free(top[0])} GB"
-            )
+            reason = short
         state.unplaced.append((s.name, reason))
         return None
+
+    def largest(self, k: int) -> int:
+        """A GPU of the unit with the largest k-th usable size (the most free of them)."""
+        state = self.state
+        size, pool = self.wants(k)[0]
+        gpus = [i for unit in pool.units.values() for i in unit if i not in state.blocked]
+        if k == 1:
+            gpus = [i for i in self.ids if i not in state.blocked]
+            size = max(state.total[i] for i in gpus)
+        return max((i for i in gpus if state.total[i] >= size),
+                   key=lambda i: (state.free[i], -i))  # fmt: skip
 
 
 def _size(s: ServiceDemand) -> tuple[int, str]:
@@ -174,16 +234,20 @@ def plan(
     services: Sequence[ServiceDemand],
     pins: Sequence[Pin] = (),
     time_limit_s: float = OPTIMAL_LIMIT_S,
+    overcommit: bool = True,
 ) -> Plan:
     """Place services on GPUs; pure and deterministic (input order does not matter).
 
+    ``overcommit`` (the design's "warn but allow"): a service that fits no GPU's free room goes,
+    over capacity and warned, to a GPU whose usable size holds it; only one larger than every
+    GPU stays unplaced. False (strict mode): never past a GPU's free room.
     ``time_limit_s`` bounds ``optimal`` only (deterministic seconds of CP-SAT, about wall
     seconds); it starts from the ``balanced`` plan.
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; valid: {', '.join(STRATEGIES)}")
     validate(gpus, services, pins)
-    state = State(gpus)
+    state = State(gpus, overcommit)
     by_name = {s.name: s for s in services}
     moved = state.apply_pins(pins, by_name)
     pinned = {p.service for p in pins} - moved
@@ -191,7 +255,7 @@ def plan(
     if strategy == "optimal":
         from .optimal import place_optimal
 
-        hint = plan("balanced", gpus, services, pins).placements
+        hint = plan("balanced", gpus, services, pins, overcommit=overcommit).placements
         proved = place_optimal(state, todo, time_limit_s, hint)
         return replace(state.finish(), proved_optimal=proved)
     if strategy == "manual":

@@ -106,46 +106,163 @@ def test_seed_large_model_and_budget_warnings_follow_the_seed_wording() -> None:
     assert "combined_over_capacity" in messages
 
 
-# The seed host holds 28 GB; ai-llm + enrichment's 3.5 GB floor + the three small models need
-# 28.55 GB, so every strategy that never over-commits must leave something out. The seed is silent
-# on which; these are what the rules give.
-@pytest.mark.parametrize("strategy", ["vram_based", "balanced", "latency_optimized"])
-def test_seed_auto_strategies(strategy: str) -> None:
-    p = plan(strategy, seed_gpus(), SEED_SERVICES)
-    # Seed: LLM and YOLO on GPU 0 (vram config file, latency table), enrichment on GPU 1 at 3.5 GB.
-    assert where(p) == {
-        "ai-llm": (0,),
-        "ai-yolo26": (0,),
-        "ai-florence": (0,),
-        "ai-enrichment": (1,),
-    }
-    assert placed(p, "ai-enrichment").budget_gb == 3.5
-    assert [name for name, _ in p.unplaced] == ["ai-clip"]  # largest-first leaves the last fit out
-    assert sorted(p.kinds()) == ["auto_adjusted", "unplaced"]
-    assert [w.message for w in p.warnings if w.kind == "auto_adjusted"] == [ADJUSTED]
+# ---- the reference host, every strategy, both modes -------------------------------------------
+# The host holds 28 GB; ai-llm + enrichment's 3.5 GB floor + the three small models need 28.55 GB.
+# Over-commit (the default, the design's "warn but allow") places all five; strict mode
+# (--no-overcommit) leaves what does not fit the free room out. Each row: placements as
+# service -> (GPUs, budget), the unplaced services, and the warning kinds.
+Row = tuple[dict[str, tuple[tuple[int, ...], float | None]], list[str], list[str]]
+DESIGNED = {
+    "ai-llm": ((0,), None),
+    "ai-yolo26": ((0,), None),
+    "ai-florence": ((0,), None),
+    "ai-clip": ((0,), None),
+    "ai-enrichment": ((1,), 3.5),
+}
+SHARED = {**{name: ((1,), None) for name in DESIGNED}, "ai-llm": ((0,), None),
+          "ai-enrichment": ((1,), 3.5)}  # fmt: skip
+STRICT = {k: v for k, v in DESIGNED.items() if k != "ai-clip"}
+ISOLATED = {k: v for k, v in SHARED.items() if k != "ai-enrichment"}
+PINNED = {k: v for k, v in DESIGNED.items() if k in ("ai-llm", "ai-yolo26", "ai-enrichment")}
+ADJ, OVER, COMBINED, OUT = "auto_adjusted", "over_committed", "combined_over_capacity", "unplaced"
+REFERENCE: dict[tuple[str, bool], Row] = {
+    # vram_based: largest first onto the most free GPU; enrichment fits no GPU at 6.8 GB and takes
+    # GPU 1's largest 0.5 GB step (3.5 GB); ai-clip then ai-yolo26 find no room and go to GPU 0,
+    # the GPU least short when every service counts at its full estimate (GPU 1 counts
+    # enrichment at 6.8 GB), so GPU 1 keeps the budget it was sized for.
+    ("vram_based", True): (DESIGNED, [], sorted([ADJ, COMBINED, OVER, OVER])),
+    ("vram_based", False): (STRICT, ["ai-clip"], [ADJ, OUT]),
+    # latency_optimized: the critical ai-llm and ai-yolo26 first, on the fastest GPU (GPU 0).
+    ("latency_optimized", True): (DESIGNED, [], sorted([ADJ, COMBINED, OVER])),
+    ("latency_optimized", False): (STRICT, ["ai-clip"], [ADJ, OUT]),
+    # balanced: the greedy pass gives vram_based's plan; nothing can move off GPU 0 without
+    # putting GPU 1 past its capacity, so the local search keeps it.
+    ("balanced", True): (DESIGNED, [], sorted([ADJ, COMBINED, OVER, OVER])),
+    ("balanced", False): (STRICT, ["ai-clip"], [ADJ, OUT]),
+    # isolation_first: ai-llm alone on GPU 0; the rest share GPU 1, over it with a warning
+    # (strict: only enrichment fits there).
+    ("isolation_first", True): (SHARED, [], sorted([ADJ, COMBINED, OVER, OVER, OVER])),
+    ("isolation_first", False): (
+        {"ai-llm": ((0,), None), "ai-enrichment": ((1,), 3.5)},
+        ["ai-clip", "ai-florence", "ai-yolo26"],
+        [ADJ, OUT, OUT, OUT],
+    ),
+    # optimal: ai-llm's isolation is a constraint; with over-commit every service fits some GPU's
+    # size and the least VRAM past capacity with ai-llm alone is the shared GPU 1 (2.85 GB over);
+    # strict: four services at most, and ai-llm (the most VRAM) is one of them.
+    ("optimal", True): (SHARED, [], [ADJ, COMBINED]),
+    ("optimal", False): (ISOLATED, ["ai-enrichment"], [OUT]),
+    # manual: the seed's PUT example pins; nothing else is placed.
+    ("manual", True): (PINNED, ["ai-clip", "ai-florence"], [ADJ, OUT, OUT]),
+    ("manual", False): (PINNED, ["ai-clip", "ai-florence"], [ADJ, OUT, OUT]),
+}
 
 
-def test_seed_isolation_first_gives_the_llm_a_dedicated_gpu() -> None:
-    p = plan("isolation_first", seed_gpus(), SEED_SERVICES)
-    # Seed: "ai-llm alone on largest GPU, everything else shares remaining". The remaining 4 GB
-    # takes enrichment first (largest first) at 3.5 GB; the seed is silent on the three that no
-    # longer fit: they are unplaced rather than breaking the LLM's isolation.
-    assert where(p) == {"ai-llm": (0,), "ai-enrichment": (1,)}
-    assert dict(p.unplaced)["ai-yolo26"] == (
-        "needs 0.65 GB free on one GPU; the largest free is 0.4 GB"
+@pytest.mark.parametrize(("strategy", "overcommit"), sorted(REFERENCE))
+def test_reference_host_plan(strategy: str, overcommit: bool) -> None:
+    if strategy == "optimal":
+        pytest.importorskip("ortools")
+    pins = SEED_PINS if strategy == "manual" else []
+    p = plan(strategy, seed_gpus(), SEED_SERVICES, pins, overcommit=overcommit)
+    expected, unplaced, kinds = REFERENCE[(strategy, overcommit)]
+    assert {x.service: (x.gpus, x.budget_gb) for x in p.placements} == expected
+    assert [name for name, _ in p.unplaced] == unplaced
+    assert sorted(p.kinds()) == kinds
+    if ADJ in kinds:
+        assert [w.message for w in p.warnings if w.kind == ADJ] == [ADJUSTED]
+
+
+def test_reference_host_recommended_plan_warns_as_the_design_says() -> None:
+    p = plan("vram_based", seed_gpus(), SEED_SERVICES)
+    messages = {(w.kind, w.service): w.message for w in p.warnings}
+    assert messages[(COMBINED, "")] == (
+        "Combined VRAM (~25.1 GB) exceeds GPU 0 capacity (24 GB) on gpu-a"
     )
-    assert sorted(name for name, _ in p.unplaced) == ["ai-clip", "ai-florence", "ai-yolo26"]
+    assert messages[(OVER, "ai-clip")] == (
+        "ai-clip needs 1.2 GB free on one GPU; the most free on any GPU of gpu-a is 0.7 GB "
+        "(GPU 0, 23.2 of 24 GB used); over-committed on GPU 0"
+    )
+    strict = plan("vram_based", seed_gpus(), SEED_SERVICES, overcommit=False)
+    assert dict(strict.unplaced)["ai-clip"] == (
+        "needs 1.2 GB free on one GPU; the most free on any GPU of gpu-a is 0.7 GB "
+        "(GPU 0, 23.2 of 24 GB used)"
+    )
+
+
+def test_adjusted_budget_is_the_largest_half_gb_step_of_the_free_room() -> None:
+    """Where 3.5 GB comes from: the A400 has 4094 MiB (3.998 GB), and the largest whole 0.5 GB
+    step that fits is 3.5 GB, whatever the floor; a 4096 MiB card gets 4 GB, and VRAM held by
+    processes gpufleet did not start comes off first."""
+    low = [ServiceDemand("ai-enrichment", 6.8, min_gb=1.0)]
+    assert placed(plan("vram_based", seed_gpus()[1:], low), "ai-enrichment").budget_gb == 3.5
+    exact = [GpuSlot("gpu-a", 1, "A400", 4096)]
+    assert placed(plan("vram_based", exact, low), "ai-enrichment").budget_gb == 4.0
+    held = [GpuSlot("gpu-a", 1, "A400", 4094, foreign_mb=600)]
+    assert placed(plan("vram_based", held, low), "ai-enrichment").budget_gb == 3.0
+
+
+FOREIGN_GPU = [GpuSlot("gpu-c", 0, "NVIDIA RTX A5500", 24564, foreign_mb=19340)]
+HELD = "GPU 0, 18.9 of 24 GB used, 18.9 GB of it by processes gpufleet did not start"
+
+
+def test_foreign_vram_is_not_free_in_either_mode() -> None:
+    big = [ServiceDemand("chat", 72)]
+    strict = plan("balanced", FOREIGN_GPU, big, overcommit=False)
+    assert dict(strict.unplaced)["chat"] == (
+        f"needs 72 GB free on one GPU; the most free on any GPU of gpu-c is 5.1 GB ({HELD})"
+    )
+    # Over-commit: a 6 GB service exceeds the 5.1 GB that is usable, so it is not placed either.
+    p = plan("balanced", FOREIGN_GPU, [ServiceDemand("six", 6)])
+    assert dict(p.unplaced)["six"] == (
+        "needs 6 GB on one GPU, more than any GPU of gpu-c holds; the largest is 5.1 GB usable "
+        f"of 24 GB ({HELD})"
+    )
+    assert [w.message for w in p.warnings if w.kind == "foreign_vram"] == [
+        "GPU 0 on gpu-c: 18.9 of 24 GB held by processes gpufleet did not start; placement uses "
+        "the other 5.1 GB"
+    ]
+    two = [ServiceDemand("a", 4), ServiceDemand("b", 3)]
+    p = plan("vram_based", FOREIGN_GPU, two)
+    assert where(p) == {"a": (0,), "b": (0,)}
+    assert [w.message for w in p.warnings if w.kind == COMBINED] == [
+        "Combined VRAM (~25.9 GB, 18.9 GB of it held by processes gpufleet did not start) "
+        "exceeds GPU 0 capacity (24 GB) on gpu-c"
+    ]
+    assert dict((w.service, w.message) for w in p.warnings if w.kind == OVER)["b"] == (
+        "b needs 3 GB free on one GPU; the most free on any GPU of gpu-c is 1.1 GB "
+        "(GPU 0, 22.9 of 24 GB used, 18.9 GB of it by processes gpufleet did not start); "
+        "over-committed on GPU 0"
+    )
+
+
+def test_overcommit_leaves_out_only_what_exceeds_every_gpu() -> None:
+    gpus = [GpuSlot("n", 0, "A10", 24 * 1024), GpuSlot("n", 1, "A10", 24 * 1024)]
+    services = [ServiceDemand(f"s{k}", 20) for k in range(3)]
+    services += [ServiceDemand("huge", 30), ServiceDemand("zoo", 16, min_gb=5)]
+    p = plan("balanced", gpus, services)
+    assert [name for name, _ in p.unplaced] == ["huge"]
+    assert placed(p, "zoo").budget_gb == 5  # over-committed at its floor
+    assert sorted(p.kinds("zoo")) == [ADJ, OVER]
+    assert dict(p.unplaced)["huge"].startswith("needs 30 GB on one GPU, more than any GPU of n")
+    strict = plan("balanced", gpus, services, overcommit=False)
+    assert sorted(name for name, _ in strict.unplaced) == ["huge", "s2", "zoo"]
 
 
 def test_lost_gpu_pin_is_moved_and_warned() -> None:
-    p = plan("manual", seed_gpus(lost=frozenset({1})), SEED_SERVICES, SEED_PINS)
+    lost = seed_gpus(lost=frozenset({1}))
+    p = plan("manual", lost, SEED_SERVICES, SEED_PINS, overcommit=False)
     assert where(p) == {"ai-llm": (0,), "ai-yolo26": (0,)}
     # enrichment's pinned GPU 1 is gone; vram_based (manual's fallback) finds 1.6 GB on GPU 0,
-    # under its 3.5 GB floor, so it is unplaced: warned, never blocking.
+    # under its 3.5 GB floor: strict mode leaves it unplaced (warned, never blocking) ...
     assert sorted(p.kinds("ai-enrichment")) == ["gpu_lost_moved", "unplaced"]
     assert dict(p.unplaced)["ai-enrichment"] == (
-        "needs 6.8 GB (at least 3.5 GB) free on one GPU; the largest free is 1.6 GB"
+        "needs 6.8 GB (at least 3.5 GB) free on one GPU; the most free on any GPU of gpu-a is "
+        "1.6 GB (GPU 0, 22.4 of 24 GB used)"
     )
+    # ... and over-commit puts it on GPU 0 at its floor.
+    p = plan("manual", lost, SEED_SERVICES, SEED_PINS)
+    assert placed(p, "ai-enrichment") == Placement("ai-enrichment", "gpu-a", (0,), 3.5, 3.5)
+    assert sorted(p.kinds("ai-enrichment")) == ["auto_adjusted", "gpu_lost_moved", "over_committed"]
     pins = [Pin("ai-llm", "gpu-a", (0,)), Pin("ai-florence", "gpu-a", (1,))]
     p = plan("manual", seed_gpus(lost=frozenset({1})), SEED_SERVICES, pins)
     assert where(p) == {"ai-llm": (0,), "ai-florence": (0,)}
@@ -161,9 +278,15 @@ def test_tensor_parallel_reason_and_placement() -> None:
     gpus = [GpuSlot(n, i, "A10", 24 * 1024) for n in ("n1", "n2") for i in range(2)]
     gpus.append(GpuSlot("n3", 0, "A10", 48 * 1024))
     big = ServiceDemand("tp", 38.5, gpu_count=2)
+    p = plan("vram_based", gpus, [big], overcommit=False)
+    assert dict(p.unplaced)["tp"] == (
+        "needs 2 GPUs on one node with 38.5 GB free each; the most free on 2 GPUs of one node is "
+        "24 GB each (n1 GPUs 0,1, 0 of 24 GB used)"
+    )
     p = plan("vram_based", gpus, [big])
     assert dict(p.unplaced)["tp"] == (
-        "needs 2 GPUs on one node with 38.5 GB free each; the largest free is 24 GB"
+        "needs 2 GPUs on one node with 38.5 GB each, more than any node's GPUs hold; the largest "
+        "2 of one node have 24 GB each"
     )
     p = plan("balanced", gpus, [ServiceDemand("tp", 20, gpu_count=2)])
     assert p.placements[0].node == "n1" and p.placements[0].gpus == (0, 1)
@@ -217,6 +340,7 @@ def clusters(draw: st.DrawFn) -> tuple[list[GpuSlot], list[ServiceDemand], list[
                     mem,
                     draw(st.sampled_from([1.0, 2.0])),
                     draw(st.booleans()) and draw(st.booleans()),
+                    draw(st.sampled_from([0, 0, 0, 2048, 100_000])),
                 )
             )
     services = []
@@ -250,13 +374,16 @@ PROPS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthC
 
 
 @PROPS
-@given(clusters(), st.sampled_from(STRATEGIES), st.randoms(use_true_random=False))
+@given(clusters(), st.sampled_from(STRATEGIES), st.booleans(), st.randoms(use_true_random=False))
 def test_plan_properties(
-    cluster: tuple[list[GpuSlot], list[ServiceDemand], list[Pin]], strategy: str, rnd: random.Random
+    cluster: tuple[list[GpuSlot], list[ServiceDemand], list[Pin]],
+    strategy: str,
+    overcommit: bool,
+    rnd: random.Random,
 ) -> None:
     gpus, services, pins = cluster
-    p = plan(strategy, gpus, services, pins)
-    total = {g.key: g.memory_total_mb / 1024 for g in gpus}
+    p = plan(strategy, gpus, services, pins, overcommit=overcommit)
+    total = {g.key: g.usable_mb / 1024 for g in gpus}
     lost = {g.key for g in gpus if g.lost}
     over = {(w.node, w.gpu) for w in p.warnings if w.kind == "combined_over_capacity"}
     for key, used in p.used_gb().items():
@@ -276,24 +403,38 @@ def test_plan_properties(
             assert not any((x.node, i) in lost for i in x.gpus)
             s = next(s for s in services if s.name == x.service)
             assert len(x.gpus) == s.gpu_count
-            # strategies never over-commit a GPU themselves
-            assert all(
+            # what a strategy places fits each of its GPUs by usable size ...
+            assert all(x.vram_gb <= total[(x.node, i)] + 1e-9 for i in x.gpus)
+            # ... and, in strict mode, within the GPU's free room
+            assert overcommit or all(
                 (x.node, i) not in over
                 or (x.node, i) in {(q.node, j) for q in pins for j in q.gpus}
                 for i in x.gpus
             )
+    if overcommit and strategy in ("vram_based", "latency_optimized", "balanced"):
+        # over-commit leaves out only a service larger than every usable unit
+        for name, _ in p.unplaced:
+            s = next(s for s in services if s.name == name)
+            floor = s.min_gb if s.min_gb is not None else s.vram_gb
+            nodes = {g.node for g in gpus}
+            fits = [
+                n for n in nodes
+                if sum(g.node == n and not g.lost and g.usable_mb / 1024 >= floor - 1e-9
+                       for g in gpus) >= s.gpu_count
+            ]  # fmt: skip
+            assert not fits, (name, fits)
     for pin in pins:
         if pin.service not in moved:
             assert p.placement(pin.service) is not None
     names = [x.service for x in p.placements] + [n for n, _ in p.unplaced]
     assert sorted(names) == sorted(s.name for s in services)
-    assert p == plan(strategy, gpus, services, pins)
+    assert p == plan(strategy, gpus, services, pins, overcommit=overcommit)
     shuffled = list(services)
     rnd.shuffle(shuffled)
     g2, p2 = list(gpus), list(pins)
     rnd.shuffle(g2)
     rnd.shuffle(p2)
-    assert p == plan(strategy, g2, shuffled, p2)
+    assert p == plan(strategy, g2, shuffled, p2, overcommit=overcommit)
 
 
 def test_optimal_keeps_its_wall_time_limit_building_included() -> None:
