@@ -111,15 +111,16 @@ def test_seed_large_model_and_budget_warnings_follow_the_seed_wording() -> None:
 # Over-commit (the default, the design's "warn but allow") places all five; strict mode
 # (--no-overcommit) leaves what does not fit the free room out. Each row: placements as
 # service -> (GPUs, budget), the unplaced services, and the warning kinds.
-Row = tuple[dict[str, tuple[tuple[int, ...], float | None]], list[str], list[str]]
-DESIGNED = {
+Plans = dict[str, tuple[tuple[int, ...], float | None]]
+Row = tuple[Plans, list[str], list[str]]
+DESIGNED: Plans = {
     "ai-llm": ((0,), None),
     "ai-yolo26": ((0,), None),
     "ai-florence": ((0,), None),
     "ai-clip": ((0,), None),
     "ai-enrichment": ((1,), 3.5),
 }
-SHARED = {**{name: ((1,), None) for name in DESIGNED}, "ai-llm": ((0,), None),
+SHARED: Plans = {**{name: ((1,), None) for name in DESIGNED}, "ai-llm": ((0,), None),
           "ai-enrichment": ((1,), 3.5)}  # fmt: skip
 STRICT = {k: v for k, v in DESIGNED.items() if k != "ai-clip"}
 ISOLATED = {k: v for k, v in SHARED.items() if k != "ai-enrichment"}
