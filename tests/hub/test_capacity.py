@@ -22,6 +22,7 @@ from hub.ops.remote import RemoteAgent
 from hub.states import NodeState
 from hub.store import Database, GpuRecord, NodeHello, Store, migrate
 from hub.store.assignments import Assigned, AssignmentStore
+from hub.store.operations import MAX_WARNINGS, Event, OperationRecord, OperationStore
 from tests.support.procs import REPO
 
 BIG_CHAT = load_configuration(REPO / "configs" / "big-chat.yaml")
@@ -208,3 +209,19 @@ def test_stored_gpus_and_assignments_in_force(db: Database) -> None:
         "big-chat", [Assigned("llm", "elsewhere", (0, 1), 72, None, "balanced")], T0
     )
     assert asyncio.run(capacity(BIG_CHAT, "ws")) == []  # assigned to another node
+
+
+def test_a_warning_event_is_kept_with_the_nodes_result(db: Database) -> None:
+    ops = OperationStore(db.engine)
+    ops.create(OperationRecord("op1", "switch", T0, "big-chat", check=True), ["ws", "bare"])
+    ops.add_event("op1", Event(1, T0, "ws", "begin", "started"))
+    for seq in range(2, 2 + MAX_WARNINGS + 3):
+        ops.add_event("op1", Event(seq, T0, "ws", "warning", f"w{seq}"))
+    ops.add_event("op1", Event(99, T0, "", "warning", "not a node's"))
+    ops.node_result("op1", "ws", "changed", "would start big-chat", T0, T0)
+    found = ops.get("op1")
+    assert found is not None
+    ws, bare = found.nodes
+    assert ws.result == "changed" and ws.warnings == tuple(f"w{i}" for i in range(2, 22))
+    assert bare.warnings == ()
+    assert len([e for e in ops.events("op1") if e.step == "warning"]) == MAX_WARNINGS + 4
