@@ -23,6 +23,11 @@ def name(i: int) -> str:
     return f"sim-{i:04d}"
 
 
+def labels(i: int) -> dict[str, str]:
+    """Every other node is even; one in 50 is also rare."""
+    return {"parity": "odd" if i % 2 else "even", **({"rare": "yes"} if i % 50 == 7 else {})}
+
+
 async def register(address: str, count: int) -> None:
     """Each node says hello with two GPUs, reads its welcome and leaves (it stays, down)."""
     gate = asyncio.Semaphore(16)
@@ -35,7 +40,7 @@ async def register(address: str, count: int) -> None:
             gpus = [types_pb2.Gpu(index=k, uuid=f"GPU-{i}-{k}", memory_total_mb=24564)
                     for k in range(2)]  # fmt: skip
             hello = link_pb.Hello(
-                node_name=name(i), agent_id=f"agent-{i}",
+                node_name=name(i), agent_id=f"agent-{i}", labels=labels(i),
                 versions=link_pb.Versions(protocol=PROTOCOL_VERSION, agent="0.1.0"),
                 inventory=types_pb2.Inventory(probe="static", gpus=gpus),
             )  # fmt: skip
@@ -111,7 +116,34 @@ def test_listings_are_paged_and_hubctl_reads_every_page(fleet: Cluster) -> None:
                 hub.ListGpus(hub_pb2.ListGpusRequest(page_token=first.next_page_token))
             assert "invalid page_token" in str(refused.value.details())
 
+            # Selected pages: pages of matching nodes, the token as opaque as ever.
+            even, token, pages = [], "", 0
+            while True:
+                request = hub_pb2.ListNodesRequest(
+                    page_size=100, page_token=token, selector=["parity=even"]
+                )
+                reply = hub.ListNodes(request, timeout=10)
+                even += [node.name for node in reply.nodes]
+                pages += 1
+                token = reply.next_page_token
+                if not token:
+                    break
+            assert even == [name(i) for i in range(0, NODES, 2)] and pages == 4
+            rare = hub.ListGpus(hub_pb2.ListGpusRequest(page_size=5, selector=["rare"]))
+            assert [(g.node, g.gpu.index) for g in rare.gpus] == [
+                (name(7), 0), (name(7), 1), (name(57), 0), (name(57), 1), (name(107), 0)
+            ]  # fmt: skip
+            rest = hub.ListGpus(
+                hub_pb2.ListGpusRequest(page_token=rare.next_page_token, selector=["rare"])
+            )
+            assert len(rare.gpus) + len(rest.gpus) == 2 * len(range(7, NODES, 50))
+            odd = hub.GetStatus(hub_pb2.GetStatusRequest(page_size=3, selector=["parity!=even"]))
+            assert [s.node for s in odd.nodes] == [name(1), name(3), name(5)]
+
         assert [n["name"] for n in fleet.json("nodes")] == [name(i) for i in range(NODES)]
+        rare_nodes = [n["name"] for n in fleet.json("nodes", "-l", "rare,parity=odd")]
+        assert rare_nodes == [name(i) for i in range(7, NODES, 50)]
+        assert len(fleet.json("status", "-l", "parity=even")) == NODES // 2
         assert len(fleet.json("gpus")) == 2 * NODES
         assert [s["node"] for s in fleet.json("status")] == [name(i) for i in range(NODES)]
     finally:

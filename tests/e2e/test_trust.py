@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+import yaml
 from cryptography import x509
 
 from gpufleet.channel import PROTOCOL_VERSION
@@ -117,6 +119,59 @@ def test_enrollment_and_refused_tokens(cluster: Cluster, tmp_path: Path) -> None
     assert [t["used_by"] for t in cluster.json("tokens", "list")].count("node/gpu-c") == 1
 
 
+def hubctl_plain(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """hubctl with `args` as given: no --hub put first."""
+    return subprocess.run(
+        [sys.executable, "-m", "cli", *args], capture_output=True, text=True, timeout=60,
+        cwd=REPO, env={**os.environ, "GPUFLEET_CONFIG": str(config)},
+    )  # fmt: skip
+
+
+@SQLITE
+def test_the_login_hint_works_as_printed_and_loopback_names_share_it(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    made = cluster.hubctl("credentials", "create", "--name", "lena", "--role", "viewer")
+    hint = made.stderr.strip().splitlines()[-1]
+    assert hint == f"# for lena (viewer): hubctl login --hub {cluster.address} --token TOKEN"
+    argv = shlex.split(hint.partition(": ")[2].replace("TOKEN", made.stdout.strip()))
+    config = tmp_path / "lena.yaml"
+    port = cluster.enroll.rpartition(":")[2]  # this test hub's; a hub's own is its port + 1
+    done = hubctl_plain(config, *argv[1:], "--enroll-port", port)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"logged in to {cluster.address} as user/lena (viewer)")
+
+    # localhost is this machine too: the same hub, the same credential, --hub after the command.
+    local = cluster.address.replace("127.0.0.1", "localhost")
+    who = hubctl_plain(config, "whoami", "--json", "--hub", local)
+    assert who.returncode == 0, who.stderr
+    assert json.loads(who.stdout)["identity"] == "user/lena"
+    assert list(yaml.safe_load(config.read_text())["hubs"]) == [cluster.address]
+    cluster.hubctl("credentials", "revoke", "user/lena")  # to log in again under localhost
+    again = cluster.hubctl("credentials", "create", "--name", "lena", "--role", "viewer")
+    relogin = hubctl_plain(config, "login", "--hub", local, "--token", again.stdout.strip(),
+                           "--enroll-port", port)  # fmt: skip
+    assert relogin.returncode == 0, relogin.stderr
+    assert list(yaml.safe_load(config.read_text())["hubs"]) == [cluster.address]
+
+
+@SQLITE
+def test_tokens_alone_lists_them_and_the_join_hint_works(cluster: Cluster, tmp_path: Path) -> None:
+    made = cluster.hubctl("tokens", "create", "--labels", "role=chat")
+    hint = made.stderr.strip().splitlines()[-1]
+    assert hint == f"#   gpufleet-agent join --hub {cluster.address} --token {made.stdout.strip()}"
+    argv = shlex.split(hint.removeprefix("#"))
+    assert argv[0] == "gpufleet-agent"
+    port = cluster.enroll.rpartition(":")[2]
+    extra = ["--name", "gpu-h", "--state-dir", str(tmp_path / "h"), "--enroll-port", port]
+    joined = subprocess.run([sys.executable, "-m", "agent", *argv[1:], *extra],
+                            capture_output=True, text=True, timeout=60, cwd=REPO)  # fmt: skip
+    assert joined.returncode == 0, joined.stderr
+    listed = cluster.json("tokens")
+    assert [t["used_by"] for t in listed] == ["node/gpu-h"]
+    assert "node/gpu-h" in cluster.hubctl("tokens").stdout
+
+
 @SQLITE
 def test_identity_comes_from_the_certificate(cluster: Cluster) -> None:
     cluster.agent("gpu-a", "a5500-a400.yaml").start()
@@ -191,9 +246,12 @@ def test_roles_viewer_operator_admin(cluster: Cluster, tmp_path: Path) -> None:
     assert ("user/vera", "Hub/Switch", "PERMISSION_DENIED") in seen
     assert ("user/otto", "Hub/Switch", "OK") in seen
     assert ("user/otto", "Trust/CreateToken", "PERMISSION_DENIED") in seen
+    # What each asked for, readable: not cut protobuf text.
+    details = {e["detail"] for e in audit if e["action"] == "Hub/Switch"}
+    assert details == {"big-chat nodes=gpu-a check"}
 
     revoked = cluster.hubctl("credentials", "revoke", "user/vera")
-    assert "revoked 1 certificate(s) of user/vera" in revoked.stdout
+    assert "revoked 1 certificate of user/vera" in revoked.stdout
     after = hubctl_as(viewer, cluster, "nodes")
     assert after.returncode == 1 and "revoked" in after.stderr
 
