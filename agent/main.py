@@ -2,7 +2,7 @@
 
 gpufleet-agent [--hub HOST:PORT --name NAME ...]   run the agent
 gpufleet-agent probe [--json]                      print what the GPU probe sees, exit
-gpufleet-agent join --hub HOST:PORT --token T      enroll this host once (mutual TLS after)
+gpufleet-agent join --hub HOST:PORT --token-file F enroll this host once (mutual TLS after)
 """
 
 from __future__ import annotations
@@ -17,15 +17,15 @@ import signal
 import socket
 import sys
 from pathlib import Path
-from typing import NoReturn
 
 import gpufleet
-from agent import preflight, report
+from agent import join, preflight, report
 from agent.compose import Podman, run_process
 from agent.credentials import AgentTls, NotEnrolled
 from agent.groups import Ledger
 from agent.health import HealthMonitor
 from agent.identity import agent_id, check_name, parse_labels
+from agent.join import fail
 from agent.link import AgentLink, Identity
 from agent.probes import PROBES, GpuProbe, InventoryError, ProbeResult, make_probe
 from agent.projects import RUNTIMES, ProjectStore
@@ -40,7 +40,6 @@ from agent.tasks.stop_project import StopProject
 from agent.tasks.wait_healthy import WaitHealthy
 from gpufleet import sdnotify, settings
 from gpufleet.channel import SETTINGS
-from gpufleet.enroll import EnrollError, join
 from gpufleet.policy import Policy
 
 log = logging.getLogger("agent")
@@ -93,16 +92,12 @@ def run_parser() -> argparse.ArgumentParser:
         "`gpufleet-agent probe` prints what it sees and exits.",
     )
     parser.add_argument(
-        "--hub",
-        default=os.environ.get("GPUFLEET_HUB", "localhost:7443"),
-        metavar="HOST:PORT",
-        help="hub to dial (default $GPUFLEET_HUB or localhost:7443)",
-    )
-    add_enroll_options(parser)
-    parser.add_argument(
-        "--token", metavar="TOKEN",
-        help="join with this token first if the host is not enrolled yet",
+        "--hub", metavar="HOST:PORT",
+        help="hub to dial (default $GPUFLEET_HUB, else the hub this state dir joined, else "
+        "localhost:7443)",
     )  # fmt: skip
+    add_enroll_options(parser)
+    join.add_token_options(parser, "join with this token first if the host is not enrolled yet")
     parser.add_argument(
         "--insecure", action="store_true",
         help="plaintext, no certificate: only for a hub started with --insecure",
@@ -190,44 +185,23 @@ def add_enroll_options(parser: argparse.ArgumentParser) -> None:
 def join_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gpufleet-agent join",
-        description="Enroll this host with a one-time token from `hubctl tokens create`.",
+        description="Enroll this host with a one-time token from `hubctl tokens create`. "
+        f"The token: --token-file, else --token, else ${join.TOKEN_ENV}.",
     )
     parser.add_argument(
-        "--hub", default=os.environ.get("GPUFLEET_HUB", "localhost:7443"), metavar="HOST:PORT"
-    )
-    parser.add_argument("--token", required=True, metavar="TOKEN")
+        "--hub", metavar="HOST:PORT",
+        help="the hub (default $GPUFLEET_HUB or localhost:7443); remembered in the state dir",
+    )  # fmt: skip
+    join.add_token_options(parser, "the join token")
     add_enroll_options(parser)
     return parser
 
 
-def enroll(args: argparse.Namespace, tls: AgentTls) -> str:
-    """Join with args.token; the enrolled node name."""
-    name = args.name or socket.gethostname().split(".")[0]
-    try:
-        enrolled = join(args.hub, args.token, check_name(name), args.enroll_port)
-        tls.save(enrolled)
-    except (EnrollError, ValueError) as exc:
-        fail(str(exc))
-    except OSError as exc:
-        fail(f"cannot write {tls.dir}: {exc.strerror}: choose a writable --state-dir")
-    labels = ",".join(f"{k}={v}" for k, v in sorted(enrolled.labels.items()))
-    log.info("enrolled as %s%s", enrolled.identity, f" with labels {labels}" if labels else "")
-    return name
-
-
 def join_command(argv: list[str]) -> None:
     run_keys = tuple(settings.options(run_parser()))
-    args = settings.parse_args(join_parser(), argv, settings.AGENT_CONFIG, accept=run_keys)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    tls = AgentTls(args.state_dir)
-    if tls.enrolled:
-        fail(
-            f"this host is already enrolled as {tls.node_name()} ({tls.dir}); to enroll "
-            f"again, remove it on the hub (hubctl nodes remove {tls.node_name()}) and "
-            f"delete {tls.dir}"
-        )
-    name = enroll(args, tls)
-    print(f"joined {args.hub} as node {name}; start the agent: systemctl start gpufleet-agent")
+    join.join_command(
+        settings.parse_args(join_parser(), argv, settings.AGENT_CONFIG, accept=run_keys)
+    )
 
 
 def node_name(args: argparse.Namespace, tls: AgentTls) -> str:
@@ -235,13 +209,15 @@ def node_name(args: argparse.Namespace, tls: AgentTls) -> str:
     if args.insecure:
         return str(args.name or socket.gethostname().split(".")[0])
     if not tls.enrolled:
-        if not args.token:
+        token = join.read_token(args)
+        if token is None:
             fail(
-                "this host is not enrolled: run `gpufleet-agent join --hub HUB --token T` "
-                "with a token from `hubctl tokens create` (or pass --token), or --insecure "
-                "for a plaintext development hub"
+                "this host is not enrolled: run `gpufleet-agent join --hub HUB --token-file "
+                "PATH` with a token from `hubctl tokens create` (or pass --token-file, "
+                f"${join.TOKEN_ENV} or --token here), or --insecure for a plaintext "
+                "development hub"
             )
-        return enroll(args, tls)
+        return join.enroll(args, tls, token)
     try:
         name = tls.node_name()
     except NotEnrolled as exc:
@@ -263,11 +239,6 @@ def probe_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     add_probe_options(parser)
     return parser
-
-
-def fail(message: str) -> NoReturn:
-    print(f"gpufleet-agent: {message}", file=sys.stderr)
-    sys.exit(2)
 
 
 def build_probe(args: argparse.Namespace) -> GpuProbe:
@@ -334,6 +305,7 @@ def main(argv: list[str] | None = None) -> None:
         fail(str(exc))
     except OSError as exc:
         fail(f"state dir {args.state_dir}: {exc.strerror}: choose a writable --state-dir")
+    args.hub = join.resolve_hub(args.hub, args.state_dir)
     env = parse_env(args.env)
     policy = build_policy(args, argv)
     gpus = build_probe(args)

@@ -111,11 +111,7 @@ class EnrollmentService(trust_pb2_grpc.EnrollmentServicer):  # type: ignore[misc
             assert found is not None
             identity = f"user/{found.name}"
         if await issuer.db.call(issuer.store.active_identity, identity, now):
-            await _abort(
-                context, grpc.StatusCode.ALREADY_EXISTS,
-                f"{identity} is already enrolled; remove it first "
-                f"(hubctl nodes remove NAME, or hubctl credentials revoke {identity})",
-            )  # fmt: skip
+            await _abort(context, grpc.StatusCode.ALREADY_EXISTS, _taken(identity, request.name))
         try:
             used = await issuer.db.call(
                 issuer.store.redeem, token.id, token.secret_hash, identity, now
@@ -294,3 +290,15 @@ def _token_problem(role: Role, ttl: timedelta, request: pb.CreateTokenRequest) -
     if not USER_NAME.match(request.name):
         return f"operator tokens need --name (letters, digits, . _ @ -), got {request.name!r}"
     return ""
+
+
+def _taken(identity: str, name: str) -> str:
+    """A join for an identity that is enrolled: the token is not used, so say what to do."""
+    if identity.startswith("node/"):
+        return (
+            f"node name {name} is already enrolled (another host, or another agent on this "
+            f"one): join again with the same token and --name OTHER, or, if this host replaces "
+            f"{name}, remove it first: hubctl nodes remove {name}"
+        )
+    return (f"{identity} is already enrolled; remove it first "
+            f"(hubctl credentials revoke {identity})")  # fmt: skip
