@@ -2,8 +2,8 @@
 
 Typer (0.2x) converts every non-flag value through a pydantic TypeAdapter that it builds on
 first use: ~90 ms of imports in each hubctl process, even for `--hub` left at its default.
-`install()` converts the values hubctl's fast commands take (None, str, and int or float
-within their min/max) directly; any other value (lists, paths, anything out of range or
+`install()` converts the values hubctl's fast commands take (None, str, repeated str, and int
+or float within their min/max) directly; any other value (lists, paths, anything out of range or
 malformed) goes through Typer's own conversion, so results and error messages are Typer's.
 Should Typer's internals change shape, nothing is patched and hubctl is only slower.
 """
@@ -25,8 +25,11 @@ def plain(annotation: Any, info: Any, value: Any, multiple: bool) -> Any:
     """`value` converted for `annotation`, or SLOW."""
     if value is None:
         return () if multiple else None
-    if multiple or info.parser is not None or info.clamp:
+    if info.parser is not None or info.clamp:
         return SLOW
+    if multiple:  # repeated text options (--node a --node b, -l role=chat): as Typer gives them
+        plain_text = annotation == list[str] and isinstance(value, (list, tuple))
+        return list(value) if plain_text and all(isinstance(v, str) for v in value) else SLOW
     if annotation is str:
         return value if isinstance(value, str) else SLOW
     if annotation not in (int, float):

@@ -36,7 +36,10 @@ def nodes(
     elif names or selector:
         console().print(render.none_match("node", names, selector))
     else:
-        console().print("No nodes yet: start an agent with `gpufleet-agent --hub HOST:PORT`.")
+        console().print(
+            "No nodes yet: `hubctl tokens create` prints a join token and the command that "
+            "enrolls a GPU host with it."
+        )
 
 
 @app.command("show")

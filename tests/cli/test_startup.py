@@ -70,6 +70,12 @@ def test_an_explicit_hub_option_needs_no_pydantic(hub: str) -> None:
     assert absent(modules, "pydantic") == []
 
 
+def test_node_and_selector_options_need_no_pydantic(hub: str) -> None:
+    done, modules = loaded("nodes", "-l", "role=chat", "--node", "gpu-a,gpu-b", "--hub", hub)
+    assert done.returncode == 0, done.stderr
+    assert absent(modules, "pydantic") == []
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [(["gpus", "--interval", "0.1"], "Invalid value for '--interval'"),
@@ -95,6 +101,7 @@ def test_plain_values() -> None:
     assert plain(float, Info(0.2), "0.5", False) == 0.5
     assert plain(float, Info(0.2), 2.0, False) == 2.0
     assert plain(float, Info(), "1e3", False) == 1000.0
+    assert plain(list[str], Info(), ("a", "b"), True) == ["a", "b"]
 
 
 def test_anything_else_is_left_to_typer() -> None:
@@ -104,7 +111,8 @@ def test_anything_else_is_left_to_typer() -> None:
         (str, "x", Info(parser=str)),
     ]:  # fmt: skip
         assert plain(annotation, info, value, False) is SLOW
-    assert plain(list[str], Info(), ("a",), True) is SLOW
+    assert plain(list[int], Info(), ("1",), True) is SLOW
+    assert plain(list[str], Info(parser=str), ("a",), True) is SLOW
 
 
 def test_hubctl_dials_the_hub_by_the_name_gpufleet_tls_certifies() -> None:
