@@ -6,16 +6,23 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from cli.output import CliError, DetachOption, JsonOption, console, emit_json
+from cli.output import (
+    CliError,
+    DetachOption,
+    JsonOption,
+    NodeOption,
+    SelectorOption,
+    console,
+    emit_json,
+    node_names,
+    selector,
+)
 
 if TYPE_CHECKING:
     from cli.client import HubClient
 
 app = typer.Typer(help="GPU assignments: which node and GPU runs each service.")
 ConfigOption = Annotated[str, typer.Option("--config", help="The configuration.")]
-NodesOption = Annotated[
-    list[str] | None, typer.Option("--nodes", help="Nodes to place on (repeatable, or a,b).")
-]
 StrategyOption = Annotated[
     str,
     typer.Option(
@@ -25,6 +32,14 @@ StrategyOption = Annotated[
     ),
 ]
 LimitOption = Annotated[float, typer.Option("--time-limit", min=0, help="optimal: seconds.")]
+StrictOption = Annotated[
+    bool,
+    typer.Option(
+        "--no-overcommit",
+        help="Strict: never place past a GPU's free room (default: when no GPU has room, "
+        "over-commit one its size holds, with a warning).",
+    ),
+]
 
 
 def connect(ctx: typer.Context) -> tuple[HubClient, Any]:
@@ -34,13 +49,6 @@ def connect(ctx: typer.Context) -> tuple[HubClient, Any]:
 
     hub = client.connect(ctx)
     return hub, assign_pb2_grpc.AssignmentsStub(hub.channel)
-
-
-def node_list(nodes: list[str] | None) -> list[str]:
-    found = [n.strip() for item in nodes or [] for n in item.split(",")]
-    if any(not n for n in found):
-        raise CliError("empty node name in --nodes: give names such as --nodes gpu-a,gpu-b", 2)
-    return found
 
 
 def start(ctx: typer.Context, method: str, request: object, detach: bool, as_json: bool) -> None:
@@ -55,7 +63,9 @@ def preview(
     ctx: typer.Context,
     config: ConfigOption = "",
     strategy: StrategyOption = "",
-    nodes: NodesOption = None,
+    node: NodeOption = None,
+    labels: SelectorOption = None,
+    no_overcommit: StrictOption = False,
     time_limit: LimitOption = 0.0,
     as_json: JsonOption = False,
 ) -> None:
@@ -63,10 +73,11 @@ def preview(
     from cli import assign_view as view
     from gpufleet.v1 import assign_pb2 as pb
 
-    client, stub = connect(ctx)
     request = pb.PreviewAssignmentsRequest(
-        configuration=config, strategy=strategy, nodes=node_list(nodes), time_limit_s=time_limit
-    )
+        configuration=config, strategy=strategy, nodes=node_names(node),
+        selector=selector(labels), time_limit_s=time_limit, no_overcommit=no_overcommit,
+    )  # fmt: skip
+    client, stub = connect(ctx)
     found = view.preview(client.call(stub.Preview, request))
     if as_json:
         emit_json(found)
@@ -133,7 +144,9 @@ def apply(
     ctx: typer.Context,
     config: ConfigOption = "",
     strategy: StrategyOption = "",
-    nodes: NodesOption = None,
+    node: NodeOption = None,
+    labels: SelectorOption = None,
+    no_overcommit: StrictOption = False,
     time_limit: LimitOption = 0.0,
     detach: DetachOption = False,
     as_json: JsonOption = False,
@@ -142,8 +155,9 @@ def apply(
     from gpufleet.v1 import assign_pb2 as pb
 
     request = pb.ApplyAssignmentsRequest(
-        configuration=config, strategy=strategy, nodes=node_list(nodes), time_limit_s=time_limit
-    )
+        configuration=config, strategy=strategy, nodes=node_names(node),
+        selector=selector(labels), time_limit_s=time_limit, no_overcommit=no_overcommit,
+    )  # fmt: skip
     start(ctx, "Apply", request, detach, as_json)
 
 

@@ -12,6 +12,7 @@ from cli.convert import stamp
 from cli.render import vram_bar
 from gpufleet.v1 import assign_pb2 as pb
 
+UNITS = "GB above: GiB (1024 MiB), the unit of vram_gb"
 CHANGE_MARKS = {
     "added": ("+", "green"),
     "moved": ("~", "yellow"),
@@ -130,6 +131,7 @@ def preview_view(found: dict[str, Any]) -> Group:
         mark, style = CHANGE_MARKS.get(c["change"], ("?", ""))
         line = f"{mark} {c['service']}: {where(c['before'])} -> {where(c['after'])}"
         parts.append(Text(line, style=style))
+    parts.append(Text(UNITS, style="dim"))
     return Group(*parts)
 
 

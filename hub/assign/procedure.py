@@ -31,8 +31,9 @@ def slots(gpus: Iterable[PlacementGpu]) -> list[GpuSlot]:
             override = None
         speed = speed_score(gpu.name, gpu.compute_capability, gpu.memory_total_mb, override)
         found.append(
-            GpuSlot(gpu.node, gpu.index, gpu.name, gpu.memory_total_mb, speed, gpu.state == "lost")
-        )
+            GpuSlot(gpu.node, gpu.index, gpu.name, gpu.memory_total_mb, speed,
+                    gpu.state == "lost", gpu.foreign_mb)
+        )  # fmt: skip
     return found
 
 
@@ -114,7 +115,10 @@ def preview(
     gpus: Sequence[GpuSlot],
     sets: AssignmentSets,
     time_limit_s: float = 0.0,
+    overcommit: bool = True,
 ) -> Preview:
+    """The plan (over-commit: warn but allow; False: strict) and its difference from what is
+    in force."""
     if strategy not in STRATEGIES:
         raise AssignError(
             "invalid", f"unknown strategy {strategy!r}: use one of {', '.join(STRATEGIES)}"
@@ -122,7 +126,7 @@ def preview(
     services = demands(config)
     pins = pins_for(sets, strategy, services)
     try:
-        result = plan(strategy, gpus, services, pins, time_limit_s=time_limit_s or 10.0)
+        result = plan(strategy, gpus, services, pins, time_limit_s or 10.0, overcommit)
     except OptimalUnavailable as exc:
         raise AssignError("unavailable", str(exc)) from None
     except ValueError as exc:

@@ -15,7 +15,7 @@ import grpc
 
 from gpufleet.v1 import assign_pb2 as pb
 from gpufleet.v1 import assign_pb2_grpc, hub_pb2
-from hub.assign import convert, mirror, procedure
+from hub.assign import convert, mirror, procedure, targets
 from hub.assign.kinds import AssignApply, AssignRollback
 from hub.assign.model import AssignError, NodeOverride, Preview
 from hub.configs import ConfigError, Configuration, load_directory
@@ -90,7 +90,8 @@ class AssignmentService(assign_pb2_grpc.AssignmentsServicer):  # type: ignore[mi
         return found
 
     async def _plan(self, config: Configuration, strategy: str, gpus: list[GpuSlot],
-                    sets: AssignmentSets, limit_s: float = 0.0) -> Preview:  # fmt: skip
+                    sets: AssignmentSets, limit_s: float = 0.0,
+                    overcommit: bool = True) -> Preview:  # fmt: skip
         if not math.isfinite(limit_s) or not 0 <= limit_s <= MAX_LIMIT_S:
             raise AssignError(
                 "invalid", f"the time limit must be from 0 to {MAX_LIMIT_S:g} s, got {limit_s}"
@@ -98,8 +99,8 @@ class AssignmentService(assign_pb2_grpc.AssignmentsServicer):  # type: ignore[mi
         limit_s = limit_s or DEFAULT_LIMIT_S
         return await self._in(
             self.work.placement, procedure.preview, config, strategy, gpus, sets, limit_s,
-            limit_s=limit_s + SLACK_S,
-            hint="name fewer nodes (--nodes) or use a faster strategy such as balanced",
+            overcommit, limit_s=limit_s + SLACK_S,
+            hint="name fewer nodes (--node, -l) or use a faster strategy such as balanced",
         )  # fmt: skip
 
     async def _configuration(self, name: str, service: str = "") -> Configuration:
@@ -129,18 +130,14 @@ class AssignmentService(assign_pb2_grpc.AssignmentsServicer):  # type: ignore[mi
         where = f"is in {', '.join(holders)}" if holders else "is in no configuration"
         raise AssignError("invalid", f"{what} {where}: name the configuration with --config")
 
-    async def _nodes(self, names: list[str]) -> tuple[list[str], list[str]]:
-        """(chosen nodes, known nodes): named ones must be known; none named: connected ones."""
-        known = [node.name for node, _ in await self.db.call(self.store.list_nodes)]
-        if names:
-            unknown = [n for n in names if n not in known]
-            if unknown:
-                raise AssignError(
-                    "not_found",
-                    f"unknown node {', '.join(unknown)}: `hubctl nodes` lists the known nodes",
-                )
-            return list(dict.fromkeys(names)), known
-        return sorted(s.name for s in self.registry), known
+    async def _nodes(
+        self, names: list[str], selector: Sequence[str] = ()
+    ) -> tuple[list[str], list[str]]:
+        """(chosen nodes, known nodes), as `targets.choose` picks them."""
+        nodes = [node for node, _ in await self.db.call(self.store.list_nodes)]
+        labels = {node.name: dict(node.labels) for node in nodes}
+        connected = {s.name for s in self.registry}
+        return targets.choose(names, selector, labels, connected), list(labels)
 
     async def _slots(self, nodes: list[str]) -> list[GpuSlot]:
         return procedure.slots(await self.db.call(self.store.placement_gpus, nodes))
@@ -153,22 +150,22 @@ class AssignmentService(assign_pb2_grpc.AssignmentsServicer):  # type: ignore[mi
             log.error("cannot write %s: %s", self.state_dir / mirror.FILE_NAME, exc)
 
     async def _preview(
-        self, configuration: str, strategy: str, nodes: list[str], limit: float
+        self, request: pb.PreviewAssignmentsRequest | pb.ApplyAssignmentsRequest
     ) -> tuple[Preview, AssignmentSets, list[str]]:
-        config = await self._configuration(configuration)
-        chosen, _ = await self._nodes(nodes)
+        config = await self._configuration(request.configuration)
+        chosen, _ = await self._nodes(list(request.nodes), list(request.selector))
         sets = await self.db.call(self.assignments.one, config.name)
-        strategy = strategy or sets.strategy or "balanced"
-        found = await self._plan(config, strategy, await self._slots(chosen), sets, limit)
+        strategy = request.strategy or sets.strategy or "balanced"
+        gpus = await self._slots(chosen)
+        found = await self._plan(config, strategy, gpus, sets, request.time_limit_s,
+                                 not request.no_overcommit)  # fmt: skip
         return found, sets, chosen
 
     async def Preview(
         self, request: pb.PreviewAssignmentsRequest, context: Context
     ) -> pb.PreviewAssignmentsResponse:
         try:
-            found, _, _ = await self._preview(
-                request.configuration, request.strategy, list(request.nodes), request.time_limit_s
-            )
+            found, _, _ = await self._preview(request)
         except AssignError as exc:
             await self._fail(context, exc)
         return convert.preview(found)
@@ -235,7 +232,7 @@ class AssignmentService(assign_pb2_grpc.AssignmentsServicer):  # type: ignore[mi
         if not by_node:
             raise AssignError(
                 "invalid",
-                "no nodes to send assignments to: connect agents (`hubctl nodes`) or pass --nodes",
+                "no nodes to send assignments to: connect agents (`hubctl nodes`) or pass --node",
             )
         operation = kind(config, by_node, {o.node: convert.override_task(o) for o in undo})
         try:
@@ -247,9 +244,7 @@ class AssignmentService(assign_pb2_grpc.AssignmentsServicer):  # type: ignore[mi
         self, request: pb.ApplyAssignmentsRequest, context: Context
     ) -> hub_pb2.OperationRef:
         try:
-            found, sets, chosen = await self._preview(
-                request.configuration, request.strategy, list(request.nodes), request.time_limit_s
-            )
+            found, sets, chosen = await self._preview(request)
             config = await self._configuration(found.configuration)
             _, known = await self._nodes([])
             targets = set(chosen) | {a.node for a in sets.current}

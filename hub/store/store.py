@@ -75,6 +75,9 @@ class NodeHello:
 
 @dataclass(frozen=True)
 class PlacementGpu:
+    """``foreign_mb``: VRAM held by processes gpufleet did not start (not ``managed``; a row of
+    the older two-value form counts as not managed)."""
+
     node: str
     labels: Mapping[str, str]
     index: int
@@ -82,6 +85,12 @@ class PlacementGpu:
     compute_capability: str
     memory_total_mb: int
     state: str
+    foreign_mb: int = 0
+
+
+def foreign_mb(processes: Sequence[Sequence[int]]) -> int:
+    """MiB of the GPU processes (``[pid, MiB, managed]`` rows) that gpufleet did not start."""
+    return sum(max(int(p[1]), 0) for p in processes if len(p) >= 2 and not (len(p) > 2 and p[2]))
 
 
 def as_utc(moment: datetime | None) -> datetime | None:
@@ -291,7 +300,8 @@ class Store:
         with self._session() as session:
             return [
                 PlacementGpu(node.name, dict(node.labels), gpu.index, gpu.name,
-                             gpu.compute_capability, gpu.memory_total_mb, gpu.state)
+                             gpu.compute_capability, gpu.memory_total_mb, gpu.state,
+                             foreign_mb(gpu.processes or []))
                 for node, gpu in session.exec(query).all()
             ]  # fmt: skip
 

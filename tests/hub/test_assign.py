@@ -254,3 +254,52 @@ def test_apply_waits_until_recreated_services_are_healthy_and_rolls_back(tmp_pat
     assert [s for s, _, _ in second].count("rollback") == 1
     assert containers.recreated[-2:] == [("two", "0"), ("two", "1")]
     assert containers.healthy["two"]
+
+
+SEED = load_configuration(REPO / "tests" / "fixtures" / "assign-configs" / "seed.yaml")
+SEED_EMPTY = AssignmentSets("seed", (), (), (), None)
+
+
+def reference_host() -> list[GpuSlot]:
+    return [GpuSlot("gpu-a", 0, "NVIDIA RTX A5500", 24564), GpuSlot("gpu-a", 1, "A400", 4094)]
+
+
+def test_preview_over_commits_by_default_and_not_in_strict_mode() -> None:
+    found = procedure.preview(SEED, "vram_based", reference_host(), SEED_EMPTY)
+    assert {a.service: a.gpus for a in found.assigned} == {
+        "ai-llm": (0,), "ai-yolo26": (0,), "ai-florence": (0,), "ai-clip": (0,),
+        "ai-enrichment": (1,)}  # fmt: skip
+    assert "combined_over_capacity" in [w.kind for w in found.warnings]
+    strict = procedure.preview(SEED, "vram_based", reference_host(), SEED_EMPTY, overcommit=False)
+    assert [name for name, _ in strict.plan.unplaced] == ["ai-clip"]
+    assert "combined_over_capacity" not in [w.kind for w in strict.warnings]
+
+
+def test_foreign_vram_counts_processes_gpufleet_did_not_start() -> None:
+    from hub.store.store import PlacementGpu, foreign_mb
+
+    # [pid, MiB, managed]; a two-value row (before managed existed) is not managed
+    assert foreign_mb([[1, 1000, 1], [2, 300, 0], [3, 200]]) == 500
+    assert foreign_mb([]) == 0
+    row = PlacementGpu("n", {}, 0, "A5500", "8.6", 24564, "ok", 19340)
+    assert procedure.slots([row])[0].usable_mb == 24564 - 19340
+
+
+def test_nodes_by_name_selector_or_connection() -> None:
+    from hub.assign.targets import choose
+
+    labels = {"a": {"role": "chat"}, "b": {"role": "vision"}, "c": {"role": "chat"}}
+    assert choose([], [], labels, {"a", "b"}) == ["a", "b"]
+    assert choose(["c", "a", "c"], [], labels, {"a"}) == ["c", "a"]
+    assert choose([], ["role=chat"], labels, {"a", "b"}) == ["a"]  # connected ones only
+    assert choose(["c"], ["role=chat"], labels, {"a"}) == ["c"]
+    cases = [
+        (["ghost"], [], "not_found", "unknown node ghost"),
+        ([], ["bad key"], "invalid", "invalid label selector 'bad key'"),
+        ([], ["role=none"], "invalid", "no connected node matches role=none"),
+        (["b"], ["role=chat"], "invalid", "b does not match role=chat"),
+    ]
+    for names, selector, kind, message in cases:
+        with pytest.raises(AssignError, match=message) as refused:
+            choose(names, selector, labels, {"a", "b"})
+        assert refused.value.kind == kind
