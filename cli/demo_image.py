@@ -132,9 +132,9 @@ def check_prerequisites(
         )
 
 
-def current_hash(run: Run) -> str | None:
+def current_hash(run: Run, image: str = IMAGE) -> str | None:
     """The hash label of the image built before, None when there is none."""
-    done = run(["image", "inspect", "--format", f'{{{{index .Labels "{HASH_LABEL}"}}}}', IMAGE])
+    done = run(["image", "inspect", "--format", f'{{{{index .Labels "{HASH_LABEL}"}}}}', image])
     return (done.stdout.strip() or None) if done.returncode == 0 else None
 
 
@@ -166,25 +166,27 @@ class Built:
     size_mb: float
 
 
-def ensure_image(run: Run = run_podman, say: Callable[[str], None] = print) -> Built | None:
+def ensure_image(
+    run: Run = run_podman, say: Callable[[str], None] = print, image: str = IMAGE
+) -> Built | None:
     """Build the image when it is missing or stale (saying what it builds); None when the
     one already there is current."""
     check_prerequisites()
     digest = content_hash(BUSYBOX.read_bytes())
-    if current_hash(run) == digest:
+    if current_hash(run, image) == digest:
         return None
-    old = run(["image", "inspect", "--format", "{{.Id}}", IMAGE]).stdout.strip()
+    old = run(["image", "inspect", "--format", "{{.Id}}", image]).stdout.strip()
     with tempfile.TemporaryDirectory() as work:
         archive = rootfs_archive(Path(work), BUSYBOX)
         size_mb = archive.stat().st_size / 1e6
         scripts = sum(1 for mode, _ in FILES.values() if mode & 0o111)
-        say(f"building the demo image {IMAGE} from {BUSYBOX} (busybox-static) and {scripts} "
+        say(f"building the demo image {image} from {BUSYBOX} (busybox-static) and {scripts} "
             f"shell scripts, {size_mb:.1f} MB, with podman import (once; no registry)")  # fmt: skip
         done = run(["import", "--change", 'CMD ["/bin/demo-serve"]', "--change", "ENV PATH=/bin",
                     "--change", f"LABEL {HASH_LABEL}={digest}", "--change", "EXPOSE 8080",
-                    str(archive), IMAGE])  # fmt: skip
+                    str(archive), image])  # fmt: skip
     if done.returncode != 0:
         raise DemoUnavailable(f"podman cannot import the demo image: {done.stderr.strip()}")
-    if old:
-        run(["rmi", old])  # the stale build, unless a container still uses it
-    return Built(IMAGE, digest, size_mb)
+    if old and not run(["image", "inspect", "--format", "{{.RepoTags}}", old]).stdout.strip("[]\n"):
+        run(["rmi", old])  # the stale build, now untagged, unless a container still uses it
+    return Built(image, digest, size_mb)
