@@ -7,9 +7,15 @@ Instances: the seed host (A5500 + A400, five services); 64 GPUs / 200 services; 
 20,000 services (8-GPU nodes of one model each, 24, 48 or 80 GB; services of 0.5-70 GB, one in
 ten tensor parallel over 2, 4 or 8 GPUs, a quarter adjustable); and `--random` small random
 *feasible* clusters (1-4 nodes of 1-4 GPUs, filled to 50-95 % by construction, so every service
-fits somewhere). `optimal` (OR-Tools CP-SAT, `--limit` deterministic seconds) runs wherever its
-exact model fits; the ratio is a strategy's highest utilisation over optimal's where optimal
-proved its plan. Goals: balanced within 5 % of optimal's highest utilisation on the median
+fits somewhere). Every table and goal runs in both modes: over-commit (the default: a service
+that fits no GPU's free room goes past one's capacity, warned) and strict (--no-overcommit).
+`optimal` (OR-Tools CP-SAT, `--limit` deterministic seconds) runs wherever its exact model fits;
+"vs optimal" compares like with like: a strategy's highest utilisation over optimal's where
+optimal proved its plan and the strategy placed as many services with no more VRAM past
+capacity ("over GB"); otherwise it says how many fewer it placed, how much more it
+over-committed, or "n/c" where it placed more or over-committed less, which a heuristic does
+only by breaking a rule optimal keeps (isolation: the seed host's ai-llm wants a GPU alone).
+Goals: balanced within 5 % of optimal's highest utilisation on the median
 instance; balanced places every service whenever optimal does on >= 99 % of instances; the
 8,000 GPU instance in under 2 s per heuristic strategy.
 """
@@ -106,41 +112,59 @@ def feasible(seed: int) -> Instance:
     return gpus, services
 
 
+MODES = {True: "over-commit (default)", False: "strict (--no-overcommit)"}
+
+
 @dataclass(frozen=True)
 class Row:
     seconds: float
     placed: int
+    over: float  # GB reserved past capacity, summed over GPUs
     highest: float
     variance: float
     proved: bool | None
 
 
-def measure(strategy: str, instance: Instance, limit: float) -> Row:
+def measure(strategy: str, instance: Instance, limit: float, overcommit: bool) -> Row:
     gpus, services = instance
     started = time.perf_counter()
-    result: Plan = plan(strategy, gpus, services, time_limit_s=limit)
+    result: Plan = plan(strategy, gpus, services, time_limit_s=limit, overcommit=overcommit)
     took = time.perf_counter() - started
     used = result.used_gb()
-    util = [used.get(g.key, 0.0) / (g.memory_total_mb / 1024) for g in gpus]
-    return Row(
-        took, len(result.placements), max(util), statistics.pvariance(util), result.proved_optimal
-    )
+    size = {g.key: g.usable_mb / 1024 for g in gpus}
+    util = [used.get(g.key, 0.0) / size[g.key] for g in gpus]
+    over = sum(max(used.get(k, 0.0) - size[k], 0.0) for k in size)
+    return Row(took, len(result.placements), over, max(util), statistics.pvariance(util),
+               result.proved_optimal)  # fmt: skip
 
 
 def fits_exact(instance: Instance) -> bool:
     return len(instance[0]) * len(instance[1]) <= MAX_PAIRS
 
 
-def table(instances: dict[str, Instance], limit: float) -> None:
+def versus(row: Row, exact: Row) -> str:
+    """Like with like: the highest utilisation's ratio only where both placed as many services
+    and over-committed as much; otherwise what differs."""
+    if row.placed < exact.placed:
+        return f"{exact.placed - row.placed} fewer"
+    if row.over > exact.over + 0.001:
+        return f"+{row.over - exact.over:.2f} GB over"
+    if row.placed > exact.placed or row.over < exact.over - 0.001:
+        return "n/c"  # only by breaking a rule optimal keeps (isolation)
+    return f"{row.highest / exact.highest:.3f}" if exact.highest else "-"
+
+
+def table(instances: dict[str, Instance], limit: float, overcommit: bool) -> None:
+    print(f"\n{MODES[overcommit]}")
     head = (
-        f"{'instance':<22} {'strategy':<18} {'time s':>8} {'placed':>13} {'max util':>9} "
-        f"{'util var':>9} {'vs optimal':>11}"
+        f"{'instance':<22} {'strategy':<18} {'time s':>8} {'placed':>13} {'over GB':>8} "
+        f"{'max util':>9} {'util var':>9} {'vs optimal':>13}"
     )
     print(head)
     print("-" * len(head))
     for label, instance in instances.items():
-        exact = measure("optimal", instance, limit) if fits_exact(instance) else None
-        rows = {s: measure(s, instance, limit) for s in HEURISTICS}
+        exact = measure("optimal", instance, limit, overcommit) if fits_exact(instance) else None
+        rows = {s: measure(s, instance, limit, overcommit) for s in HEURISTICS}
         if exact is not None:
             rows["optimal"] = exact
         for strategy, row in rows.items():
@@ -150,35 +174,39 @@ def table(instances: dict[str, Instance], limit: float) -> None:
             elif strategy == "optimal":
                 ratio = "proved"
             else:
-                ratio = f"{row.highest / exact.highest:.3f}" if exact.highest else "-"
+                ratio = versus(row, exact)
             print(
-                f"{label:<22} {strategy:<18} {row.seconds:>8.3f} {placed:>13} "
-                f"{row.highest:>9.3f} {row.variance:>9.4f} {ratio:>11}"
+                f"{label:<22} {strategy:<18} {row.seconds:>8.3f} {placed:>13} {row.over:>8.2f} "
+                f"{row.highest:>9.3f} {row.variance:>9.4f} {ratio:>13}"
             )
         if exact is None:
             print(f"{label:<22} {'optimal':<18} {'skipped: exact model too large':>43}")
 
 
-def goals(count: int, seed: int, limit: float) -> None:
+def goals(count: int, seed: int, limit: float, overcommit: bool) -> None:
+    """Strict: placing every service is the goal. Over-commit: every service is placed (each
+    fits some GPU), so the goal is placing them without over-commit whenever optimal does."""
     ratios: dict[str, list[float]] = {s: [] for s in HEURISTICS}
     all_placed = {s: 0 for s in HEURISTICS}
     optimal_all = proved = 0
     exact_time = []
     for k in range(count):
         instance = feasible(seed * 100_000 + k)
-        exact = measure("optimal", instance, limit)
+        exact = measure("optimal", instance, limit, overcommit)
         exact_time.append(exact.seconds)
-        everything = exact.placed == len(instance[1])
+        everything = exact.placed == len(instance[1]) and exact.over < 0.001
         optimal_all += everything
         proved += bool(exact.proved)
         for s in HEURISTICS:
-            row = measure(s, instance, limit)
-            if everything and row.placed == exact.placed:
-                all_placed[s] += 1
-            if exact.proved and exact.highest and row.placed == exact.placed:
+            row = measure(s, instance, limit, overcommit)
+            same = row.placed == exact.placed and row.over < exact.over + 0.001
+            all_placed[s] += everything and same
+            if exact.proved and exact.highest and same:
                 ratios[s].append(row.highest / exact.highest)
+    prefix = "over-commit: " if overcommit else ""
+    what = "every service without over-commit" if overcommit else "every service"
     print(
-        f"\n{count} random feasible instances: optimal placed every service on {optimal_all}, "
+        f"\n{prefix}{count} random feasible instances: optimal placed {what} on {optimal_all}, "
         f"proved optimality on {proved}; its median time "
         f"{statistics.median(exact_time):.3f} s, max {max(exact_time):.3f} s"
     )
@@ -195,7 +223,7 @@ def goals(count: int, seed: int, limit: float) -> None:
     share = all_placed["balanced"] / optimal_all if optimal_all else 1.0
     median = statistics.median(ratios["balanced"]) if ratios["balanced"] else float("nan")
     print(
-        f"goal: balanced median ratio <= 1.05: {'met' if median <= 1.05 else 'MISSED'} "
+        f"{prefix}goal: balanced median ratio <= 1.05: {'met' if median <= 1.05 else 'MISSED'} "
         f"({median:.3f}); places all whenever optimal does on >= 99 %: "
         f"{'met' if share >= 0.99 else 'MISSED'} ({share:.1%})"
     )
@@ -209,15 +237,15 @@ def main() -> None:
     args = parser.parse_args()
     if importlib.util.find_spec("ortools") is None:
         raise SystemExit(INSTALL)
-    table(
-        {
-            "seed host (2 / 5)": seed_host(),
-            "64 GPUs / 200": cluster(64, 200, 1),
-            "8,000 GPUs / 20,000": cluster(8000, 20000, 2),
-        },
-        args.limit,
-    )
-    goals(args.random, args.seed, args.limit)
+    instances = {
+        "seed host (2 / 5)": seed_host(),
+        "64 GPUs / 200": cluster(64, 200, 1),
+        "8,000 GPUs / 20,000": cluster(8000, 20000, 2),
+    }
+    for overcommit in MODES:
+        table(instances, args.limit, overcommit)
+    for overcommit in MODES:
+        goals(args.random, args.seed, args.limit, overcommit)
 
 
 if __name__ == "__main__":
