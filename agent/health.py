@@ -128,6 +128,13 @@ class HealthMonitor:
             if p.running.containers
         ]
 
+    def container_ids(self) -> frozenset[str]:
+        """Every container of this agent's projects, as last listed (every few seconds and
+        after each task that changed a project)."""
+        return frozenset(
+            c.container_id for p in self._projects.values() for c in p.running.containers
+        )
+
     async def recheck(self) -> list[Observed] | None:
         """List the containers and poll every check once now (for a hello)."""
         await self._list(None)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import grpc
 
 import gpufleet
+from agent import managed
 from agent.backoff import Backoff
 from agent.convert import inventory_to_proto, running_to_proto
 from agent.health import HealthMonitor, Observed
@@ -159,6 +160,8 @@ class AgentLink:
             # A probe bug must not cost the node its link, nor its GPUs at the hub.
             log.exception("GPU probe %s failed; reporting the last result", self.probe.name)
             return self._last_probe or ProbeResult(self.probe.name, error="probe failed")
+        if self.monitor is not None:  # which GPU processes run in this agent's containers
+            found = await asyncio.to_thread(managed.mark, found, self.monitor.container_ids())
         self._last_probe = found
         if self._sent_static is None or found.static() != self._sent_static[0]:
             if found.error:
