@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import grpc
@@ -13,8 +15,10 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from cli import credentials
+from cli import credentials, demo_image
 from gpufleet.tls import TLS_OPTIONS
+from tests.conftest import need
+from tests.support import podman
 from tests.support.procs import INVENTORIES, REPO, Cluster, free_port, wait_until
 
 
@@ -123,3 +127,104 @@ def test_up_on_a_port_a_running_hub_holds_fails_and_leaves_hubctls_config(
     assert "hubctl: the hub exited with status 2" in output, output
     assert "Traceback" not in output and "gpufleet is up" not in output, output
     assert hubctl_config.read_text() == "hubs: {}\n"  # not pointed at a hub that never started
+
+
+def up_until_ready(argv: list[str], address: str, log: Path) -> subprocess.Popen[bytes]:
+    """`hubctl up ARGV` with its output in `log`, once its node 'local' is ready."""
+    argv = [sys.executable, "-m", "cli", "up", "--listen", address, *argv]
+    env = {**os.environ, **podman.env()}
+    with log.open("w") as out:
+        up = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=REPO, env=env)
+
+    def local_ready() -> bool:
+        assert up.poll() is None, log.read_text()
+        result = hubctl(address, "nodes", "--json")
+        return result.returncode == 0 and [
+            (n["name"], n["status"]) for n in json.loads(result.stdout)
+        ] == [("local", "ready")]
+
+    wait_until(local_ready, 60, "the local node to be ready")
+    return up
+
+
+def interrupt(up: subprocess.Popen[bytes]) -> None:
+    if up.poll() is None:
+        up.send_signal(signal.SIGINT)
+        try:
+            up.wait(timeout=40)
+        except subprocess.TimeoutExpired:
+            up.kill()
+            up.wait()
+
+
+@pytest.fixture
+def demo_image_built(image: str) -> str:
+    """The demo image (built as `hubctl up --demo` builds it), for `up` without --demo."""
+    try:
+        demo_image.ensure_image(lambda argv: podman.podman(*argv, check=False), lambda _: None)
+    except demo_image.DemoUnavailable as exc:
+        need(str(exc))
+    return demo_image.IMAGE
+
+
+def test_up_passes_http_env_gpu_probe_and_runtime(tmp_path: Path, demo_image_built: str) -> None:
+    """--http reaches the hub (it serves /metrics); --gpu-probe, --gpu-runtime and --env reach
+    the agent: no GPUs probed, a container started without the CDI devices this host lacks,
+    and the health URL and port that --env moved answer."""
+    address, metrics, port = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}", free_port()
+    log = tmp_path / "up.log"
+    up = up_until_ready(
+        ["--state-dir", str(tmp_path / "state"), "--name", "local", "--heartbeat-interval",
+         "0.5", "--configs", str(REPO / "configs" / "demo"), "--gpu-probe", "none",
+         "--gpu-runtime", "none", "--http", metrics, "--env", f"DEMO_LLM_PORT={port}",
+         "--env", "DEMO_LLM_LOAD_DELAY=0.5"],
+        address, log,
+    )  # fmt: skip
+    try:
+        with urllib.request.urlopen(f"http://{metrics}/metrics", timeout=5) as reply:
+            assert "gpufleet_connected_agents 1.0" in reply.read().decode()
+        assert json.loads(hubctl(address, "gpus", "--json").stdout) == []
+        done = hubctl(address, "switch", "demo-chat", "--node", "local")
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert f"http://127.0.0.1:{port}/cgi-bin/health" in done.stdout, done.stdout
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/cgi-bin/health", timeout=5) as r:
+            assert r.read().decode().startswith("ready ai-llm")
+        assert hubctl(address, "stop", "--all").returncode == 0
+        assert podman.containers("gf-local-") == []
+    finally:
+        interrupt(up)
+        podman.remove_projects("gf-local-")
+    output = log.read_text()
+    assert up.returncode == 0, output
+    assert f"metrics on http://{metrics}/metrics" in output, output
+    assert "GPU inventory (none)" in output, output
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--env", "NOEQUALS"], "invalid --env 'NOEQUALS': expected KEY=VALUE"),
+        (["--env", "1X=y"], "invalid --env '1X=y': expected KEY=VALUE"),
+        (["--http", "9464"], "invalid --http '9464': expected HOST:PORT"),
+        (["--http", "127.0.0.1:99999"], "invalid --http '127.0.0.1:99999'"),
+        (["--listen", "localhost"], "invalid --listen 'localhost'"),
+        (["--gpu-runtime", "cuda"], "Invalid value for '--gpu-runtime'"),
+        (["--gpu-probe", "magic"], "Invalid value for '--gpu-probe'"),
+        (["--gpu-probe", "nvml", "--inventory", str(INVENTORIES / "h100x8.yaml")],
+         "--inventory reports GPUs from a file, which --gpu-probe nvml does not read"),
+        (["--gpu-probe", "static"], "--gpu-probe static needs --inventory FILE"),
+        (["--inventory", "/nonexistent.yaml"], "--inventory /nonexistent.yaml: no such file"),
+        (["--demo", "--configs", "/nonexistent"], "--configs /nonexistent: no such directory"),
+    ],
+)  # fmt: skip
+def test_up_refuses_bad_options_in_one_line_and_starts_nothing(
+    tmp_path: Path, args: list[str], says: str
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "cli", "up", "--state-dir", str(tmp_path / "state"), *args],
+        capture_output=True, text=True, timeout=60, cwd=REPO,
+    )  # fmt: skip
+    assert done.returncode == 2, done
+    assert done.stderr.startswith(f"hubctl: {says}") and done.stderr.count("\n") == 1, done.stderr
+    assert done.stdout == ""
+    assert not (tmp_path / "state").exists()
