@@ -77,3 +77,31 @@ def test_a_failing_probe_keeps_the_link_and_the_last_inventory() -> None:
         assert not beat.HasField("inventory") and len(beat.gpus) == 2
 
     asyncio.run(scenario())
+
+
+class ScriptedPreflight:
+    def __init__(self) -> None:
+        self.found: tuple[str, ...] = ("podman not found on PATH: install Debian's package podman",)
+
+    async def problems(self) -> tuple[str, ...]:
+        return self.found
+
+    def stale(self) -> None:
+        pass
+
+
+def test_preflight_rides_in_the_hello_and_in_a_heartbeat_when_it_changes() -> None:
+    async def scenario() -> None:
+        checks = ScriptedPreflight()
+        link = AgentLink("unused:1", Identity("gpu-a", "id"), ScriptedProbe(A5500),
+                         preflight=checks)  # fmt: skip
+        hello = await link.hello()
+        assert list(hello.inventory.preflight) == list(checks.found)
+        assert not (await link.heartbeat(1)).HasField("inventory")
+        checks.found = ()  # the operator installed podman
+        fixed = await link.heartbeat(2)
+        assert fixed.HasField("inventory") and list(fixed.inventory.preflight) == []
+        assert [g.index for g in fixed.inventory.gpus] == [0]
+        assert not (await link.heartbeat(3)).HasField("inventory")
+
+    asyncio.run(scenario())
