@@ -149,6 +149,9 @@ class ApplyAssignment(TaskKind[AssignSpec, Report]):
         refused = ctx.store.refused_on_disk(name) if containers else ""
         if refused:  # the host's policy may have narrowed since the project started
             return applied(Status.FAILED, refused, Report(fallbacks=fallbacks))
+        if containers and (problems := await ctx.preflight.problems()):  # compose would fail
+            message = f"cannot recreate services of {name}: " + "; ".join(problems)
+            return applied(Status.FAILED, message, Report(fallbacks=fallbacks))
         saved = snapshot(project.directory)
         write(ctx, project, spec, targets, before, text)
         ctx.watcher.touched(name)  # the services it runs here may have changed
@@ -173,6 +176,7 @@ class ApplyAssignment(TaskKind[AssignSpec, Report]):
                         done = await ctx.podman.recreate(name, project.compose_file, service)
                         if done.code != 0:
                             failure = f"recreating {service} failed: {done.tail()}"
+                            ctx.preflight.stale()  # the host may have changed: check again
                             break
                         recreated.append(service)
                 finished = not failure

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -313,3 +314,34 @@ def test_a_failed_recreate_leaves_the_assignment_to_apply_again(tmp_path: Path) 
     again = apply(a, task(one=(True, [1], None)))
     assert again.status == types_pb2.TASK_STATUS_CHANGED, again.message
     assert "recreated one" in again.message
+
+
+class Broken:
+    """A preflight that finds a problem (agent/preflight.py's interface)."""
+
+    problem = "podman not found on PATH: install Debian's package podman"
+    staled = 0
+
+    async def problems(self) -> tuple[str, ...]:
+        return (self.problem,)
+
+    def stale(self) -> None:
+        self.staled += 1
+
+
+def test_a_preflight_problem_fails_start_and_apply_at_once(tmp_path: Path) -> None:
+    for place in ("a", "b"):
+        (tmp_path / place).mkdir()
+    podman = ScriptedPodman({})
+    failed = start(replace(runner(tmp_path / "b", podman), preflight=Broken()))
+    assert failed.status == types_pb2.TASK_STATUS_FAILED
+    assert failed.message == f"cannot start pair: {Broken.problem}"
+    assert podman.calls == []  # no compose ran, nothing was written or started
+
+    running = ScriptedPodman({"one": "id1", "two": "id2"})
+    a = runner(tmp_path / "a", running)
+    assert start(a).status == types_pb2.TASK_STATUS_CHANGED
+    applied = apply(replace(a, preflight=Broken()), task(one=(True, [1], None)))
+    assert applied.status == types_pb2.TASK_STATUS_FAILED
+    assert applied.message == f"cannot recreate services of pair: {Broken.problem}"
+    assert not [argv for argv in running.calls if "--force-recreate" in argv]
