@@ -93,9 +93,22 @@ echo "${{SERVICE:-demo}} worked $seconds s"
     "etc/passwd": (0o644, "root:x:0:0:root:/:/bin/sh\n"),
     "etc/group": (0o644, "root:x:0:\n"),
 }
-FOLDERS = ("bin", "etc", "tmp", "www/cgi-bin", "proc", "sys", "dev")
+FOLDERS = ("bin", "etc", "tmp", "proc", "sys", "dev")
 
 Run = Callable[[list[str]], subprocess.CompletedProcess[str]]
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """A busybox image: its name, files beside busybox and its applets, and its command."""
+
+    name: str
+    files: dict[str, tuple[int, str]]
+    command: str
+    what: str = "the demo image"
+
+
+DEMO = ImageSpec(IMAGE, FILES, "/bin/demo-serve")
 
 
 class DemoUnavailable(Exception):
@@ -107,11 +120,11 @@ def run_podman(argv: list[str]) -> subprocess.CompletedProcess[str]:
                           check=False)  # fmt: skip
 
 
-def content_hash(busybox: bytes) -> str:
-    """Everything the image is built from: busybox, the files and the builder's version."""
-    digest = hashlib.sha256(BUILDER_VERSION.encode())
+def content_hash(busybox: bytes, spec: ImageSpec = DEMO) -> str:
+    """Everything the image is built from: busybox, files, command and builder version."""
+    digest = hashlib.sha256(f"{BUILDER_VERSION}\0{spec.command}\0".encode())
     digest.update(hashlib.sha256(busybox).digest())
-    for path, (mode, content) in sorted(FILES.items()):
+    for path, (mode, content) in sorted(spec.files.items()):
         digest.update(f"{path}\0{mode:o}\0{content}\0".encode())
     return digest.hexdigest()[:16]
 
@@ -138,10 +151,10 @@ def current_hash(run: Run, image: str = IMAGE) -> str | None:
     return (done.stdout.strip() or None) if done.returncode == 0 else None
 
 
-def rootfs_archive(work: Path, busybox: Path) -> Path:
+def rootfs_archive(work: Path, busybox: Path, files: dict[str, tuple[int, str]]) -> Path:
     """The image's root file system as a tar archive under `work`."""
     root = work / "rootfs"
-    for folder in FOLDERS:
+    for folder in (*FOLDERS, *(str(Path(path).parent) for path in files)):
         (root / folder).mkdir(parents=True, exist_ok=True)
     shutil.copy2(busybox, root / "bin" / "busybox")
     applets = subprocess.run([str(busybox), "--list"], capture_output=True, text=True,
@@ -149,7 +162,7 @@ def rootfs_archive(work: Path, busybox: Path) -> Path:
     for applet in applets:
         if applet != "busybox":
             (root / "bin" / applet).symlink_to("busybox")
-    for path, (mode, content) in FILES.items():
+    for path, (mode, content) in files.items():
         (root / path).write_text(content)
         (root / path).chmod(mode)
     (root / "tmp").chmod(0o1777)
@@ -167,26 +180,26 @@ class Built:
 
 
 def ensure_image(
-    run: Run = run_podman, say: Callable[[str], None] = print, image: str = IMAGE
+    run: Run = run_podman, say: Callable[[str], None] = print, spec: ImageSpec = DEMO
 ) -> Built | None:
     """Build the image when it is missing or stale (saying what it builds); None when the
     one already there is current."""
     check_prerequisites()
-    digest = content_hash(BUSYBOX.read_bytes())
+    image, digest = spec.name, content_hash(BUSYBOX.read_bytes(), spec)
     if current_hash(run, image) == digest:
         return None
     old = run(["image", "inspect", "--format", "{{.Id}}", image]).stdout.strip()
     with tempfile.TemporaryDirectory() as work:
-        archive = rootfs_archive(Path(work), BUSYBOX)
+        archive = rootfs_archive(Path(work), BUSYBOX, spec.files)
         size_mb = archive.stat().st_size / 1e6
-        scripts = sum(1 for mode, _ in FILES.values() if mode & 0o111)
-        say(f"building the demo image {image} from {BUSYBOX} (busybox-static) and {scripts} "
+        scripts = sum(1 for mode, _ in spec.files.values() if mode & 0o111)
+        say(f"building {spec.what} {image} from {BUSYBOX} (busybox-static) and {scripts} "
             f"shell scripts, {size_mb:.1f} MB, with podman import (once; no registry)")  # fmt: skip
-        done = run(["import", "--change", 'CMD ["/bin/demo-serve"]', "--change", "ENV PATH=/bin",
+        done = run(["import", "--change", f'CMD ["{spec.command}"]', "--change", "ENV PATH=/bin",
                     "--change", f"LABEL {HASH_LABEL}={digest}", "--change", "EXPOSE 8080",
                     str(archive), image])  # fmt: skip
     if done.returncode != 0:
-        raise DemoUnavailable(f"podman cannot import the demo image: {done.stderr.strip()}")
+        raise DemoUnavailable(f"podman cannot import {spec.what}: {done.stderr.strip()}")
     if old and not run(["image", "inspect", "--format", "{{.RepoTags}}", old]).stdout.strip("[]\n"):
         run(["rmi", old])  # the stale build, now untagged, unless a container still uses it
     return Built(image, digest, size_mb)

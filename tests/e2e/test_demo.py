@@ -18,7 +18,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -210,23 +210,24 @@ def test_readme_demo_walk_end_to_end(walk: Walk) -> None:
 
 def test_demo_image_builds_once_and_rebuilds_when_stale(demo_host: None) -> None:
     name = f"localhost/gpufleet-demo-test:{secrets.token_hex(4)}"
+    spec = replace(demo_image.DEMO, name=name)
     said: list[str] = []
     first = ""
     try:
-        built = demo_image.ensure_image(run_podman, said.append, image=name)
+        built = demo_image.ensure_image(run_podman, said.append, spec)
         assert built is not None and built.image == name
         [line] = said
         assert name in line and "busybox-static" in line and " MB" in line, line
         assert 1 < built.size_mb < 10, built
         assert demo_image.current_hash(run_podman, name) == built.digest
-        assert demo_image.ensure_image(run_podman, said.append, image=name) is None
+        assert demo_image.ensure_image(run_podman, said.append, spec) is None
         assert len(said) == 1  # current: nothing built, nothing said
         # Another image under the name (not this builder's): rebuilt; the other image keeps
         # its other tag (only an untagged stale build is removed).
         first = run_podman(["image", "inspect", "--format", "{{.Id}}", name]).stdout.strip()
         run_podman(["tag", podman.IMAGE, name])
-        assert demo_image.current_hash(run_podman, name) is None
-        assert demo_image.ensure_image(run_podman, said.append, image=name) is not None
+        assert demo_image.current_hash(run_podman, name) != built.digest
+        assert demo_image.ensure_image(run_podman, said.append, spec) is not None
         assert demo_image.current_hash(run_podman, name) == built.digest
         assert run_podman(["image", "exists", podman.IMAGE]).returncode == 0
     finally:

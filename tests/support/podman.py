@@ -1,20 +1,22 @@
 """Real Podman for the tests: the repo's containers.conf and a busybox image built locally
-(no registry is reachable) from Debian's busybox-static."""
+(no registry is reachable) from Debian's busybox-static, by the demo image's builder."""
 
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
-import tarfile
-import tempfile
-from pathlib import Path
 
+from cli import demo_image
 from tests.support.procs import REPO
 
 IMAGE = "localhost/gpufleet-test:latest"
 CONTAINERS_CONF = REPO / "tests" / "podman" / "containers.conf"
-BUSYBOX = Path("/bin/busybox")
+TEST_IMAGE = demo_image.ImageSpec(
+    IMAGE,
+    {"etc/passwd": (0o644, "root:x:0:0:root:/:/bin/sh\n"), "etc/group": (0o644, "root:x:0:\n")},
+    "/bin/sh",
+    "the test image",
+)
 
 
 class PodmanMissing(Exception):
@@ -31,31 +33,13 @@ def podman(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 
 
 def build_image() -> str:
-    """Import a busybox rootfs as IMAGE (about half a second); return the image name."""
-    if shutil.which("podman") is None:
-        raise PodmanMissing("podman not found: install Debian's packages podman runc netavark")
-    linked = subprocess.run(["ldd", str(BUSYBOX)], capture_output=True, text=True, check=False)
-    if not BUSYBOX.is_file() or "not a dynamic executable" not in linked.stdout + linked.stderr:
-        raise PodmanMissing("no static busybox: install Debian's package busybox-static")
-    with tempfile.TemporaryDirectory() as work:
-        root = Path(work) / "rootfs"
-        for folder in ("bin", "etc", "tmp", "www", "proc", "sys", "dev"):
-            (root / folder).mkdir(parents=True)
-        shutil.copy2(BUSYBOX, root / "bin" / "busybox")
-        applets = subprocess.run([str(BUSYBOX), "--list"], capture_output=True, text=True,
-                                 check=True).stdout.split()  # fmt: skip
-        for applet in applets:
-            if applet != "busybox":
-                (root / "bin" / applet).symlink_to("busybox")
-        (root / "etc" / "passwd").write_text("root:x:0:0:root:/:/bin/sh\n")
-        (root / "etc" / "group").write_text("root:x:0:\n")
-        archive = Path(work) / "rootfs.tar"
-        with tarfile.open(archive, "w") as tar:
-            tar.add(root, arcname=".")
-        done = podman("import", "--change", 'CMD ["/bin/sh"]', "--change", "ENV PATH=/bin",
-                      str(archive), IMAGE, check=False)  # fmt: skip
-    if done.returncode != 0:
-        raise PodmanMissing(f"podman cannot import an image here: {done.stderr.strip()}")
+    """Import a busybox rootfs as IMAGE (about half a second) unless the one there is
+    current (the builder's content hash label); return the image name."""
+    try:
+        demo_image.ensure_image(lambda argv: podman(*argv, check=False), lambda _: None,
+                                TEST_IMAGE)  # fmt: skip
+    except demo_image.DemoUnavailable as exc:
+        raise PodmanMissing(str(exc)) from None
     return IMAGE
 
 
