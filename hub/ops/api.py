@@ -14,7 +14,7 @@ from gpufleet.v1 import hub_pb2
 from hub import convert, limits
 from hub.configs import ConfigError, Configuration, load_directory, parse_configuration
 from hub.ops.kind import Request
-from hub.ops.kinds import DrainKind, StopKind, SwitchKind
+from hub.ops.kinds import DrainKind, StopKind, StoredCapacity, SwitchKind
 from hub.ops.manager import OperationError, OperationManager
 from hub.paging import next_token, paged
 from hub.selection import Known, NoMatch, label_filter, selector, targeted
@@ -55,7 +55,7 @@ def operation_to_proto(
         nodes=[hub_pb2.NodeResult(
             node=n.node, result=n.result, message=n.message,
             started=convert.timestamp(n.started), finished=convert.timestamp(n.finished),
-            progress_dropped=n.progress_dropped,
+            progress_dropped=n.progress_dropped, warnings=list(n.warnings),
         ) for n in operation.nodes],
         events=[event_to_proto(e) for e in events or []],
     )  # fmt: skip
@@ -198,7 +198,8 @@ class OperationsApi:
         if not 0 <= request.max_fail_percent <= 100:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                                 "max_fail_percent must be between 0 and 100")  # fmt: skip
-        kind = SwitchKind(config, found, rollback=not request.no_rollback)
+        kind = SwitchKind(config, found, rollback=not request.no_rollback,
+                          capacity=StoredCapacity(self.db))  # fmt: skip
         return await self._submit(context, lambda nodes: Request(
             kind, nodes, request.serial, request.max_fail_percent, request.check,
         ), request.targets)  # fmt: skip
