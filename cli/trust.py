@@ -228,7 +228,8 @@ def login(
         int | None, typer.Option(help="The hub's enrollment port (default: its port + 1).")
     ] = None,
 ) -> None:
-    """Trade a login token for a credential, kept in hubctl's config file."""
+    """Trade a login token for a credential, kept in hubctl's config file:
+    hubctl login --hub HOST:PORT --token T."""
     from cli import credentials
     from gpufleet.enroll import EnrollError, join
     from gpufleet.tls import write_private, write_public
