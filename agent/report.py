@@ -19,11 +19,19 @@ def free_mb(gpu: GpuInfo) -> int | None:
     return None
 
 
+def _gpu_json(gpu: GpuInfo) -> dict[str, Any]:
+    found = asdict(gpu)
+    # The probe alone cannot tell which processes are gpufleet's (the running agent does).
+    found["processes"] = [{"pid": p.pid, "used_memory_mb": p.used_memory_mb}
+                          for p in gpu.processes]  # fmt: skip
+    return found
+
+
 def as_json(result: ProbeResult, preflight: Sequence[str] = ()) -> dict[str, Any]:
     return {
         "probe": result.probe,
         "error": result.error or None,
-        "gpus": [asdict(gpu) for gpu in result.gpus],
+        "gpus": [_gpu_json(gpu) for gpu in result.gpus],
         "preflight": list(preflight),
     }
 

@@ -32,7 +32,8 @@ def test_text_shows_processes_and_preflight() -> None:
     assert as_text(ProbeResult("nvml", (A5500,)), []).endswith("podman preflight: ok (podman, "
         "podman-compose, network backend, OCI runtime, GPU devices)")  # fmt: skip
     found = as_json(ProbeResult("nvml", (A5500,)), ["x: y"])
-    assert found["preflight"] == ["x: y"] and found["gpus"][0]["processes"][0]["managed"]
+    assert found["preflight"] == ["x: y"]
+    assert found["gpus"][0]["processes"][0] == {"pid": 4242, "used_memory_mb": 18432}
 
 
 def test_probe_runs_the_real_preflight(tmp_path: Path) -> None:
