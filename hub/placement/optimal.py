@@ -195,14 +195,12 @@ class Model:
         self.m.AddHint(self.z, max([0, *util]))
 
     def solve(self, limit_s: float) -> tuple[list[Choice] | None, bool]:
-        """The choices (None: no solution within the limit), and whether every phase proved
-        its optimum."""
+        """The choices (None: none within the limit), and whether every phase proved its optimum."""
         proved = True
-        estimate = [to_mib(s.vram_gb) * s.gpu_count for s in self.services]
-        phases: list[tuple[Any, bool]] = [
-            (sum(self.placed), True),
-            (sum(p * mib for p, mib in zip(self.placed, estimate, strict=True)), True),
-        ]
+        estimate = [to_mib(s.vram_gb) * s.gpu_count for s in self.services]  # goal 1, as one
+        weight = sum(estimate) + 1
+        placed = sum(p * (weight + mib) for p, mib in zip(self.placed, estimate, strict=True))
+        phases: list[tuple[Any, bool]] = [(placed, True)]
         if self.over:
             phases.append((sum(self.over), False))
         if self.budget:
@@ -214,6 +212,8 @@ class Model:
         remaining = limit_s
         last: _Snapshot | None = None
         for objective, maximise in phases:
+            if last is not None and (remaining <= 0 or self.clock() >= self.deadline):
+                return self._choices(last), False  # out of time: the later goals unmet
             (self.m.Maximize if maximise else self.m.Minimize)(objective)
             solver.parameters.max_deterministic_time = max(remaining, 0.01)
             solver.parameters.max_time_in_seconds = max(self.deadline - self.clock(), 0.01)
