@@ -153,7 +153,8 @@ def operation(message: hub_pb2.Operation, with_events: bool = False) -> dict[str
             {"node": n.node, "result": n.result, "message": n.message,
              "started": stamp(n, "started"),
              "finished": stamp(n, "finished"),
-             "progress_dropped": n.progress_dropped}
+             "progress_dropped": n.progress_dropped,
+             "warnings": list(n.warnings)}
             for n in message.nodes
         ],
     }  # fmt: skip

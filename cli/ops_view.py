@@ -19,7 +19,7 @@ from rich.text import Text
 
 from cli import convert
 from cli.client import HubClient
-from cli.output import console, emit_json
+from cli.output import console, detached, emit_json
 from gpufleet.v1 import hub_pb2
 
 RESULT_STYLES = {"ok": "green", "changed": "yellow", "failed": "red", "unreachable": "red",
@@ -36,31 +36,15 @@ def event_line(event: dict[str, Any]) -> Text:
                              (f"{event['step']:<9}", "yellow" if warning else "cyan"),
                              (event["message"], "yellow" if warning else ""))  # fmt: skip
     percent = f"{event['percent']:>3.0f}% " if event["percent"] is not None else ""
-    line = f"{when} {who:<16}   {event['step']:<9}{percent}{event['message']}"
+    step = f"{event['step']:<9}" if len(event["step"]) < 9 else f"{event['step']} "
+    line = f"{when} {who:<16}   {step}{percent}{event['message']}"
     return Text(line, style="dim")
 
 
-def with_warnings(found: dict[str, Any], message: hub_pb2.Operation) -> dict[str, Any]:
-    """The converted operation with each node's warnings (`nodes[].warnings`)."""
-    by_node = {n.node: list(n.warnings) for n in message.nodes}
-    for node in found["nodes"]:
-        node["warnings"] = by_node.get(node["node"], [])
-    return found
-
-
-def node_warnings(operation: dict[str, Any], node: dict[str, Any]) -> list[str]:
-    """A node's warnings: from its result, else from its stored `warning` events."""
-    if "warnings" in node:
-        return list(node["warnings"])
-    return [
-        e["message"]
-        for e in operation.get("events", [])
-        if e["node"] == node["node"] and e["step"] == "warning" and not e["progress"]
-    ]
-
-
 def recap(operation: dict[str, Any]) -> Table:
-    title = f"RECAP {operation['kind']} {operation['configuration']} ({operation['id']})"
+    # A stop or drain has no configuration: no "None" (or empty gap) in the title.
+    named = " ".join(filter(None, ["RECAP", operation["kind"], operation["configuration"]]))
+    title = f"{named} ({operation['id']})"
     if operation["check"]:
         title += " [check mode: nothing changed]"
     # Every string from the hub or a node is Text, never rich markup: `stat [/srv/x]` would
@@ -71,7 +55,7 @@ def recap(operation: dict[str, Any]) -> Table:
     for node in operation["nodes"]:
         style = RESULT_STYLES.get(node["result"], "")
         table.add_row(Text(node["node"]), Text(node["result"], style=style), Text(node["message"]))
-        for warning in node_warnings(operation, node):
+        for warning in node["warnings"]:
             table.add_row(Text(""), Text("warning:", style="yellow"), Text(warning, style="yellow"))
     counts = convert.result_counts(operation)
     table.caption = Text("  ".join(f"{k}={v}" for k, v in counts.items()))
@@ -100,7 +84,7 @@ def follow(client: HubClient, operation_id: str, as_json: bool) -> None:
         if not as_json:
             console().print(event_line(convert.operation_event(event)))
     message = last if last is not None else client.operation(operation_id)
-    found = with_warnings(convert.operation(message), message)
+    found = convert.operation(message)
     if as_json:
         emit_json(found)
     else:
@@ -115,11 +99,7 @@ def launch(
     """Start an operation with `method` (an RPC answering OperationRef), then follow it."""
     operation_id: str = client.call(method, request).id
     if detach:
-        if as_json:
-            emit_json({"id": operation_id})
-        else:
-            started = f"operation {operation_id} started: hubctl ops watch {operation_id}"
-            console().print(Text(started))
+        detached(operation_id, as_json)
         return
     if not as_json:
         console().print(Text(f"operation {operation_id}"))
