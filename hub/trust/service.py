@@ -296,9 +296,9 @@ def _taken(identity: str, name: str) -> str:
     """A join for an identity that is enrolled: the token is not used, so say what to do."""
     if identity.startswith("node/"):
         return (
-            f"node name {name} is already enrolled (another host, or another agent on this "
-            f"one): join again with the same token and --name OTHER, or, if this host replaces "
-            f"{name}, remove it first: hubctl nodes remove {name}"
+            f"{identity} is already enrolled; remove it first (hubctl nodes remove {name}) if "
+            f"this host replaces it, else pick another name: join again with the same token "
+            f"and --name OTHER"
         )
     return (f"{identity} is already enrolled; remove it first "
             f"(hubctl credentials revoke {identity})")  # fmt: skip

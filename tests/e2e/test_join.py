@@ -53,7 +53,7 @@ def test_a_name_clash_suggests_another_name_and_keeps_the_token(
     token = cluster.create_token()
     clash = join(cluster, tmp_path / "b", "--name", "gpu-a", env={"GPUFLEET_JOIN_TOKEN": token})
     line = one_line(clash)
-    assert "node name gpu-a is already enrolled" in line
+    assert "node/gpu-a is already enrolled" in line
     assert "--name OTHER" in line and "hubctl nodes remove gpu-a" in line
     assert not (tmp_path / "b" / "tls" / "agent.crt").exists()
     # The clash did not spend the token: the suggested fix works with it.
