@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 WELCOME_TIMEOUT_S = 30.0
 PROJECTS_TIMEOUT_S = 15.0
 STABLE_S = 10.0  # a session that lasted this long resets the reconnect backoff
+HELLO_PREFLIGHT_S = 3.0  # a slower podman preflight reaches the hub with a later heartbeat
 
 Call = grpc.aio.StreamStreamCall[pb.AgentMessage, pb.HubMessage]
 ChannelFactory = Callable[[], AbstractAsyncContextManager[grpc.aio.Channel]]
@@ -195,7 +196,7 @@ class AgentLink:
 
     async def hello(self) -> pb.Hello:
         found = await self._probe()
-        problems = await self.preflight.problems()
+        problems = await self.preflight.current(HELLO_PREFLIGHT_S)
         self._sent_static = (found.static(), problems)
         projects = await self._projects()
         return pb.Hello(
@@ -280,7 +281,7 @@ class AgentLink:
         found = await self._probe()
         beat = pb.Heartbeat(seq=seq, gpus=[telemetry_to_proto(gpu) for gpu in found.gpus])
         beat.sent_at.GetCurrentTime()
-        problems = await self.preflight.problems()
+        problems = await self.preflight.current(0.0)  # a due check runs meanwhile
         if (found.static(), problems) != self._sent_static:
             beat.inventory.CopyFrom(inventory_to_proto(found, problems))
             self._sent_static = (found.static(), problems)

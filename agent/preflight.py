@@ -9,12 +9,14 @@ a failed run or every few minutes) and logs each problem once, not on every hear
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import json
 import logging
 import os
 import re
 import shutil
+import signal
 import subprocess
 import time
 import tomllib
@@ -22,6 +24,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
+
+from agent.groups import guarded
 
 log = logging.getLogger(__name__)
 
@@ -174,8 +178,11 @@ def checks(host: Host, setup: Setup) -> list[str]:
 
 
 class Preflight:
-    """The cached preflight of this agent: `problems()` re-runs the checks when they are older
-    than REFRESH_S or after `stale()` (a compose run failed); new problems are logged once."""
+    """The cached preflight of this agent: checks again when the result is older than
+    REFRESH_S or after `stale()` (a compose run failed), one run at a time; new problems are
+    logged once. `problems()` waits for a due check (before a compose run); `current(wait)`
+    waits at most `wait` seconds and otherwise answers the last result (hellos and heartbeats
+    must not wait on a hung podman)."""
 
     def __init__(self, run: Callable[[], list[str]], refresh_s: float = REFRESH_S,
                  clock: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
@@ -184,22 +191,38 @@ class Preflight:
         self.clock = clock
         self.found: tuple[str, ...] = ()
         self._at: float | None = None
-        self._lock = asyncio.Lock()
+        self._running: asyncio.Task[None] | None = None
 
     def stale(self) -> None:
         self._at = None
 
+    def _due(self) -> bool:
+        return self._at is None or self.clock() - self._at >= self.refresh_s
+
+    def _refresh(self) -> asyncio.Task[None]:
+        if self._running is None or self._running.done():
+            self._running = asyncio.create_task(self._check(), name="preflight")
+        return self._running
+
     async def problems(self) -> tuple[str, ...]:
-        async with self._lock:
-            if self._at is None or self.clock() - self._at >= self.refresh_s:
-                try:
-                    found = tuple(await asyncio.to_thread(self.run))
-                except Exception as exc:  # a check's bug must not stop the agent
-                    log.exception("podman preflight failed")
-                    found = (f"podman preflight failed: {exc!r}",)
-                self._at = self.clock()
-                self._log(found)
+        if self._due():
+            await asyncio.shield(self._refresh())
         return self.found
+
+    async def current(self, wait: float) -> tuple[str, ...]:
+        if self._due():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._refresh()), wait)
+        return self.found
+
+    async def _check(self) -> None:
+        try:
+            found = tuple(await asyncio.to_thread(self.run))
+        except Exception as exc:  # a check's bug must not stop the agent
+            log.exception("podman preflight failed")
+            found = (f"podman preflight failed: {exc!r}",)
+        self._at = self.clock()
+        self._log(found)
 
     def _log(self, found: tuple[str, ...]) -> None:
         for line in found:
@@ -216,20 +239,30 @@ class SystemHost:
     CONTAINERS_CONF)."""
 
     environ: Mapping[str, str]
-    timeout_s: float = 30.0
+    timeout_s: float = 15.0
 
     def which(self, name: str) -> str | None:
         return shutil.which(name, path=self.environ.get("PATH", os.defpath))
 
     def run(self, argv: Sequence[str]) -> tuple[int, str, str]:
+        """In its own process group under the guard (agent/groups.py): a hung podman is killed
+        on timeout, and with the agent however it dies."""
         try:
-            done = subprocess.run(list(argv), capture_output=True, text=True, check=False,
-                                  env=dict(self.environ), timeout=self.timeout_s)  # fmt: skip
-        except subprocess.TimeoutExpired:
-            return 124, "", f"Error: {argv[0]} {argv[1]} took more than {self.timeout_s:g} s"
+            process = subprocess.Popen(
+                guarded(list(argv)), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE, text=True, env=dict(self.environ),
+                start_new_session=True,
+            )  # fmt: skip
         except OSError as exc:
             return 127, "", f"Error: {argv[0]}: {exc.strerror}"
-        return done.returncode, done.stdout, done.stderr
+        try:
+            out, err = process.communicate(timeout=self.timeout_s)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+            return 124, "", f"Error: {' '.join(argv[:2])} took more than {self.timeout_s:g} s"
+        return process.returncode, out, err
 
     def has_module(self, name: str) -> bool:
         return importlib.util.find_spec(name) is not None

@@ -37,11 +37,16 @@ class Preflight(Protocol):
 
     async def problems(self) -> tuple[str, ...]: ...
 
+    async def current(self, wait: float) -> tuple[str, ...]: ...
+
     def stale(self) -> None: ...
 
 
 class NoPreflight:
     async def problems(self) -> tuple[str, ...]:
+        return ()
+
+    async def current(self, wait: float) -> tuple[str, ...]:
         return ()
 
     def stale(self) -> None:

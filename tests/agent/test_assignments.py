@@ -325,6 +325,9 @@ class Broken:
     async def problems(self) -> tuple[str, ...]:
         return (self.problem,)
 
+    async def current(self, wait: float) -> tuple[str, ...]:
+        return await self.problems()
+
     def stale(self) -> None:
         self.staled += 1
 

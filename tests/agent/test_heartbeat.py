@@ -86,6 +86,9 @@ class ScriptedPreflight:
     async def problems(self) -> tuple[str, ...]:
         return self.found
 
+    async def current(self, wait: float) -> tuple[str, ...]:
+        return await self.problems()
+
     def stale(self) -> None:
         pass
 

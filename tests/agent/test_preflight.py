@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -204,3 +206,26 @@ def test_plain_output_and_silence() -> None:
     assert root_cause("warning: slow\nError: boom\nmore\n", "", 2) == "Error: boom"
     assert root_cause("", "", 3) == "exit status 3"
     assert len(short(["podman", "run", *["--label", "k=v"] * 50, "x" * 300])) == 160
+
+
+def test_a_slow_check_does_not_hold_hellos_and_heartbeats() -> None:
+    gate = threading.Event()
+
+    def slow() -> list[str]:
+        gate.wait(10)
+        return ["podman info fails (hung): podman cannot run containers"]
+
+    cached = Preflight(slow)
+
+    async def go() -> tuple[tuple[str, ...], ...]:
+        began = time.monotonic()
+        first = await cached.current(0.2)  # the hello waits this long at most
+        second = await cached.current(0.0)  # a heartbeat does not wait
+        waited = time.monotonic() - began
+        gate.set()
+        third = await cached.problems()  # a start waits for the running check (only one)
+        return first, second, third, (f"{waited:.1f}",)
+
+    first, second, third, (waited,) = asyncio.run(go())
+    assert first == second == () and float(waited) < 1.0
+    assert third == ("podman info fails (hung): podman cannot run containers",)
