@@ -161,6 +161,13 @@ def apply(
     start(ctx, "Apply", request, detach, as_json)
 
 
+@app.callback(invoke_without_command=True)
+def assignments(ctx: typer.Context, as_json: JsonOption = False) -> None:
+    """GPU assignments (`hubctl assign` alone shows those in force, as `assign show` does)."""
+    if ctx.invoked_subcommand is None:
+        show(ctx, "", as_json)
+
+
 @app.command("show")
 def show(ctx: typer.Context, config: ConfigOption = "", as_json: JsonOption = False) -> None:
     """The assignments in force, the previous ones and the pins."""

@@ -34,3 +34,8 @@ class Report:
     fallbacks: tuple[Fallback, ...] = ()
     recreated: tuple[str, ...] = ()
     removed: tuple[str, ...] = ()
+
+
+def containers(count: int) -> str:
+    """'1 container', '3 containers': how task messages count them."""
+    return f"{count} container{'' if count == 1 else 's'}"

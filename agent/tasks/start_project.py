@@ -16,7 +16,7 @@ from agent.convert import report_to_proto, running_to_proto
 from agent.projects import Project, ProjectError, check_name
 from agent.tasks.base import TaskKind
 from agent.tasks.context import Running, TaskContext
-from agent.tasks.outcome import Outcome, Report, Status
+from agent.tasks.outcome import Outcome, Report, Status, containers
 from gpufleet.v1 import agent_link_pb2 as pb
 
 
@@ -94,7 +94,7 @@ class StartProject(TaskKind[StartSpec, Report]):
             if left:
                 message += "; could not remove " + ", ".join(left)
             return started(Status.FAILED, message, after, found)
-        message = f"started {name}: {len(after.containers)} containers"
+        message = f"started {name}: {containers(len(after.containers))}"
         return started(Status.CHANGED, message, after, found)
 
     def fill(self, result: pb.TaskResult, data: Report) -> None:

@@ -234,6 +234,7 @@ def test_reference_host_plans_preview_and_apply_as_the_design_says(pair: Pair) -
     shown = pair.run("assign", "show", "--config", "seed")
     assert isinstance(shown, list)
     assert {x["service"]: x["gpus"] for x in shown[0]["current"]} == DESIGNED
+    assert pair.run("assign") == pair.run("assign", "show")  # the group alone shows them
 
 
 def test_selector_and_node_options_choose_the_nodes(pair: Pair) -> None:

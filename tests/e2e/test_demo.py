@@ -134,9 +134,16 @@ def check(walk: Walk, command: str, done: subprocess.CompletedProcess[str]) -> s
         if verb == "preview":
             plan = walk.json(command)
             where = {a["service"]: (a["node"], a["gpus"]) for a in plan["assignments"]}
-            # Holds with and without "warn but allow" (ai-clip on GPU 0, over-committed).
-            assert where["ai-llm"] == (walk.node, [0]), plan
+            # The multi-GPU design's recommended plan: warn but allow.
+            for service in ("ai-llm", "ai-yolo26", "ai-florence", "ai-clip"):
+                assert where[service] == (walk.node, [0]), plan
             assert where["ai-enrichment"] == (walk.node, [1]), plan
+            warnings = [w["message"] for w in plan["warnings"]]
+            assert any(
+                w.startswith("Combined VRAM (~25.1 GB) exceeds GPU 0 capacity (24 GB)")
+                for w in warnings
+            ), warnings
+            assert not plan["unplaced"], plan
             budgets = {a["service"]: a["vram_budget_gb"] for a in plan["assignments"]}
             assert budgets["ai-enrichment"] == 3.5, plan
             return f"preview{rest}"
@@ -144,6 +151,7 @@ def check(walk: Walk, command: str, done: subprocess.CompletedProcess[str]) -> s
         seen = walk.health("DEMO_ENRICHMENT_PORT")
         assert "CUDA_VISIBLE_DEVICES=1" in seen and "VRAM_BUDGET_GB=3.5" in seen, seen
         assert "CUDA_VISIBLE_DEVICES=0" in walk.health("DEMO_LLM_PORT")
+        assert "CUDA_VISIBLE_DEVICES=0" in walk.health("DEMO_CLIP_PORT")
         return f"apply{rest}"
     raise AssertionError(f"the README's demo walk has a command this test does not know: {command}")
 

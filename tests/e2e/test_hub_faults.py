@@ -193,9 +193,10 @@ def test_an_operation_ends_while_the_database_is_locked_and_its_outcome_lands_af
 
 
 FAKE_PODMAN = """#!/bin/sh
-# podman for the test: lists nothing; anything else (podman-compose's first call is
-# `podman --version`) hangs in a small process tree.
-case "$1" in ps) echo "[]"; exit 0 ;; esac
+# podman for the test: lists nothing, answers the agent's preflight (`podman info`) with an
+# empty report; anything else (podman-compose's first call is `podman --version`) hangs in a
+# small process tree.
+case "$1" in ps) echo "[]"; exit 0 ;; info) echo "{{}}"; exit 0 ;; esac
 sleep {marker} & sleep {marker}
 """
 

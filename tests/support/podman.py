@@ -66,3 +66,7 @@ def remove_projects(label_prefix: str) -> None:
     for pod in pods:
         if pod.startswith(f"pod_{label_prefix}"):
             podman("pod", "rm", "-f", pod, check=False)
+    networks = podman("network", "ls", "--format", "{{.Name}}", check=False).stdout.split()
+    for network in networks:
+        if network.startswith(label_prefix):
+            podman("network", "rm", "-f", network, check=False)
