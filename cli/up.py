@@ -170,6 +170,19 @@ def stop(processes: list[subprocess.Popen[bytes]]) -> None:
             process.wait()
 
 
+def demo_preflight(config: UpConfig) -> None:
+    """The demo is about running containers: what the agent's podman preflight finds here
+    would fail its first switch, so say it now (each problem with its fix) and start nothing."""
+    from agent.preflight import Setup, SystemHost, checks
+
+    problems = checks(SystemHost(os.environ), Setup(gpu_runtime=config.gpu_runtime or "cdi"))
+    if problems:
+        for problem in problems:
+            print(f"podman preflight: {problem}", file=sys.stderr)
+        count = f"{len(problems)} problem{'' if len(problems) == 1 else 's'}"
+        raise CliError(f"cannot run the demo: podman preflight found {count} (above); fix them")
+
+
 def run(config: UpConfig) -> None:
     """Start hub, then agent; return when either exits or on SIGINT/SIGTERM."""
     from cli.credentials import config_path
@@ -181,6 +194,7 @@ def run(config: UpConfig) -> None:
             demo_image.ensure_image(say=lambda line: console().print(line, markup=False))
         except demo_image.DemoUnavailable as exc:
             raise CliError(f"cannot run the demo: {exc}") from None
+        demo_preflight(config)
     stopping = False
 
     def on_signal(_signum: int, _frame: FrameType | None) -> None:

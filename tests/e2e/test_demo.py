@@ -259,3 +259,29 @@ def test_demo_without_podman_names_the_package_and_starts_nothing(tmp_path: Path
     ), done.stderr
     assert "gpufleet is up" not in done.stdout
     assert not (tmp_path / "state").exists()  # nothing started, nothing written
+
+
+def test_demo_on_a_podman_that_would_fail_says_why_and_starts_nothing(
+    tmp_path: Path, demo_host: None
+) -> None:
+    """Podman on the CNI backend with no plugins (a Debian default without
+    containernetworking-plugins): the first switch would fail, so `up --demo` says so first."""
+    (tmp_path / "empty").mkdir()
+    conf = tmp_path / "cni.conf"
+    backend = f'network_backend = "cni"\ncni_plugin_dirs = ["{tmp_path / "empty"}"]'
+    conf.write_text(podman.CONTAINERS_CONF.read_text().replace(
+        'network_backend = "netavark"', backend))  # fmt: skip
+    env = {**os.environ, "CONTAINERS_CONF": str(conf), "XDG_STATE_HOME": str(tmp_path / "state"),
+           "PYTHONPATH": f"{REPO / 'proto'}:{REPO}"}  # fmt: skip
+    done = subprocess.run([sys.executable, "-m", "cli", "up", "--demo", "--listen",
+                           f"127.0.0.1:{free_port()}"], capture_output=True, text=True,
+                          timeout=120, env=env, cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 1, done
+    lines = done.stderr.splitlines()
+    assert lines[-1] == (
+        "hubctl: cannot run the demo: podman preflight found 1 problem (above); fix them"
+    ), done.stderr
+    [problem] = [line for line in lines if line.startswith("podman preflight: ")]
+    assert "no CNI bridge plugin" in problem and "containernetworking-plugins" in problem
+    assert "gpufleet is up" not in done.stdout
+    assert not (tmp_path / "state").exists()  # nothing started, nothing written
