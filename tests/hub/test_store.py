@@ -88,13 +88,13 @@ def test_telemetry_batches_state_changes_and_events(store: Store) -> None:
     store.register(hello("gpu-b", gpu(0)), T0)
     sample = GpuTelemetryRecord(1, memory_used_mb=4000, memory_free_mb=20564,
                                 utilization_percent=77, temperature_c=61.5, power_draw_w=120.0,
-                                processes=((4242, 3900),))  # fmt: skip
+                                processes=((4242, 3900, 1),))  # fmt: skip
     store.record_heartbeats({"gpu-a": T0}, {"gpu-a": (sample,)})
     found = store.get_node("gpu-a")
     assert found is not None
     g0, g1 = found[1]
     assert (g1.memory_used_mb, g1.utilization_percent, g1.temperature_c) == (4000, 77, 61.5)
-    assert (g1.power_draw_w, g1.processes) == (120.0, [[4242, 3900]])
+    assert (g1.power_draw_w, g1.processes) == (120.0, [[4242, 3900, 1]])
     assert g0.utilization_percent is None  # untouched
     other = store.get_node("gpu-b")
     assert other is not None and other[1][0].memory_used_mb == 0  # same index, other node
