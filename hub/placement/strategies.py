@@ -133,23 +133,28 @@ class Placer:
             return spot
         if not usable:
             reason = wording.no_gpu(s)
-        elif state.overcommit:
+        elif state.overcommit and all(size < floor for size, _ in self.wants(k)):
             reason = wording.too_large(state, s, self.ids, self.largest(k))
-        else:
+        else:  # strict, or the units large enough are taken (isolation): it is short of room
             reason = short
         state.unplaced.append((s.name, reason))
         return None
 
     def largest(self, k: int) -> int:
-        """A GPU of the unit with the largest k-th usable size (the most free of them)."""
+        """A GPU of the unit with the largest k-th usable size (the most free of them),
+        preferring units not blocked by isolation; blocked ones when nothing else is left."""
         state = self.state
-        size, pool = self.wants(k)[0]
-        gpus = [i for unit in pool.units.values() for i in unit if i not in state.blocked]
         if k == 1:
-            gpus = [i for i in self.ids if i not in state.blocked]
+            gpus = [i for i in self.ids if i not in state.blocked] or list(self.ids)
             size = max(state.total[i] for i in gpus)
-        return max((i for i in gpus if state.total[i] >= size),
-                   key=lambda i: (state.free[i], -i))  # fmt: skip
+            candidates = [i for i in gpus if state.total[i] >= size]
+        else:
+            units = [(size, [i for unit in pool.units.values() for i in unit])
+                     for size, pool in self.wants(k)]  # fmt: skip
+            free = [(size, [i for i in gpus if i not in state.blocked]) for size, gpus in units]
+            size, gpus = next(((sz, g) for sz, g in free if g), units[0])
+            candidates = [i for i in gpus if state.total[i] >= size] or gpus
+        return max(candidates, key=lambda i: (state.free[i], -i))
 
 
 def _size(s: ServiceDemand) -> tuple[int, str]:

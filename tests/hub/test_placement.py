@@ -450,3 +450,20 @@ def test_optimal_keeps_its_wall_time_limit_building_included() -> None:
     proved = place_optimal(state, SEED_SERVICES, 1.0, balanced.placements, lambda: next(ticks))
     assert proved is False
     assert state.finish().placements == balanced.placements
+
+
+@pytest.mark.parametrize("overcommit", [True, False])
+@pytest.mark.parametrize("count", [1, 2])
+def test_isolation_taking_the_large_gpus_leaves_the_next_short_not_too_large(
+    overcommit: bool, count: int
+) -> None:
+    """The large GPUs went to an isolated service: the next one is short of room there (it
+    would fit them by size), never "larger than every GPU", and planning does not fail."""
+    gpus = [GpuSlot(node, i, name, mib) for node, name, mib in
+            (("a", "H100", 81920), ("b", "A5500", 24576)) for i in range(count)]  # fmt: skip
+    services = [ServiceDemand("big", 70, count, isolation=True),
+                ServiceDemand("mid", 40, count, isolation=True)]  # fmt: skip
+    found = plan("isolation_first", gpus, services, overcommit=overcommit)
+    assert [(p.service, p.node) for p in found.placements] == [("big", "a")]
+    [(service, reason)] = found.unplaced
+    assert service == "mid" and "free" in reason and "more than any" not in reason, reason
