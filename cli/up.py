@@ -76,9 +76,11 @@ def hub_command(config: UpConfig) -> list[str]:
     return command
 
 
-def agent_command(config: UpConfig, token: str) -> list[str]:
+def agent_command(config: UpConfig) -> list[str]:
+    """The local agent's command line; its join token goes in its environment, not here
+    (`agent_env`), so it never shows in `ps`."""
     command = [sys.executable, "-m", "agent", "--hub", config.listen, "--name", config.name,
-               "--state-dir", str(config.state_dir / "agent"), "--token", token]  # fmt: skip
+               "--state-dir", str(config.state_dir / "agent")]  # fmt: skip
     if config.labels:
         command += ["--labels", config.labels]
     if config.inventory is not None:
@@ -90,6 +92,17 @@ def agent_command(config: UpConfig, token: str) -> list[str]:
     for item in config.env:
         command += ["--env", item]
     return command
+
+
+def agent_env(config: UpConfig, env: dict[str, str]) -> dict[str, str]:
+    """The agent's environment: with a fresh join token only while it is not enrolled yet
+    (an enrolled agent ignores tokens, and an unspent token is not left lying about)."""
+    from agent.credentials import AgentTls
+
+    env = {k: v for k, v in env.items() if k != "GPUFLEET_JOIN_TOKEN"}
+    if AgentTls(config.state_dir / "agent").enrolled:
+        return env
+    return {**env, "GPUFLEET_JOIN_TOKEN": join_token(config)}
 
 
 def admin_profile(config: UpConfig) -> Profile:
@@ -209,8 +222,8 @@ def run(config: UpConfig) -> None:
         hub = subprocess.Popen(hub_command(config), env=env, start_new_session=True)
         processes.append(hub)
         wait_serving(config, hub, HUB_START_TIMEOUT_S)
-        agent_argv = agent_command(config, join_token(config))
-        agent = subprocess.Popen(agent_argv, env=env, start_new_session=True)
+        agent = subprocess.Popen(agent_command(config), env=agent_env(config, env),
+                                 start_new_session=True)  # fmt: skip
         processes.insert(0, agent)  # stop the agent first, then the hub
         metrics = f", metrics on http://{config.http}/metrics" if config.http else ""
         console().print(

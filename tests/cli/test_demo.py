@@ -27,15 +27,16 @@ def test_demo_defaults_fill_what_the_user_left_out() -> None:
     # What the user gave stays; a probe other than static means no demo inventory.
     mine = demo.with_demo(config(configs=Path("/c"), gpu_runtime="cdi", gpu_probe="nvml"))
     assert (mine.configs, mine.inventory, mine.gpu_runtime) == (Path("/c"), None, "cdi")
-    argv = agent_command(got, "T")
+    argv = agent_command(got)
     assert argv[argv.index("--inventory") + 1] == str(demo.DEMO_INVENTORY)
+    assert not any("token" in a for a in argv)  # the join token goes in the environment
     assert argv[argv.index("--gpu-runtime") + 1] == "none"
     assert hub_command(got)[hub_command(got).index("--configs") + 1] == str(demo.DEMO_CONFIGS)
 
 
 def test_options_reach_the_commands_in_order() -> None:
     got = config(demo=False, env=("A=1", "B=x=y"), http="127.0.0.1:9464", gpu_probe="amd")
-    agent = agent_command(got, "T")
+    agent = agent_command(got)
     assert agent[agent.index("--gpu-probe") + 1] == "amd" and "--gpu-runtime" not in agent
     assert [agent[i + 1] for i, a in enumerate(agent) if a == "--env"] == ["A=1", "B=x=y"]
     hub = hub_command(got)

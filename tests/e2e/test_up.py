@@ -32,6 +32,13 @@ def hubctl(address: str, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def cmdline(process: Path) -> str:
+    try:
+        return (process / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:  # it ended meanwhile
+        return ""
+
+
 def test_up_runs_hub_and_local_agent_and_ctrl_c_stops_both(tmp_path: Path) -> None:
     address = f"127.0.0.1:{free_port()}"
     up = subprocess.Popen(
@@ -67,6 +74,10 @@ def test_up_runs_hub_and_local_agent_and_ctrl_c_stops_both(tmp_path: Path) -> No
         wait_until(local_ready, 60, "the local node to be ready")
         gpus = json.loads(hubctl(address, "gpus", "--json").stdout)
         assert [g["name"] for g in gpus] == ["NVIDIA RTX A5500", "NVIDIA RTX A400"]
+        # The agent joined with a token no `ps` showed: it went in the agent's environment.
+        agents = [p for p in Path("/proc").glob("[0-9]*")
+                  if str(tmp_path / "agent") in cmdline(p)]  # fmt: skip
+        assert agents and not any("gft1." in cmdline(p) for p in agents)
         assert (tmp_path / "hub" / "hub.db").exists()  # the embedded SQLite default
 
         # `hubctl up` set hubctl up as this hub's admin; any other client without a
