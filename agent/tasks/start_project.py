@@ -85,6 +85,8 @@ class StartProject(TaskKind[StartSpec, Report]):
             left: list[str] = []
             if done.code != 0:
                 ctx.preflight.stale()  # the host may have changed under us: check again
+            if done.code != 0 and not before.containers:
+                # Only what this start made: containers that ran before it stay as they are.
                 ctx.progress("compose down", f"removing what the failed start of {name} left")
                 left = await ctx.podman.clean(name, project.compose_file)
         ctx.watcher.touched(name)

@@ -279,10 +279,18 @@ class FailingPodman(ScriptedPodman):
         return done
 
 
-def test_a_failed_up_does_not_claim_the_new_digest(tmp_path: Path) -> None:
-    """A failed up is taken down (compose down, then whatever pod or network is left): it is
-    not reported under the new digest, and the same start sent again runs compose up again."""
-    podman = FailingPodman({"one": "old1", "two": "old2"}, "up")
+@pytest.mark.parametrize(
+    ("running", "calls"),
+    [({}, ["-d", "down", "-d"]),  # up, the failed up's clean-up, up again
+     ({"one": "old1", "two": "old2"}, ["-d", "-d"])],  # what ran before is left as it was
+)  # fmt: skip
+def test_a_failed_up_does_not_claim_the_new_digest(
+    tmp_path: Path, running: dict[str, str], calls: list[str]
+) -> None:
+    """A failed up is not reported under the new digest, and the same start sent again runs
+    compose up again. When nothing ran before, the failed up is taken down (compose down, then
+    whatever pod or network is left); containers that ran before it are not."""
+    podman = FailingPodman(running, "up")
     switching = TaskContext.create(ProjectStore(tmp_path / "state"), Podman("gpu-a", run=podman),
                                    StaticProbe(tmp_path / "none.yaml"), {})  # fmt: skip
     failed = start(switching)
@@ -292,9 +300,10 @@ def test_a_failed_up_does_not_claim_the_new_digest(tmp_path: Path) -> None:
     again = start(switching)
     assert again.status == types_pb2.TASK_STATUS_CHANGED, again.message
     compose = [argv[-1] for argv in podman.calls if "--verbose" in argv]
-    assert compose == ["-d", "down", "-d"]  # up, the failed up's clean-up, up again
+    assert compose == calls
     assert switching.store.project("pair").digest() == hashlib.sha256(PAIR.encode()).hexdigest()
-    assert start(switching).message == "pair already runs, nothing restarted"
+    if running:  # (this podman starts no containers of its own)
+        assert start(switching).message == "pair already runs, nothing restarted"
 
 
 def test_a_failed_recreate_leaves_the_assignment_to_apply_again(tmp_path: Path) -> None:
