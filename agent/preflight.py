@@ -39,6 +39,15 @@ NVIDIA_CDI = "nvidia.com/gpu"
 CDI_FIX = "nvidia-ctk cdi generate --output=/etc/cdi/nvidia.yaml"
 
 
+# A finding that may not stop compose runs: shown with the others, but no start fails on it.
+ADVISORY = "possibly: "
+
+
+def blocking(problems: Sequence[str]) -> list[str]:
+    """The findings a compose run certainly fails on (advisory ones left out)."""
+    return [p for p in problems if not p.startswith(ADVISORY)]
+
+
 class Host(Protocol):
     """What the checks may look at; tests pass a fake one."""
 
@@ -136,10 +145,12 @@ def check_info(host: Host, info: Mapping[str, Any], settings: Mapping[str, Any])
         problems.append(f"podman's OCI runtime {name} is not installed: install Debian's "
                         f"package {name}")  # fmt: skip
     if name == "crun" and str(info.get("cgroupVersion", "")) == "v1":
+        # crun runs on many v1 hosts and fails on some (hybrid layouts): say it, do not block.
         problems.append(
-            "podman's OCI runtime crun cannot run containers on this host's cgroups v1 "
-            f'layout: install Debian\'s package runc and set runtime = "runc" in [engine] '
-            f"of {where} (or boot with cgroups v2: systemd.unified_cgroup_hierarchy=1)"
+            f"{ADVISORY}podman's OCI runtime crun may fail on this host's cgroups v1 layout: "
+            f"if containers do not start, install Debian's package runc and set runtime = "
+            f'"runc" in [engine] of {where} (or boot with cgroups v2: '
+            f"systemd.unified_cgroup_hierarchy=1)"
         )
     return problems
 
@@ -192,9 +203,11 @@ class Preflight:
         self.found: tuple[str, ...] = ()
         self._at: float | None = None
         self._running: asyncio.Task[None] | None = None
+        self._generation = 0  # bumped by stale(): a check begun before it does not count
 
     def stale(self) -> None:
         self._at = None
+        self._generation += 1
 
     def _due(self) -> bool:
         return self._at is None or self.clock() - self._at >= self.refresh_s
@@ -216,12 +229,14 @@ class Preflight:
         return self.found
 
     async def _check(self) -> None:
+        generation = self._generation
         try:
             found = tuple(await asyncio.to_thread(self.run))
         except Exception as exc:  # a check's bug must not stop the agent
             log.exception("podman preflight failed")
             found = (f"podman preflight failed: {exc!r}",)
-        self._at = self.clock()
+        if generation == self._generation:  # else a failure since makes it due again
+            self._at = self.clock()
         self._log(found)
 
     def _log(self, found: tuple[str, ...]) -> None:
@@ -260,7 +275,12 @@ class SystemHost:
         except subprocess.TimeoutExpired:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
-            process.communicate()
+            # A descendant in another session may hold the pipes: do not wait for it forever.
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.communicate(timeout=2)
+            for pipe in (process.stdout, process.stderr):
+                if pipe is not None:
+                    pipe.close()
             return 124, "", f"Error: {' '.join(argv[:2])} took more than {self.timeout_s:g} s"
         return process.returncode, out, err
 

@@ -34,6 +34,7 @@ from agent.overrides import (
     write_override,
     write_state,
 )
+from agent.preflight import blocking
 from agent.projects import (
     COMPOSE_FILE,
     OVERRIDE_FILE,
@@ -149,7 +150,8 @@ class ApplyAssignment(TaskKind[AssignSpec, Report]):
         refused = ctx.store.refused_on_disk(name) if containers else ""
         if refused:  # the host's policy may have narrowed since the project started
             return applied(Status.FAILED, refused, Report(fallbacks=fallbacks))
-        if containers and (problems := await ctx.preflight.problems()):  # compose would fail
+        # Compose would fail: say why now.
+        if containers and (problems := blocking(await ctx.preflight.problems())):
             message = f"cannot recreate services of {name}: " + "; ".join(problems)
             return applied(Status.FAILED, message, Report(fallbacks=fallbacks))
         saved = snapshot(project.directory)

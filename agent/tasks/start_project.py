@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from agent import overrides
 from agent.convert import report_to_proto, running_to_proto
+from agent.preflight import blocking
 from agent.projects import Project, ProjectError, check_name
 from agent.tasks.base import TaskKind
 from agent.tasks.context import Running, TaskContext
@@ -64,7 +65,7 @@ class StartProject(TaskKind[StartSpec, Report]):
             and all(c.state == "running" for c in before.containers)
         ):
             return Outcome(Status.OK, f"{name} already runs, nothing restarted", Report(before))
-        if problems := await ctx.preflight.problems():
+        if problems := blocking(await ctx.preflight.problems()):
             # Fail now with the fix, not after a podman traceback.
             return Outcome(Status.FAILED, f"cannot start {name}: " + "; ".join(problems),
                            Report(before))  # fmt: skip
