@@ -183,7 +183,19 @@ def ensure_image(
     run: Run = run_podman, say: Callable[[str], None] = print, spec: ImageSpec = DEMO
 ) -> Built | None:
     """Build the image when it is missing or stale (saying what it builds); None when the
-    one already there is current."""
+    one already there is current. Every failure is DemoUnavailable: one line, no traceback."""
+    try:
+        return _ensure(run, say, spec)
+    except subprocess.TimeoutExpired as exc:
+        raise DemoUnavailable(
+            f"`{' '.join(map(str, exc.cmd))}` took more than {exc.timeout:g} s: is podman hung? "
+            "(`podman info` should answer at once)"
+        ) from None
+    except (subprocess.SubprocessError, OSError) as exc:
+        raise DemoUnavailable(f"cannot build {spec.what} {spec.name}: {exc}") from None
+
+
+def _ensure(run: Run, say: Callable[[str], None], spec: ImageSpec) -> Built | None:
     check_prerequisites()
     image, digest = spec.name, content_hash(BUSYBOX.read_bytes(), spec)
     if current_hash(run, image) == digest:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 
@@ -73,3 +74,21 @@ def test_prerequisites_name_the_debian_package(tmp_path: Path) -> None:
 def test_content_hash_follows_busybox() -> None:
     assert demo_image.content_hash(b"a") == demo_image.content_hash(b"a")
     assert demo_image.content_hash(b"a") != demo_image.content_hash(b"b")
+
+
+def test_a_hung_podman_is_one_line_not_a_traceback() -> None:
+    try:
+        demo_image.check_prerequisites()
+    except demo_image.DemoUnavailable as exc:
+        need(str(exc))
+
+    def hung(argv: list[str]) -> subprocess.CompletedProcess[str]:
+        raise subprocess.TimeoutExpired(["podman", *argv], 300)
+
+    with pytest.raises(demo_image.DemoUnavailable) as caught:
+        demo_image.ensure_image(hung, lambda _: None)
+    assert str(caught.value) == (
+        '`podman image inspect --format {{index .Labels "io.gpufleet.demo.hash"}} '
+        f"{demo_image.IMAGE}` took more than 300 s: is podman hung? "
+        "(`podman info` should answer at once)"
+    )
