@@ -155,3 +155,15 @@ def test_node_text_is_never_markup() -> None:
     assert "stat [/srv/x]: no such file [blink red]boo" in out
     assert "[red]gpu-a" in out and "cfg[/bold]" in out
     assert "\x1b[5m" not in out  # no blink
+
+
+def test_a_stop_recap_title_names_no_configuration_and_long_steps_keep_a_space() -> None:
+    stop = operation()
+    stop.kind, stop.configuration = "stop", ""
+    console = Console(width=120)
+    with console.capture() as captured:
+        console.print(ops_view.recap(convert.operation(stop)))
+    assert captured.get().splitlines()[0].rstrip() == "RECAP stop (op-1)"
+    line = ops_view.event_line(convert.operation_event(
+        event("compose up", "starting alpha", progress=True)))  # fmt: skip
+    assert str(line).endswith("compose up starting alpha"), str(line)
