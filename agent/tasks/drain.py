@@ -10,7 +10,7 @@ from agent.probing import Probe
 from agent.projects import check_name, expand
 from agent.tasks.base import ProjectKind
 from agent.tasks.context import Running, TaskContext
-from agent.tasks.outcome import Outcome, Status
+from agent.tasks.outcome import Outcome, Status, counted
 from gpufleet.v1 import agent_link_pb2 as pb
 
 
@@ -34,7 +34,7 @@ class Drain(ProjectKind[DrainSpec]):
         if check:
             return Outcome(Status.CHANGED, f"would drain {spec.project}")
         probes = [replace(p, url=expand(p.url, ctx.env)) for p in spec.probes]
-        ctx.progress("drain", f"draining {spec.project}: {len(probes)} services to poll")
+        ctx.progress("drain", f"draining {spec.project}: {counted(len(probes), 'service')} to poll")
         outcome = await probing.drain(
             probes, spec.timeout_s, progress=lambda line: ctx.progress("drain", line)
         )

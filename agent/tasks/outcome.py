@@ -36,6 +36,6 @@ class Report:
     removed: tuple[str, ...] = ()
 
 
-def containers(count: int) -> str:
-    """'1 container', '3 containers': how task messages count them."""
-    return f"{count} container{'' if count == 1 else 's'}"
+def counted(count: int, noun: str) -> str:
+    """'1 container', '3 containers': how task messages count things."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"

@@ -17,7 +17,7 @@ from agent.preflight import blocking
 from agent.projects import Project, ProjectError, check_name
 from agent.tasks.base import TaskKind
 from agent.tasks.context import Running, TaskContext
-from agent.tasks.outcome import Outcome, Report, Status, containers
+from agent.tasks.outcome import Outcome, Report, Status, counted
 from gpufleet.v1 import agent_link_pb2 as pb
 
 
@@ -97,7 +97,7 @@ class StartProject(TaskKind[StartSpec, Report]):
             if left:
                 message += "; could not remove " + ", ".join(left)
             return started(Status.FAILED, message, after, found)
-        message = f"started {name}: {containers(len(after.containers))}"
+        message = f"started {name}: {counted(len(after.containers), 'container')}"
         return started(Status.CHANGED, message, after, found)
 
     def fill(self, result: pb.TaskResult, data: Report) -> None:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from agent.projects import check_name
 from agent.tasks.base import ProjectKind
 from agent.tasks.context import Running, TaskContext
-from agent.tasks.outcome import Outcome, Status, containers
+from agent.tasks.outcome import Outcome, Status, counted
 from gpufleet.v1 import agent_link_pb2 as pb
 
 
@@ -33,7 +33,8 @@ class StopProject(ProjectKind[StopSpec]):
         if not project.compose_file.is_file():
             message = f"{name} was not started by this agent: refusing to stop it"
             return Outcome(Status.FAILED, message)
-        ctx.progress("compose down", f"stopping {name} ({containers(len(before.containers))})")
+        count = counted(len(before.containers), "container")
+        ctx.progress("compose down", f"stopping {name} ({count})")
         async with ctx.compose_lock:
             done = await ctx.podman.down(name, project.compose_file)
         ctx.watcher.touched(name)
@@ -41,5 +42,5 @@ class StopProject(ProjectKind[StopSpec]):
         if done.code != 0:
             after = await ctx.running(name)
             return Outcome(Status.FAILED, f"compose down failed: {done.tail()}", after)
-        message = f"stopped {name} ({containers(len(before.containers))})"
+        message = f"stopped {name} ({count})"
         return Outcome(Status.CHANGED, message, Running(name, ""))

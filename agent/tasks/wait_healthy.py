@@ -68,8 +68,8 @@ class WaitHealthy(ProjectKind[HealthSpec]):
         verdict = await wait_healthy(checks, progress=progress, gone=gone)
         if verdict.ok:  # the project was reported by start; the result needs no podman ps
             await ctx.watcher.passed(spec.project, [c.service for c in checks])
-            return Outcome(Status.OK, f"all {len(checks)} services healthy after "
-                                      f"{verdict.waited_s:.1f} s")  # fmt: skip
+            every = "the service" if len(checks) == 1 else f"all {len(checks)} services"
+            return Outcome(Status.OK, f"{every} healthy after {verdict.waited_s:.1f} s")
         current = await ctx.running(spec.project)
         failed = next(c for c in checks if c.service == verdict.service)
         container = next((c for c in current.containers if c.service == verdict.service), None)
