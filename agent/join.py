@@ -22,6 +22,7 @@ from typing import NoReturn, TextIO
 from agent.credentials import AgentTls
 from agent.identity import check_name
 from gpufleet.enroll import EnrollError, join
+from gpufleet.tls import split_address
 
 log = logging.getLogger("agent")
 
@@ -48,10 +49,18 @@ def add_token_options(parser: argparse.ArgumentParser, help_text: str) -> None:
     )  # fmt: skip
 
 
+def given(argv: Sequence[str], option: str) -> bool:
+    return any(arg == option or arg.startswith(f"{option}=") for arg in argv)
+
+
 def read_token(args: argparse.Namespace, environ: Mapping[str, str] = os.environ,
-               stdin: TextIO | None = None) -> str | None:  # fmt: skip
-    """The join token by precedence; one line and exit 2 when a named file is no good."""
-    if args.token_file:
+               stdin: TextIO | None = None, argv: Sequence[str] | None = None
+               ) -> str | None:  # fmt: skip
+    """The join token by precedence; one line and exit 2 when a named file is no good.
+    Flags win over the config file: a --token typed beats a `token_file:` from the file."""
+    argv = sys.argv[1:] if argv is None else argv
+    typed_token = given(argv, "--token") and not given(argv, "--token-file")
+    if args.token_file and not typed_token:
         where = "stdin" if args.token_file == "-" else args.token_file
         try:
             if args.token_file == "-":
@@ -74,20 +83,32 @@ def read_token(args: argparse.Namespace, environ: Mapping[str, str] = os.environ
 
 def resolve_hub(given: str | None, state_dir: Path, environ: Mapping[str, str] = os.environ
                 ) -> str:  # fmt: skip
-    """--hub or `hub:` in the config file, else $GPUFLEET_HUB, else the hub this state dir
-    joined, else localhost:7443."""
+    """--hub or `hub:` in the config file, else the hub this state dir joined (its
+    certificate is that hub's), else $GPUFLEET_HUB, else localhost:7443."""
     if given:
         return given
-    if environ.get(HUB_ENV):
-        return environ[HUB_ENV]
-    return remembered_hub(state_dir) or DEFAULT_HUB
+    return remembered_hub(state_dir) or environ.get(HUB_ENV) or DEFAULT_HUB
 
 
 def remembered_hub(state_dir: Path) -> str | None:
+    """The address `join` kept in STATE_DIR/hub; None (with a warning) for a file that is
+    not one HOST:PORT line."""
+    path = state_dir / HUB_FILE
     try:
-        return (state_dir / HUB_FILE).read_text().strip() or None
-    except OSError:
+        lines = path.read_text().strip().splitlines()
+    except FileNotFoundError:
         return None
+    except (OSError, UnicodeError) as exc:
+        log.warning("ignoring %s: %s", path, getattr(exc, "strerror", None) or exc)
+        return None
+    try:
+        if len(lines) != 1 or any(c.isspace() for c in lines[0]):
+            raise ValueError(f"{path} is not one HOST:PORT line")
+        split_address(lines[0])
+    except ValueError as exc:
+        log.warning("ignoring %s: %s; pass --hub (join writes it again)", path, exc)
+        return None
+    return lines[0]
 
 
 def remember_hub(state_dir: Path, hub: str) -> None:

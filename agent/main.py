@@ -93,7 +93,7 @@ def run_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--hub", metavar="HOST:PORT",
-        help="hub to dial (default $GPUFLEET_HUB, else the hub this state dir joined, else "
+        help="hub to dial (default the hub this state dir joined, else $GPUFLEET_HUB, else "
         "localhost:7443)",
     )  # fmt: skip
     add_enroll_options(parser)

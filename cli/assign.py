@@ -14,6 +14,7 @@ from cli.output import (
     SelectorOption,
     console,
     emit_json,
+    group_json,
     node_names,
     selector,
 )
@@ -164,6 +165,7 @@ def apply(
 @app.callback(invoke_without_command=True)
 def assignments(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """GPU assignments (`hubctl assign` alone shows those in force, as `assign show` does)."""
+    group_json(ctx, as_json)
     if ctx.invoked_subcommand is None:
         show(ctx, "", as_json)
 

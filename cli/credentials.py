@@ -73,7 +73,7 @@ def same_hub(address: str) -> str:
     names (localhost, 127.0.0.1, [::1]) one name, so `localhost:7443` and `127.0.0.1:7443`
     find the same credential. The address hubctl dials stays as given."""
     host, sep, port = address.strip().rpartition(":")
-    if not sep or not port.isdigit():
+    if not sep or not (port.isascii() and port.isdigit()):
         return address
     host = host.strip("[]").lower().rstrip(".")
     return f"127.0.0.1:{int(port)}" if host in LOOPBACK else f"{host}:{int(port)}"

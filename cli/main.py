@@ -92,6 +92,7 @@ def usage_error(exc: Exception) -> str | None:
 
 
 GLOBAL_FLAGS = ("--insecure",)
+LOCAL_ONLY = ("up",)  # commands that take no hub address: nothing is moved for them
 
 
 def hoist(argv: list[str]) -> list[str]:
@@ -100,24 +101,30 @@ def hoist(argv: list[str]) -> list[str]:
     Nothing after `--` moves."""
     front: list[str] = []
     rest: list[str] = []
-    command_seen = False
+    command_at: int | None = None  # where the command word is in `rest`
     i = 0
     while i < len(argv):
         arg = argv[i]
         if arg == "--":
             rest += argv[i:]
             break
+        if command_at is None and not arg.startswith("-") and arg in LOCAL_ONLY:
+            return argv  # `hubctl up` serves a hub: --hub/--insecure mean nothing there
         taken = 2 if arg == "--hub" else 1
         if arg == "--hub" and i + 1 == len(argv):
             raise CliError("--hub needs a value: HOST:PORT, e.g. --hub hub.example:7443", 2)
         if arg == "--hub" or arg.startswith("--hub=") or arg in GLOBAL_FLAGS:
-            (front if command_seen else rest).extend(argv[i : i + taken])
+            (front if command_at is not None else rest).extend(argv[i : i + taken])
             i += taken
             continue
-        command_seen = command_seen or not arg.startswith("-")
+        if command_at is None and not arg.startswith("-"):
+            command_at = len(rest)
         rest.append(arg)
         i += 1
-    return front + rest
+    if command_at is None:
+        return front + rest
+    # Just before the command: given after it, they win over the same options given before.
+    return rest[:command_at] + front + rest[command_at:]
 
 
 def main(argv: list[str] | None = None) -> None:

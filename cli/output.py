@@ -111,3 +111,13 @@ def detached(operation_id: str, as_json: bool) -> None:
     else:
         print(operation_id)
     print(f"operation {operation_id} started: hubctl ops watch {operation_id}", file=sys.stderr)
+
+
+def group_json(ctx: typer.Context, as_json: bool) -> None:
+    """A group's own --json lists (`hubctl tokens --json`); given before a subcommand it would
+    be silently ignored, so it is refused with where it goes."""
+    if as_json and ctx.invoked_subcommand is not None:
+        raise CliError(
+            f"--json goes after the subcommand: {ctx.command_path} "
+            f"{ctx.invoked_subcommand} --json", exit_code=2
+        )  # fmt: skip

@@ -9,7 +9,15 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from cli.output import CliError, JsonOption, console, emit_json, hub_address, plural
+from cli.output import (
+    CliError,
+    JsonOption,
+    console,
+    emit_json,
+    group_json,
+    hub_address,
+    plural,
+)
 
 if TYPE_CHECKING:
     from google.protobuf.message import Message
@@ -131,6 +139,7 @@ def tokens_create(
 @tokens_app.callback(invoke_without_command=True)
 def tokens(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """Join and login tokens (`hubctl tokens` alone lists them, as `tokens list` does)."""
+    group_json(ctx, as_json)
     if ctx.invoked_subcommand is None:
         tokens_list(ctx, as_json)
 
@@ -171,6 +180,7 @@ def nodes_remove(ctx: typer.Context, name: str, as_json: JsonOption = False) -> 
 @credentials_app.callback(invoke_without_command=True)
 def credentials_list(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """Every certificate the hub issued, valid or revoked."""
+    group_json(ctx, as_json)
     if ctx.invoked_subcommand is not None:
         return
     from gpufleet.v1 import trust_pb2 as pb

@@ -101,6 +101,6 @@ TLS_OPTIONS = [("grpc.ssl_target_name_override", SERVER_NAME)]
 def split_address(address: str) -> tuple[str, int]:
     """'host:port' or '[v6]:port' into its parts; ValueError names the problem."""
     host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit() or not host:
+    if not sep or not (port.isascii() and port.isdigit()) or not host:
         raise ValueError(f"{address!r} is not HOST:PORT")
     return host.strip("[]"), int(port)

@@ -97,6 +97,18 @@ def test_hubs_own_options_may_follow_the_command() -> None:
     ]  # fmt: skip
     assert hoist(["--hub", "h:1", "nodes"]) == ["--hub", "h:1", "nodes"]
     assert hoist(["nodes", "--", "--hub", "x"]) == ["nodes", "--", "--hub", "x"]
+    # Given before and after the command, the one after wins (click keeps the last).
+    assert hoist(["--hub", "a:1", "gpus", "--hub", "b:2"]) == [
+        "--hub", "a:1", "--hub", "b:2", "gpus"
+    ]  # fmt: skip
+    assert hoist(["up", "--hub", "h:1"]) == ["up", "--hub", "h:1"]  # up serves, it dials none
+
+
+def test_up_refuses_hub_options_it_would_ignore(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["up", "--hub", "0.0.0.0:1"])
+    assert exited.value.code == 2
+    assert capsys.readouterr().err == "hubctl: No such option: --hub (see `hubctl up --help`)\n"
 
 
 def test_hub_with_no_value_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
@@ -247,3 +259,16 @@ def test_gpus_watch_into_a_pipe_prints_a_table_per_interval(hubctl_config: Path)
     assert tables >= 3, out  # ~10 turns in 3 s; a table after each `# time` line
     assert out.startswith("# ") and out.count("\n# ") + 1 in (tables, tables + 1), out
     assert "\x1b[" not in out and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "command", [["tokens", "list"], ["credentials", "revoke", "user/x"], ["assign", "show"]]
+)
+def test_a_groups_json_before_its_subcommand_is_refused_not_ignored(
+    command: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["--hub", "127.0.0.1:1", command[0], "--json", *command[1:]])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("hubctl: --json goes after the subcommand: ") and err.count("\n") == 1
