@@ -5,7 +5,7 @@ tensor count and metadata count (u64), the metadata (key string, value type u32,
 per tensor its name, dimension count (u32), dimensions (u64 each), ggml type (u32) and offset
 (u64). Strings are a u64 length and UTF-8 bytes. The file is hostile input: each count and
 length is bounded, and no more than `limit` bytes are read; anything else is GgufError, one
-line. Tensor sizes use ggml's block layouts (gguf-py's GGML_QUANT_SIZES).
+line. Tensor sizes use ggml's block layouts (gguf-py's GGML_QUANT_SIZES, as of gguf 0.19).
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ BLOCKS = {0: (1, 4), 1: (1, 2), 2: (32, 18), 3: (32, 20), 6: (32, 22), 7: (32, 2
           14: (256, 210), 15: (256, 292), 16: (256, 66), 17: (256, 74), 18: (256, 98),
           19: (256, 50), 20: (32, 18), 21: (256, 110), 22: (256, 82), 23: (256, 136),
           24: (1, 1), 25: (1, 2), 26: (1, 4), 27: (1, 8), 28: (1, 8), 29: (256, 56),
-          30: (1, 2), 34: (256, 54), 35: (256, 66), 39: (32, 17)}  # fmt: skip
+          30: (1, 2), 34: (256, 54), 35: (256, 66), 39: (32, 17), 40: (64, 36),
+          41: (128, 18)}  # fmt: skip
 
 
 class GgufError(ValueError):
