@@ -105,7 +105,7 @@ class Model:
     drain_metric: str | None = None  # None: nothing to drain on (stopped at once)
     aliases: tuple[str, ...] = ()
     description: str = ""
-    file: str = ""  # the file it was read from (for messages), not part of the definition
+    file: str = field(default="", compare=False)  # where it was read from: not the definition
     digest: str = field(default="", compare=False)  # sha256 of the canonical definition
 
     @property

@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hub.models.load import ModelError, find, load_directory, load_file, parse_models
 from hub.models.schema import GgufSource, HfSource, Model, PathSource, as_dict
@@ -294,3 +296,22 @@ def test_find_by_name_or_alias_and_close_names_for_an_unknown_one() -> None:
         "model 'qwen3-8b-guff' not found; did you mean 'qwen3-8b-gguf' or 'qwen3-8b'? (available: "
         "deepseek-r1-distill-qwen-32b, llama31-8b-instruct, qwen3-8b-gguf, qwen3-coder-30b-fp8)"
     )
+
+
+SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-(10**20), 10**20),
+                    st.floats(allow_nan=True), st.text(max_size=20))  # fmt: skip
+KEYS = st.sampled_from([*BASE, "vllm", "llama_cpp", "source", "hf", "gguf", "path", "repo",
+                        "file", "max_model_len", "backend", "n_ctx", "env", "extra_args",
+                        "apiVersion", "kind", "spec", "metadata", "modelName", "x"])  # fmt: skip
+VALUES = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=4)
+                      | st.dictionaries(KEYS, inner, max_size=5), max_leaves=20)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(KEYS, VALUES, max_size=8))
+def test_any_document_is_a_model_or_problem_lines_never_a_crash(data: dict[str, Any]) -> None:
+    try:
+        parse(data)
+    except ModelError as exc:
+        assert exc.problems and all(line.startswith(str(WHERE)) for line in exc.problems)
+        assert all("\n" not in line for line in exc.problems)
