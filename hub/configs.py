@@ -93,11 +93,11 @@ def check_name(name: str) -> str:
     return name
 
 
-class _TooComplex(Exception):
+class TooComplex(Exception):
     pass
 
 
-class _BoundedLoader(yaml.SafeLoader):
+class BoundedLoader(yaml.SafeLoader):
     """The safe loader, refusing deep nesting while composing (before Python's recursion limit)."""
 
     def __init__(self, stream: str) -> None:
@@ -107,7 +107,7 @@ class _BoundedLoader(yaml.SafeLoader):
     def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
         if self.depth >= MAX_DEPTH:
             mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
-            raise _TooComplex(
+            raise TooComplex(
                 f"nests deeper than {MAX_DEPTH} levels at line {mark.line + 1}: flatten it"
             )
         self.depth += 1
@@ -117,28 +117,28 @@ class _BoundedLoader(yaml.SafeLoader):
             self.depth -= 1
 
 
-def _expanded(node: yaml.Node, sizes: dict[int, int]) -> int:
+def expanded(node: yaml.Node, sizes: dict[int, int]) -> int:
     """Nodes under `node` once aliases are expanded (shared nodes counted once per use)."""
     known = sizes.get(id(node))
     if known is not None:
         return known
     total = 1
     if isinstance(node, yaml.SequenceNode):
-        total += sum(_expanded(child, sizes) for child in node.value)
+        total += sum(expanded(child, sizes) for child in node.value)
     elif isinstance(node, yaml.MappingNode):
-        total += sum(_expanded(k, sizes) + _expanded(v, sizes) for k, v in node.value)
+        total += sum(expanded(k, sizes) + expanded(v, sizes) for k, v in node.value)
     sizes[id(node)] = total = min(total, MAX_NODES + 1)
     return total
 
 
 def _load_yaml(text: str) -> Any:
-    loader = _BoundedLoader(text)
+    loader = BoundedLoader(text)
     try:
         node = loader.get_single_node()
         if node is None:
             return None
-        if _expanded(node, {}) > MAX_NODES:
-            raise _TooComplex(
+        if expanded(node, {}) > MAX_NODES:
+            raise TooComplex(
                 f"expands to more than {MAX_NODES:,} values through its aliases (*name): "
                 "write the values out instead of nesting aliases"
             )
@@ -171,7 +171,7 @@ def parse_configuration(name: str, text: str, path: Path) -> Configuration:
         raise ConfigError(_too_large(path, size))
     try:
         data = _load_yaml(text)
-    except _TooComplex as exc:
+    except TooComplex as exc:
         raise ConfigError(f"{path}: refused: {exc}") from None
     except RecursionError:
         raise ConfigError(f"{path}: refused: nests too deeply: flatten it") from None

@@ -25,9 +25,9 @@ from hub.configs import (
     MAX_NODES,
     MAX_PROBLEMS,
     SUFFIXES,
-    _BoundedLoader,
-    _expanded,
-    _TooComplex,
+    BoundedLoader,
+    TooComplex,
+    expanded,
 )
 from hub.models import chill, fields
 from hub.models.checks import Problems
@@ -56,19 +56,19 @@ class ModelError(ValueError):
 
 
 def _documents(text: str) -> list[Any]:
-    loader = _BoundedLoader(text)
+    loader = BoundedLoader(text)
     found, sizes, total = [], {}, 0  # type: ignore[var-annotated]
     try:
         while loader.check_node():  # type: ignore[no-untyped-call]
             node = loader.get_node()  # type: ignore[no-untyped-call]
             if node is None:
                 continue
-            total += _expanded(node, sizes)
+            total += expanded(node, sizes)
             if total > MAX_NODES:
-                raise _TooComplex(f"expands to more than {MAX_NODES:,} values through its "
+                raise TooComplex(f"expands to more than {MAX_NODES:,} values through its "
                                   "aliases (*name): write the values out instead")  # fmt: skip
             if len(found) >= MAX_MODELS:
-                raise _TooComplex(f"holds more than {MAX_MODELS} documents: split it")
+                raise TooComplex(f"holds more than {MAX_MODELS} documents: split it")
             found.append(loader.construct_document(node))
     finally:
         loader.dispose()
@@ -84,7 +84,7 @@ def _parse(text: str, path: Path) -> list[Any]:
         raise ModelError(_too_large(path, size))
     try:
         return _documents(text)
-    except _TooComplex as exc:
+    except TooComplex as exc:
         raise ModelError(f"{path}: refused: {exc}") from None
     except RecursionError:
         raise ModelError(f"{path}: refused: nests too deeply: flatten it") from None
