@@ -17,7 +17,7 @@ from sqlalchemy.engine import make_url
 
 import gpufleet
 from gpufleet import sdnotify, settings
-from hub.server import DEFAULT_CONFIGS, HubConfig, HubServer, StartError
+from hub.server import DEFAULT_CONFIGS, DEFAULT_MODELS, HubConfig, HubServer, StartError
 
 log = logging.getLogger("hub")
 
@@ -51,6 +51,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--http", metavar="HOST:PORT",
         help="serve Prometheus /metrics and /healthz here (default: off)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--models", type=Path, default=DEFAULT_MODELS, metavar="DIR",
+        help=f"model definitions directory: one YAML file per model (default {DEFAULT_MODELS})",
     )  # fmt: skip
     parser.add_argument(
         "--db", metavar="URL", help="SQLAlchemy URL (default: SQLite file hub.db in the state dir)"
@@ -132,7 +136,7 @@ def main(argv: list[str] | None = None) -> None:
     config = HubConfig(
         args.listen, args.state_dir, args.db, args.heartbeat_interval, args.http, args.configs,
         insecure=args.insecure, enroll_listen=args.enroll_listen,
-        cert_ttl=timedelta(days=args.cert_days),
+        cert_ttl=timedelta(days=args.cert_days), models_dir=args.models,
     )  # fmt: skip
     try:
         asyncio.run(serve(config, args.grace))

@@ -28,6 +28,7 @@ from hub.assign import AssignmentService
 from hub.http import HttpEndpoint
 from hub.link import AgentLinkService, utcnow
 from hub.metrics import Snapshot, StoreCollector, render
+from hub.models.service import ModelsService
 from hub.ops.manager import OperationManager
 from hub.sessions import SessionRegistry, Updates
 from hub.states import NodeState
@@ -46,6 +47,7 @@ log = logging.getLogger(__name__)
 MISSED_HEARTBEATS = 3
 # The repository's configs/ (a source or editable install); packaged hubs pass --configs.
 DEFAULT_CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+DEFAULT_MODELS = DEFAULT_CONFIGS / "models"  # likewise; packaged hubs pass --models
 
 
 DEFAULT_CERT_TTL = timedelta(days=30)
@@ -66,6 +68,7 @@ class HubConfig:
     insecure: bool = False  # plaintext, nobody authenticated: local development only
     enroll_listen: str | None = None  # default: the --listen host, port + 1
     cert_ttl: timedelta = DEFAULT_CERT_TTL
+    models_dir: Path = DEFAULT_MODELS
 
     @property
     def enrollment_address(self) -> str:
@@ -207,6 +210,7 @@ class HubServer:
                 self.registry, self._db, self.manager, self.config.configs_dir,
                 self.config.state_dir, self.work,
             ),
+            "models": ModelsService(self.config.models_dir, self.work),
             "enrollment": EnrollmentService(issuer) if issuer is not None else None,
             "trust": TrustService(
                 self._db, trust_store, self.auth, self.registry, issuer,

@@ -22,6 +22,8 @@ from gpufleet.v1 import (
     assign_pb2_grpc,
     hub_pb2,
     hub_pb2_grpc,
+    models_pb2,
+    models_pb2_grpc,
     trust_pb2,
     trust_pb2_grpc,
 )
@@ -81,6 +83,11 @@ SERVICES: tuple[Service, ...] = (
         assign_pb2_grpc.add_AssignmentsServicer_to_server,  # type: ignore[no-untyped-call]
         {**_same(Role.VIEWER, "Preview", "Show"),
          **_same(Role.OPERATOR, "Set", "Apply", "Rollback")},
+    ),
+    Service(
+        "models", models_pb2.DESCRIPTOR, "Models",
+        models_pb2_grpc.add_ModelsServicer_to_server,  # type: ignore[no-untyped-call]
+        _same(Role.VIEWER, "ListModels", "GetModel", "ValidateModel"),
     ),
     Service(
         "enrollment", trust_pb2.DESCRIPTOR, "Enrollment",

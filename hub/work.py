@@ -220,16 +220,20 @@ class Lane:
 
 
 class Work:
-    """The hub's lanes: configurations (parse and validate) and placement."""
+    """The hub's lanes: configurations (parse and validate), model definitions (read, estimate,
+    validate) and placement. Workers start at a lane's first call."""
 
     def __init__(
         self,
         configs: Lane | None = None,
         placement: Lane | None = None,
+        models: Lane | None = None,
     ) -> None:
         self.configs = configs or Lane("reading configurations", workers=2, waiting=8)
         self.placement = placement or Lane("placement", workers=1, waiting=1)
+        self.models = models or Lane("reading models", workers=2, waiting=8)
 
     def close(self) -> None:
         self.configs.close()
         self.placement.close()
+        self.models.close()

@@ -43,6 +43,8 @@ def test_packages_hold_the_expected_files(built: Built) -> None:
         "/etc/gpufleet/configs",
         "/var/lib/gpufleet-hub",
         "/usr/share/gpufleet/examples/configs/big-chat.yaml",
+        "/etc/gpufleet/models",
+        "/usr/share/gpufleet/examples/models/llama31-8b-instruct.yaml",
     } <= files(built.rpms["gpufleet-hub"])
     assert files(built.rpms["hubctl"]) == {"/usr/bin/hubctl"}
 

@@ -151,6 +151,7 @@ def test_every_documented_key_of_the_shipped_files_is_valid(tmp_path: Path) -> N
     hub = write(tmp_path, uncommented(CONFIGS / "hub.yaml"))
     args = hub_args(["--config", str(hub)])
     assert args.configs == Path("/etc/gpufleet/configs")
+    assert args.models == Path("/etc/gpufleet/models")
     assert args.db == "postgresql+psycopg://gpufleet@db.example/gpufleet"
 
     agent = tmp_path / "agent.yaml"

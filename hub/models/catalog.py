@@ -1,0 +1,149 @@
+"""What the Models service answers, computed where the hub runs CPU work (`hub.work`).
+
+Each function here reads hostile input (model files, GGUF headers) and runs in a worker of the
+hub's models lane, never on its event loop; what it returns is plain picklable values, turned
+into protobuf by `hub.models.convert`. `listing` is every model of the directory with its VRAM
+estimate, `detail` one model with the engine command a default deployment (one GPU, port 8000)
+gets, `validation` a file's every problem, or its models in both YAML forms.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shlex
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from hub.models import chill, estimate, gguf, llamacpp, load, vllm
+from hub.models.load import ModelError
+from hub.models.schema import Deployment, Model, PathSource, Source, as_dict
+
+DEFAULT_DEPLOYMENT = Deployment(gpus=(0,), port=8000)
+
+
+class NotFound(ModelError):
+    """No model has that name or alias (the line lists close names)."""
+
+
+class SafeSizes(estimate.DiskSizes):
+    """The hub's own disk: a GGUF header only from a regular file (a FIFO or a device named
+    by a model would block the read or never end), cached by the file's identity."""
+
+    def gguf_header(self, source: Source) -> gguf.Header | None:
+        if not isinstance(source, PathSource) or not source.is_gguf:
+            return None
+        try:
+            info = os.stat(source.path)
+        except OSError:
+            return None
+        if not stat.S_ISREG(info.st_mode):
+            return None
+        return _header(source.path, info.st_ino, info.st_size, info.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=32)
+def _header(path: str, inode: int, size: int, mtime_ns: int) -> gguf.Header | None:
+    """A file's header, read once per version of the file (workers live as long as the hub)."""
+    del inode, size, mtime_ns  # the cache key: a changed file is read again
+    try:
+        with Path(path).open("rb") as file:
+            return gguf.read_header(file)
+    except OSError:
+        return None
+
+
+SIZES = SafeSizes()
+
+
+@dataclass(frozen=True)
+class Entry:
+    model: Model
+    estimate: estimate.Estimate  # per GPU, for one GPU
+
+
+@dataclass(frozen=True)
+class Detail:
+    entry: Entry
+    yaml: str  # the definition in our YAML form
+    deployment: str  # what the command is generated for, in words
+    argv: tuple[str, ...]  # empty when `command_error` says why there is none
+    env: tuple[tuple[str, str], ...]
+    command_error: str = ""
+
+    @property
+    def command(self) -> str:
+        return shlex.join(self.argv) if self.argv else ""
+
+
+@dataclass(frozen=True)
+class Checked:
+    entry: Entry
+    yaml: str
+    vllm_model_yaml: str  # "" when the model cannot be a VLLMModel
+    vllm_model_error: str  # why not, one line
+
+
+def dump(data: object) -> str:
+    """YAML as people write it: keys in the definition's order, block style."""
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, default_flow_style=False,
+                          width=100)  # fmt: skip
+
+
+def entry(model: Model) -> Entry:
+    return Entry(model, estimate.estimate(model, SIZES, 1))
+
+
+def listing(directory: Path) -> tuple[list[Entry], list[str]]:
+    """Every model of the directory by name, and one line per file that did not load."""
+    models, errors = load.load_directory(directory)
+    return [entry(models[name]) for name in sorted(models)], [str(e) for e in errors]
+
+
+def describe(deployment: Deployment) -> str:
+    """'GPU 0, port 8000', 'GPUs 0,1, port 8000', or 'default GPUs' when none are named."""
+    gpus = ",".join(str(gpu) for gpu in deployment.gpus)
+    where = f"GPU{'s' if len(deployment.gpus) > 1 else ''} {gpus}" if gpus else "default GPUs"
+    return where + (f", port {deployment.port}" if deployment.port is not None else "")
+
+
+def command(model: Model, deployment: Deployment) -> tuple[list[str], dict[str, str]]:
+    """The engine's whole argv and its environment additions (ValueError when there is none)."""
+    if model.engine == "vllm":
+        return [*vllm.ENTRYPOINT, *vllm.args(model, deployment)], vllm.env(model)
+    return llamacpp.args(model, deployment), llamacpp.env(model, deployment)
+
+
+def detail(directory: Path, name: str, deployment: Deployment = DEFAULT_DEPLOYMENT) -> Detail:
+    """One model by name or alias (NotFound naming close ones), with its engine command."""
+    models, _ = load.load_directory(directory)
+    try:
+        model = load.find(models, name)
+    except ModelError as exc:
+        raise NotFound(str(exc)) from None
+    try:
+        argv, env = command(model, deployment)
+    except ValueError as exc:
+        return Detail(entry(model), dump(as_dict(model)), describe(deployment), (), (), str(exc))
+    return Detail(entry(model), dump(as_dict(model)), describe(deployment), tuple(argv),
+                  tuple(sorted(env.items())))  # fmt: skip
+
+
+def checked(model: Model) -> Checked:
+    try:
+        exported, error = dump(chill.export(model)), ""
+    except ValueError as exc:
+        exported, error = "", str(exc)
+    return Checked(entry(model), dump(as_dict(model)), exported, error)
+
+
+def validation(filename: str, content: str) -> tuple[list[str], list[Checked]]:
+    """A file's every problem (one line each), or its models in both YAML forms."""
+    try:
+        models = load.parse_models(content, Path(filename))
+    except ModelError as exc:
+        return list(exc.problems), []
+    return [], [checked(model) for model in models]

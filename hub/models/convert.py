@@ -1,0 +1,58 @@
+"""The Models service's protobuf: the one place `hub.models` values become messages."""
+
+from __future__ import annotations
+
+from gpufleet.v1 import models_pb2
+from hub.models.catalog import Checked, Detail, Entry
+from hub.models.schema import DEFAULT_N_CTX, Model
+
+
+def max_context(model: Model) -> int | None:
+    """Tokens the server takes; None: the model's own (trained) length."""
+    if model.vllm is not None:
+        return model.vllm.max_model_len
+    if model.llama_cpp is not None:
+        n_ctx = model.llama_cpp.n_ctx
+        return DEFAULT_N_CTX if n_ctx is None else (n_ctx or None)  # 0: the trained length
+    return None
+
+
+def info(entry: Entry) -> models_pb2.ModelInfo:
+    model = entry.model
+    message = models_pb2.ModelInfo(
+        name=model.name, aliases=list(model.aliases), engine=model.engine,
+        source=model.source.describe(), served_model_name=model.served_model_name,
+        vram=models_pb2.VramEstimate(basis=entry.estimate.basis),
+        description=model.description, digest=model.digest, file=model.file,
+    )  # fmt: skip
+    context = max_context(model)
+    if context is not None:
+        message.max_context = context
+    if entry.estimate.vram_gb is not None:
+        message.vram.gb = entry.estimate.vram_gb
+    return message
+
+
+def listing(entries: list[Entry], errors: list[str]) -> models_pb2.ListModelsResponse:
+    return models_pb2.ListModelsResponse(models=[info(e) for e in entries], errors=errors)
+
+
+def detail(found: Detail) -> models_pb2.GetModelResponse:
+    return models_pb2.GetModelResponse(
+        model=info(found.entry), yaml=found.yaml, deployment=found.deployment,
+        command=found.command, argv=list(found.argv), env=dict(found.env),
+        command_error=found.command_error,
+    )  # fmt: skip
+
+
+def validation(problems: list[str], models: list[Checked]) -> models_pb2.ValidateModelResponse:
+    return models_pb2.ValidateModelResponse(
+        valid=not problems,
+        problems=problems,
+        models=[
+            models_pb2.ValidatedModel(model=info(c.entry), yaml=c.yaml,
+                                      vllm_model_yaml=c.vllm_model_yaml,
+                                      vllm_model_error=c.vllm_model_error)
+            for c in models
+        ],
+    )  # fmt: skip

@@ -1,0 +1,79 @@
+"""The Models service: the hub's model definitions, read only.
+
+Every call reads the models directory (or the file sent) afresh, so an edited file counts at
+the next call, in a worker of the hub's models lane (`hub.work`): a hostile file costs a worker
+at most MODELS_LIMIT_S, never the event loop. A file that does not load is one line of the
+listing; the other models are still listed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import grpc
+
+from gpufleet.v1 import models_pb2, models_pb2_grpc
+from hub.models import catalog, convert
+from hub.models.load import ModelError
+from hub.work import Busy, Overrun, Work, WorkerDied
+
+Context = grpc.aio.ServicerContext[Any, Any]
+T = TypeVar("T")
+MODELS_LIMIT_S = 30.0  # reading every model file of the directory, or one file to validate
+MAX_NAME = 253  # a model's name is a DNS label; an alias no longer than a host name
+MAX_FILENAME = 255
+
+
+class ModelsService(models_pb2_grpc.ModelsServicer):  # type: ignore[misc]
+    def __init__(self, models_dir: Path, work: Work) -> None:
+        self.models_dir = models_dir
+        self.work = work
+
+    async def _read(self, context: Context, fn: Callable[..., T], *args: Any) -> T:
+        """fn(*args) in a worker; a missing directory is FAILED_PRECONDITION, one line."""
+        try:
+            hint = "make the model files smaller"
+            return await self.work.models.run(fn, *args, limit_s=MODELS_LIMIT_S, hint=hint)
+        except (Busy, Overrun, WorkerDied) as exc:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
+            raise
+        except catalog.NotFound as exc:
+            await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
+            raise
+        except ModelError as exc:  # the directory itself: missing, unreadable
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+            raise
+
+    async def ListModels(
+        self, request: models_pb2.ListModelsRequest, context: Context
+    ) -> models_pb2.ListModelsResponse:
+        entries, errors = await self._read(context, catalog.listing, self.models_dir)
+        return convert.listing(entries, errors)
+
+    async def GetModel(
+        self, request: models_pb2.GetModelRequest, context: Context
+    ) -> models_pb2.GetModelResponse:
+        name = request.name
+        if not name or len(name) > MAX_NAME or not name.isprintable():
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"model name {name[:64]!r} is not one: give a model's name or alias "
+                "(`hubctl models` lists them)",
+            )
+        found = await self._read(context, catalog.detail, self.models_dir, name)
+        return convert.detail(found)
+
+    async def ValidateModel(
+        self, request: models_pb2.ValidateModelRequest, context: Context
+    ) -> models_pb2.ValidateModelResponse:
+        filename = request.filename or "model.yaml"
+        if len(filename) > MAX_FILENAME or not filename.isprintable():
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"file name {filename[:64]!r} is not usable: give at most {MAX_FILENAME} "
+                "printable characters (rename the file)",
+            )
+        problems, models = await self._read(context, catalog.validation, filename, request.content)
+        return convert.validation(problems, models)
