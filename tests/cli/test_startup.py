@@ -55,6 +55,13 @@ def test_help_loads_no_grpc_rich_or_stubs() -> None:
     assert absent(modules, *NEVER, "grpc", "rich", "yaml", "gpufleet.v1") == []
 
 
+def test_a_groups_help_loads_none_of_them_either() -> None:
+    done, modules = loaded("models", "--help")
+    assert done.returncode == 0 and "convert" in done.stdout
+    # (yaml is hubctl's config file, read for the default hub as for every group)
+    assert absent(modules, *NEVER, "grpc", "rich", "gpufleet.v1", "cli.models_view") == []
+
+
 @pytest.mark.parametrize("argv", [["nodes"], ["nodes", "--json"], ["gpus"]])
 def test_listings_load_only_the_hub_stubs(hub: str, argv: list[str]) -> None:
     done, modules = loaded(*argv)
