@@ -88,6 +88,14 @@ AGAINST_A_HUB = [
     (["configs", "validate", "{files}/latin1.yaml"], "latin1.yaml: not UTF-8"),
     (["configs", "validate", "{files}/a-directory"], "cannot read"),
     (["configs", "validate", "{files}/missing.yaml"], "cannot read"),
+    (["models", "show", ""], "model name '' is not one"),
+    (["models", "show", "m" * 5000], "is not one: give a model's name or alias"),
+    (["models", "show", "nope"], "model 'nope' not found"),
+    (["models", "--json", "show", "nope"], "--json goes after the subcommand"),
+    (["models", "validate", "{files}/latin1.yaml"], "latin1.yaml: not UTF-8"),
+    (["models", "validate", "{files}/a-directory"], "cannot read"),
+    (["models", "convert", "{files}/missing.yaml"], "cannot read"),
+    (["models", "convert", "{files}/latin1.yaml", "--to", "k8s"], "--to 'k8s' is not a format"),
 ]
 
 
