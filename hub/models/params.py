@@ -24,7 +24,7 @@ INFRA_KEYS = ("gpu_count", "gpus", "tensor_parallel_size", "pipeline_parallel_si
               "data_parallel_size", "cpu_offload_gb")  # fmt: skip
 INFRA = (
     "is an infrastructure parameter, not the model's: give it where the model is deployed "
-    "(the node and GPUs it runs on, e.g. hubctl models switch NAME --node N --gpus 0,1)"
+    "(the node and GPUs it runs on), not in the model file"
 )
 GPU_ENV = ("CUDA_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES",
            "GGML_VK_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES")  # fmt: skip

@@ -77,8 +77,7 @@ def test_problems_name_the_spec_fields() -> None:
     with pytest.raises(ModelError) as caught:
         read(doc)
     infra = ("is an infrastructure parameter, not the model's: give it where the model is "
-             "deployed (the node and GPUs it runs on, e.g. hubctl models switch NAME --node N "
-             "--gpus 0,1)")  # fmt: skip
+             "deployed (the node and GPUs it runs on), not in the model file")  # fmt: skip
     assert caught.value.problems == (
         f"{WHERE}: spec.gpuCount: {infra}",
         f"{WHERE}: spec.cpuOffloadGB: {infra}",

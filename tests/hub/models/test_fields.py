@@ -164,7 +164,7 @@ def test_each_bad_field_is_one_line_naming_file_field_and_fix(data: Any, line: s
 
 INFRA = (
     "is an infrastructure parameter, not the model's: give it where the model is deployed (the "
-    "node and GPUs it runs on, e.g. hubctl models switch NAME --node N --gpus 0,1)"
+    "node and GPUs it runs on), not in the model file"
 )
 
 
