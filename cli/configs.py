@@ -63,6 +63,9 @@ def _checked(client: HubClient, file: Path, alone: bool) -> dict[str, Any]:
         "valid": reply.valid,
         "configuration": reply.configuration.name if reply.valid else None,
         "services": [s.name for s in reply.configuration.services] if reply.valid else [],
+        "models": {s.name: s.model_ref for s in reply.configuration.services if s.model_ref}
+        if reply.valid
+        else {},
         "problems": problems,
         "warnings": list(reply.warnings),
         "exit_code": 0 if reply.valid else 1,
@@ -95,7 +98,10 @@ def validate(
     else:
         for f in found:
             if f["valid"]:
-                services = ", ".join(f["services"])
+                services = ", ".join(
+                    f"{s} (model {f['models'][s]})" if s in f["models"] else s
+                    for s in f["services"]
+                )
                 console().print(
                     Text(f"{f['file']}: valid configuration {f['configuration']} ({services})")
                 )

@@ -107,7 +107,8 @@ def configuration(message: hub_pb2.Configuration) -> dict[str, Any]:
         "services": [
             {"name": s.name, "vram_gb": s.vram_gb, "gpu_count": s.gpu_count,
              "latency_class": s.latency_class, "model": s.model or None,
-             "health_url": s.health_url, "drains": s.drains}
+             "health_url": s.health_url, "drains": s.drains,
+             "model_ref": s.model_ref or None}
             for s in message.services
         ],
     }  # fmt: skip

@@ -166,7 +166,9 @@ def configs_table(configs: list[dict[str, Any]]) -> Table:
         table.add_column(column)
     for config in configs:
         services = ", ".join(
-            f"{s['name']} ({s['vram_gb']:g} GB x{s['gpu_count']})" for s in config["services"]
+            f"{s['name']} ({s['vram_gb']:g} GB x{s['gpu_count']}"
+            + (f", model {s['model_ref']})" if s.get("model_ref") else ")")
+            for s in config["services"]
         )
         table.add_row(config["name"], config["use_case"], services, config["description"])
     return table

@@ -33,8 +33,10 @@ class HubService(OperationsApi, hub_pb2_grpc.HubServicer):  # type: ignore[misc]
         manager: OperationManager,
         configs_dir: Path,
         work: Work,
+        models_dir: Path | None = None,
     ) -> None:
         self.work = work
+        self.models_dir = models_dir
         self.registry = registry
         self.db = db
         self.store = store

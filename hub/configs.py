@@ -13,7 +13,8 @@ so the file stays a valid compose file and the single source of truth:
           latency_class: normal   # critical | normal | background
           isolation: false        # wants a GPU of its own
           vram_budget: {min_gb: 3.5}            # optional: the service can shrink to this
-          model: org/model                      # optional model reference
+          model: org/model                      # optional, informative: the model served
+          model_ref: llama31-8b-instruct        # or: a model definition (hub.configs_models)
           health: {url: ..., expect_status: 200, timeout: 300, interval: 5}
           drain: {url: ..., metric: vllm:num_requests_running, timeout: 120}   # or none
 
@@ -35,7 +36,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -44,6 +45,11 @@ from hub.configs_fields import LATENCY_CLASSES as LATENCY_CLASSES
 from hub.configs_fields import DrainProbe as DrainProbe
 from hub.configs_fields import Problems, read
 from hub.configs_fields import ServiceSpec as ServiceSpec
+from hub.configs_models import digest as models_digest
+from hub.configs_models import generated
+
+if TYPE_CHECKING:
+    from hub.models.schema import Model
 
 MAX_BYTES = 256 * 1024  # a compose file is a few KiB; pure-Python YAML parses ~170 KiB/s
 MAX_DEPTH = 32  # nesting of mappings and lists (compose files need fewer than 10)
@@ -60,8 +66,9 @@ class Configuration:
     description: str
     use_case: str
     services: tuple[ServiceSpec, ...]
-    text: str  # the file's exact content, sent to agents as the compose file
-    digest: str  # sha256 hex of text: tells whether a running project is this configuration
+    text: str  # the compose file sent to agents: the file's exact content, or generated from
+    # it and the models its services reference (hub.configs_models)
+    digest: str  # sha256 hex of the file and its models: is a running project this one?
 
 
 class ConfigError(ValueError):
@@ -155,9 +162,11 @@ def _too_large(path: Path, size: int | None = None) -> str:
     )
 
 
-def parse_configuration(name: str, text: str, path: Path) -> Configuration:
+def parse_configuration(name: str, text: str, path: Path,
+                        models: dict[str, Model] | None = None) -> Configuration:  # fmt: skip
     """The configuration, or ConfigError with every problem of the file (a file refused as
-    hostile input, or that is not YAML, has that one line only)."""
+    hostile input, or that is not YAML, has that one line only). `models`: the definitions a
+    service's model_ref may name (None: no models directory)."""
     problems = Problems()
     try:
         check_name(name)
@@ -181,19 +190,37 @@ def parse_configuration(name: str, text: str, path: Path) -> Configuration:
         raise ConfigError(f"{path}: invalid YAML{at}: {exc.problem or exc.context}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: invalid YAML: {exc}") from None
-    found = read(problems, name, data)
+    found = read(problems, name, data, models)
     if found is None or problems.lines:
         lines = [f"{path}: {line}" for line in problems.lines[:MAX_PROBLEMS]]
         if len(problems) > MAX_PROBLEMS:
             more = len(problems) - MAX_PROBLEMS
             lines.append(f"{path}: {more} more problems not shown: fix the ones above first")
         raise ConfigError(*lines)
-    description, use_case, services = found
-    digest = hashlib.sha256(text.encode()).hexdigest()
-    return Configuration(name, path, description, use_case, services, text, digest)
+    if not found.refs:
+        digest = hashlib.sha256(text.encode()).hexdigest()
+        return Configuration(name, path, found.description, found.use_case, found.services,
+                             text, digest)  # fmt: skip
+    sent = generated(name, data, found.refs, found.meta)
+    return Configuration(name, path, found.description, found.use_case, found.services, sent,
+                         models_digest(text, found.refs))  # fmt: skip
 
 
-def load_configuration(path: Path) -> Configuration:
+def load_models(directory: Path | None) -> dict[str, Model] | None:
+    """The models directory's valid models (None without one); a bad model file only makes
+    the configurations referencing its models fail, with `model ... not found`."""
+    from hub.models.load import ModelError  # hub.models.load imports this module
+    from hub.models.load import load_directory as load_model_directory
+
+    if directory is None:
+        return None
+    try:
+        return load_model_directory(directory)[0]
+    except ModelError:
+        return None
+
+
+def load_configuration(path: Path, models: dict[str, Model] | None = None) -> Configuration:
     try:
         with path.open("rb") as file:
             raw = file.read(MAX_BYTES + 1)  # never more than the limit into memory
@@ -205,11 +232,14 @@ def load_configuration(path: Path) -> Configuration:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 (byte {exc.start}); save it as UTF-8") from None
-    return parse_configuration(path.stem, text, path)
+    return parse_configuration(path.stem, text, path, models)
 
 
-def load_directory(directory: Path) -> tuple[dict[str, Configuration], list[ConfigError]]:
-    """Every valid configuration by name, plus one error per invalid file (both by name)."""
+def load_directory(
+    directory: Path, models_dir: Path | None = None
+) -> tuple[dict[str, Configuration], list[ConfigError]]:
+    """Every valid configuration by name, plus one error per invalid file (both by name);
+    model references resolve against `models_dir`, read in the same call."""
     if not directory.is_dir():
         raise ConfigError(f"{directory}: no such configurations directory; pass --configs DIR")
     try:
@@ -220,6 +250,7 @@ def load_directory(directory: Path) -> tuple[dict[str, Configuration], list[Conf
         files = [p for p in files if p.is_file()]
     except OSError as exc:
         raise ConfigError(f"{directory}: cannot list: {exc.strerror or exc}") from None
+    models = load_models(models_dir)
     configs: dict[str, Configuration] = {}
     errors: list[ConfigError] = []
     seen: dict[str, Path] = {}
@@ -230,7 +261,7 @@ def load_directory(directory: Path) -> tuple[dict[str, Configuration], list[Conf
             continue
         seen[path.stem] = path
         try:
-            configs[path.stem] = load_configuration(path)
+            configs[path.stem] = load_configuration(path, models)
         except ConfigError as exc:  # one line per file: the first problem, and how many more
             errors.append(ConfigError(exc.summary(path)))
         except (MemoryError, RecursionError, ValueError, TypeError) as exc:  # contained: one line

@@ -15,20 +15,22 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from gpufleet.health import HEALTH_KEYS, HINTS, HealthCheck, Invalid, show, string, url, whole
 from gpufleet.health import health as shared_health
 from gpufleet.health import number as _number
+from hub import configs_models
+from hub.models.schema import Model
 
 T = TypeVar("T")
 LATENCY_CLASSES = ("critical", "normal", "background")
 METRIC = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 TOP_KEYS = ("description", "use_case", "services")
 SERVICE_KEYS = ("vram_gb", "gpu_count", "latency_class", "isolation", "vram_budget", "model",
-                "health", "drain")  # fmt: skip
+                "model_ref", "health", "drain")  # fmt: skip
 DRAIN_KEYS = ("url", "metric", "timeout")
 BUDGET_KEYS = ("min_gb",)
 
@@ -51,6 +53,7 @@ class ServiceSpec:
     vram_budget_min_gb: float | None = None
     model: str = ""
     drain: DrainProbe | None = None
+    model_ref: str = ""  # the model definition the service's command is generated from
 
 
 class Problems:
@@ -149,7 +152,8 @@ def service(p: Problems, name: str, value: Any) -> ServiceSpec | None:
     """One service's x-gpufleet metadata; None when it has a problem (recorded)."""
     where = f"x-gpufleet.services.{name}"
     before = len(p)
-    m = fields(p, where, value, SERVICE_KEYS, ("vram_gb", "health"))
+    referenced = isinstance(value, dict) and "model_ref" in value  # the model gives defaults
+    m = fields(p, where, value, SERVICE_KEYS, () if referenced else ("vram_gb", "health"))
     if m is None:
         return None
     gpu_count = p.take(whole, f"{where}.gpu_count", m.get("gpu_count", 1), 0)
@@ -176,7 +180,7 @@ def service(p: Problems, name: str, value: Any) -> ServiceSpec | None:
     return ServiceSpec(
         name=name, vram_gb=vram_gb, health=check, gpu_count=gpu_count or 0,
         latency_class=latency, isolation=isolation, vram_budget_min_gb=min_gb,
-        model=model or "", drain=drain,
+        model=model or "", drain=drain, model_ref=m.get("model_ref", ""),
     )  # fmt: skip
 
 
@@ -217,8 +221,46 @@ def _cross_check(p: Problems, services: dict[Any, Any], meta: dict[Any, Any]) ->
             p.add(f"services.{key}", problem)
 
 
-def read(p: Problems, name: str, data: Any) -> tuple[str, str, tuple[ServiceSpec, ...]] | None:
-    """(description, use case, services in compose order); None when there is a problem."""
+@dataclass(frozen=True)
+class Found:
+    description: str
+    use_case: str
+    services: tuple[ServiceSpec, ...]  # in compose order
+    refs: dict[str, tuple[configs_models.Reference, int]]  # service -> (its model, GPU count)
+    meta: dict[str, Any]  # x-gpufleet.services with the models' defaults filled in
+
+
+def _referenced(
+    p: Problems, services: dict[Any, Any] | None, meta: dict[Any, Any],
+    models: Mapping[str, Model] | None,
+) -> dict[str, configs_models.Reference]:  # fmt: skip
+    """Each service's model reference, its metadata's defaults filled in from the model."""
+    refs = {}
+    for key, value in meta.items():
+        if not isinstance(value, dict) or "model_ref" not in value:
+            continue
+        if "model" in value:
+            p.add(f"x-gpufleet.services.{key}.model", "give model or model_ref, not both "
+                  "(the model definition names its source): remove model")  # fmt: skip
+            continue
+        lines: list[str] = []
+        compose = (services or {}).get(key)
+        ref = configs_models.reference(lines, str(key), value["model_ref"], compose, models)
+        p.lines.extend(lines)
+        if ref is None:
+            continue
+        gpus = value.get("gpu_count", 1)
+        meta[key], problem = configs_models.defaults(value, ref, gpus if type(gpus) is int else 1)
+        if problem:
+            p.add(f"x-gpufleet.services.{key}.{problem.partition(': ')[0]}",
+                  problem.partition(": ")[2])  # fmt: skip
+        refs[str(key)] = ref
+    return refs
+
+
+def read(p: Problems, name: str, data: Any,
+         models: Mapping[str, Model] | None = None) -> Found | None:  # fmt: skip
+    """The configuration's fields; None when there is a problem."""
     if not isinstance(data, dict):
         p.add("", f"must be a compose file (a mapping with services:), got {show(data)}")
         return None
@@ -240,14 +282,17 @@ def read(p: Problems, name: str, data: Any) -> tuple[str, str, tuple[ServiceSpec
         use_case = p.take(string, "x-gpufleet.use_case", top["use_case"])
     if "services" not in top:
         return None
-    meta = top["services"]
-    if not isinstance(meta, dict):
-        p.add("x-gpufleet.services", f"must be {HINTS['services']}, got {show(meta)}")
+    if not isinstance(top["services"], dict):
+        p.add("x-gpufleet.services", f"must be {HINTS['services']}, got {show(top['services'])}")
         return None
+    meta = dict(top["services"])
     if services is not None:
         _cross_check(p, services, meta)
+    refs = _referenced(p, services, meta, models)
     specs = {key: service(p, key, value) for key, value in meta.items()}
     if len(p) > before or services is None or description is None or use_case is None:
         return None
     found = tuple(specs[key] for key in services)
-    return description, use_case, tuple(spec for spec in found if spec is not None)
+    gpus = {spec.name: spec.gpu_count for spec in found if spec is not None}
+    return Found(description, use_case, tuple(spec for spec in found if spec is not None),
+                 {key: (ref, gpus[key]) for key, ref in refs.items()}, meta)  # fmt: skip

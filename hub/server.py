@@ -204,11 +204,11 @@ class HubServer:
             "link": link,
             "hub": HubService(
                 self.registry, self._db, store, ops, self.manager, self.config.configs_dir,
-                self.work,
+                self.work, models_dir=self.config.models_dir,
             ),
             "assign": AssignmentService(
                 self.registry, self._db, self.manager, self.config.configs_dir,
-                self.config.state_dir, self.work,
+                self.config.state_dir, self.work, models_dir=self.config.models_dir,
             ),
             "models": ModelsService(self.config.models_dir, self.work),
             "enrollment": EnrollmentService(issuer) if issuer is not None else None,

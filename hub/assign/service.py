@@ -55,8 +55,10 @@ class AssignmentService(assign_pb2_grpc.AssignmentsServicer):  # type: ignore[mi
         state_dir: Path,
         work: Work,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        models_dir: Path | None = None,
     ) -> None:
         self.work = work
+        self.models_dir = models_dir
         self.registry = registry
         self.db = db
         self.manager = manager
@@ -82,7 +84,7 @@ class AssignmentService(assign_pb2_grpc.AssignmentsServicer):  # type: ignore[mi
     async def _configs(self) -> dict[str, Configuration]:
         try:
             found, _ = await self._in(
-                self.work.configs, load_directory, self.configs_dir,
+                self.work.configs, load_directory, self.configs_dir, self.models_dir,
                 limit_s=CONFIGS_LIMIT_S, hint="make the configuration files smaller",
             )  # fmt: skip
         except ConfigError as exc:

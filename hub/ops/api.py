@@ -12,7 +12,13 @@ import yaml
 from gpufleet import policy
 from gpufleet.v1 import hub_pb2
 from hub import convert, limits
-from hub.configs import ConfigError, Configuration, load_directory, parse_configuration
+from hub.configs import (
+    ConfigError,
+    Configuration,
+    load_directory,
+    load_models,
+    parse_configuration,
+)
 from hub.ops.kind import Request
 from hub.ops.kinds import DrainKind, StopKind, StoredCapacity, SwitchKind
 from hub.ops.manager import OperationError, OperationManager
@@ -39,7 +45,7 @@ def configuration_to_proto(config: Configuration) -> hub_pb2.Configuration:
         services=[hub_pb2.ServiceInfo(
             name=s.name, vram_gb=s.vram_gb, gpu_count=s.gpu_count,
             latency_class=s.latency_class, model=s.model, health_url=s.health.url,
-            drains=s.drain is not None,
+            drains=s.drain is not None, model_ref=s.model_ref,
         ) for s in config.services],
     )  # fmt: skip
 
@@ -78,12 +84,15 @@ def unknown_operation(operation_id: str) -> str:
     return f"no operation {operation_id!r}: `hubctl ops` lists them"
 
 
-def validated(name: str, text: str, path: Path) -> tuple[Configuration, list[str]]:
-    """A configuration and what an agent's default compose policy would refuse in it (in the
-    configurations worker: the file is parsed again, already known to be within bounds)."""
-    config = parse_configuration(name, text, path)
+def validated(
+    name: str, text: str, path: Path, models_dir: Path | None = None
+) -> tuple[Configuration, list[str]]:
+    """A configuration (its model references resolved against `models_dir`) and what an
+    agent's default compose policy would refuse in the compose text it sends (in the
+    configurations worker: that text is parsed again, already known to be within bounds)."""
+    config = parse_configuration(name, text, path, load_models(models_dir))
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: a fraction of the parse
-    return config, policy.warnings(yaml.load(text, Loader=loader))
+    return config, policy.warnings(yaml.load(config.text, Loader=loader))
 
 
 class OperationsApi:
@@ -92,6 +101,7 @@ class OperationsApi:
     ops: OperationStore
     manager: OperationManager
     configs_dir: Path
+    models_dir: Path | None
     work: Work
 
     async def _read_configs(self, context: Context, fn: Callable[..., T], *args: Any) -> T:
@@ -107,7 +117,9 @@ class OperationsApi:
         self, request: hub_pb2.ListConfigurationsRequest, context: Context
     ) -> hub_pb2.ListConfigurationsResponse:
         try:
-            found, errors = await self._read_configs(context, load_directory, self.configs_dir)
+            found, errors = await self._read_configs(
+                context, load_directory, self.configs_dir, self.models_dir
+            )
         except ConfigError as exc:
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
             raise
@@ -126,7 +138,7 @@ class OperationsApi:
         path = Path(request.filename or "configuration.yaml")
         try:
             config, warnings = await self._read_configs(
-                context, validated, path.stem, request.content, path
+                context, validated, path.stem, request.content, path, self.models_dir
             )
         except ConfigError as exc:
             return hub_pb2.ValidateConfigurationResponse(valid=False, error=str(exc))
@@ -168,7 +180,9 @@ class OperationsApi:
 
     async def _load(self, context: Context) -> dict[str, Configuration]:
         try:
-            found, _ = await self._read_configs(context, load_directory, self.configs_dir)
+            found, _ = await self._read_configs(
+                context, load_directory, self.configs_dir, self.models_dir
+            )
         except ConfigError as exc:
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
             raise

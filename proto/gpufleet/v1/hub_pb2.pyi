@@ -11,7 +11,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class ServiceInfo(_message.Message):
-    __slots__ = ("name", "vram_gb", "gpu_count", "latency_class", "model", "health_url", "drains")
+    __slots__ = ("name", "vram_gb", "gpu_count", "latency_class", "model", "health_url", "drains", "model_ref")
     NAME_FIELD_NUMBER: _ClassVar[int]
     VRAM_GB_FIELD_NUMBER: _ClassVar[int]
     GPU_COUNT_FIELD_NUMBER: _ClassVar[int]
@@ -19,6 +19,7 @@ class ServiceInfo(_message.Message):
     MODEL_FIELD_NUMBER: _ClassVar[int]
     HEALTH_URL_FIELD_NUMBER: _ClassVar[int]
     DRAINS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_REF_FIELD_NUMBER: _ClassVar[int]
     name: str
     vram_gb: float
     gpu_count: int
@@ -26,7 +27,8 @@ class ServiceInfo(_message.Message):
     model: str
     health_url: str
     drains: bool
-    def __init__(self, name: _Optional[str] = ..., vram_gb: _Optional[float] = ..., gpu_count: _Optional[int] = ..., latency_class: _Optional[str] = ..., model: _Optional[str] = ..., health_url: _Optional[str] = ..., drains: _Optional[bool] = ...) -> None: ...
+    model_ref: str
+    def __init__(self, name: _Optional[str] = ..., vram_gb: _Optional[float] = ..., gpu_count: _Optional[int] = ..., latency_class: _Optional[str] = ..., model: _Optional[str] = ..., health_url: _Optional[str] = ..., drains: _Optional[bool] = ..., model_ref: _Optional[str] = ...) -> None: ...
 
 class Configuration(_message.Message):
     __slots__ = ("name", "description", "use_case", "services", "digest")
