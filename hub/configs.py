@@ -45,7 +45,6 @@ from hub.configs_fields import LATENCY_CLASSES as LATENCY_CLASSES
 from hub.configs_fields import DrainProbe as DrainProbe
 from hub.configs_fields import Problems, read
 from hub.configs_fields import ServiceSpec as ServiceSpec
-from hub.configs_models import digest as models_digest
 from hub.configs_models import generated
 
 if TYPE_CHECKING:
@@ -68,7 +67,7 @@ class Configuration:
     services: tuple[ServiceSpec, ...]
     text: str  # the compose file sent to agents: the file's exact content, or generated from
     # it and the models its services reference (hub.configs_models)
-    digest: str  # sha256 hex of the file and its models: is a running project this one?
+    digest: str  # sha256 hex of text: tells whether a running project is this configuration
 
 
 class ConfigError(ValueError):
@@ -197,13 +196,10 @@ def parse_configuration(name: str, text: str, path: Path,
             more = len(problems) - MAX_PROBLEMS
             lines.append(f"{path}: {more} more problems not shown: fix the ones above first")
         raise ConfigError(*lines)
-    if not found.refs:
-        digest = hashlib.sha256(text.encode()).hexdigest()
-        return Configuration(name, path, found.description, found.use_case, found.services,
-                             text, digest)  # fmt: skip
-    sent = generated(name, data, found.refs, found.meta)
+    sent = generated(name, data, found.refs, found.meta) if found.refs else text
+    digest = hashlib.sha256(sent.encode()).hexdigest()
     return Configuration(name, path, found.description, found.use_case, found.services, sent,
-                         models_digest(text, found.refs))  # fmt: skip
+                         digest)  # fmt: skip
 
 
 def load_models(directory: Path | None) -> dict[str, Model] | None:
