@@ -93,7 +93,7 @@ def test_the_generated_command_runs_and_a_model_edit_is_a_change(fleet: Fleet) -
     assert (llm["model_ref"], llm["vram_gb"], llm["drains"]) == ("stand-in", 1, True)
     shown = fleet.hubctl("configs")
     assert "llm (1 GB x1, model stand-in)" in shown.stdout
-    valid = fleet.hubctl("configs", "validate", str(fleet.cluster.configs / "served.yaml"))
+    valid = fleet.hubctl("configs", "validate", str(fleet.cluster.tmp / "configs" / "served.yaml"))
     assert valid.returncode == 0 and "served (llm (model stand-in))" in valid.stdout
 
     fleet.agent("a")
@@ -106,7 +106,7 @@ def test_the_generated_command_runs_and_a_model_edit_is_a_change(fleet: Fleet) -
     assert "STAND_IN=yes" in served(fleet, "env")
 
     assert result(fleet.switch("served", "a")) == "ok"  # nothing changed: nothing restarted
-    models = fleet.cluster.configs / "models" / "stand-in.yaml"
+    models = fleet.cluster.tmp / "configs" / "models" / "stand-in.yaml"
     models.write_text(MODEL.replace("1024", "2048"))
     assert result(fleet.switch("served", "a")) == "changed"
     assert "--max-model-len=2048" in served(fleet, "args")
@@ -121,7 +121,7 @@ def test_a_bad_reference_is_one_line_and_lists_the_others(fleet: Fleet, tmp_path
     assert bad.returncode == 1 and len(found["problems"]) == 1
     assert "x-gpufleet.services.llm.model_ref: model 'stand-on' not found; did you mean " \
            "'stand-in'?" in found["problems"][0]  # fmt: skip
-    (fleet.cluster.configs / "broken.yaml").write_text(broken.read_text())
+    (fleet.cluster.tmp / "configs" / "broken.yaml").write_text(broken.read_text())
     listed = fleet.cluster.json("configs")
     assert [c["name"] for c in listed["configurations"]] == ["served"]
     [line] = listed["errors"]
