@@ -14,7 +14,7 @@ import pytest
 
 from tests.support import podman
 from tests.support.fleet import Fleet
-from tests.support.procs import Cluster
+from tests.support.procs import REPO, Cluster
 
 # The test image cannot run vLLM: its entrypoint writes the arguments it is given (the
 # generated command) where busybox httpd serves them, with /health and the drain metric.
@@ -126,3 +126,22 @@ def test_a_bad_reference_is_one_line_and_lists_the_others(fleet: Fleet, tmp_path
     assert [c["name"] for c in listed["configurations"]] == ["served"]
     [line] = listed["errors"]
     assert "broken.yaml" in line and "'stand-on' not found" in line
+
+
+def test_every_shipped_configuration_validates_clean_through_a_hub(tmp_path: Path) -> None:
+    shipped = REPO / "configs"
+    cluster = Cluster(tmp_path, None, configs=shipped,
+                      hub_args=("--models", str(shipped / "models")))  # fmt: skip
+    cluster.start_hub()
+    try:
+        files = sorted(str(path) for path in shipped.glob("*.yaml"))
+        checked = cluster.hubctl("configs", "validate", *files, "--json", check=False)
+        found = json.loads(checked.stdout)
+        assert checked.returncode == 0 and found["valid"] and found["problems"] == [], found
+        assert found["files"][files.index(str(shipped / "chat-llama31.yaml"))]["models"] == {
+            "llm": "llama31-8b-instruct"
+        }
+        listed = cluster.json("configs")
+        assert listed["errors"] == [] and len(listed["configurations"]) == len(files)
+    finally:
+        cluster.close()
