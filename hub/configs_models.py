@@ -90,6 +90,12 @@ def reference(problems: list[str], service: str, name: Any, compose_service: Any
               models: Mapping[str, Model] | None) -> Reference | None:  # fmt: skip
     """The service's model, or None with each problem appended ("where: what; fix")."""
     where = f"x-gpufleet.services.{service}.model_ref"
+    compose = compose_service if isinstance(compose_service, dict) else {}
+    if "command" in compose:  # whichever model it names: a problem of its own
+        problems.append(
+            f"services.{service}.command: is generated from the model {where} names: remove "
+            "it and put the flags in the model file"
+        )
     if not isinstance(name, str) or not name:
         problems.append(f"{where}: must be a model's name or alias (`hubctl models` lists them)")
         return None
@@ -105,18 +111,13 @@ def reference(problems: list[str], service: str, name: Any, compose_service: Any
         )
         return None
     before = len(problems)
-    if isinstance(compose_service, dict):
-        if "command" in compose_service:
-            problems.append(
-                f"services.{service}.command: is generated from model {model.name!r} "
-                f"({where}): remove it and put the flags in {model.file or 'the model file'}"
-            )
-        for key in sorted(set(environment(compose_service)) & set(vllm.env(model))):
+    if compose:
+        for key in sorted(set(environment(compose)) & set(vllm.env(model))):
             problems.append(
                 f"services.{service}.environment.{key}: is set by model {model.name!r} "
                 f"({model.file or 'its file'}): remove it here"
             )
-    if len(problems) > before:
+    if len(problems) > before or "command" in compose:
         return None
     target, published = ports(compose_service)
     return Reference(service, model, target, published)

@@ -134,7 +134,7 @@ def test_without_a_model_reference_the_file_is_sent_as_written(models: dict[str,
          "runs on llama-cpp, as a host process, not in a compose service"),
         (changed(model_ref=7), "x-gpufleet.services.llm.model_ref", "must be a model's name"),
         (changed(compose_command=["--max-model-len=8192"]), "services.llm.command",
-         "is generated from model 'tiny-chat'"),
+         "is generated from the model x-gpufleet.services.llm.model_ref names: remove it"),
         (changed(compose_environment=["VLLM_LOGGING_LEVEL=INFO"]),
          "services.llm.environment.VLLM_LOGGING_LEVEL", "is set by model 'tiny-chat'"),
         (changed(model="org/tiny-chat"), "x-gpufleet.services.llm.model",
@@ -149,6 +149,13 @@ def test_each_misuse_is_one_line(data: Any, where: str, words: str,
                                  models: dict[str, Model]) -> None:  # fmt: skip
     [line] = problems(data, models)
     assert line.startswith(f"{WHERE}: {where}: ") and words in line, line
+
+
+def test_a_command_beside_an_unknown_model_is_two_lines(models: dict[str, Model]) -> None:
+    data = changed(model_ref="tiny-chta", compose_command=["--max-model-len=8192"])
+    command, unknown = problems(data, models)
+    assert command.startswith(f"{WHERE}: services.llm.command: is generated from the model")
+    assert unknown.startswith(f"{WHERE}: x-gpufleet.services.llm.model_ref: model 'tiny-chta'")
 
 
 def test_without_a_models_directory_a_reference_is_one_line() -> None:
