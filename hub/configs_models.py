@@ -31,6 +31,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -128,9 +129,15 @@ def environment(compose_service: dict[str, Any]) -> dict[str, Any]:
     value = compose_service.get("environment")
     if isinstance(value, dict):
         return {str(key): item for key, item in value.items()}
-    if isinstance(value, list):
-        return dict(str(item).partition("=")[::2] for item in value)
+    if isinstance(value, list):  # `- KEY` alone passes the host's value through: KEY: null
+        return {k: (v if sep else None) for k, sep, v in (str(i).partition("=") for i in value)}
     return {}
+
+
+def escaped(value: str) -> str:
+    """A value from a model file, as compose text: podman-compose expands `$VAR` and
+    `${VAR}` from the agent's environment, so every `$` is written `$$` (literal)."""
+    return value.replace("$", "$$")
 
 
 def defaults(meta: dict[str, Any], ref: Reference, gpus: int) -> tuple[dict[str, Any], str]:
@@ -164,15 +171,17 @@ def generated(name: str, data: dict[str, Any], refs: dict[str, tuple[Reference, 
     services = {key: dict(value) for key, value in data["services"].items()}
     for key, (ref, gpus) in refs.items():
         deployment = Deployment(tensor_parallel_size=max(gpus, 1), host="0.0.0.0", port=ref.target)
-        services[key]["command"] = vllm.args(ref.model, deployment)
-        env = {**environment(services[key]), **vllm.env(ref.model)}
+        services[key]["command"] = [escaped(arg) for arg in vllm.args(ref.model, deployment)]
+        model_env = {k: escaped(v) for k, v in vllm.env(ref.model).items()}
+        env = {**environment(services[key]), **model_env}
         if env:
             services[key]["environment"] = env
     document = {**data, "x-gpufleet": {**data["x-gpufleet"], "services": meta},
                 "services": services}  # fmt: skip
     used = {ref.model.name: ref.model for ref, _ in refs.values()}
-    lines = [f"# model {model.name}: {model.file or '-'} sha256:{model.digest or '-'}\n"
-             for _, model in sorted(used.items())]  # fmt: skip
+    # The file's name only: where the hub reads the directory from must not change digests.
+    lines = [f"# model {model.name}: {Path(model.file).name if model.file else '-'} "
+             f"sha256:{model.digest or '-'}\n" for _, model in sorted(used.items())]  # fmt: skip
     return (
         HEADER.format(name=name)
         + "".join(lines)

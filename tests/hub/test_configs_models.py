@@ -218,3 +218,38 @@ def test_a_bad_model_file_fails_only_the_configurations_using_it(tmp_path: Path)
 )
 def test_ports(entry: Any, expected: tuple[int | None, str | None]) -> None:
     assert ports({"ports": [entry]}) == expected
+
+
+def test_a_dollar_in_a_model_stays_literal_and_pass_through_env_stays_unset(
+    tmp_path: Path,
+) -> None:
+    """podman-compose on the agent expands `$VAR` from the agent's environment: a model's `$`
+    is sent as `$$` (literal), so no agent secret reaches a command line and no token is cut.
+    `- KEY` alone (the host's value passes through) stays unset, not an empty string."""
+    hostile = 'env: {HF_TOKEN: "hf_sek$abc"}\n  extra_args: ["--x=${AGENT_SECRET}"]'
+    model = MODEL.replace("served_model_name: tiny", "served_model_name: tiny$HOME")
+    model = model.replace("env: {VLLM_LOGGING_LEVEL: DEBUG}", hostile)
+    (tmp_path / "tiny-chat.yaml").write_text(model)
+    found, errors = load_model_directory(tmp_path)
+    assert errors == []
+    data = changed(compose_environment=["HF_HOME=/cache", "PASS_ME"])
+    sent = yaml.safe_load(parse(data, found).text)["services"]["llm"]
+    assert "--served-model-name=tiny$$HOME" in sent["command"]
+    assert sent["command"][-1] == "--x=$${AGENT_SECRET}"
+    assert sent["environment"] == {"HF_HOME": "/cache", "PASS_ME": None, "HF_TOKEN": "hf_sek$$abc"}
+
+
+def test_the_digest_does_not_depend_on_where_the_models_directory_is(tmp_path: Path) -> None:
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    (configs / "chat.yaml").write_text(yaml.safe_dump(BASE, sort_keys=False))
+    digests = []
+    for where in ("a", "b/c"):
+        models_dir = tmp_path / where
+        models_dir.mkdir(parents=True)
+        (models_dir / "tiny-chat.yaml").write_text(MODEL)
+        found, errors = load_directory(configs, models_dir)
+        assert errors == [] and "tiny-chat.yaml" in found["chat"].text
+        assert str(models_dir) not in found["chat"].text  # no hub paths in what agents get
+        digests.append(found["chat"].digest)
+    assert digests[0] == digests[1]
