@@ -70,9 +70,12 @@ class Configuration:
     digest: str  # sha256 hex of text: tells whether a running project is this configuration
 
 
-class ConfigError(ValueError):
-    """Each problem of a file is one line: the file, where in it (service and field), what is
-    wrong and how to fix it. str() is every line, joined by newlines (one line for most)."""
+class ProblemsError(ValueError):
+    """Each problem of a file is one line: the file, where in it, what is wrong and how to fix
+    it. str() is every line, joined by newlines (one line for most). `command` is what shows
+    them all (`summary`)."""
+
+    command = "hubctl configs validate"
 
     def __init__(self, *problems: str) -> None:
         super().__init__(*(" ".join(str(p).splitlines()) for p in problems))
@@ -87,7 +90,11 @@ class ConfigError(ValueError):
     def summary(self, path: Path) -> str:
         """One line: the first problem, and how to see the others."""
         first, *more = self.problems or ("",)
-        return f"{first} ({len(more)} more: hubctl configs validate {path})" if more else first
+        return f"{first} ({len(more)} more: {self.command} {path})" if more else first
+
+
+class ConfigError(ProblemsError):
+    """A configuration file's problems: service and field in each line."""
 
 
 def check_name(name: str) -> str:

@@ -26,6 +26,7 @@ from hub.configs import (
     MAX_PROBLEMS,
     SUFFIXES,
     BoundedLoader,
+    ProblemsError,
     TooComplex,
     expanded,
 )
@@ -36,23 +37,10 @@ from hub.models.schema import Model
 MAX_MODELS = 100  # documents in one file
 
 
-class ModelError(ValueError):
-    """Each problem is one line: the file, the field, what is wrong and the fix."""
+class ModelError(ProblemsError):
+    """A model file's problems: the file, the field, what is wrong and the fix."""
 
-    def __init__(self, *problems: str) -> None:
-        super().__init__(*(" ".join(str(p).splitlines()) for p in problems))
-
-    @property
-    def problems(self) -> tuple[str, ...]:
-        return tuple(str(line) for line in self.args)
-
-    def __str__(self) -> str:
-        return "\n".join(self.problems)
-
-    def summary(self, path: Path) -> str:
-        """One line: the first problem, and how to see the others."""
-        first, *more = self.problems or ("",)
-        return f"{first} ({len(more)} more: hubctl models validate {path})" if more else first
+    command = "hubctl models validate"
 
 
 def _documents(text: str) -> list[Any]:
