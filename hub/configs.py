@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -223,18 +224,24 @@ def load_models(directory: Path | None) -> dict[str, Model] | None:
         return None
 
 
-def load_configuration(path: Path, models: dict[str, Model] | None = None) -> Configuration:
+def read_bounded(path: Path, error: type[ProblemsError], too_large: Callable[[Path], str]) -> str:
+    """A file's text, never more than MAX_BYTES into memory; unreadable, too large or not
+    UTF-8 is `error` with one line (shared by configurations and model definitions)."""
     try:
         with path.open("rb") as file:
-            raw = file.read(MAX_BYTES + 1)  # never more than the limit into memory
+            raw = file.read(MAX_BYTES + 1)
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+        raise error(f"{path}: cannot read: {exc.strerror or exc}") from None
     if len(raw) > MAX_BYTES:
-        raise ConfigError(_too_large(path))
+        raise error(too_large(path))
     try:
-        text = raw.decode("utf-8")
+        return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 (byte {exc.start}); save it as UTF-8") from None
+        raise error(f"{path}: not UTF-8 (byte {exc.start}); save it as UTF-8") from None
+
+
+def load_configuration(path: Path, models: dict[str, Model] | None = None) -> Configuration:
+    text = read_bounded(path, ConfigError, _too_large)
     return parse_configuration(path.stem, text, path, models)
 
 

@@ -29,6 +29,7 @@ from hub.configs import (
     ProblemsError,
     TooComplex,
     expanded,
+    read_bounded,
 )
 from hub.models import chill, fields
 from hub.models.checks import Problems
@@ -135,18 +136,7 @@ def parse_models(text: str, path: Path) -> tuple[Model, ...]:
 
 
 def load_file(path: Path) -> tuple[Model, ...]:
-    try:
-        with path.open("rb") as file:
-            raw = file.read(MAX_BYTES + 1)  # never more than the limit into memory
-    except OSError as exc:
-        raise ModelError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    if len(raw) > MAX_BYTES:
-        raise ModelError(_too_large(path))
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ModelError(f"{path}: not UTF-8 (byte {exc.start}); save it as UTF-8") from None
-    return parse_models(text, path)
+    return parse_models(read_bounded(path, ModelError, _too_large), path)
 
 
 def load_directory(directory: Path) -> tuple[dict[str, Model], list[ModelError]]:
