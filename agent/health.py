@@ -115,6 +115,10 @@ class HealthMonitor:
         self._sent: tuple[object, ...] | None = None
         self._wake = asyncio.Event()
         self._dirty: set[str] = set()
+        # Touched and not listed again since: what the monitor holds of them may predate the
+        # task (a listing begun before a compose down), so no report is sent meanwhile.
+        self._stale: set[str] = set()
+        self._touches: dict[str, int] = {}
 
     # -- what the link asks -------------------------------------------------------------
 
@@ -147,7 +151,7 @@ class HealthMonitor:
         """(True, report) when the report differs from the last one sent."""
         found = self.snapshot()
         key = _key(found)
-        if key == self._sent:
+        if key == self._sent or self._stale:
             return False, found
         self._sent = key
         return True, found
@@ -157,6 +161,8 @@ class HealthMonitor:
     def touched(self, project: str) -> None:
         """A task changed the project: read its checks and list its containers again soon."""
         self._dirty.add(project)
+        self._stale.add(project)
+        self._touches[project] = self._touches.get(project, 0) + 1
         self._wake.set()
 
     async def passed(self, project: str, services: Collection[str]) -> None:
@@ -202,6 +208,7 @@ class HealthMonitor:
 
     async def _list(self, only: str | None, reread: bool = False) -> None:
         names = [only] if only is not None else [p.name for p in self.store.known()]
+        touches = dict(self._touches)
         try:
             listed = {name: tuple(await self.podman.containers(name)) for name in names}
         except Exception as exc:
@@ -219,8 +226,13 @@ class HealthMonitor:
             self._listed = self.clock()
             for gone in set(self._projects) - set(listed):
                 del self._projects[gone]
+        if only is None:  # a project no longer known is not waited for
+            self._stale &= set(names)
         for name, containers in listed.items():
-            self._update(name, containers, reread)
+            if self._touches.get(name, 0) == touches.get(name, 0):  # listed after any touch
+                self._update(name, containers, reread)
+                self._stale.discard(name)
+            # else a task changed it while podman listed: the re-list of `touched` tells
 
     def _update(self, name: str, containers: tuple[Container, ...], reread: bool) -> None:
         digest = self.store.project(name).digest() if containers else ""

@@ -231,3 +231,48 @@ def test_a_hello_goes_out_whatever_the_stored_file_holds(tmp_path: Path) -> None
                      tasks=TaskRunner(task_kinds(), context), monitor=watch)  # fmt: skip
     hello = asyncio.run(link.hello())
     assert not hello.projects_unknown and [p.name for p in hello.projects] == ["alpha"]
+
+
+class SlowHost(Host):
+    """podman ps answers what ran when it was asked, after the test lets it go."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate: asyncio.Event | None = None
+
+    async def run(self, argv: list[str], env: Mapping[str, str], limit_s: float) -> Completed:
+        seen = await super().run(argv, env, limit_s)
+        if self.gate is not None:
+            await self.gate.wait()
+        return seen
+
+
+def test_a_listing_begun_before_a_task_changed_the_project_is_not_reported(
+    tmp_path: Path,
+) -> None:
+    """A listing that started before a compose down answers the containers that were
+    running; applied after the stop task's result, it would report the project ready again.
+    A touched project is reported only once listed afresh."""
+    host = SlowHost()
+    watch = monitor(tmp_path, host)
+
+    async def go() -> tuple[bool, bool, list[Observed] | None]:
+        await watch.recheck()
+        host.gate = asyncio.Event()
+        host.container = "c2"  # what runs differs from what was sent: a report is due
+        listing = asyncio.ensure_future(watch._list(None))  # podman ps: alpha still runs
+        await asyncio.sleep(0.01)
+        host.state = "exited"  # the stop task took it down...
+        watch.touched("alpha")  # ...and said so
+        host.gate.set()
+        await listing
+        held = watch.changed()[0]  # nothing is sent while alpha waits for its re-list
+        host.gate = None
+        await watch._list(watch._dirty.pop(), reread=True)
+        changed, found = watch.changed()
+        return held, changed, found
+
+    held, changed, found = asyncio.run(go())
+    assert held is False
+    assert changed and found is not None
+    assert [c.state for o in found for c in o.running.containers] == ["exited"]
