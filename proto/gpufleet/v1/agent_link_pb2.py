@@ -27,7 +27,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from gpufleet.v1 import types_pb2 as gpufleet_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cgpufleet/v1/agent_link.proto\x12\x0bgpufleet.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17gpufleet/v1/types.proto\"\xc6\x01\n\x0c\x41gentMessage\x12#\n\x05hello\x18\x01 \x01(\x0b\x32\x12.gpufleet.v1.HelloH\x00\x12+\n\theartbeat\x18\x02 \x01(\x0b\x32\x16.gpufleet.v1.HeartbeatH\x00\x12,\n\ntask_event\x18\x03 \x01(\x0b\x32\x16.gpufleet.v1.TaskEventH\x00\x12.\n\x0btask_result\x18\x04 \x01(\x0b\x32\x17.gpufleet.v1.TaskResultH\x00\x42\x06\n\x04\x62ody\"\xbb\x01\n\nHubMessage\x12\'\n\x07welcome\x18\x01 \x01(\x0b\x32\x14.gpufleet.v1.WelcomeH\x00\x12(\n\x04task\x18\x02 \x01(\x0b\x32\x18.gpufleet.v1.TaskRequestH\x00\x12)\n\x06\x63\x61ncel\x18\x03 \x01(\x0b\x32\x17.gpufleet.v1.TaskCancelH\x00\x12\'\n\x07goodbye\x18\x04 \x01(\x0b\x32\x14.gpufleet.v1.GoodbyeH\x00\x42\x06\n\x04\x62ody\";\n\x08Versions\x12\r\n\x05\x61gent\x18\x01 \x01(\t\x12\x0e\n\x06python\x18\x02 \x01(\t\x12\x10\n\x08protocol\x18\x03 \x01(\r\"\xba\x02\n\x05Hello\x12\x11\n\tnode_name\x18\x01 \x01(\t\x12\x10\n\x08\x61gent_id\x18\x02 \x01(\t\x12.\n\x06labels\x18\x03 \x03(\x0b\x32\x1e.gpufleet.v1.Hello.LabelsEntry\x12\'\n\x08versions\x18\x04 \x01(\x0b\x32\x15.gpufleet.v1.Versions\x12\x10\n\x08hostname\x18\x05 \x01(\t\x12)\n\tinventory\x18\x06 \x01(\x0b\x32\x16.gpufleet.v1.Inventory\x12-\n\x08projects\x18\x07 \x03(\x0b\x32\x1b.gpufleet.v1.RunningProject\x12\x18\n\x10projects_unknown\x18\x08 \x01(\x08\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\\\n\x0eRunningProject\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06\x64igest\x18\x02 \x01(\t\x12,\n\x08services\x18\x03 \x03(\x0b\x32\x1a.gpufleet.v1.ServiceStatus\"j\n\rServiceStatus\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x63ontainer_id\x18\x02 \x01(\t\x12\r\n\x05state\x18\x03 \x01(\t\x12\x0e\n\x06health\x18\x04 \x01(\t\x12\x16\n\x0ehealth_message\x18\x05 \x01(\t\"P\n\x0eProjectsReport\x12-\n\x08projects\x18\x01 \x03(\x0b\x32\x1b.gpufleet.v1.RunningProject\x12\x0f\n\x07unknown\x18\x02 \x01(\x08\"h\n\x07Welcome\x12\x11\n\tnode_name\x18\x01 \x01(\t\x12\x35\n\x12heartbeat_interval\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x13\n\x0bhub_version\x18\x03 \x01(\t\"\xc8\x01\n\tHeartbeat\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12+\n\x07sent_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x04gpus\x18\x03 \x03(\x0b\x32\x19.gpufleet.v1.GpuTelemetry\x12)\n\tinventory\x18\x04 \x01(\x0b\x32\x16.gpufleet.v1.Inventory\x12-\n\x08projects\x18\x05 \x01(\x0b\x32\x1b.gpufleet.v1.ProjectsReport\"\x19\n\x07Goodbye\x12\x0e\n\x06reason\x18\x01 \x01(\t\"\xe3\x02\n\x0bTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x12\n\ncheck_mode\x18\x02 \x01(\x08\x12\x30\n\x0cgather_facts\x18\n \x01(\x0b\x32\x18.gpufleet.v1.GatherFactsH\x00\x12#\n\x05\x64rain\x18\x0b \x01(\x0b\x32\x12.gpufleet.v1.DrainH\x00\x12\x30\n\x0cstop_project\x18\x0c \x01(\x0b\x32\x18.gpufleet.v1.StopProjectH\x00\x12\x32\n\rstart_project\x18\r \x01(\x0b\x32\x19.gpufleet.v1.StartProjectH\x00\x12\x30\n\x0cwait_healthy\x18\x0e \x01(\x0b\x32\x18.gpufleet.v1.WaitHealthyH\x00\x12\x38\n\x10\x61pply_assignment\x18\x0f \x01(\x0b\x32\x1c.gpufleet.v1.ApplyAssignmentH\x00\x42\x06\n\x04task\"\r\n\x0bGatherFacts\"m\n\x05\x44rain\x12\x0f\n\x07project\x18\x01 \x01(\t\x12\'\n\x06probes\x18\x02 \x03(\x0b\x32\x17.gpufleet.v1.DrainProbe\x12*\n\x07timeout\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\":\n\nDrainProbe\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\x0b\n\x03url\x18\x02 \x01(\t\x12\x0e\n\x06metric\x18\x03 \x01(\t\"\x1e\n\x0bStopProject\x12\x0f\n\x07project\x18\x01 \x01(\t\"@\n\x0cStartProject\x12\x0f\n\x07project\x18\x01 \x01(\t\x12\x0f\n\x07\x63ompose\x18\x02 \x01(\t\x12\x0e\n\x06\x64igest\x18\x03 \x01(\t\"H\n\x0bWaitHealthy\x12\x0f\n\x07project\x18\x01 \x01(\t\x12(\n\x06\x63hecks\x18\x02 \x03(\x0b\x32\x18.gpufleet.v1.HealthCheck\"\x9b\x01\n\x0bHealthCheck\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\x0b\n\x03url\x18\x02 \x01(\t\x12\x15\n\rexpect_status\x18\x03 \x01(\r\x12*\n\x07timeout\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12+\n\x08interval\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\"T\n\x0f\x41pplyAssignment\x12\x0f\n\x07project\x18\x01 \x01(\t\x12\x30\n\x08services\x18\x02 \x03(\x0b\x32\x1e.gpufleet.v1.ServiceAssignment\"p\n\x11ServiceAssignment\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\x0c\n\x04here\x18\x02 \x01(\x08\x12\x0c\n\x04gpus\x18\x03 \x03(\r\x12\x1b\n\x0evram_budget_gb\x18\x04 \x01(\x01H\x00\x88\x01\x01\x42\x11\n\x0f_vram_budget_gb\"N\n\x0bGpuFallback\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\x10\n\x08\x61ssigned\x18\x02 \x03(\r\x12\x0c\n\x04used\x18\x03 \x03(\r\x12\x0e\n\x06reason\x18\x04 \x01(\t\"\x91\x01\n\x10\x41ssignmentReport\x12\x11\n\trecreated\x18\x01 \x03(\t\x12\x0f\n\x07removed\x18\x02 \x03(\t\x12+\n\tfallbacks\x18\x03 \x03(\x0b\x32\x18.gpufleet.v1.GpuFallback\x12,\n\x07project\x18\x04 \x01(\x0b\x32\x1b.gpufleet.v1.RunningProject\"\x1d\n\nTaskCancel\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"V\n\tTaskEvent\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12)\n\x08progress\x18\x03 \x01(\x0b\x32\x15.gpufleet.v1.ProgressH\x00\x42\x07\n\x05\x65ventJ\x04\x08\x02\x10\x03\"L\n\x08Progress\x12\r\n\x05phase\x18\x01 \x01(\t\x12\x14\n\x07percent\x18\x02 \x01(\x02H\x00\x88\x01\x01\x12\x0f\n\x07message\x18\x03 \x01(\tB\n\n\x08_percent\"\xfb\x01\n\nTaskResult\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\'\n\x06status\x18\x02 \x01(\x0e\x32\x17.gpufleet.v1.TaskStatus\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x0c\n\x04\x64iff\x18\x04 \x01(\t\x12\'\n\x05\x66\x61\x63ts\x18\n \x01(\x0b\x32\x16.gpufleet.v1.InventoryH\x00\x12.\n\x07project\x18\x0b \x01(\x0b\x32\x1b.gpufleet.v1.RunningProjectH\x00\x12\x33\n\nassignment\x18\x0c \x01(\x0b\x32\x1d.gpufleet.v1.AssignmentReportH\x00\x42\x06\n\x04\x64\x61ta2N\n\tAgentLink\x12\x41\n\x07\x43onnect\x12\x19.gpufleet.v1.AgentMessage\x1a\x17.gpufleet.v1.HubMessage(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cgpufleet/v1/agent_link.proto\x12\x0bgpufleet.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17gpufleet/v1/types.proto\"\xc6\x01\n\x0c\x41gentMessage\x12#\n\x05hello\x18\x01 \x01(\x0b\x32\x12.gpufleet.v1.HelloH\x00\x12+\n\theartbeat\x18\x02 \x01(\x0b\x32\x16.gpufleet.v1.HeartbeatH\x00\x12,\n\ntask_event\x18\x03 \x01(\x0b\x32\x16.gpufleet.v1.TaskEventH\x00\x12.\n\x0btask_result\x18\x04 \x01(\x0b\x32\x17.gpufleet.v1.TaskResultH\x00\x42\x06\n\x04\x62ody\"\xbb\x01\n\nHubMessage\x12\'\n\x07welcome\x18\x01 \x01(\x0b\x32\x14.gpufleet.v1.WelcomeH\x00\x12(\n\x04task\x18\x02 \x01(\x0b\x32\x18.gpufleet.v1.TaskRequestH\x00\x12)\n\x06\x63\x61ncel\x18\x03 \x01(\x0b\x32\x17.gpufleet.v1.TaskCancelH\x00\x12\'\n\x07goodbye\x18\x04 \x01(\x0b\x32\x14.gpufleet.v1.GoodbyeH\x00\x42\x06\n\x04\x62ody\";\n\x08Versions\x12\r\n\x05\x61gent\x18\x01 \x01(\t\x12\x0e\n\x06python\x18\x02 \x01(\t\x12\x10\n\x08protocol\x18\x03 \x01(\r\"\xba\x02\n\x05Hello\x12\x11\n\tnode_name\x18\x01 \x01(\t\x12\x10\n\x08\x61gent_id\x18\x02 \x01(\t\x12.\n\x06labels\x18\x03 \x03(\x0b\x32\x1e.gpufleet.v1.Hello.LabelsEntry\x12\'\n\x08versions\x18\x04 \x01(\x0b\x32\x15.gpufleet.v1.Versions\x12\x10\n\x08hostname\x18\x05 \x01(\t\x12)\n\tinventory\x18\x06 \x01(\x0b\x32\x16.gpufleet.v1.Inventory\x12-\n\x08projects\x18\x07 \x03(\x0b\x32\x1b.gpufleet.v1.RunningProject\x12\x18\n\x10projects_unknown\x18\x08 \x01(\x08\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\\\n\x0eRunningProject\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06\x64igest\x18\x02 \x01(\t\x12,\n\x08services\x18\x03 \x03(\x0b\x32\x1a.gpufleet.v1.ServiceStatus\"j\n\rServiceStatus\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x63ontainer_id\x18\x02 \x01(\t\x12\r\n\x05state\x18\x03 \x01(\t\x12\x0e\n\x06health\x18\x04 \x01(\t\x12\x16\n\x0ehealth_message\x18\x05 \x01(\t\"P\n\x0eProjectsReport\x12-\n\x08projects\x18\x01 \x03(\x0b\x32\x1b.gpufleet.v1.RunningProject\x12\x0f\n\x07unknown\x18\x02 \x01(\x08\"h\n\x07Welcome\x12\x11\n\tnode_name\x18\x01 \x01(\t\x12\x35\n\x12heartbeat_interval\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x13\n\x0bhub_version\x18\x03 \x01(\t\"\xc8\x01\n\tHeartbeat\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12+\n\x07sent_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x04gpus\x18\x03 \x03(\x0b\x32\x19.gpufleet.v1.GpuTelemetry\x12)\n\tinventory\x18\x04 \x01(\x0b\x32\x16.gpufleet.v1.Inventory\x12-\n\x08projects\x18\x05 \x01(\x0b\x32\x1b.gpufleet.v1.ProjectsReport\"\x19\n\x07Goodbye\x12\x0e\n\x06reason\x18\x01 \x01(\t\"\x8d\x03\n\x0bTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x12\n\ncheck_mode\x18\x02 \x01(\x08\x12\x30\n\x0cgather_facts\x18\n \x01(\x0b\x32\x18.gpufleet.v1.GatherFactsH\x00\x12#\n\x05\x64rain\x18\x0b \x01(\x0b\x32\x12.gpufleet.v1.DrainH\x00\x12\x30\n\x0cstop_project\x18\x0c \x01(\x0b\x32\x18.gpufleet.v1.StopProjectH\x00\x12\x32\n\rstart_project\x18\r \x01(\x0b\x32\x19.gpufleet.v1.StartProjectH\x00\x12\x30\n\x0cwait_healthy\x18\x0e \x01(\x0b\x32\x18.gpufleet.v1.WaitHealthyH\x00\x12\x38\n\x10\x61pply_assignment\x18\x0f \x01(\x0b\x32\x1c.gpufleet.v1.ApplyAssignmentH\x00\x12(\n\x08tail_log\x18\x10 \x01(\x0b\x32\x14.gpufleet.v1.TailLogH\x00\x42\x06\n\x04task\"\r\n\x0bGatherFacts\"m\n\x05\x44rain\x12\x0f\n\x07project\x18\x01 \x01(\t\x12\'\n\x06probes\x18\x02 \x03(\x0b\x32\x17.gpufleet.v1.DrainProbe\x12*\n\x07timeout\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\":\n\nDrainProbe\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\x0b\n\x03url\x18\x02 \x01(\t\x12\x0e\n\x06metric\x18\x03 \x01(\t\"\x1e\n\x0bStopProject\x12\x0f\n\x07project\x18\x01 \x01(\t\"k\n\x0cStartProject\x12\x0f\n\x07project\x18\x01 \x01(\t\x12\x0f\n\x07\x63ompose\x18\x02 \x01(\t\x12\x0e\n\x06\x64igest\x18\x03 \x01(\t\x12)\n\x07process\x18\x04 \x01(\x0b\x32\x18.gpufleet.v1.HostProcess\"\x9d\x01\n\x0bHostProcess\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\x13\n\x0b\x65nvironment\x18\x02 \x01(\t\x12\x0c\n\x04\x61rgs\x18\x03 \x03(\t\x12.\n\x03\x65nv\x18\x04 \x03(\x0b\x32!.gpufleet.v1.HostProcess.EnvEntry\x1a*\n\x08\x45nvEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\")\n\x07TailLog\x12\x0f\n\x07project\x18\x01 \x01(\t\x12\r\n\x05lines\x18\x02 \x01(\r\"H\n\x0bWaitHealthy\x12\x0f\n\x07project\x18\x01 \x01(\t\x12(\n\x06\x63hecks\x18\x02 \x03(\x0b\x32\x18.gpufleet.v1.HealthCheck\"\x9b\x01\n\x0bHealthCheck\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\x0b\n\x03url\x18\x02 \x01(\t\x12\x15\n\rexpect_status\x18\x03 \x01(\r\x12*\n\x07timeout\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12+\n\x08interval\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\"T\n\x0f\x41pplyAssignment\x12\x0f\n\x07project\x18\x01 \x01(\t\x12\x30\n\x08services\x18\x02 \x03(\x0b\x32\x1e.gpufleet.v1.ServiceAssignment\"p\n\x11ServiceAssignment\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\x0c\n\x04here\x18\x02 \x01(\x08\x12\x0c\n\x04gpus\x18\x03 \x03(\r\x12\x1b\n\x0evram_budget_gb\x18\x04 \x01(\x01H\x00\x88\x01\x01\x42\x11\n\x0f_vram_budget_gb\"N\n\x0bGpuFallback\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\x10\n\x08\x61ssigned\x18\x02 \x03(\r\x12\x0c\n\x04used\x18\x03 \x03(\r\x12\x0e\n\x06reason\x18\x04 \x01(\t\"\x91\x01\n\x10\x41ssignmentReport\x12\x11\n\trecreated\x18\x01 \x03(\t\x12\x0f\n\x07removed\x18\x02 \x03(\t\x12+\n\tfallbacks\x18\x03 \x03(\x0b\x32\x18.gpufleet.v1.GpuFallback\x12,\n\x07project\x18\x04 \x01(\x0b\x32\x1b.gpufleet.v1.RunningProject\"\x1d\n\nTaskCancel\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"V\n\tTaskEvent\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12)\n\x08progress\x18\x03 \x01(\x0b\x32\x15.gpufleet.v1.ProgressH\x00\x42\x07\n\x05\x65ventJ\x04\x08\x02\x10\x03\"L\n\x08Progress\x12\r\n\x05phase\x18\x01 \x01(\t\x12\x14\n\x07percent\x18\x02 \x01(\x02H\x00\x88\x01\x01\x12\x0f\n\x07message\x18\x03 \x01(\tB\n\n\x08_percent\"\x8a\x02\n\nTaskResult\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\'\n\x06status\x18\x02 \x01(\x0e\x32\x17.gpufleet.v1.TaskStatus\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x0c\n\x04\x64iff\x18\x04 \x01(\t\x12\'\n\x05\x66\x61\x63ts\x18\n \x01(\x0b\x32\x16.gpufleet.v1.InventoryH\x00\x12.\n\x07project\x18\x0b \x01(\x0b\x32\x1b.gpufleet.v1.RunningProjectH\x00\x12\x33\n\nassignment\x18\x0c \x01(\x0b\x32\x1d.gpufleet.v1.AssignmentReportH\x00\x12\r\n\x03log\x18\r \x01(\tH\x00\x42\x06\n\x04\x64\x61ta2N\n\tAgentLink\x12\x41\n\x07\x43onnect\x12\x19.gpufleet.v1.AgentMessage\x1a\x17.gpufleet.v1.HubMessage(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,6 +36,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_HELLO_LABELSENTRY']._loaded_options = None
   _globals['_HELLO_LABELSENTRY']._serialized_options = b'8\001'
+  _globals['_HOSTPROCESS_ENVENTRY']._loaded_options = None
+  _globals['_HOSTPROCESS_ENVENTRY']._serialized_options = b'8\001'
   _globals['_AGENTMESSAGE']._serialized_start=136
   _globals['_AGENTMESSAGE']._serialized_end=334
   _globals['_HUBMESSAGE']._serialized_start=337
@@ -59,37 +61,43 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GOODBYE']._serialized_start=1497
   _globals['_GOODBYE']._serialized_end=1522
   _globals['_TASKREQUEST']._serialized_start=1525
-  _globals['_TASKREQUEST']._serialized_end=1880
-  _globals['_GATHERFACTS']._serialized_start=1882
-  _globals['_GATHERFACTS']._serialized_end=1895
-  _globals['_DRAIN']._serialized_start=1897
-  _globals['_DRAIN']._serialized_end=2006
-  _globals['_DRAINPROBE']._serialized_start=2008
-  _globals['_DRAINPROBE']._serialized_end=2066
-  _globals['_STOPPROJECT']._serialized_start=2068
-  _globals['_STOPPROJECT']._serialized_end=2098
-  _globals['_STARTPROJECT']._serialized_start=2100
-  _globals['_STARTPROJECT']._serialized_end=2164
-  _globals['_WAITHEALTHY']._serialized_start=2166
-  _globals['_WAITHEALTHY']._serialized_end=2238
-  _globals['_HEALTHCHECK']._serialized_start=2241
-  _globals['_HEALTHCHECK']._serialized_end=2396
-  _globals['_APPLYASSIGNMENT']._serialized_start=2398
-  _globals['_APPLYASSIGNMENT']._serialized_end=2482
-  _globals['_SERVICEASSIGNMENT']._serialized_start=2484
-  _globals['_SERVICEASSIGNMENT']._serialized_end=2596
-  _globals['_GPUFALLBACK']._serialized_start=2598
-  _globals['_GPUFALLBACK']._serialized_end=2676
-  _globals['_ASSIGNMENTREPORT']._serialized_start=2679
-  _globals['_ASSIGNMENTREPORT']._serialized_end=2824
-  _globals['_TASKCANCEL']._serialized_start=2826
-  _globals['_TASKCANCEL']._serialized_end=2855
-  _globals['_TASKEVENT']._serialized_start=2857
-  _globals['_TASKEVENT']._serialized_end=2943
-  _globals['_PROGRESS']._serialized_start=2945
-  _globals['_PROGRESS']._serialized_end=3021
-  _globals['_TASKRESULT']._serialized_start=3024
-  _globals['_TASKRESULT']._serialized_end=3275
-  _globals['_AGENTLINK']._serialized_start=3277
-  _globals['_AGENTLINK']._serialized_end=3355
+  _globals['_TASKREQUEST']._serialized_end=1922
+  _globals['_GATHERFACTS']._serialized_start=1924
+  _globals['_GATHERFACTS']._serialized_end=1937
+  _globals['_DRAIN']._serialized_start=1939
+  _globals['_DRAIN']._serialized_end=2048
+  _globals['_DRAINPROBE']._serialized_start=2050
+  _globals['_DRAINPROBE']._serialized_end=2108
+  _globals['_STOPPROJECT']._serialized_start=2110
+  _globals['_STOPPROJECT']._serialized_end=2140
+  _globals['_STARTPROJECT']._serialized_start=2142
+  _globals['_STARTPROJECT']._serialized_end=2249
+  _globals['_HOSTPROCESS']._serialized_start=2252
+  _globals['_HOSTPROCESS']._serialized_end=2409
+  _globals['_HOSTPROCESS_ENVENTRY']._serialized_start=2367
+  _globals['_HOSTPROCESS_ENVENTRY']._serialized_end=2409
+  _globals['_TAILLOG']._serialized_start=2411
+  _globals['_TAILLOG']._serialized_end=2452
+  _globals['_WAITHEALTHY']._serialized_start=2454
+  _globals['_WAITHEALTHY']._serialized_end=2526
+  _globals['_HEALTHCHECK']._serialized_start=2529
+  _globals['_HEALTHCHECK']._serialized_end=2684
+  _globals['_APPLYASSIGNMENT']._serialized_start=2686
+  _globals['_APPLYASSIGNMENT']._serialized_end=2770
+  _globals['_SERVICEASSIGNMENT']._serialized_start=2772
+  _globals['_SERVICEASSIGNMENT']._serialized_end=2884
+  _globals['_GPUFALLBACK']._serialized_start=2886
+  _globals['_GPUFALLBACK']._serialized_end=2964
+  _globals['_ASSIGNMENTREPORT']._serialized_start=2967
+  _globals['_ASSIGNMENTREPORT']._serialized_end=3112
+  _globals['_TASKCANCEL']._serialized_start=3114
+  _globals['_TASKCANCEL']._serialized_end=3143
+  _globals['_TASKEVENT']._serialized_start=3145
+  _globals['_TASKEVENT']._serialized_end=3231
+  _globals['_PROGRESS']._serialized_start=3233
+  _globals['_PROGRESS']._serialized_end=3309
+  _globals['_TASKRESULT']._serialized_start=3312
+  _globals['_TASKRESULT']._serialized_end=3578
+  _globals['_AGENTLINK']._serialized_start=3580
+  _globals['_AGENTLINK']._serialized_end=3658
 # @@protoc_insertion_point(module_scope)

@@ -135,7 +135,7 @@ class Goodbye(_message.Message):
     def __init__(self, reason: _Optional[str] = ...) -> None: ...
 
 class TaskRequest(_message.Message):
-    __slots__ = ("task_id", "check_mode", "gather_facts", "drain", "stop_project", "start_project", "wait_healthy", "apply_assignment")
+    __slots__ = ("task_id", "check_mode", "gather_facts", "drain", "stop_project", "start_project", "wait_healthy", "apply_assignment", "tail_log")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     CHECK_MODE_FIELD_NUMBER: _ClassVar[int]
     GATHER_FACTS_FIELD_NUMBER: _ClassVar[int]
@@ -144,6 +144,7 @@ class TaskRequest(_message.Message):
     START_PROJECT_FIELD_NUMBER: _ClassVar[int]
     WAIT_HEALTHY_FIELD_NUMBER: _ClassVar[int]
     APPLY_ASSIGNMENT_FIELD_NUMBER: _ClassVar[int]
+    TAIL_LOG_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     check_mode: bool
     gather_facts: GatherFacts
@@ -152,7 +153,8 @@ class TaskRequest(_message.Message):
     start_project: StartProject
     wait_healthy: WaitHealthy
     apply_assignment: ApplyAssignment
-    def __init__(self, task_id: _Optional[str] = ..., check_mode: _Optional[bool] = ..., gather_facts: _Optional[_Union[GatherFacts, _Mapping]] = ..., drain: _Optional[_Union[Drain, _Mapping]] = ..., stop_project: _Optional[_Union[StopProject, _Mapping]] = ..., start_project: _Optional[_Union[StartProject, _Mapping]] = ..., wait_healthy: _Optional[_Union[WaitHealthy, _Mapping]] = ..., apply_assignment: _Optional[_Union[ApplyAssignment, _Mapping]] = ...) -> None: ...
+    tail_log: TailLog
+    def __init__(self, task_id: _Optional[str] = ..., check_mode: _Optional[bool] = ..., gather_facts: _Optional[_Union[GatherFacts, _Mapping]] = ..., drain: _Optional[_Union[Drain, _Mapping]] = ..., stop_project: _Optional[_Union[StopProject, _Mapping]] = ..., start_project: _Optional[_Union[StartProject, _Mapping]] = ..., wait_healthy: _Optional[_Union[WaitHealthy, _Mapping]] = ..., apply_assignment: _Optional[_Union[ApplyAssignment, _Mapping]] = ..., tail_log: _Optional[_Union[TailLog, _Mapping]] = ...) -> None: ...
 
 class GatherFacts(_message.Message):
     __slots__ = ()
@@ -185,14 +187,43 @@ class StopProject(_message.Message):
     def __init__(self, project: _Optional[str] = ...) -> None: ...
 
 class StartProject(_message.Message):
-    __slots__ = ("project", "compose", "digest")
+    __slots__ = ("project", "compose", "digest", "process")
     PROJECT_FIELD_NUMBER: _ClassVar[int]
     COMPOSE_FIELD_NUMBER: _ClassVar[int]
     DIGEST_FIELD_NUMBER: _ClassVar[int]
+    PROCESS_FIELD_NUMBER: _ClassVar[int]
     project: str
     compose: str
     digest: str
-    def __init__(self, project: _Optional[str] = ..., compose: _Optional[str] = ..., digest: _Optional[str] = ...) -> None: ...
+    process: HostProcess
+    def __init__(self, project: _Optional[str] = ..., compose: _Optional[str] = ..., digest: _Optional[str] = ..., process: _Optional[_Union[HostProcess, _Mapping]] = ...) -> None: ...
+
+class HostProcess(_message.Message):
+    __slots__ = ("service", "environment", "args", "env")
+    class EnvEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    SERVICE_FIELD_NUMBER: _ClassVar[int]
+    ENVIRONMENT_FIELD_NUMBER: _ClassVar[int]
+    ARGS_FIELD_NUMBER: _ClassVar[int]
+    ENV_FIELD_NUMBER: _ClassVar[int]
+    service: str
+    environment: str
+    args: _containers.RepeatedScalarFieldContainer[str]
+    env: _containers.ScalarMap[str, str]
+    def __init__(self, service: _Optional[str] = ..., environment: _Optional[str] = ..., args: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class TailLog(_message.Message):
+    __slots__ = ("project", "lines")
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    LINES_FIELD_NUMBER: _ClassVar[int]
+    project: str
+    lines: int
+    def __init__(self, project: _Optional[str] = ..., lines: _Optional[int] = ...) -> None: ...
 
 class WaitHealthy(_message.Message):
     __slots__ = ("project", "checks")
@@ -285,7 +316,7 @@ class Progress(_message.Message):
     def __init__(self, phase: _Optional[str] = ..., percent: _Optional[float] = ..., message: _Optional[str] = ...) -> None: ...
 
 class TaskResult(_message.Message):
-    __slots__ = ("task_id", "status", "message", "diff", "facts", "project", "assignment")
+    __slots__ = ("task_id", "status", "message", "diff", "facts", "project", "assignment", "log")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
@@ -293,6 +324,7 @@ class TaskResult(_message.Message):
     FACTS_FIELD_NUMBER: _ClassVar[int]
     PROJECT_FIELD_NUMBER: _ClassVar[int]
     ASSIGNMENT_FIELD_NUMBER: _ClassVar[int]
+    LOG_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     status: _types_pb2.TaskStatus
     message: str
@@ -300,4 +332,5 @@ class TaskResult(_message.Message):
     facts: _types_pb2.Inventory
     project: RunningProject
     assignment: AssignmentReport
-    def __init__(self, task_id: _Optional[str] = ..., status: _Optional[_Union[_types_pb2.TaskStatus, str]] = ..., message: _Optional[str] = ..., diff: _Optional[str] = ..., facts: _Optional[_Union[_types_pb2.Inventory, _Mapping]] = ..., project: _Optional[_Union[RunningProject, _Mapping]] = ..., assignment: _Optional[_Union[AssignmentReport, _Mapping]] = ...) -> None: ...
+    log: str
+    def __init__(self, task_id: _Optional[str] = ..., status: _Optional[_Union[_types_pb2.TaskStatus, str]] = ..., message: _Optional[str] = ..., diff: _Optional[str] = ..., facts: _Optional[_Union[_types_pb2.Inventory, _Mapping]] = ..., project: _Optional[_Union[RunningProject, _Mapping]] = ..., assignment: _Optional[_Union[AssignmentReport, _Mapping]] = ..., log: _Optional[str] = ...) -> None: ...

@@ -1,3 +1,7 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from gpufleet.v1 import hub_pb2 as _hub_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -15,7 +19,7 @@ class VramEstimate(_message.Message):
     def __init__(self, gb: _Optional[float] = ..., basis: _Optional[str] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("name", "aliases", "engine", "source", "served_model_name", "max_context", "vram", "description", "digest", "file")
+    __slots__ = ("name", "aliases", "engine", "source", "served_model_name", "max_context", "vram", "description", "digest", "file", "gpus_needed", "running_on")
     NAME_FIELD_NUMBER: _ClassVar[int]
     ALIASES_FIELD_NUMBER: _ClassVar[int]
     ENGINE_FIELD_NUMBER: _ClassVar[int]
@@ -26,6 +30,8 @@ class ModelInfo(_message.Message):
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     DIGEST_FIELD_NUMBER: _ClassVar[int]
     FILE_FIELD_NUMBER: _ClassVar[int]
+    GPUS_NEEDED_FIELD_NUMBER: _ClassVar[int]
+    RUNNING_ON_FIELD_NUMBER: _ClassVar[int]
     name: str
     aliases: _containers.RepeatedScalarFieldContainer[str]
     engine: str
@@ -36,7 +42,9 @@ class ModelInfo(_message.Message):
     description: str
     digest: str
     file: str
-    def __init__(self, name: _Optional[str] = ..., aliases: _Optional[_Iterable[str]] = ..., engine: _Optional[str] = ..., source: _Optional[str] = ..., served_model_name: _Optional[str] = ..., max_context: _Optional[int] = ..., vram: _Optional[_Union[VramEstimate, _Mapping]] = ..., description: _Optional[str] = ..., digest: _Optional[str] = ..., file: _Optional[str] = ...) -> None: ...
+    gpus_needed: int
+    running_on: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., aliases: _Optional[_Iterable[str]] = ..., engine: _Optional[str] = ..., source: _Optional[str] = ..., served_model_name: _Optional[str] = ..., max_context: _Optional[int] = ..., vram: _Optional[_Union[VramEstimate, _Mapping]] = ..., description: _Optional[str] = ..., digest: _Optional[str] = ..., file: _Optional[str] = ..., gpus_needed: _Optional[int] = ..., running_on: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ListModelsRequest(_message.Message):
     __slots__ = ()
@@ -110,3 +118,91 @@ class ValidateModelResponse(_message.Message):
     problems: _containers.RepeatedScalarFieldContainer[str]
     models: _containers.RepeatedCompositeFieldContainer[ValidatedModel]
     def __init__(self, valid: _Optional[bool] = ..., problems: _Optional[_Iterable[str]] = ..., models: _Optional[_Iterable[_Union[ValidatedModel, _Mapping]]] = ...) -> None: ...
+
+class SwitchModelRequest(_message.Message):
+    __slots__ = ("name", "targets", "gpus", "gpu_count", "port", "serial", "max_fail_percent", "check", "no_rollback", "force")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TARGETS_FIELD_NUMBER: _ClassVar[int]
+    GPUS_FIELD_NUMBER: _ClassVar[int]
+    GPU_COUNT_FIELD_NUMBER: _ClassVar[int]
+    PORT_FIELD_NUMBER: _ClassVar[int]
+    SERIAL_FIELD_NUMBER: _ClassVar[int]
+    MAX_FAIL_PERCENT_FIELD_NUMBER: _ClassVar[int]
+    CHECK_FIELD_NUMBER: _ClassVar[int]
+    NO_ROLLBACK_FIELD_NUMBER: _ClassVar[int]
+    FORCE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    targets: _hub_pb2.Targets
+    gpus: _containers.RepeatedScalarFieldContainer[int]
+    gpu_count: int
+    port: int
+    serial: int
+    max_fail_percent: float
+    check: bool
+    no_rollback: bool
+    force: bool
+    def __init__(self, name: _Optional[str] = ..., targets: _Optional[_Union[_hub_pb2.Targets, _Mapping]] = ..., gpus: _Optional[_Iterable[int]] = ..., gpu_count: _Optional[int] = ..., port: _Optional[int] = ..., serial: _Optional[int] = ..., max_fail_percent: _Optional[float] = ..., check: _Optional[bool] = ..., no_rollback: _Optional[bool] = ..., force: _Optional[bool] = ...) -> None: ...
+
+class StopModelRequest(_message.Message):
+    __slots__ = ("name", "targets")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TARGETS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    targets: _hub_pb2.Targets
+    def __init__(self, name: _Optional[str] = ..., targets: _Optional[_Union[_hub_pb2.Targets, _Mapping]] = ...) -> None: ...
+
+class RunningModel(_message.Message):
+    __slots__ = ("node", "model", "engine", "gpus", "state", "since", "endpoint", "message", "project")
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    ENGINE_FIELD_NUMBER: _ClassVar[int]
+    GPUS_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    ENDPOINT_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    node: str
+    model: str
+    engine: str
+    gpus: _containers.RepeatedScalarFieldContainer[int]
+    state: str
+    since: _timestamp_pb2.Timestamp
+    endpoint: str
+    message: str
+    project: str
+    def __init__(self, node: _Optional[str] = ..., model: _Optional[str] = ..., engine: _Optional[str] = ..., gpus: _Optional[_Iterable[int]] = ..., state: _Optional[str] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., endpoint: _Optional[str] = ..., message: _Optional[str] = ..., project: _Optional[str] = ...) -> None: ...
+
+class ListRunningRequest(_message.Message):
+    __slots__ = ("name", "selector")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SELECTOR_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    selector: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., selector: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ListRunningResponse(_message.Message):
+    __slots__ = ("models",)
+    MODELS_FIELD_NUMBER: _ClassVar[int]
+    models: _containers.RepeatedCompositeFieldContainer[RunningModel]
+    def __init__(self, models: _Optional[_Iterable[_Union[RunningModel, _Mapping]]] = ...) -> None: ...
+
+class ModelLogsRequest(_message.Message):
+    __slots__ = ("name", "node", "lines")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    LINES_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    node: str
+    lines: int
+    def __init__(self, name: _Optional[str] = ..., node: _Optional[str] = ..., lines: _Optional[int] = ...) -> None: ...
+
+class ModelLogsResponse(_message.Message):
+    __slots__ = ("node", "project", "log")
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    LOG_FIELD_NUMBER: _ClassVar[int]
+    node: str
+    project: str
+    log: str
+    def __init__(self, node: _Optional[str] = ..., project: _Optional[str] = ..., log: _Optional[str] = ...) -> None: ...

@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from gpufleet.v1 import hub_pb2 as gpufleet_dot_v1_dot_hub__pb2
 from gpufleet.v1 import models_pb2 as gpufleet_dot_v1_dot_models__pb2
 
 GRPC_GENERATED_VERSION = '1.81.1'
@@ -27,7 +28,8 @@ if _version_not_supported:
 
 class ModelsStub:
     """Model definitions: the hub's models directory (--models DIR), one YAML file per model (our
-    form or a vLLM-Chill VLLMModel). Read only: nothing here starts or changes anything.
+    form or a vLLM-Chill VLLMModel), and model deployments: a node (or some of its GPUs) runs a
+    model as the project "model-NAME", generated from the definition at each start.
     """
 
     def __init__(self, channel):
@@ -51,11 +53,32 @@ class ModelsStub:
                 request_serializer=gpufleet_dot_v1_dot_models__pb2.ValidateModelRequest.SerializeToString,
                 response_deserializer=gpufleet_dot_v1_dot_models__pb2.ValidateModelResponse.FromString,
                 _registered_method=True)
+        self.SwitchModel = channel.unary_unary(
+                '/gpufleet.v1.Models/SwitchModel',
+                request_serializer=gpufleet_dot_v1_dot_models__pb2.SwitchModelRequest.SerializeToString,
+                response_deserializer=gpufleet_dot_v1_dot_hub__pb2.OperationRef.FromString,
+                _registered_method=True)
+        self.StopModel = channel.unary_unary(
+                '/gpufleet.v1.Models/StopModel',
+                request_serializer=gpufleet_dot_v1_dot_models__pb2.StopModelRequest.SerializeToString,
+                response_deserializer=gpufleet_dot_v1_dot_hub__pb2.OperationRef.FromString,
+                _registered_method=True)
+        self.ListRunning = channel.unary_unary(
+                '/gpufleet.v1.Models/ListRunning',
+                request_serializer=gpufleet_dot_v1_dot_models__pb2.ListRunningRequest.SerializeToString,
+                response_deserializer=gpufleet_dot_v1_dot_models__pb2.ListRunningResponse.FromString,
+                _registered_method=True)
+        self.ModelLogs = channel.unary_unary(
+                '/gpufleet.v1.Models/ModelLogs',
+                request_serializer=gpufleet_dot_v1_dot_models__pb2.ModelLogsRequest.SerializeToString,
+                response_deserializer=gpufleet_dot_v1_dot_models__pb2.ModelLogsResponse.FromString,
+                _registered_method=True)
 
 
 class ModelsServicer:
     """Model definitions: the hub's models directory (--models DIR), one YAML file per model (our
-    form or a vLLM-Chill VLLMModel). Read only: nothing here starts or changes anything.
+    form or a vLLM-Chill VLLMModel), and model deployments: a node (or some of its GPUs) runs a
+    model as the project "model-NAME", generated from the definition at each start.
     """
 
     def ListModels(self, request, context):
@@ -79,6 +102,35 @@ class ModelsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SwitchModel(self, request, context):
+        """Start a model on nodes: drain and stop what runs there, start the model's server, wait
+        until it answers; the rules of a configuration switch (check, serial, max-fail, rollback).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StopModel(self, request, context):
+        """Stop a model where it runs (on the given nodes, or every node that runs it).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListRunning(self, request, context):
+        """Where models run now: per node, the model, its GPUs, state and endpoint.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ModelLogs(self, request, context):
+        """The last lines of a model server's log on one node.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ModelsServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -97,6 +149,26 @@ def add_ModelsServicer_to_server(servicer, server):
                     request_deserializer=gpufleet_dot_v1_dot_models__pb2.ValidateModelRequest.FromString,
                     response_serializer=gpufleet_dot_v1_dot_models__pb2.ValidateModelResponse.SerializeToString,
             ),
+            'SwitchModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.SwitchModel,
+                    request_deserializer=gpufleet_dot_v1_dot_models__pb2.SwitchModelRequest.FromString,
+                    response_serializer=gpufleet_dot_v1_dot_hub__pb2.OperationRef.SerializeToString,
+            ),
+            'StopModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.StopModel,
+                    request_deserializer=gpufleet_dot_v1_dot_models__pb2.StopModelRequest.FromString,
+                    response_serializer=gpufleet_dot_v1_dot_hub__pb2.OperationRef.SerializeToString,
+            ),
+            'ListRunning': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListRunning,
+                    request_deserializer=gpufleet_dot_v1_dot_models__pb2.ListRunningRequest.FromString,
+                    response_serializer=gpufleet_dot_v1_dot_models__pb2.ListRunningResponse.SerializeToString,
+            ),
+            'ModelLogs': grpc.unary_unary_rpc_method_handler(
+                    servicer.ModelLogs,
+                    request_deserializer=gpufleet_dot_v1_dot_models__pb2.ModelLogsRequest.FromString,
+                    response_serializer=gpufleet_dot_v1_dot_models__pb2.ModelLogsResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'gpufleet.v1.Models', rpc_method_handlers)
@@ -107,7 +179,8 @@ def add_ModelsServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class Models:
     """Model definitions: the hub's models directory (--models DIR), one YAML file per model (our
-    form or a vLLM-Chill VLLMModel). Read only: nothing here starts or changes anything.
+    form or a vLLM-Chill VLLMModel), and model deployments: a node (or some of its GPUs) runs a
+    model as the project "model-NAME", generated from the definition at each start.
     """
 
     @staticmethod
@@ -181,6 +254,114 @@ class Models:
             '/gpufleet.v1.Models/ValidateModel',
             gpufleet_dot_v1_dot_models__pb2.ValidateModelRequest.SerializeToString,
             gpufleet_dot_v1_dot_models__pb2.ValidateModelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SwitchModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpufleet.v1.Models/SwitchModel',
+            gpufleet_dot_v1_dot_models__pb2.SwitchModelRequest.SerializeToString,
+            gpufleet_dot_v1_dot_hub__pb2.OperationRef.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StopModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpufleet.v1.Models/StopModel',
+            gpufleet_dot_v1_dot_models__pb2.StopModelRequest.SerializeToString,
+            gpufleet_dot_v1_dot_hub__pb2.OperationRef.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListRunning(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpufleet.v1.Models/ListRunning',
+            gpufleet_dot_v1_dot_models__pb2.ListRunningRequest.SerializeToString,
+            gpufleet_dot_v1_dot_models__pb2.ListRunningResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ModelLogs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpufleet.v1.Models/ModelLogs',
+            gpufleet_dot_v1_dot_models__pb2.ModelLogsRequest.SerializeToString,
+            gpufleet_dot_v1_dot_models__pb2.ModelLogsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,77 @@
+"""A host process project: one supervised process an agent runs instead of a compose project (a
+llama.cpp model server, `python -m llama_cpp.server ...` from a llama-cpp-python environment).
+
+Shared by the hub (which generates it from a model definition and sends it in StartProject) and
+the agent (which stores, starts and adopts it), so both compute the same canonical text and
+digest: the digest tells whether a running process is this definition, as a compose file's
+sha256 does for a compose project.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+ENVIRONMENTS = ("cuda", "vulkan", "rocm", "cpu")
+
+
+class ProcessSpecError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    service: str  # the one service of its project, e.g. "server"
+    environment: str  # a llama-cpp-python backend: the agent maps it to an environment dir
+    args: tuple[str, ...]  # after the environment's python: -m llama_cpp.server --model=...
+    env: tuple[tuple[str, str], ...] = ()  # sorted by key; added to the agent's environment
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "service": self.service,
+            "environment": self.environment,
+            "args": list(self.args),
+            "env": dict(self.env),
+        }
+
+    def text(self) -> str:
+        """The canonical text: sorted keys, one line, stable across Python versions."""
+        return json.dumps(self.as_dict(), sort_keys=True, separators=(",", ":"))
+
+    def digest(self) -> str:
+        return hashlib.sha256(self.text().encode()).hexdigest()
+
+
+def make(service: str, environment: str, args: list[str] | tuple[str, ...],
+         env: dict[str, str] | None = None) -> ProcessSpec:  # fmt: skip
+    """A checked spec: ProcessSpecError (one line) for what no agent could run."""
+    if not service or not service.replace("-", "").replace("_", "").isalnum():
+        raise ProcessSpecError(f"process service name {service[:64]!r} is invalid")
+    if environment not in ENVIRONMENTS:
+        raise ProcessSpecError(
+            f"process environment {environment[:32]!r} is not one of {', '.join(ENVIRONMENTS)}"
+        )
+    if not args:
+        raise ProcessSpecError("a process needs arguments, e.g. -m llama_cpp.server")
+    for key, value in (env or {}).items():
+        if not key or "=" in key or "\0" in key or "\0" in value:
+            raise ProcessSpecError(f"process environment variable {key[:64]!r} is invalid")
+    if any("\0" in arg for arg in args):
+        raise ProcessSpecError("a process argument holds a NUL byte")
+    return ProcessSpec(service, environment, tuple(args), tuple(sorted((env or {}).items())))
+
+
+def from_text(text: str) -> ProcessSpec:
+    """The spec back from its canonical text (what the agent stores)."""
+    try:
+        data = json.loads(text)
+        return make(
+            str(data["service"]),
+            str(data["environment"]),
+            [str(arg) for arg in data["args"]],
+            {str(k): str(v) for k, v in dict(data.get("env") or {}).items()},
+        )
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ProcessSpecError(f"not a process spec: {exc}") from None
