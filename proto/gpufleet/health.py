@@ -38,6 +38,9 @@ class HealthCheck:
     expect_status: int = 200
     timeout_s: float = 300
     interval_s: float = 5
+    # Set: the answer must also be an OpenAI model list naming this id (a model deployment's
+    # check on /v1/models); not a configuration field.
+    expect_model: str = ""
 
 
 class Invalid(Exception):

@@ -234,18 +234,20 @@ class WaitHealthy(_message.Message):
     def __init__(self, project: _Optional[str] = ..., checks: _Optional[_Iterable[_Union[HealthCheck, _Mapping]]] = ...) -> None: ...
 
 class HealthCheck(_message.Message):
-    __slots__ = ("service", "url", "expect_status", "timeout", "interval")
+    __slots__ = ("service", "url", "expect_status", "timeout", "interval", "expect_model")
     SERVICE_FIELD_NUMBER: _ClassVar[int]
     URL_FIELD_NUMBER: _ClassVar[int]
     EXPECT_STATUS_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_FIELD_NUMBER: _ClassVar[int]
     INTERVAL_FIELD_NUMBER: _ClassVar[int]
+    EXPECT_MODEL_FIELD_NUMBER: _ClassVar[int]
     service: str
     url: str
     expect_status: int
     timeout: _duration_pb2.Duration
     interval: _duration_pb2.Duration
-    def __init__(self, service: _Optional[str] = ..., url: _Optional[str] = ..., expect_status: _Optional[int] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+    expect_model: str
+    def __init__(self, service: _Optional[str] = ..., url: _Optional[str] = ..., expect_status: _Optional[int] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., expect_model: _Optional[str] = ...) -> None: ...
 
 class ApplyAssignment(_message.Message):
     __slots__ = ("project", "services")
