@@ -14,6 +14,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from gpufleet.health import HealthCheck
+
 ENVIRONMENTS = ("cuda", "vulkan", "rocm", "cpu")
 
 
@@ -27,14 +29,24 @@ class ProcessSpec:
     environment: str  # a llama-cpp-python backend: the agent maps it to an environment dir
     args: tuple[str, ...]  # after the environment's python: -m llama_cpp.server --model=...
     env: tuple[tuple[str, str], ...] = ()  # sorted by key; added to the agent's environment
+    health: HealthCheck | None = None  # what the agent's health monitor polls
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        found: dict[str, Any] = {
             "service": self.service,
             "environment": self.environment,
             "args": list(self.args),
             "env": dict(self.env),
         }
+        if self.health is not None:
+            found["health"] = {
+                "url": self.health.url,
+                "expect_status": self.health.expect_status,
+                "timeout_s": self.health.timeout_s,
+                "interval_s": self.health.interval_s,
+                "expect_model": self.health.expect_model,
+            }
+        return found
 
     def text(self) -> str:
         """The canonical text: sorted keys, one line, stable across Python versions."""
@@ -45,7 +57,8 @@ class ProcessSpec:
 
 
 def make(service: str, environment: str, args: list[str] | tuple[str, ...],
-         env: dict[str, str] | None = None) -> ProcessSpec:  # fmt: skip
+         env: dict[str, str] | None = None,
+         health: HealthCheck | None = None) -> ProcessSpec:  # fmt: skip
     """A checked spec: ProcessSpecError (one line) for what no agent could run."""
     if not service or not service.replace("-", "").replace("_", "").isalnum():
         raise ProcessSpecError(f"process service name {service[:64]!r} is invalid")
@@ -60,18 +73,30 @@ def make(service: str, environment: str, args: list[str] | tuple[str, ...],
             raise ProcessSpecError(f"process environment variable {key[:64]!r} is invalid")
     if any("\0" in arg for arg in args):
         raise ProcessSpecError("a process argument holds a NUL byte")
-    return ProcessSpec(service, environment, tuple(args), tuple(sorted((env or {}).items())))
+    return ProcessSpec(
+        service, environment, tuple(args), tuple(sorted((env or {}).items())), health
+    )
 
 
 def from_text(text: str) -> ProcessSpec:
     """The spec back from its canonical text (what the agent stores)."""
     try:
         data = json.loads(text)
+        health = data.get("health")
         return make(
             str(data["service"]),
             str(data["environment"]),
             [str(arg) for arg in data["args"]],
             {str(k): str(v) for k, v in dict(data.get("env") or {}).items()},
+            HealthCheck(
+                str(health["url"]),
+                int(health["expect_status"]),
+                float(health["timeout_s"]),
+                float(health["interval_s"]),
+                str(health.get("expect_model", "")),
+            )
+            if health
+            else None,
         )
     except (ValueError, KeyError, TypeError) as exc:
         raise ProcessSpecError(f"not a process spec: {exc}") from None

@@ -199,7 +199,7 @@ class StartProject(_message.Message):
     def __init__(self, project: _Optional[str] = ..., compose: _Optional[str] = ..., digest: _Optional[str] = ..., process: _Optional[_Union[HostProcess, _Mapping]] = ...) -> None: ...
 
 class HostProcess(_message.Message):
-    __slots__ = ("service", "environment", "args", "env")
+    __slots__ = ("service", "environment", "args", "env", "health")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -211,11 +211,13 @@ class HostProcess(_message.Message):
     ENVIRONMENT_FIELD_NUMBER: _ClassVar[int]
     ARGS_FIELD_NUMBER: _ClassVar[int]
     ENV_FIELD_NUMBER: _ClassVar[int]
+    HEALTH_FIELD_NUMBER: _ClassVar[int]
     service: str
     environment: str
     args: _containers.RepeatedScalarFieldContainer[str]
     env: _containers.ScalarMap[str, str]
-    def __init__(self, service: _Optional[str] = ..., environment: _Optional[str] = ..., args: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    health: HealthCheck
+    def __init__(self, service: _Optional[str] = ..., environment: _Optional[str] = ..., args: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., health: _Optional[_Union[HealthCheck, _Mapping]] = ...) -> None: ...
 
 class TailLog(_message.Message):
     __slots__ = ("project", "lines")
