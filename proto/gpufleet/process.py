@@ -73,6 +73,9 @@ def make(service: str, environment: str, args: list[str] | tuple[str, ...],
             raise ProcessSpecError(f"process environment variable {key[:64]!r} is invalid")
     if any("\0" in arg for arg in args):
         raise ProcessSpecError("a process argument holds a NUL byte")
+    if health is not None:  # one form whoever built it (an int from YAML, a float from proto)
+        health = HealthCheck(health.url, int(health.expect_status), float(health.timeout_s),
+                             float(health.interval_s), health.expect_model)  # fmt: skip
     return ProcessSpec(
         service, environment, tuple(args), tuple(sorted((env or {}).items())), health
     )
