@@ -14,7 +14,9 @@ from cli.output import CliError, JsonOption, console, emit_json, error_line, gro
 if TYPE_CHECKING:
     from cli.client import HubClient
 
-app = typer.Typer(help="Model definitions: what each model is and the engine command it gets.")
+app = typer.Typer(
+    help="Model definitions, and models running on nodes: switch, stop, running, logs."
+)
 ToOption = Annotated[
     str,
     typer.Option("--to", metavar="FORMAT",
@@ -153,3 +155,11 @@ def convert(
             error_line(problem)
     if problems:
         raise typer.Exit(1)
+
+
+from cli import models_run  # noqa: E402  (cheap: typer only; its commands join this group)
+
+app.command("switch")(models_run.switch)
+app.command("stop")(models_run.stop)
+app.command("running")(models_run.running)
+app.command("logs")(models_run.logs)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from rich.table import Table
+from rich.text import Text
 
 from gpufleet.v1 import models_pb2
 
@@ -27,6 +28,8 @@ def info(message: models_pb2.ModelInfo) -> dict[str, Any]:
         "description": message.description,
         "digest": message.digest,
         "file": message.file,
+        "gpus_needed": message.gpus_needed if message.HasField("gpus_needed") else None,
+        "running_on": list(message.running_on),
     }
 
 
@@ -51,13 +54,60 @@ def vram(model: dict[str, Any]) -> str:
     return "?" if model["vram_gb"] is None else f"{model['vram_gb']:g} GiB"
 
 
+def needed(model: dict[str, Any]) -> str:
+    """GPUs of the cluster's largest that hold the model: '1', 'none' (cpu), '?' (unknown)."""
+    count = model["gpus_needed"]
+    return "?" if count is None else ("none" if count == 0 else str(count))
+
+
 def table(models: list[dict[str, Any]]) -> Table:
     found = Table(box=None, header_style="bold")
-    for column in ("NAME", "ENGINE", "SOURCE", "CONTEXT", "VRAM/GPU", "DESCRIPTION"):
+    for column in ("NAME", "ENGINE", "SOURCE", "CONTEXT", "VRAM/GPU", "GPUS NEEDED",
+                   "RUNNING ON", "DESCRIPTION"):  # fmt: skip
         found.add_column(column)
     for model in models:
-        found.add_row(model["name"], model["engine"], model["source"], context(model),
-                      vram(model), model["description"])  # fmt: skip
+        found.add_row(Text(model["name"]), model["engine"], Text(model["source"]),
+                      context(model), vram(model), needed(model),
+                      Text(", ".join(model["running_on"]) or "-"),
+                      Text(model["description"]))  # fmt: skip
+    return found
+
+
+def running(message: models_pb2.RunningModel) -> dict[str, Any]:
+    since = message.since.ToDatetime().isoformat(timespec="seconds") + "Z"
+    return {
+        "node": message.node,
+        "model": message.model,
+        "engine": message.engine or None,
+        "gpus": list(message.gpus),
+        "state": message.state,
+        "since": since if message.HasField("since") else None,
+        "endpoint": message.endpoint or None,
+        "message": message.message,
+        "project": message.project,
+    }
+
+
+def gpus(found: dict[str, Any]) -> str:
+    if found["gpus"]:
+        return ",".join(map(str, found["gpus"]))
+    return "cpu" if found["engine"] == "llama-cpp" else "-"
+
+
+def running_table(models: list[dict[str, Any]]) -> Table:
+    """`hubctl models running`: one row per node running a model, its note under it."""
+    from cli.render import STATE_STYLES, ago
+
+    found = Table(box=None, header_style="bold")
+    for column in ("NODE", "MODEL", "ENGINE", "GPUS", "STATE", "SINCE", "ENDPOINT"):
+        found.add_column(column)
+    for model in models:
+        found.add_row(Text(model["node"]), Text(model["model"]), model["engine"] or "?",
+                      gpus(model), Text(model["state"],
+                                        style=STATE_STYLES.get(model["state"], "yellow")),
+                      ago(model["since"]), Text(model["endpoint"] or "-"))  # fmt: skip
+        if model["message"]:
+            found.add_row("", Text(model["message"], style="dim"))
     return found
 
 

@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from gpufleet.health import HealthCheck as HealthCheck
+from gpufleet.process import ProcessSpec
 from hub.configs_fields import LATENCY_CLASSES as LATENCY_CLASSES
 from hub.configs_fields import DrainProbe as DrainProbe
 from hub.configs_fields import Problems, read
@@ -56,6 +57,8 @@ MAX_DEPTH = 32  # nesting of mappings and lists (compose files need fewer than 1
 MAX_NODES = 100_000  # scalars, mappings and lists once every alias is expanded
 MAX_PROBLEMS = 50  # lines of one file's problems; past them, one line says how many more
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+# Model deployments run as the project "model-NAME" (hub.models.deploy): no file may clash.
+RESERVED_PREFIX = "model-"
 SUFFIXES = (".yaml", ".yml")
 
 
@@ -69,6 +72,9 @@ class Configuration:
     text: str  # the compose file sent to agents: the file's exact content, or generated from
     # it and the models its services reference (hub.configs_models)
     digest: str  # sha256 hex of text: tells whether a running project is this configuration
+    # Set for a host process project (a llama.cpp model deployment, hub.models.deploy): the
+    # agent runs this process instead of a compose file; text is its canonical text.
+    process: ProcessSpec | None = None
 
 
 class ProblemsError(ValueError):
@@ -103,6 +109,11 @@ def check_name(name: str) -> str:
         raise ConfigError(
             f"configuration name {str(name)[:80]!r} is invalid: use 1 to 63 lowercase letters,"
             " digits, '-' or '_', starting with a letter or digit"
+        )
+    if name.startswith(RESERVED_PREFIX):
+        raise ConfigError(
+            f"configuration name {name!r} is reserved: names starting with {RESERVED_PREFIX!r} "
+            "are the projects of model deployments (`hubctl models switch`)"
         )
     return name
 

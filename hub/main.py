@@ -17,6 +17,8 @@ from sqlalchemy.engine import make_url
 
 import gpufleet
 from gpufleet import sdnotify, settings
+from hub.models.deploy import DEFAULT_VLLM_IMAGE
+from hub.models.params import IMAGE
 from hub.server import DEFAULT_CONFIGS, DEFAULT_MODELS, HubConfig, HubServer, StartError
 
 log = logging.getLogger("hub")
@@ -34,6 +36,14 @@ def positive(text: str) -> float:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be greater than 0, got {text}")
     return value
+
+
+def image(text: str) -> str:
+    if not IMAGE.match(text):
+        raise argparse.ArgumentTypeError(
+            f"{text[:80]!r} is not an image reference such as docker.io/vllm/vllm-openai:v0.10.0"
+        )
+    return text
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -55,6 +65,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--models", type=Path, default=DEFAULT_MODELS, metavar="DIR",
         help=f"model definitions directory: one YAML file per model (default {DEFAULT_MODELS})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--vllm-image", type=image, default=DEFAULT_VLLM_IMAGE, metavar="IMAGE",
+        help="the container image of vLLM models that name none (default "
+        f"{DEFAULT_VLLM_IMAGE})",
     )  # fmt: skip
     parser.add_argument(
         "--db", metavar="URL", help="SQLAlchemy URL (default: SQLite file hub.db in the state dir)"
@@ -137,6 +152,7 @@ def main(argv: list[str] | None = None) -> None:
         args.listen, args.state_dir, args.db, args.heartbeat_interval, args.http, args.configs,
         insecure=args.insecure, enroll_listen=args.enroll_listen,
         cert_ttl=timedelta(days=args.cert_days), models_dir=args.models,
+        vllm_image=args.vllm_image,
     )  # fmt: skip
     try:
         asyncio.run(serve(config, args.grace))

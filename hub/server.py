@@ -28,6 +28,8 @@ from hub.assign import AssignmentService
 from hub.http import HttpEndpoint
 from hub.link import AgentLinkService, utcnow
 from hub.metrics import Snapshot, StoreCollector, render
+from hub.models.deploy import DEFAULT_VLLM_IMAGE
+from hub.models.running import Cluster
 from hub.models.service import ModelsService
 from hub.ops.manager import OperationManager
 from hub.sessions import SessionRegistry, Updates
@@ -69,6 +71,7 @@ class HubConfig:
     enroll_listen: str | None = None  # default: the --listen host, port + 1
     cert_ttl: timedelta = DEFAULT_CERT_TTL
     models_dir: Path = DEFAULT_MODELS
+    vllm_image: str = DEFAULT_VLLM_IMAGE  # what a vLLM model without an image runs in
 
     @property
     def enrollment_address(self) -> str:
@@ -210,7 +213,10 @@ class HubServer:
                 self.registry, self._db, self.manager, self.config.configs_dir,
                 self.config.state_dir, self.work, models_dir=self.config.models_dir,
             ),
-            "models": ModelsService(self.config.models_dir, self.work),
+            "models": ModelsService(self.config.models_dir, self.work, Cluster(
+                self.registry, self._db, store, self.manager, self.config.configs_dir,
+                self.config.vllm_image,
+            )),
             "enrollment": EnrollmentService(issuer) if issuer is not None else None,
             "trust": TrustService(
                 self._db, trust_store, self.auth, self.registry, issuer,

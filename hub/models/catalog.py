@@ -63,6 +63,9 @@ SIZES = SafeSizes()
 class Entry:
     model: Model
     estimate: estimate.Estimate  # per GPU, for one GPU
+    # The fewest GPUs (1, 2, 4 or 8) of the cluster's largest that hold it; 0: it needs none
+    # (llama.cpp on cpu); None: unknown (no estimate, no GPU known, or more than 8).
+    gpus_needed: int | None = None
 
 
 @dataclass(frozen=True)
@@ -93,14 +96,35 @@ def dump(data: object) -> str:
                           width=100)  # fmt: skip
 
 
-def entry(model: Model) -> Entry:
-    return Entry(model, estimate.estimate(model, SIZES, 1))
+GPU_COUNTS = (1, 2, 4, 8)
+MIB = 1024
 
 
-def listing(directory: Path) -> tuple[list[Entry], list[str]]:
-    """Every model of the directory by name, and one line per file that did not load."""
+def gpus_needed(model: Model, largest_mb: int | None) -> int | None:
+    """The fewest of GPU_COUNTS GPUs of `largest_mb` MiB each whose share of the model's
+    estimate fits (0: the model runs on no GPU; None: unknown)."""
+    if model.llama_cpp is not None and model.llama_cpp.backend == "cpu":
+        return 0
+    if not largest_mb:
+        return None
+    for count in GPU_COUNTS:
+        need = estimate.estimate(model, SIZES, count).vram_gb
+        if need is None:
+            return None
+        if need * MIB <= largest_mb:
+            return count
+    return None
+
+
+def entry(model: Model, largest_mb: int | None = None) -> Entry:
+    return Entry(model, estimate.estimate(model, SIZES, 1), gpus_needed(model, largest_mb))
+
+
+def listing(directory: Path, largest_mb: int | None = None) -> tuple[list[Entry], list[str]]:
+    """Every model of the directory by name, and one line per file that did not load;
+    `largest_mb`: the cluster's largest GPU, for how many GPUs each model needs."""
     models, errors = load.load_directory(directory)
-    return [entry(models[name]) for name in sorted(models)], [str(e) for e in errors]
+    return [entry(models[name], largest_mb) for name in sorted(models)], [str(e) for e in errors]
 
 
 def describe(deployment: Deployment) -> str:

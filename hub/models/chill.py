@@ -38,7 +38,7 @@ VLLM_SPEC = {  # spec key -> our key under vllm:, in vLLM-Chill's order
     "dtype": "dtype", "disableCustomAllReduce": "disable_custom_all_reduce",
     "enablePrefixCaching": "enable_prefix_caching",
     "enableAutoToolChoice": "enable_auto_tool_choice",
-    "extraArgs": "extra_args", "env": "env",
+    "extraArgs": "extra_args", "env": "env", "image": "image",
 }  # fmt: skip
 TOP_SPEC = {"servedModelName": "served_model_name", "vramGb": "vram_gb",
             "healthPath": "health_path", "drainMetric": "drain_metric", "aliases": "aliases",

@@ -17,14 +17,17 @@ def max_context(model: Model) -> int | None:
     return None
 
 
-def info(entry: Entry) -> models_pb2.ModelInfo:
+def info(entry: Entry, running_on: list[str] | None = None) -> models_pb2.ModelInfo:
     model = entry.model
     message = models_pb2.ModelInfo(
         name=model.name, aliases=list(model.aliases), engine=model.engine,
         source=model.source.describe(), served_model_name=model.served_model_name,
         vram=models_pb2.VramEstimate(basis=entry.estimate.basis),
         description=model.description, digest=model.digest, file=model.file,
+        running_on=running_on or [],
     )  # fmt: skip
+    if entry.gpus_needed is not None:
+        message.gpus_needed = entry.gpus_needed
     context = max_context(model)
     if context is not None:
         message.max_context = context
@@ -33,8 +36,14 @@ def info(entry: Entry) -> models_pb2.ModelInfo:
     return message
 
 
-def listing(entries: list[Entry], errors: list[str]) -> models_pb2.ListModelsResponse:
-    return models_pb2.ListModelsResponse(models=[info(e) for e in entries], errors=errors)
+def listing(
+    entries: list[Entry], errors: list[str], running_on: dict[str, list[str]] | None = None
+) -> models_pb2.ListModelsResponse:
+    """The listing; `running_on`: model name -> where it runs ("gpu-a (GPU 0)")."""
+    where = running_on or {}
+    return models_pb2.ListModelsResponse(
+        models=[info(e, where.get(e.model.name)) for e in entries], errors=errors
+    )
 
 
 def detail(found: Detail) -> models_pb2.GetModelResponse:

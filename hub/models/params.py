@@ -15,10 +15,12 @@ from hub.models.checks import Problems
 from hub.models.schema import BACKENDS, DTYPES, LlamaCppParams, VllmParams
 
 PARSER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+# An OCI image reference: [registry/]repository[:tag][@sha256:digest].
+IMAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:-]{0,254}(@sha256:[0-9a-f]{64})?$")
 VLLM_KEYS = ("max_model_len", "gpu_memory_utilization", "max_num_seqs", "max_num_batched_tokens",
              "enable_chunked_prefill", "enable_prefix_caching", "enable_auto_tool_choice",
              "tool_call_parser", "reasoning_parser", "dtype", "disable_custom_all_reduce",
-             "extra_args", "env")  # fmt: skip
+             "extra_args", "env", "image")  # fmt: skip
 LLAMA_KEYS = ("n_ctx", "n_gpu_layers", "n_batch", "chat_format", "backend", "extra_args", "env")
 INFRA_KEYS = ("gpu_count", "gpus", "tensor_parallel_size", "pipeline_parallel_size",
               "data_parallel_size", "cpu_offload_gb")  # fmt: skip
@@ -29,7 +31,7 @@ INFRA = (
 GPU_ENV = ("CUDA_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES",
            "GGML_VK_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES")  # fmt: skip
 GPU_ENV_WHY = "chooses GPUs, which is the deployment's part: give the GPUs where it is deployed"
-VLLM_FLAGS = {f"--{key.replace('_', '-')}": key for key in VLLM_KEYS[:-2]} | {
+VLLM_FLAGS = {f"--{key.replace('_', '-')}": key for key in VLLM_KEYS[:-3]} | {
     "--no-enable-chunked-prefill": "enable_chunked_prefill",
     "--no-enable-prefix-caching": "enable_prefix_caching",
     "--no-enable-auto-tool-choice": "enable_auto_tool_choice",
@@ -132,6 +134,9 @@ def vllm(p: Problems, where: str, value: Any) -> VllmParams | None:
                                      VLLM_INFRA_FLAGS, VLLM_OWN_FLAGS, "vllm")  # fmt: skip
     if "env" in m:
         found["env"] = checks.environment(p, at["env"], m["env"], GPU_ENV, GPU_ENV_WHY)
+    if "image" in m:
+        found["image"] = checks.text(p, at["image"], m["image"], IMAGE,
+                                     "an image such as vllm/vllm-openai:v0.10.0")  # fmt: skip
     _cross(p, found, {key: p.rename(path) for key, path in at.items()}, at)
     if len(p) > before:
         return None

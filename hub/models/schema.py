@@ -77,6 +77,7 @@ class VllmParams:
     disable_custom_all_reduce: bool | None = None
     extra_args: tuple[str, ...] = ()
     env: tuple[tuple[str, str], ...] = ()
+    image: str | None = None  # the server's container image; None: the hub's --vllm-image
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,11 @@
-"""The Models service: the hub's model definitions, read only.
+"""The Models service: the hub's model definitions, and the models nodes run.
 
-Every call reads the models directory (or the file sent) afresh, so an edited file counts at
-the next call, in a worker of the hub's models lane (`hub.work`): a hostile file costs a worker
-at most MODELS_LIMIT_S, never the event loop. A file that does not load is one line of the
-listing; the other models are still listed.
+The definitions are read only. Every call reads the models directory (or the file sent)
+afresh, so an edited file counts at the next call, in a worker of the hub's models lane
+(`hub.work`): a hostile file costs a worker at most MODELS_LIMIT_S, never the event loop. A
+file that does not load is one line of the listing; the other models are still listed.
+Switching, stopping, listing what runs and reading a model server's log are
+`hub.models.deployments`.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ import grpc
 
 from gpufleet.v1 import models_pb2, models_pb2_grpc
 from hub.models import catalog, convert
+from hub.models.deployments import DeploymentsApi
 from hub.models.load import ModelError
+from hub.models.running import Cluster, running, where
 from hub.work import Busy, Overrun, Work, WorkerDied
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -26,10 +30,11 @@ MAX_NAME = 253  # a model's name is a DNS label; an alias no longer than a host 
 MAX_FILENAME = 255
 
 
-class ModelsService(models_pb2_grpc.ModelsServicer):  # type: ignore[misc]
-    def __init__(self, models_dir: Path, work: Work) -> None:
+class ModelsService(DeploymentsApi, models_pb2_grpc.ModelsServicer):  # type: ignore[misc]
+    def __init__(self, models_dir: Path, work: Work, cluster: Cluster | None = None) -> None:
         self.models_dir = models_dir
         self.work = work
+        self.cluster = cluster
 
     async def _read(self, context: Context, fn: Callable[..., T], *args: Any) -> T:
         """fn(*args) in a worker; a missing directory is FAILED_PRECONDITION, one line."""
@@ -49,8 +54,23 @@ class ModelsService(models_pb2_grpc.ModelsServicer):  # type: ignore[misc]
     async def ListModels(
         self, request: models_pb2.ListModelsRequest, context: Context
     ) -> models_pb2.ListModelsResponse:
-        entries, errors = await self._read(context, catalog.listing, self.models_dir)
-        return convert.listing(entries, errors)
+        largest, running_on = await self._where()
+        entries, errors = await self._read(context, catalog.listing, self.models_dir, largest)
+        return convert.listing(entries, errors, running_on)
+
+    async def _where(self) -> tuple[int | None, dict[str, list[str]]]:
+        """The cluster's largest GPU (MiB), and where each model runs."""
+        cluster = self.cluster
+        if cluster is None:
+            return None, {}
+        gpus = await cluster.db.call(cluster.store.list_gpus)
+        largest = max((gpu.memory_total_mb for _, gpu in gpus if gpu.state != "lost"), default=0)
+        nodes = [node for node, _ in await cluster.db.call(cluster.store.list_nodes)]
+        stored = {d.node: d for d in await cluster.db.call(cluster.deployments.all)}
+        found: dict[str, list[str]] = {}
+        for r in running(nodes, stored, cluster.runs):
+            found.setdefault(r.model, []).append(where(r))
+        return largest or None, found
 
     async def GetModel(
         self, request: models_pb2.GetModelRequest, context: Context

@@ -77,6 +77,34 @@ def event_to_proto(event: Event) -> hub_pb2.OperationEvent:
     return message
 
 
+async def resolve_targets(db: Database, store: Store, targets: hub_pb2.Targets,
+                          context: Context) -> tuple[list[str], list[str]]:  # fmt: skip
+    """The nodes an operation runs on (names, --all, label selectors), and every known
+    node; a selector matching none is refused with one line, nothing created."""
+    chosen = await selector(targets.selector, context)
+    known = [
+        Known(node.name, node.status == NodeStatus.READY.value, dict(node.labels or {}))
+        for node, _ in await db.call(store.list_nodes)
+    ]
+    try:
+        nodes = targeted(list(targets.nodes), targets.all, chosen, known)
+    except NoMatch as exc:
+        await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+        raise
+    return nodes, [k.name for k in known]
+
+
+async def submitted(manager: OperationManager, context: Context, request: Request,
+                    known: list[str]) -> hub_pb2.OperationRef:  # fmt: skip
+    """Submit an operation; a refusal (busy node, unknown node) is its one line."""
+    try:
+        operation_id = await manager.submit(request, known)
+    except OperationError as exc:
+        await context.abort(ERROR_CODES[exc.kind], str(exc))
+        raise
+    return hub_pb2.OperationRef(id=operation_id)
+
+
 CONFIGS_LIMIT_S = 30.0  # reading every configuration of the directory, or one to validate
 
 
@@ -164,19 +192,7 @@ class OperationsApi:
     async def _targets(
         self, targets: hub_pb2.Targets, context: Context
     ) -> tuple[list[str], list[str]]:
-        """The nodes the operation runs on (names, --all, label selectors), and every known
-        node; a selector matching none is refused with one line, nothing created."""
-        chosen = await selector(targets.selector, context)
-        known = [
-            Known(node.name, node.status == NodeStatus.READY.value, dict(node.labels or {}))
-            for node, _ in await self.db.call(self.store.list_nodes)
-        ]
-        try:
-            nodes = targeted(list(targets.nodes), targets.all, chosen, known)
-        except NoMatch as exc:
-            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
-            raise
-        return nodes, [k.name for k in known]
+        return await resolve_targets(self.db, self.store, targets, context)
 
     async def _load(self, context: Context) -> dict[str, Configuration]:
         try:
@@ -191,12 +207,7 @@ class OperationsApi:
     async def _submit(self, context: Context, make: Callable[[list[str]], Request],
                       targets: hub_pb2.Targets) -> hub_pb2.OperationRef:  # fmt: skip
         nodes, known = await self._targets(targets, context)
-        try:
-            operation_id = await self.manager.submit(make(nodes), known)
-        except OperationError as exc:
-            await context.abort(ERROR_CODES[exc.kind], str(exc))
-            raise
-        return hub_pb2.OperationRef(id=operation_id)
+        return await submitted(self.manager, context, make(nodes), known)
 
     async def Switch(
         self, request: hub_pb2.SwitchRequest, context: Context

@@ -9,6 +9,7 @@ from typing import Any
 
 from google.protobuf.duration_pb2 import Duration
 
+from gpufleet.process import ProcessSpec
 from gpufleet.v1 import agent_link_pb2 as pb
 from gpufleet.v1 import types_pb2
 from hub import limits
@@ -47,6 +48,22 @@ def fallback_lines(report: pb.AssignmentReport) -> list[tuple[str, str]]:
         )
         for f in report.fallbacks
     ]
+
+
+TAIL_LIMIT_S = 30.0  # reading a log file's tail, or podman logs
+
+
+def host_process(spec: ProcessSpec) -> pb.HostProcess:
+    """A process project as the agent gets it in StartProject."""
+    found = pb.HostProcess(service=spec.service, environment=spec.environment,
+                           args=list(spec.args), env=dict(spec.env))  # fmt: skip
+    if spec.health is not None:
+        found.health.CopyFrom(pb.HealthCheck(
+            service=spec.service, url=spec.health.url, expect_status=spec.health.expect_status,
+            timeout=seconds(spec.health.timeout_s), interval=seconds(spec.health.interval_s),
+            expect_model=spec.health.expect_model,
+        ))  # fmt: skip
+    return found
 
 
 HEALTH_WORDS = ("healthy", "unhealthy", "unchecked")
@@ -178,7 +195,12 @@ class RemoteAgent:
         return step
 
     async def start(self, config: Configuration) -> StepResult:
-        start = pb.StartProject(project=config.name, compose=config.text, digest=config.digest)
+        if config.process is not None:  # a host process (a llama.cpp model deployment)
+            start = pb.StartProject(project=config.name, digest=config.digest,
+                                    process=host_process(config.process))  # fmt: skip
+        else:
+            start = pb.StartProject(project=config.name, compose=config.text,
+                                    digest=config.digest)  # fmt: skip
         step, answer = await self._run(pb.TaskRequest(start_project=start), "start")
         if not answer.HasField("assignment"):
             return step
@@ -199,6 +221,7 @@ class RemoteAgent:
                 expect_status=s.health.expect_status,
                 timeout=seconds(s.health.timeout_s),
                 interval=seconds(s.health.interval_s),
+                expect_model=s.health.expect_model,
             )
             for s in chosen
         ]
@@ -206,6 +229,12 @@ class RemoteAgent:
         limit = max((s.health.timeout_s for s in chosen), default=0) + SLACK_S
         step, _ = await self._run(pb.TaskRequest(wait_healthy=wait), "ready", limit)
         return step
+
+    async def tail_log(self, project: str, lines: int) -> tuple[StepResult, str]:
+        """The last `lines` lines the project wrote on the node, oldest first."""
+        task = pb.TailLog(project=project, lines=lines)
+        step, answer = await self._run(pb.TaskRequest(tail_log=task), "logs", TAIL_LIMIT_S)
+        return step, answer.log if answer.HasField("log") else ""
 
     async def apply_assignment(self, task: pb.ApplyAssignment) -> tuple[StepResult, pb.TaskResult]:
         """Write a project's GPU override on the node and recreate what changed."""

@@ -2,6 +2,7 @@
 
 from hub.store.assignments import GpuAssignment
 from hub.store.db import Database, migrate, sqlite_url
+from hub.store.deployments import ModelDeployment
 from hub.store.models import Gpu, Node, NodeEvent, NodeStatus
 from hub.store.store import GpuRecord, GpuTelemetryRecord, NodeHello, Store
 from hub.store.trust import AuditEntry, Credential, JoinToken, TrustStore
@@ -15,6 +16,7 @@ __all__ = [
     "GpuRecord",
     "GpuTelemetryRecord",
     "JoinToken",
+    "ModelDeployment",
     "Node",
     "NodeEvent",
     "NodeHello",

@@ -128,11 +128,13 @@ BAD = [
      "'max_model_len'?); allowed: max_model_len, gpu_memory_utilization, max_num_seqs, "
      "max_num_batched_tokens, enable_chunked_prefill, enable_prefix_caching, "
      "enable_auto_tool_choice, tool_call_parser, reasoning_parser, dtype, "
-     "disable_custom_all_reduce, extra_args, env"),
+     "disable_custom_all_reduce, extra_args, env, image"),
     (changed("vllm.maxNumSeqs", 8), "vllm.maxNumSeqs: unknown key (did you mean 'max_num_seqs'?); "
      "allowed: max_model_len, gpu_memory_utilization, max_num_seqs, max_num_batched_tokens, "
      "enable_chunked_prefill, enable_prefix_caching, enable_auto_tool_choice, tool_call_parser, "
-     "reasoning_parser, dtype, disable_custom_all_reduce, extra_args, env"),
+     "reasoning_parser, dtype, disable_custom_all_reduce, extra_args, env, image"),
+    (changed("vllm.image", "no spaces allowed"), "vllm.image: must be an image such as "
+     "vllm/vllm-openai:v0.10.0, got 'no spaces allowed'"),
     (changed("vllm.n_ctx", 8192), "vllm.n_ctx: is a llama.cpp parameter: this model's engine is "
      "vllm"),
     (changed("max_model_len", 8192), "max_model_len: is a vLLM parameter: put it under vllm:"),

@@ -1,0 +1,237 @@
+"""The Models service's deployment calls: SwitchModel, StopModel, ListRunning, ModelLogs.
+
+A switch reads the model and the configurations in the models lane (`hub.models.plan`),
+checks each target node's GPUs against the deployment before anything is created (a GPU the
+node does not have is refused; GPUs too few or too small are refused unless `force`, in the
+assignment warnings' words), then submits a `hub.models.ops.ModelSwitchKind` operation with
+the rules of a configuration switch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import grpc
+
+from gpufleet.v1 import hub_pb2, models_pb2
+from hub import convert as hub_convert
+from hub.models import deploy, plan
+from hub.models.ops import ModelStopKind, ModelSwitchKind, problems
+from hub.models.running import Cluster, running
+from hub.ops import capacity
+from hub.ops.api import resolve_targets, submitted
+from hub.ops.kind import Request
+from hub.ops.remote import RemoteAgent
+from hub.ops.steps import Unreachable
+from hub.selection import label_filter, selector
+from hub.store import Node
+
+Context = grpc.aio.ServicerContext[Any, Any]
+T = TypeVar("T")
+MAX_NAME = 253
+MAX_GPUS = 64  # GPU indexes and counts of one node
+DEFAULT_LINES = 100
+MAX_LINES = 10_000
+FORCE = "start it anyway with --force"
+
+
+async def refuse(context: Context, code: grpc.StatusCode, message: str) -> None:
+    await context.abort(code, message)
+
+
+class DeploymentsApi:
+    """Mixed into ModelsService, which gives `_read` (a models-lane call) and these."""
+
+    models_dir: Path
+    cluster: Cluster | None
+
+    async def _read(self, context: Context, fn: Callable[..., T], *args: Any) -> T:
+        raise NotImplementedError
+
+    async def _cluster(self, context: Context) -> Cluster:
+        if self.cluster is None:
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "this hub runs no models")
+            raise AssertionError("abort raises")
+        return self.cluster
+
+    async def _name(self, context: Context, name: str) -> str:
+        if not name or len(name) > MAX_NAME or not name.isprintable():
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"model name {name[:64]!r} is not one: give a model's name or alias "
+                "(`hubctl models` lists them)",
+            )
+        return name
+
+    async def _nodes(self, cluster: Cluster) -> dict[str, Node]:
+        return {node.name: node for node, _ in await cluster.db.call(cluster.store.list_nodes)}
+
+    async def SwitchModel(
+        self, request: models_pb2.SwitchModelRequest, context: Context
+    ) -> hub_pb2.OperationRef:
+        cluster = await self._cluster(context)
+        name = await self._name(context, request.name)
+        if not 0 <= request.max_fail_percent <= 100:
+            await refuse(context, grpc.StatusCode.INVALID_ARGUMENT,
+                         "max_fail_percent must be between 0 and 100")  # fmt: skip
+        if (
+            len(request.gpus) > MAX_GPUS
+            or any(g >= MAX_GPUS for g in request.gpus)
+            or (request.gpu_count > MAX_GPUS)
+        ):
+            await refuse(context, grpc.StatusCode.INVALID_ARGUMENT,
+                         f"GPU indexes and counts go up to {MAX_GPUS - 1}")  # fmt: skip
+        nodes, known = await resolve_targets(cluster.db, cluster.store, request.targets, context)
+        rows = await self._nodes(cluster)
+        stored = {d.node: d for d in await cluster.db.call(cluster.deployments.all, nodes)}
+        current = {
+            n: d for n, d in stored.items() if n in rows and cluster.runs(rows[n]) == d.project
+        }
+        asked = plan.Request(name, tuple(request.gpus), request.gpu_count, request.port,
+                             cluster.vllm_image)  # fmt: skip
+        found = await self._plan(context, cluster, asked, [
+            plan.Stored(d.node, d.model, d.gpus, d.port) for d in current.values()])  # fmt: skip
+        warnings = await self._capacity(context, cluster, found, nodes, request)
+        kind = ModelSwitchKind(
+            found.target, found.model.name, found.model.engine, found.where, cluster.remember,
+            found.configurations, found.previous, current, rollback=not request.no_rollback,
+            warnings=warnings,
+        )  # fmt: skip
+        asked_for = Request(kind, nodes, request.serial, request.max_fail_percent, request.check)
+        return await submitted(cluster.manager, context, asked_for, known)
+
+    async def _plan(self, context: Context, cluster: Cluster, asked: plan.Request,
+                    stored: list[plan.Stored]) -> plan.Plan:  # fmt: skip
+        try:
+            return await self._read(context, plan.plan, self.models_dir, cluster.configs_dir,
+                                    asked, stored)  # fmt: skip
+        except deploy.DeployError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            raise
+
+    async def _capacity(self, context: Context, cluster: Cluster, found: plan.Plan,
+                        nodes: list[str], request: models_pb2.SwitchModelRequest,
+                        ) -> dict[str, list[str]]:  # fmt: skip
+        """Each node's capacity warnings; refused (nothing created) when a node lacks a GPU
+        asked for, or cannot hold the model and the request neither forces nor checks."""
+        gpus: dict[str, list[capacity.NodeGpu]] = {node: [] for node in nodes}
+        for g in await cluster.db.call(cluster.store.placement_gpus, nodes):
+            gpus[g.node].append(capacity.NodeGpu(g.index, g.memory_total_mb, g.state == "lost"))
+        refused, short = [], {}
+        for node in nodes:
+            missing, lines = problems(found.model.name, node, gpus[node], found.where,
+                                      found.vram_gb)  # fmt: skip
+            refused += missing
+            if lines:
+                short[node] = lines
+        if refused:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "\n".join(refused))
+        if short and not (request.force or request.check):
+            lines = [line for node_lines in short.values() for line in node_lines]
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                                "\n".join([*lines, FORCE]))  # fmt: skip
+        return short
+
+    async def _project(self, context: Context, name: str) -> str:
+        """The project of the model `name` names (NOT_FOUND with close names)."""
+        model = await self._read(context, plan.find, self.models_dir, name)
+        return deploy.project(model.name)
+
+    async def StopModel(
+        self, request: models_pb2.StopModelRequest, context: Context
+    ) -> hub_pb2.OperationRef:
+        cluster = await self._cluster(context)
+        project = await self._project(context, await self._name(context, request.name))
+        model = deploy.model_of(project)
+        rows = await self._nodes(cluster)
+        targets = request.targets
+        chosen = bool(targets.nodes or targets.all or targets.selector)
+        if chosen:
+            nodes, known = await resolve_targets(cluster.db, cluster.store, targets, context)
+            named = set(targets.nodes)
+            for node in nodes:
+                runs = cluster.runs(rows[node]) if node in rows else ""
+                if node in named and runs != project:
+                    what = f"it runs {runs}" if runs else "it runs nothing"
+                    await refuse(context, grpc.StatusCode.FAILED_PRECONDITION,
+                                 f"node {node} does not run model {model} ({what}): "
+                                 "`hubctl models running` shows where it runs")  # fmt: skip
+            nodes = [n for n in nodes if n in rows and cluster.runs(rows[n]) == project]
+        else:
+            known = list(rows)
+            nodes = [n for n, node in rows.items() if cluster.runs(node) == project]
+        if not nodes:
+            await refuse(context, grpc.StatusCode.FAILED_PRECONDITION,
+                         f"model {model} runs on no node{' of those' if chosen else ''}: "
+                         "`hubctl models running` shows what runs")  # fmt: skip
+        kind = ModelStopKind(project, cluster.remember)
+        return await submitted(cluster.manager, context, Request(kind, nodes), known)
+
+    async def ListRunning(
+        self, request: models_pb2.ListRunningRequest, context: Context
+    ) -> models_pb2.ListRunningResponse:
+        cluster = await self._cluster(context)
+        keep = label_filter(await selector(request.selector, context))
+        nodes = [
+            node for node, _ in await cluster.db.call(cluster.store.list_nodes, "", None, keep)
+        ]
+        stored = {d.node: d for d in await cluster.db.call(cluster.deployments.all)}
+        found = running(nodes, stored, cluster.runs)
+        if request.name:
+            name = await self._name(context, request.name)
+            if name not in {r.model for r in found}:  # an alias, or a model nowhere
+                name = deploy.model_of(await self._project(context, name))
+            found = [r for r in found if r.model == name]
+        return models_pb2.ListRunningResponse(models=[
+            models_pb2.RunningModel(
+                node=r.node, model=r.model, engine=r.engine, gpus=list(r.gpus), state=r.state,
+                since=hub_convert.timestamp(r.since), endpoint=r.endpoint, message=r.message,
+                project=r.project,
+            ) for r in found
+        ])  # fmt: skip
+
+    async def ModelLogs(
+        self, request: models_pb2.ModelLogsRequest, context: Context
+    ) -> models_pb2.ModelLogsResponse:
+        cluster = await self._cluster(context)
+        name = await self._name(context, request.name)
+        if not request.node:
+            await refuse(context, grpc.StatusCode.INVALID_ARGUMENT,
+                         "name the node: --node NODE (`hubctl models running` shows where "
+                         "the model runs)")  # fmt: skip
+        if request.lines > MAX_LINES:
+            await refuse(context, grpc.StatusCode.INVALID_ARGUMENT,
+                         f"--lines goes up to {MAX_LINES}, got {request.lines}")  # fmt: skip
+        project = await self._project(context, name)
+        node = await cluster.db.call(cluster.store.get_node, request.node)
+        if node is None:
+            await refuse(context, grpc.StatusCode.NOT_FOUND,
+                         f"no node named {request.node[:64]!r}: `hubctl nodes` lists the "
+                         "known nodes")  # fmt: skip
+            raise AssertionError("abort raises")
+        session = cluster.registry.get(request.node)
+        if session is None:
+            await refuse(context, grpc.StatusCode.FAILED_PRECONDITION,
+                         f"node {request.node} is not connected: its agent is down, so its "
+                         "logs cannot be read now")  # fmt: skip
+            raise AssertionError("abort raises")
+        runs = cluster.runs(node[0])
+        if runs != project:
+            what = f"it runs {runs}" if runs else "it runs nothing"
+            await refuse(context, grpc.StatusCode.FAILED_PRECONDITION,
+                         f"node {request.node} does not run model {deploy.model_of(project)} "
+                         f"({what}): `hubctl models running` shows where it runs")  # fmt: skip
+        agent = RemoteAgent(session, "logs")
+        try:
+            step, text = await agent.tail_log(project, request.lines or DEFAULT_LINES)
+        except Unreachable as exc:
+            await refuse(context, grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+            raise
+        if step.failed:
+            why = step.message or "the log could not be read"
+            await refuse(
+                context, grpc.StatusCode.FAILED_PRECONDITION, f"node {request.node}: {why}"
+            )
+        return models_pb2.ModelLogsResponse(node=request.node, project=project, log=text)

@@ -1,0 +1,95 @@
+"""What a model switch needs from the files, computed in a worker of the models lane.
+
+The model (by name or alias), its deployment for the request (`hub.models.deploy`), the VRAM
+it needs per GPU, the configurations of the configurations directory (what a node may run
+now, to drain and to roll back to) and the model deployments the nodes run now, regenerated
+from the current model files with their stored GPUs and port (so a model's rollback, like a
+configuration's, uses the current file). Plain picklable values; no hub state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from hub.configs import ConfigError, Configuration
+from hub.configs import load_directory as load_configurations
+from hub.models import catalog, deploy, estimate, load
+from hub.models.load import ModelError
+from hub.models.schema import Model
+
+
+@dataclass(frozen=True)
+class Request:
+    name: str
+    gpus: tuple[int, ...]
+    gpu_count: int
+    port: int
+    image: str
+
+
+@dataclass(frozen=True)
+class Stored:
+    """A deployment a node runs now, as the store has it."""
+
+    node: str
+    model: str
+    gpus: tuple[int, ...]
+    port: int
+
+
+@dataclass(frozen=True)
+class Plan:
+    model: Model
+    where: deploy.Placement
+    target: Configuration
+    vram_gb: float | None  # per GPU; None: unknown (no capacity check)
+    vram_basis: str
+    configurations: dict[str, Configuration]
+    previous: dict[str, Configuration]  # node -> the model deployment it runs, regenerated
+
+
+def regenerate(models: dict[str, Model], stored: Stored, image: str) -> Configuration | None:
+    """A stored deployment as its model file defines it now (None: it cannot be any more)."""
+    model = models.get(stored.model)
+    if model is None:
+        return None
+    where = deploy.Placement(stored.gpus, stored.port)
+    found = estimate.estimate(model, catalog.SIZES, max(1, len(stored.gpus)))
+    try:
+        return deploy.configuration(model, where, found.vram_gb or 0.0, image)
+    except deploy.DeployError:
+        return None
+
+
+def plan(models_dir: Path, configs_dir: Path, request: Request,
+         stored: Sequence[Stored]) -> Plan:  # fmt: skip
+    """The switch's plan; ModelError (NotFound: close names) or DeployError, one line."""
+    models, _ = load.load_directory(models_dir)
+    try:
+        model = load.find(models, request.name)
+    except ModelError as exc:
+        raise catalog.NotFound(str(exc)) from None
+    where = deploy.placement(model, request.gpus, request.gpu_count, request.port)
+    found = estimate.estimate(model, catalog.SIZES, max(1, len(where.gpus)))
+    target = deploy.configuration(model, where, found.vram_gb or 0.0, request.image)
+    try:
+        configurations, _ = load_configurations(configs_dir, models_dir)
+    except ConfigError:  # no configurations directory: a node can only run models then
+        configurations = {}
+    previous = {}
+    for s in stored:
+        again = regenerate(models, s, request.image)
+        if again is not None:
+            previous[s.node] = again
+    return Plan(model, where, target, found.vram_gb, found.basis, configurations, previous)
+
+
+def find(models_dir: Path, name: str) -> Model:
+    """The model by name or alias (NotFound with close names)."""
+    models, _ = load.load_directory(models_dir)
+    try:
+        return load.find(models, name)
+    except ModelError as exc:
+        raise catalog.NotFound(str(exc)) from None
