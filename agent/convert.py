@@ -10,7 +10,9 @@ from agent.probes import ProbeResult
 from agent.tasks.context import Running
 from agent.tasks.outcome import Report, Status
 from agent.tasks.throttle import Progress
+from gpufleet import process
 from gpufleet.gpus import gpu_to_proto
+from gpufleet.health import HealthCheck
 from gpufleet.v1 import agent_link_pb2 as pb
 from gpufleet.v1 import types_pb2
 
@@ -58,6 +60,23 @@ def running_to_proto(
             for c in running.containers
         ],
     )
+
+
+def process_from_proto(found: pb.HostProcess) -> process.ProcessSpec:
+    """A host process project's spec (gpufleet.process); ProcessSpecError (a ValueError, one
+    line) for one no agent could run. Unset check fields take the defaults wait_healthy uses."""
+    health = None
+    if found.HasField("health"):
+        check = found.health
+        health = HealthCheck(
+            check.url,
+            check.expect_status or 200,
+            check.timeout.ToTimedelta().total_seconds() or 300.0,
+            check.interval.ToTimedelta().total_seconds() or 5.0,
+            check.expect_model,
+        )
+    return process.make(found.service, found.environment, list(found.args), dict(found.env),
+                        health)  # fmt: skip
 
 
 def _fallback_to_proto(f: Fallback) -> pb.GpuFallback:

@@ -3,9 +3,10 @@
 The hub takes a node's state from what its agent reports it runs (after a hub or agent
 restart above all), so "containers exist" is not enough: each service's health check, from
 the configuration's `x-gpufleet` section in the compose file the agent stores (read with
-gpufleet.health, the hub's own rules), is polled at its interval (at least MIN_INTERVAL_S)
-from one asyncio task, never a thread per check. Containers are listed every LIST_EVERY_S and
-whenever a task changed a project.
+gpufleet.health, the hub's own rules), or from a host process project's stored spec
+(agent/processes.py: its one service, "container" `pid N`), is polled at its interval (at
+least MIN_INTERVAL_S) from one asyncio task, never a thread per check. Containers are listed
+every LIST_EVERY_S and whenever a task changed a project.
 
 A service's health, as the hub reads it (ServiceStatus.health):
   healthy    its last check passed
@@ -27,11 +28,12 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Collection, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from agent.compose import Container, Podman
-from agent.probing import Fetch, Reply, http_get
-from agent.projects import ProjectStore
+from agent.probing import Fetch, Reply, http_get, judge
+from agent.processes import Processes
+from agent.projects import ProjectStore, expand
 from agent.tasks.context import Running
 from agent.tasks.wait_healthy import assigned_elsewhere
 from gpufleet.health import HealthCheck, compose_checks
@@ -98,8 +100,10 @@ class HealthMonitor:
         elsewhere: Callable[[str], set[str]] | None = None,
         fetch: Fetch = http_get,
         clock: Callable[[], float] = time.monotonic,
+        processes: Processes | None = None,
     ) -> None:
         self.store = store
+        self.processes = processes or Processes(store.root.parent)
         self.podman = podman
         self.env = env
         # Services GPU assignments put on other nodes: not run here, not checked.
@@ -138,6 +142,10 @@ class HealthMonitor:
         return frozenset(
             c.container_id for p in self._projects.values() for c in p.running.containers
         )
+
+    def sessions(self) -> frozenset[int]:
+        """The sessions of the supervised host processes that run now (agent/managed.py)."""
+        return self.processes.sessions()
 
     async def recheck(self) -> list[Observed] | None:
         """List the containers and poll every check once now (for a hello)."""
@@ -207,10 +215,11 @@ class HealthMonitor:
         ]
 
     async def _list(self, only: str | None, reread: bool = False) -> None:
-        names = [only] if only is not None else [p.name for p in self.store.known()]
+        every = {p.name for p in self.store.known()} | set(self.processes.known())
+        names = [only] if only is not None else sorted(every)
         touches = dict(self._touches)
         try:
-            listed = {name: tuple(await self.podman.containers(name)) for name in names}
+            listed = {name: await self._containers(name) for name in names}
         except Exception as exc:
             if only is None:
                 self._list_failures += 1
@@ -234,8 +243,18 @@ class HealthMonitor:
                 self._stale.discard(name)
             # else a task changed it while podman listed: the re-list of `touched` tells
 
+    async def _containers(self, name: str) -> tuple[Container, ...]:
+        if self.processes.is_process(name):
+            return self.processes.listing(name)[1]
+        return tuple(await self.podman.containers(name))
+
+    def _digest(self, name: str) -> str:
+        if self.processes.is_process(name):
+            return self.processes.listing(name)[0]
+        return self.store.project(name).digest()
+
     def _update(self, name: str, containers: tuple[Container, ...], reread: bool) -> None:
-        digest = self.store.project(name).digest() if containers else ""
+        digest = self._digest(name) if containers else ""
         found = self._projects.get(name)
         if found is None:
             found = self._projects[name] = _Project(Running(name, digest, containers), None)
@@ -256,6 +275,13 @@ class HealthMonitor:
         found.watches = watches
 
     def _checks(self, name: str) -> tuple[dict[str, HealthCheck] | None, str]:
+        if self.processes.is_process(name):
+            spec = self.processes.spec(name)
+            if spec is None:
+                return None, "no health check known (its stored process spec cannot be read)"
+            if spec.health is None:
+                return {}, ""
+            return {spec.service: replace(spec.health, url=expand(spec.health.url, self.env))}, ""
         project = self.store.project(name)
         try:
             # Expanded as podman-compose expands it (the stored file has `$` escaped).
@@ -284,15 +310,19 @@ class HealthMonitor:
         for (watch, check), reply in zip(due, replies, strict=True):
             watch.polled = True
             watch.due = now + _interval(check)
-            watch.ok = reply.status == check.expect_status
+            failure = judge(reply, check.expect_status, check.expect_model)
+            watch.ok = not failure
             if watch.ok:
                 watch.passed, watch.fails, watch.seen = True, 0, ""
             else:
                 watch.fails += 1
-                watch.seen = f"{check.url} gave {reply.describe()}"
+                watch.seen = f"{check.url} gave {failure}"
 
     def _health(self, project: _Project, name: str) -> Health:
         container = next(c for c in project.running.containers if c.service == name)
+        project_name = project.running.name
+        if container.state != "running" and self.processes.is_process(project_name):
+            return Health(UNHEALTHY, f"its process {self.processes.state(project_name).describe()}")
         if container.state != "running":
             return Health(UNHEALTHY, f"its container is {container.state or 'gone'}")
         watch = project.watches[name]

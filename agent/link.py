@@ -161,8 +161,11 @@ class AgentLink:
             # A probe bug must not cost the node its link, nor its GPUs at the hub.
             log.exception("GPU probe %s failed; reporting the last result", self.probe.name)
             return self._last_probe or ProbeResult(self.probe.name, error="probe failed")
-        if self.monitor is not None:  # which GPU processes run in this agent's containers
-            found = await asyncio.to_thread(managed.mark, found, self.monitor.container_ids())
+        if self.monitor is not None:  # which GPU processes are this agent's (containers, servers)
+            found = await asyncio.to_thread(
+                managed.mark, found, self.monitor.container_ids(),
+                sessions=self.monitor.sessions(),
+            )  # fmt: skip
         self._last_probe = found
         if self._sent_static is None or found.static() != self._sent_static[0]:
             if found.error:

@@ -29,6 +29,7 @@ from agent.join import fail
 from agent.link import AgentLink, Identity
 from agent.policyopts import add_policy_options, build_policy
 from agent.probes import PROBES, GpuProbe, InventoryError, ProbeResult, make_probe
+from agent.processes import Processes
 from agent.projects import RUNTIMES, ProjectStore
 from agent.statelock import StateDirBusy, lock_state_dir
 from agent.tasks.apply_assignment import ApplyAssignment
@@ -38,9 +39,11 @@ from agent.tasks.gather_facts import GatherFacts
 from agent.tasks.runner import Registry, TaskRunner, registry
 from agent.tasks.start_project import StartProject
 from agent.tasks.stop_project import StopProject
+from agent.tasks.tail_log import TailLog
 from agent.tasks.wait_healthy import WaitHealthy
 from gpufleet import sdnotify, settings
 from gpufleet.channel import SETTINGS
+from gpufleet.process import ENVIRONMENTS
 
 log = logging.getLogger("agent")
 
@@ -54,6 +57,7 @@ def task_kinds() -> Registry:
         WaitHealthy(),
         Drain(),
         ApplyAssignment(),
+        TailLog(),
     )
 
 
@@ -121,6 +125,12 @@ def run_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"]
     )
+    parser.add_argument(
+        "--llama-env", action="append", default=[], metavar="BACKEND=DIR",
+        help="the llama-cpp-python environment (a venv or prefix with "
+        "llama-cpp-python[server]) that llama.cpp model servers of BACKEND "
+        f"({', '.join(ENVIRONMENTS)}) run from as DIR/bin/python (repeatable)",
+    )  # fmt: skip
     add_probe_options(parser)
     add_policy_options(parser)
     return parser
@@ -263,6 +273,7 @@ def main(argv: list[str] | None = None) -> None:
         fail(f"state dir {args.state_dir}: {exc.strerror}: choose a writable --state-dir")
     args.hub = join.resolve_hub(args.hub, args.state_dir)
     env = parse_env(args.env)
+    llama_envs = parse_llama_envs(args.llama_env)
     policy = build_policy(args, argv)
     gpus = build_probe(args)
     tls = AgentTls(args.state_dir)
@@ -271,10 +282,13 @@ def main(argv: list[str] | None = None) -> None:
     ledger = Ledger(args.state_dir)
     ledger.reap()  # what a previous agent on this state dir left running; ours now (the lock)
     podman = Podman(identity.name, env, run=functools.partial(run_process, ledger=ledger))
-    monitor = HealthMonitor(store, podman, {**os.environ, **env})
+    processes = Processes(args.state_dir)
+    adopt(processes)
+    monitor = HealthMonitor(store, podman, {**os.environ, **env}, processes=processes)
     checks = preflight.for_host(podman.env, lambda: preflight.Setup(
         args.gpu_runtime, has_nvidia(link.last_probe)))  # fmt: skip
-    context = TaskContext.create(store, podman, gpus, env, monitor, checks)
+    context = TaskContext.create(store, podman, gpus, env, monitor, checks, processes,
+                                 llama_envs)  # fmt: skip
     channel = None if args.insecure else tls.channel_factory(args.hub, SETTINGS.client_options())
     link = AgentLink(args.hub, identity, gpus, channel=channel, monitor=monitor,
                      tasks=TaskRunner(task_kinds(), context), preflight=checks)  # fmt: skip
@@ -286,6 +300,30 @@ def main(argv: list[str] | None = None) -> None:
 
 def has_nvidia(found: ProbeResult | None) -> bool:
     return found is not None and any(gpu.vendor == "nvidia" for gpu in found.gpus)
+
+
+def adopt(processes: Processes) -> None:
+    """Host processes a previous agent started keep running: this agent watches them now."""
+    for name in processes.known():
+        found = processes.state(name)
+        if found.alive:
+            log.info("host process %s %s: adopted, not restarted", name, found.describe())
+
+
+def parse_llama_envs(items: list[str]) -> dict[str, Path]:
+    """--llama-env BACKEND=DIR: each DIR must hold bin/python."""
+    found = {}
+    for item in items:
+        backend, sep, directory = item.partition("=")
+        if not sep or backend not in ENVIRONMENTS or not directory:
+            fail(f"invalid --llama-env {item!r}: expected BACKEND=DIR with BACKEND one of "
+                 f"{', '.join(ENVIRONMENTS)}, e.g. --llama-env cuda=/opt/llama-cuda")  # fmt: skip
+        python = Path(directory).absolute() / "bin" / "python"
+        if not os.access(python, os.X_OK):
+            fail(f"--llama-env {backend}={directory}: {python} is missing: give a venv or "
+                 "prefix with llama-cpp-python[server] installed")  # fmt: skip
+        found[backend] = python.parent.parent
+    return found
 
 
 def parse_env(items: list[str]) -> dict[str, str]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import http.client
+import json
 import re
 import time
 import urllib.error
@@ -31,6 +32,33 @@ class Reply:
 Fetch = Callable[[str], Awaitable[Reply]]
 
 
+def served_models(body: str) -> list[str] | None:
+    """The model ids of an OpenAI model list ({"data": [{"id": ...}, ...]}); None if not one."""
+    try:
+        found = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(found, dict) or not isinstance(found.get("data"), list):
+        return None
+    return [str(m["id"]) for m in found["data"] if isinstance(m, dict) and "id" in m]
+
+
+def judge(reply: Reply, expect_status: int, expect_model: str = "") -> str:
+    """ "" when a health check's answer passes, else what it saw: the expected status and,
+    with `expect_model`, a model list naming that model."""
+    if reply.status != expect_status:
+        return reply.describe()
+    if not expect_model:
+        return ""
+    models = served_models(reply.body)
+    if models is None:
+        return f"HTTP {reply.status} without an OpenAI model list (expected model {expect_model})"
+    if expect_model not in models:
+        listed = ", ".join(models[:5]) + (", ..." if len(models) > 5 else "")
+        return f"HTTP {reply.status} listing {listed or 'no model'}, not {expect_model}"
+    return ""
+
+
 def _get(url: str) -> Reply:
     try:
         with urllib.request.urlopen(url, timeout=FETCH_TIMEOUT_S) as answer:
@@ -53,6 +81,7 @@ class Check:
     expect_status: int = 200
     timeout_s: float = 300.0
     interval_s: float = 5.0
+    expect_model: str = ""  # set: the answer must be a model list naming it
 
 
 @dataclass(frozen=True)
@@ -101,12 +130,13 @@ async def wait_healthy(
             if now < next_poll[name]:
                 continue
             reply = await fetch(check.url)
-            if reply.status == check.expect_status:
+            failure = judge(reply, check.expect_status, check.expect_model)
+            if not failure:
                 del pending[name]
                 healthy = total - len(pending)
                 progress(healthy, total, f"{name} healthy after {clock() - start:.1f} s")
                 continue
-            seen[name] = reply.describe()
+            seen[name] = failure
             progress(total - len(pending), total, f"{name}: {check.url} gave {seen[name]}")
             if clock() - start >= check.timeout_s:
                 return Verdict(False, name, seen[name], clock() - start)

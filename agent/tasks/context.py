@@ -10,10 +10,12 @@ import asyncio
 import os
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Protocol
 
 from agent.compose import Container, Podman
 from agent.probes import GpuProbe
+from agent.processes import Processes
 from agent.projects import ProjectStore
 
 # phase, message, percent (0-100 where the task can tell)
@@ -80,6 +82,10 @@ class TaskContext:
     env: Mapping[str, str]
     # One compose run at a time on this host, even if the hub retries after a reconnect.
     compose_lock: asyncio.Lock
+    # Host process projects (agent/processes.py) and the llama-cpp-python environment
+    # directory of each backend they may run from (--llama-env BACKEND=DIR).
+    processes: Processes
+    llama_envs: Mapping[str, Path] = field(default_factory=dict)
     on_progress: ReportProgress = _ignore
     # Told when a task changed a project or found it healthy.
     watcher: Watcher = field(default_factory=NoWatcher)
@@ -95,8 +101,11 @@ class TaskContext:
         env: Mapping[str, str],
         watcher: Watcher | None = None,
         preflight: Preflight | None = None,
+        processes: Processes | None = None,
+        llama_envs: Mapping[str, Path] | None = None,
     ) -> TaskContext:
         return cls(store, podman, probe, {**os.environ, **env}, asyncio.Lock(),
+                   processes or Processes(store.root.parent), dict(llama_envs or {}),
                    watcher=watcher or NoWatcher(),
                    preflight=preflight or NoPreflight())  # fmt: skip
 
@@ -109,7 +118,9 @@ class TaskContext:
         self.on_progress(phase, message, percent)
 
     async def running(self, name: str) -> Running:
-        """What project `name` runs now (podman ps)."""
+        """What project `name` runs now (its supervised process, else podman ps)."""
+        if self.processes.is_process(name):
+            return Running(name, *self.processes.listing(name))
         containers = tuple(await self.podman.containers(name))
         digest = self.store.project(name).digest() if containers else ""
         return Running(name, digest, containers)
@@ -117,8 +128,15 @@ class TaskContext:
     async def projects(self) -> list[Running]:
         """Every project this agent started that runs now, for the hello."""
         found = []
-        for project in self.store.known():
-            running = await self.running(project.name)
+        names = {p.name for p in self.store.known()} | set(self.processes.known())
+        for name in sorted(names):
+            running = await self.running(name)
             if running.containers:
                 found.append(running)
         return found
+
+    async def service_log(self, project: str, container: Container, lines: int) -> str:
+        """The last lines a service wrote: its process's log file, else podman logs."""
+        if self.processes.is_process(project):
+            return "\n".join(self.processes.tail(project, lines))
+        return await self.podman.logs(container.container_id, lines)

@@ -1,4 +1,6 @@
-"""start_project: write the configuration the hub sent and compose up -d.
+"""start_project: write the configuration the hub sent and compose up -d; or, for a host
+process project (StartProject.process), write its spec and start its supervisor
+(agent/processes.py) with the llama-cpp-python environment of its backend.
 
 Ok (nothing restarted) when the same digest already runs with every service up. A project with
 GPU assignments has its assigned GPUs checked against the probe first: a GPU lost or missing
@@ -12,12 +14,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from agent import overrides
-from agent.convert import report_to_proto, running_to_proto
+from agent.convert import process_from_proto, report_to_proto, running_to_proto
 from agent.preflight import blocking
+from agent.processes import ProcessError
 from agent.projects import Project, ProjectError, check_name
 from agent.tasks.base import TaskKind
 from agent.tasks.context import Running, TaskContext
 from agent.tasks.outcome import Outcome, Report, Status, counted
+from gpufleet.process import ProcessSpec
 from gpufleet.v1 import agent_link_pb2 as pb
 
 
@@ -26,6 +30,7 @@ class StartSpec:
     project: str
     compose: str  # exactly as the hub has it; checked against the digest before use
     digest: str
+    process: ProcessSpec | None = None  # set: a host process project, no compose file
 
 
 def started(status: Status, message: str, project: Running,
@@ -49,22 +54,70 @@ async def recheck(ctx: TaskContext, project: Project, write: bool) -> overrides.
     return found
 
 
+async def start_process(ctx: TaskContext, name: str, found: ProcessSpec, before: Running,
+                        check: bool) -> Outcome[Report]:  # fmt: skip
+    """Start a host process project; what ran under its name with another spec stops first."""
+    backend = found.environment
+    directory = ctx.llama_envs.get(backend)
+    if directory is None:
+        return Outcome(Status.FAILED, f"no llama-cpp-python environment for backend {backend} on "
+                       f"this node: start the agent with --llama-env {backend}=DIR",
+                       Report(before))  # fmt: skip
+    if before.containers and not ctx.processes.is_process(name):
+        return Outcome(Status.FAILED, f"cannot start {name} as a host process: its containers "
+                       "run; stop it first", Report(before))  # fmt: skip
+    if check:
+        verb = "restart" if before.containers else "start"
+        return Outcome(Status.CHANGED, f"would {verb} {name}", Report(before))
+    try:
+        if before.containers:
+            ctx.progress("stop", f"stopping {name} ({before.containers[0].container_id})")
+            await ctx.processes.stop(name)
+        ctx.progress("start", f"starting {name} from the {backend} environment {directory}")
+        await ctx.processes.start(name, found, directory / "bin" / "python", ctx.env)
+    except ProcessError as exc:
+        return Outcome(Status.FAILED, str(exc), Report(await ctx.running(name)))
+    finally:
+        ctx.watcher.touched(name)
+    after = await ctx.running(name)
+    return Outcome(Status.CHANGED, f"started {name} ({after.containers[0].container_id})",
+                   Report(after))  # fmt: skip
+
+
 class StartProject(TaskKind[StartSpec, Report]):
     kind = "start_project"
 
     def parse(self, request: pb.TaskRequest) -> StartSpec:
         task = request.start_project
-        return StartSpec(check_name(task.project), task.compose, task.digest)
+        name = check_name(task.project)
+        if not task.HasField("process"):
+            return StartSpec(name, task.compose, task.digest)
+        found = process_from_proto(task.process)
+        if found.digest() != task.digest:
+            raise ProjectError(f"project {name}: the process spec does not match its digest")
+        return StartSpec(name, "", task.digest, found)
 
     async def run(self, ctx: TaskContext, spec: StartSpec, check: bool) -> Outcome[Report]:
         name = spec.project
-        before = await ctx.running(name)
+        if spec.process is not None and not ctx.store.project(name).compose_file.is_file():
+            before = Running(name, *ctx.processes.listing(name))  # no podman needed
+        else:
+            before = await ctx.running(name)
         if (
             before.containers
             and before.digest == spec.digest
             and all(c.state == "running" for c in before.containers)
         ):
             return Outcome(Status.OK, f"{name} already runs, nothing restarted", Report(before))
+        if spec.process is not None:
+            return await start_process(ctx, name, spec.process, before, check)
+        if ctx.processes.is_process(name):
+            if any(c.state == "running" for c in before.containers):
+                return Outcome(Status.FAILED, f"cannot start {name} from a compose file: it runs "
+                               "as a host process; stop it first", Report(before))  # fmt: skip
+            if not check:
+                ctx.processes.forget(name)
+            before = Running(name, "")
         if problems := blocking(await ctx.preflight.problems()):
             # Fail now with the fix, not after a podman traceback.
             return Outcome(Status.FAILED, f"cannot start {name}: " + "; ".join(problems),

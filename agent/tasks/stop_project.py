@@ -1,9 +1,12 @@
-"""stop_project: compose down of a project this agent started; ok when it does not run."""
+"""stop_project: compose down of a project this agent started, or the stop of a host process
+project's supervised server (SIGTERM, then SIGKILL after the grace period); ok when it does
+not run."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from agent.processes import ProcessError
 from agent.projects import check_name
 from agent.tasks.base import ProjectKind
 from agent.tasks.context import Running, TaskContext
@@ -29,6 +32,16 @@ class StopProject(ProjectKind[StopSpec]):
             return Outcome(Status.OK, f"{name} is not running", before)
         if check:
             return Outcome(Status.CHANGED, f"would stop {name}", before)
+        if ctx.processes.is_process(name):
+            what = before.containers[0].container_id
+            ctx.progress("stop", f"stopping {name} ({what})")
+            try:
+                await ctx.processes.stop(name)
+            except ProcessError as exc:
+                return Outcome(Status.FAILED, str(exc), await ctx.running(name))
+            finally:
+                ctx.watcher.touched(name)
+            return Outcome(Status.CHANGED, f"stopped {name} ({what})", Running(name, ""))
         project = ctx.store.project(name)
         if not project.compose_file.is_file():
             message = f"{name} was not started by this agent: refusing to stop it"

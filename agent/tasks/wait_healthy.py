@@ -1,5 +1,5 @@
 """wait_healthy: poll every health check until all pass, or fail naming the service, what its
-check saw and the last lines of its log.
+check saw and the last lines of its log (a host process project's log file, else podman logs).
 
 Services GPU assignments put on other nodes are not checked: this node does not run them. A
 container that stops fails the wait at once (agent/probing.py).
@@ -43,7 +43,7 @@ class WaitHealthy(ProjectKind[HealthSpec]):
         checks = tuple(
             Check(c.service, c.url, c.expect_status or 200,
                   c.timeout.ToTimedelta().total_seconds() or 300.0,
-                  c.interval.ToTimedelta().total_seconds() or 5.0)
+                  c.interval.ToTimedelta().total_seconds() or 5.0, c.expect_model)
             for c in task.checks
         )  # fmt: skip
         return HealthSpec(check_name(task.project), checks)
@@ -57,12 +57,14 @@ class WaitHealthy(ProjectKind[HealthSpec]):
             ctx.progress("health", f"{healthy} of {total} services healthy; {line}",
                          100.0 * healthy / total)  # fmt: skip
 
+        unit = "process" if ctx.processes.is_process(spec.project) else "container"
+
         async def gone(services: list[str]) -> tuple[str, str] | None:
             now = await ctx.running(spec.project)
             states = {c.service: c.state for c in now.containers}
             for service in services:
                 if states.get(service, "missing") not in ALIVE_STATES:
-                    return service, f"its container is {states.get(service, 'missing')}"
+                    return service, f"its {unit} is {states.get(service, 'missing')}"
             return None
 
         verdict = await wait_healthy(checks, progress=progress, gone=gone)
@@ -73,11 +75,11 @@ class WaitHealthy(ProjectKind[HealthSpec]):
         current = await ctx.running(spec.project)
         failed = next(c for c in checks if c.service == verdict.service)
         container = next((c for c in current.containers if c.service == verdict.service), None)
-        logs = await ctx.podman.logs(container.container_id) if container else ""
+        logs = await ctx.service_log(spec.project, container, 20) if container else ""
         last = " | ".join(logs.splitlines()[-5:]) or "no log lines"
-        state = container.state if container else "no container"
-        what = verdict.seen if verdict.seen.startswith("its container") else (
-            f"{failed.url} gave {verdict.seen} (container {state})")  # fmt: skip
+        state = container.state if container else f"no {unit}"
+        what = verdict.seen if verdict.seen.startswith(f"its {unit}") else (
+            f"{failed.url} gave {verdict.seen} ({unit} {state})")  # fmt: skip
         return Outcome(Status.FAILED, f"service {verdict.service} not healthy after "
                                       f"{verdict.waited_s:.0f} s: {what}; last log lines: {last}",
                        current)  # fmt: skip

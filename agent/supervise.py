@@ -1,0 +1,130 @@
+"""The supervisor of a host process project: `python -m agent.supervise --dir DIR -- ARGV...`.
+
+The agent starts one per host process project (agent/processes.py), detached in its own
+session, so it outlives the agent and is adopted by the next one. It starts the server (ARGV,
+with the environment it was given), writes each line the server prints (stdout and stderr) to
+DIR/server.log, rotated at --rotate-bytes with --keep older files (server.log.1 is the newest
+of them), forwards SIGTERM and SIGINT to the server, writes the server's pid to
+DIR/server.pid and, when the server exits, its exit status to DIR/exit (negative: killed by
+that signal), and exits with it.
+
+Standard library only: it runs for as long as the server does, whatever happens to the agent's
+packages meanwhile.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import BinaryIO
+
+LOG_FILE = "server.log"
+SERVER_FILE = "server.pid"
+EXIT_FILE = "exit"
+ROTATE_BYTES = 10 * 1024 * 1024
+KEEP = 3
+LINE_BYTES = 64 * 1024  # a longer "line" is written in pieces of this size
+NOT_STARTED = 127
+
+
+class RotatingLog:
+    """Lines appended to `path`; past `limit` bytes it moves to path.1 (path.1 to path.2, ...,
+    `keep` old files) and starts afresh. A write that fails (a full disk) drops the line: the
+    server must never block on its output."""
+
+    def __init__(self, path: Path, limit: int, keep: int) -> None:
+        self.path = path
+        self.limit = max(1, limit)
+        self.keep = max(0, keep)
+        self.file: BinaryIO = open(path, "ab")  # noqa: SIM115 (open for the process's life)
+        self.size = self.file.tell()
+
+    def write(self, line: bytes) -> None:
+        try:
+            if self.size and self.size + len(line) > self.limit:
+                self.rotate()
+            self.file.write(line)
+            self.file.flush()
+            self.size += len(line)
+        except OSError:
+            pass
+
+    def rotate(self) -> None:
+        self.file.close()
+        for index in range(self.keep - 1, 0, -1):
+            older = self.path.with_name(f"{self.path.name}.{index}")
+            if older.exists():
+                os.replace(older, self.path.with_name(f"{self.path.name}.{index + 1}"))
+        if self.keep:
+            os.replace(self.path, self.path.with_name(f"{self.path.name}.1"))
+        self.file = open(self.path, "wb")  # noqa: SIM115
+        self.size = 0
+
+
+def write_atomically(path: Path, text: str) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(text)
+    os.replace(temporary, path)
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m agent.supervise")
+    parser.add_argument("--dir", type=Path, required=True, help="the project's directory")
+    parser.add_argument("--rotate-bytes", type=int, default=ROTATE_BYTES)
+    parser.add_argument("--keep", type=int, default=KEEP, help="rotated log files kept")
+    parser.add_argument("command", nargs=argparse.REMAINDER, help="-- then the server's argv")
+    args = parser.parse_args(argv)
+    if args.command[:1] == ["--"]:
+        args.command = args.command[1:]
+    if not args.command:
+        parser.error("no server command after --")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(sys.argv[1:] if argv is None else argv)
+    directory: Path = args.dir
+    log = RotatingLog(directory / LOG_FILE, args.rotate_bytes, args.keep)
+    server: list[subprocess.Popen[bytes]] = []
+    received: list[int] = []
+
+    def forward(signum: int, _frame: object) -> None:
+        received.append(signum)
+        for process in server:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(process.pid, signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        process = subprocess.Popen(
+            args.command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, cwd=directory,
+        )  # fmt: skip
+    except OSError as exc:
+        log.write(f"gpufleet: cannot start {args.command[0]}: {exc.strerror or exc}\n".encode())
+        write_atomically(directory / EXIT_FILE, f"{NOT_STARTED}\n")
+        return NOT_STARTED
+    server.append(process)
+    write_atomically(directory / SERVER_FILE, f"{process.pid}\n")
+    if received:  # a signal that came before there was a server to forward it to
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(process.pid, received[-1])
+    output = process.stdout
+    while output is not None and (line := output.readline(LINE_BYTES)):
+        log.write(line)
+    status = process.wait()
+    how = f"exit status {status}" if status >= 0 else f"signal {-status}"
+    log.write(f"gpufleet: the server exited ({how})\n".encode())
+    write_atomically(directory / EXIT_FILE, f"{status}\n")
+    return status if status >= 0 else 128 - status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
