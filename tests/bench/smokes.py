@@ -40,6 +40,14 @@ def ortools(request: pytest.FixtureRequest) -> list[str]:
     return []
 
 
+def llama(request: pytest.FixtureRequest) -> list[str]:
+    """llama-cpp-python's server and the gguf writer (the tiny models) are installed."""
+    absent = [name for name in ("llama_cpp", "gguf") if importlib.util.find_spec(name) is None]
+    if absent:
+        need(f"{' and '.join(absent)} missing: pip install -e '.[llama]'")
+    return []
+
+
 def real_podman(request: pytest.FixtureRequest) -> list[str]:
     """Podman runs containers here and the busybox test image is built."""
     try:
@@ -98,6 +106,13 @@ SMOKES: dict[str, Smoke] = {
         (rf"all ready after +{NUM} s", r"still ready after window +5/5",
          rf"hub RSS connected +{NUM} MiB .*", rf"hub CPU +{NUM} % of one core .*",
          r"ListNodes \(5 nodes\) +\d+ ms"),
+    ),
+    "model_switch": Smoke(
+        ("--runs", "1"),
+        (rf"through hub \+ agent +median {NUM} s .*",
+         rf"by hand \(stop \+ start \+ poll\) +median {NUM} s .*", rf"ratio of medians +{NUM} .*"),
+        prepare=llama,
+        timeout=120,
     ),
     "placement": Smoke(
         ("--random", "2", "--limit", "1"),
