@@ -35,7 +35,8 @@ def connect(ctx: typer.Context) -> tuple[HubClient, Any]:
 
 @app.callback(invoke_without_command=True)
 def models(ctx: typer.Context, as_json: JsonOption = False) -> None:
-    """The models the hub knows: engine, source, context, VRAM per GPU."""
+    """The models the hub knows: engine, source, context, VRAM per GPU, GPUs needed, where
+    each runs."""
     group_json(ctx, as_json)
     if ctx.invoked_subcommand is not None:
         return

@@ -156,8 +156,8 @@ def running(
     if as_json:
         emit_json(found)
     elif not found:
-        console().print(Text(f"{name or 'no model'} runs nowhere" + (
-            " on the selected nodes" if selector else "")))  # fmt: skip
+        where = "on the selected nodes" if selector else "on any node"
+        console().print(Text(f"{name} runs on no node" if name else f"no model runs {where}"))
     else:
         console().print(models_view.running_table(found))
 

@@ -31,7 +31,8 @@ def test_unknown_estimate_and_context_read_as_such() -> None:
         max_context=32768,
         description="chat",
         vram=models_pb2.VramEstimate(gb=21.6, basis="vram_gb in the definition"),
-        gpus_needed=2, running_on=["gpu-a (GPU 0,1)", "gpu-b (GPU 2,3)"],
+        gpus_needed=2,
+        running_on=["gpu-a (GPU 0,1)", "gpu-b (GPU 2,3)"],
     )
     unknown = message(name="b", vram=models_pb2.VramEstimate(basis="estimate unknown: set it"))
     cpu = message(name="c", engine="llama-cpp", gpus_needed=0, running_on=["gpu-c (cpu)"])

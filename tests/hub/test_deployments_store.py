@@ -1,0 +1,58 @@
+"""The model deployments each node runs, on a real database (SQLite, and PostgreSQL where
+the tests have it): one row per node, replaced by the next switch, forgotten by a stop,
+and what the migration 0008 builds."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import inspect
+
+from hub.store import migrate, sqlite_url
+from hub.store.db import make_engine
+from hub.store.deployments import Deployed, DeploymentStore
+
+T0 = datetime(2026, 11, 30, 18, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def store(tmp_path: Path, db_url: str | None) -> Iterator[DeploymentStore]:
+    engine = make_engine(db_url or sqlite_url(tmp_path))
+    migrate(engine)
+    yield DeploymentStore(engine)
+    engine.dispose()
+
+
+def deployed(node: str, model: str = "tiny-a", gpus: tuple[int, ...] = (0, 1),
+             port: int = 8000, at: datetime = T0) -> Deployed:  # fmt: skip
+    return Deployed(node, model, "vllm", f"model-{model}", gpus, port, "d" * 64, at)
+
+
+def test_a_node_runs_one_deployment_and_a_switch_replaces_it(store: DeploymentStore) -> None:
+    assert store.get("gpu-a") is None and store.all() == []
+    store.put(deployed("gpu-b"))
+    store.put(deployed("gpu-a"))
+    assert [d.node for d in store.all()] == ["gpu-a", "gpu-b"]  # by node
+    assert store.get("gpu-a") == deployed("gpu-a")  # times come back in UTC
+    later = deployed("gpu-a", "tiny-b", (), 9000, T0 + timedelta(minutes=5))
+    store.put(later)
+    assert store.get("gpu-a") == later
+    assert store.all(["gpu-a"]) == [later]
+    assert store.all([]) == []
+
+
+def test_a_stop_forgets_only_its_node(store: DeploymentStore) -> None:
+    store.put(deployed("gpu-a"))
+    store.put(deployed("gpu-b"))
+    store.forget("gpu-a")
+    store.forget("gpu-z")  # nothing recorded: nothing to do
+    assert [d.node for d in store.all()] == ["gpu-b"]
+
+
+def test_the_migration_builds_the_table(store: DeploymentStore) -> None:
+    columns = {c["name"] for c in inspect(store.engine).get_columns("model_deployment")}
+    assert columns == {"node", "model", "engine", "project", "gpus", "port", "digest",
+                       "started_at"}  # fmt: skip
