@@ -100,12 +100,14 @@ Run = Callable[[list[str]], subprocess.CompletedProcess[str]]
 
 @dataclass(frozen=True)
 class ImageSpec:
-    """A busybox image: its name, files beside busybox and its applets, and its command."""
+    """A busybox image: its name, files beside busybox and its applets, and its command (or,
+    with `entrypoint`, its ENTRYPOINT: a compose `command:` then gives its arguments)."""
 
     name: str
     files: dict[str, tuple[int, str]]
     command: str
     what: str = "the demo image"
+    entrypoint: bool = False
 
 
 DEMO = ImageSpec(IMAGE, FILES, "/bin/demo-serve")
@@ -122,7 +124,8 @@ def run_podman(argv: list[str]) -> subprocess.CompletedProcess[str]:
 
 def content_hash(busybox: bytes, spec: ImageSpec = DEMO) -> str:
     """Everything the image is built from: busybox, files, command and builder version."""
-    digest = hashlib.sha256(f"{BUILDER_VERSION}\0{spec.command}\0".encode())
+    started = f"{'ENTRYPOINT' if spec.entrypoint else 'CMD'} {spec.command}"
+    digest = hashlib.sha256(f"{BUILDER_VERSION}\0{started}\0".encode())
     digest.update(hashlib.sha256(busybox).digest())
     for path, (mode, content) in sorted(spec.files.items()):
         digest.update(f"{path}\0{mode:o}\0{content}\0".encode())
@@ -207,7 +210,8 @@ def _ensure(run: Run, say: Callable[[str], None], spec: ImageSpec) -> Built | No
         scripts = sum(1 for mode, _ in spec.files.values() if mode & 0o111)
         say(f"building {spec.what} {image} from {BUSYBOX} (busybox-static) and {scripts} "
             f"shell scripts, {size_mb:.1f} MB, with podman import (once; no registry)")  # fmt: skip
-        done = run(["import", "--change", f'CMD ["{spec.command}"]', "--change", "ENV PATH=/bin",
+        start = f'{"ENTRYPOINT" if spec.entrypoint else "CMD"} ["{spec.command}"]'
+        done = run(["import", "--change", start, "--change", "ENV PATH=/bin",
                     "--change", f"LABEL {HASH_LABEL}={digest}", "--change", "EXPOSE 8080",
                     str(archive), image])  # fmt: skip
     if done.returncode != 0:

@@ -136,6 +136,7 @@ STANDIN = demo_image.ImageSpec(
     },
     ENTRYPOINT,
     "the vLLM stand-in image",
+    entrypoint=True,
 )
 
 Run = Callable[[list[str]], subprocess.CompletedProcess[str]]
@@ -145,24 +146,11 @@ def _default_run(argv: list[str]) -> subprocess.CompletedProcess[str]:
     return podman.podman(*argv, check=False)
 
 
-def as_entrypoint(run: Run) -> Run:
-    """The demo builder imports with `CMD ["<command>"]`; the stand-in's program is the
-    ENTRYPOINT instead, so a compose `command:` (vLLM's arguments) follows it."""
-
-    def importing(argv: list[str]) -> subprocess.CompletedProcess[str]:
-        if argv[:1] == ["import"]:
-            argv = [f'ENTRYPOINT ["{ENTRYPOINT}"]' if arg == f'CMD ["{ENTRYPOINT}"]' else arg
-                    for arg in argv]  # fmt: skip
-        return run(argv)
-
-    return importing
-
-
 def build(run: Run = _default_run) -> str:
     """Import the image (about half a second) unless the one there is current; its name.
     podman.PodmanMissing, one line naming the package, when it cannot be built."""
     try:
-        demo_image.ensure_image(as_entrypoint(run), lambda _: None, STANDIN)
+        demo_image.ensure_image(run, lambda _: None, STANDIN)
     except demo_image.DemoUnavailable as exc:
         raise podman.PodmanMissing(str(exc)) from None
     return IMAGE
