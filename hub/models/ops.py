@@ -96,7 +96,13 @@ class ModelSwitchKind(OperationKind):
         project = run.agent.session.project
         runs = project.name if project is not None else ""
         before = self.stored.get(run.node)
-        if runs == self.target.name:
+        # The same project name with another digest: rolled back to the model's previous
+        # deployment (other GPUs or port), which stays recorded.
+        if (
+            runs == self.target.name
+            and project is not None
+            and (project.digest == self.target.digest)
+        ):
             if (
                 before is not None
                 and before.digest == self.target.digest

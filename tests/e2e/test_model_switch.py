@@ -133,6 +133,10 @@ def llama(tmp_path: Path) -> Iterator[tuple[Models, dict[str, int]]]:
     for seed, name in enumerate(ports):
         path = write_tiny_gguf(tmp_path / f"{name}.gguf", seed=seed, name=name)
         (models / f"{name}.yaml").write_text(LLAMA_MODEL.format(name=name, path=path))
+    # A model whose server cannot start: its file is not a GGUF.
+    (tmp_path / "broken.gguf").write_text("not a model\n")
+    broken = LLAMA_MODEL.format(name="broken", path=tmp_path / "broken.gguf")
+    (models / "broken.yaml").write_text(broken)
     cluster = Cluster(tmp_path, None, heartbeat=0.5, configs=tmp_path / "configs",
                       hub_args=("--models", str(models)))  # fmt: skip
     (tmp_path / "configs").mkdir()
@@ -310,3 +314,28 @@ def test_a_vllm_model_runs_its_generated_command_and_drains_at_the_next_switch(
     assert any("drained after" in message for message in drains), drains
     assert get(f"http://127.0.0.1:{other}/v1/models")[0] == 200
     assert [(r["model"], r["gpus"]) for r in fleet.running()] == [("standin-b", [0])]
+
+
+def test_a_model_that_does_not_start_rolls_back_to_the_model_before(
+    llama: tuple[Models, dict[str, int]],
+) -> None:
+    fleet, ports = llama
+    fleet.start_agent(["--gpu-probe", "none", "--llama-env", f"cpu={sys.prefix}"])
+    a = ports["tiny-a"]
+    assert succeeded(fleet.switch("tiny-a", "--port", str(a))) == "changed"
+    [before] = servers(a)
+
+    failed = fleet.switch("broken", "--port", str(ports["tiny-b"]))
+    assert failed["exit_code"] == 1 and failed["nodes"][0]["result"] == "failed"
+    message = failed["nodes"][0]["message"]
+    assert "rolled back to model-tiny-a, healthy" in message, message
+    [after] = servers(a)  # tiny-a again: regenerated from its file with its port
+    assert after != before and chat(a, "tiny-a")[0] == 200
+    [running] = fleet.running()
+    assert (running["model"], running["state"], running["endpoint"]) == (
+        "tiny-a", "ready", running["endpoint"].rpartition(":")[0] + f":{a}")  # fmt: skip
+
+    failed = fleet.switch("broken", "--no-rollback")
+    assert failed["nodes"][0]["result"] == "failed" and servers(a) == []
+    [running] = fleet.running()
+    assert (running["model"], running["state"]) == ("broken", "failed")
