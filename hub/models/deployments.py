@@ -84,6 +84,11 @@ class DeploymentsApi:
             await refuse(context, grpc.StatusCode.INVALID_ARGUMENT,
                          f"GPU indexes and counts go up to {MAX_GPUS - 1}")  # fmt: skip
         nodes, known = await resolve_targets(cluster.db, cluster.store, request.targets, context)
+        unknown = [node for node in nodes if node not in known]
+        if unknown:  # before their GPUs are looked for
+            await refuse(context, grpc.StatusCode.NOT_FOUND,
+                         f"unknown node {', '.join(unknown)}: `hubctl nodes` lists the known "
+                         "nodes")  # fmt: skip
         rows = await self._nodes(cluster)
         stored = {d.node: d for d in await cluster.db.call(cluster.deployments.all, nodes)}
         current = {
@@ -150,6 +155,11 @@ class DeploymentsApi:
         chosen = bool(targets.nodes or targets.all or targets.selector)
         if chosen:
             nodes, known = await resolve_targets(cluster.db, cluster.store, targets, context)
+            unknown = [node for node in nodes if node not in rows]
+            if unknown:
+                await refuse(context, grpc.StatusCode.NOT_FOUND,
+                             f"unknown node {', '.join(unknown)}: `hubctl nodes` lists the "
+                             "known nodes")  # fmt: skip
             named = set(targets.nodes)
             for node in nodes:
                 runs = cluster.runs(rows[node]) if node in rows else ""

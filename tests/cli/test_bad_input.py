@@ -96,6 +96,26 @@ AGAINST_A_HUB = [
     (["models", "validate", "{files}/a-directory"], "cannot read"),
     (["models", "convert", "{files}/missing.yaml"], "cannot read"),
     (["models", "convert", "{files}/latin1.yaml", "--to", "k8s"], "--to 'k8s' is not a format"),
+    (["models", "switch", "m" * 5000, "--all"], "is not one: give a model's name or alias"),
+    (["models", "switch", "nope", "--all"], "model 'nope' not found"),
+    (["models", "switch", "llama3-8b"], "name the nodes (--node gpu-a)"),
+    (["models", "switch", "llama3-8b", "--node", "nowhere"], "unknown node nowhere"),
+    (["models", "switch", "llama3-8b", "--all", "--gpus", "0,x"], "invalid --gpus '0,x'"),
+    (["models", "switch", "llama3-8b", "--all", "--gpus", "0,0"], "a GPU is named twice"),
+    (
+        ["models", "switch", "llama3-8b", "--all", "--gpu-count", "65"],
+        "Invalid value for '--gpu-count'",
+    ),
+    (["models", "switch", "llama3-8b", "--all", "--port", "70000"], "Invalid value for '--port'"),
+    (["models", "switch", "llama3-8b", "--all", "--max-fail", "nan"], "invalid --max-fail"),
+    (["models", "stop", "nope"], "model 'nope' not found"),
+    (["models", "stop", "llama3-8b"], "model llama31-8b-instruct runs on no node"),
+    (["models", "stop", "llama3-8b", "--node", "nowhere"], "unknown node nowhere"),
+    (["models", "running", "nope"], "model 'nope' not found"),
+    (["models", "logs", "llama3-8b"], "Missing option '--node'"),
+    (["models", "logs", "llama3-8b", "--node", "nowhere"], "no node named 'nowhere'"),
+    (["models", "logs", "llama3-8b", "--node", "a,b"], "--node takes one node name"),
+    (["models", "logs", "llama3-8b", "--node", "a", "--lines", "0"], "Invalid value for '--lines'"),
 ]
 
 
