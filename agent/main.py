@@ -295,6 +295,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         asyncio.run(serve(link, None if args.insecure else tls))
     finally:
+        processes.launcher.close()  # the standby supervisor exits; servers keep running
         lock.release()
 
 

@@ -140,7 +140,8 @@ async def wait_healthy(
             progress(total - len(pending), total, f"{name}: {check.url} gave {seen[name]}")
             if clock() - start >= check.timeout_s:
                 return Verdict(False, name, seen[name], clock() - start)
-            next_poll[name] = clock() + check.interval_s
+            # A fixed cadence from the start: a slow answer does not push every later poll back.
+            next_poll[name] = max(next_poll[name] + check.interval_s, clock())
         if pending:
             await sleep(max(0.05, min(next_poll.values()) - clock()))
     return Verdict(True, waited_s=clock() - start)

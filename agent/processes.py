@@ -22,7 +22,6 @@ import hashlib
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from pathlib import Path
 
 from agent import logtail, supervise
 from agent.compose import Container
+from agent.launcher import Launcher, LaunchError
 from agent.projects import COMPOSE_FILE, DIGEST_FILE, check_name
 from gpufleet.process import ProcessSpec, ProcessSpecError, from_text
 
@@ -39,7 +39,6 @@ GRACE_S = 15.0
 KILL_WAIT_S = 5.0
 SERVER_WAIT_S = 5.0  # for the supervisor to start the server
 POLL_S = 0.1
-SUPERVISOR = Path(supervise.__file__)
 
 
 class ProcessError(Exception):
@@ -104,10 +103,34 @@ class State:
         return f"exited (exit status {self.exit_status})"
 
 
+async def exit_of(pid: int, within: float) -> None:
+    """Back when process `pid` exits or `within` seconds pass (a pidfd: no polling); at once
+    where the kernel has no pidfd (Linux before 5.3), and the caller polls."""
+    try:
+        fd = os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return
+    loop = asyncio.get_running_loop()
+    ended: asyncio.Future[None] = loop.create_future()
+
+    def readable() -> None:
+        if not ended.done():
+            ended.set_result(None)
+
+    loop.add_reader(fd, readable)
+    try:
+        await asyncio.wait_for(ended, within)
+    except TimeoutError:
+        pass
+    finally:
+        loop.remove_reader(fd)
+        os.close(fd)
+
+
 class Processes:
     def __init__(self, state_dir: Path, grace_s: float = GRACE_S,
                  rotate_bytes: int = supervise.ROTATE_BYTES, keep: int = supervise.KEEP,
-                 proc: Path = Path("/proc")) -> None:  # fmt: skip
+                 proc: Path = Path("/proc"), standby: bool = True) -> None:  # fmt: skip
         self.root = (state_dir / "projects").resolve()
         self.grace_s = grace_s
         self.rotate_bytes = rotate_bytes
@@ -115,6 +138,7 @@ class Processes:
         self.proc = proc
         self.boot = boot_id()
         self._children: dict[int, subprocess.Popen[bytes]] = {}  # started here: reaped here
+        self.launcher = Launcher(Path("/"), standby)
 
     # -- what is stored -------------------------------------------------------------------
 
@@ -231,10 +255,17 @@ class Processes:
                       supervise.EXIT_FILE):  # fmt: skip
             (directory / stale).unlink(missing_ok=True)
         supervise.write_atomically(directory / SPEC_FILE, spec.text())
-        argv = [sys.executable, str(SUPERVISOR), "--dir", str(directory),
-                "--rotate-bytes", str(self.rotate_bytes), "--keep", str(self.keep),
-                "--", str(python), *spec.args]  # fmt: skip
-        child = self._spawn(name, argv, directory, {**env, **dict(spec.env)})
+        try:
+            child = self.launcher.launch(
+                directory,
+                [str(python), *spec.args],
+                {**env, **dict(spec.env)},
+                self.rotate_bytes,
+                self.keep,
+            )
+        except LaunchError as exc:
+            raise ProcessError(f"cannot start {name}: {exc}") from None
+        self._children[child.pid] = child
         found = read_stat(child.pid, self.proc)  # a zombie at worst: it is our child
         ident = Identity(child.pid, found.start if found else 0, self.boot)
         try:
@@ -249,22 +280,6 @@ class Processes:
                 break
             await asyncio.sleep(0.01)
         return self.state(name)
-
-    def _spawn(self, name: str, argv: list[str], directory: Path,
-               env: Mapping[str, str]) -> subprocess.Popen[bytes]:  # fmt: skip
-        """The supervisor, detached: its own session, no terminal, none of the agent's files
-        (close_fds: the state dir's lock and the hub's sockets stay the agent's). A fork and
-        exec, nothing waited for: quick enough for the event loop."""
-        try:
-            child = subprocess.Popen(
-                argv, cwd=directory, env=dict(env), stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-                close_fds=True,
-            )  # fmt: skip
-        except OSError as exc:
-            raise ProcessError(f"cannot start {name}: {exc.strerror or exc}") from None
-        self._children[child.pid] = child
-        return child
 
     async def stop(self, name: str) -> State:
         """SIGTERM, the grace period, SIGKILL; the project then runs nothing (its spec and log
@@ -292,13 +307,17 @@ class Processes:
 
     async def _gone(self, ident: Identity, within: float) -> bool:
         deadline = time.monotonic() + within
+        if self._alive(ident):  # the supervisor outlives its server: its exit is the sign
+            await exit_of(ident.pid, within)
+        pause = 0.01  # what is left of its session (rare): look often at first
         while True:
             self._alive(ident)  # reaps the supervisor if this agent started it
             if not self._members(ident):
                 return True
             if time.monotonic() >= deadline:
                 return False
-            await asyncio.sleep(POLL_S)
+            await asyncio.sleep(pause)
+            pause = min(POLL_S, pause * 1.5)
 
     def forget(self, name: str) -> None:
         """No longer a process project (a compose project takes the name): the spec goes."""

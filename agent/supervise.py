@@ -8,6 +8,11 @@ of them), forwards SIGTERM and SIGINT to the server, writes the server's pid to
 DIR/server.pid and, when the server exits, its exit status to DIR/exit (negative: killed by
 that signal), and exits with it.
 
+With --standby it is started ahead of need (agent/launcher.py) and waits for its orders: one
+JSON line on stdin ({"dir", "rotate_bytes", "keep", "command", "env"}) makes it that
+supervisor at once, without a Python start-up on the way to the server; end of input (the
+agent went away) makes it exit.
+
 Standard library only: it runs for as long as the server does, whatever happens to the agent's
 packages meanwhile.
 """
@@ -16,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -74,20 +80,41 @@ def write_atomically(path: Path, text: str) -> None:
 
 def parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m agent.supervise")
-    parser.add_argument("--dir", type=Path, required=True, help="the project's directory")
+    parser.add_argument("--standby", action="store_true", help="wait for orders on stdin")
+    parser.add_argument("--dir", type=Path, help="the project's directory")
     parser.add_argument("--rotate-bytes", type=int, default=ROTATE_BYTES)
     parser.add_argument("--keep", type=int, default=KEEP, help="rotated log files kept")
     parser.add_argument("command", nargs=argparse.REMAINDER, help="-- then the server's argv")
     args = parser.parse_args(argv)
     if args.command[:1] == ["--"]:
         args.command = args.command[1:]
-    if not args.command:
-        parser.error("no server command after --")
+    if not args.standby and (args.dir is None or not args.command):
+        parser.error("--dir DIR and a server command after -- are needed (or --standby)")
+    args.env = None
     return args
+
+
+def orders(args: argparse.Namespace) -> bool:
+    """On standby: wait for the one line that says what to supervise; False at end of input."""
+    line = sys.stdin.buffer.readline()
+    if not line.strip():
+        return False
+    given = json.loads(line)
+    args.dir = Path(given["dir"])
+    args.rotate_bytes, args.keep = int(given["rotate_bytes"]), int(given["keep"])
+    args.command = [str(arg) for arg in given["command"]]
+    args.env = {str(k): str(v) for k, v in given["env"].items()}
+    devnull = os.open(os.devnull, os.O_RDONLY)  # the agent's pipe is not kept open
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    os.chdir(args.dir)
+    return True
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(sys.argv[1:] if argv is None else argv)
+    if args.standby and not orders(args):
+        return 0
     directory: Path = args.dir
     log = RotatingLog(directory / LOG_FILE, args.rotate_bytes, args.keep)
     server: list[subprocess.Popen[bytes]] = []
@@ -105,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         process = subprocess.Popen(
             args.command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, cwd=directory,
+            stderr=subprocess.STDOUT, cwd=directory, env=args.env,
         )  # fmt: skip
     except OSError as exc:
         log.write(f"gpufleet: cannot start {args.command[0]}: {exc.strerror or exc}\n".encode())
