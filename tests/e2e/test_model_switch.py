@@ -86,7 +86,8 @@ class Models:
 
     def start_agent(self, extra: list[str]) -> Daemon:
         if self.agent is None:
-            self.agent = self.cluster.agent(self.node, extra=extra, env=podman.env())
+            self.agent = self.cluster.agent(self.node, labels="role=chat", extra=extra,
+                                            env=podman.env())  # fmt: skip
         self.agent.start()
         self.cluster.wait_status({self.node: "ready"})
         return self.agent
@@ -181,7 +182,13 @@ def test_llama_cpp_models_switch_answer_survive_an_agent_restart_and_stop(
     assert succeeded(fleet.switch("tiny-a", "--port", str(a))) == "ok"  # runs it: nothing
     assert servers(a) == [first]
 
-    assert succeeded(fleet.switch("tiny-b", "--port", str(b))) == "changed"
+    assert fleet.json("models", "running", "-l", "role=coder") == []
+    assert [r["model"] for r in fleet.json("models", "running", "tiny-a", "-l", "role=chat")] == [
+        "tiny-a"]  # fmt: skip
+    # By label this time: every connected node with role=chat.
+    switched = fleet.json("models", "switch", "tiny-b", "-l", "role=chat", "--port", str(b))
+    assert succeeded(switched) == "changed" and switched["kind"] == "model-switch"
+    assert switched["configuration"] == "model-tiny-b"
     assert servers(a) == []  # tiny-a's server is gone
     status, answer = chat(b, "tiny-b")
     assert status == 200 and answer["model"] == "tiny-b"
