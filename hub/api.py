@@ -11,6 +11,7 @@ import grpc
 from gpufleet.gpus import gpu_to_proto
 from gpufleet.v1 import hub_pb2, hub_pb2_grpc
 from hub import convert, limits
+from hub.models.deploy import DEFAULT_VLLM_IMAGE
 from hub.ops.api import OperationsApi
 from hub.ops.manager import OperationManager
 from hub.paging import next_token, paged
@@ -34,9 +35,11 @@ class HubService(OperationsApi, hub_pb2_grpc.HubServicer):  # type: ignore[misc]
         configs_dir: Path,
         work: Work,
         models_dir: Path | None = None,
+        vllm_image: str = DEFAULT_VLLM_IMAGE,
     ) -> None:
         self.work = work
         self.models_dir = models_dir
+        self.vllm_image = vllm_image
         self.registry = registry
         self.db = db
         self.store = store

@@ -207,7 +207,7 @@ class HubServer:
             "link": link,
             "hub": HubService(
                 self.registry, self._db, store, ops, self.manager, self.config.configs_dir,
-                self.work, models_dir=self.config.models_dir,
+                self.work, models_dir=self.config.models_dir, vllm_image=self.config.vllm_image,
             ),
             "assign": AssignmentService(
                 self.registry, self._db, self.manager, self.config.configs_dir,

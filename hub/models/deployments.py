@@ -21,10 +21,10 @@ from hub.models import deploy, plan
 from hub.models.ops import ModelStopKind, ModelSwitchKind, problems
 from hub.models.running import Cluster, running
 from hub.ops import capacity
-from hub.ops.api import resolve_targets, submitted
 from hub.ops.kind import Request
 from hub.ops.remote import RemoteAgent
 from hub.ops.steps import Unreachable
+from hub.ops.submit import resolve_targets, submitted
 from hub.selection import label_filter, selector
 from hub.store import Node
 

@@ -18,7 +18,7 @@ from hub.models import deploy
 from hub.ops import capacity
 from hub.ops.batches import Outcome
 from hub.ops.kind import NodeRun, OperationKind
-from hub.ops.kinds import StopKind
+from hub.ops.kinds import StopKind, definition
 from hub.ops.steps import Switch
 from hub.placement.engine import gpu_label
 from hub.store.deployments import Deployed
@@ -73,18 +73,11 @@ class ModelSwitchKind(OperationKind):
     def configuration(self) -> str:
         return self.target.name
 
-    def _previous(self, run: NodeRun) -> Configuration | None:
-        if run.running is None:
-            return None
-        mine = self.previous.get(run.node)
-        if mine is not None and mine.name == run.running.name:
-            return mine
-        return self.configurations.get(run.running.name)
-
     async def run_node(self, run: NodeRun) -> Outcome:
         for line in self.warnings.get(run.node, ()):
             run.report("warning", line)
-        switch = Switch(run.agent, run.running, self.target, self._previous(run), run.report,
+        previous = definition(run, self.configurations, self.previous)
+        switch = Switch(run.agent, run.running, self.target, previous, run.report,
                         run.set_state, run.check, self.rollback)  # fmt: skip
         outcome = await switch.run()
         if not run.check:

@@ -63,6 +63,18 @@ def regenerate(models: dict[str, Model], stored: Stored, image: str) -> Configur
         return None
 
 
+def regenerated(models_dir: Path, stored: Sequence[Stored], image: str) -> dict[str, Configuration]:
+    """Per node, the model deployment it runs as its model file defines it now (for a
+    configuration switch or a drain of a node that runs a model)."""
+    models, _ = load.load_directory(models_dir)
+    found = {}
+    for s in stored:
+        again = regenerate(models, s, image)
+        if again is not None:
+            found[s.node] = again
+    return found
+
+
 def plan(models_dir: Path, configs_dir: Path, request: Request,
          stored: Sequence[Stored]) -> Plan:  # fmt: skip
     """The switch's plan; ModelError (NotFound: close names) or DeployError, one line."""
@@ -78,11 +90,7 @@ def plan(models_dir: Path, configs_dir: Path, request: Request,
         configurations, _ = load_configurations(configs_dir, models_dir)
     except ConfigError:  # no configurations directory: a node can only run models then
         configurations = {}
-    previous = {}
-    for s in stored:
-        again = regenerate(models, s, request.image)
-        if again is not None:
-            previous[s.node] = again
+    previous = {s.node: c for s in stored if (c := regenerate(models, s, request.image))}
     return Plan(model, where, target, found.vram_gb, found.basis, configurations, previous)
 
 

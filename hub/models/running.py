@@ -14,11 +14,46 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from hub.models import deploy
+from hub.configs import Configuration
+from hub.models import deploy, plan
 from hub.ops.manager import OperationManager
 from hub.sessions import SessionRegistry
 from hub.store import Database, Node, Store
 from hub.store.deployments import Deployed, DeploymentStore
+from hub.work import Work
+
+REGENERATE_LIMIT_S = 30.0
+
+
+def runs(registry: SessionRegistry, node: Node) -> str:
+    """The project a node runs: its agent's word while connected, else its stored state."""
+    session = registry.get(node.name)
+    if session is None:
+        return node.configuration
+    if session.project is None:
+        return ""
+    return session.project.name or node.configuration  # "": it could not tell
+
+
+async def regenerated(db: Database, store: Store, registry: SessionRegistry, work: Work,
+                      models_dir: Path | None, image: str,
+                      nodes: Sequence[str]) -> dict[str, Configuration]:  # fmt: skip
+    """Per node of `nodes`, the model deployment it runs, regenerated from the current model
+    file (a configuration switch drains it and may bring it back); the models lane's Busy,
+    Overrun or WorkerDied when it cannot be read now."""
+    if models_dir is None:
+        return {}
+    rows = {node.name: node for node, _ in await db.call(store.list_nodes)}
+    stored = [
+        plan.Stored(d.node, d.model, d.gpus, d.port)
+        for d in await db.call(DeploymentStore(db.engine).all, nodes)
+        if d.node in rows and runs(registry, rows[d.node]) == d.project
+    ]
+    if not stored:
+        return {}
+    hint = "make the model files smaller"
+    return await work.models.run(plan.regenerated, models_dir, stored, image,
+                                 limit_s=REGENERATE_LIMIT_S, hint=hint)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -37,13 +72,7 @@ class Cluster:
         return DeploymentStore(self.db.engine)
 
     def runs(self, node: Node) -> str:
-        """The project a node runs: its agent's word while connected, else its stored state."""
-        session = self.registry.get(node.name)
-        if session is None:
-            return node.configuration
-        if session.project is None:
-            return ""
-        return session.project.name or node.configuration  # "": it could not tell
+        return runs(self.registry, node)
 
     def remember(self, node: str, found: Deployed | None) -> None:
         """Record (or forget) the deployment a node runs, in the background."""

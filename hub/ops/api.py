@@ -22,20 +22,17 @@ from hub.configs import (
 from hub.ops.kind import Request
 from hub.ops.kinds import DrainKind, StopKind, StoredCapacity, SwitchKind
 from hub.ops.manager import OperationError, OperationManager
+from hub.ops.submit import ERROR_CODES, resolve_targets, submitted
 from hub.paging import next_token, paged
-from hub.selection import Known, NoMatch, label_filter, selector, targeted
-from hub.store import Database, NodeStatus, Store
+from hub.selection import label_filter, selector
+from hub.sessions import SessionRegistry
+from hub.store import Database, Store
 from hub.store.operations import Event, OperationRecord, OperationStore
 from hub.trust import auth
 from hub.work import Busy, Overrun, Work, WorkerDied
 
 Context = grpc.aio.ServicerContext[Any, Any]
 T = TypeVar("T")
-ERROR_CODES = {
-    "not_found": grpc.StatusCode.NOT_FOUND,
-    "conflict": grpc.StatusCode.FAILED_PRECONDITION,
-    "invalid": grpc.StatusCode.INVALID_ARGUMENT,
-}
 
 
 def configuration_to_proto(config: Configuration) -> hub_pb2.Configuration:
@@ -77,34 +74,6 @@ def event_to_proto(event: Event) -> hub_pb2.OperationEvent:
     return message
 
 
-async def resolve_targets(db: Database, store: Store, targets: hub_pb2.Targets,
-                          context: Context) -> tuple[list[str], list[str]]:  # fmt: skip
-    """The nodes an operation runs on (names, --all, label selectors), and every known
-    node; a selector matching none is refused with one line, nothing created."""
-    chosen = await selector(targets.selector, context)
-    known = [
-        Known(node.name, node.status == NodeStatus.READY.value, dict(node.labels or {}))
-        for node, _ in await db.call(store.list_nodes)
-    ]
-    try:
-        nodes = targeted(list(targets.nodes), targets.all, chosen, known)
-    except NoMatch as exc:
-        await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
-        raise
-    return nodes, [k.name for k in known]
-
-
-async def submitted(manager: OperationManager, context: Context, request: Request,
-                    known: list[str]) -> hub_pb2.OperationRef:  # fmt: skip
-    """Submit an operation; a refusal (busy node, unknown node) is its one line."""
-    try:
-        operation_id = await manager.submit(request, known)
-    except OperationError as exc:
-        await context.abort(ERROR_CODES[exc.kind], str(exc))
-        raise
-    return hub_pb2.OperationRef(id=operation_id)
-
-
 CONFIGS_LIMIT_S = 30.0  # reading every configuration of the directory, or one to validate
 
 
@@ -131,6 +100,20 @@ class OperationsApi:
     configs_dir: Path
     models_dir: Path | None
     work: Work
+    registry: SessionRegistry
+    vllm_image: str
+
+    async def _models(self, context: Context, targets: hub_pb2.Targets) -> dict[str, Configuration]:
+        """Per targeted node, the model deployment it runs (to drain and roll back to)."""
+        from hub.models.running import regenerated
+
+        nodes, _ = await self._targets(targets, context)
+        try:
+            return await regenerated(self.db, self.store, self.registry, self.work,
+                                     self.models_dir, self.vllm_image, nodes)  # fmt: skip
+        except (Busy, Overrun, WorkerDied) as exc:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
+            raise
 
     async def _read_configs(self, context: Context, fn: Callable[..., T], *args: Any) -> T:
         """Parse configurations in a worker: never on the event loop, never without bound."""
@@ -224,15 +207,17 @@ class OperationsApi:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                                 "max_fail_percent must be between 0 and 100")  # fmt: skip
         kind = SwitchKind(config, found, rollback=not request.no_rollback,
-                          capacity=StoredCapacity(self.db))  # fmt: skip
+                          capacity=StoredCapacity(self.db),
+                          models=await self._models(context, request.targets))  # fmt: skip
         return await self._submit(context, lambda nodes: Request(
             kind, nodes, request.serial, request.max_fail_percent, request.check,
         ), request.targets)  # fmt: skip
 
     async def Drain(self, request: hub_pb2.DrainRequest, context: Context) -> hub_pb2.OperationRef:
         found = await self._load(context)
+        models = await self._models(context, request.targets)
         return await self._submit(
-            context, lambda nodes: Request(DrainKind(found), nodes), request.targets
+            context, lambda nodes: Request(DrainKind(found, models), nodes), request.targets
         )
 
     async def Stop(self, request: hub_pb2.StopRequest, context: Context) -> hub_pb2.OperationRef:

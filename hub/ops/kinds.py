@@ -54,6 +54,9 @@ class SwitchKind(OperationKind):
     # What the node's GPUs cannot hold, reported first as `warning` events (stored with the
     # node's result): informative, in a check and before a real switch, never blocking.
     capacity: Capacity | None = None
+    # Per node, the model deployment it runs (hub.models.deploy, regenerated from the current
+    # model file): drained, and brought back on failure, like a configuration.
+    models: Mapping[str, Configuration] = field(default_factory=dict)
 
     @property
     def configuration(self) -> str:
@@ -72,10 +75,21 @@ class SwitchKind(OperationKind):
 
     async def run_node(self, run: NodeRun) -> Outcome:
         await self.warn(run)
-        previous = self.configurations.get(run.running.name) if run.running else None
+        previous = definition(run, self.configurations, self.models)
         switch = Switch(run.agent, run.running, self.target, previous, run.report,
                         run.set_state, run.check, self.rollback)  # fmt: skip
         return await switch.run()
+
+
+def definition(run: NodeRun, configurations: Mapping[str, Configuration],
+               models: Mapping[str, Configuration]) -> Configuration | None:  # fmt: skip
+    """The definition of what the node runs: its model deployment, or a configuration."""
+    if run.running is None:
+        return None
+    mine = models.get(run.node)
+    if mine is not None and mine.name == run.running.name:
+        return mine
+    return configurations.get(run.running.name)
 
 
 def _settled(run: NodeRun, verb: str) -> Outcome | Running:
@@ -97,17 +111,18 @@ class DrainKind(OperationKind):
 
     name = "drain"
     configurations: Mapping[str, Configuration] = field(default_factory=dict)
+    models: Mapping[str, Configuration] = field(default_factory=dict)  # as SwitchKind's
 
     async def run_node(self, run: NodeRun) -> Outcome:
         running = _settled(run, "drain")
         if isinstance(running, Outcome):
             return running
         run.set_state(S.DRAINING, running.name, "")
-        definition = self.configurations.get(running.name)
-        if definition is None:
+        found = definition(run, self.configurations, self.models)
+        if found is None:
             return Outcome("ok", f"no definition of {running.name}: nothing to drain")
         try:
-            drained = await run.agent.drain(definition)
+            drained = await run.agent.drain(found)
         except Unreachable as exc:
             return Outcome("unreachable", str(exc))
         except Cancelled as exc:

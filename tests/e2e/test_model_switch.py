@@ -44,6 +44,23 @@ vllm: {{max_model_len: 1024, enable_prefix_caching: false}}
 vram_gb: 1
 """
 
+# A configuration whose health check never passes: a switch to it from a model rolls back to
+# the model (the hub knows the model deployment the node runs).
+NEVER_SERVES = """\
+x-gpufleet:
+  description: never healthy
+  use_case: tests
+  services:
+    web:
+      vram_gb: 1
+      health: {{url: "http://127.0.0.1:1/health", timeout: 2, interval: 0.5}}
+services:
+  web:
+    image: {image}
+    command: ["--port=8000"]
+    stop_signal: SIGKILL
+"""
+
 
 def servers(port: int) -> list[int]:
     """Pids of llama.cpp servers started for `port` (from /proc: nothing else is needed)."""
@@ -259,6 +276,7 @@ def vllm(tmp_path: Path) -> Iterator[tuple[Models, str]]:
     big = VLLM_MODEL.format(name="standin-big").replace("vram_gb: 1", "vram_gb: 30")
     (models / "standin-big.yaml").write_text(big)
     (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "never-serves.yaml").write_text(NEVER_SERVES.format(image=image))
     cluster = Cluster(tmp_path, None, heartbeat=0.5, configs=tmp_path / "configs",
                       hub_args=("--models", str(models), "--vllm-image", image))  # fmt: skip
     cluster.start_hub()
@@ -321,6 +339,22 @@ def test_a_vllm_model_runs_its_generated_command_and_drains_at_the_next_switch(
     assert any("drained after" in message for message in drains), drains
     assert get(f"http://127.0.0.1:{other}/v1/models")[0] == 200
     assert [(r["model"], r["gpus"]) for r in fleet.running()] == [("standin-b", [0])]
+
+    # A configuration switch drains the model too, and brings it back when it fails.
+    working = threading.Thread(target=get, args=(f"http://127.0.0.1:{other}/work?seconds=2",))
+    working.start()
+    time.sleep(0.5)
+    code, out, err = fleet.hubctl("switch", "never-serves", "--node", fleet.node, "--json")
+    working.join()
+    failed = json.loads(out)
+    assert code == 1 and failed["nodes"][0]["result"] == "failed", err
+    assert "rolled back to model-standin-b, healthy" in failed["nodes"][0]["message"]
+    shown = fleet.json("ops", "show", failed["id"])
+    drains = [e["message"] for e in shown["events"] if e["step"] == "drain"]
+    assert any("drained after" in message for message in drains), drains
+    assert [(r["model"], r["state"], r["gpus"]) for r in fleet.running()] == [
+        ("standin-b", "ready", [0])]  # fmt: skip
+    assert get(f"http://127.0.0.1:{other}/v1/models")[0] == 200
 
 
 def test_a_model_that_does_not_start_rolls_back_to_the_model_before(
