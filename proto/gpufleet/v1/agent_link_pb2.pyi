@@ -11,6 +11,45 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class WheelQuery(_message.Message):
+    __slots__ = ("key",)
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    def __init__(self, key: _Optional[str] = ...) -> None: ...
+
+class WheelMeta(_message.Message):
+    __slots__ = ("key", "filename", "size", "sha256", "parts", "built_on", "built_at")
+    class PartsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    FILENAME_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    PARTS_FIELD_NUMBER: _ClassVar[int]
+    BUILT_ON_FIELD_NUMBER: _ClassVar[int]
+    BUILT_AT_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    filename: str
+    size: int
+    sha256: str
+    parts: _containers.ScalarMap[str, str]
+    built_on: str
+    built_at: _timestamp_pb2.Timestamp
+    def __init__(self, key: _Optional[str] = ..., filename: _Optional[str] = ..., size: _Optional[int] = ..., sha256: _Optional[str] = ..., parts: _Optional[_Mapping[str, str]] = ..., built_on: _Optional[str] = ..., built_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class WheelChunk(_message.Message):
+    __slots__ = ("meta", "data")
+    META_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    meta: WheelMeta
+    data: bytes
+    def __init__(self, meta: _Optional[_Union[WheelMeta, _Mapping]] = ..., data: _Optional[bytes] = ...) -> None: ...
+
 class AgentMessage(_message.Message):
     __slots__ = ("hello", "heartbeat", "task_event", "task_result")
     HELLO_FIELD_NUMBER: _ClassVar[int]
@@ -46,7 +85,7 @@ class Versions(_message.Message):
     def __init__(self, agent: _Optional[str] = ..., python: _Optional[str] = ..., protocol: _Optional[int] = ...) -> None: ...
 
 class Hello(_message.Message):
-    __slots__ = ("node_name", "agent_id", "labels", "versions", "hostname", "inventory", "projects", "projects_unknown")
+    __slots__ = ("node_name", "agent_id", "labels", "versions", "hostname", "inventory", "projects", "projects_unknown", "envs")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -62,6 +101,7 @@ class Hello(_message.Message):
     INVENTORY_FIELD_NUMBER: _ClassVar[int]
     PROJECTS_FIELD_NUMBER: _ClassVar[int]
     PROJECTS_UNKNOWN_FIELD_NUMBER: _ClassVar[int]
+    ENVS_FIELD_NUMBER: _ClassVar[int]
     node_name: str
     agent_id: str
     labels: _containers.ScalarMap[str, str]
@@ -70,7 +110,8 @@ class Hello(_message.Message):
     inventory: _types_pb2.Inventory
     projects: _containers.RepeatedCompositeFieldContainer[RunningProject]
     projects_unknown: bool
-    def __init__(self, node_name: _Optional[str] = ..., agent_id: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., versions: _Optional[_Union[Versions, _Mapping]] = ..., hostname: _Optional[str] = ..., inventory: _Optional[_Union[_types_pb2.Inventory, _Mapping]] = ..., projects: _Optional[_Iterable[_Union[RunningProject, _Mapping]]] = ..., projects_unknown: _Optional[bool] = ...) -> None: ...
+    envs: _containers.RepeatedCompositeFieldContainer[EnvInfo]
+    def __init__(self, node_name: _Optional[str] = ..., agent_id: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., versions: _Optional[_Union[Versions, _Mapping]] = ..., hostname: _Optional[str] = ..., inventory: _Optional[_Union[_types_pb2.Inventory, _Mapping]] = ..., projects: _Optional[_Iterable[_Union[RunningProject, _Mapping]]] = ..., projects_unknown: _Optional[bool] = ..., envs: _Optional[_Iterable[_Union[EnvInfo, _Mapping]]] = ...) -> None: ...
 
 class RunningProject(_message.Message):
     __slots__ = ("name", "digest", "services")
@@ -115,18 +156,54 @@ class Welcome(_message.Message):
     def __init__(self, node_name: _Optional[str] = ..., heartbeat_interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., hub_version: _Optional[str] = ...) -> None: ...
 
 class Heartbeat(_message.Message):
-    __slots__ = ("seq", "sent_at", "gpus", "inventory", "projects")
+    __slots__ = ("seq", "sent_at", "gpus", "inventory", "projects", "envs")
     SEQ_FIELD_NUMBER: _ClassVar[int]
     SENT_AT_FIELD_NUMBER: _ClassVar[int]
     GPUS_FIELD_NUMBER: _ClassVar[int]
     INVENTORY_FIELD_NUMBER: _ClassVar[int]
     PROJECTS_FIELD_NUMBER: _ClassVar[int]
+    ENVS_FIELD_NUMBER: _ClassVar[int]
     seq: int
     sent_at: _timestamp_pb2.Timestamp
     gpus: _containers.RepeatedCompositeFieldContainer[_types_pb2.GpuTelemetry]
     inventory: _types_pb2.Inventory
     projects: ProjectsReport
-    def __init__(self, seq: _Optional[int] = ..., sent_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., gpus: _Optional[_Iterable[_Union[_types_pb2.GpuTelemetry, _Mapping]]] = ..., inventory: _Optional[_Union[_types_pb2.Inventory, _Mapping]] = ..., projects: _Optional[_Union[ProjectsReport, _Mapping]] = ...) -> None: ...
+    envs: EnvsReport
+    def __init__(self, seq: _Optional[int] = ..., sent_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., gpus: _Optional[_Iterable[_Union[_types_pb2.GpuTelemetry, _Mapping]]] = ..., inventory: _Optional[_Union[_types_pb2.Inventory, _Mapping]] = ..., projects: _Optional[_Union[ProjectsReport, _Mapping]] = ..., envs: _Optional[_Union[EnvsReport, _Mapping]] = ...) -> None: ...
+
+class EnvsReport(_message.Message):
+    __slots__ = ("envs",)
+    ENVS_FIELD_NUMBER: _ClassVar[int]
+    envs: _containers.RepeatedCompositeFieldContainer[EnvInfo]
+    def __init__(self, envs: _Optional[_Iterable[_Union[EnvInfo, _Mapping]]] = ...) -> None: ...
+
+class EnvInfo(_message.Message):
+    __slots__ = ("name", "backend", "version", "state", "message", "gpu_offload", "devices", "size_bytes", "built_at", "origin", "key", "system_info")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    BACKEND_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    GPU_OFFLOAD_FIELD_NUMBER: _ClassVar[int]
+    DEVICES_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    BUILT_AT_FIELD_NUMBER: _ClassVar[int]
+    ORIGIN_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    SYSTEM_INFO_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    backend: str
+    version: str
+    state: str
+    message: str
+    gpu_offload: bool
+    devices: _containers.RepeatedScalarFieldContainer[str]
+    size_bytes: int
+    built_at: _timestamp_pb2.Timestamp
+    origin: str
+    key: str
+    system_info: str
+    def __init__(self, name: _Optional[str] = ..., backend: _Optional[str] = ..., version: _Optional[str] = ..., state: _Optional[str] = ..., message: _Optional[str] = ..., gpu_offload: _Optional[bool] = ..., devices: _Optional[_Iterable[str]] = ..., size_bytes: _Optional[int] = ..., built_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., origin: _Optional[str] = ..., key: _Optional[str] = ..., system_info: _Optional[str] = ...) -> None: ...
 
 class Goodbye(_message.Message):
     __slots__ = ("reason",)
@@ -135,7 +212,7 @@ class Goodbye(_message.Message):
     def __init__(self, reason: _Optional[str] = ...) -> None: ...
 
 class TaskRequest(_message.Message):
-    __slots__ = ("task_id", "check_mode", "gather_facts", "drain", "stop_project", "start_project", "wait_healthy", "apply_assignment", "tail_log")
+    __slots__ = ("task_id", "check_mode", "gather_facts", "drain", "stop_project", "start_project", "wait_healthy", "apply_assignment", "tail_log", "build_env", "remove_env")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     CHECK_MODE_FIELD_NUMBER: _ClassVar[int]
     GATHER_FACTS_FIELD_NUMBER: _ClassVar[int]
@@ -145,6 +222,8 @@ class TaskRequest(_message.Message):
     WAIT_HEALTHY_FIELD_NUMBER: _ClassVar[int]
     APPLY_ASSIGNMENT_FIELD_NUMBER: _ClassVar[int]
     TAIL_LOG_FIELD_NUMBER: _ClassVar[int]
+    BUILD_ENV_FIELD_NUMBER: _ClassVar[int]
+    REMOVE_ENV_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     check_mode: bool
     gather_facts: GatherFacts
@@ -154,7 +233,27 @@ class TaskRequest(_message.Message):
     wait_healthy: WaitHealthy
     apply_assignment: ApplyAssignment
     tail_log: TailLog
-    def __init__(self, task_id: _Optional[str] = ..., check_mode: _Optional[bool] = ..., gather_facts: _Optional[_Union[GatherFacts, _Mapping]] = ..., drain: _Optional[_Union[Drain, _Mapping]] = ..., stop_project: _Optional[_Union[StopProject, _Mapping]] = ..., start_project: _Optional[_Union[StartProject, _Mapping]] = ..., wait_healthy: _Optional[_Union[WaitHealthy, _Mapping]] = ..., apply_assignment: _Optional[_Union[ApplyAssignment, _Mapping]] = ..., tail_log: _Optional[_Union[TailLog, _Mapping]] = ...) -> None: ...
+    build_env: BuildEnv
+    remove_env: RemoveEnv
+    def __init__(self, task_id: _Optional[str] = ..., check_mode: _Optional[bool] = ..., gather_facts: _Optional[_Union[GatherFacts, _Mapping]] = ..., drain: _Optional[_Union[Drain, _Mapping]] = ..., stop_project: _Optional[_Union[StopProject, _Mapping]] = ..., start_project: _Optional[_Union[StartProject, _Mapping]] = ..., wait_healthy: _Optional[_Union[WaitHealthy, _Mapping]] = ..., apply_assignment: _Optional[_Union[ApplyAssignment, _Mapping]] = ..., tail_log: _Optional[_Union[TailLog, _Mapping]] = ..., build_env: _Optional[_Union[BuildEnv, _Mapping]] = ..., remove_env: _Optional[_Union[RemoveEnv, _Mapping]] = ...) -> None: ...
+
+class BuildEnv(_message.Message):
+    __slots__ = ("backend", "version", "extra_targets", "no_cache")
+    BACKEND_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    EXTRA_TARGETS_FIELD_NUMBER: _ClassVar[int]
+    NO_CACHE_FIELD_NUMBER: _ClassVar[int]
+    backend: str
+    version: str
+    extra_targets: _containers.RepeatedScalarFieldContainer[str]
+    no_cache: bool
+    def __init__(self, backend: _Optional[str] = ..., version: _Optional[str] = ..., extra_targets: _Optional[_Iterable[str]] = ..., no_cache: _Optional[bool] = ...) -> None: ...
+
+class RemoveEnv(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
 
 class GatherFacts(_message.Message):
     __slots__ = ()
@@ -220,12 +319,14 @@ class HostProcess(_message.Message):
     def __init__(self, service: _Optional[str] = ..., environment: _Optional[str] = ..., args: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., health: _Optional[_Union[HealthCheck, _Mapping]] = ...) -> None: ...
 
 class TailLog(_message.Message):
-    __slots__ = ("project", "lines")
+    __slots__ = ("project", "env", "lines")
     PROJECT_FIELD_NUMBER: _ClassVar[int]
+    ENV_FIELD_NUMBER: _ClassVar[int]
     LINES_FIELD_NUMBER: _ClassVar[int]
     project: str
+    env: str
     lines: int
-    def __init__(self, project: _Optional[str] = ..., lines: _Optional[int] = ...) -> None: ...
+    def __init__(self, project: _Optional[str] = ..., env: _Optional[str] = ..., lines: _Optional[int] = ...) -> None: ...
 
 class WaitHealthy(_message.Message):
     __slots__ = ("project", "checks")
@@ -320,7 +421,7 @@ class Progress(_message.Message):
     def __init__(self, phase: _Optional[str] = ..., percent: _Optional[float] = ..., message: _Optional[str] = ...) -> None: ...
 
 class TaskResult(_message.Message):
-    __slots__ = ("task_id", "status", "message", "diff", "facts", "project", "assignment", "log")
+    __slots__ = ("task_id", "status", "message", "diff", "facts", "project", "assignment", "log", "env")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
@@ -329,6 +430,7 @@ class TaskResult(_message.Message):
     PROJECT_FIELD_NUMBER: _ClassVar[int]
     ASSIGNMENT_FIELD_NUMBER: _ClassVar[int]
     LOG_FIELD_NUMBER: _ClassVar[int]
+    ENV_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     status: _types_pb2.TaskStatus
     message: str
@@ -337,4 +439,5 @@ class TaskResult(_message.Message):
     project: RunningProject
     assignment: AssignmentReport
     log: str
-    def __init__(self, task_id: _Optional[str] = ..., status: _Optional[_Union[_types_pb2.TaskStatus, str]] = ..., message: _Optional[str] = ..., diff: _Optional[str] = ..., facts: _Optional[_Union[_types_pb2.Inventory, _Mapping]] = ..., project: _Optional[_Union[RunningProject, _Mapping]] = ..., assignment: _Optional[_Union[AssignmentReport, _Mapping]] = ..., log: _Optional[str] = ...) -> None: ...
+    env: EnvInfo
+    def __init__(self, task_id: _Optional[str] = ..., status: _Optional[_Union[_types_pb2.TaskStatus, str]] = ..., message: _Optional[str] = ..., diff: _Optional[str] = ..., facts: _Optional[_Union[_types_pb2.Inventory, _Mapping]] = ..., project: _Optional[_Union[RunningProject, _Mapping]] = ..., assignment: _Optional[_Union[AssignmentReport, _Mapping]] = ..., log: _Optional[str] = ..., env: _Optional[_Union[EnvInfo, _Mapping]] = ...) -> None: ...

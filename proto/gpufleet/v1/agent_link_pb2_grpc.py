@@ -104,3 +104,131 @@ class AgentLink:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class WheelCacheStub:
+    """The cluster's cache of built llama-cpp-python wheels (issue 15): an agent that built an
+    environment uploads its wheel; an agent that needs a compatible one downloads it instead of
+    compiling. Agents only (their link's identity).
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.Download = channel.unary_stream(
+                '/gpufleet.v1.WheelCache/Download',
+                request_serializer=gpufleet_dot_v1_dot_agent__link__pb2.WheelQuery.SerializeToString,
+                response_deserializer=gpufleet_dot_v1_dot_agent__link__pb2.WheelChunk.FromString,
+                _registered_method=True)
+        self.Upload = channel.stream_unary(
+                '/gpufleet.v1.WheelCache/Upload',
+                request_serializer=gpufleet_dot_v1_dot_agent__link__pb2.WheelChunk.SerializeToString,
+                response_deserializer=gpufleet_dot_v1_dot_agent__link__pb2.WheelMeta.FromString,
+                _registered_method=True)
+
+
+class WheelCacheServicer:
+    """The cluster's cache of built llama-cpp-python wheels (issue 15): an agent that built an
+    environment uploads its wheel; an agent that needs a compatible one downloads it instead of
+    compiling. Agents only (their link's identity).
+    """
+
+    def Download(self, request, context):
+        """The wheel stored under the key, in chunks (the first carries its meta); NOT_FOUND when the
+        cache has none.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Upload(self, request_iterator, context):
+        """The first chunk carries the meta (key, filename, size, sha256); the hub checks size and
+        sha256 before it keeps the wheel, and refuses a key it already holds (ALREADY_EXISTS).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_WheelCacheServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'Download': grpc.unary_stream_rpc_method_handler(
+                    servicer.Download,
+                    request_deserializer=gpufleet_dot_v1_dot_agent__link__pb2.WheelQuery.FromString,
+                    response_serializer=gpufleet_dot_v1_dot_agent__link__pb2.WheelChunk.SerializeToString,
+            ),
+            'Upload': grpc.stream_unary_rpc_method_handler(
+                    servicer.Upload,
+                    request_deserializer=gpufleet_dot_v1_dot_agent__link__pb2.WheelChunk.FromString,
+                    response_serializer=gpufleet_dot_v1_dot_agent__link__pb2.WheelMeta.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'gpufleet.v1.WheelCache', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('gpufleet.v1.WheelCache', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class WheelCache:
+    """The cluster's cache of built llama-cpp-python wheels (issue 15): an agent that built an
+    environment uploads its wheel; an agent that needs a compatible one downloads it instead of
+    compiling. Agents only (their link's identity).
+    """
+
+    @staticmethod
+    def Download(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/gpufleet.v1.WheelCache/Download',
+            gpufleet_dot_v1_dot_agent__link__pb2.WheelQuery.SerializeToString,
+            gpufleet_dot_v1_dot_agent__link__pb2.WheelChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Upload(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/gpufleet.v1.WheelCache/Upload',
+            gpufleet_dot_v1_dot_agent__link__pb2.WheelChunk.SerializeToString,
+            gpufleet_dot_v1_dot_agent__link__pb2.WheelMeta.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
