@@ -17,6 +17,9 @@ import gpufleet
 from agent import managed
 from agent.backoff import Backoff
 from agent.convert import inventory_to_proto, running_to_proto
+from agent.envs.protos import env_to_proto, envs_report
+from agent.envs.record import EnvRecord
+from agent.envs.store import EnvStore
 from agent.health import HealthMonitor, Observed
 from agent.probes import GpuProbe, ProbeResult
 from agent.tasks.context import NoPreflight, Preflight
@@ -82,7 +85,11 @@ class AgentLink:
         on_attempt: Callable[[bool], None] | None = None,
         monitor: HealthMonitor | None = None,
         preflight: Preflight | None = None,
+        envs: EnvStore | None = None,
     ) -> None:
+        # The llama-cpp-python environments: in the hello, in a heartbeat when changed.
+        self.envs = envs
+        self._sent_envs: tuple[EnvRecord, ...] | None = None
         # Podman problems, sent with the inventory (in the hello; in a heartbeat when changed).
         self.preflight = preflight or NoPreflight()
         # What runs and its health, for hellos and heartbeats; None: podman ps alone.
@@ -202,7 +209,10 @@ class AgentLink:
         problems = await self.preflight.current(HELLO_PREFLIGHT_S)
         self._sent_static = (found.static(), problems)
         projects = await self._projects()
+        envs = self._envs()
+        self._sent_envs = envs
         return pb.Hello(
+            envs=[env_to_proto(record) for record in envs or ()],
             projects=projects or [],
             projects_unknown=projects is None,
             node_name=self.identity.name,
@@ -288,6 +298,10 @@ class AgentLink:
         if (found.static(), problems) != self._sent_static:
             beat.inventory.CopyFrom(inventory_to_proto(found, problems))
             self._sent_static = (found.static(), problems)
+        envs = self._envs()
+        if envs is not None and envs != self._sent_envs:
+            beat.envs.CopyFrom(envs_report(list(envs)))
+            self._sent_envs = envs
         if self.monitor is not None:
             changed, running = self.monitor.changed()
             if changed:
@@ -296,6 +310,15 @@ class AgentLink:
                     unknown=running is None,
                 ))  # fmt: skip
         return beat
+
+    def _envs(self) -> tuple[EnvRecord, ...] | None:
+        if self.envs is None:
+            return None
+        try:
+            return tuple(self.envs.records())
+        except OSError as exc:  # an unreadable envs dir must not cost the node its link
+            log.warning("cannot list the llama-cpp-python environments: %s", exc)
+            return self._sent_envs
 
     async def _read(self, call: Call) -> None:
         async for message in _messages(call):

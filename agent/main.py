@@ -22,20 +22,26 @@ import gpufleet
 from agent import join, preflight, report
 from agent.compose import Podman, run_process
 from agent.credentials import AgentTls, NotEnrolled
+from agent.envs.build import Builder
+from agent.envs.preflight import SystemHost
+from agent.envs.store import EnvStore
+from agent.envs.wheels import GrpcWheels
 from agent.groups import Ledger
 from agent.health import HealthMonitor
 from agent.identity import agent_id, check_name, parse_labels
 from agent.join import fail
-from agent.link import AgentLink, Identity
+from agent.link import AgentLink, Identity, insecure_channel
 from agent.policyopts import add_policy_options, build_policy
-from agent.probes import PROBES, GpuProbe, InventoryError, ProbeResult, make_probe
+from agent.probes import PROBES, GpuInfo, GpuProbe, InventoryError, ProbeResult, make_probe
 from agent.processes import Processes
 from agent.projects import RUNTIMES, ProjectStore
 from agent.statelock import StateDirBusy, lock_state_dir
 from agent.tasks.apply_assignment import ApplyAssignment
+from agent.tasks.build_env import BuildEnv
 from agent.tasks.context import TaskContext
 from agent.tasks.drain import Drain
 from agent.tasks.gather_facts import GatherFacts
+from agent.tasks.remove_env import RemoveEnv
 from agent.tasks.runner import Registry, TaskRunner, registry
 from agent.tasks.start_project import StartProject
 from agent.tasks.stop_project import StopProject
@@ -58,6 +64,8 @@ def task_kinds() -> Registry:
         Drain(),
         ApplyAssignment(),
         TailLog(),
+        BuildEnv(),
+        RemoveEnv(),
     )
 
 
@@ -287,16 +295,27 @@ def main(argv: list[str] | None = None) -> None:
     monitor = HealthMonitor(store, podman, {**os.environ, **env}, processes=processes)
     checks = preflight.for_host(podman.env, lambda: preflight.Setup(
         args.gpu_runtime, has_nvidia(link.last_probe)))  # fmt: skip
+    channel = (insecure_channel(args.hub) if args.insecure
+               else tls.channel_factory(args.hub, SETTINGS.client_options()))  # fmt: skip
+    envs = EnvStore(args.state_dir)
+    envs.recover()  # a build an earlier agent left unfinished failed
+    builder = Builder(envs, SystemHost(podman.env), GrpcWheels(channel),
+                      functools.partial(gpus_of, gpus), podman.env, identity.name)  # fmt: skip
     context = TaskContext.create(store, podman, gpus, env, monitor, checks, processes,
-                                 llama_envs)  # fmt: skip
-    channel = None if args.insecure else tls.channel_factory(args.hub, SETTINGS.client_options())
+                                 llama_envs, envs, builder, identity.name)  # fmt: skip
     link = AgentLink(args.hub, identity, gpus, channel=channel, monitor=monitor,
-                     tasks=TaskRunner(task_kinds(), context), preflight=checks)  # fmt: skip
+                     tasks=TaskRunner(task_kinds(), context), preflight=checks,
+                     envs=envs)  # fmt: skip
     try:
         asyncio.run(serve(link, None if args.insecure else tls))
     finally:
         processes.launcher.close()  # the standby supervisor exits; servers keep running
         lock.release()
+
+
+async def gpus_of(probe: GpuProbe) -> tuple[GpuInfo, ...]:
+    """The GPUs a build targets (CUDA architectures, gfx targets), probed now."""
+    return tuple((await asyncio.to_thread(probe.inventory)).gpus)
 
 
 def has_nvidia(found: ProbeResult | None) -> bool:

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Protocol
 
 from agent.compose import Container, Podman
+from agent.envs.build import Builder
+from agent.envs.store import EnvStore
 from agent.probes import GpuProbe
 from agent.processes import Processes
 from agent.projects import ProjectStore
@@ -86,6 +88,11 @@ class TaskContext:
     # directory of each backend they may run from (--llama-env BACKEND=DIR).
     processes: Processes
     llama_envs: Mapping[str, Path] = field(default_factory=dict)
+    # The llama-cpp-python environments built here (STATE_DIR/envs), and their builder (None:
+    # this agent builds none).
+    envs: EnvStore = field(default_factory=lambda: EnvStore(Path("/nonexistent")))
+    builder: Builder | None = None
+    node_name: str = "N"  # for the lines that tell the user what to run
     on_progress: ReportProgress = _ignore
     # Told when a task changed a project or found it healthy.
     watcher: Watcher = field(default_factory=NoWatcher)
@@ -103,11 +110,20 @@ class TaskContext:
         preflight: Preflight | None = None,
         processes: Processes | None = None,
         llama_envs: Mapping[str, Path] | None = None,
+        envs: EnvStore | None = None,
+        builder: Builder | None = None,
+        node_name: str = "N",
     ) -> TaskContext:
         return cls(store, podman, probe, {**os.environ, **env}, asyncio.Lock(),
                    processes or Processes(store.root.parent), dict(llama_envs or {}),
-                   watcher=watcher or NoWatcher(),
+                   envs=envs or EnvStore(store.root.parent), builder=builder,
+                   node_name=node_name, watcher=watcher or NoWatcher(),
                    preflight=preflight or NoPreflight())  # fmt: skip
+
+    def llama_env(self, environment: str) -> Path:
+        """The directory a host process of `environment` (a backend or an environment name)
+        runs from; EnvError (one line naming the fix) when there is none."""
+        return self.envs.resolve(environment, self.llama_envs, self.node_name)
 
     def for_task(self, on_progress: ReportProgress) -> TaskContext:
         return replace(self, on_progress=on_progress)

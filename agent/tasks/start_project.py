@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from agent import overrides
 from agent.convert import process_from_proto, report_to_proto, running_to_proto
+from agent.envs.store import EnvError
 from agent.preflight import blocking
 from agent.processes import ProcessError
 from agent.projects import Project, ProjectError, check_name
@@ -57,12 +58,11 @@ async def recheck(ctx: TaskContext, project: Project, write: bool) -> overrides.
 async def start_process(ctx: TaskContext, name: str, found: ProcessSpec, before: Running,
                         check: bool) -> Outcome[Report]:  # fmt: skip
     """Start a host process project; what ran under its name with another spec stops first."""
-    backend = found.environment
-    directory = ctx.llama_envs.get(backend)
-    if directory is None:
-        return Outcome(Status.FAILED, f"no llama-cpp-python environment for backend {backend} on "
-                       f"this node: start the agent with --llama-env {backend}=DIR",
-                       Report(before))  # fmt: skip
+    backend = found.environment  # a backend, or an environment's name (vulkan-0.3.36)
+    try:
+        directory = ctx.llama_env(backend)
+    except EnvError as exc:
+        return Outcome(Status.FAILED, str(exc), Report(before))
     if before.containers and not ctx.processes.is_process(name):
         return Outcome(Status.FAILED, f"cannot start {name} as a host process: its containers "
                        "run; stop it first", Report(before))  # fmt: skip
