@@ -221,6 +221,15 @@ def test_llama_cpp_models_switch_answer_survive_an_agent_restart_and_stop(
     wait_until(lambda: [(r["model"], r["state"]) for r in fleet.running()] == [
         ("tiny-b", "ready")], 20, "tiny-b ready again after the restart")  # fmt: skip
 
+    # The hub restarts: what it recorded of the deployment (port, engine, since) remains.
+    [before] = fleet.running()
+    assert fleet.cluster.hub.terminate() == 0
+    fleet.cluster.start_hub()
+    fleet.cluster.wait_status({fleet.node: "ready"})
+    wait_until(lambda: [(r["model"], r["state"]) for r in fleet.running()] == [
+        ("tiny-b", "ready")], 20, "tiny-b ready after the hub's restart")  # fmt: skip
+    assert fleet.running() == [before] and servers(b) == [server]
+
     code, _, err = fleet.hubctl("models", "stop", "tiny-a")
     assert code == 1 and "model tiny-a runs on no node" in err
     stopped = fleet.json("models", "stop", "tiny-b")
