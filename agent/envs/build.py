@@ -22,7 +22,7 @@ from pathlib import Path
 
 from agent import logtail
 from agent.envs import flags, preflight
-from agent.envs.commands import run_logged
+from agent.envs.commands import SESSION_FILE, run_logged
 from agent.envs.record import (
     CACHE,
     COMPILED,
@@ -138,9 +138,15 @@ class Builder:
         phases: list[str] = ["preflight"]
         current = [""]
 
+        written = [-1]  # the compile's tenth of the way env.json said last
+
         def phase(which: str, message: str, percent: float | None = None) -> None:
-            if which != current[0]:  # env.json says what it does, once a phase
+            # env.json (and so the heartbeats' EnvInfo) says what it does: at each phase, and
+            # every tenth of a compile.
+            tenth = int(percent // 10) if percent is not None else -1
+            if which != current[0] or tenth > written[0]:
                 current[0] = which
+                written[0] = tenth
                 store.write(record.with_(message=f"{which}: {message}"))
             if which not in phases:
                 phases.append(which)
@@ -221,9 +227,13 @@ class Builder:
         compile_env = {**env, "CMAKE_ARGS": cmake,
                        "CMAKE_BUILD_PARALLEL_LEVEL": str(os.cpu_count() or 1)}  # fmt: skip
 
+        largest = [0]
+
         def line(text: str) -> None:
             step = flags.ninja_step(text)
-            if step is not None:
+            # A sub-build's ninja (the Vulkan shader generator) counts its own few steps.
+            if step is not None and step.total >= largest[0]:
+                largest[0] = step.total
                 phase("compile", step.describe(), step.percent)
 
         await self._run([*pip, "wheel", "--no-deps", "--no-cache-dir", "-v",
@@ -237,7 +247,9 @@ class Builder:
     @staticmethod
     async def _run(argv: list[str], log_file: Path, env: Mapping[str, str],
                    on_line: Callable[[str], None] | None = None) -> None:  # fmt: skip
-        code = await run_logged(argv, log_file, env, on_line)
+        session = log_file.with_name(SESSION_FILE)
+        code = await run_logged(argv, log_file, env, on_line, session)
+        session.unlink(missing_ok=True)
         if code != 0:
             raise BuildFailed(f"{' '.join(argv[:4])} ... exited with status {code}")
 

@@ -31,6 +31,7 @@ VULKAN_INCLUDE = "/usr/include"  # else $VULKAN_SDK/include, where CMake's FindV
 VULKAN_HEADERS_MIN = 272
 SPIRV_HEADERS = ("/usr/share/cmake/SPIRV-Headers", "/usr/lib/cmake/SPIRV-Headers",
                  "/usr/local/share/cmake/SPIRV-Headers")  # fmt: skip
+VISIBLE = "GGML_VK_VISIBLE_DEVICES"
 VKPROBE = Path(__file__).with_name("vkprobe.py")
 OUTPUT_TIMEOUT_S = 60.0
 
@@ -195,11 +196,17 @@ async def _vulkan(host: Host) -> Checked:
     elif not seen.get("loader"):
         problems.append("no Vulkan loader (libvulkan.so.1): install Debian's package libvulkan1")
     else:
-        devices = tuple(f"{d['name']} ({d['type']})" for d in seen.get("devices", []))
+        listed = seen.get("devices", [])
+        devices = tuple(f"{d['name']} ({d['type']})" for d in listed)
         if not devices:
             error = f" ({seen['error']})" if seen.get("error") else ""
             problems.append(f"no Vulkan device{error}: install mesa-vulkan-drivers or a GPU "
                             "driver")  # fmt: skip
+        elif all(d["type"] == "cpu" for d in listed) and not host.variable(VISIBLE):
+            # ggml-vulkan skips CPU devices unless named: the build would verify broken.
+            problems.append(f"the only Vulkan device is a CPU one ({listed[0]['name']}), which "
+                            f"llama.cpp uses only when named: set {VISIBLE}=0 in the agent's "
+                            "environment, or install a GPU driver")  # fmt: skip
     toolkit = f"glslc {version}" if version else ""
     return Checked(Toolchain("vulkan", toolkit, (), {}, devices), tuple(problems))
 

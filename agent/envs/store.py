@@ -12,6 +12,7 @@ import shutil
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from agent.envs.commands import SESSION_FILE, kill_recorded
 from agent.envs.record import (
     BUILDING,
     FAILED,
@@ -120,6 +121,11 @@ class EnvStore:
         found = []
         for record in self.records():
             if record.state == BUILDING and record.name not in self.active:
+                # The unit's KillMode=process leaves the build running: stop it first.
+                killed = kill_recorded(self.directory(record.name) / SESSION_FILE)
+                if killed:
+                    log.warning("environment %s: killed %d processes its unfinished build "
+                                "left", record.name, killed)  # fmt: skip
                 self.clear(record.name)
                 self.write(record.with_(state=FAILED, message="the agent restarted during the "
                                         "build; build it again"))  # fmt: skip

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.envs.commands import kill_group
+from agent.envs.commands import kill_session
 from agent.envs.record import BROKEN, READY
 from agent.envs.tinygguf import write_tiny_gguf
 
@@ -108,11 +108,11 @@ async def verify(python: Path, backend: str, directory: Path, env: Mapping[str, 
     try:
         out, err = await asyncio.wait_for(child.communicate(), timeout_s)
     except TimeoutError:
-        kill_group(child.pid)
+        kill_session(child.pid)
         await child.wait()
         return Verified(BROKEN, f"the verification did not finish within {timeout_s:.0f} s"), ""
     except BaseException:
-        kill_group(child.pid)
+        kill_session(child.pid)
         raise
     log = err.decode(errors="replace")
     return judge(backend, child.returncode or 0, out.decode(errors="replace"), log), log

@@ -11,6 +11,7 @@ import asyncio
 import io
 import os
 import shutil
+import subprocess
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -19,6 +20,7 @@ import pytest
 
 from agent.compose import Podman
 from agent.envs import flags, preflight
+from agent.envs.commands import SESSION_FILE, kill_session, record_session
 from agent.envs.preflight import SystemHost
 from agent.envs.record import (
     BROKEN,
@@ -35,14 +37,14 @@ from agent.envs.verify import judge
 from agent.envs.wheels import GrpcWheels, WheelError, sha256_of
 from agent.link import AgentLink, Identity, insecure_channel
 from agent.probes import GpuInfo, NoProbe
-from agent.processes import Processes
+from agent.processes import Processes, read_stat
 from agent.projects import ProjectStore
 from agent.tasks.context import TaskContext
 from gpufleet import envkey
 from gpufleet.v1 import agent_link_pb2 as pb
 from gpufleet.v1 import types_pb2
 from hub.models.gguf import read_header
-from tests.agent.processes_support import until
+from tests.agent.processes_support import free_port, spec, start_request, until
 from tests.agent.support import run_task
 from tests.agent.wheel_server import WheelServer
 from tests.support.envs import builder, wheels_of
@@ -209,6 +211,12 @@ def test_preflight_vulkan_lines_per_missing_piece() -> None:
         texts=NEW_HEADERS,
         outputs={"glslc": (0, "shaderc v2023.2 v2023.2-1\n"), "vkprobe": LAVAPIPE},
     )
+    assert checked(ready, "vulkan").problems == (
+        "the only Vulkan device is a CPU one (llvmpipe (LLVM 15.0.6, 256 bits)), which "
+        "llama.cpp uses only when named: set GGML_VK_VISIBLE_DEVICES=0 in the agent's "
+        "environment, or install a GPU driver",
+    )
+    ready.env["GGML_VK_VISIBLE_DEVICES"] = "0"
     found = checked(ready, "vulkan")
     assert found.problems == ()
     assert found.toolchain.toolkit == "glslc 2023.2"
@@ -346,6 +354,36 @@ def test_records_round_trip_and_an_agent_restart_fails_an_unfinished_build(tmp_p
     assert EnvStore(tmp_path).recover() == []
 
 
+def test_an_agent_restart_kills_what_the_unfinished_build_left_compiling(tmp_path: Path) -> None:
+    """A build's session outlives a killed agent (the unit's KillMode=process): the next agent
+    kills it, compilers in process groups of their own included (as ninja runs them)."""
+    store = EnvStore(tmp_path)
+    store.write(record("cpu-0.3.36", BUILDING, message="compile: compile 9/193 (5%)"))
+    script = "sleep 300 & python3 -c 'import os, time; os.setpgid(0, 0); time.sleep(300)' & wait"
+    leader = subprocess.Popen(["sh", "-c", script], start_new_session=True)
+    try:
+        record_session(store.directory("cpu-0.3.36") / SESSION_FILE, leader.pid)
+        until(lambda: len(session_members(leader.pid)) == 3)  # sh, sleep, python's own group
+        assert EnvStore(tmp_path).recover() == ["cpu-0.3.36"]
+        leader.wait(10)
+        until(lambda: not session_members(leader.pid))
+    finally:
+        kill_session(leader.pid)
+        leader.wait(10)
+    failed = store.read("cpu-0.3.36")
+    assert failed is not None and failed.state == FAILED
+
+
+def session_members(sid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            stat = read_stat(int(entry.name))
+            if stat is not None and stat.session == sid and stat.state not in "ZX":
+                found.append(int(entry.name))
+    return found
+
+
 def test_resolution_for_host_process_projects(tmp_path: Path) -> None:
     store = EnvStore(tmp_path)
     with pytest.raises(EnvError) as missing:
@@ -473,9 +511,11 @@ def test_build_env_refuses_what_no_agent_could_build(tmp_path: Path) -> None:
     assert "is not a version" in run_task(ctx, version).message
 
 
-def test_remove_env_refuses_an_environment_a_running_project_uses(tmp_path: Path) -> None:
-    from gpufleet import process as processes_spec
-
+def test_a_model_starts_from_the_ready_environment_which_then_cannot_be_removed(
+    tmp_path: Path,
+) -> None:
+    """start_project of a process whose environment is the backend "cpu": no --llama-env, so
+    the newest ready cpu environment; remove_env refuses it while the server runs."""
     state = tmp_path / "state"
     store = EnvStore(state)
     store.write(record("cpu-0.3.36", READY))
@@ -483,12 +523,8 @@ def test_remove_env_refuses_an_environment_a_running_project_uses(tmp_path: Path
     (directory / "bin").mkdir()
     (directory / "bin" / "python").symlink_to(sys.executable)
     ctx = context(state)
-    found = processes_spec.make("server", "cpu", ["-c", "import time; time.sleep(60)"])
-    asyncio.run(
-        ctx.processes.start(
-            "model-tiny", found, ctx.llama_env("cpu") / "bin" / "python", dict(os.environ)
-        )
-    )
+    started = run_task(ctx, start_request("model-tiny", spec(tmp_path, free_port())))
+    assert started.status == types_pb2.TASK_STATUS_CHANGED, started.message
     try:
         until(lambda: ctx.processes.state("model-tiny").alive)
         refused = run_task(
@@ -508,6 +544,13 @@ def test_remove_env_refuses_an_environment_a_running_project_uses(tmp_path: Path
     assert not directory.exists()
     again = run_task(ctx, pb.TaskRequest(task_id="r3", remove_env=pb.RemoveEnv(name="cpu-0.3.36")))
     assert again.status == types_pb2.TASK_STATUS_OK
+    gone = run_task(ctx, start_request("model-tiny", spec(tmp_path, free_port()), "t-again"))
+    assert gone.status == types_pb2.TASK_STATUS_FAILED
+    assert gone.message == (
+        "no llama-cpp-python environment for backend cpu on this node: build one with "
+        "`hubctl envs build --backend cpu --node gpu-a`, or start the agent with "
+        "--llama-env cpu=DIR"
+    )
 
 
 def test_tail_log_reads_an_environments_build_log(tmp_path: Path) -> None:

@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from agent.envs import flags
 from agent.envs.build import BuildSpec
 from agent.envs.record import CACHE, COMPILED, FAILED, READY
@@ -21,6 +23,10 @@ from gpufleet import envkey
 from tests.support.envs import BuiltEnv, builder, run_build, wheels_of
 
 COMPILE_PHASES = {"fetch", "configure", "compile"}
+
+
+# A compile takes 5-15 minutes (CI's 2 cores): the session's first test waits for it.
+pytestmark = pytest.mark.timeout(3600)
 
 
 def test_the_cpu_environment_is_compiled_verified_and_uploaded(cpu_env: BuiltEnv) -> None:
