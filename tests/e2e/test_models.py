@@ -106,9 +106,12 @@ def test_the_listing_beside_hostile_files(hub: tuple[Cluster, Path]) -> None:
     code, out, err = run(cluster, "models")
     assert code == 0 and err == []
     header, *rows = out.splitlines()
-    assert header.split() == ["NAME", "ENGINE", "SOURCE", "CONTEXT", "VRAM/GPU", "DESCRIPTION"]
+    assert header.split() == ["NAME", "ENGINE", "SOURCE", "CONTEXT", "VRAM/GPU", "GPUS",
+                              "NEEDED", "RUNNING", "ON", "DESCRIPTION"]  # fmt: skip
     row = next(r.split() for r in rows if r.split()[:1] == ["qwen3-coder-30b-fp8"])
-    assert row[1:5] == ["vllm", "hf:Qwen/Qwen3-Coder-30B-A3B-Instruct-FP8", "112640", "?"]
+    # No GPU known (no agent): how many it needs is unknown; it runs nowhere.
+    assert row[1:7] == ["vllm", "hf:Qwen/Qwen3-Coder-30B-A3B-Instruct-FP8", "112640", "?", "?",
+                        "-"]  # fmt: skip
     assert sum(r.startswith("not loaded: ") for r in rows) == 3
     assert cluster.hubctl("nodes").returncode == 0  # the hub answers other calls meanwhile
 
