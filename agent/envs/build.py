@@ -152,9 +152,10 @@ class Builder:
                 phases.append(which)
             progress(which, message, percent)
 
-        env = {**self.env, "TMPDIR": str(work / "tmp"), **toolchain.env}
+        env = {**self.env, "TMPDIR": str(work / "tmp"), "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+               **toolchain.env}  # fmt: skip
         python = str(directory / "bin" / "python")
-        pip = [python, "-m", "pip", "--disable-pip-version-check"]
+        pip = [python, "-m", "pip"]
         compiled, warnings = False, []
         try:
             (work / "tmp").mkdir(parents=True)
@@ -205,6 +206,8 @@ class Builder:
         )  # fmt: skip
         store.write(done)
         how = "compiled" if compiled else "installed from the cluster cache"
+        if found.state != READY:
+            how += " but broken (never used for a model)"
         message = f"{name} {how}: {found.message}"
         if warnings:
             message += "; warning: " + "; ".join(warnings)
@@ -251,7 +254,8 @@ class Builder:
         code = await run_logged(argv, log_file, env, on_line, session)
         session.unlink(missing_ok=True)
         if code != 0:
-            raise BuildFailed(f"{' '.join(argv[:4])} ... exited with status {code}")
+            what = " ".join([Path(argv[0]).name, *argv[1:4]])
+            raise BuildFailed(f"{what} exited with status {code}")
 
 
 def _fresh(directory: Path) -> Path:

@@ -36,10 +36,12 @@ from agent.envs.tinygguf import tiny_gguf
 from agent.envs.verify import judge
 from agent.envs.wheels import GrpcWheels, WheelError, sha256_of
 from agent.link import AgentLink, Identity, insecure_channel
+from agent.main import task_kinds
 from agent.probes import GpuInfo, NoProbe
 from agent.processes import Processes, read_stat
 from agent.projects import ProjectStore
 from agent.tasks.context import TaskContext
+from agent.tasks.runner import TaskRunner
 from gpufleet import envkey
 from gpufleet.v1 import agent_link_pb2 as pb
 from gpufleet.v1 import types_pb2
@@ -617,3 +619,41 @@ def test_check_mode_runs_the_preflight_and_builds_nothing(tmp_path: Path) -> Non
     assert result.status == types_pb2.TASK_STATUS_CHANGED, result.message
     assert result.message.startswith("would build cpu-0.3.36 (llama-cpp-python 0.3.36 cpu, ")
     assert not (state / "envs").exists()
+
+
+def test_a_failed_fetch_fails_the_task_with_the_log_tail_and_removes_the_venv(
+    tmp_path: Path,
+) -> None:
+    """A version pip cannot find: the build fails in fetch (for real: venv, pip download)."""
+    state = tmp_path / "state"
+    request = pb.TaskRequest(task_id="f", build_env=pb.BuildEnv(backend="cpu", version="0.0.1"))
+    result = run_long(context(state), request)
+    assert result.status == types_pb2.TASK_STATUS_FAILED
+    first, *tail = result.message.splitlines()
+    assert first.startswith("fetch failed: ") and "exited with status 1" in first
+    assert any("llama-cpp-python==0.0.1" in line for line in tail), tail
+    assert result.env.state == "failed" and result.env.message.startswith("fetch failed: ")
+    directory = EnvStore(state).directory("cpu-0.0.1")
+    assert sorted(p.name for p in directory.iterdir()) == ["build.log", "env.json"]
+    log = run_task(
+        context(state), pb.TaskRequest(task_id="l", tail_log=pb.TailLog(env="cpu-0.0.1"))
+    )
+    assert "(exit status 1)" in log.log
+
+
+def run_long(ctx: TaskContext, request: pb.TaskRequest, within: float = 300) -> pb.TaskResult:
+    """run_task for a task that takes longer than its 10 s."""
+
+    async def scenario() -> pb.TaskResult:
+        runner = TaskRunner(task_kinds(), ctx)
+        done: asyncio.Future[pb.TaskResult] = asyncio.get_running_loop().create_future()
+
+        def emit(message: pb.AgentMessage) -> None:
+            if message.HasField("task_result") and not done.done():
+                done.set_result(message.task_result)
+
+        runner.attach(emit)
+        runner.submit(request)
+        return await asyncio.wait_for(done, within)
+
+    return asyncio.run(scenario())
