@@ -42,7 +42,7 @@ def tail_files(paths: Sequence[Path], lines: int, max_bytes: int = MAX_BYTES) ->
                 return _decoded(found)
             found.append(part)
             budget -= len(part) + 1
-        if len(found) >= lines:
+        if len(found) >= lines or not whole:  # an older file would leave a hole before these
             break
     return _decoded(found)
 

@@ -59,9 +59,13 @@ def judge(reply: Reply, expect_status: int, expect_model: str = "") -> str:
     return ""
 
 
+# Checks go straight to the service: an http_proxy set for podman pulls must not carry them.
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
 def _get(url: str) -> Reply:
     try:
-        with urllib.request.urlopen(url, timeout=FETCH_TIMEOUT_S) as answer:
+        with _DIRECT.open(url, timeout=FETCH_TIMEOUT_S) as answer:
             return Reply(answer.status, answer.read(MAX_BODY).decode(errors="replace"))
     except urllib.error.HTTPError as exc:
         return Reply(exc.code, "")
@@ -143,7 +147,7 @@ async def wait_healthy(
             # A fixed cadence from the start: a slow answer does not push every later poll back.
             next_poll[name] = max(next_poll[name] + check.interval_s, clock())
         if pending:
-            await sleep(max(0.05, min(next_poll.values()) - clock()))
+            await sleep(max(0.05, min(*next_poll.values(), next_alive) - clock()))
     return Verdict(True, waited_s=clock() - start)
 
 

@@ -251,6 +251,10 @@ class Processes:
             raise ProcessError(f"cannot start {name}: {python} is missing or not executable")
         directory = self.directory(name)
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        running = self._record(name)
+        if running is not None and self._alive(running):  # two overlapping starts: never two
+            raise ProcessError(f"cannot start {name}: it already runs (supervisor pid "
+                               f"{running.pid}); stop it first")  # fmt: skip
         for stale in (COMPOSE_FILE, DIGEST_FILE, RECORD_FILE, supervise.SERVER_FILE,
                       supervise.EXIT_FILE):  # fmt: skip
             (directory / stale).unlink(missing_ok=True)
@@ -273,7 +277,11 @@ class Processes:
         except OSError as exc:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(child.pid, signal.SIGKILL)
-            raise ProcessError(f"cannot record {name} in {directory}: {exc.strerror}") from None
+            child.wait()
+            self._children.pop(child.pid, None)
+            raise ProcessError(
+                f"cannot record {name} in {directory}: {exc.strerror or exc}"
+            ) from None
         deadline = time.monotonic() + SERVER_WAIT_S
         while not (directory / supervise.SERVER_FILE).is_file() and self._alive(ident):
             if time.monotonic() >= deadline:

@@ -26,6 +26,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import BinaryIO
 
@@ -36,12 +37,14 @@ ROTATE_BYTES = 10 * 1024 * 1024
 KEEP = 3
 LINE_BYTES = 64 * 1024  # a longer "line" is written in pieces of this size
 NOT_STARTED = 127
+READ_AFTER_EXIT_S = 2.0  # for the last lines once the server exited
 
 
 class RotatingLog:
     """Lines appended to `path`; past `limit` bytes it moves to path.1 (path.1 to path.2, ...,
     `keep` old files) and starts afresh. A write that fails (a full disk) drops the line: the
-    server must never block on its output."""
+    server must never block on its output, nor lose its supervisor to a disk fault: a rotation
+    that fails goes on appending to the file it has."""
 
     def __init__(self, path: Path, limit: int, keep: int) -> None:
         self.path = path
@@ -49,33 +52,50 @@ class RotatingLog:
         self.keep = max(0, keep)
         self.file: BinaryIO = open(path, "ab")  # noqa: SIM115 (open for the process's life)
         self.size = self.file.tell()
+        self.lock = threading.Lock()  # the reader's lines and the supervisor's last word
 
     def write(self, line: bytes) -> None:
-        try:
-            if self.size and self.size + len(line) > self.limit:
-                self.rotate()
-            self.file.write(line)
-            self.file.flush()
-            self.size += len(line)
-        except OSError:
-            pass
+        with self.lock:
+            try:
+                if self.size and self.size + len(line) > self.limit:
+                    self.rotate()
+                self.file.write(line)
+                self.file.flush()
+                self.size += len(line)
+            except (OSError, ValueError):
+                pass
 
     def rotate(self) -> None:
+        try:
+            for index in range(self.keep - 1, 0, -1):
+                older = self.path.with_name(f"{self.path.name}.{index}")
+                if older.exists():
+                    os.replace(older, self.path.with_name(f"{self.path.name}.{index + 1}"))
+            if self.keep:
+                os.replace(self.path, self.path.with_name(f"{self.path.name}.1"))
+            fresh: BinaryIO = open(self.path, "wb")  # noqa: SIM115
+        except OSError:
+            self.size = 0  # keep appending where it is; try again after another `limit`
+            return
         self.file.close()
-        for index in range(self.keep - 1, 0, -1):
-            older = self.path.with_name(f"{self.path.name}.{index}")
-            if older.exists():
-                os.replace(older, self.path.with_name(f"{self.path.name}.{index + 1}"))
-        if self.keep:
-            os.replace(self.path, self.path.with_name(f"{self.path.name}.1"))
-        self.file = open(self.path, "wb")  # noqa: SIM115
-        self.size = 0
+        self.file, self.size = fresh, 0
 
 
 def write_atomically(path: Path, text: str) -> None:
     temporary = path.with_name(path.name + ".tmp")
     temporary.write_text(text)
     os.replace(temporary, path)
+
+
+def note(path: Path, text: str) -> None:
+    """A status file the agent reads; a disk fault must not end the supervision."""
+    with contextlib.suppress(OSError):
+        write_atomically(path, text)
+
+
+def pump(output: BinaryIO, log: RotatingLog) -> None:
+    while line := output.readline(LINE_BYTES):
+        log.write(line)
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -136,20 +156,22 @@ def main(argv: list[str] | None = None) -> int:
         )  # fmt: skip
     except OSError as exc:
         log.write(f"gpufleet: cannot start {args.command[0]}: {exc.strerror or exc}\n".encode())
-        write_atomically(directory / EXIT_FILE, f"{NOT_STARTED}\n")
+        note(directory / EXIT_FILE, f"{NOT_STARTED}\n")
         return NOT_STARTED
     server.append(process)
-    write_atomically(directory / SERVER_FILE, f"{process.pid}\n")
+    note(directory / SERVER_FILE, f"{process.pid}\n")
     if received:  # a signal that came before there was a server to forward it to
         with contextlib.suppress(ProcessLookupError):
             os.kill(process.pid, received[-1])
-    output = process.stdout
-    while output is not None and (line := output.readline(LINE_BYTES)):
-        log.write(line)
+    # The output is copied by a thread so the server's exit is seen when it happens, even
+    # when a child it left behind still holds its stdout open.
+    reader = threading.Thread(target=pump, args=(process.stdout, log), daemon=True)
+    reader.start()
     status = process.wait()
+    reader.join(READ_AFTER_EXIT_S)  # its last lines
     how = f"exit status {status}" if status >= 0 else f"signal {-status}"
     log.write(f"gpufleet: the server exited ({how})\n".encode())
-    write_atomically(directory / EXIT_FILE, f"{status}\n")
+    note(directory / EXIT_FILE, f"{status}\n")
     return status if status >= 0 else 128 - status
 
 

@@ -11,12 +11,20 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from gpufleet.health import HealthCheck
 
 ENVIRONMENTS = ("cuda", "vulkan", "rocm", "cpu")
+# What a host process runs: the llama-cpp-python server module, nothing else (the agent runs it
+# as root; the hub sends a model's server, never a command).
+MODULE = ("-m", "llama_cpp.server")
+# Variables that would make the interpreter or the dynamic loader run code from a path (a file
+# a container could have written into a volume): refused from the hub. A host that needs one
+# sets it in the agent's own environment, which the server inherits.
+REFUSED_ENV = re.compile(r"^(LD_.*|DYLD_.*|PYTHON.*|.*_PRELOAD|PATH|GCONV_PATH|BASH_ENV|ENV)$")
 
 
 class ProcessSpecError(ValueError):
@@ -66,11 +74,18 @@ def make(service: str, environment: str, args: list[str] | tuple[str, ...],
         raise ProcessSpecError(
             f"process environment {environment[:32]!r} is not one of {', '.join(ENVIRONMENTS)}"
         )
-    if not args:
-        raise ProcessSpecError("a process needs arguments, e.g. -m llama_cpp.server")
+    if tuple(args[:2]) != MODULE:
+        raise ProcessSpecError(
+            f"a host process runs {' '.join(MODULE)}, not {' '.join(args[:2])[:80]!r}"
+        )
     for key, value in (env or {}).items():
         if not key or "=" in key or "\0" in key or "\0" in value:
             raise ProcessSpecError(f"process environment variable {key[:64]!r} is invalid")
+        if REFUSED_ENV.match(key):
+            raise ProcessSpecError(
+                f"environment variable {key[:64]} is refused for a model server (it could load "
+                "code from a path): set it in the agent's own environment on hosts that need it"
+            )
     if any("\0" in arg for arg in args):
         raise ProcessSpecError("a process argument holds a NUL byte")
     if health is not None:  # one form whoever built it (an int from YAML, a float from proto)

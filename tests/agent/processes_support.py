@@ -74,25 +74,26 @@ def free_port() -> int:
 
 
 def environment(tmp: Path) -> Path:
-    """A llama-cpp-python environment stand-in: DIR/bin/python is this interpreter."""
+    """A llama-cpp-python environment stand-in: DIR/bin/python runs this interpreter with a
+    stand-in `llama_cpp.server` module (the stdlib server above) first on its path."""
     directory = tmp / "llama-cpu"
     (directory / "bin").mkdir(parents=True, exist_ok=True)
+    package = directory / "standin" / "llama_cpp" / "server"
+    package.mkdir(parents=True, exist_ok=True)
+    (package.parent / "__init__.py").write_text("")
+    (package / "__init__.py").write_text("")
+    (package / "__main__.py").write_text(SERVER)
     python = directory / "bin" / "python"
-    if not python.exists():
-        python.symlink_to(sys.executable)
+    python.write_text(f'#!/bin/sh\nPYTHONPATH={directory / "standin"} exec {sys.executable} "$@"\n')
+    python.chmod(0o755)
     return directory
-
-
-def server_script(tmp: Path) -> Path:
-    script = tmp / "standin_server.py"
-    script.write_text(SERVER)
-    return script
 
 
 def spec(tmp: Path, port: int, *extra: str, model: str = "tiny",
          expect: str = "tiny") -> process.ProcessSpec:  # fmt: skip
     """What the hub would send: built and digested as the hub builds it (gpufleet.process)."""
-    args = [str(server_script(tmp)), f"--port={port}", f"--model={model}", *extra]
+    environment(tmp)
+    args = ["-m", "llama_cpp.server", f"--port={port}", f"--model={model}", *extra]
     check = HealthCheck(f"http://127.0.0.1:{port}/v1/models", 200, 10.0, 0.2, expect)
     return process.make("server", "cpu", args, {"GREETING": "hello"}, check)
 

@@ -9,7 +9,6 @@ import importlib.util
 import json
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -84,17 +83,15 @@ def test_the_hubs_header_reader_and_estimate_read_it(model_file: Path) -> None:
     assert found.basis.startswith(f"tensors {tensors / GIB:.2f} GiB + KV cache for 256 tokens")
 
 
-def test_llama_cpp_loads_it_and_chats_in_well_under_a_second(model_file: Path) -> None:
+def test_llama_cpp_loads_it_and_chats(model_file: Path) -> None:
+    """Its speed (milliseconds per request) is for bench/model_switch.py to show, not a test."""
     _require("llama_cpp")
     from llama_cpp import Llama
 
     llm = Llama(model_path=str(model_file), n_ctx=256, verbose=False)
-    started = time.perf_counter()
     reply: Any = llm.create_chat_completion(
         messages=[{"role": "user", "content": "hello tiny model"}], max_tokens=8
     )
-    took = time.perf_counter() - started
-    assert took < 1.0, f"a chat completion of 8 tokens took {took:.2f} s"
     [choice] = reply["choices"]
     assert choice["message"]["role"] == "assistant"
     assert reply["usage"]["completion_tokens"] <= 8
