@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from gpufleet.process import REFUSED_ENV
 from hub.models import checks
 from hub.models.checks import Problems
 from hub.models.schema import BACKENDS, DTYPES, LlamaCppParams, VllmParams
@@ -168,6 +169,11 @@ def llama_cpp(p: Problems, where: str, value: Any) -> LlamaCppParams | None:
                                      LLAMA_INFRA_FLAGS, LLAMA_OWN_FLAGS, "llama_cpp")  # fmt: skip
     if "env" in m:
         found["env"] = checks.environment(p, at["env"], m["env"], GPU_ENV, GPU_ENV_WHY)
+        for key, _ in found["env"] or ():
+            if REFUSED_ENV.match(key):  # agents refuse it too: say so when the file is read
+                p.add(f"{at['env']}.{key}", "is refused for a llama.cpp server, which runs on "
+                      "the host (it could load code from a path): set it in the agent's own "
+                      "environment on the hosts that need it")  # fmt: skip
     if backend == "cpu" and found.get("n_gpu_layers") not in (None, 0):
         p.add(at["n_gpu_layers"], "must be 0 or left out with backend cpu: remove it")
     if len(p) > before or backend is None:

@@ -203,6 +203,12 @@ def test_llama_cpp_fields() -> None:
     ]
     (cpu_model,) = parse(base | {"llama_cpp": {"backend": "cpu"}, "vram_gb": 0})
     assert cpu_model.vram_gb == 0.0  # no GPU needed
+    loading = base | {"llama_cpp": {"env": {"LD_PRELOAD": "/x.so", "GGML_SCHED": "1"}}}
+    assert problems(loading) == [
+        f"{WHERE}: llama_cpp.env.LD_PRELOAD: is refused for a llama.cpp server, which runs on the "
+        "host (it could load code from a path): set it in the agent's own environment on the "
+        "hosts that need it"
+    ]
 
 
 def test_every_problem_of_a_file_is_reported_in_one_round() -> None:
