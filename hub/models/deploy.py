@@ -123,7 +123,7 @@ def compose(model: Model, where: Placement, vram_gb: float, image: str) -> dict[
     meta: dict[str, Any] = {
         "vram_gb": vram_gb,
         "gpu_count": len(where.gpus),
-        "model": model.served_model_name,
+        "model": escaped(model.served_model_name),
         "health": {"url": spec.health.url, "timeout": spec.health.timeout_s,
                    "interval": spec.health.interval_s},
         "drain": "none" if spec.drain is None else {
@@ -143,8 +143,9 @@ def compose(model: Model, where: Placement, vram_gb: float, image: str) -> dict[
                   "capabilities": ["gpu"]}  # fmt: skip
         service["deploy"] = {"resources": {"reservations": {"devices": [device]}}}
     return {
-        "x-gpufleet": {"description": _description(model), "use_case": f"model {model.name}",
-                       "services": {SERVICE: meta}},
+        # podman-compose expands x-gpufleet too: what comes from the model file is escaped.
+        "x-gpufleet": {"description": escaped(_description(model)),
+                       "use_case": f"model {model.name}", "services": {SERVICE: meta}},
         "services": {SERVICE: service},
         "volumes": {"hf-cache": {"name": HF_CACHE_VOLUME}},
     }  # fmt: skip

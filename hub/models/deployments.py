@@ -99,10 +99,11 @@ class DeploymentsApi:
         found = await self._plan(context, cluster, asked, [
             plan.Stored(d.node, d.model, d.gpus, d.port) for d in current.values()])  # fmt: skip
         warnings = await self._capacity(context, cluster, found, nodes, request)
+        planned = {n: cluster.snapshot(rows[n]) for n in nodes if n in rows}
         kind = ModelSwitchKind(
             found.target, found.model.name, found.model.engine, found.where, cluster.remember,
-            found.configurations, found.previous, current, rollback=not request.no_rollback,
-            warnings=warnings,
+            found.configurations, found.previous, current, planned,
+            rollback=not request.no_rollback, warnings=warnings,
         )  # fmt: skip
         asked_for = Request(kind, nodes, request.serial, request.max_fail_percent, request.check)
         return await submitted(cluster.manager, context, asked_for, known)
@@ -120,14 +121,16 @@ class DeploymentsApi:
                         nodes: list[str], request: models_pb2.SwitchModelRequest,
                         ) -> dict[str, list[str]]:  # fmt: skip
         """Each node's capacity warnings; refused (nothing created) when a node lacks a GPU
-        asked for, or cannot hold the model and the request neither forces nor checks."""
+        named with --gpus, or cannot hold the model (no GPUs, fewer than --gpu-count, too
+        small) and the request neither forces nor checks."""
         gpus: dict[str, list[capacity.NodeGpu]] = {node: [] for node in nodes}
         for g in await cluster.db.call(cluster.store.placement_gpus, nodes):
-            gpus[g.node].append(capacity.NodeGpu(g.index, g.memory_total_mb, g.state == "lost"))
+            gpus[g.node].append(capacity.node_gpu(g))
         refused, short = [], {}
         for node in nodes:
             missing, lines = problems(found.model.name, node, gpus[node], found.where,
-                                      found.vram_gb)  # fmt: skip
+                                      found.vram_gb, bool(request.gpus),
+                                      request.gpu_count)  # fmt: skip
             refused += missing
             if lines:
                 short[node] = lines
@@ -139,8 +142,16 @@ class DeploymentsApi:
                                 "\n".join([*lines, FORCE]))  # fmt: skip
         return short
 
-    async def _project(self, context: Context, name: str) -> str:
-        """The project of the model `name` names (NOT_FOUND with close names)."""
+    async def _project(self, context: Context, name: str, cluster: Cluster) -> str:
+        """The project of the model `name` names: one a node runs or a record names (its
+        file may no longer load: removed, renamed, invalid), else the model file's (NOT_FOUND
+        with close names)."""
+        project = deploy.project(name)
+        rows = await self._nodes(cluster)
+        if any(cluster.runs(node) == project for node in rows.values()):
+            return project
+        if any(d.project == project for d in await cluster.db.call(cluster.deployments.all)):
+            return project
         model = await self._read(context, plan.find, self.models_dir, name)
         return deploy.project(model.name)
 
@@ -148,7 +159,7 @@ class DeploymentsApi:
         self, request: models_pb2.StopModelRequest, context: Context
     ) -> hub_pb2.OperationRef:
         cluster = await self._cluster(context)
-        project = await self._project(context, await self._name(context, request.name))
+        project = await self._project(context, await self._name(context, request.name), cluster)
         model = deploy.model_of(project)
         rows = await self._nodes(cluster)
         targets = request.targets
@@ -188,11 +199,11 @@ class DeploymentsApi:
             node for node, _ in await cluster.db.call(cluster.store.list_nodes, "", None, keep)
         ]
         stored = {d.node: d for d in await cluster.db.call(cluster.deployments.all)}
-        found = running(nodes, stored, cluster.runs)
+        found = running(nodes, stored, cluster.runs, cluster.connected)
         if request.name:
             name = await self._name(context, request.name)
             if name not in {r.model for r in found}:  # an alias, or a model nowhere
-                name = deploy.model_of(await self._project(context, name))
+                name = deploy.model_of(await self._project(context, name, cluster))
             found = [r for r in found if r.model == name]
         return models_pb2.ListRunningResponse(models=[
             models_pb2.RunningModel(
@@ -214,7 +225,7 @@ class DeploymentsApi:
         if request.lines > MAX_LINES:
             await refuse(context, grpc.StatusCode.INVALID_ARGUMENT,
                          f"--lines goes up to {MAX_LINES}, got {request.lines}")  # fmt: skip
-        project = await self._project(context, name)
+        project = await self._project(context, name, cluster)
         node = await cluster.db.call(cluster.store.get_node, request.node)
         if node is None:
             await refuse(context, grpc.StatusCode.NOT_FOUND,
@@ -227,12 +238,8 @@ class DeploymentsApi:
                          f"node {request.node} is not connected: its agent is down, so its "
                          "logs cannot be read now")  # fmt: skip
             raise AssertionError("abort raises")
-        runs = cluster.runs(node[0])
-        if runs != project:
-            what = f"it runs {runs}" if runs else "it runs nothing"
-            await refuse(context, grpc.StatusCode.FAILED_PRECONDITION,
-                         f"node {request.node} does not run model {deploy.model_of(project)} "
-                         f"({what}): `hubctl models running` shows where it runs")  # fmt: skip
+        # Whatever the node runs now: the log of a switch that failed and rolled back is the
+        # one an operator needs; the agent answers one line for a project it never had.
         agent = RemoteAgent(session, "logs")
         try:
             step, text = await agent.tail_log(project, request.lines or DEFAULT_LINES)

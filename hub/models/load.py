@@ -36,6 +36,7 @@ from hub.models.checks import Problems
 from hub.models.schema import Model
 
 MAX_MODELS = 100  # documents in one file
+MAX_LISTED = 20  # model names a not-found line lists
 
 
 class ModelError(ProblemsError):
@@ -183,5 +184,8 @@ def find(models: dict[str, Model], name: str) -> Model:
     known = sorted(n for model in models.values() for n in model.ids)
     close = difflib.get_close_matches(name, known, n=3)
     hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
-    listing = ", ".join(sorted(models)) or "none: add model files to the models directory"
+    names = sorted(models)
+    listing = ", ".join(names[:MAX_LISTED]) or "none: add model files to the models directory"
+    if len(names) > MAX_LISTED:
+        listing += f" and {len(names) - MAX_LISTED} more: `hubctl models` lists them"
     raise ModelError(f"model {name!r} not found{hint} (available: {listing})")

@@ -15,16 +15,15 @@ from datetime import UTC, datetime
 
 from hub.configs import Configuration
 from hub.models import deploy
+from hub.models.record import Ledger, Remember, unknown
 from hub.ops import capacity
 from hub.ops.batches import Outcome
 from hub.ops.kind import NodeRun, OperationKind
 from hub.ops.kinds import StopKind, definition
 from hub.ops.steps import Switch
 from hub.placement.engine import gpu_label
+from hub.states import Running
 from hub.store.deployments import Deployed
-
-# Writes what a node runs now: its deployment, or (node, None) when it runs no model.
-Remember = Callable[[str, Deployed | None], None]
 
 
 def now() -> datetime:
@@ -32,17 +31,30 @@ def now() -> datetime:
 
 
 def problems(model: str, node: str, gpus: Sequence[capacity.NodeGpu], where: deploy.Placement,
-             vram_gb: float | None) -> tuple[list[str], list[str]]:  # fmt: skip
-    """(refused, short): GPU indexes the node does not have (refused always), and what its
-    GPUs cannot hold of the model, in the assignment warnings' words (refused unless forced)."""
+             vram_gb: float | None, named: bool = True,
+             count: int = 0) -> tuple[list[str], list[str]]:  # fmt: skip
+    """(refused, short): GPU indexes named with --gpus (`named`) that the node does not have
+    (refused always), and what its GPUs cannot hold of the model: too few (none reported, or
+    fewer than --gpu-count `count`) or too small, in the assignment warnings' words (refused
+    unless forced). The GPUs' usable size leaves out what other processes hold."""
     if not where.gpus:
         return [], []
     have = {g.index for g in gpus}
     missing = [i for i in where.gpus if i not in have]
-    if missing:
+    if missing and named:
         listing = ", ".join(map(str, sorted(have))) or "none"
         return [f"{node} has no {gpu_label(missing)} (its GPUs: {listing}): choose --gpus "
                 f"from those"], []  # fmt: skip
+    if missing:
+        wanted = len(where.gpus)
+        need = f"{model} needs {wanted} GPU{'s' if wanted > 1 else ''}"
+        if count:
+            need += f" (--gpu-count {count})"
+        if not gpus:
+            return [], [f"{need}; {node} reported no GPUs"]
+        listing = ", ".join(f"GPU {g.index}" for g in sorted(gpus, key=lambda g: g.index))
+        lower = ": lower --gpu-count" if count and len(gpus) < wanted else ""
+        return [], [f"{need}; {node} has {len(gpus)} ({listing}){lower}"]
     if vram_gb is None:
         return [], []
     demand = capacity.Demand(model, vram_gb, len(where.gpus), where.gpus)
@@ -65,6 +77,9 @@ class ModelSwitchKind(OperationKind):
     configurations: Mapping[str, Configuration] = field(default_factory=dict)
     previous: Mapping[str, Configuration] = field(default_factory=dict)
     stored: Mapping[str, Deployed] = field(default_factory=dict)
+    # Per node, (project, digest) it ran when the plan was made ("" for nothing, or a digest
+    # not known): a node that runs something else by the time it is reserved is refused.
+    planned: Mapping[str, tuple[str, str]] = field(default_factory=dict)
     rollback: bool = True
     warnings: Mapping[str, Sequence[str]] = field(default_factory=dict)
     clock: Callable[[], datetime] = now
@@ -76,38 +91,38 @@ class ModelSwitchKind(OperationKind):
     async def run_node(self, run: NodeRun) -> Outcome:
         for line in self.warnings.get(run.node, ()):
             run.report("warning", line)
+        before = self.stored.get(run.node)
+        moved = moved_since(run.running, self.planned.get(run.node))
+        if moved:
+            run.report("result", moved)
+            return Outcome("failed", moved)
         previous = definition(run, self.configurations, self.previous)
+        ledger = Ledger(run.node, self.model, self.engine, self.target, self.where, before,
+                        self.remember, self.clock)  # fmt: skip
         switch = Switch(run.agent, run.running, self.target, previous, run.report,
-                        run.set_state, run.check, self.rollback)  # fmt: skip
+                        run.set_state, run.check, self.rollback,
+                        on_started=None if run.check else ledger.started)  # fmt: skip
         outcome = await switch.run()
         if not run.check:
-            self._record(run, outcome)
+            ledger.settle(outcome, run.agent.session.project)
         return outcome
 
-    def _record(self, run: NodeRun, outcome: Outcome) -> None:
-        """What the node runs after the switch becomes its stored deployment."""
-        project = run.agent.session.project
-        runs = project.name if project is not None else ""
-        before = self.stored.get(run.node)
-        # The same project name with another digest: rolled back to the model's previous
-        # deployment (other GPUs or port), which stays recorded.
-        if (
-            runs == self.target.name
-            and project is not None
-            and (project.digest == self.target.digest)
-        ):
-            if (
-                before is not None
-                and before.digest == self.target.digest
-                and outcome.result == "ok"
-            ):
-                return  # it already ran this, since then
-            self.remember(run.node, Deployed(
-                run.node, self.model, self.engine, self.target.name, self.where.gpus,
-                self.where.port, self.target.digest, self.clock(),
-            ))  # fmt: skip
-        elif before is None or before.project != runs:
-            self.remember(run.node, None)  # rolled back to a configuration, or runs nothing
+
+def moved_since(running: Running | None, planned: tuple[str, str] | None) -> str:
+    """Why a node must not be switched from what the plan saw ("" when it may): it runs
+    something else now, or the same project started again with other settings (the previous
+    deployment the plan regenerated, drained and rolled back to, would be the wrong one)."""
+    if planned is None or unknown(running):  # no snapshot; or the switch says it cannot tell
+        return ""
+    name, digest = planned
+    now = running.name if running is not None else ""
+    if now != name:
+        return (f"ran {name or 'nothing'} when the switch was planned, runs {now or 'nothing'} "
+                "now (another operation changed it): switch again")  # fmt: skip
+    if running is not None and digest and running.digest != digest:
+        return (f"{now} was started again with other settings since the switch was planned: "
+                "switch again")  # fmt: skip
+    return ""
 
 
 @dataclass(frozen=True)
@@ -128,6 +143,8 @@ class ModelStopKind(OperationKind):
             return Outcome("failed", f"runs {run.running.name}, not {self.project}: left as it is")
         outcome = await StopKind().run_node(run)
         project = run.agent.session.project
-        if not run.check and (project is None or project.name != self.project):
+        if run.check or unknown(project) or outcome.result == "unreachable":
+            return outcome  # the record stays as it is
+        if project is None or project.name != self.project:
             self.remember(run.node, None)
         return outcome

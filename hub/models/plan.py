@@ -65,8 +65,13 @@ def regenerate(models: dict[str, Model], stored: Stored, image: str) -> Configur
 
 def regenerated(models_dir: Path, stored: Sequence[Stored], image: str) -> dict[str, Configuration]:
     """Per node, the model deployment it runs as its model file defines it now (for a
-    configuration switch or a drain of a node that runs a model)."""
-    models, _ = load.load_directory(models_dir)
+    configuration switch or a drain of a node that runs a model). A models directory that is
+    gone or cannot be listed regenerates none: the switch or drain then says it has no
+    definition of the model to drain, and no rollback brings it back."""
+    try:
+        models, _ = load.load_directory(models_dir)
+    except ModelError:
+        return {}
     found = {}
     for s in stored:
         again = regenerate(models, s, image)

@@ -23,6 +23,7 @@ from hub.store.deployments import Deployed, DeploymentStore
 from hub.work import Work
 
 REGENERATE_LIMIT_S = 30.0
+DOWN = "down"  # the state shown for a node whose agent is not connected
 
 
 def runs(registry: SessionRegistry, node: Node) -> str:
@@ -74,6 +75,15 @@ class Cluster:
     def runs(self, node: Node) -> str:
         return runs(self.registry, node)
 
+    def snapshot(self, node: Node) -> tuple[str, str]:
+        """(project, digest) a node runs now; the digest "" when its agent is not connected."""
+        session = self.registry.get(node.name)
+        project = session.project if session is not None else None
+        return runs(self.registry, node), project.digest if project is not None else ""
+
+    def connected(self, node: Node) -> bool:
+        return self.registry.get(node.name) is not None
+
     def remember(self, node: str, found: Deployed | None) -> None:
         """Record (or forget) the deployment a node runs, in the background."""
         store = self.deployments
@@ -100,9 +110,10 @@ def endpoint(node: Node, port: int) -> str:
     return f"http://{node.hostname or node.name}:{port}"
 
 
-def running(nodes: Sequence[Node], stored: Mapping[str, Deployed],
-            runs: Callable[[Node], str]) -> list[Running]:  # fmt: skip
-    """Every node that runs a model deployment, by node."""
+def running(nodes: Sequence[Node], stored: Mapping[str, Deployed], runs: Callable[[Node], str],
+            connected: Callable[[Node], bool] = lambda _node: True) -> list[Running]:  # fmt: skip
+    """Every node that runs a model deployment, by node. A node whose agent is not connected
+    is `down` (what its server does is not known), with no endpoint."""
     found = []
     for node in nodes:
         project = runs(node)
@@ -112,16 +123,24 @@ def running(nodes: Sequence[Node], stored: Mapping[str, Deployed],
         row = stored.get(node.name)
         if row is not None and row.project != project:
             row = None  # stale: the node was switched or stopped by other means since
+        up = connected(node)
         found.append(Running(
             node.name, model, row.engine if row else "", row.gpus if row else (),
-            node.state, row.started_at if row else node.state_since,
-            endpoint(node, row.port) if row else "", node.state_message, project,
+            node.state if up else DOWN, row.started_at if row else node.state_since,
+            endpoint(node, row.port) if row and up else "",
+            node.state_message if up else "its agent is not connected", project,
         ))  # fmt: skip
     return found
 
 
 def where(found: Running) -> str:
-    """'gpu-a (GPU 0,1)', 'gpu-a (cpu)', or the node alone when the hub has no record."""
+    """'gpu-a (GPU 0,1)', 'gpu-a (cpu)', or the node alone when the hub has no record;
+    ', down' added ('gpu-a (cpu, down)', 'gpu-a (down)') when its agent is not connected."""
+    parts = []
     if found.gpus:
-        return f"{found.node} (GPU {','.join(map(str, found.gpus))})"
-    return f"{found.node} (cpu)" if found.engine else found.node
+        parts.append(f"GPU {','.join(map(str, found.gpus))}")
+    elif found.engine:
+        parts.append("cpu")
+    if found.state == DOWN:
+        parts.append(DOWN)
+    return f"{found.node} ({', '.join(parts)})" if parts else found.node

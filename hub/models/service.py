@@ -68,7 +68,7 @@ class ModelsService(DeploymentsApi, models_pb2_grpc.ModelsServicer):  # type: ig
         nodes = [node for node, _ in await cluster.db.call(cluster.store.list_nodes)]
         stored = {d.node: d for d in await cluster.db.call(cluster.deployments.all)}
         found: dict[str, list[str]] = {}
-        for r in running(nodes, stored, cluster.runs):
+        for r in running(nodes, stored, cluster.runs, cluster.connected):
             found.setdefault(r.model, []).append(where(r))
         return largest or None, found
 

@@ -19,17 +19,31 @@ from hub.configs import Configuration
 from hub.placement.engine import fmt_gb, gpu_label, to_mib
 from hub.placement.model import MIB_PER_GIB
 from hub.store.assignments import Assigned
+from hub.store.store import PlacementGpu
 
 
 @dataclass(frozen=True)
 class NodeGpu:
+    """A GPU as a capacity check sees it: `foreign_mb` is VRAM held by processes gpufleet
+    did not start (placement's PlacementGpu.foreign_mb); what is left is its usable size."""
+
     index: int
     memory_total_mb: int
     lost: bool = False
+    foreign_mb: int = 0
+
+    @property
+    def usable_mb(self) -> int:
+        return max(self.memory_total_mb - max(self.foreign_mb, 0), 0)
 
     @property
     def gb(self) -> float:
-        return self.memory_total_mb / MIB_PER_GIB
+        return self.usable_mb / MIB_PER_GIB
+
+
+def node_gpu(gpu: PlacementGpu) -> NodeGpu:
+    """The store's GPU (as placement sees it) for a capacity check."""
+    return NodeGpu(gpu.index, gpu.memory_total_mb, gpu.state == "lost", gpu.foreign_mb)
 
 
 @dataclass(frozen=True)
@@ -57,8 +71,17 @@ def demands(config: Configuration, node: str, assigned: Sequence[Assigned]) -> l
     return found
 
 
+def _size(gpu: NodeGpu) -> str:
+    """'24 GB', or '14 GB (other processes hold 10 of 24 GB)'."""
+    if gpu.foreign_mb <= 0:
+        return f"{fmt_gb(gpu.gb)} GB"
+    other = fmt_gb(min(gpu.foreign_mb, gpu.memory_total_mb) / MIB_PER_GIB)
+    total = fmt_gb(gpu.memory_total_mb / MIB_PER_GIB)
+    return f"{fmt_gb(gpu.gb)} GB (other processes hold {other} of {total} GB)"
+
+
 def _gb(gpu: NodeGpu) -> str:
-    return f"GPU {gpu.index}: {fmt_gb(gpu.gb)} GB"
+    return f"GPU {gpu.index}: {_size(gpu)}"
 
 
 def _listing(gpus: Sequence[NodeGpu]) -> str:
@@ -83,12 +106,12 @@ def _unassigned(node: str, gpus: Sequence[NodeGpu], d: Demand) -> str | None:
     if len(usable) < d.gpu_count:
         count = f"{len(usable)} GPU{'s' if len(usable) > 1 else ''}"
         return f"{_need(d)}; {node} has {count} ({_listing(usable)})"
-    large = [g for g in usable if g.memory_total_mb >= to_mib(d.vram_gb)]
+    large = [g for g in usable if g.usable_mb >= to_mib(d.vram_gb)]
     if len(large) >= d.gpu_count:
         return None
     if d.gpu_count == 1:
-        top = max(usable, key=lambda g: (g.memory_total_mb, -g.index))
-        return f"{_need(d)}; the largest GPU of {node} has {fmt_gb(top.gb)} GB (GPU {top.index})"
+        top = max(usable, key=lambda g: (g.usable_mb, -g.index))
+        return f"{_need(d)}; the largest GPU of {node} has {_size(top)} (GPU {top.index})"
     have = f"{len(large)}" if large else "none"
     return (
         f"{_need(d)}; {node} has {have} with {fmt_gb(d.vram_gb, 2)} GB or more ({_listing(usable)})"
@@ -108,7 +131,7 @@ def _assigned(node: str, by_index: dict[int, NodeGpu], d: Demand) -> str | None:
     lost = [i for i in d.gpus if by_index[i].lost]
     if lost:
         return f"{d.service} is assigned to {where}; {gpu_label(lost)} is lost"
-    small = [by_index[i] for i in d.gpus if by_index[i].memory_total_mb < to_mib(d.vram_gb)]
+    small = [by_index[i] for i in d.gpus if by_index[i].usable_mb < to_mib(d.vram_gb)]
     if small:
         return (
             f"{d.service} needs {fmt_gb(d.vram_gb, 2)} GB on each of {where};"
@@ -129,15 +152,15 @@ def _overcommit(node: str, gpus: Sequence[NodeGpu], found: Sequence[Demand]) -> 
     for index, on in sorted(per_gpu.items()):
         total = sum(d.vram_gb for d in on)
         gpu = by_index.get(index)
-        if gpu is not None and len(on) > 1 and to_mib(total) > gpu.memory_total_mb:
+        if gpu is not None and len(on) > 1 and to_mib(total) > gpu.usable_mb:
             names = ", ".join(f"{d.service} {fmt_gb(d.vram_gb, 2)}" for d in on)
             lines.append(
                 f"the services assigned to GPU {index} of {node} need {fmt_gb(total, 2)} GB"
-                f" together ({names}); it has {fmt_gb(gpu.gb)} GB"
+                f" together ({names}); it has {_size(gpu)}"
             )
     free = [d for d in found if not d.gpus]
     total = sum(d.vram_gb * d.gpu_count for d in free)
-    capacity = sum(g.memory_total_mb for g in usable)
+    capacity = sum(g.usable_mb for g in usable)
     if len(free) > 1 and to_mib(total) > capacity:
         names = ", ".join(f"{d.service} {fmt_gb(d.vram_gb * d.gpu_count, 2)}" for d in free)
         lines.append(

@@ -29,7 +29,8 @@ class Capacity(Protocol):
 @dataclass(frozen=True)
 class StoredCapacity:
     """Capacity warnings from what the database knows: the node's GPUs as its agent last
-    reported them, and the configuration's assignments in force."""
+    reported them (less the VRAM of processes gpufleet does not manage), and the
+    configuration's assignments in force."""
 
     db: Database
 
@@ -37,7 +38,7 @@ class StoredCapacity:
         gpus = await self.db.call(Store(self.db.engine).placement_gpus, [node])
         sets = await self.db.call(AssignmentStore(self.db.engine).sets, config.name)
         current = sets[0].current if sets else ()
-        found = [capacity.NodeGpu(g.index, g.memory_total_mb, g.state == "lost") for g in gpus]
+        found = [capacity.node_gpu(g) for g in gpus]
         return capacity.check(config, node, found, current)
 
 

@@ -66,6 +66,9 @@ class Switch:
     check: bool = False
     rollback: bool = True
     clock: Callable[[], float] = time.monotonic
+    # Told of each start step that succeeded (before its health is known): a model switch
+    # records the deployment then, so a hub restarted mid-switch knows what was started.
+    on_started: Callable[[Configuration], None] | None = None
     # What the starts reported besides starting (GPU fallbacks): repeated in the node's result.
     notes: list[str] = field(default_factory=list, init=False)
 
@@ -114,6 +117,11 @@ class Switch:
         self.set_state(S.FAILED, self.target.name, failure)
         if not (self.rollback and self.previous):
             return Outcome("failed", failure)
+        if self.previous.name == self.target.name and self.previous.digest == self.target.digest:
+            # What ran before is the target itself (it was unhealthy): starting it again
+            # would repeat the start that just failed.
+            self.report("rollback", f"skipped: {self.target.name} is what ran before")
+            return Outcome("failed", f"{failure}; no rollback: {self.target.name} ran before")
         return await self._roll_back(failure, self.previous)
 
     async def _drain_and_stop(self, current: str) -> str | None:
@@ -138,6 +146,8 @@ class Switch:
         self.report("start", started.message)
         if started.failed:
             return f"start of {config.name} failed: {started.message}"
+        if self.on_started is not None:
+            self.on_started(config)
         self.set_state(S.LOADING, config.name, "")
         health = await self.agent.wait_healthy(config)
         self.report("ready", health.message)

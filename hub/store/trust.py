@@ -10,8 +10,9 @@ import hmac
 from datetime import datetime
 
 from sqlalchemy import JSON, Column, DateTime, Engine, update
-from sqlmodel import Field, Session, SQLModel, col, select
+from sqlmodel import Field, Session, SQLModel, col, delete, select
 
+from hub.store.deployments import ModelDeployment
 from hub.store.models import Gpu, Node
 from hub.store.store import as_utc
 
@@ -154,9 +155,11 @@ class TrustStore:
             return [row.serial for row in rows]
 
     def remove_node(self, name: str, who: str, now: datetime) -> list[str]:
-        """Revoke the node's certificates and forget the node with its GPUs."""
+        """Revoke the node's certificates and forget the node with its GPUs and the model
+        deployment recorded for it (a node of that name joining later runs none of it)."""
         serials = self.revoke(f"node/{name}", who, now)
         with self._session() as session:
+            session.execute(delete(ModelDeployment).where(col(ModelDeployment.node) == name))
             node = session.exec(select(Node).where(Node.name == name)).first()
             if node is not None:
                 for gpu in session.exec(select(Gpu).where(Gpu.node_id == node.id)):

@@ -35,6 +35,13 @@ engine: llama-cpp
 source: {{path: {path}}}
 llama_cpp: {{backend: cpu, n_ctx: 256}}
 """
+GPU_MODEL = """\
+name: gpu-m
+engine: llama-cpp
+source: {path: /srv/models/gpu-m.gguf}
+llama_cpp: {backend: cuda}
+vram_gb: 1
+"""
 VLLM_MODEL = """\
 name: {name}
 served_model_name: {name}-served
@@ -215,6 +222,11 @@ def test_llama_cpp_models_switch_answer_survive_an_agent_restart_and_stop(
     assert agent.terminate() == 0  # the agent goes; its model server stays
     assert servers(b) == [server] and chat(b, "tiny-b")[0] == 200
     fleet.cluster.wait_status({fleet.node: "down"})
+    # Its agent gone, what its server does is not known: down, no endpoint claimed.
+    [gone] = fleet.running()
+    assert (gone["model"], gone["state"], gone["endpoint"]) == ("tiny-b", "down", None)
+    listed = {m["name"]: m for m in fleet.json("models")["models"]}
+    assert listed["tiny-b"]["running_on"] == [f"{fleet.node} (cpu, down)"]
     fleet.start_agent([])
     assert servers(b) == [server]  # adopted, not restarted
     assert chat(b, "tiny-b")[0] == 200
@@ -245,6 +257,16 @@ def test_bad_model_requests_are_one_line_and_change_nothing(
 ) -> None:
     fleet, ports = llama
     fleet.start_agent(["--gpu-probe", "none", "--llama-env", f"cpu={sys.prefix}"])
+    (fleet.tmp / "models" / "gpu-m.yaml").write_text(GPU_MODEL)
+    # A node that reported no GPUs: refused unless forced, the fix on the last line.
+    code, out, err = fleet.hubctl("models", "switch", "gpu-m", "--node", fleet.node)
+    assert code == 1 and out == "" and err.splitlines() == [
+        f"hubctl: gpu-m needs 1 GPU; {fleet.node} reported no GPUs",
+        "hubctl: start it anyway with --force"]  # fmt: skip
+    code, _, err = fleet.hubctl("models", "switch", "gpu-m", "--node", fleet.node,
+                                "--gpu-count", "2")  # fmt: skip
+    assert code == 1 and err.splitlines()[0] == (
+        f"hubctl: gpu-m needs 2 GPUs (--gpu-count 2); {fleet.node} reported no GPUs")  # fmt: skip
     cases = [
         (["models", "switch", "tiny-c", "--node", fleet.node],
          "model 'tiny-c' not found; did you mean"),
@@ -254,8 +276,11 @@ def test_bad_model_requests_are_one_line_and_change_nothing(
          "invalid --gpus 'x': GPU indexes such as 0,1"),
         (["models", "switch", "tiny-a", "--node", "nowhere"], "unknown node nowhere"),
         (["models", "switch", "tiny-a"], "name the nodes (--node gpu-a)"),
+        # The agent answers for a project it never had (a failed switch's log is readable).
         (["models", "logs", "tiny-a", "--node", fleet.node],
-         f"node {fleet.node} does not run model tiny-a (it runs nothing)"),
+         f"node {fleet.node}: no project model-tiny-a on this node: it has not run here"),
+        (["models", "switch", "gpu-m", "--node", fleet.node, "--gpus", "0", "--force"],
+         f"{fleet.node} has no GPU 0 (its GPUs: none): choose --gpus from those"),
         (["models", "stop", "tiny-b", "--node", fleet.node],
          f"node {fleet.node} does not run model tiny-b (it runs nothing)"),
         (["models", "running", "tiny-x"], "model 'tiny-x' not found"),
@@ -372,8 +397,10 @@ def test_a_model_that_does_not_start_rolls_back_to_the_model_before(
     fleet, ports = llama
     fleet.start_agent(["--gpu-probe", "none", "--llama-env", f"cpu={sys.prefix}"])
     a = ports["tiny-a"]
+    models = fleet.tmp / "models"
     assert succeeded(fleet.switch("tiny-a", "--port", str(a))) == "changed"
     [before] = servers(a)
+    [first] = fleet.running()
 
     failed = fleet.switch("broken", "--port", str(ports["tiny-b"]))
     assert failed["exit_code"] == 1 and failed["nodes"][0]["result"] == "failed"
@@ -384,8 +411,33 @@ def test_a_model_that_does_not_start_rolls_back_to_the_model_before(
     [running] = fleet.running()
     assert (running["model"], running["state"], running["endpoint"]) == (
         "tiny-a", "ready", running["endpoint"].rpartition(":")[0] + f":{a}")  # fmt: skip
+    assert running["since"] > first["since"]  # restarted by the rollback: since renewed
+    # The failed start's log, although the node runs tiny-a again.
+    code, log, err = fleet.hubctl("models", "logs", "broken", "--node", fleet.node)
+    assert code == 0 and log.strip(), err
+
+    # The models directory gone: a drain of the node has no definition of the model to
+    # drain, and says so (no crash).
+    models.rename(fleet.tmp / "models.moved")
+    code, out, err = fleet.hubctl("drain", "--node", fleet.node, "--json")
+    (fleet.tmp / "models.moved").rename(models)
+    drained = json.loads(out)
+    assert code == 0 and "no definition of model-tiny-a" in drained["nodes"][0]["message"], err
 
     failed = fleet.switch("broken", "--no-rollback")
     assert failed["nodes"][0]["result"] == "failed" and servers(a) == []
-    [running] = fleet.running()
+    [running] = fleet.running()  # it runs broken, failed: not recorded as its deployment
     assert (running["model"], running["state"]) == ("broken", "failed")
+    assert (running["engine"], running["endpoint"]) == (None, None)
+
+    # Its file removed, the model a node runs is still listed, logged and stopped.
+    saved = (models / "broken.yaml").read_text()
+    (models / "broken.yaml").unlink()
+    assert [r["model"] for r in fleet.json("models", "running", "broken")] == ["broken"]
+    code, log, err = fleet.hubctl("models", "logs", "broken", "--node", fleet.node)
+    assert code == 0 and log.strip(), err
+    code, _, err = fleet.hubctl("models", "logs", "brokn", "--node", fleet.node)
+    assert code == 1 and "model 'brokn' not found" in err
+    assert succeeded(fleet.json("models", "stop", "broken")) == "changed"
+    assert fleet.running() == []
+    (models / "broken.yaml").write_text(saved)

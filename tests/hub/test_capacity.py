@@ -225,3 +225,16 @@ def test_a_warning_event_is_kept_with_the_nodes_result(db: Database) -> None:
     assert ws.result == "changed" and ws.warnings == tuple(f"w{i}" for i in range(2, 22))
     assert bare.warnings == ()
     assert len([e for e in ops.events("op1") if e.step == "warning"]) == MAX_WARNINGS + 4
+
+
+def test_vram_of_processes_gpufleet_does_not_manage_is_not_free(db: Database) -> None:
+    store = Store(db.engine)
+    # GPU 0: 24 GB, of which an unmanaged process holds 12 GB; gpufleet's own (1) counts not.
+    busy = dataclasses.replace(gpu(0, A5500), processes=((4242, 12288, 0), (77, 8000, 1)))
+    store.register(NodeHello("ws", "id", "ws", "127.0.0.1", "1", "static", "", gpus=(busy,)), T0)
+    chat = with_services(BIG_CHAT, ("llm", 16, 1))
+    assert asyncio.run(StoredCapacity(db)(chat, "ws")) == [
+        "llm needs 16 GB on one GPU; the largest GPU of ws has 12 GB (other processes hold 12 "
+        "of 24 GB) (GPU 0)"
+    ]
+    assert warnings("ws", [NodeGpu(0, A5500, foreign_mb=2048)], [Demand("llm", 16, 1)]) == []

@@ -56,3 +56,15 @@ def test_the_migration_builds_the_table(store: DeploymentStore) -> None:
     columns = {c["name"] for c in inspect(store.engine).get_columns("model_deployment")}
     assert columns == {"node", "model", "engine", "project", "gpus", "port", "digest",
                        "started_at"}  # fmt: skip
+
+
+def test_removing_a_node_deletes_its_deployment(store: DeploymentStore) -> None:
+    from hub.store import NodeHello, Store
+    from hub.store.trust import TrustStore
+
+    Store(store.engine).register(NodeHello("gpu-a", "id", "gpu-a", "127.0.0.1", "1", "none",
+                                           ""), T0)  # fmt: skip
+    store.put(deployed("gpu-a"))
+    store.put(deployed("gpu-b"))
+    TrustStore(store.engine).remove_node("gpu-a", "user/admin", T0)
+    assert [d.node for d in store.all()] == ["gpu-b"]

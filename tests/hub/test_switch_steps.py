@@ -102,6 +102,26 @@ def test_running_target_but_unhealthy_is_restarted() -> None:
     assert node.calls == ["ready alpha", "drain alpha", "stop alpha", "start alpha", "ready alpha"]
 
 
+def test_an_unhealthy_target_that_fails_again_is_not_rolled_back_to_itself() -> None:
+    node = ScriptedNode(ready_alpha=StepResult("failed", "HTTP 503"))
+    outcome, states = switch(node, runs("alpha"), "alpha")
+    assert outcome == Outcome("failed", "HTTP 503; no rollback: alpha ran before")
+    assert node.calls == ["ready alpha", "drain alpha", "stop alpha", "start alpha", "ready alpha"]
+    assert states[-1] == ("failed", "alpha", "HTTP 503")
+
+
+def test_each_start_that_succeeded_is_told_before_its_health_is_known() -> None:
+    node = ScriptedNode(ready_beta=StepResult("failed", "HTTP 503"))
+    told: list[str] = []
+    procedure = Switch(node, runs("alpha"), config("beta"), config("alpha"),
+                       lambda step, message: told.append(step), lambda *state: None,
+                       on_started=lambda c: told.append(f"started {c.name}"))  # fmt: skip
+    outcome = asyncio.run(procedure.run())
+    assert outcome.result == "failed" and "rolled back to alpha" in outcome.message
+    assert [t for t in told if t.startswith("start")] == [
+        "start", "started beta", "start", "started alpha"]  # fmt: skip
+
+
 def test_a_node_that_drops_mid_switch_is_unreachable() -> None:
     node = ScriptedNode(start_beta=StepResult("gone"))
     outcome, _ = switch(node, None, "beta")

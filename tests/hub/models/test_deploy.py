@@ -226,7 +226,42 @@ def test_a_switch_refuses_missing_gpus_always_and_warns_in_the_assignment_words(
     assert problems("tiny", "gpu-c", [], deploy.Placement(()), 0.0) == ([], [])  # cpu
 
 
+def test_gpus_too_few_are_refused_unless_forced_and_named_ones_missing_always() -> None:
+    """No GPUs reported, or --gpu-count above the node's count: a short line (--force starts
+    it anyway); an index named with --gpus that the node lacks: refused."""
+    assert problems("coder", "gpu-c", [], deploy.Placement((0,)), 1.0, named=False) == (
+        [], ["coder needs 1 GPU; gpu-c reported no GPUs"])  # fmt: skip
+    few = problems("coder", "gpu-a", [gpu(0)], deploy.Placement((0, 1)), 20.0, named=False,
+                   count=2)  # fmt: skip
+    assert few == ([], ["coder needs 2 GPUs (--gpu-count 2); gpu-a has 1 (GPU 0): lower "
+                        "--gpu-count"])  # fmt: skip
+    assert problems("coder", "gpu-a", [gpu(0)], deploy.Placement((0, 1)), 20.0, named=True) == (
+        ["gpu-a has no GPU 1 (its GPUs: 0): choose --gpus from those"], [])  # fmt: skip
+    # What other processes hold is not free.
+    busy = NodeGpu(0, 24 * 1024, foreign_mb=16 * 1024)
+    assert problems("coder", "gpu-a", [busy], deploy.Placement((0,)), 20.0, named=False) == (
+        [], ["coder needs 20 GB on each of GPU 0 of gpu-a; GPU 0: 8 GB (other processes hold "
+             "16 of 24 GB)"])  # fmt: skip
+
+
 def test_the_canonical_process_text_is_json_the_agent_reads() -> None:
     tiny = model(LLAMA)
     config = deploy.configuration(tiny, deploy.Placement((), 8000), 0.0)
     assert json.loads(config.text)["environment"] == "cpu"
+
+
+def test_dollars_in_the_description_and_served_name_reach_the_agent_literally(
+    tmp_path: Path,
+) -> None:
+    """podman-compose expands the whole document, x-gpufleet included: `${X:?msg}` would make
+    the agent refuse the start and `$HOME` would be replaced (the agent's own expansion)."""
+    from agent.projects import ProjectStore
+
+    text = VLLM.replace("served_model_name: coder-fp8", 'served_model_name: "m${X:?boom}"')
+    coder = model(text + 'description: "costs ${PRICE:?not set} at $HOME"\n')
+    config = deploy.configuration(coder, deploy.placement(coder, (0,), 0, 0), 40.0)
+    projects = ProjectStore(tmp_path, "cdi", env={"PATH": "/usr/bin", "HOME": "/root"})
+    projects.write(config.name, config.text, config.digest)
+    meta = projects.load(config.name)["x-gpufleet"]
+    assert meta["description"] == "costs ${PRICE:?not set} at $HOME"
+    assert meta["services"]["server"]["model"] == "m${X:?boom}"

@@ -4,6 +4,7 @@ one line naming the file, the field and the fix; every problem of a file is repo
 from __future__ import annotations
 
 import copy
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -304,6 +305,16 @@ def test_find_by_name_or_alias_and_close_names_for_an_unknown_one() -> None:
         "model 'qwen3-8b-guff' not found; did you mean 'qwen3-8b-gguf' or 'qwen3-8b'? (available: "
         "deepseek-r1-distill-qwen-32b, llama31-8b-instruct, qwen3-8b-gguf, qwen3-coder-30b-fp8)"
     )
+
+
+def test_a_not_found_line_lists_a_bounded_number_of_models() -> None:
+    one = next(iter(load_directory(MODELS)[0].values()))
+    many = {f"m{i:03}": dataclasses.replace(one, name=f"m{i:03}", aliases=()) for i in range(500)}
+    with pytest.raises(ModelError) as caught:
+        find(many, "zzz")
+    line = str(caught.value)
+    assert "m019" in line and "m020" not in line and "and 480 more: `hubctl models`" in line
+    assert len(line) < 400
 
 
 SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-(10**20), 10**20),
