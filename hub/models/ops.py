@@ -3,8 +3,9 @@
 Built on the configuration switch's procedure (`hub.ops.steps.Switch`: drain, stop, start,
 wait until healthy, roll back) and `hub.ops.kinds.StopKind`; what is the models' own is
 which configuration a node runs before (a configuration of the directory, or the model
-deployment it runs, regenerated) and the record of the deployment each node runs
-(`hub.store.deployments`), written once the node's outcome is known.
+deployment it runs, regenerated), that a node which runs something else than the plan saw is
+refused, and the record of the deployment each node runs (`hub.store.deployments`), written
+when a start succeeded and settled once the node's outcome is known (`hub.models.record`).
 """
 
 from __future__ import annotations
