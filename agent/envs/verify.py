@@ -36,8 +36,12 @@ print({MARK!r} + json.dumps(found), flush=True)
 """
 # ggml's device names per backend: CUDA0, Vulkan0, ROCm0 (HIP builds of ggml-cuda).
 DEVICE_PREFIX = {"cuda": "CUDA", "vulkan": "Vulkan", "rocm": "ROCm"}
+# What a GPU backend compiled in logs when it starts ("ggml_vulkan: No devices found.").
+_BACKEND_LOG = {"cuda": "ggml_cuda", "vulkan": "ggml_vulkan", "rocm": "ggml_cuda"}
 _OFFLOADED = re.compile(r"offloaded (\d+)/(\d+) layers to GPU")
-_DEVICE = re.compile(r"using device (\S+) \((.*)\) - \d+ MiB free")
+# "using device Vulkan0 (llvmpipe (LLVM 15.0.6, 256 bits)) (unknown id) - 2048 MiB free": the
+# description may hold one level of parentheses.
+_DEVICE = re.compile(r"using device (\S+) \(((?:[^()]|\([^()]*\))*)\)")
 _ASSIGNED = re.compile(r"assigned to device (\S+?),")
 
 
@@ -73,6 +77,9 @@ def judge(backend: str, code: int, stdout: str, log: str) -> Verified:
     prefix = DEVICE_PREFIX.get(backend)
     if prefix is None:
         return verified(READY, "verified: the test model loads and answers on the CPU")
+    if not offload and _BACKEND_LOG[backend] in log:
+        return verified(BROKEN, f"llama.cpp's {backend} backend found no device it would use"
+                        f"{_vulkan_hint(backend)}")  # fmt: skip
     if not offload:
         return verified(BROKEN, f"llama_supports_gpu_offload() is false: this {backend} build "
                         "has no GPU backend (built CPU-only)")  # fmt: skip

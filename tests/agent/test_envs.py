@@ -297,9 +297,10 @@ def test_the_tiny_gguf_reads_back_with_the_hubs_reader() -> None:
 
 OK_OUT = 'GPUFLEET-VERIFY {"gpu_offload": true, "system_info": "Vulkan : ...", "answered": true}'
 VK_LOG = (
-    "llama_model_load_from_file_impl: using device Vulkan0 (llvmpipe (LLVM 15.0.6, 256 "
-    "bits)) - 7935 MiB free\nload_tensors: layer   0 assigned to device Vulkan0, is_swa = "
-    "0\nload_tensors: offloaded 3/3 layers to GPU\n"
+    "llama_prepare_model_devices: using device Vulkan0 (llvmpipe (LLVM 15.0.6, 256 bits)) "
+    "(unknown id) - 2048 MiB free\n"
+    "load_tensors: layer   0 assigned to device Vulkan0, is_swa = 0\n"
+    "load_tensors: offloaded 3/3 layers to GPU\n"
 )
 
 
@@ -315,6 +316,12 @@ def test_verification_judges_offload_layers_and_devices() -> None:
     assert judge("vulkan", 0, cpu_only, "").message == (
         "llama_supports_gpu_offload() is false: this vulkan build has no GPU backend (built "
         "CPU-only)"
+    )
+    no_device = judge("vulkan", 0, cpu_only, "ggml_vulkan: No devices found.\n")
+    assert no_device.state == BROKEN and no_device.message == (
+        "llama.cpp's vulkan backend found no device it would use; a CPU Vulkan device (Mesa's "
+        "llvmpipe) is used only when named: set GGML_VK_VISIBLE_DEVICES=0 in the agent's "
+        "environment"
     )
     none = judge("vulkan", 0, OK_OUT, "load_tensors: offloaded 0/3 layers to GPU\n")
     assert none.state == BROKEN and none.message.startswith("no layer was offloaded to a GPU")

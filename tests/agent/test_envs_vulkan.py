@@ -46,10 +46,12 @@ def test_a_vulkan_environment_is_compiled_and_offloads_every_layer_to_a_vulkan_d
     assert record.gpu_offload is True
     assert record.devices and record.devices[0].startswith("Vulkan0: ")
     assert record.message.startswith("verified: 3/3 layers offloaded to Vulkan0: ")
-    assert "Vulkan" in record.system_info or "VULKAN" in record.system_info.upper()
+    assert record.system_info.startswith("CPU : ")  # llama.cpp prints its CPU features only
     directory = found.store.directory(record.name)
     # Without the variable a CPU device (lavapipe) is skipped: the gate says why, honestly.
     env = {k: v for k, v in os.environ.items() if k != "GGML_VK_VISIBLE_DEVICES"}
     seen, _ = asyncio.run(verify(directory / "bin" / "python", "vulkan", directory, env))
     if all(d.endswith("(cpu)") for d in asyncio.run(found.check(spec)).toolchain.devices):
-        assert seen.state == BROKEN and "GGML_VK_VISIBLE_DEVICES=0" in seen.message
+        assert seen.state == BROKEN and seen.message.startswith(
+            "llama.cpp's vulkan backend found no device it would use; a CPU Vulkan device"
+        )
