@@ -9,13 +9,14 @@ from dataclasses import dataclass
 
 # ggml's current option names. The old ones (LLAMA_CUBLAS, GGML_HIPBLAS, LLAMA_VULKAN) are
 # ignored by llama-cpp-python 0.3's llama.cpp and silently build a CPU-only library.
+# Never tuned to this host's CPU (-march=native), whatever the backend: the wheel goes to the
+# cluster cache and must run on every node of the same architecture (its CPU code too).
+PORTABLE = "-DGGML_NATIVE=OFF"
 BACKEND_FLAGS = {
-    # Not tuned to this host's CPU (-march=native): the wheel goes to the cluster cache and
-    # must run on every node of the same architecture.
-    "cpu": ("-DGGML_NATIVE=OFF",),
-    "cuda": ("-DGGML_CUDA=on",),
-    "vulkan": ("-DGGML_VULKAN=on",),
-    "rocm": ("-DGGML_HIP=on",),
+    "cpu": (PORTABLE,),
+    "cuda": (PORTABLE, "-DGGML_CUDA=on"),
+    "vulkan": (PORTABLE, "-DGGML_VULKAN=on"),
+    "rocm": (PORTABLE, "-DGGML_HIP=on"),
 }
 
 

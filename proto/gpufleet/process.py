@@ -18,6 +18,8 @@ from typing import Any
 from gpufleet.health import HealthCheck
 
 ENVIRONMENTS = ("cuda", "vulkan", "rocm", "cpu")
+# A backend (the agent picks its environment) or one environment, BACKEND-VERSION.
+ENVIRONMENT = re.compile(r"^(cuda|vulkan|rocm|cpu)(-[0-9][0-9A-Za-z.+]{0,31})?$")
 # What a host process runs: the llama-cpp-python server module, nothing else (the agent runs it
 # as root; the hub sends a model's server, never a command).
 MODULE = ("-m", "llama_cpp.server")
@@ -70,9 +72,10 @@ def make(service: str, environment: str, args: list[str] | tuple[str, ...],
     """A checked spec: ProcessSpecError (one line) for what no agent could run."""
     if not service or not service.replace("-", "").replace("_", "").isalnum():
         raise ProcessSpecError(f"process service name {service[:64]!r} is invalid")
-    if environment not in ENVIRONMENTS:
+    if not ENVIRONMENT.match(environment):
         raise ProcessSpecError(
-            f"process environment {environment[:32]!r} is not one of {', '.join(ENVIRONMENTS)}"
+            f"process environment {environment[:32]!r} is not a backend ({', '.join(ENVIRONMENTS)})"
+            " or an environment such as vulkan-0.3.36"
         )
     if tuple(args[:2]) != MODULE:
         raise ProcessSpecError(

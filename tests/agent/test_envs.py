@@ -58,12 +58,12 @@ GIB = 1024**3
 
 def test_cmake_flags_per_backend() -> None:
     assert flags.cmake_args("cpu") == "-DGGML_NATIVE=OFF"
-    assert (
-        flags.cmake_args("cuda", ("86", "90")) == "-DGGML_CUDA=on -DCMAKE_CUDA_ARCHITECTURES=86;90"
+    assert flags.cmake_args("cuda", ("86", "90")) == (
+        "-DGGML_NATIVE=OFF -DGGML_CUDA=on -DCMAKE_CUDA_ARCHITECTURES=86;90"
     )
-    assert flags.cmake_args("vulkan") == "-DGGML_VULKAN=on"
+    assert flags.cmake_args("vulkan") == "-DGGML_NATIVE=OFF -DGGML_VULKAN=on"
     assert flags.cmake_args("rocm", ("gfx1100",)) == (
-        "-DGGML_HIP=on -DAMDGPU_TARGETS=gfx1100 -DGPU_TARGETS=gfx1100"
+        "-DGGML_NATIVE=OFF -DGGML_HIP=on -DAMDGPU_TARGETS=gfx1100 -DGPU_TARGETS=gfx1100"
     )
     every = " ".join(flags.cmake_args(b, ("86",)) for b in ("cpu", "cuda", "vulkan", "rocm"))
     for old in ("HIPBLAS", "CUBLAS", "LLAMA_"):

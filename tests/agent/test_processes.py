@@ -150,8 +150,8 @@ def test_a_start_without_the_backends_environment_names_the_fix(
     result = run_task(ctx, start_request(NAME, spec(tmp_path, free_port())))
     assert result.status == FAILED
     assert result.message == (
-        "no llama-cpp-python environment for backend cpu on this node: start the agent with "
-        "--llama-env cpu=DIR"
+        "no llama-cpp-python environment for backend cpu on this node: build one with "
+        "`hubctl envs build --backend cpu --node N`, or start the agent with --llama-env cpu=DIR"
     )
     assert not (state / "projects" / NAME).exists()
 
