@@ -17,6 +17,7 @@ import grpc
 
 from gpufleet.v1 import hub_pb2, models_pb2
 from hub import convert as hub_convert
+from hub.configs import RESERVED_PREFIX
 from hub.models import deploy, plan
 from hub.models.ops import ModelStopKind, ModelSwitchKind, problems
 from hub.models.running import Cluster, running
@@ -96,8 +97,10 @@ class DeploymentsApi:
         }
         asked = plan.Request(name, tuple(request.gpus), request.gpu_count, request.port,
                              cluster.vllm_image)  # fmt: skip
+        runs = {cluster.runs(rows[n]) for n in nodes if n in rows} - {""}
         found = await self._plan(context, cluster, asked, [
-            plan.Stored(d.node, d.model, d.gpus, d.port) for d in current.values()])  # fmt: skip
+            plan.Stored(d.node, d.model, d.gpus, d.port) for d in current.values()],
+            sorted(name for name in runs if not name.startswith(RESERVED_PREFIX)))  # fmt: skip
         warnings = await self._capacity(context, cluster, found, nodes, request)
         planned = {n: cluster.snapshot(rows[n]) for n in nodes if n in rows}
         kind = ModelSwitchKind(
@@ -109,10 +112,10 @@ class DeploymentsApi:
         return await submitted(cluster.manager, context, asked_for, known)
 
     async def _plan(self, context: Context, cluster: Cluster, asked: plan.Request,
-                    stored: list[plan.Stored]) -> plan.Plan:  # fmt: skip
+                    stored: list[plan.Stored], running: list[str]) -> plan.Plan:  # fmt: skip
         try:
             return await self._read(context, plan.plan, self.models_dir, cluster.configs_dir,
-                                    asked, stored)  # fmt: skip
+                                    asked, stored, running)  # fmt: skip
         except deploy.DeployError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
             raise

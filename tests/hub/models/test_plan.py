@@ -36,3 +36,19 @@ def test_a_models_directory_gone_or_unlistable_regenerates_nothing(tmp_path: Pat
     finally:
         locked.chmod(0o755)
     assert found == {} or list(found) == ["n1"]  # root lists it anyway
+
+
+def test_a_plan_reads_only_the_configurations_its_nodes_run(tmp_path: Path) -> None:
+    models, configs = tmp_path / "models", tmp_path / "configs"
+    models.mkdir()
+    configs.mkdir()
+    (models / "tiny-a.yaml").write_text(TINY)
+    source = Path(__file__).resolve().parents[2] / "fixtures" / "switch-configs"
+    for name in ("alpha", "beta"):
+        (configs / f"{name}.yaml").write_text((source / f"{name}.yaml").read_text())
+    (configs / "broken.yaml").write_text("services: [")
+    asked = plan.Request("tiny-a", (), 0, 18000, "img")
+    found = plan.plan(models, configs, asked, [], ["alpha", "broken", "missing"])
+    assert sorted(found.configurations) == ["alpha"]  # not beta; broken and missing left out
+    assert found.target.name == "model-tiny-a"
+    assert plan.plan(models, tmp_path / "none", asked, [], ["alpha"]).configurations == {}
