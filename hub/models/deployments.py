@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
 
@@ -48,8 +48,9 @@ class DeploymentsApi:
     models_dir: Path
     cluster: Cluster | None
 
-    async def _read(self, context: Context, fn: Callable[..., T], *args: Any) -> T:
-        raise NotImplementedError
+    if TYPE_CHECKING:  # given by ModelsService
+
+        async def _read(self, context: Context, fn: Callable[..., T], *args: Any) -> T: ...
 
     async def _cluster(self, context: Context) -> Cluster:
         if self.cluster is None:
