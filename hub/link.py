@@ -16,6 +16,7 @@ from gpufleet.channel import PROTOCOL_VERSION
 from gpufleet.v1 import agent_link_pb2 as pb
 from gpufleet.v1 import agent_link_pb2_grpc
 from hub import convert
+from hub.envs.view import NodeEnvs, TooManyEnvs, envs_from_proto
 from hub.sessions import AgentSession, NameInUse, SessionRegistry
 from hub.store import Database, NodeHello, Store
 from hub.trust import auth
@@ -47,8 +48,10 @@ class AgentLinkService(agent_link_pb2_grpc.AgentLinkServicer):  # type: ignore[m
         hub_version: str,
         monotonic: Callable[[], float],
         on_connect: Callable[[AgentSession, list[pb.RunningProject] | None], None],
+        envs: NodeEnvs | None = None,
     ) -> None:
         self.on_connect = on_connect
+        self.envs = envs if envs is not None else NodeEnvs()
         self.registry = registry
         self.db = db
         self.store = store
@@ -63,10 +66,11 @@ class AgentLinkService(agent_link_pb2_grpc.AgentLinkServicer):  # type: ignore[m
         hello = await self._hello(request_iterator, context)
         try:
             record = self._authenticated(convert.hello_from_proto(hello, peer))
+            envs = envs_from_proto(hello.envs)
             session = self.registry.open(
                 record.name, record.agent_id, peer, self.monotonic(), utcnow()
             )
-        except convert.InvalidHello as exc:
+        except (convert.InvalidHello, TooManyEnvs) as exc:
             log.warning("refused agent stream from %s: %s", peer, exc)
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
             raise  # unreachable: abort raises
@@ -78,6 +82,7 @@ class AgentLinkService(agent_link_pb2_grpc.AgentLinkServicer):  # type: ignore[m
             log.warning("refused agent %s from %s: %s", hello.node_name, peer, exc)
             await context.abort(grpc.StatusCode.ALREADY_EXISTS, str(exc))
             raise
+        self.envs.report(record.name, envs)
         session.gpu_states = {gpu.index: gpu.state for gpu in record.gpus}
         session.gpu_uuids = {gpu.index: gpu.uuid for gpu in record.gpus}
         reader = asyncio.create_task(self._read(session, request_iterator))
@@ -163,6 +168,12 @@ class AgentLinkService(agent_link_pb2_grpc.AgentLinkServicer):  # type: ignore[m
         self.registry.heartbeat(session, mono, now)
         if beat.HasField("projects") and not self._projects(session, beat.projects):
             return
+        if beat.HasField("envs"):
+            try:
+                self.envs.report(session.name, envs_from_proto(beat.envs.envs))
+            except TooManyEnvs as exc:
+                session.close(f"heartbeat.envs: {exc}", grpc.StatusCode.INVALID_ARGUMENT)
+                return
         if beat.HasField("inventory"):
             inventory = convert.inventory_from_proto(beat.inventory)
             gpus = inventory[2]

@@ -25,6 +25,7 @@ from gpufleet.v1 import agent_link_pb2
 from hub import services
 from hub.api import HubService
 from hub.assign import AssignmentService
+from hub.envs.view import NodeEnvs
 from hub.http import HttpEndpoint
 from hub.link import AgentLinkService, utcnow
 from hub.metrics import Snapshot, StoreCollector, render
@@ -122,6 +123,7 @@ class HubServer:
         self.config = config
         self.monotonic = monotonic
         self.registry = SessionRegistry()
+        self.envs = NodeEnvs()  # each node's llama-cpp-python environments, as reported
         self.port = 0
         self._db: Database | None = None
         self._server: grpc.aio.Server | None = None
@@ -201,6 +203,7 @@ class HubServer:
             gpufleet.__version__,
             self.monotonic,
             self.manager.node_connected,
+            self.envs,
         )
         issuer = self.trust.issuer if self.trust is not None else None
         servicers = {
@@ -215,7 +218,7 @@ class HubServer:
             ),
             "models": ModelsService(self.config.models_dir, self.work, Cluster(
                 self.registry, self._db, store, self.manager, self.config.configs_dir,
-                self.config.vllm_image,
+                self.config.vllm_image, self.envs,
             )),
             "enrollment": EnrollmentService(issuer) if issuer is not None else None,
             "trust": TrustService(

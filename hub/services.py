@@ -88,7 +88,7 @@ SERVICES: tuple[Service, ...] = (
         "models", models_pb2.DESCRIPTOR, "Models",
         models_pb2_grpc.add_ModelsServicer_to_server,  # type: ignore[no-untyped-call]
         {**_same(Role.VIEWER, "ListModels", "GetModel", "ValidateModel", "ListRunning"),
-         **_same(Role.OPERATOR, "SwitchModel", "StopModel", "ModelLogs")},
+         **_same(Role.OPERATOR, "SwitchModel", "StopModel", "ModelLogs", "SwitchBackend")},
     ),
     Service(
         "enrollment", trust_pb2.DESCRIPTOR, "Enrollment",

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import shutil
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -22,6 +21,7 @@ from agent.envs.record import (
     split_name,
 )
 from agent.processes import Processes
+from gpufleet.envkey import version_order
 
 log = logging.getLogger(__name__)
 
@@ -32,10 +32,6 @@ KEEP = (RECORD_FILE, LOG_FILE)  # what a failed build leaves behind
 
 class EnvError(Exception):
     """An environment cannot be used or changed; the message is one line."""
-
-
-def _version_order(version: str) -> tuple[tuple[int, str], ...]:
-    return tuple((int(p), "") if p.isdigit() else (-1, p) for p in re.split(r"[.+-]", version))
 
 
 def _write_atomically(path: Path, text: str) -> None:
@@ -138,7 +134,7 @@ class EnvStore:
 
     def newest_ready(self, backend: str) -> EnvRecord | None:
         ready = [r for r in self.records() if r.backend == backend and r.state == READY]
-        ready.sort(key=lambda r: (_version_order(r.version), r.built_at))
+        ready.sort(key=lambda r: (version_order(r.version), r.built_at))
         return ready[-1] if ready else None
 
     def resolve(self, environment: str, explicit: Mapping[str, Path], node: str = "N") -> Path:

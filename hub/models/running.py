@@ -10,11 +10,12 @@ database was replaced) is still listed, without GPUs and endpoint.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
 from hub.configs import Configuration
+from hub.envs.view import NodeEnvs
 from hub.models import deploy, plan
 from hub.ops.manager import OperationManager
 from hub.sessions import SessionRegistry
@@ -67,6 +68,8 @@ class Cluster:
     manager: OperationManager
     configs_dir: Path
     vllm_image: str = deploy.DEFAULT_VLLM_IMAGE
+    # Each node's llama-cpp-python environments (switch-backend builds what is missing).
+    envs: NodeEnvs = field(default_factory=NodeEnvs)
 
     @property
     def deployments(self) -> DeploymentStore:

@@ -14,6 +14,7 @@ from gpufleet.v1 import agent_link_pb2 as pb
 from gpufleet.v1 import types_pb2
 from hub import limits
 from hub.configs import Configuration
+from hub.envs.view import EnvBuild, EnvView, env_from_proto
 from hub.ops.steps import Cancelled, StepResult, Unreachable
 from hub.sessions import AgentSession, NodeDisconnected, TaskProgress
 from hub.states import Running, Service
@@ -51,6 +52,8 @@ def fallback_lines(report: pb.AssignmentReport) -> list[tuple[str, str]]:
 
 
 TAIL_LIMIT_S = 30.0  # reading a log file's tail, or podman logs
+# An environment build: a compile takes 5-15 minutes, more on a loaded 2-core machine.
+BUILD_LIMIT_S = 3 * 3600.0
 
 
 def host_process(spec: ProcessSpec) -> pb.HostProcess:
@@ -230,9 +233,28 @@ class RemoteAgent:
         step, _ = await self._run(pb.TaskRequest(wait_healthy=wait), "ready", limit)
         return step
 
-    async def tail_log(self, project: str, lines: int) -> tuple[StepResult, str]:
-        """The last `lines` lines the project wrote on the node, oldest first."""
-        task = pb.TailLog(project=project, lines=lines)
+    async def build_env(self, spec: EnvBuild, check: bool) -> tuple[StepResult, EnvView | None]:
+        """Build (or install from the wheel cache) an environment; with `check`, the
+        preflight only. The environment as the node has it afterwards."""
+        task = pb.BuildEnv(
+            backend=spec.backend,
+            version=spec.version,
+            extra_targets=list(spec.extra_targets),
+            no_cache=spec.no_cache,
+        )
+        request = pb.TaskRequest(build_env=task, check_mode=check)
+        step, answer = await self._run(request, "build", BUILD_LIMIT_S)
+        return step, env_from_proto(answer.env) if answer.HasField("env") else None
+
+    async def remove_env(self, name: str) -> StepResult:
+        request = pb.TaskRequest(remove_env=pb.RemoveEnv(name=name))
+        step, _ = await self._run(request, "remove", TAIL_LIMIT_S)
+        return step
+
+    async def tail_log(self, project: str, lines: int, env: str = "") -> tuple[StepResult, str]:
+        """The last `lines` lines the project (or, with `env`, the environment's build) wrote
+        on the node, oldest first."""
+        task = pb.TailLog(project=project, lines=lines, env=env)
         step, answer = await self._run(pb.TaskRequest(tail_log=task), "logs", TAIL_LIMIT_S)
         return step, answer.log if answer.HasField("log") else ""
 

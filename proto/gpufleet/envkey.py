@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterable, Mapping
 
 PARTS = ("version", "backend", "toolkit", "targets", "arch", "libc", "python")
@@ -42,3 +43,9 @@ def describe(found: Mapping[str, str]) -> str:
     return (f"llama-cpp-python {found.get('version', '?')} {found.get('backend', '?')}{toolkit}"
             f"{targets}, {found.get('arch', '?')} {found.get('libc', '?')} "
             f"{found.get('python', '?')}")  # fmt: skip
+
+
+def version_order(version: str) -> tuple[tuple[int, str], ...]:
+    """Sorts llama-cpp-python versions: 0.3.9 < 0.3.36; which environment of a backend is the
+    newest (the one a process of that backend runs from, on the agent and in the hub's view)."""
+    return tuple((int(p), "") if p.isdigit() else (-1, p) for p in re.split(r"[.+-]", version))

@@ -19,7 +19,7 @@ class VramEstimate(_message.Message):
     def __init__(self, gb: _Optional[float] = ..., basis: _Optional[str] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("name", "aliases", "engine", "source", "served_model_name", "max_context", "vram", "description", "digest", "file", "gpus_needed", "running_on")
+    __slots__ = ("name", "aliases", "engine", "source", "served_model_name", "max_context", "vram", "description", "digest", "file", "gpus_needed", "running_on", "environment", "backend_switched")
     NAME_FIELD_NUMBER: _ClassVar[int]
     ALIASES_FIELD_NUMBER: _ClassVar[int]
     ENGINE_FIELD_NUMBER: _ClassVar[int]
@@ -32,6 +32,8 @@ class ModelInfo(_message.Message):
     FILE_FIELD_NUMBER: _ClassVar[int]
     GPUS_NEEDED_FIELD_NUMBER: _ClassVar[int]
     RUNNING_ON_FIELD_NUMBER: _ClassVar[int]
+    ENVIRONMENT_FIELD_NUMBER: _ClassVar[int]
+    BACKEND_SWITCHED_FIELD_NUMBER: _ClassVar[int]
     name: str
     aliases: _containers.RepeatedScalarFieldContainer[str]
     engine: str
@@ -44,7 +46,9 @@ class ModelInfo(_message.Message):
     file: str
     gpus_needed: int
     running_on: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, name: _Optional[str] = ..., aliases: _Optional[_Iterable[str]] = ..., engine: _Optional[str] = ..., source: _Optional[str] = ..., served_model_name: _Optional[str] = ..., max_context: _Optional[int] = ..., vram: _Optional[_Union[VramEstimate, _Mapping]] = ..., description: _Optional[str] = ..., digest: _Optional[str] = ..., file: _Optional[str] = ..., gpus_needed: _Optional[int] = ..., running_on: _Optional[_Iterable[str]] = ...) -> None: ...
+    environment: str
+    backend_switched: bool
+    def __init__(self, name: _Optional[str] = ..., aliases: _Optional[_Iterable[str]] = ..., engine: _Optional[str] = ..., source: _Optional[str] = ..., served_model_name: _Optional[str] = ..., max_context: _Optional[int] = ..., vram: _Optional[_Union[VramEstimate, _Mapping]] = ..., description: _Optional[str] = ..., digest: _Optional[str] = ..., file: _Optional[str] = ..., gpus_needed: _Optional[int] = ..., running_on: _Optional[_Iterable[str]] = ..., environment: _Optional[str] = ..., backend_switched: _Optional[bool] = ...) -> None: ...
 
 class ListModelsRequest(_message.Message):
     __slots__ = ()
@@ -206,3 +210,33 @@ class ModelLogsResponse(_message.Message):
     project: str
     log: str
     def __init__(self, node: _Optional[str] = ..., project: _Optional[str] = ..., log: _Optional[str] = ...) -> None: ...
+
+class SwitchBackendRequest(_message.Message):
+    __slots__ = ("name", "backend", "version", "targets", "no_restart", "force")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    BACKEND_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    TARGETS_FIELD_NUMBER: _ClassVar[int]
+    NO_RESTART_FIELD_NUMBER: _ClassVar[int]
+    FORCE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    backend: str
+    version: str
+    targets: _hub_pb2.Targets
+    no_restart: bool
+    force: bool
+    def __init__(self, name: _Optional[str] = ..., backend: _Optional[str] = ..., version: _Optional[str] = ..., targets: _Optional[_Union[_hub_pb2.Targets, _Mapping]] = ..., no_restart: _Optional[bool] = ..., force: _Optional[bool] = ...) -> None: ...
+
+class SwitchBackendResponse(_message.Message):
+    __slots__ = ("instant_switch", "environment", "operation_id", "nodes", "builds")
+    INSTANT_SWITCH_FIELD_NUMBER: _ClassVar[int]
+    ENVIRONMENT_FIELD_NUMBER: _ClassVar[int]
+    OPERATION_ID_FIELD_NUMBER: _ClassVar[int]
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    BUILDS_FIELD_NUMBER: _ClassVar[int]
+    instant_switch: bool
+    environment: str
+    operation_id: str
+    nodes: _containers.RepeatedScalarFieldContainer[str]
+    builds: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, instant_switch: _Optional[bool] = ..., environment: _Optional[str] = ..., operation_id: _Optional[str] = ..., nodes: _Optional[_Iterable[str]] = ..., builds: _Optional[_Iterable[str]] = ...) -> None: ...

@@ -73,6 +73,11 @@ class ModelsStub:
                 request_serializer=gpufleet_dot_v1_dot_models__pb2.ModelLogsRequest.SerializeToString,
                 response_deserializer=gpufleet_dot_v1_dot_models__pb2.ModelLogsResponse.FromString,
                 _registered_method=True)
+        self.SwitchBackend = channel.unary_unary(
+                '/gpufleet.v1.Models/SwitchBackend',
+                request_serializer=gpufleet_dot_v1_dot_models__pb2.SwitchBackendRequest.SerializeToString,
+                response_deserializer=gpufleet_dot_v1_dot_models__pb2.SwitchBackendResponse.FromString,
+                _registered_method=True)
 
 
 class ModelsServicer:
@@ -131,6 +136,16 @@ class ModelsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SwitchBackend(self, request, context):
+        """Run a llama.cpp model from another backend's environment (issue 15): the association is
+        kept by the hub and used by every later start of the model. Where the environment is
+        ready on the nodes the switch is instant (drain, stop, start from the other environment,
+        wait until it answers); where it is not, it is built first, in the same operation.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ModelsServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -168,6 +183,11 @@ def add_ModelsServicer_to_server(servicer, server):
                     servicer.ModelLogs,
                     request_deserializer=gpufleet_dot_v1_dot_models__pb2.ModelLogsRequest.FromString,
                     response_serializer=gpufleet_dot_v1_dot_models__pb2.ModelLogsResponse.SerializeToString,
+            ),
+            'SwitchBackend': grpc.unary_unary_rpc_method_handler(
+                    servicer.SwitchBackend,
+                    request_deserializer=gpufleet_dot_v1_dot_models__pb2.SwitchBackendRequest.FromString,
+                    response_serializer=gpufleet_dot_v1_dot_models__pb2.SwitchBackendResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -362,6 +382,33 @@ class Models:
             '/gpufleet.v1.Models/ModelLogs',
             gpufleet_dot_v1_dot_models__pb2.ModelLogsRequest.SerializeToString,
             gpufleet_dot_v1_dot_models__pb2.ModelLogsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SwitchBackend(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpufleet.v1.Models/SwitchBackend',
+            gpufleet_dot_v1_dot_models__pb2.SwitchBackendRequest.SerializeToString,
+            gpufleet_dot_v1_dot_models__pb2.SwitchBackendResponse.FromString,
             options,
             channel_credentials,
             insecure,
