@@ -57,8 +57,10 @@ class Ledger:
         self.remember(self.node, found)
 
     def _target(self) -> Deployed:
+        process = self.target.process
         return Deployed(self.node, self.model, self.engine, self.target.name, self.where.gpus,
-                        self.where.port, self.target.digest, self.clock())  # fmt: skip
+                        self.where.port, self.target.digest, self.clock(),
+                        process.environment if process is not None else "")  # fmt: skip
 
     def _is_target(self, found: Deployed | None) -> bool:
         return (

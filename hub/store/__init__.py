@@ -1,6 +1,7 @@
 """Cluster state in SQLModel: SQLite by default, PostgreSQL by URL."""
 
 from hub.store.assignments import GpuAssignment
+from hub.store.backends import ModelBackend
 from hub.store.db import Database, migrate, sqlite_url
 from hub.store.deployments import ModelDeployment
 from hub.store.models import Gpu, Node, NodeEvent, NodeStatus
@@ -16,6 +17,7 @@ __all__ = [
     "GpuRecord",
     "GpuTelemetryRecord",
     "JoinToken",
+    "ModelBackend",
     "ModelDeployment",
     "Node",
     "NodeEvent",

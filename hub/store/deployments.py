@@ -32,6 +32,8 @@ class ModelDeployment(SQLModel, table=True):
     port: int
     digest: str = Field(max_length=64)
     started_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    # llama.cpp: the environment its process runs from (a backend, or BACKEND-VERSION).
+    environment: str = Field(default="", max_length=64)
 
 
 @dataclass(frozen=True)
@@ -46,13 +48,14 @@ class Deployed:
     port: int
     digest: str
     started_at: datetime
+    environment: str = ""  # llama.cpp: a backend or BACKEND-VERSION; "" for vLLM
 
 
 def _deployed(row: ModelDeployment) -> Deployed:
     started = as_utc(row.started_at)
     assert started is not None
     return Deployed(row.node, row.model, row.engine, row.project, tuple(row.gpus), row.port,
-                    row.digest, started)  # fmt: skip
+                    row.digest, started, row.environment)  # fmt: skip
 
 
 class DeploymentStore:
@@ -71,7 +74,7 @@ class DeploymentStore:
                                       engine="", project="", port=0, digest="")  # fmt: skip
             row.model, row.engine, row.project = found.model, found.engine, found.project
             row.gpus, row.port, row.digest = list(found.gpus), found.port, found.digest
-            row.started_at = found.started_at
+            row.started_at, row.environment = found.started_at, found.environment
             session.add(row)
             session.commit()
 

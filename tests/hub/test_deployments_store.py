@@ -1,6 +1,7 @@
 """The model deployments each node runs, on a real database (SQLite, and PostgreSQL where
 the tests have it): one row per node, replaced by the next switch, forgotten by a stop,
-and what the migration 0008 builds."""
+and what the migrations 0008 and 0009 build; and the model backend associations of
+`switch-backend` (one per model)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 from sqlalchemy import inspect
 
 from hub.store import migrate, sqlite_url
+from hub.store.backends import Associated, BackendStore
 from hub.store.db import make_engine
 from hub.store.deployments import Deployed, DeploymentStore
 
@@ -55,7 +57,31 @@ def test_a_stop_forgets_only_its_node(store: DeploymentStore) -> None:
 def test_the_migration_builds_the_table(store: DeploymentStore) -> None:
     columns = {c["name"] for c in inspect(store.engine).get_columns("model_deployment")}
     assert columns == {"node", "model", "engine", "project", "gpus", "port", "digest",
-                       "started_at"}  # fmt: skip
+                       "started_at", "environment"}  # fmt: skip
+    columns = {c["name"] for c in inspect(store.engine).get_columns("model_backend")}
+    assert columns == {"model", "environment", "since"}
+
+
+def test_a_llama_cpp_deployment_keeps_its_environment(store: DeploymentStore) -> None:
+    found = Deployed("gpu-a", "tiny", "llama-cpp", "model-tiny", (), 8000, "d" * 64, T0,
+                     "vulkan-0.3.36")  # fmt: skip
+    store.put(found)
+    assert store.get("gpu-a") == found
+    store.put(deployed("gpu-a"))  # a vLLM model replaces it: no environment
+    assert store.all() == [deployed("gpu-a")] and store.all()[0].environment == ""
+
+
+def test_a_model_has_one_backend_association_until_forgotten(store: DeploymentStore) -> None:
+    backends = BackendStore(store.engine)
+    assert backends.get("tiny") is None and backends.all() == {}
+    backends.put("tiny", "vulkan", T0)
+    backends.put("other", "cpu", T0)
+    backends.put("tiny", "cpu-0.3.36", T0 + timedelta(minutes=1))  # a second switch replaces it
+    assert backends.get("tiny") == Associated("tiny", "cpu-0.3.36", T0 + timedelta(minutes=1))
+    assert sorted(backends.all()) == ["other", "tiny"]
+    backends.forget("tiny")
+    backends.forget("never")
+    assert list(backends.all()) == ["other"]
 
 
 def test_removing_a_node_deletes_its_deployment(store: DeploymentStore) -> None:

@@ -61,8 +61,19 @@ def runs(config: Configuration) -> Running:
 def test_the_target_is_recorded_as_soon_as_it_started_and_kept_when_healthy() -> None:
     found, written = ledger()
     found.started(B)
-    assert written == [Deployed("n1", "tiny-b", "llama-cpp", B.name, (), 8001, B.digest,
-                                T0 + timedelta(minutes=1))]  # fmt: skip
+    assert written == [
+        Deployed(
+            "n1",
+            "tiny-b",
+            "llama-cpp",
+            B.name,
+            (),
+            8001,
+            B.digest,
+            T0 + timedelta(minutes=1),
+            "cpu",
+        )
+    ]  # its process's environment
     found.settle(Outcome("changed", "ok"), runs(B))
     assert len(written) == 1  # settled as it was written
 
