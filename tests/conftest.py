@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.envs import BUILD_TOOLS, ROOT_ENV, BuiltEnv, build_cpu_env, missing
 from tests.support.postgres import PostgresMissing, PostgresServer
 from tests.support.procs import Cluster
 
@@ -73,3 +74,20 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
             report.sections.append(("daemon logs", fleet.logs()))
             break
     return report
+
+
+@pytest.fixture(scope="session")
+def cpu_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BuiltEnv]:
+    """One real CPU llama-cpp-python environment per test session (tests/support/envs.py): a
+    compile of 5-15 minutes the first time, reused by every suite that needs a built
+    environment or its wheel."""
+    if lacking := missing(BUILD_TOOLS):
+        need(f"a llama-cpp-python build needs a compiler and cmake: {lacking}")
+    root = (
+        Path(os.environ[ROOT_ENV]) if os.environ.get(ROOT_ENV) else tmp_path_factory.mktemp("envs")
+    )
+    built = build_cpu_env(root)
+    try:
+        yield built
+    finally:
+        built.server.close()
