@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from cli import assign, coercion, configs, gpus, models, nodes, ops, switch, trust, up
+from cli import assign, coercion, configs, envs, gpus, models, nodes, ops, switch, trust, up
 from cli.output import CliError, error_line, first_line
 
 coercion.install()
@@ -68,6 +68,7 @@ nodes.app.command("remove")(trust.nodes_remove)
 app.command("gpus")(gpus.gpus)
 app.add_typer(configs.app, name="configs")
 app.add_typer(models.app, name="models")
+app.add_typer(envs.app, name="envs")
 app.command("switch")(switch.switch)
 app.command("drain")(switch.drain)
 app.command("stop")(switch.stop)

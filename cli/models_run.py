@@ -47,15 +47,15 @@ def gpu_list(text: str | None) -> list[int]:
     return found
 
 
-def start(hub: HubClient, method: Any, request: object) -> str:
-    """Start an operation; a refusal of several lines (what each node's GPUs cannot hold)
-    is printed line by line, the last one as the command's error."""
+def unary(hub: HubClient, method: Any, request: object) -> Any:
+    """A call whose refusal may be several lines (what each node's GPUs cannot hold): printed
+    line by line, the last one as the command's error."""
     import grpc
 
     from cli.client import CALL_TIMEOUT_S
 
     try:
-        operation_id: str = method(request, timeout=CALL_TIMEOUT_S).id
+        return method(request, timeout=CALL_TIMEOUT_S)
     except grpc.RpcError as error:
         code = error.code() if isinstance(error, grpc.Call) else None
         lines = (error.details() or "").strip().splitlines() if isinstance(error, grpc.Call) else []
@@ -64,24 +64,36 @@ def start(hub: HubClient, method: Any, request: object) -> str:
                 error_line(line)
             raise CliError(lines[-1]) from None
         raise hub.error(error) from None
+
+
+def start(hub: HubClient, method: Any, request: object) -> str:
+    """Start an operation (refusals as `unary` says); its id."""
+    operation_id: str = unary(hub, method, request).id
     return operation_id
 
 
-def follow(ctx: typer.Context, method: str, request: object, detach: bool, as_json: bool) -> None:
-    """Start the Models service's `method` operation and follow it (unless detached)."""
+def run(hub: HubClient, method: Any, request: object, detach: bool, as_json: bool) -> None:
+    """Start an operation with `method` (any service's RPC answering OperationRef) and follow
+    it live, or print only its id (--detach)."""
     from rich.text import Text
 
-    from cli.models import connect
     from cli.ops_view import follow as follow_operation
 
-    hub, stub = connect(ctx)
-    operation_id = start(hub, getattr(stub, method), request)
+    operation_id = start(hub, method, request)
     if detach:
         detached(operation_id, as_json)
         return
     if not as_json:
         console().print(Text(f"operation {operation_id}"))
     follow_operation(hub, operation_id, as_json)
+
+
+def follow(ctx: typer.Context, method: str, request: object, detach: bool, as_json: bool) -> None:
+    """Start the Models service's `method` operation and follow it (unless detached)."""
+    from cli.models import connect
+
+    hub, stub = connect(ctx)
+    run(hub, getattr(stub, method), request, detach, as_json)
 
 
 def switch(
