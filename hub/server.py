@@ -25,7 +25,10 @@ from gpufleet.v1 import agent_link_pb2
 from hub import services
 from hub.api import HubService
 from hub.assign import AssignmentService
+from hub.envs.cache import WheelCacheService
+from hub.envs.service import EnvsService
 from hub.envs.view import NodeEnvs
+from hub.envs.wheels import WheelStore
 from hub.http import HttpEndpoint
 from hub.link import AgentLinkService, utcnow
 from hub.metrics import Snapshot, StoreCollector, render
@@ -206,6 +209,8 @@ class HubServer:
             self.envs,
         )
         issuer = self.trust.issuer if self.trust is not None else None
+        wheels = WheelStore(self.config.state_dir / "wheels")
+        await asyncio.to_thread(wheels.prepare)  # leftovers of interrupted uploads go
         servicers = {
             "link": link,
             "hub": HubService(
@@ -220,6 +225,8 @@ class HubServer:
                 self.registry, self._db, store, self.manager, self.config.configs_dir,
                 self.config.vllm_image, self.envs,
             )),
+            "envs": EnvsService(self.envs, self.registry, self._db, store, self.manager, wheels),
+            "wheels": WheelCacheService(wheels),
             "enrollment": EnrollmentService(issuer) if issuer is not None else None,
             "trust": TrustService(
                 self._db, trust_store, self.auth, self.registry, issuer,

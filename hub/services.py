@@ -20,6 +20,8 @@ from gpufleet.v1 import (
     agent_link_pb2_grpc,
     assign_pb2,
     assign_pb2_grpc,
+    envs_pb2,
+    envs_pb2_grpc,
     hub_pb2,
     hub_pb2_grpc,
     models_pb2,
@@ -89,6 +91,16 @@ SERVICES: tuple[Service, ...] = (
         models_pb2_grpc.add_ModelsServicer_to_server,  # type: ignore[no-untyped-call]
         {**_same(Role.VIEWER, "ListModels", "GetModel", "ValidateModel", "ListRunning"),
          **_same(Role.OPERATOR, "SwitchModel", "StopModel", "ModelLogs", "SwitchBackend")},
+    ),
+    Service(
+        "envs", envs_pb2.DESCRIPTOR, "Envs", envs_pb2_grpc.add_EnvsServicer_to_server,  # type: ignore[no-untyped-call]
+        {**_same(Role.VIEWER, "ListEnvs", "ListWheels"),
+         **_same(Role.OPERATOR, "BuildEnv", "RemoveEnv", "EnvLogs", "RemoveWheel")},
+    ),
+    Service(
+        "wheels", agent_link_pb2.DESCRIPTOR, "WheelCache",
+        agent_link_pb2_grpc.add_WheelCacheServicer_to_server,  # type: ignore[no-untyped-call]
+        {**_same(Role.AGENT, "Download", "Upload")},
     ),
     Service(
         "enrollment", trust_pb2.DESCRIPTOR, "Enrollment",

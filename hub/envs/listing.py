@@ -1,0 +1,142 @@
+"""The Envs service's pure parts: its request checks (backend, version, GPU targets,
+environment names, the agent's rules so that a bad request is refused before any node sees
+it), which models run from which environment (`users`), what a removal takes on each node
+and why it is refused, and the listings' messages.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+
+from gpufleet.envkey import version_order
+from gpufleet.v1 import envs_pb2
+from hub.envs.view import BACKENDS, EnvView, NodeEnvs, env_to_proto
+from hub.store.deployments import Deployed
+
+DEFAULT_VERSION = "0.3.36"  # what the agents build when no version is named (for examples)
+# The agent's rules (agent/envs/record.py, agent/tasks/build_env.py).
+_VERSION = re.compile(r"^[0-9][0-9A-Za-z.+!-]{0,40}$")
+MAX_TARGETS = 32
+TARGET_CHARS = 16
+
+
+class Refusal(ValueError):
+    """A request the service refuses; one line naming the fix."""
+
+
+def check_backend(backend: str) -> str:
+    if backend not in BACKENDS:
+        raise Refusal(f"backend {backend[:32]!r} is not one of {', '.join(BACKENDS)}")
+    return backend
+
+
+def check_version(version: str) -> str:
+    if not _VERSION.match(version):
+        raise Refusal(f"llama-cpp-python version {version[:48]!r} is not a version, e.g. "
+                      f"{DEFAULT_VERSION}")  # fmt: skip
+    return version
+
+
+def check_targets(targets: Sequence[str]) -> tuple[str, ...]:
+    if len(targets) > MAX_TARGETS:
+        raise Refusal(f"{len(targets)} extra GPU targets: at most {MAX_TARGETS}")
+    for target in targets:
+        plain = target.replace("-", "").replace(":", "")
+        if not target or len(target) > TARGET_CHARS or not (plain.isascii() and plain.isalnum()):
+            raise Refusal(f"GPU target {target[:24]!r} is not a CUDA architecture (86, 90a) or "
+                          "gfx target (gfx1100)")  # fmt: skip
+    return tuple(targets)
+
+
+def check_name(name: str) -> str:
+    """A backend ("vulkan") or an environment name ("vulkan-0.3.36")."""
+    backend, sep, version = name.partition("-")
+    if backend not in BACKENDS or (sep and not _VERSION.match(version)):
+        raise Refusal(f"{name[:64]!r} is neither a backend ({', '.join(BACKENDS)}) nor an "
+                      f"environment name such as vulkan-{DEFAULT_VERSION}")  # fmt: skip
+    return name
+
+
+def is_backend(name: str) -> bool:
+    return name in BACKENDS
+
+
+def users(deployed: Iterable[Deployed], runs: Mapping[str, str],
+          envs: NodeEnvs) -> dict[tuple[str, str], list[str]]:  # fmt: skip
+    """(node, environment name) -> the models running from it, by name. A deployment counts
+    when its node runs its project now (`runs`: node -> project) and it names an environment
+    (llama.cpp: a backend or BACKEND-VERSION, resolved as the agent resolves it)."""
+    found: dict[tuple[str, str], set[str]] = {}
+    for deployment in deployed:
+        if not deployment.environment or runs.get(deployment.node) != deployment.project:
+            continue
+        env = envs.resolve(deployment.node, deployment.environment)
+        if env is not None:
+            found.setdefault((deployment.node, env.name), set()).add(deployment.model)
+    return {where: sorted(models) for where, models in sorted(found.items())}
+
+
+def chosen(envs: Sequence[EnvView], name: str) -> list[str]:
+    """The environments a removal of `name` takes on a node: every one of a backend (as the
+    node reported them), or the one named (whether or not it was reported)."""
+    if is_backend(name):
+        return sorted((e.name for e in envs if e.backend == name), key=_order)
+    return [name]
+
+
+def _order(name: str) -> tuple[tuple[int, str], ...]:
+    return version_order(name.partition("-")[2])
+
+
+def in_use(plan: Mapping[str, Sequence[str]],
+           used: Mapping[tuple[str, str], Sequence[str]]) -> list[str]:  # fmt: skip
+    """One line per environment of `plan` (node -> names) that a model runs from."""
+    lines = []
+    for node, names in sorted(plan.items()):
+        for name in names:
+            models = used.get((node, name), ())
+            if not models:
+                continue
+            which = f"model {models[0]}" if len(models) == 1 else f"models {', '.join(models)}"
+            them = "it" if len(models) == 1 else "them"
+            lines.append(f"{name} on {node} is in use by {which}: stop {them} first "
+                         f"(hubctl models stop {models[0]} --node {node})")  # fmt: skip
+    return lines
+
+
+def log_env(envs: Sequence[EnvView], name: str) -> str | None:
+    """The environment whose build log `name` asks for on a node: the one named (whatever its
+    state: a failed build's log is the one needed), or a backend's newest ready one, else its
+    newest of any state; None when the node reported none of the backend."""
+    if not is_backend(name):
+        return name
+    mine = [e for e in envs if e.backend == name]
+    ready = [e for e in mine if e.ready] or mine
+    newest = max(ready, key=lambda e: version_order(e.version), default=None)
+    return newest.name if newest is not None else None
+
+
+def node_env(node: str, env: EnvView, models: Sequence[str], connected: bool) -> envs_pb2.NodeEnv:
+    return envs_pb2.NodeEnv(node=node, env=env_to_proto(env), models=list(models),
+                            connected=connected)  # fmt: skip
+
+
+def listed(envs: Sequence[EnvView], backend: str) -> list[EnvView]:
+    """A node's environments as listed: by backend, then version."""
+    mine = [e for e in envs if not backend or e.backend == backend]
+    return sorted(mine, key=lambda e: (BACKENDS.index(e.backend), version_order(e.version)))
+
+
+def wheel_nodes(reported: Iterable[tuple[str, Sequence[EnvView]]],
+                known: Iterable[str]) -> dict[str, list[str]]:  # fmt: skip
+    """Wheel key -> the known nodes with an environment of that key, by name."""
+    names = set(known)
+    found: dict[str, set[str]] = {}
+    for node, envs in reported:
+        if node not in names:
+            continue
+        for env in envs:
+            if env.key:
+                found.setdefault(env.key, set()).add(node)
+    return {key: sorted(nodes) for key, nodes in found.items()}
