@@ -209,13 +209,15 @@ def remove(
     """Delete an environment (or every version of a backend) on nodes; refused while a
     model runs from it, naming the models."""
     from cli import envs_view
+    from cli.models_run import unary
     from gpufleet.v1 import envs_pb2
 
     wanted = env_name(name)
     request = envs_pb2.RemoveEnvRequest(name=wanted, targets=targets(node_names(node), every,
                                                                      labels))  # fmt: skip
     hub, stub = connect(ctx)
-    found = envs_view.removed(hub.call(stub.RemoveEnv, request))
+    # In use: refused as a whole, one line per model (the last one the command's error).
+    found = envs_view.removed(unary(hub, stub.RemoveEnv, request))
     if as_json:
         emit_json(found)
     else:

@@ -187,18 +187,15 @@ def switched(reply: models_pb2.SwitchBackendResponse) -> dict[str, Any]:
     }
 
 
-def builds_by_node(found: dict[str, Any]) -> tuple[list[str], list[str]]:
-    """The nodes that build first (from builds entries 'NODE: why') and the reasons."""
-    nodes: list[str] = []
-    reasons: list[str] = []
+def building_nodes(found: dict[str, Any]) -> list[str]:
+    """The nodes that build first: those a builds entry starts with ('gpu-b has no ready
+    vulkan environment', 'gpu-b: ...')."""
+    named = []
     for entry in found["builds"]:
-        node, colon, why = entry.partition(": ")
-        if colon and node in found["nodes"]:
-            nodes.append(node)
-            reasons.append(why.strip())
-        else:
-            reasons.append(entry.strip())
-    return nodes, list(dict.fromkeys(r for r in reasons if r))
+        first = entry.strip().split(" ", 1)[0].removesuffix(":")
+        if first in found["nodes"] and first not in named:
+            named.append(first)
+    return named
 
 
 def switch_line(found: dict[str, Any], model: str, backend: str, restart: bool) -> str:
@@ -212,8 +209,8 @@ def switch_line(found: dict[str, Any], model: str, backend: str, restart: bool) 
                     "start (--no-restart: nothing restarted)")  # fmt: skip
         return (f"instant switch: {model} runs on no node; its next start runs from "
                 f"{found['environment']}")  # fmt: skip
-    nodes, reasons = builds_by_node(found)
+    nodes = building_nodes(found)
     on = f" on {', '.join(nodes)}" if nodes else ""
-    why = "; ".join(reasons) or f"no {backend} environment"
+    why = "; ".join(" ".join(b.split()) for b in found["builds"]) or f"no {backend} environment"
     then = "then switching" if restart else "then associating (no restart)"
     return f"building {backend}{on} first: {why}; {then}"

@@ -190,10 +190,11 @@ def test_switch_backend_says_instant_or_what_is_built_first() -> None:
     )
     build = envs_view.switched(models_pb2.SwitchBackendResponse(
         environment="vulkan", operation_id="op-2", nodes=["gpu-a", "gpu-b"],
-        builds=["gpu-b: no vulkan environment"],
+        builds=["gpu-b has no ready vulkan environment", "gpu-a: no vulkan environment"],
     ))  # fmt: skip
     assert envs_view.switch_line(build, "chat", "vulkan", True) == (
-        "building vulkan on gpu-b first: no vulkan environment; then switching"
+        "building vulkan on gpu-b, gpu-a first: gpu-b has no ready vulkan environment; gpu-a: no "
+        "vulkan environment; then switching"
     )
     unnamed = envs_view.switched(models_pb2.SwitchBackendResponse(
         environment="cuda", operation_id="op-3", nodes=["gpu-a"], builds=["no cuda environment"],
