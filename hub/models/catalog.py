@@ -4,7 +4,9 @@ Each function here reads hostile input (model files, GGUF headers) and runs in a
 hub's models lane, never on its event loop; what it returns is plain picklable values, turned
 into protobuf by `hub.models.convert`. `listing` is every model of the directory with its VRAM
 estimate, `detail` one model with the engine command a default deployment (one GPU, port 8000)
-gets, `validation` a file's every problem, or its models in both YAML forms.
+gets, `validation` a file's every problem, or its models in both YAML forms. A llama.cpp model
+`switch-backend` associated with another environment (`environments`: model -> environment) is
+estimated and commanded as it runs from there, and says so (`Entry.environment`, `switched`).
 """
 
 from __future__ import annotations
@@ -13,12 +15,13 @@ import functools
 import os
 import shlex
 import stat
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
-from hub.models import chill, estimate, gguf, llamacpp, load, vllm
+from hub.models import chill, deploy, estimate, gguf, llamacpp, load, vllm
 from hub.models.load import ModelError
 from hub.models.schema import Deployment, Model, PathSource, Source, as_dict
 
@@ -66,6 +69,10 @@ class Entry:
     # The fewest GPUs (1, 2, 4 or 8) of the cluster's largest that hold it; 0: it needs none
     # (llama.cpp on cpu); None: unknown (no estimate, no GPU known, or more than 8).
     gpus_needed: int | None = None
+    # llama.cpp: the environment it runs from (its backend, or what switch-backend associated,
+    # then `switched`); "" for vLLM.
+    environment: str = ""
+    switched: bool = False
 
 
 @dataclass(frozen=True)
@@ -116,15 +123,25 @@ def gpus_needed(model: Model, largest_mb: int | None) -> int | None:
     return None
 
 
-def entry(model: Model, largest_mb: int | None = None) -> Entry:
-    return Entry(model, estimate.estimate(model, SIZES, 1), gpus_needed(model, largest_mb))
+def entry(model: Model, largest_mb: int | None = None, environment: str = "") -> Entry:
+    """The model's listing entry; estimated as it runs from `environment` ("": its own)."""
+    if model.llama_cpp is None:
+        return Entry(model, estimate.estimate(model, SIZES, 1), gpus_needed(model, largest_mb))
+    runs = deploy.on_environment(model, environment)
+    return Entry(model, estimate.estimate(runs, SIZES, 1), gpus_needed(runs, largest_mb),
+                 environment or model.llama_cpp.backend, bool(environment))  # fmt: skip
 
 
-def listing(directory: Path, largest_mb: int | None = None) -> tuple[list[Entry], list[str]]:
+def listing(
+    directory: Path, largest_mb: int | None = None, environments: Mapping[str, str] | None = None
+) -> tuple[list[Entry], list[str]]:
     """Every model of the directory by name, and one line per file that did not load;
-    `largest_mb`: the cluster's largest GPU, for how many GPUs each model needs."""
+    `largest_mb`: the cluster's largest GPU, for how many GPUs each model needs;
+    `environments`: the associations of switch-backend."""
     models, errors = load.load_directory(directory)
-    return [entry(models[name], largest_mb) for name in sorted(models)], [str(e) for e in errors]
+    found = environments or {}
+    entries = [entry(models[name], largest_mb, found.get(name, "")) for name in sorted(models)]
+    return entries, [str(e) for e in errors]
 
 
 def describe(deployment: Deployment) -> str:
@@ -141,18 +158,25 @@ def command(model: Model, deployment: Deployment) -> tuple[list[str], dict[str, 
     return llamacpp.args(model, deployment), llamacpp.env(model, deployment)
 
 
-def detail(directory: Path, name: str, deployment: Deployment = DEFAULT_DEPLOYMENT) -> Detail:
-    """One model by name or alias (NotFound naming close ones), with its engine command."""
+def detail(directory: Path, name: str, deployment: Deployment = DEFAULT_DEPLOYMENT,
+           environments: Mapping[str, str] | None = None) -> Detail:  # fmt: skip
+    """One model by name or alias (NotFound naming close ones), with its engine command (as it
+    runs from the environment switch-backend associated, when it has one)."""
     models, _ = load.load_directory(directory)
     try:
         model = load.find(models, name)
     except ModelError as exc:
         raise NotFound(str(exc)) from None
+    environment = (environments or {}).get(model.name, "")
+    found = entry(model, environment=environment)
+    runs = deploy.on_environment(model, environment)
+    if runs is not model and not deploy.needs_gpu(runs):
+        deployment = Deployment(port=deployment.port)  # on the cpu: no GPU
     try:
-        argv, env = command(model, deployment)
+        argv, env = command(runs, deployment)
     except ValueError as exc:
-        return Detail(entry(model), dump(as_dict(model)), describe(deployment), (), (), str(exc))
-    return Detail(entry(model), dump(as_dict(model)), describe(deployment), tuple(argv),
+        return Detail(found, dump(as_dict(model)), describe(deployment), (), (), str(exc))
+    return Detail(found, dump(as_dict(model)), describe(deployment), tuple(argv),
                   tuple(sorted(env.items())))  # fmt: skip
 
 

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from gpufleet.v1 import models_pb2
 from hub.models.catalog import Checked, Detail, Entry
 from hub.models.schema import DEFAULT_N_CTX, Model
+
+if TYPE_CHECKING:
+    from hub.models.backend import Decision
 
 
 def max_context(model: Model) -> int | None:
@@ -24,7 +29,8 @@ def info(entry: Entry, running_on: list[str] | None = None) -> models_pb2.ModelI
         source=model.source.describe(), served_model_name=model.served_model_name,
         vram=models_pb2.VramEstimate(basis=entry.estimate.basis),
         description=model.description, digest=model.digest, file=model.file,
-        running_on=running_on or [],
+        running_on=running_on or [], environment=entry.environment,
+        backend_switched=entry.switched,
     )  # fmt: skip
     if entry.gpus_needed is not None:
         message.gpus_needed = entry.gpus_needed
@@ -64,4 +70,11 @@ def validation(problems: list[str], models: list[Checked]) -> models_pb2.Validat
                                       vllm_model_error=c.vllm_model_error)
             for c in models
         ],
+    )  # fmt: skip
+
+
+def backend_switched(decision: Decision, operation_id: str) -> models_pb2.SwitchBackendResponse:
+    return models_pb2.SwitchBackendResponse(
+        instant_switch=decision.instant, environment=decision.environment,
+        operation_id=operation_id, nodes=list(decision.nodes), builds=decision.build_lines(),
     )  # fmt: skip

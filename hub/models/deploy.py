@@ -10,7 +10,9 @@ from the model's definition at each start, with one service, "server":
   device reservations (each agent maps them for its --gpu-runtime).
 - llama.cpp: a host process the agent supervises (`gpufleet.process`): `python -m
   llama_cpp.server ...` from the agent's environment for the model's backend, the GPUs
-  through the backend's visibility variable.
+  through the backend's visibility variable. A model `hubctl models switch-backend` moved to
+  another environment runs from it (`on_environment`): the process names that environment,
+  and its backend decides the layers offloaded, the visibility variable and the GPUs needed.
 
 Both are healthy when GET /v1/models on the node's port answers 200 listing the served model
 name (vLLM answers only once the model is loaded); a vLLM deployment drains on the model's
@@ -21,7 +23,7 @@ its GPUs or its port makes the next switch a change.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +73,31 @@ def project(model: str) -> str:
 def model_of(project_name: str) -> str:
     """The model a project name runs ("" when it is not a model deployment)."""
     return project_name[len(RESERVED_PREFIX) :] if project_name.startswith(RESERVED_PREFIX) else ""
+
+
+def backend_of(environment: str) -> str:
+    """The backend of an environment: "vulkan" of "vulkan-0.3.36" or of "vulkan"."""
+    return environment.partition("-")[0]
+
+
+def on_environment(model: Model, environment: str) -> Model:
+    """The model as it runs from `environment` (a backend or BACKEND-VERSION; "": its own):
+    a llama.cpp model's backend replaced by the environment's. Crossing the cpu line, its
+    n_gpu_layers goes back to the backend's default (-1: every layer off the cpu, 0 on it; 0
+    is the only value a cpu model may have) and its VRAM is estimated again (none on the cpu;
+    a cpu model's vram_gb counts on a GPU only when above 0). Other models: unchanged."""
+    params = model.llama_cpp
+    if not environment or params is None:
+        return model
+    backend = backend_of(environment)
+    if backend == params.backend:
+        return model
+    layers, vram = params.n_gpu_layers, model.vram_gb
+    if "cpu" in (backend, params.backend):
+        layers = None
+        vram = vram if backend != "cpu" and vram else None
+    return replace(model, vram_gb=vram,
+                   llama_cpp=replace(params, backend=backend, n_gpu_layers=layers))  # fmt: skip
 
 
 def needs_gpu(model: Model) -> bool:
@@ -155,23 +182,27 @@ def _description(model: Model) -> str:
     return model.description or f"model {model.name} on {model.engine}"
 
 
-def host_process(model: Model, where: Placement) -> process.ProcessSpec:
+def host_process(model: Model, where: Placement, environment: str = "") -> process.ProcessSpec:
     """The llama.cpp deployment's process: the server's arguments after the environment's
-    python, its environment (GPUs through the backend's variable) and its health check."""
+    python, its environment (GPUs through the backend's variable) and its health check; it
+    runs from `environment` ("": the model's backend)."""
+    model = on_environment(model, environment)
     assert model.llama_cpp is not None
     deployment = Deployment(gpus=where.gpus, host="0.0.0.0", port=where.port)
     args = llamacpp.args(model, deployment)[1:]  # the agent runs its environment's python
     check = _health(LLAMA_HEALTH, model, where.port)
     try:
-        return process.make(SERVICE, model.llama_cpp.backend, args,
+        return process.make(SERVICE, environment or model.llama_cpp.backend, args,
                             llamacpp.env(model, deployment), check)  # fmt: skip
     except process.ProcessSpecError as exc:
         raise DeployError(f"model {model.name!r}: {exc}") from None
 
 
 def configuration(model: Model, where: Placement, vram_gb: float,
-                  image: str = DEFAULT_VLLM_IMAGE) -> Configuration:  # fmt: skip
-    """The configuration "model-NAME" that runs `model` at `where` (DeployError: why not)."""
+                  image: str = DEFAULT_VLLM_IMAGE,
+                  environment: str = "") -> Configuration:  # fmt: skip
+    """The configuration "model-NAME" that runs `model` at `where` (DeployError: why not); a
+    llama.cpp model from `environment` ("": its backend's)."""
     name = project(model.name)
     if len(name) > MAX_PROJECT:
         raise DeployError(
@@ -181,7 +212,7 @@ def configuration(model: Model, where: Placement, vram_gb: float,
     path = Path(model.file or f"{model.name}.yaml")
     try:
         if model.engine == "llama-cpp":
-            spec = host_process(model, where)
+            spec = host_process(model, where, environment)
             return Configuration(name, path, _description(model), f"model {model.name}",
                                  (_spec(model, where, vram_gb),), spec.text(), spec.digest(),
                                  process=spec)  # fmt: skip

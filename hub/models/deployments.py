@@ -4,12 +4,14 @@ A switch reads the model and the configurations in the models lane (`hub.models.
 checks each target node's GPUs against the deployment before anything is created (a GPU the
 node does not have is refused; GPUs too few or too small are refused unless `force`, in the
 assignment warnings' words), then submits a `hub.models.ops.ModelSwitchKind` operation with
-the rules of a configuration switch.
+the rules of a configuration switch. A llama.cpp model runs from the environment
+`switch-backend` associated with it (`hub.store.backends`), and each node's previous model
+deployment is regenerated from the environment its record says it was started from.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -28,6 +30,8 @@ from hub.ops.steps import Unreachable
 from hub.ops.submit import resolve_targets, submitted
 from hub.selection import label_filter, selector
 from hub.store import Node
+from hub.store.backends import BackendStore
+from hub.store.deployments import Deployed
 
 Context = grpc.aio.ServicerContext[Any, Any]
 T = TypeVar("T")
@@ -40,6 +44,11 @@ FORCE = "start it anyway with --force"
 
 async def refuse(context: Context, code: grpc.StatusCode, message: str) -> None:
     await context.abort(code, message)
+
+
+def stored_plan(found: Iterable[Deployed]) -> list[plan.Stored]:
+    """Deployment records as a plan regenerates them (with the environment each started from)."""
+    return [plan.Stored(d.node, d.model, d.gpus, d.port, d.environment) for d in found]
 
 
 class DeploymentsApi:
@@ -96,11 +105,12 @@ class DeploymentsApi:
         current = {
             n: d for n, d in stored.items() if n in rows and cluster.runs(rows[n]) == d.project
         }
+        associated = await cluster.db.call(BackendStore(cluster.db.engine).all)
         asked = plan.Request(name, tuple(request.gpus), request.gpu_count, request.port,
-                             cluster.vllm_image)  # fmt: skip
+                             cluster.vllm_image, plan.environments(
+                                 {m: a.environment for m, a in associated.items()}))  # fmt: skip
         runs = {cluster.runs(rows[n]) for n in nodes if n in rows} - {""}
-        found = await self._plan(context, cluster, asked, [
-            plan.Stored(d.node, d.model, d.gpus, d.port) for d in current.values()],
+        found = await self._plan(context, cluster, asked, stored_plan(current.values()),
             sorted(name for name in runs if not name.startswith(RESERVED_PREFIX)))  # fmt: skip
         warnings = await self._capacity(context, cluster, found, nodes, request)
         planned = {n: cluster.snapshot(rows[n]) for n in nodes if n in rows}

@@ -3,13 +3,15 @@
 The model (by name or alias), its deployment for the request (`hub.models.deploy`), the VRAM
 it needs per GPU, the configurations of the configurations directory (what a node may run
 now, to drain and to roll back to) and the model deployments the nodes run now, regenerated
-from the current model files with their stored GPUs and port (so a model's rollback, like a
-configuration's, uses the current file). Plain picklable values; no hub state.
+from the current model files with their stored GPUs, port and environment (so a model's
+rollback, like a configuration's, uses the current file, and runs from where it ran). A
+llama.cpp model that `switch-backend` associated with an environment (`Request.environments`)
+is generated to run from it. Plain picklable values; no hub state.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +28,17 @@ class Request:
     gpu_count: int
     port: int
     image: str
+    # model -> the environment switch-backend associated it with (hub.store.backends); a
+    # model that has none runs from its definition's backend.
+    environments: tuple[tuple[str, str], ...] = ()
+
+    def environment(self, model: Model) -> str:
+        return dict(self.environments).get(model.name, "")
+
+
+def environments(found: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """The associations as a Request carries them."""
+    return tuple(sorted(found.items()))
 
 
 @dataclass(frozen=True)
@@ -36,6 +49,7 @@ class Stored:
     model: str
     gpus: tuple[int, ...]
     port: int
+    environment: str = ""  # llama.cpp: the environment it was started from ("": its backend)
 
 
 @dataclass(frozen=True)
@@ -55,9 +69,10 @@ def regenerate(models: dict[str, Model], stored: Stored, image: str) -> Configur
     if model is None:
         return None
     where = deploy.Placement(stored.gpus, stored.port)
-    found = estimate.estimate(model, catalog.SIZES, max(1, len(stored.gpus)))
+    runs = deploy.on_environment(model, stored.environment)
+    found = estimate.estimate(runs, catalog.SIZES, max(1, len(stored.gpus)))
     try:
-        return deploy.configuration(model, where, found.vram_gb or 0.0, image)
+        return deploy.configuration(model, where, found.vram_gb or 0.0, image, stored.environment)
     except deploy.DeployError:
         return None
 
@@ -105,10 +120,18 @@ def plan(models_dir: Path, configs_dir: Path, request: Request,
         model = load.find(models, request.name)
     except ModelError as exc:
         raise catalog.NotFound(str(exc)) from None
-    where = deploy.placement(model, request.gpus, request.gpu_count, request.port)
-    found = estimate.estimate(model, catalog.SIZES, max(1, len(where.gpus)))
-    target = deploy.configuration(model, where, found.vram_gb or 0.0, request.image)
     configurations = running_configurations(configs_dir, running, models)
+    return planned(models, model, request, stored, configurations)
+
+
+def planned(models: dict[str, Model], model: Model, request: Request, stored: Sequence[Stored],
+            configurations: dict[str, Configuration]) -> Plan:  # fmt: skip
+    """The plan of `model` (one of `models`) for the request (DeployError: why not)."""
+    environment = request.environment(model)
+    runs = deploy.on_environment(model, environment)  # its backend decides GPUs and layers
+    where = deploy.placement(runs, request.gpus, request.gpu_count, request.port)
+    found = estimate.estimate(runs, catalog.SIZES, max(1, len(where.gpus)))
+    target = deploy.configuration(model, where, found.vram_gb or 0.0, request.image, environment)
     previous = {s.node: c for s in stored if (c := regenerate(models, s, request.image))}
     return Plan(model, where, target, found.vram_gb, found.basis, configurations, previous)
 

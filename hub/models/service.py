@@ -5,7 +5,7 @@ afresh, so an edited file counts at the next call, in a worker of the hub's mode
 (`hub.work`): a hostile file costs a worker at most MODELS_LIMIT_S, never the event loop. A
 file that does not load is one line of the listing; the other models are still listed.
 Switching, stopping, listing what runs and reading a model server's log are
-`hub.models.deployments`.
+`hub.models.deployments`; switching a llama.cpp model's backend is `hub.models.backend`.
 """
 
 from __future__ import annotations
@@ -18,9 +18,11 @@ import grpc
 
 from gpufleet.v1 import models_pb2, models_pb2_grpc
 from hub.models import catalog, convert
+from hub.models.backend import BackendApi
 from hub.models.deployments import DeploymentsApi
 from hub.models.load import ModelError
 from hub.models.running import Cluster, running, where
+from hub.store.backends import BackendStore
 from hub.work import Busy, Overrun, Work, WorkerDied
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -30,7 +32,7 @@ MAX_NAME = 253  # a model's name is a DNS label; an alias no longer than a host 
 MAX_FILENAME = 255
 
 
-class ModelsService(DeploymentsApi, models_pb2_grpc.ModelsServicer):  # type: ignore[misc]
+class ModelsService(BackendApi, DeploymentsApi, models_pb2_grpc.ModelsServicer):  # type: ignore[misc]
     def __init__(self, models_dir: Path, work: Work, cluster: Cluster | None = None) -> None:
         self.models_dir = models_dir
         self.work = work
@@ -55,8 +57,17 @@ class ModelsService(DeploymentsApi, models_pb2_grpc.ModelsServicer):  # type: ig
         self, request: models_pb2.ListModelsRequest, context: Context
     ) -> models_pb2.ListModelsResponse:
         largest, running_on = await self._where()
-        entries, errors = await self._read(context, catalog.listing, self.models_dir, largest)
+        entries, errors = await self._read(context, catalog.listing, self.models_dir, largest,
+                                           await self._associations())  # fmt: skip
         return convert.listing(entries, errors, running_on)
+
+    async def _associations(self) -> dict[str, str]:
+        """model -> the environment switch-backend associated it with."""
+        cluster = self.cluster
+        if cluster is None:
+            return {}
+        found = await cluster.db.call(BackendStore(cluster.db.engine).all)
+        return {model: a.environment for model, a in found.items()}
 
     async def _where(self) -> tuple[int | None, dict[str, list[str]]]:
         """The cluster's largest GPU (MiB), and where each model runs."""
@@ -82,7 +93,9 @@ class ModelsService(DeploymentsApi, models_pb2_grpc.ModelsServicer):  # type: ig
                 f"model name {name[:64]!r} is not one: give a model's name or alias "
                 "(`hubctl models` lists them)",
             )
-        found = await self._read(context, catalog.detail, self.models_dir, name)
+        associated = await self._associations()
+        found = await self._read(context, catalog.detail, self.models_dir, name,
+                                 catalog.DEFAULT_DEPLOYMENT, associated)  # fmt: skip
         return convert.detail(found)
 
     async def ValidateModel(
