@@ -204,11 +204,9 @@ def switch_line(found: dict[str, Any], model: str, backend: str, restart: bool) 
     if found["instant_switch"]:
         if found["operation_id"]:
             return f"instant switch: {model} restarts from {found['environment']} on {where}"
-        if not restart:
-            return (f"instant switch: {model} runs from {found['environment']} from its next "
-                    "start (--no-restart: nothing restarted)")  # fmt: skip
-        return (f"instant switch: {model} runs on no node; its next start runs from "
-                f"{found['environment']}")  # fmt: skip
+        why = "--no-restart: nothing restarted" if not restart else "nothing runs it to restart"
+        return (f"instant switch: {model} will run from {found['environment']} at its next "
+                f"start ({why})")  # fmt: skip
     nodes = building_nodes(found)
     on = f" on {', '.join(nodes)}" if nodes else ""
     why = "; ".join(" ".join(b.split()) for b in found["builds"]) or f"no {backend} environment"

@@ -182,11 +182,11 @@ def test_switch_backend_says_instant_or_what_is_built_first() -> None:
         instant_switch=True, environment="vulkan"))  # fmt: skip
     assert kept["operation_id"] is None
     assert envs_view.switch_line(kept, "chat", "vulkan", False) == (
-        "instant switch: chat runs from vulkan from its next start (--no-restart: nothing "
+        "instant switch: chat will run from vulkan at its next start (--no-restart: nothing "
         "restarted)"
     )
     assert envs_view.switch_line(kept, "chat", "vulkan", True) == (
-        "instant switch: chat runs on no node; its next start runs from vulkan"
+        "instant switch: chat will run from vulkan at its next start (nothing runs it to restart)"
     )
     build = envs_view.switched(models_pb2.SwitchBackendResponse(
         environment="vulkan", operation_id="op-2", nodes=["gpu-a", "gpu-b"],
