@@ -47,7 +47,7 @@ async def regenerated(db: Database, store: Store, registry: SessionRegistry, wor
         return {}
     rows = {node.name: node for node, _ in await db.call(store.list_nodes)}
     stored = [
-        plan.Stored(d.node, d.model, d.gpus, d.port)
+        plan.Stored(d.node, d.model, d.gpus, d.port, d.environment)
         for d in await db.call(DeploymentStore(db.engine).all, nodes)
         if d.node in rows and runs(registry, rows[d.node]) == d.project
     ]
