@@ -4,15 +4,19 @@ anything is sent (one line, exit 2, even with no hub listening), and a real hub'
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from google.protobuf import json_format
 
 from agent.envs.record import EnvRecord
 from agent.envs.store import EnvStore
+from gpufleet.v1 import agent_link_pb2
+from hub.envs.wheels import WheelStore, wheel_from_proto
 from tests.cli.test_bad_input import hubctl, refused
 from tests.cli.test_startup import NEVER, absent, loaded
 from tests.support.envs import BuiltEnv
@@ -155,6 +159,7 @@ def test_an_agents_environments_listed_read_removed_and_shown_down(
 ) -> None:
     cpu = cpu_env.record.name
     fleet = Cluster(tmp_path, None, secure=False)
+    key = seed_wheel_cache(tmp_path / "hub" / "wheels", cpu_env)
     fleet.start_hub()
     try:
         state = agent_state(tmp_path, cpu_env)
@@ -185,10 +190,13 @@ def test_an_agents_environments_listed_read_removed_and_shown_down(
 
         built(fleet, cpu)
 
+        wheel_cache(fleet, key, cpu_env.record.version)
+
         removed = fleet.hubctl("envs", "rm", "vulkan-0.3.36", "--node", "gpu-a")
         assert removed.stdout.startswith("gpu-a: vulkan-0.3.36: "), removed.stdout
         assert not EnvStore(state).directory("vulkan-0.3.36").exists()
-        assert [e["name"] for e in fleet.json("envs")] == [cpu]
+        # (the failed rocm build's record goes with the agent's next report)
+        wait_until(lambda: [e["name"] for e in fleet.json("envs")] == [cpu], 20, "only " + cpu)
 
         agent.terminate()
         fleet.wait_status({"gpu-a": "down"})
@@ -197,6 +205,42 @@ def test_an_agents_environments_listed_read_removed_and_shown_down(
         assert fleet.json("envs")[0]["connected"] is False
     finally:
         fleet.close()
+
+
+def seed_wheel_cache(root: Path, cpu_env: BuiltEnv) -> str:
+    """The hub's wheel cache holding the session's CPU wheel, put there by the hub's own
+    store as an upload would (the wheel of the environment gpu-a reports)."""
+    source = cpu_env.root / "wheels" / cpu_env.record.key
+    wheel = wheel_from_proto(json_format.Parse((source / "meta.json").read_text(),
+                                               agent_link_pb2.WheelMeta()))  # fmt: skip
+    data = (source / wheel.filename).read_bytes()
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for at in range(0, len(data), 1 << 20):
+            yield data[at : at + (1 << 20)]
+
+    store = WheelStore(root)
+    store.prepare()
+    asyncio.run(store.put(wheel, chunks()))
+    return wheel.key
+
+
+def wheel_cache(fleet: Cluster, key: str, version: str) -> None:
+    """The cached wheel listed with the node whose environment came from it, then removed by
+    a key prefix; a second removal is refused."""
+    found = fleet.json("envs", "cache")
+    [wheel] = found["wheels"]
+    assert wheel["key"] == key and wheel["nodes"] == ["gpu-a"], wheel
+    assert wheel["parts"]["backend"] == "cpu" and found["total_bytes"] == wheel["size_bytes"]
+    table = fleet.hubctl("envs", "cache").stdout.splitlines()
+    assert table[0].split() == ["KEY", "BACKEND", "VERSION", "TOOLKIT", "TARGETS", "ARCH", "SIZE",
+                                "BUILT", "ON", "BUILT", "USED", "BY"]  # fmt: skip
+    assert table[1].split()[:6] == [key[:12], "cpu", version, "-", "-", wheel["parts"]["arch"]]
+    assert table[1].split()[-1] == "gpu-a" and table[-1].startswith("1 wheel, "), table
+    removed = fleet.hubctl("envs", "cache", "rm", key[:10].upper())
+    assert removed.stdout.startswith(f"removed wheel {key[:12]} (llama-cpp-python {version} cpu")
+    assert fleet.json("envs", "cache") == {"wheels": [], "total_bytes": 0}
+    refused(fleet.hubctl("envs", "cache", "rm", key[:10], check=False), key[:10])
 
 
 def store_log(state: Path, name: str) -> str:
