@@ -129,7 +129,7 @@ class Builder:
     async def _build(self, spec: BuildSpec, toolchain: preflight.Toolchain,
                      parts: Mapping[str, str], key: str, progress: Progress) -> Built:  # fmt: skip
         name, store = spec.name, self.store
-        store.remove(name)  # a failed or broken one before: start afresh
+        await store.discard(name)  # a failed or broken one before: start afresh
         directory = store.directory(name)
         directory.mkdir(parents=True)
         log_file = store.log_file(name)
@@ -184,7 +184,7 @@ class Builder:
                         self.node, time.time()))  # fmt: skip
                 except WheelError as exc:
                     warnings.append(str(exc))
-            shutil.rmtree(work, ignore_errors=True)
+            await asyncio.to_thread(shutil.rmtree, work, True)  # the compile's tree: big
             phase("verify", "loading a tiny model with every layer offloaded")
             found, log = await verify(Path(python), spec.backend, directory, self.env)
             with open(log_file, "a") as file:  # noqa: ASYNC230 (a local file, once)
@@ -194,7 +194,7 @@ class Builder:
             store.write(record.with_(state=FAILED, message=f"cancelled during {current[0]}"))
             raise
         except BuildFailed as exc:
-            store.clear(name)
+            await asyncio.to_thread(store.clear, name)
             tail = logtail.tail_files([log_file], TAIL_LINES)
             failed = store.write(record.with_(state=FAILED, message=f"{current[0]} failed: {exc}"))
             message = f"{current[0]} failed: {exc}\n" + "\n".join(tail)

@@ -5,6 +5,7 @@ after a failure). Which environment a host process project runs from is resolved
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import shutil
@@ -28,6 +29,7 @@ log = logging.getLogger(__name__)
 RECORD_FILE = "env.json"
 LOG_FILE = "build.log"
 KEEP = (RECORD_FILE, LOG_FILE)  # what a failed build leaves behind
+TRASH = ".removing-"  # an environment being deleted (not a BACKEND-VERSION name: never listed)
 
 
 class EnvError(Exception):
@@ -108,12 +110,22 @@ class EnvStore:
             else:
                 entry.unlink(missing_ok=True)
 
-    def remove(self, name: str) -> None:
-        shutil.rmtree(self.directory(name), ignore_errors=True)
+    async def discard(self, name: str) -> None:
+        """Remove an environment without holding up the event loop: it is renamed away at once
+        (gone from `records`), then deleted in a thread (a venv holds thousands of files: about
+        1.5 s for a CPU one); a rename left behind by a crash goes at the next `recover`."""
+        directory = self.directory(name)
+        if not directory.exists():
+            return
+        trash = self.root / f"{TRASH}{name}-{os.getpid()}-{id(directory):x}"
+        directory.rename(trash)
+        await asyncio.to_thread(shutil.rmtree, trash, True)
 
     def recover(self) -> list[str]:
         """At start-up: a build an earlier agent left in state building has no builder any more
         (this agent holds the state dir's lock): it failed, and its partial venv goes."""
+        for trash in self.root.glob(f"{TRASH}*") if self.root.is_dir() else ():
+            shutil.rmtree(trash, ignore_errors=True)
         found = []
         for record in self.records():
             if record.state == BUILDING and record.name not in self.active:

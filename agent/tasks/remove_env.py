@@ -39,7 +39,7 @@ class RemoveEnv(TaskKind[RemoveSpec, EnvRecord]):
                            f"{'it' if len(users) == 1 else 'them'} first", record)  # fmt: skip
         if check:
             return Outcome(Status.CHANGED, f"would remove {name}", record)
-        ctx.envs.remove(name)
+        await ctx.envs.discard(name)
         return Outcome(Status.CHANGED, f"removed {name}", record)
 
     def fill(self, result: pb.TaskResult, data: EnvRecord) -> None:

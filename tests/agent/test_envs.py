@@ -612,7 +612,7 @@ def test_envs_ride_in_the_hello_and_in_a_heartbeat_when_they_change(tmp_path: Pa
             ("vulkan-0.3.36", "building"),
         ]
         assert not (await link.heartbeat(3)).HasField("envs")
-        store.remove("vulkan-0.3.36")
+        await store.discard("vulkan-0.3.36")
         assert [e.name for e in (await link.heartbeat(4)).envs.envs] == ["cpu-0.3.36"]
 
     asyncio.run(scenario())
@@ -664,3 +664,24 @@ def run_long(ctx: TaskContext, request: pb.TaskRequest, within: float = 300) -> 
         return await asyncio.wait_for(done, within)
 
     return asyncio.run(scenario())
+
+
+def test_a_discarded_environment_is_gone_at_once_and_a_crash_leftover_at_the_next_start(
+    tmp_path: Path,
+) -> None:
+    """Removing a venv of thousands of files takes seconds: it is renamed away (no longer
+    listed, its name free for a new build) and deleted off the event loop; a rename a crash
+    left behind is deleted by the next agent's recover()."""
+    store = EnvStore(tmp_path)
+    store.write(record("cpu-0.3.36", READY))
+    (store.directory("cpu-0.3.36") / "lib").mkdir()
+    (store.directory("cpu-0.3.36") / "lib" / "x.py").write_text("x")
+    asyncio.run(store.discard("cpu-0.3.36"))
+    asyncio.run(store.discard("cpu-0.3.36"))  # none: nothing to do
+    assert store.records() == [] and list(store.root.iterdir()) == []
+    leftover = store.root / ".removing-cpu-0.3.36-1-2"
+    (leftover / "lib").mkdir(parents=True)
+    store.write(record("vulkan-0.3.36", READY))
+    assert [r.name for r in store.records()] == ["vulkan-0.3.36"]  # never listed
+    store.recover()
+    assert sorted(p.name for p in store.root.iterdir()) == ["vulkan-0.3.36"]
