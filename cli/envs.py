@@ -101,8 +101,7 @@ def connect(ctx: typer.Context) -> tuple[HubClient, Any]:
     from gpufleet.v1 import envs_pb2_grpc
 
     hub = client.connect(ctx)
-    # untyped until pyproject.toml lists gpufleet.v1.envs_pb2_grpc with the other stubs
-    return hub, envs_pb2_grpc.EnvsStub(hub.channel)  # type: ignore[no-untyped-call]
+    return hub, envs_pb2_grpc.EnvsStub(hub.channel)
 
 
 @app.callback(invoke_without_command=True)

@@ -30,6 +30,8 @@ def info(message: models_pb2.ModelInfo) -> dict[str, Any]:
         "file": message.file,
         "gpus_needed": message.gpus_needed if message.HasField("gpus_needed") else None,
         "running_on": list(message.running_on),
+        "environment": message.environment or None,
+        "backend_switched": message.backend_switched,
     }
 
 
@@ -125,6 +127,14 @@ def show(found: dict[str, Any]) -> str:
         f"  source:       {model['source']}",
         f"  served as:    {model['served_model_name']}",
         f"  context:      {context(model)}",
+        *(
+            [
+                f"  environment:  {model['environment']}"
+                f"{' (switch-backend)' if model['backend_switched'] else ''}"
+            ]
+            if model["environment"]
+            else []
+        ),
         f"  VRAM:         {estimate}",
         f"  file:         {model['file']}",
         f"  digest:       {model['digest'][:12]}",

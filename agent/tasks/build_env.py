@@ -41,8 +41,8 @@ class BuildEnv(TaskKind[BuildSpec, EnvRecord]):
         if ctx.builder is None:
             return Outcome(Status.FAILED, "this agent builds no llama-cpp-python environments")
         built = await ctx.builder.build(spec, ctx.progress, check)
-        if not built.ok:
-            return Outcome(Status.FAILED, built.message, built.record)
+        if not built.ok:  # the environment as the node has it (none after a failed preflight)
+            return Outcome(Status.FAILED, built.message, ctx.envs.read(spec.name))
         return Outcome(Status.CHANGED if built.changed else Status.OK, built.message, built.record)
 
     def fill(self, result: pb.TaskResult, data: EnvRecord) -> None:

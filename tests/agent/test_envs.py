@@ -507,7 +507,7 @@ def test_a_failed_preflight_is_one_line_and_leaves_nothing(tmp_path: Path) -> No
         "compiler) on PATH: install Debian's package glslc"
     )
     assert "\n" not in result.message
-    assert result.env.name == "vulkan-0.3.36" and result.env.state == "failed"
+    assert not result.HasField("env")  # the node has no such environment: none is reported
     assert not (state / "envs").exists() or list((state / "envs").iterdir()) == []
 
 

@@ -48,6 +48,13 @@ def llama(request: pytest.FixtureRequest) -> list[str]:
     return []
 
 
+def cpu_wheel(request: pytest.FixtureRequest) -> list[str]:
+    """The session's real CPU environment build (tests/conftest.py `cpu_env`): its wheel
+    seeds the hub's cache, so the smallest run compiles nothing."""
+    llama(request)
+    return ["--wheels", str(request.getfixturevalue("cpu_env").root / "wheels")]
+
+
 def real_podman(request: pytest.FixtureRequest) -> list[str]:
     """Podman runs containers here and the busybox test image is built."""
     try:
@@ -100,6 +107,16 @@ SMOKES: dict[str, Smoke] = {
         (rf"join \(in-process\) +median {NUM} ms, p99 {NUM} ms",
          rf"all ready after +{NUM} s .*", rf"hub RSS idle / connected +{NUM} / {NUM} MiB .*",
          rf"hub CPU +{NUM} % of one core .*"),
+    ),
+    "envs": Smoke(
+        ("--backends", "cpu", "--switches", "1"),
+        (rf"cpu +node a \(installed from --wheels *\) +{NUM} s .*",
+         rf"cpu +node b \(from the cluster cache\) +{NUM} s .*",
+         rf"switch-backend cpu <-> cpu-\S+: 2 instant switches, median {NUM} s .*",
+         rf"model load by hand .* median {NUM} s",
+         rf"switch excluding the model's load +{NUM} s .*"),
+        prepare=cpu_wheel,
+        timeout=300,
     ),
     "hub_agents": Smoke(
         ("--agents", "5", "--heartbeat", "0.5", "--window", "1", "--channels", "2"),
