@@ -26,12 +26,13 @@ from cli.output import (
 )
 from cli.output import selector as checked_selector
 from cli.switch import AllOption, targets
+from gpufleet import envnames
 
 if TYPE_CHECKING:
     from cli.client import HubClient
 
-BACKENDS = ("cuda", "vulkan", "rocm", "cpu")
-VERSION = re.compile(r"[0-9][0-9A-Za-z.+]{0,31}")  # as gpufleet.process.ENVIRONMENT's
+BACKENDS = envnames.BACKENDS  # the rules agents and the hub follow (gpufleet.envnames)
+VERSION = envnames.VERSION
 TARGET = re.compile(r"[0-9]{2,3}[a-z]?|gfx[0-9a-f]{3,5}")  # CUDA "86", "90a"; AMD "gfx1100"
 KEY_PREFIX = re.compile(r"[0-9a-f]{8,64}")
 MAX_LINES = 10_000
@@ -73,8 +74,7 @@ def version_of(text: str) -> str:
 def env_name(text: str) -> str:
     """An environment name or a backend: 'vulkan-0.3.36' or 'vulkan'."""
     value = text.strip()
-    backend, dash, version = value.partition("-")
-    if backend not in BACKENDS or (dash and not VERSION.fullmatch(version)):
+    if not envnames.is_environment(value):
         raise CliError(
             f"{text[:40]!r} is not an environment: a backend ({', '.join(BACKENDS)}) or "
             "BACKEND-VERSION such as vulkan-0.3.36 (hubctl envs lists them)",

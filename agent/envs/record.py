@@ -3,46 +3,21 @@
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
-from gpufleet.process import ENVIRONMENTS
+# The one rule for names, shared with the hub and hubctl (re-exported for the agent's modules).
+from gpufleet.envnames import BACKENDS as BACKENDS
+from gpufleet.envnames import DEFAULT_VERSION as DEFAULT_VERSION
+from gpufleet.envnames import check_backend as check_backend
+from gpufleet.envnames import check_version as check_version
+from gpufleet.envnames import env_name as env_name
+from gpufleet.envnames import split_name as split_name
 
-# The llama-cpp-python version this agent builds when the hub names none.
-DEFAULT_VERSION = "0.3.36"
-BACKENDS = ENVIRONMENTS  # cuda, vulkan, rocm, cpu
 BUILDING, READY, FAILED, BROKEN = "building", "ready", "failed", "broken"
 STATES = (BUILDING, READY, FAILED, BROKEN)
 COMPILED, CACHE = "compiled", "cache"
-_VERSION = re.compile(r"^[0-9][0-9A-Za-z.+!-]{0,40}$")
-
-
-def env_name(backend: str, version: str) -> str:
-    return f"{backend}-{version}"
-
-
-def check_backend(backend: str) -> str:
-    if backend not in BACKENDS:
-        raise ValueError(f"backend {backend[:32]!r} is not one of {', '.join(BACKENDS)}")
-    return backend
-
-
-def check_version(version: str) -> str:
-    if not _VERSION.match(version):
-        raise ValueError(f"llama-cpp-python version {version[:48]!r} is not a version, e.g. "
-                         f"{DEFAULT_VERSION}")  # fmt: skip
-    return version
-
-
-def split_name(name: str) -> tuple[str, str]:
-    """ "vulkan-0.3.36" -> ("vulkan", "0.3.36"); ValueError for anything else."""
-    backend, sep, version = name.partition("-")
-    if not sep:
-        raise ValueError(f"environment {name[:64]!r} is not BACKEND-VERSION, e.g. "
-                         f"vulkan-{DEFAULT_VERSION}")  # fmt: skip
-    return check_backend(backend), check_version(version)
 
 
 @dataclass(frozen=True)

@@ -6,17 +6,15 @@ and why it is refused, and the listings' messages.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping, Sequence
 
+from gpufleet import envnames
 from gpufleet.envkey import version_order
 from gpufleet.v1 import envs_pb2
 from hub.envs.view import BACKENDS, EnvView, NodeEnvs, env_to_proto
 from hub.store.deployments import Deployed
 
-DEFAULT_VERSION = "0.3.36"  # what the agents build when no version is named (for examples)
-# The agent's rules (agent/envs/record.py, agent/tasks/build_env.py).
-_VERSION = re.compile(r"^[0-9][0-9A-Za-z.+!-]{0,40}$")
+DEFAULT_VERSION = envnames.DEFAULT_VERSION  # the agents' when none is named (for examples)
 MAX_TARGETS = 32
 TARGET_CHARS = 16
 
@@ -26,16 +24,18 @@ class Refusal(ValueError):
 
 
 def check_backend(backend: str) -> str:
-    if backend not in BACKENDS:
-        raise Refusal(f"backend {backend[:32]!r} is not one of {', '.join(BACKENDS)}")
-    return backend
+    """The rules agents and hubctl follow too (gpufleet.envnames); Refusal for a bad one."""
+    try:
+        return envnames.check_backend(backend)
+    except ValueError as exc:
+        raise Refusal(str(exc)) from None
 
 
 def check_version(version: str) -> str:
-    if not _VERSION.match(version):
-        raise Refusal(f"llama-cpp-python version {version[:48]!r} is not a version, e.g. "
-                      f"{DEFAULT_VERSION}")  # fmt: skip
-    return version
+    try:
+        return envnames.check_version(version)
+    except ValueError as exc:
+        raise Refusal(str(exc)) from None
 
 
 def check_targets(targets: Sequence[str]) -> tuple[str, ...]:
@@ -51,8 +51,7 @@ def check_targets(targets: Sequence[str]) -> tuple[str, ...]:
 
 def check_name(name: str) -> str:
     """A backend ("vulkan") or an environment name ("vulkan-0.3.36")."""
-    backend, sep, version = name.partition("-")
-    if backend not in BACKENDS or (sep and not _VERSION.match(version)):
+    if not envnames.is_environment(name):
         raise Refusal(f"{name[:64]!r} is neither a backend ({', '.join(BACKENDS)}) nor an "
                       f"environment name such as vulkan-{DEFAULT_VERSION}")  # fmt: skip
     return name

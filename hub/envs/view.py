@@ -12,13 +12,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from gpufleet import envnames
 from gpufleet.envkey import version_order
 from gpufleet.v1 import agent_link_pb2 as pb
 from hub import limits
 
 MAX_ENVS = 64  # environments one node may report
 STATES = ("building", "ready", "failed", "broken")
-BACKENDS = ("cuda", "vulkan", "rocm", "cpu")
+BACKENDS = envnames.BACKENDS
 READY = "ready"
 
 

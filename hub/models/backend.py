@@ -12,7 +12,6 @@ Back to the definition's own backend without a version, the association is forgo
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,7 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
 
-from gpufleet import process
+from gpufleet import envnames
 from gpufleet.v1 import models_pb2
 from hub.envs.view import EnvBuild
 from hub.models import catalog, convert, deploy, load, plan
@@ -40,9 +39,7 @@ from hub.store.deployments import Deployed
 
 Context = grpc.aio.ServicerContext[Any, Any]
 T = TypeVar("T")
-BACKENDS = process.ENVIRONMENTS  # cuda, vulkan, rocm, cpu
-# A llama-cpp-python version, the agent's rule (agent/envs/record.py check_version).
-VERSION = re.compile(r"^[0-9][0-9A-Za-z.+!-]{0,40}$")
+BACKENDS = envnames.BACKENDS  # cuda, vulkan, rocm, cpu
 FORCE = "switch it anyway with --force"
 CODES = {
     "invalid": grpc.StatusCode.INVALID_ARGUMENT,
@@ -61,15 +58,11 @@ class Refused(ValueError):
 
 def environment_of(backend: str, version: str) -> str:
     """The environment named: the backend, or BACKEND-VERSION (Refused "invalid": why not)."""
-    if backend not in BACKENDS:
-        raise Refused("invalid", f"backend {backend[:32]!r} is not one of {', '.join(BACKENDS)}")
-    if not version:
-        return backend
-    name = f"{backend}-{version}"
-    if not VERSION.match(version) or not process.ENVIRONMENT.match(name):
-        raise Refused("invalid", f"llama-cpp-python version {version[:48]!r} is not a version, "
-                                 "e.g. 0.3.36 (digits, letters, '.' and '+')")  # fmt: skip
-    return name
+    try:
+        envnames.check_backend(backend)
+        return envnames.env_name(backend, envnames.check_version(version)) if version else backend
+    except ValueError as exc:  # the rule agents and hubctl follow too
+        raise Refused("invalid", str(exc)) from None
 
 
 @dataclass(frozen=True)

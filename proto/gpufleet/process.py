@@ -15,11 +15,12 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from gpufleet.envnames import BACKENDS, VERSION
 from gpufleet.health import HealthCheck
 
-ENVIRONMENTS = ("cuda", "vulkan", "rocm", "cpu")
+ENVIRONMENTS = BACKENDS
 # A backend (the agent picks its environment) or one environment, BACKEND-VERSION.
-ENVIRONMENT = re.compile(r"^(cuda|vulkan|rocm|cpu)(-[0-9][0-9A-Za-z.+]{0,31})?$")
+ENVIRONMENT = re.compile(rf"^({'|'.join(BACKENDS)})(-{VERSION.pattern})?$")
 # What a host process runs: the llama-cpp-python server module, nothing else (the agent runs it
 # as root; the hub sends a model's server, never a command).
 MODULE = ("-m", "llama_cpp.server")
