@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
 
 import grpc
@@ -16,7 +16,7 @@ from gpufleet.channel import PROTOCOL_VERSION
 from gpufleet.v1 import agent_link_pb2 as pb
 from gpufleet.v1 import agent_link_pb2_grpc
 from hub import convert
-from hub.envs.view import NodeEnvs, TooManyEnvs, envs_from_proto
+from hub.envs.view import MAX_ENVS, EnvView, NodeEnvs, TooManyEnvs, envs_from_proto
 from hub.sessions import AgentSession, NameInUse, SessionRegistry
 from hub.store import Database, NodeHello, Store
 from hub.trust import auth
@@ -36,6 +36,21 @@ class WrongIdentity(Exception):
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def envs_reported(node: str, infos: Sequence[pb.EnvInfo]) -> tuple[EnvView, ...] | None:
+    """A node's environments report: past MAX_ENVS the first MAX_ENVS (an agent may well have
+    kept that many failed builds); None for a report the hub cannot read. Either is logged and
+    never costs the node its link."""
+    try:
+        try:
+            return envs_from_proto(infos)
+        except TooManyEnvs as exc:
+            log.warning("node %s: %s; keeping the first %d", node, exc, MAX_ENVS)
+            return envs_from_proto(infos[:MAX_ENVS])
+    except ValueError as exc:  # e.g. a built_at out of range
+        log.warning("node %s: environments report ignored: %s", node, exc)
+        return None
 
 
 class AgentLinkService(agent_link_pb2_grpc.AgentLinkServicer):  # type: ignore[misc]
@@ -66,11 +81,10 @@ class AgentLinkService(agent_link_pb2_grpc.AgentLinkServicer):  # type: ignore[m
         hello = await self._hello(request_iterator, context)
         try:
             record = self._authenticated(convert.hello_from_proto(hello, peer))
-            envs = envs_from_proto(hello.envs)
             session = self.registry.open(
                 record.name, record.agent_id, peer, self.monotonic(), utcnow()
             )
-        except (convert.InvalidHello, TooManyEnvs) as exc:
+        except convert.InvalidHello as exc:
             log.warning("refused agent stream from %s: %s", peer, exc)
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
             raise  # unreachable: abort raises
@@ -82,7 +96,9 @@ class AgentLinkService(agent_link_pb2_grpc.AgentLinkServicer):  # type: ignore[m
             log.warning("refused agent %s from %s: %s", hello.node_name, peer, exc)
             await context.abort(grpc.StatusCode.ALREADY_EXISTS, str(exc))
             raise
-        self.envs.report(record.name, envs)
+        envs = envs_reported(record.name, hello.envs)
+        if envs is not None:
+            self.envs.report(record.name, envs)
         session.gpu_states = {gpu.index: gpu.state for gpu in record.gpus}
         session.gpu_uuids = {gpu.index: gpu.uuid for gpu in record.gpus}
         reader = asyncio.create_task(self._read(session, request_iterator))
@@ -169,11 +185,9 @@ class AgentLinkService(agent_link_pb2_grpc.AgentLinkServicer):  # type: ignore[m
         if beat.HasField("projects") and not self._projects(session, beat.projects):
             return
         if beat.HasField("envs"):
-            try:
-                self.envs.report(session.name, envs_from_proto(beat.envs.envs))
-            except TooManyEnvs as exc:
-                session.close(f"heartbeat.envs: {exc}", grpc.StatusCode.INVALID_ARGUMENT)
-                return
+            envs = envs_reported(session.name, beat.envs.envs)
+            if envs is not None:
+                self.envs.report(session.name, envs)
         if beat.HasField("inventory"):
             inventory = convert.inventory_from_proto(beat.inventory)
             gpus = inventory[2]

@@ -306,3 +306,58 @@ def test_heartbeats_queued_while_the_hub_stalled_are_no_flood(tmp_path: Path) ->
             await asyncio.to_thread(thread.join, 10)
 
     run(tmp_path, scenario)
+
+
+def failed_envs(count: int, first: int = 0) -> list[pb.EnvInfo]:
+    return [pb.EnvInfo(name=f"cpu-0.3.{n}", backend="cpu", version=f"0.3.{n}", state="failed")
+            for n in range(first, first + count)]  # fmt: skip
+
+
+def test_too_many_or_unreadable_envs_reports_keep_the_link(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An agent that kept 65 failed builds is not locked out: the first 64 are kept. A report
+    the hub cannot read (a built_at out of any calendar) is ignored, never the node."""
+
+    def warnings(node: str) -> list[str]:
+        return [r.getMessage() for r in caplog.records
+                if r.levelname == "WARNING" and f"node {node}:" in r.getMessage()]  # fmt: skip
+
+    def envs_beat(seq: int, infos: list[pb.EnvInfo]) -> pb.AgentMessage:
+        return pb.AgentMessage(heartbeat=pb.Heartbeat(seq=seq, envs=pb.EnvsReport(envs=infos)))
+
+    async def scenario(server: HubServer) -> None:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            many = agent_link_pb2_grpc.AgentLinkStub(channel).Connect()
+            message = hello("many")
+            message.hello.envs.extend(failed_envs(65))
+            await many.write(message)
+            assert (await asyncio.wait_for(many.read(), 5)).HasField("welcome")
+            kept = [e.name for e in server.envs.of("many")]
+            assert kept == [f"cpu-0.3.{n}" for n in range(64)]
+            assert len(warnings("many")) == 1 and "keeping the first 64" in warnings("many")[0]
+
+            await many.write(envs_beat(1, failed_envs(66, first=100)))
+            await asyncio.sleep(0.5)
+            kept = [e.name for e in server.envs.of("many")]
+            assert kept == [f"cpu-0.3.{n}" for n in range(100, 164)]
+            assert len(warnings("many")) == 2
+
+            bad = failed_envs(1, first=500)
+            bad[0].built_at.seconds = 2**62
+            await many.write(envs_beat(2, bad))
+            await asyncio.sleep(0.5)
+            session = server.registry.get("many")
+            assert session is not None and session.closed is None
+
+            odd = agent_link_pb2_grpc.AgentLinkStub(channel).Connect()
+            message = hello("odd")
+            message.hello.envs.extend(bad)
+            await odd.write(message)
+            assert (await asyncio.wait_for(odd.read(), 5)).HasField("welcome")
+            assert server.registry.get("odd") is not None
+            many.cancel()
+            odd.cancel()
+
+    with caplog.at_level("WARNING", logger="hub.link"):
+        run(tmp_path, scenario)
