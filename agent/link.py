@@ -22,6 +22,7 @@ from agent.envs.record import EnvRecord
 from agent.envs.store import EnvStore
 from agent.health import HealthMonitor, Observed
 from agent.probes import GpuProbe, ProbeResult
+from agent.processes import Processes
 from agent.tasks.context import NoPreflight, Preflight
 from agent.tasks.runner import TaskRunner
 from gpufleet.channel import PROTOCOL_VERSION, SETTINGS
@@ -29,6 +30,8 @@ from gpufleet.gpus import telemetry_to_proto
 from gpufleet.v1 import agent_link_pb2 as pb
 from gpufleet.v1 import agent_link_pb2_grpc
 
+# Each environment with the host process projects that run from it, as last sent.
+EnvsSeen = tuple[tuple[EnvRecord, tuple[str, ...]], ...]
 log = logging.getLogger(__name__)
 
 WELCOME_TIMEOUT_S = 30.0
@@ -86,10 +89,13 @@ class AgentLink:
         monitor: HealthMonitor | None = None,
         preflight: Preflight | None = None,
         envs: EnvStore | None = None,
+        processes: Processes | None = None,
     ) -> None:
-        # The llama-cpp-python environments: in the hello, in a heartbeat when changed.
+        # The llama-cpp-python environments, each with the host processes that run from it
+        # (`processes`): in the hello, in a heartbeat when changed.
         self.envs = envs
-        self._sent_envs: tuple[EnvRecord, ...] | None = None
+        self.processes = processes
+        self._sent_envs: EnvsSeen | None = None
         # Podman problems, sent with the inventory (in the hello; in a heartbeat when changed).
         self.preflight = preflight or NoPreflight()
         # What runs and its health, for hellos and heartbeats; None: podman ps alone.
@@ -212,7 +218,7 @@ class AgentLink:
         envs = self._envs()
         self._sent_envs = envs
         return pb.Hello(
-            envs=[env_to_proto(record) for record in envs or ()],
+            envs=[env_to_proto(record, projects) for record, projects in envs or ()],
             projects=projects or [],
             projects_unknown=projects is None,
             node_name=self.identity.name,
@@ -300,7 +306,7 @@ class AgentLink:
             self._sent_static = (found.static(), problems)
         envs = self._envs()
         if envs is not None and envs != self._sent_envs:
-            beat.envs.CopyFrom(envs_report(list(envs)))
+            beat.envs.CopyFrom(envs_report(envs))
             self._sent_envs = envs
         if self.monitor is not None:
             changed, running = self.monitor.changed()
@@ -311,11 +317,12 @@ class AgentLink:
                 ))  # fmt: skip
         return beat
 
-    def _envs(self) -> tuple[EnvRecord, ...] | None:
+    def _envs(self) -> EnvsSeen | None:
         if self.envs is None:
             return None
         try:
-            return tuple(self.envs.records())
+            used = self.envs.in_use(self.processes) if self.processes is not None else {}
+            return tuple((r, tuple(used.get(r.name, ()))) for r in self.envs.records())
         except OSError as exc:  # an unreadable envs dir must not cost the node its link
             log.warning("cannot list the llama-cpp-python environments: %s", exc)
             return self._sent_envs

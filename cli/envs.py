@@ -72,8 +72,9 @@ def version_of(text: str) -> str:
 
 
 def env_name(text: str) -> str:
-    """An environment name or a backend: 'vulkan-0.3.36' or 'vulkan'."""
-    value = text.strip()
+    """An environment name or a backend: 'vulkan-0.3.36' or 'vulkan' (any case, as --backend)."""
+    backend, dash, version = text.strip().partition("-")
+    value = f"{backend.lower()}{dash}{version}"
     if not envnames.is_environment(value):
         raise CliError(
             f"{text[:40]!r} is not an environment: a backend ({', '.join(BACKENDS)}) or "

@@ -1,5 +1,6 @@
 """Building an environment: preflight, venv, then the key's wheel from the cluster cache or a
-compile (fetch, configure, compile), install, upload (a compiled wheel), verify.
+compile (fetch, configure, compile), install, verify, upload (a compiled wheel that passed the
+verification gate: a broken one never reaches the cluster cache).
 
 Nothing is created before preflight passes. From the venv on, env.json says `building` and
 every subprocess's output goes to build.log. A failure or a cancel ends with the environment
@@ -176,7 +177,11 @@ class Builder:
             phase("install", f"installing {wheel.name}[server]")
             await self._run([*pip, "install", "--no-cache-dir", f"{wheel}[server]"],
                             log_file, env)  # fmt: skip
-            if compiled:
+            phase("verify", "loading a tiny model with every layer offloaded")
+            found, log = await verify(Path(python), spec.backend, directory, self.env)
+            with open(log_file, "a") as file:  # noqa: ASYNC230 (a local file, once)
+                file.write(f"$ verification\n{log}\n")
+            if compiled and found.state == READY:  # a wheel that failed the gate stays here
                 phase("upload", f"uploading {wheel.name} to the cluster cache")
                 try:
                     await self.wheels.upload(wheel, WheelInfo(
@@ -185,10 +190,6 @@ class Builder:
                 except WheelError as exc:
                     warnings.append(str(exc))
             await asyncio.to_thread(shutil.rmtree, work, True)  # the compile's tree: big
-            phase("verify", "loading a tiny model with every layer offloaded")
-            found, log = await verify(Path(python), spec.backend, directory, self.env)
-            with open(log_file, "a") as file:  # noqa: ASYNC230 (a local file, once)
-                file.write(f"$ verification\n{log}\n")
         except asyncio.CancelledError:
             store.clear(name)
             store.write(record.with_(state=FAILED, message=f"cancelled during {current[0]}"))

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from agent.envs.record import EnvRecord, WheelInfo
 from gpufleet.v1 import agent_link_pb2 as pb
 
 
-def env_to_proto(record: EnvRecord) -> pb.EnvInfo:
+def env_to_proto(record: EnvRecord, projects: Sequence[str] = ()) -> pb.EnvInfo:
+    """`projects`: the host process projects that run from it now."""
     found = pb.EnvInfo(
+        projects=list(projects),
         name=record.name,
         backend=record.backend,
         version=record.version,
@@ -25,8 +29,8 @@ def env_to_proto(record: EnvRecord) -> pb.EnvInfo:
     return found
 
 
-def envs_report(records: list[EnvRecord]) -> pb.EnvsReport:
-    return pb.EnvsReport(envs=[env_to_proto(r) for r in records])
+def envs_report(envs: Sequence[tuple[EnvRecord, Sequence[str]]]) -> pb.EnvsReport:
+    return pb.EnvsReport(envs=[env_to_proto(record, projects) for record, projects in envs])
 
 
 def wheel_to_proto(info: WheelInfo) -> pb.WheelMeta:

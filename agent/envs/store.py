@@ -9,6 +9,7 @@ import asyncio
 import logging
 import os
 import shutil
+import uuid
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -117,7 +118,7 @@ class EnvStore:
         directory = self.directory(name)
         if not directory.exists():
             return
-        trash = self.root / f"{TRASH}{name}-{os.getpid()}-{id(directory):x}"
+        trash = self.root / f"{TRASH}{name}-{uuid.uuid4().hex[:12]}"
         directory.rename(trash)
         await asyncio.to_thread(shutil.rmtree, trash, True)
 
@@ -186,14 +187,20 @@ class EnvStore:
 
     def users(self, name: str, processes: Processes) -> list[str]:
         """The running host process projects whose server runs from environment `name`."""
-        prefix = str(self.directory(name)) + os.sep
-        found = []
+        return self.in_use(processes).get(name, [])
+
+    def in_use(self, processes: Processes) -> dict[str, list[str]]:
+        """Environment name -> the running host process projects whose server runs from it
+        (by the interpreter each was started with: STATE_DIR/envs/NAME/bin/python)."""
+        root = str(self.root) + os.sep
+        found: dict[str, list[str]] = {}
         for project in processes.known():
             state = processes.state(project)
             if not state.alive:
                 continue
-            if any(arg.startswith(prefix) for arg in _argv0(state.pid)):
-                found.append(project)
+            for arg in _argv0(state.pid):
+                if arg.startswith(root):
+                    found.setdefault(arg[len(root) :].partition(os.sep)[0], []).append(project)
         return found
 
 

@@ -1,5 +1,5 @@
 """build_env: create the llama-cpp-python environment of a backend (agent/envs/build.py):
-preflight, venv, the wheel from the cluster cache or a compile, install, upload, verify, with
+preflight, venv, the wheel from the cluster cache or a compile, install, verify, upload, with
 progress. Ok (nothing done) when a ready environment of that name exists. A cancel kills the
 build's process group and leaves the environment failed, its partial venv removed."""
 

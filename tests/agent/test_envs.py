@@ -542,8 +542,15 @@ def test_a_model_starts_from_the_ready_environment_which_then_cannot_be_removed(
         assert refused.status == types_pb2.TASK_STATUS_FAILED
         assert refused.message == "cpu-0.3.36 is in use by model-tiny: stop it first"
         assert directory.is_dir()
+        # The hub learns the same from the agent's report: the projects running from it.
+        link = AgentLink("unused:1", Identity("gpu-a", "id"), NoProbe(), envs=store,
+                         processes=ctx.processes)  # fmt: skip
+        [reported] = asyncio.run(link.hello()).envs
+        assert (reported.name, list(reported.projects)) == ("cpu-0.3.36", ["model-tiny"])
     finally:
         asyncio.run(ctx.processes.stop("model-tiny"))
+    beat = asyncio.run(link.heartbeat(1))
+    assert [list(e.projects) for e in beat.envs.envs] == [[]]  # stopped: a changed report
     removed = run_task(
         ctx, pb.TaskRequest(task_id="r2", remove_env=pb.RemoveEnv(name="cpu-0.3.36"))
     )

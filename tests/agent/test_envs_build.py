@@ -45,7 +45,7 @@ def test_the_cpu_environment_is_compiled_verified_and_uploaded(cpu_env: BuiltEnv
     if run.built.changed:  # built in this session (not reused from $GPUFLEET_TEST_ENVS)
         phases = run.phases()
         assert phases == ["preflight", "venv", "cache", "fetch", "configure", "compile",
-                          "install", "upload", "verify"], phases  # fmt: skip
+                          "install", "verify", "upload"], phases  # fmt: skip
         steps = [flags.ninja_step(m.replace("compile ", "[").replace(" (", "] (", 1))
                  for p, m, _ in run.events if p == "compile"]  # fmt: skip
         assert steps and all(s is not None for s in steps)

@@ -178,7 +178,7 @@ class EnvsReport(_message.Message):
     def __init__(self, envs: _Optional[_Iterable[_Union[EnvInfo, _Mapping]]] = ...) -> None: ...
 
 class EnvInfo(_message.Message):
-    __slots__ = ("name", "backend", "version", "state", "message", "gpu_offload", "devices", "size_bytes", "built_at", "origin", "key", "system_info")
+    __slots__ = ("name", "backend", "version", "state", "message", "gpu_offload", "devices", "size_bytes", "built_at", "origin", "key", "system_info", "projects")
     NAME_FIELD_NUMBER: _ClassVar[int]
     BACKEND_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -191,6 +191,7 @@ class EnvInfo(_message.Message):
     ORIGIN_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
     SYSTEM_INFO_FIELD_NUMBER: _ClassVar[int]
+    PROJECTS_FIELD_NUMBER: _ClassVar[int]
     name: str
     backend: str
     version: str
@@ -203,7 +204,8 @@ class EnvInfo(_message.Message):
     origin: str
     key: str
     system_info: str
-    def __init__(self, name: _Optional[str] = ..., backend: _Optional[str] = ..., version: _Optional[str] = ..., state: _Optional[str] = ..., message: _Optional[str] = ..., gpu_offload: _Optional[bool] = ..., devices: _Optional[_Iterable[str]] = ..., size_bytes: _Optional[int] = ..., built_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., origin: _Optional[str] = ..., key: _Optional[str] = ..., system_info: _Optional[str] = ...) -> None: ...
+    projects: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., backend: _Optional[str] = ..., version: _Optional[str] = ..., state: _Optional[str] = ..., message: _Optional[str] = ..., gpu_offload: _Optional[bool] = ..., devices: _Optional[_Iterable[str]] = ..., size_bytes: _Optional[int] = ..., built_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., origin: _Optional[str] = ..., key: _Optional[str] = ..., system_info: _Optional[str] = ..., projects: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Goodbye(_message.Message):
     __slots__ = ("reason",)
