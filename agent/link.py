@@ -7,7 +7,7 @@ import contextlib
 import logging
 import platform
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 
@@ -90,7 +90,10 @@ class AgentLink:
         preflight: Preflight | None = None,
         envs: EnvStore | None = None,
         processes: Processes | None = None,
+        llama_env_backends: Sequence[str] = (),
     ) -> None:
+        # Backends given with --llama-env: told in the hello (they need no build).
+        self.llama_env_backends = tuple(llama_env_backends)
         # The llama-cpp-python environments, each with the host processes that run from it
         # (`processes`): in the hello, in a heartbeat when changed.
         self.envs = envs
@@ -219,6 +222,7 @@ class AgentLink:
         self._sent_envs = envs
         return pb.Hello(
             envs=[env_to_proto(record, projects) for record, projects in envs or ()],
+            llama_env_backends=list(self.llama_env_backends),
             projects=projects or [],
             projects_unknown=projects is None,
             node_name=self.identity.name,

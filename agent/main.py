@@ -305,7 +305,8 @@ def main(argv: list[str] | None = None) -> None:
                                  llama_envs, envs, builder, identity.name)  # fmt: skip
     link = AgentLink(args.hub, identity, gpus, channel=channel, monitor=monitor,
                      tasks=TaskRunner(task_kinds(), context), preflight=checks,
-                     envs=envs, processes=processes)  # fmt: skip
+                     envs=envs, processes=processes,
+                     llama_env_backends=sorted(llama_envs))  # fmt: skip
     try:
         asyncio.run(serve(link, None if args.insecure else tls))
     finally:

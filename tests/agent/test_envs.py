@@ -692,3 +692,10 @@ def test_a_discarded_environment_is_gone_at_once_and_a_crash_leftover_at_the_nex
     assert [r.name for r in store.records()] == ["vulkan-0.3.36"]  # never listed
     store.recover()
     assert sorted(p.name for p in store.root.iterdir()) == ["vulkan-0.3.36"]
+
+
+def test_the_hello_names_the_backends_given_with_llama_env(tmp_path: Path) -> None:
+    link = AgentLink("unused:1", Identity("gpu-a", "id"), NoProbe(), envs=EnvStore(tmp_path),
+                     llama_env_backends=["cpu", "cuda"])  # fmt: skip
+    hello = asyncio.run(link.hello())
+    assert list(hello.llama_env_backends) == ["cpu", "cuda"] and list(hello.envs) == []
