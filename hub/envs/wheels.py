@@ -16,17 +16,18 @@ loop. WheelMeta <-> Wheel is converted here and nowhere else.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import hashlib
 import logging
 import os
 import shutil
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, ParamSpec, TypeVar
 
 from google.protobuf import json_format
 
@@ -35,6 +36,8 @@ from gpufleet.v1 import agent_link_pb2 as pb
 from hub import limits
 
 log = logging.getLogger(__name__)
+P = ParamSpec("P")
+T = TypeVar("T")
 
 META = "meta.json"
 UPLOAD_PREFIX, REMOVE_PREFIX = ".upload-", ".remove-"
@@ -101,7 +104,11 @@ def wheel_from_proto(meta: pb.WheelMeta) -> Wheel:
     if envkey.key(parts) != meta.key:
         raise WheelError("invalid", f"key {meta.key[:12]} is not the sha256 of its parts "
                          f"({envkey.describe(parts)})")  # fmt: skip
-    built_at = meta.built_at.ToDatetime(tzinfo=UTC) if meta.HasField("built_at") else None
+    try:
+        built_at = meta.built_at.ToDatetime(tzinfo=UTC) if meta.HasField("built_at") else None
+    except ValueError:  # seconds past year 9999 or before year 1
+        raise WheelError("invalid", f"built_at {meta.built_at.seconds} is not a valid time "
+                         "(seconds since 1970)") from None  # fmt: skip
     return Wheel(meta.key, check_filename(meta.filename), meta.size, meta.sha256, parts,
                  built_on, built_at)  # fmt: skip
 
@@ -127,12 +134,16 @@ def _create(path: Path) -> BinaryIO:
     return open(path, "wb")
 
 
-def _write_chunk(file: BinaryIO, hashed: Callable[[bytes], None], data: bytes) -> None:
-    hashed(data)
+Write = Callable[[BinaryIO, bytes], object]
+
+
+def _write(file: BinaryIO, data: bytes) -> None:
     file.write(data)
 
 
-async def _receive(file: BinaryIO, wheel: Wheel, chunks: AsyncIterator[bytes]) -> None:
+async def _receive(
+    wheel: Wheel, chunks: AsyncIterator[bytes], write: Callable[[bytes], Awaitable[object]]
+) -> None:
     """Write the chunks, hashing them; WheelError (mismatch) unless size and sha256 agree with
     the meta (a sender that goes past the size is stopped there)."""
     digest, size = hashlib.sha256(), 0
@@ -141,7 +152,8 @@ async def _receive(file: BinaryIO, wheel: Wheel, chunks: AsyncIterator[bytes]) -
         if size > wheel.size:
             raise WheelError("mismatch", f"{wheel.filename}: more than the {wheel.size} bytes "
                              "its meta says: upload it again")  # fmt: skip
-        await asyncio.to_thread(_write_chunk, file, digest.update, data)
+        digest.update(data)
+        await write(data)
     found = digest.hexdigest()
     if size != wheel.size or found != wheel.sha256:
         raise WheelError("mismatch", f"{wheel.filename}: {size} bytes with sha256 {found[:12]}, "
@@ -162,7 +174,8 @@ def _finish(file: BinaryIO, directory: Path, meta: str) -> None:
 
 class WheelStore:
     """The wheels under `root`. `max_bytes` caps one wheel; an upload must leave
-    `margin_bytes` free (besides what uploads in progress will take)."""
+    `margin_bytes` free (besides what uploads in progress will take). `free` and `write` are
+    the disk (free bytes under a path; writing one chunk to a wheel's file)."""
 
     def __init__(
         self,
@@ -170,11 +183,13 @@ class WheelStore:
         max_bytes: int = MAX_BYTES,
         margin_bytes: int = MARGIN_BYTES,
         free: Callable[[Path], int] = lambda path: shutil.disk_usage(path).free,
+        write: Write = _write,
     ) -> None:
         self.root = root
         self.max_bytes = max_bytes
         self.margin_bytes = margin_bytes
         self._free = free
+        self._write = write
         self._reserved: dict[str, int] = {}  # upload id -> bytes it will write
 
     def prepare(self) -> int:
@@ -258,26 +273,51 @@ class WheelStore:
 
     async def put(self, wheel: Wheel, chunks: AsyncIterator[bytes]) -> Wheel:
         """Store the wheel streamed by `chunks`, checked against its meta; WheelError when it
-        is refused (held already, too large, no space, size or sha256 not matching)."""
+        is refused (held already, too large, no space, size or sha256 not matching, the disk
+        failing: nothing is left behind then)."""
         self._admit(wheel)
         upload = uuid.uuid4().hex[:8]
         directory = self.root / f"{UPLOAD_PREFIX}{wheel.key[:16]}-{upload}"
         self._reserved[upload] = wheel.size
         try:
-            await asyncio.to_thread(directory.mkdir)
-            file = await asyncio.to_thread(_create, directory / wheel.filename)
+            await self._disk(wheel, directory.mkdir)
+            file = await self._disk(wheel, _create, directory / wheel.filename)
             try:
-                await _receive(file, wheel, chunks)
+                await _receive(
+                    wheel, chunks, lambda data: self._disk(wheel, self._write, file, data)
+                )
                 meta = json_format.MessageToJson(wheel_to_proto(wheel))
-                await asyncio.to_thread(_finish, file, directory, meta)
+                await self._disk(wheel, _finish, file, directory, meta)
             finally:
-                file.close()
-            await asyncio.to_thread(self._place, directory, wheel)
+                with contextlib.suppress(OSError):  # closed by _finish, or refused already
+                    file.close()
+            await self._disk(wheel, self._place, directory, wheel)
             return wheel
         finally:
             self._reserved.pop(upload, None)
             if directory.exists():
                 await asyncio.to_thread(shutil.rmtree, directory, True)
+
+    async def _disk(
+        self, wheel: Wheel, call: Callable[P, T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """One file operation of an upload, in a worker thread; the disk filling up or
+        failing under it (ENOSPC, EDQUOT, EIO) is a one-line WheelError."""
+        try:
+            return await asyncio.to_thread(call, *args, **kwargs)
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            log.warning("wheel cache: storing %s failed: %s", wheel.filename, exc)
+            raise self._failed(wheel, exc.errno, reason) from None
+
+    def _failed(self, wheel: Wheel, code: int | None, reason: str) -> WheelError:
+        if code in (errno.ENOSPC, errno.EDQUOT):
+            return WheelError("space", f"no space left for {wheel.filename} in the hub's state "
+                              f"dir ({self.root}: {reason}): free space on the hub ({FIX}); "
+                              "the next build uploads it again")  # fmt: skip
+        return WheelError("damaged", f"the hub could not store {wheel.filename} in {self.root} "
+                          f"({reason}): check the hub's disk; the next build uploads it "
+                          "again")  # fmt: skip
 
     def _place(self, directory: Path, wheel: Wheel) -> None:
         try:

@@ -6,11 +6,13 @@ directories are interchangeable with the agent tests' server (tests/agent/wheel_
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import BinaryIO
 
 import grpc
 import pytest
@@ -115,6 +117,8 @@ def test_bad_uploads_are_refused_and_leave_nothing(tmp_path: Path) -> None:
     path, info = wheel_file(tmp_path / "built", 300_000)
     data = path.read_bytes()
     other = parts(backend="vulkan")
+    timeless = meta(info)
+    timeless.built_at.seconds = 2**62  # past year 9999
 
     async def scenario(server: HubServer, target: str) -> None:
         cases = {
@@ -141,6 +145,8 @@ def test_bad_uploads_are_refused_and_leave_nothing(tmp_path: Path) -> None:
                            pb.WheelChunk(meta=meta(info), data=data[10:])],
                           grpc.StatusCode.INVALID_ARGUMENT),
             "nothing": ([], grpc.StatusCode.INVALID_ARGUMENT),
+            "built_at": ([pb.WheelChunk(meta=timeless, data=data)],
+                         grpc.StatusCode.INVALID_ARGUMENT),
         }  # fmt: skip
         for name, (chunks, expected) in cases.items():
             assert await upload(target, chunks) == expected, name
@@ -227,6 +233,48 @@ def test_the_size_cap_free_space_and_a_broken_stream_leave_nothing(tmp_path: Pat
             await store.put(wheel, broken())
         for root in ("capped", "full", "broken"):
             assert held(tmp_path / root) == [], root
+
+    asyncio.run(main())
+
+
+def test_a_disk_that_fills_up_or_fails_under_an_upload_leaves_nothing(tmp_path: Path) -> None:
+    """The write of a chunk fails (the disk: ENOSPC, EDQUOT, EIO): a one-line refusal naming
+    the fix, no traceback, nothing left in the cache's directory."""
+    path, info = wheel_file(tmp_path / "built", 100_000)
+    data = path.read_bytes()
+    wheel = wheel_from_proto(meta(info))
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield data[:60_000]
+        yield data[60_000:]
+
+    def failing(code: int) -> Callable[[BinaryIO, bytes], None]:
+        written: list[int] = []
+
+        def write(file: BinaryIO, chunk: bytes) -> None:
+            if written:  # the second chunk: the first went to the file
+                raise OSError(code, os.strerror(code))
+            written.append(file.write(chunk))
+
+        return write
+
+    async def main() -> None:
+        for code, kind, fix in ((errno.ENOSPC, "space", "free space on the hub"),
+                                (errno.EDQUOT, "space", "free space on the hub"),
+                                (errno.EIO, "damaged", "check the hub's disk")):  # fmt: skip
+            root = tmp_path / errno.errorcode[code]
+            store = WheelStore(root, write=failing(code))
+            with pytest.raises(WheelError) as refused:
+                await store.put(wheel, chunks())
+            message = str(refused.value)
+            assert refused.value.kind == kind and fix in message, message
+            assert str(root) in message and os.strerror(code) in message and "\n" not in message
+            assert held(root) == [] and store.list() == []
+            assert store._reserved == {}  # the space it would have taken is free again
+        # The disk is fine again: the same store takes the wheel.
+        store = WheelStore(tmp_path / "ENOSPC")
+        assert await store.put(wheel, chunks()) == wheel
+        assert store.path(wheel).read_bytes() == data
 
     asyncio.run(main())
 
