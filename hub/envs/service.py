@@ -1,6 +1,7 @@
 """The Envs gRPC service (issue 15): each node's llama-cpp-python environments with the models
 running from them, building one (an `env-build` operation, hub/envs/kind.py), its build log,
-removing one (refused while a model runs from it), and the cluster's wheel cache.
+removing one (refused while a model runs from it or an operation holds its node), and the
+cluster's wheel cache.
 
 What nodes reported comes from NodeEnvs (hub/envs/view.py); which model runs from which
 environment from the deployment records (a node's record counts while it runs its project);
@@ -128,6 +129,9 @@ class EnvsService(envs_pb2_grpc.EnvsServicer):  # type: ignore[misc]
         except Refusal as exc:
             await refuse(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         nodes, _ = await self._targets(request.targets, context)
+        if not nodes and (request.targets.all or request.targets.selector):
+            await refuse(context, grpc.StatusCode.FAILED_PRECONDITION,
+                         f"no nodes match: {KNOWN}")  # fmt: skip
         if not nodes:
             await refuse(context, grpc.StatusCode.INVALID_ARGUMENT,
                          f"name the nodes to remove {name} from: --node NODE, -l SELECTOR or "
@@ -142,6 +146,16 @@ class EnvsService(envs_pb2_grpc.EnvsServicer):  # type: ignore[misc]
         lines = listing.in_use(plan, await self._used(await self._nodes()))
         if lines:
             await refuse(context, grpc.StatusCode.FAILED_PRECONDITION, "\n".join(lines))
+        # Checked last, with no await before the removals start: an operation (a backend
+        # switch, a build) may be about to run a model from the environment, or build it.
+        held = [(node, self.manager.busy[node]) for node in nodes if node in self.manager.busy]
+        if held:
+            node, operation = held[0]
+            live = self.manager.running.get(operation)
+            kind = f" ({live.record.kind})" if live is not None else ""
+            await refuse(context, grpc.StatusCode.FAILED_PRECONDITION,
+                         f"node {node} is in operation {operation}{kind}: wait for it (hubctl "
+                         f"ops watch {operation}) and try again")  # fmt: skip
         done = await asyncio.gather(*(self._remove(node, name, plan[node]) for node in nodes))
         return envs_pb2.RemoveEnvResponse(removed=[r for found in done for r in found])
 

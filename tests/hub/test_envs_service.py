@@ -120,6 +120,78 @@ def test_good_requests_pass() -> None:
     assert listing.check_name("cuda") == "cuda" and listing.check_name("cpu-0.3.36") == "cpu-0.3.36"
 
 
+# -- over gRPC, an operation holding the node ------------------------------------------------
+
+
+def test_removal_is_refused_while_an_operation_holds_the_node(tmp_path: Path) -> None:
+    """A build holds node a (its agent, a bare stream here, never answers the task):
+    removing an environment there is refused with the operation's id, and the agent is asked
+    nothing. `--all` on a hub that knows no node: "no nodes match"."""
+    from gpufleet.channel import PROTOCOL_VERSION
+    from hub.server import HubConfig, HubServer
+
+    async def scenario() -> None:
+        server = HubServer(HubConfig("127.0.0.1:0", tmp_path / "hub", heartbeat_interval=0.5,
+                                     insecure=True))  # fmt: skip
+        await server.start()
+        channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
+        received: list[pb.HubMessage] = []
+        stub = envs_pb2_grpc.EnvsStub(channel)  # type: ignore[no-untyped-call]
+        agent: list[asyncio.Task[None]] = []
+        try:
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await stub.RemoveEnv(envs_pb2.RemoveEnvRequest(
+                    name="cpu", targets=hub_pb2.Targets(all=True)), timeout=10)  # fmt: skip
+            assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+            assert (caught.value.details() or "").startswith("no nodes match:")
+
+            call = agent_link_pb2_grpc.AgentLinkStub(channel).Connect()
+            hello = pb.Hello(node_name="a", agent_id="id-a",
+                             versions=pb.Versions(protocol=PROTOCOL_VERSION),
+                             envs=[pb.EnvInfo(name="cpu-0.3.36", backend="cpu", version="0.3.36",
+                                              state="ready")])  # fmt: skip
+            await call.write(pb.AgentMessage(hello=hello))
+            assert (await asyncio.wait_for(call.read(), 10)).HasField("welcome")
+
+            async def heartbeats() -> None:
+                for seq in range(1, 1000):
+                    await call.write(pb.AgentMessage(heartbeat=pb.Heartbeat(seq=seq)))
+                    await asyncio.sleep(0.4)
+
+            async def tasks() -> None:  # received, never answered
+                while isinstance(message := await call.read(), pb.HubMessage):
+                    received.append(message)
+
+            agent = [asyncio.create_task(heartbeats()), asyncio.create_task(tasks())]
+            build = envs_pb2.BuildEnvRequest(backend="cpu", version="0.3.99",
+                                             targets=hub_pb2.Targets(nodes=["a"]))  # fmt: skip
+            ref = await stub.BuildEnv(build, timeout=10)
+            for _ in range(50):
+                if received:
+                    break
+                await asyncio.sleep(0.1)
+            asked = len(received)
+            assert asked and server.manager.busy.get("a") == ref.id
+            for targets in (hub_pb2.Targets(nodes=["a"]), hub_pb2.Targets(all=True)):
+                with pytest.raises(grpc.aio.AioRpcError) as caught:
+                    await stub.RemoveEnv(envs_pb2.RemoveEnvRequest(name="cpu", targets=targets),
+                                         timeout=10)  # fmt: skip
+                assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+                assert caught.value.details() == (
+                    f"node a is in operation {ref.id} (env-build): wait for it (hubctl ops watch "
+                    f"{ref.id}) and try again")  # fmt: skip
+            await asyncio.sleep(1.0)
+            assert len(received) == asked  # no removal was sent to the agent
+            assert [e.name for e in server.envs.of("a")] == ["cpu-0.3.36"]
+        finally:
+            for task in agent:
+                task.cancel()
+            await channel.close(None)
+            await server.stop(grace=1)
+
+    asyncio.run(scenario())
+
+
 # -- over gRPC, with a real agent -------------------------------------------------------------
 
 
