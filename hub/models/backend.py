@@ -3,7 +3,8 @@
 A llama.cpp model is associated with an environment, its backend (`vulkan`) or one version of
 it (`vulkan-0.3.36`): every later start of the model runs its process from there
 (`hub.models.plan`, `hub.models.deploy.on_environment`). The nodes: those named (each known and
-connected), else every node that runs the model. A node that has no ready environment of the
+connected), else every connected node that runs the model (one that is down is left out: it
+picks the association up when it next starts the model). A node that has no ready environment of the
 kind builds it first (`instant_switch` false); a node that runs the model restarts it from the
 new environment unless `no_restart`. Both happen in one `backend-switch` operation
 (`hub.models.backend_ops`); when nothing needs either, only the association changes, at once.
@@ -12,6 +13,7 @@ Back to the definition's own backend without a version, the association is forgo
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -37,6 +39,7 @@ from hub.store import Database, Node
 from hub.store.backends import BackendStore
 from hub.store.deployments import Deployed
 
+log = logging.getLogger(__name__)
 Context = grpc.aio.ServicerContext[Any, Any]
 T = TypeVar("T")
 BACKENDS = envnames.BACKENDS  # cuda, vulkan, rocm, cpu
@@ -83,6 +86,7 @@ class Decision:
     restarts: tuple[str, ...]  # those that restart the model
     builds: tuple[str, ...]  # those that build the environment first
     forget: bool  # back to the definition's own backend: the association goes
+    left_out: tuple[str, ...] = ()  # not named, down: the association reaches them at a start
 
     @property
     def instant(self) -> bool:
@@ -93,8 +97,11 @@ class Decision:
 
 
 def decide(own_backend: str, environment: str, nodes: Sequence[NodeView],
-           no_restart: bool) -> Decision:  # fmt: skip
-    """What the switch does on `nodes` (Refused: an unknown or disconnected node)."""
+           no_restart: bool, named: bool = True) -> Decision:  # fmt: skip
+    """What the switch does on `nodes` (Refused: an unknown or disconnected node). Not
+    `named` (every node that runs the model): the disconnected ones are left out."""
+    left_out = () if named else tuple(n.name for n in nodes if not n.connected)
+    nodes = [n for n in nodes if n.name not in left_out]
     unknown = [n.name for n in nodes if not n.known]
     if unknown:
         raise Refused("not_found", f"unknown node {', '.join(unknown)}: `hubctl nodes` lists "
@@ -106,7 +113,7 @@ def decide(own_backend: str, environment: str, nodes: Sequence[NodeView],
     builds = tuple(n.name for n in nodes if not n.ready)
     restarts = () if no_restart else tuple(n.name for n in nodes if n.runs)
     chosen = tuple(n.name for n in nodes if n.name in builds or n.name in restarts)
-    return Decision(environment, chosen, restarts, builds, environment == own_backend)
+    return Decision(environment, chosen, restarts, builds, environment == own_backend, left_out)
 
 
 def placements(backend: str, restarts: Sequence[str], stored: Mapping[str, Deployed],
@@ -192,7 +199,8 @@ class BackendApi:
         project = deploy.project(model.name)
         rows = await self._nodes(cluster)
         targets = request.targets
-        if targets.nodes or targets.all or targets.selector:
+        named = bool(targets.nodes or targets.all or targets.selector)
+        if named:
             nodes, known = await resolve_targets(cluster.db, cluster.store, targets, context)
         else:
             known = list(rows)
@@ -201,10 +209,14 @@ class BackendApi:
                           n in rows and cluster.runs(rows[n]) == project,
                           cluster.envs.ready(n, environment)) for n in nodes]  # fmt: skip
         try:
-            decision = decide(model.llama_cpp.backend, environment, views, request.no_restart)
+            decision = decide(model.llama_cpp.backend, environment, views, request.no_restart,
+                              named)  # fmt: skip
         except Refused as exc:
             await refuse(context, exc)
             raise
+        for node in decision.left_out:
+            log.info("switch-backend %s: node %s is not connected: it runs the model from %s "
+                     "when it next starts it", model.name, node, environment)  # fmt: skip
         kept = "" if decision.forget else environment
         associate = Association(cluster.db, model.name, kept, datetime.now(UTC))
         if not decision.nodes:

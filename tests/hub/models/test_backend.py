@@ -105,6 +105,25 @@ def test_unknown_and_disconnected_nodes_are_refused_with_one_line() -> None:
     assert "\n" not in str(down.value)
 
 
+def test_with_no_nodes_named_the_disconnected_ones_that_run_it_are_left_out() -> None:
+    """Every node that runs the model: one that is down takes the association at its next
+    start instead of holding the switch up; all of them down: the association alone, at once."""
+    some = decide("cpu", "vulkan", [view("a"), view("b", connected=False, ready=False)], False,
+                  named=False)  # fmt: skip
+    assert (some.nodes, some.restarts, some.builds, some.left_out) == (("a",), ("a",), (), ("b",))
+    assert some.instant
+    for no_restart in (False, True):
+        down = decide("cpu", "vulkan-0.3.36", [view("a", connected=False, ready=False),
+                                               view("b", connected=False)], no_restart,
+                      named=False)  # fmt: skip
+        assert down.nodes == () and down.instant and down.left_out == ("a", "b")
+        assert convert.backend_switched(down, "").operation_id == ""
+    # Named, a node that is down is still refused.
+    with pytest.raises(Refused) as refused:
+        decide("cpu", "vulkan", [view("a", connected=False)], True, named=True)
+    assert refused.value.kind == "conflict"
+
+
 def test_the_environment_is_the_backend_or_backend_version_and_bad_ones_are_refused() -> None:
     assert environment_of("vulkan", "") == "vulkan"
     assert environment_of("rocm", "0.3.36") == "rocm-0.3.36"
