@@ -97,8 +97,8 @@ class AgentLinkService(agent_link_pb2_grpc.AgentLinkServicer):  # type: ignore[m
             await context.abort(grpc.StatusCode.ALREADY_EXISTS, str(exc))
             raise
         envs = envs_reported(record.name, hello.envs)
-        if envs is not None:
-            self.envs.report(record.name, envs)
+        self.envs.report(record.name, envs if envs is not None else self.envs.of(record.name),
+                         given=list(hello.llama_env_backends))  # fmt: skip
         session.gpu_states = {gpu.index: gpu.state for gpu in record.gpus}
         session.gpu_uuids = {gpu.index: gpu.uuid for gpu in record.gpus}
         reader = asyncio.create_task(self._read(session, request_iterator))

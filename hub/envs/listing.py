@@ -11,8 +11,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from gpufleet import envnames
 from gpufleet.envkey import version_order
 from gpufleet.v1 import envs_pb2
+from hub.configs import RESERVED_PREFIX
 from hub.envs.view import BACKENDS, EnvView, NodeEnvs, env_to_proto
-from hub.store.deployments import Deployed
+from hub.models.deploy import model_of
 
 DEFAULT_VERSION = envnames.DEFAULT_VERSION  # the agents' when none is named (for examples)
 MAX_TARGETS = 32
@@ -61,19 +62,18 @@ def is_backend(name: str) -> bool:
     return name in BACKENDS
 
 
-def users(deployed: Iterable[Deployed], runs: Mapping[str, str],
-          envs: NodeEnvs) -> dict[tuple[str, str], list[str]]:  # fmt: skip
-    """(node, environment name) -> the models running from it, by name. A deployment counts
-    when its node runs its project now (`runs`: node -> project) and it names an environment
-    (llama.cpp: a backend or BACKEND-VERSION, resolved as the agent resolves it)."""
-    found: dict[tuple[str, str], set[str]] = {}
-    for deployment in deployed:
-        if not deployment.environment or runs.get(deployment.node) != deployment.project:
-            continue
-        env = envs.resolve(deployment.node, deployment.environment)
-        if env is not None:
-            found.setdefault((deployment.node, env.name), set()).add(deployment.model)
-    return {where: sorted(models) for where, models in sorted(found.items())}
+def users(envs: NodeEnvs) -> dict[tuple[str, str], list[str]]:
+    """(node, environment name) -> the models running from it, by name: the host process
+    projects (model-NAME) each agent reports running from each environment (it looks at the
+    interpreter every server was started with, so a newer environment of the same backend, or
+    one a process does not run from, is never taken for the one in use)."""
+    found: dict[tuple[str, str], list[str]] = {}
+    for node, reported in envs.items():
+        for env in reported:
+            models = sorted(model_of(p) for p in env.projects if p.startswith(RESERVED_PREFIX))
+            if models:
+                found[(node, env.name)] = models
+    return found
 
 
 def chosen(envs: Sequence[EnvView], name: str) -> list[str]:

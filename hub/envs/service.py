@@ -24,7 +24,6 @@ from hub.envs.kind import EnvBuildKind
 from hub.envs.listing import Refusal
 from hub.envs.view import EnvBuild, NodeEnvs
 from hub.envs.wheels import WheelError, WheelStore, wheel_to_proto
-from hub.models.running import runs
 from hub.ops.kind import Request
 from hub.ops.manager import OperationManager
 from hub.ops.remote import RemoteAgent
@@ -33,7 +32,6 @@ from hub.ops.submit import resolve_targets, submitted
 from hub.selection import selector
 from hub.sessions import SessionRegistry
 from hub.store import Database, Node, Store
-from hub.store.deployments import DeploymentStore
 
 Context = grpc.aio.ServicerContext[Any, Any]
 DEFAULT_LINES = 100
@@ -59,10 +57,9 @@ class EnvsService(envs_pb2_grpc.EnvsServicer):  # type: ignore[misc]
     async def _nodes(self) -> dict[str, Node]:
         return {node.name: node for node, _ in await self.db.call(self.store.list_nodes)}
 
-    async def _used(self, rows: dict[str, Node]) -> dict[tuple[str, str], list[str]]:
-        deployed = await self.db.call(DeploymentStore(self.db.engine).all)
-        now = {name: runs(self.registry, node) for name, node in rows.items()}
-        return listing.users(deployed, now, self.envs)
+    def _used(self) -> dict[tuple[str, str], list[str]]:
+        """(node, environment) -> the models its agent says run from it."""
+        return listing.users(self.envs)
 
     async def _targets(
         self, targets: hub_pb2.Targets, context: Context
@@ -91,7 +88,7 @@ class EnvsService(envs_pb2_grpc.EnvsServicer):  # type: ignore[misc]
             node for name, node in rows.items()
             if (not wanted or name in wanted) and matches(chosen, dict(node.labels or {}))
         ]  # fmt: skip
-        used = await self._used(rows)
+        used = self._used()
         found = [
             listing.node_env(node.name, env, used.get((node.name, env.name), ()),
                              self.registry.get(node.name) is not None)
@@ -143,7 +140,7 @@ class EnvsService(envs_pb2_grpc.EnvsServicer):  # type: ignore[misc]
                          f"node {', '.join(down[:5])} {verb} not connected: remove it when its "
                          "agent is back, or leave it out")  # fmt: skip
         plan = {node: listing.chosen(self.envs.of(node), name) for node in nodes}
-        lines = listing.in_use(plan, await self._used(await self._nodes()))
+        lines = listing.in_use(plan, self._used())
         if lines:
             await refuse(context, grpc.StatusCode.FAILED_PRECONDITION, "\n".join(lines))
         # Checked last, with no await before the removals start: an operation (a backend

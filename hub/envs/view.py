@@ -18,6 +18,7 @@ from gpufleet.v1 import agent_link_pb2 as pb
 from hub import limits
 
 MAX_ENVS = 64  # environments one node may report
+MAX_PROJECTS = 16  # projects one environment may say run from it
 STATES = ("building", "ready", "failed", "broken")
 BACKENDS = envnames.BACKENDS
 READY = "ready"
@@ -56,6 +57,8 @@ class EnvView:
     origin: str = ""  # compiled | cache
     key: str = ""
     system_info: str = ""
+    # The host process projects (model-NAME) its agent says run from it now.
+    projects: tuple[str, ...] = ()
 
     @property
     def ready(self) -> bool:
@@ -69,7 +72,10 @@ def env_from_proto(info: pb.EnvInfo) -> EnvView | None:
     name = limits.message(info.name, 64)
     if name != f"{info.backend}-{info.version}" or not name.isprintable():
         return None
-    built = info.built_at.ToDatetime(tzinfo=UTC) if info.HasField("built_at") else None
+    try:
+        built = info.built_at.ToDatetime(tzinfo=UTC) if info.HasField("built_at") else None
+    except ValueError:  # out of range: a broken agent clock, not a reason to drop the link
+        built = None
     return EnvView(
         name=name,
         backend=info.backend,
@@ -83,6 +89,7 @@ def env_from_proto(info: pb.EnvInfo) -> EnvView | None:
         origin=limits.message(info.origin, 16),
         key=limits.message(info.key, 64),
         system_info=limits.message(info.system_info, 2000),
+        projects=tuple(limits.message(p, 64) for p in info.projects[:MAX_PROJECTS]),
     )
 
 
@@ -91,7 +98,7 @@ def env_to_proto(view: EnvView) -> pb.EnvInfo:
         name=view.name, backend=view.backend, version=view.version, state=view.state,
         message=view.message, gpu_offload=view.gpu_offload, devices=list(view.devices),
         size_bytes=view.size_bytes, origin=view.origin, key=view.key,
-        system_info=view.system_info,
+        system_info=view.system_info, projects=list(view.projects),
     )  # fmt: skip
     if view.built_at is not None:
         found.built_at.FromDatetime(view.built_at)
@@ -111,9 +118,16 @@ class NodeEnvs:
 
     def __init__(self) -> None:
         self._envs: dict[str, tuple[EnvView, ...]] = {}
+        # Per node, the backends its agent runs from a --llama-env directory (from its hello).
+        self._given: dict[str, frozenset[str]] = {}
 
-    def report(self, node: str, envs: tuple[EnvView, ...]) -> None:
+    def report(self, node: str, envs: tuple[EnvView, ...],
+               given: Sequence[str] | None = None) -> None:  # fmt: skip
+        """The node's environments (a hello or a heartbeat); `given` (hello only): the
+        backends its agent was started with --llama-env for."""
         self._envs[node] = envs
+        if given is not None:
+            self._given[node] = frozenset(b for b in given if b in BACKENDS)
 
     def update(self, node: str, env: EnvView) -> None:
         """One environment as a task's result says it is now (before the next heartbeat)."""
@@ -136,8 +150,8 @@ class NodeEnvs:
     def resolve(self, node: str, environment: str) -> EnvView | None:
         """The environment a process of `environment` (a backend, or BACKEND-VERSION) would
         run from on the node, as the agent resolves it (agent/envs/store.py): the named one, or
-        the newest ready one of the backend; None when there is none. An agent started with
-        --llama-env BACKEND=DIR runs from DIR, which it does not report: None here too."""
+        the newest ready one of the backend; None when there is none. (An agent started with
+        --llama-env BACKEND=DIR runs a backend's processes from DIR: `ready` knows.)"""
         envs = self.of(node)
         if "-" in environment:
             return next((e for e in envs if e.name == environment), None)
@@ -145,5 +159,9 @@ class NodeEnvs:
         return max(ready, key=lambda e: version_order(e.version), default=None)
 
     def ready(self, node: str, environment: str) -> bool:
+        """A process of `environment` can start on the node now: the backend was given to
+        its agent with --llama-env, or the environment it resolves to is ready."""
+        if environment in self._given.get(node, ()):
+            return True
         found = self.resolve(node, environment)
         return found is not None and found.ready
