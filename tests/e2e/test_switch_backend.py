@@ -58,7 +58,8 @@ def environment(envs: Path, source: Path, backend: str, python: str = "") -> Pat
         interpreter.write_text(python)
         interpreter.chmod(0o755)
     else:
-        interpreter.symlink_to(os.readlink(source / "bin" / "python"))
+        # The interpreter itself: a venv's bin/python may be a relative link (python3).
+        interpreter.symlink_to(os.path.realpath(source / "bin" / "python"))
     record = json.loads((source / "env.json").read_text())
     record.update(name=name, backend=backend, version=VERSION)
     (directory / "env.json").write_text(json.dumps(record))

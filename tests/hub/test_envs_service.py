@@ -249,9 +249,9 @@ def envs(tmp_path: Path, cpu_env: BuiltEnv) -> Iterator[Envs]:
     models.mkdir()
     (tmp_path / "configs").mkdir()
     (models / "tiny.yaml").write_text(MODEL.format(path=write_tiny_gguf(tmp_path / "tiny.gguf")))
-    # Heartbeats every 2 s: the agent deletes a venv (about 4800 files, 1.5 s here) on its
-    # event loop, which a 0.5 s interval (1.5 s to a missed-heartbeat close) does not survive.
-    cluster = Cluster(tmp_path, None, heartbeat=2.0, configs=tmp_path / "configs",
+    # Heartbeats every 0.5 s: deleting a venv (about 4800 files, 1.5 s here) must not hold up
+    # the agent's event loop (1.5 s without a heartbeat closes its stream).
+    cluster = Cluster(tmp_path, None, heartbeat=0.5, configs=tmp_path / "configs",
                       hub_args=("--models", str(models)))  # fmt: skip
     node = f"e{os.getpid() % 10000}"
     state = tmp_path / "agents" / node
