@@ -134,10 +134,6 @@ class NodeEnvs:
         others = tuple(e for e in self.of(node) if e.name != env.name)
         self._envs[node] = (*others, env)
 
-    def forget(self, node: str) -> None:
-        """The node was removed from the cluster."""
-        self._envs.pop(node, None)
-
     def of(self, node: str) -> tuple[EnvView, ...]:
         return self._envs.get(node, ())
 
