@@ -263,9 +263,12 @@ class WheelStore:
                              "fewer extra GPU targets")  # fmt: skip
         if self.get(wheel.key) is not None:
             raise WheelError("exists", f"the cache holds {wheel.key[:12]} already")
-        self.root.mkdir(parents=True, exist_ok=True)
         needed = wheel.size + self.margin_bytes + sum(self._reserved.values())
-        free = self._free(self.root)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            free = self._free(self.root)
+        except OSError as exc:  # a read-only or failing state dir: one line, not a traceback
+            raise self._failed(wheel, exc.errno, exc.strerror or str(exc)) from None
         if free < needed:
             raise WheelError("space", f"the hub's disk has {free >> 20} MiB free at {self.root}, "
                              f"{needed >> 20} MiB needed for {wheel.filename}: free some space "

@@ -231,6 +231,11 @@ def test_the_size_cap_free_space_and_a_broken_stream_leave_nothing(tmp_path: Pat
         store = WheelStore(tmp_path / "broken")
         with pytest.raises(ConnectionResetError):
             await store.put(wheel, broken())
+        (tmp_path / "a-file").write_text("not a directory\n")  # a state dir that cannot be
+        unusable = WheelStore(tmp_path / "a-file" / "wheels")
+        with pytest.raises(WheelError, match=r"could not store .* check the hub.s disk") as refused:
+            await unusable.put(wheel, chunks())
+        assert refused.value.kind == "damaged" and "\n" not in str(refused.value)
         for root in ("capped", "full", "broken"):
             assert held(tmp_path / root) == [], root
 
