@@ -22,6 +22,8 @@ from gpufleet.v1 import (
     assign_pb2_grpc,
     envs_pb2,
     envs_pb2_grpc,
+    gateway_pb2,
+    gateway_pb2_grpc,
     hub_pb2,
     hub_pb2_grpc,
     models_pb2,
@@ -101,6 +103,16 @@ SERVICES: tuple[Service, ...] = (
         "wheels", agent_link_pb2.DESCRIPTOR, "WheelCache",
         agent_link_pb2_grpc.add_WheelCacheServicer_to_server,  # type: ignore[no-untyped-call]
         {**_same(Role.AGENT, "Download", "Upload")},
+    ),
+    Service(
+        "gateway", gateway_pb2.DESCRIPTOR, "Gateway",
+        gateway_pb2_grpc.add_GatewayServicer_to_server,  # type: ignore[no-untyped-call]
+        _same(Role.GATEWAY, "WatchRoutes", "EnsureModel", "ReportActivity", "GpuStats"),
+    ),
+    Service(
+        "keys", gateway_pb2.DESCRIPTOR, "ApiKeys",
+        gateway_pb2_grpc.add_ApiKeysServicer_to_server,  # type: ignore[no-untyped-call]
+        {**_same(Role.VIEWER, "ListKeys"), **_same(Role.ADMIN, "CreateKey", "RevokeKey")},
     ),
     Service(
         "enrollment", trust_pb2.DESCRIPTOR, "Enrollment",

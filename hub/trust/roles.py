@@ -9,13 +9,15 @@ from gpufleet.v1 import trust_pb2
 
 
 class Role(IntEnum):
-    """Operator roles are ordered (admin can do what operator can); agent stands apart."""
+    """Operator roles are ordered (admin can do what operator can); agent and gateway stand
+    apart: each may call only what names it."""
 
     ANONYMOUS = 0
     AGENT = 1
     VIEWER = 2
     OPERATOR = 3
     ADMIN = 4
+    GATEWAY = 5
 
     @classmethod
     def parse(cls, name: str) -> Role:
@@ -39,6 +41,7 @@ _TO_PROTO = {
     Role.VIEWER: trust_pb2.ROLE_VIEWER,
     Role.OPERATOR: trust_pb2.ROLE_OPERATOR,
     Role.ADMIN: trust_pb2.ROLE_ADMIN,
+    Role.GATEWAY: trust_pb2.ROLE_GATEWAY,
 }
 _FROM_PROTO = {int(value): role for role, value in _TO_PROTO.items()}
 
@@ -55,8 +58,8 @@ def allowed(role: Role, need: Role | str) -> bool:
     assert isinstance(need, Role)
     if need in (Role.ANONYMOUS,):
         return True
-    if need == Role.AGENT:
-        return role == Role.AGENT
+    if need in (Role.AGENT, Role.GATEWAY):
+        return role == need
     return role in OPERATOR_ROLES and role >= need
 
 
@@ -74,4 +77,6 @@ def describe(need: Role | str) -> str:
     if need == ANY_ENROLLED:
         return "an enrolled identity"
     assert isinstance(need, Role)
-    return {Role.AGENT: "an enrolled agent"}.get(need, f"the {need.label} role")
+    return {Role.AGENT: "an enrolled agent", Role.GATEWAY: "an enrolled gateway"}.get(
+        need, f"the {need.label} role"
+    )

@@ -17,11 +17,13 @@ class Role(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ROLE_VIEWER: _ClassVar[Role]
     ROLE_OPERATOR: _ClassVar[Role]
     ROLE_ADMIN: _ClassVar[Role]
+    ROLE_GATEWAY: _ClassVar[Role]
 ROLE_UNSPECIFIED: Role
 ROLE_AGENT: Role
 ROLE_VIEWER: Role
 ROLE_OPERATOR: Role
 ROLE_ADMIN: Role
+ROLE_GATEWAY: Role
 
 class JoinRequest(_message.Message):
     __slots__ = ("token", "csr_pem", "name")

@@ -1,0 +1,1 @@
+"""gpufleet-gateway: one OpenAI-compatible endpoint for the whole cluster (issue 16)."""
