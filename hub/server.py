@@ -29,7 +29,9 @@ from hub.envs.cache import WheelCacheService
 from hub.envs.service import EnvsService
 from hub.envs.view import NodeEnvs
 from hub.envs.wheels import WheelStore
+from hub.gateway.service import GatewayService
 from hub.http import HttpEndpoint
+from hub.keys.service import ApiKeysService
 from hub.link import AgentLinkService, utcnow
 from hub.metrics import Snapshot, StoreCollector, render
 from hub.models.deploy import DEFAULT_VLLM_IMAGE
@@ -211,22 +213,27 @@ class HubServer:
         issuer = self.trust.issuer if self.trust is not None else None
         wheels = WheelStore(self.config.state_dir / "wheels")
         await asyncio.to_thread(wheels.prepare)  # leftovers of interrupted uploads go
+        hub = HubService(
+            self.registry, self._db, store, ops, self.manager, self.config.configs_dir,
+            self.work, models_dir=self.config.models_dir, vllm_image=self.config.vllm_image,
+        )  # fmt: skip
+        cluster = Cluster(
+            self.registry, self._db, store, self.manager, self.config.configs_dir,
+            self.config.vllm_image, self.envs,
+        )  # fmt: skip
+        gateway = GatewayService(cluster, hub)
         servicers = {
             "link": link,
-            "hub": HubService(
-                self.registry, self._db, store, ops, self.manager, self.config.configs_dir,
-                self.work, models_dir=self.config.models_dir, vllm_image=self.config.vllm_image,
-            ),
+            "hub": hub,
             "assign": AssignmentService(
                 self.registry, self._db, self.manager, self.config.configs_dir,
                 self.config.state_dir, self.work, models_dir=self.config.models_dir,
             ),
-            "models": ModelsService(self.config.models_dir, self.work, Cluster(
-                self.registry, self._db, store, self.manager, self.config.configs_dir,
-                self.config.vllm_image, self.envs,
-            )),
+            "models": ModelsService(self.config.models_dir, self.work, cluster),
             "envs": EnvsService(self.envs, self.registry, self._db, store, self.manager, wheels),
             "wheels": WheelCacheService(wheels),
+            "gateway": gateway,
+            "keys": ApiKeysService(self._db, on_change=gateway.keys_changed),
             "enrollment": EnrollmentService(issuer) if issuer is not None else None,
             "trust": TrustService(
                 self._db, trust_store, self.auth, self.registry, issuer,
