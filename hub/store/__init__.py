@@ -4,11 +4,13 @@ from hub.store.assignments import GpuAssignment
 from hub.store.backends import ModelBackend
 from hub.store.db import Database, migrate, sqlite_url
 from hub.store.deployments import ModelDeployment
+from hub.store.keys import ApiKeyRow
 from hub.store.models import Gpu, Node, NodeEvent, NodeStatus
 from hub.store.store import GpuRecord, GpuTelemetryRecord, NodeHello, Store
 from hub.store.trust import AuditEntry, Credential, JoinToken, TrustStore
 
 __all__ = [
+    "ApiKeyRow",
     "AuditEntry",
     "Credential",
     "Database",

@@ -28,6 +28,8 @@ from hub.trust.roles import Role
 log = logging.getLogger(__name__)
 
 USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
+GATEWAY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+_KIND = {Role.GATEWAY: "gateway"}  # the identity's kind; operators are user/NAME
 LABEL = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._/-]{0,61}[A-Za-z0-9])?$")
 DEFAULT_TOKEN_TTL = timedelta(hours=1)
 MAX_TOKEN_TTL = timedelta(days=7)
@@ -107,9 +109,8 @@ class EnrollmentService(trust_pb2_grpc.EnrollmentServicer):  # type: ignore[misc
                     f"invalid node name {request.name[:64]!r}: letters, digits, '.', '_', '-'",
                 )  # fmt: skip
             identity = f"node/{request.name}"
-        else:
-            assert found is not None
-            identity = f"user/{found.name}"
+        else:  # operators and gateways are named by their token
+            identity = f"{_KIND.get(role, 'user')}/{found.name}"
         if await issuer.db.call(issuer.store.active_identity, identity, now):
             await _abort(context, grpc.StatusCode.ALREADY_EXISTS, _taken(identity, request.name))
         try:
@@ -284,9 +285,15 @@ def _token_problem(role: Role, ttl: timedelta, request: pb.CreateTokenRequest) -
         if not LABEL.match(key) or len(value) > 63:
             return f"invalid label {key}={value[:64]}: keys like role or gpu.vendor, values <= 63"
     if role == Role.AGENT:
-        return "--name is for operator tokens; a node names itself at join" if request.name else ""
+        return ("--name is for operator and gateway tokens; a node names itself at join"
+                if request.name else "")  # fmt: skip
     if request.labels:
         return "--labels are for node tokens"
+    if role == Role.GATEWAY:
+        if not GATEWAY_NAME.match(request.name):
+            return (f"gateway tokens need --name (1 to 63 letters, digits, . _ -: the gateway "
+                    f"enrolls as gateway/NAME), got {request.name[:64]!r}")  # fmt: skip
+        return ""
     if not USER_NAME.match(request.name):
         return f"operator tokens need --name (letters, digits, . _ @ -), got {request.name!r}"
     return ""
@@ -299,6 +306,12 @@ def _taken(identity: str, name: str) -> str:
             f"{identity} is already enrolled; remove it first (hubctl nodes remove {name}) if "
             f"this host replaces it, else pick another name: join again with the same token "
             f"and --name OTHER"
+        )
+    if identity.startswith("gateway/"):
+        return (
+            f"{identity} is already enrolled; revoke it first (hubctl credentials revoke "
+            f"{identity}) if this gateway replaces it, else create a token with another --name "
+            f"(hubctl tokens create --role gateway --name OTHER)"
         )
     return (f"{identity} is already enrolled; remove it first "
             f"(hubctl credentials revoke {identity})")  # fmt: skip
