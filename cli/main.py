@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from cli import assign, coercion, configs, envs, gpus, models, nodes, ops, switch, trust, up
+from cli import assign, coercion, configs, envs, gpus, keys, models, nodes, ops, switch, trust, up
 from cli.output import CliError, error_line, first_line
 
 coercion.install()
@@ -77,6 +77,7 @@ app.add_typer(ops.app, name="ops")
 app.add_typer(assign.app, name="assign")
 app.add_typer(trust.tokens_app, name="tokens")
 app.add_typer(trust.credentials_app, name="credentials")
+app.add_typer(keys.app, name="keys")
 app.command("login")(trust.login)
 app.command("whoami")(trust.whoami)
 app.command("audit")(trust.audit)

@@ -29,8 +29,9 @@ if TYPE_CHECKING:
 TtlOption = Annotated[str, typer.Option("--ttl", help="How long the token is valid: 30m, 1h, 2d.")]
 DURATION = re.compile(r"^(\d+)([smhd])$")
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+GATEWAY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")  # the hub's rule
 
-tokens_app = typer.Typer(help="One-time join tokens for new nodes.")
+tokens_app = typer.Typer(help="One-time join tokens for new nodes and gateways.")
 credentials_app = typer.Typer(help="Operator credentials (client certificates with a role).")
 
 
@@ -39,7 +40,7 @@ def roles() -> dict[str, pb.Role]:
     from gpufleet.v1 import trust_pb2 as pb
 
     return {"agent": pb.ROLE_AGENT, "viewer": pb.ROLE_VIEWER, "operator": pb.ROLE_OPERATOR,
-            "admin": pb.ROLE_ADMIN}  # fmt: skip
+            "admin": pb.ROLE_ADMIN, "gateway": pb.ROLE_GATEWAY}  # fmt: skip
 
 
 def role_name(value: int) -> str:
@@ -117,23 +118,58 @@ def create_token(
     return reply
 
 
+def token_role(role: str, name: str, labels: str) -> str:
+    """--role, --name and --labels of `tokens create` checked before any call (exit 2)."""
+    role = role.strip().lower()
+    if role in ("viewer", "operator", "admin"):
+        raise CliError(f"--role {role} is an operator's: hubctl credentials create --name NAME "
+                       f"--role {role}", exit_code=2)  # fmt: skip
+    if role not in ("agent", "gateway"):
+        raise CliError(f"invalid --role {role[:32]!r}: agent (a node) or gateway", exit_code=2)
+    if role == "agent" and name:
+        raise CliError("--name is for gateway tokens; a node names itself at join", exit_code=2)
+    if role == "gateway" and labels:
+        raise CliError("--labels are for node tokens", exit_code=2)
+    if role == "gateway" and not GATEWAY_NAME.fullmatch(name):
+        shown = f"{name[:64]!r}" if name else "none"
+        raise CliError(
+            f"gateway tokens need --name (1 to 63 letters, digits, . _ -: the gateway enrolls "
+            f"as gateway/NAME), got {shown}", exit_code=2
+        )  # fmt: skip
+    return role
+
+
 @tokens_app.command("create")
 def tokens_create(
     ctx: typer.Context,
     ttl: TtlOption = "1h",
     labels: Annotated[str, typer.Option(help="Labels the node gets: role=chat,zone=a")] = "",
+    role: Annotated[
+        str, typer.Option(help="agent (a new node) or gateway (a gpufleet-gateway).")
+    ] = "agent",
+    name: Annotated[str, typer.Option(help="A gateway's name: it enrolls as gateway/NAME.")] = "",
     as_json: JsonOption = False,
 ) -> None:
-    """Print a single-use token that enrolls one new node."""
-    reply = create_token(ctx, "agent", ttl, labels, "", as_json)
-    if not as_json:
-        print(reply.token)
-        expires = times(reply.info, "expires")["expires"]
+    """Print a single-use token that enrolls one new node, or with --role gateway --name N one
+    gateway."""
+    role = token_role(role, name, labels)
+    reply = create_token(ctx, role, ttl, labels, name, as_json)
+    if as_json:
+        return
+    print(reply.token)
+    expires = times(reply.info, "expires")["expires"]
+    if role == "gateway":
         print(
-            f"# single use, expires {expires}; on the new host:\n"
-            f"#   gpufleet-agent join --hub {hub_address(ctx)} --token {reply.token}",
+            f"# single use, expires {expires}; for gateway/{name}:\n"
+            f"#   gpufleet-gateway --hub {hub_address(ctx)} --name {name} --token {reply.token}",
             file=sys.stderr,
         )
+        return
+    print(
+        f"# single use, expires {expires}; on the new host:\n"
+        f"#   gpufleet-agent join --hub {hub_address(ctx)} --token {reply.token}",
+        file=sys.stderr,
+    )
 
 
 @tokens_app.callback(invoke_without_command=True)
