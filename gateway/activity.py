@@ -1,0 +1,75 @@
+"""Request activity per model, reported to the hub (which alone decides idle stops).
+
+Reported every interval the hub asks for, and at once when a model goes from nothing in
+flight to one request, so the hub never stops a model that just got a request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from gateway.hub import Activity, Hub, HubUnavailable
+
+log = logging.getLogger(__name__)
+DEFAULT_INTERVAL_S = 2.0
+
+
+@dataclass
+class ModelCounts:
+    in_flight: int = 0
+    requests: int = 0
+    last_finished: float | None = None
+
+
+class ActivityLog:
+    def __init__(self, wall: Callable[[], float] = time.time) -> None:
+        self.wall = wall
+        self.models: dict[str, ModelCounts] = {}
+        self.woken = asyncio.Event()
+
+    def _counts(self, model: str) -> ModelCounts:
+        found = self.models.get(model)
+        if found is None:
+            found = self.models[model] = ModelCounts()
+        return found
+
+    def begin(self, model: str) -> None:
+        counts = self._counts(model)
+        counts.in_flight += 1
+        counts.requests += 1
+        if counts.in_flight == 1:
+            self.woken.set()
+
+    def finish(self, model: str) -> None:
+        counts = self._counts(model)
+        counts.in_flight = max(0, counts.in_flight - 1)
+        counts.last_finished = self.wall()
+
+    def snapshot(self) -> list[Activity]:
+        return [
+            Activity(name, c.in_flight, c.requests, c.last_finished)
+            for name, c in sorted(self.models.items())
+        ]
+
+
+async def report_loop(activity: ActivityLog, hub: Hub, stop: asyncio.Event) -> None:
+    interval = DEFAULT_INTERVAL_S
+    failing = False
+    while not stop.is_set():
+        activity.woken.clear()
+        try:
+            answer = await hub.report_activity(activity.snapshot())
+            interval = answer if answer > 0 else DEFAULT_INTERVAL_S
+            failing = False
+        except HubUnavailable as exc:
+            if not failing:
+                log.warning("cannot report activity to the hub: %s", exc)
+            failing = True
+        waits = {asyncio.ensure_future(stop.wait()), asyncio.ensure_future(activity.woken.wait())}
+        _, pending = await asyncio.wait(waits, timeout=interval, return_when="FIRST_COMPLETED")
+        for task in pending:
+            task.cancel()
