@@ -11,9 +11,10 @@ deployment is regenerated from the environment its record says it was started fr
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import grpc
 
@@ -25,9 +26,10 @@ from hub.models.ops import ModelStopKind, ModelSwitchKind, problems
 from hub.models.running import Cluster, running
 from hub.ops import capacity
 from hub.ops.kind import Request
+from hub.ops.manager import OperationError
 from hub.ops.remote import RemoteAgent
 from hub.ops.steps import Unreachable
-from hub.ops.submit import resolve_targets, submitted
+from hub.ops.submit import ERROR_CODES, resolve_targets
 from hub.selection import label_filter, selector
 from hub.store import Node
 from hub.store.backends import BackendStore
@@ -49,6 +51,99 @@ async def refuse(context: Context, code: grpc.StatusCode, message: str) -> None:
 def stored_plan(found: Iterable[Deployed]) -> list[plan.Stored]:
     """Deployment records as a plan regenerates them (with the environment each started from)."""
     return [plan.Stored(d.node, d.model, d.gpus, d.port, d.environment) for d in found]
+
+
+class Refused(Exception):
+    """Refused before anything changed: the gRPC status and one line."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class Reader(Protocol):
+    """Runs fn(*args) in the models lane; its refusals raise (Refused, or a gRPC abort)."""
+
+    def __call__(self, fn: Callable[..., T], *args: Any) -> Awaitable[T]: ...
+
+
+@dataclass(frozen=True)
+class SwitchAsk:
+    """A model switch as SwitchModel (or the gateway's scale from zero) asks for it."""
+
+    name: str  # the model's name or alias
+    nodes: list[str]  # where, each one known
+    known: list[str]  # every known node
+    gpus: tuple[int, ...] = ()
+    gpu_count: int = 0
+    port: int = 0
+    force: bool = False
+    check: bool = False
+    serial: int = 0
+    max_fail_percent: float = 0.0
+    rollback: bool = True
+
+
+async def switch(cluster: Cluster, models_dir: Path, read: Reader, ask: SwitchAsk) -> str:
+    """Plan and submit a model switch: the operation's id, or Refused (nothing created)."""
+    nodes = ask.nodes
+    rows = {node.name: node for node, _ in await cluster.db.call(cluster.store.list_nodes)}
+    stored = {d.node: d for d in await cluster.db.call(cluster.deployments.all, nodes)}
+    current = {n: d for n, d in stored.items() if n in rows and cluster.runs(rows[n]) == d.project}
+    associated = await cluster.db.call(BackendStore(cluster.db.engine).all)
+    environments = plan.environments({m: a.environment for m, a in associated.items()})
+    asked = plan.Request(ask.name, ask.gpus, ask.gpu_count, ask.port, cluster.vllm_image,
+                         environments)  # fmt: skip
+    runs = {cluster.runs(rows[n]) for n in nodes if n in rows} - {""}
+    others = sorted(name for name in runs if not name.startswith(RESERVED_PREFIX))
+    try:
+        found = await read(plan.plan, models_dir, cluster.configs_dir, asked,
+                           stored_plan(current.values()), others)  # fmt: skip
+    except deploy.DeployError as exc:
+        raise Refused(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
+    warnings = await capacity_of(cluster, found, ask)
+    planned = {n: cluster.snapshot(rows[n]) for n in nodes if n in rows}
+    kind = ModelSwitchKind(
+        found.target, found.model.name, found.model.engine, found.where, cluster.remember,
+        found.configurations, found.previous, current, planned,
+        rollback=ask.rollback, warnings=warnings,
+    )  # fmt: skip
+    return await submit(cluster, Request(kind, nodes, ask.serial, ask.max_fail_percent,
+                                         ask.check), ask.known)  # fmt: skip
+
+
+async def capacity_of(cluster: Cluster, found: plan.Plan, ask: SwitchAsk) -> dict[str, list[str]]:
+    """Each node's capacity warnings; Refused (nothing created) when a node lacks a GPU named
+    with --gpus, or cannot hold the model (no GPUs, fewer than --gpu-count, too small) and the
+    request neither forces nor checks."""
+    gpus: dict[str, list[capacity.NodeGpu]] = {node: [] for node in ask.nodes}
+    for g in await cluster.db.call(cluster.store.placement_gpus, ask.nodes):
+        gpus[g.node].append(capacity.node_gpu(g))
+    refused, short = [], {}
+    for node in ask.nodes:
+        missing, lines = problems(found.model.name, node, gpus[node], found.where,
+                                  found.vram_gb, bool(ask.gpus), ask.gpu_count)  # fmt: skip
+        refused += missing
+        if lines:
+            short[node] = lines
+    if refused:
+        raise Refused(grpc.StatusCode.FAILED_PRECONDITION, "\n".join(refused))
+    if short and not (ask.force or ask.check):
+        lines = [line for node_lines in short.values() for line in node_lines]
+        raise Refused(grpc.StatusCode.FAILED_PRECONDITION, "\n".join([*lines, FORCE]))
+    return short
+
+
+async def stop(cluster: Cluster, project: str, nodes: list[str], known: list[str]) -> str:
+    """Submit a model stop of `project` on `nodes`: the operation's id, or Refused."""
+    return await submit(cluster, Request(ModelStopKind(project, cluster.remember), nodes), known)
+
+
+async def submit(cluster: Cluster, request: Request, known: list[str]) -> str:
+    try:
+        return await cluster.manager.submit(request, known)
+    except OperationError as exc:
+        raise Refused(ERROR_CODES[exc.kind], str(exc)) from None
 
 
 class DeploymentsApi:
@@ -100,61 +195,19 @@ class DeploymentsApi:
             await refuse(context, grpc.StatusCode.NOT_FOUND,
                          f"unknown node {', '.join(unknown)}: `hubctl nodes` lists the known "
                          "nodes")  # fmt: skip
-        rows = await self._nodes(cluster)
-        stored = {d.node: d for d in await cluster.db.call(cluster.deployments.all, nodes)}
-        current = {
-            n: d for n, d in stored.items() if n in rows and cluster.runs(rows[n]) == d.project
-        }
-        associated = await cluster.db.call(BackendStore(cluster.db.engine).all)
-        asked = plan.Request(name, tuple(request.gpus), request.gpu_count, request.port,
-                             cluster.vllm_image, plan.environments(
-                                 {m: a.environment for m, a in associated.items()}))  # fmt: skip
-        runs = {cluster.runs(rows[n]) for n in nodes if n in rows} - {""}
-        found = await self._plan(context, cluster, asked, stored_plan(current.values()),
-            sorted(name for name in runs if not name.startswith(RESERVED_PREFIX)))  # fmt: skip
-        warnings = await self._capacity(context, cluster, found, nodes, request)
-        planned = {n: cluster.snapshot(rows[n]) for n in nodes if n in rows}
-        kind = ModelSwitchKind(
-            found.target, found.model.name, found.model.engine, found.where, cluster.remember,
-            found.configurations, found.previous, current, planned,
-            rollback=not request.no_rollback, warnings=warnings,
-        )  # fmt: skip
-        asked_for = Request(kind, nodes, request.serial, request.max_fail_percent, request.check)
-        return await submitted(cluster.manager, context, asked_for, known)
 
-    async def _plan(self, context: Context, cluster: Cluster, asked: plan.Request,
-                    stored: list[plan.Stored], running: list[str]) -> plan.Plan:  # fmt: skip
+        async def read(fn: Callable[..., T], *args: Any) -> T:
+            return await self._read(context, fn, *args)
+
+        asked = SwitchAsk(name, nodes, known, tuple(request.gpus), request.gpu_count,
+                          request.port, request.force, request.check, request.serial,
+                          request.max_fail_percent, not request.no_rollback)  # fmt: skip
         try:
-            return await self._read(context, plan.plan, self.models_dir, cluster.configs_dir,
-                                    asked, stored, running)  # fmt: skip
-        except deploy.DeployError as exc:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            operation_id = await switch(cluster, self.models_dir, read, asked)
+        except Refused as exc:
+            await context.abort(exc.code, str(exc))
             raise
-
-    async def _capacity(self, context: Context, cluster: Cluster, found: plan.Plan,
-                        nodes: list[str], request: models_pb2.SwitchModelRequest,
-                        ) -> dict[str, list[str]]:  # fmt: skip
-        """Each node's capacity warnings; refused (nothing created) when a node lacks a GPU
-        named with --gpus, or cannot hold the model (no GPUs, fewer than --gpu-count, too
-        small) and the request neither forces nor checks."""
-        gpus: dict[str, list[capacity.NodeGpu]] = {node: [] for node in nodes}
-        for g in await cluster.db.call(cluster.store.placement_gpus, nodes):
-            gpus[g.node].append(capacity.node_gpu(g))
-        refused, short = [], {}
-        for node in nodes:
-            missing, lines = problems(found.model.name, node, gpus[node], found.where,
-                                      found.vram_gb, bool(request.gpus),
-                                      request.gpu_count)  # fmt: skip
-            refused += missing
-            if lines:
-                short[node] = lines
-        if refused:
-            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "\n".join(refused))
-        if short and not (request.force or request.check):
-            lines = [line for node_lines in short.values() for line in node_lines]
-            await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
-                                "\n".join([*lines, FORCE]))  # fmt: skip
-        return short
+        return hub_pb2.OperationRef(id=operation_id)
 
     async def _project(self, context: Context, name: str, cluster: Cluster) -> str:
         """The project of the model `name` names: one a node runs or a record names (its
@@ -201,8 +254,12 @@ class DeploymentsApi:
             await refuse(context, grpc.StatusCode.FAILED_PRECONDITION,
                          f"model {model} runs on no node{' of those' if chosen else ''}: "
                          "`hubctl models running` shows what runs")  # fmt: skip
-        kind = ModelStopKind(project, cluster.remember)
-        return await submitted(cluster.manager, context, Request(kind, nodes), known)
+        try:
+            operation_id = await stop(cluster, project, nodes, known)
+        except Refused as exc:
+            await context.abort(exc.code, str(exc))
+            raise
+        return hub_pb2.OperationRef(id=operation_id)
 
     async def ListRunning(
         self, request: models_pb2.ListRunningRequest, context: Context

@@ -14,6 +14,12 @@
     health_path: /health               # default: /health (vLLM), /v1/models (llama.cpp)
     drain_metric: vllm:num_requests_running   # or none; llama.cpp has no metrics
     aliases: [coder]
+    gateway:                           # the OpenAI-compatible gateway's handling (optional)
+      idle_ttl: 900                    # stopped after 900 s with no request (default: never)
+      load_timeout: 600                # a request waits this long for a cold start
+                                       # (default: 600 s for vLLM, 300 s for llama.cpp)
+      node: gpu-a                      # where a request starts it (default: placement picks)
+      port: 8000                       # the port such a start uses (default 8000)
 
 `read(p, data, default_name)` records each problem in `p` and carries on, so `hubctl models
 validate` lists them all; a problem that makes what follows meaningless stops only the checks
@@ -31,12 +37,14 @@ from typing import Any
 
 from gpufleet.health import show
 from hub.configs_fields import METRIC
+from hub.convert import NODE_NAME
 from hub.models import checks, params
 from hub.models.checks import Problems
 from hub.models.schema import (
     DRAIN_METRICS,
     ENGINES,
     HEALTH_PATHS,
+    GatewayParams,
     GgufSource,
     HfSource,
     LlamaCppParams,
@@ -48,7 +56,8 @@ from hub.models.schema import (
 )
 
 TOP_KEYS = ("name", "description", "served_model_name", "engine", "source", "vllm", "llama_cpp",
-            "vram_gb", "health_path", "drain_metric", "aliases")  # fmt: skip
+            "vram_gb", "health_path", "drain_metric", "aliases", "gateway")  # fmt: skip
+GATEWAY_KEYS = ("idle_ttl", "load_timeout", "node", "port")
 SOURCE_KINDS = ("hf", "gguf", "path")
 REPO = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}(/[A-Za-z0-9][A-Za-z0-9._-]{0,95})?$")
 REVISION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,254}$")
@@ -56,6 +65,7 @@ GGUF_FILE = re.compile(r"^(?!/)(?!.*(^|/)\.\.(/|$))[^\s]+\.gguf$", re.IGNORECASE
 SERVED = re.compile(r"^\S{1,256}$")
 HEALTH = re.compile(r"^/[^\s]{0,255}$")
 MAX_VRAM_GB = 10_000
+MAX_SECONDS = 7 * 86400.0  # an idle time or a load timeout: at most a week
 ELSEWHERE = {key: "is a vLLM parameter: put it under vllm:" for key in params.VLLM_KEYS} | {
     key: "is a llama.cpp parameter: put it under llama_cpp:" for key in params.LLAMA_KEYS[:5]
 }
@@ -172,9 +182,31 @@ def _drain(p: Problems, m: dict[str, Any], engine: str | None) -> str | None:
     return value
 
 
+def gateway(p: Problems, value: Any) -> GatewayParams | None:
+    """The `gateway:` section: the gateway's idle stop, load wait and scale-from-zero start."""
+    m = params.section(p, "gateway", value, GATEWAY_KEYS, {})
+    if m is None:
+        return None
+    before = len(p)
+    found: dict[str, Any] = {}
+    for key in ("idle_ttl", "load_timeout"):
+        if key in m:
+            found[key] = checks.number(p, f"gateway.{key}", m[key], 0, MAX_SECONDS,
+                                       hint=" (seconds)")  # fmt: skip
+    if "node" in m:
+        found["node"] = checks.text(p, "gateway.node", m["node"], NODE_NAME,
+                                    "a node's name (`hubctl nodes` lists them)")  # fmt: skip
+    if "port" in m:
+        found["port"] = checks.integer(p, "gateway.port", m["port"], 1, 65535)
+    return GatewayParams(**found) if len(p) == before else None
+
+
 def digest(model: Model) -> str:
-    """sha256 of the definition's canonical form: what a running model is compared with."""
-    canonical = json.dumps(as_dict(model), sort_keys=True, separators=(",", ":"))
+    """sha256 of the definition's canonical form: what a running model is compared with. The
+    gateway section is left out: it changes how the gateway treats the model, not its server."""
+    data = as_dict(model)
+    data.pop("gateway", None)
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -221,9 +253,12 @@ def read(p: Problems, data: Any, default_name: str, file: str = "") -> Model | N
     if "description" in m:
         description = checks.text(p, "description", m["description"], None, "a one-line "
                                   "summary", checks.MAX_TEXT) or ""  # fmt: skip
+    routed = gateway(p, m["gateway"]) if "gateway" in m else GatewayParams()
     if len(p) > before or name is None or src is None or engine is None or served is None:
         return None
+    assert routed is not None  # its problems were counted
     model = Model(name=name, source=src, engine=engine, served_model_name=served, vllm=vllm,
                   llama_cpp=llama, vram_gb=vram, health_path=health, drain_metric=drain,
-                  aliases=aliases or (), description=description, file=file)  # fmt: skip
+                  aliases=aliases or (), description=description, gateway=routed,
+                  file=file)  # fmt: skip
     return dataclasses.replace(model, digest=digest(model))

@@ -93,6 +93,23 @@ class LlamaCppParams:
     env: tuple[tuple[str, str], ...] = ()
 
 
+DEFAULT_GATEWAY_PORT = 8000
+LOAD_TIMEOUTS_S = {"vllm": 600.0, "llama-cpp": 300.0}  # a gateway's wait for a cold start
+
+
+@dataclass(frozen=True)
+class GatewayParams:
+    """How the OpenAI-compatible gateway treats the model (its `gateway:` section)."""
+
+    idle_ttl: float | None = None  # seconds with no request before it is stopped; None: never
+    load_timeout: float | None = None  # seconds a request waits for it to load; None: by engine
+    node: str | None = None  # where a scale from zero starts it; None: placement picks
+    port: int = DEFAULT_GATEWAY_PORT  # the port a scale from zero starts it on
+
+    def load_timeout_s(self, engine: str) -> float:
+        return self.load_timeout if self.load_timeout is not None else LOAD_TIMEOUTS_S[engine]
+
+
 @dataclass(frozen=True)
 class Model:
     name: str  # a DNS label: the id used everywhere
@@ -106,6 +123,7 @@ class Model:
     drain_metric: str | None = None  # None: nothing to drain on (stopped at once)
     aliases: tuple[str, ...] = ()
     description: str = ""
+    gateway: GatewayParams = GatewayParams()
     file: str = field(default="", compare=False)  # where it was read from: not the definition
     digest: str = field(default="", compare=False)  # sha256 of the canonical definition
 
@@ -177,4 +195,15 @@ def as_dict(model: Model) -> dict[str, Any]:
         data["drain_metric"] = model.drain_metric or "none"
     if model.aliases:
         data["aliases"] = list(model.aliases)
+    if gateway := gateway_dict(model.gateway):
+        data["gateway"] = gateway
     return data
+
+
+def gateway_dict(params: GatewayParams) -> dict[str, Any]:
+    """The `gateway:` section, the port left out at its default ({} for all defaults)."""
+    found: dict[str, Any] = {}
+    for key, value in vars(params).items():
+        if value is not None and not (key == "port" and value == DEFAULT_GATEWAY_PORT):
+            found[key] = value
+    return found
