@@ -3,7 +3,9 @@ needs from the machine. tests/bench/test_smoke.py runs every one of them."""
 
 from __future__ import annotations
 
+import functools
 import importlib.util
+import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +16,7 @@ from tests.conftest import need
 from tests.packaging.conftest import built_rpms, installed_root
 from tests.support import podman
 from tests.support.nvml import FakeNvmlUnavailable, build_library
+from tests.support.procs import REPO
 
 NUM = r"\d+(?:\.\d+)?"
 
@@ -55,6 +58,29 @@ def cpu_wheel(request: pytest.FixtureRequest) -> list[str]:
     return ["--wheels", str(request.getfixturevalue("cpu_env").root / "wheels")]
 
 
+@functools.cache
+def litellm_bin() -> tuple[str, str]:
+    """scripts/litellm, once per session: (the venv's bin directory, '') or ('', why not)."""
+    try:
+        done = subprocess.run([str(REPO / "scripts" / "litellm")], capture_output=True,
+                              text=True, timeout=600, check=False)  # fmt: skip
+    except subprocess.TimeoutExpired:
+        return "", "scripts/litellm ran over 600 s"
+    if done.returncode != 0:
+        return "", f"scripts/litellm failed ({done.returncode}): {done.stderr.strip()[-500:]}"
+    return done.stdout.strip().splitlines()[-1], ""
+
+
+def litellm_and_llama(request: pytest.FixtureRequest) -> list[str]:
+    """LiteLLM's proxy in its own venv (scripts/litellm installs it; the comparison needs it)
+    and llama-cpp-python for the cold start."""
+    found, why = litellm_bin()
+    if why:
+        need(f"{why}: LiteLLM's proxy is missing (run scripts/litellm)")
+    llama(request)
+    return ["--litellm", str(Path(found) / "litellm")]
+
+
 def real_podman(request: pytest.FixtureRequest) -> list[str]:
     """Podman runs containers here and the busybox test image is built."""
     try:
@@ -88,6 +114,12 @@ def startup_row(label: str) -> str:
     return rf"{label} +{NUM}s +{NUM}s +{NUM}s +{NUM}s"
 
 
+def gateway_row(mode: str, target: str) -> str:
+    cpu = "" if target == "direct" else rf"  cpu {NUM} ms/req"
+    ratios = rf"p50 x{NUM}  p99 x{NUM}{cpu}"
+    return rf"{mode} +{target} +p50 +{NUM} ms +p99 +{NUM} ms +{NUM} req/s +{ratios}"
+
+
 # fmt: off
 SMOKES: dict[str, Smoke] = {
     "agent_heartbeat": Smoke(
@@ -117,6 +149,20 @@ SMOKES: dict[str, Smoke] = {
          rf"switch excluding the model's load +{NUM} s .*"),
         prepare=cpu_wheel,
         timeout=300,
+    ),
+    "gateway": Smoke(
+        ("--requests", "60", "--concurrency", "4", "--warmup", "10", "--cold-start",
+         "--cold-runs", "1"),
+        (*(gateway_row(mode, target) for mode in ("non-streaming", "streaming")
+           for target in ("direct", "gateway", "litellm")),
+         r"goal: gateway p50 within 1.05x of direct: .*: (met|missed)",
+         r"goal: gateway p50 overhead below LiteLLM's: .*: (met|missed)",
+         rf"cold start +request to first token +median {NUM} s .*",
+         rf"cold start +start \(to model ready\) +median {NUM} s",
+         rf"cold start +ready to first token +median {NUM} s",
+         rf"warm request +first token +median {NUM} s"),
+        prepare=litellm_and_llama,
+        timeout=240,
     ),
     "hub_agents": Smoke(
         ("--agents", "5", "--heartbeat", "0.5", "--window", "1", "--channels", "2"),
