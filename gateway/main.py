@@ -136,8 +136,13 @@ def connect(args: argparse.Namespace) -> tuple[GatewayTls, GrpcHub]:
             fail(f"not enrolled yet: pass --token-file PATH or set ${TOKEN_ENV} with a "
                  "token from `hubctl tokens create --role gateway --name NAME` (or use "
                  "--routes)")  # fmt: skip
+        name = args.name or socket.gethostname().split(".")[0]
         try:
-            name = check_name(args.name or socket.gethostname().split(".")[0])
+            check_name(name)
+        except ValueError:
+            fail(f"invalid --name {name!r}: use letters, digits, '.', '_' and '-' (starting "
+                 "and ending with a letter or digit)")  # fmt: skip
+        try:
             state_dir.mkdir(parents=True, exist_ok=True)
             enroll(tls, state_dir, hub, token, name, args.enroll_port)
         except (EnrollError, ValueError) as exc:

@@ -7,9 +7,10 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -107,13 +108,14 @@ class Upstream:
 
 
 async def get_json(url: str, headers: dict[str, str] | None = None
-                   ) -> tuple[int, dict[str, object]]:  # fmt: skip
+                   ) -> tuple[int, Any]:  # fmt: skip
     async with aiohttp.ClientSession() as http, http.get(url, headers=headers or {}) as reply:
         return reply.status, await reply.json(content_type=None)
 
 
-async def post(url: str, body: bytes | dict[str, object], headers: dict[str, str] | None = None
-               ) -> tuple[int, dict[str, str], dict[str, object]]:  # fmt: skip
+async def post(
+    url: str, body: bytes | Mapping[str, object], headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, str], Any]:
     data = body if isinstance(body, bytes) else json.dumps(body).encode()
     async with aiohttp.ClientSession() as http, http.post(url, data=data, headers=headers or {}
                                                           ) as reply:  # fmt: skip
@@ -157,6 +159,8 @@ class FakeHub(Hub):
             self.tables.put_nowait(first)
         self.ensured = ensured or Ensured("starting", ("node0",))
         self.ensure_calls: list[str] = []
+        self.ensure_called = asyncio.Event()
+        self.watching = asyncio.Event()
         self.ensure_gate = asyncio.Event()
         self.ensure_gate.set()
         self.reports: list[list[Activity]] = []
@@ -167,6 +171,7 @@ class FakeHub(Hub):
 
     async def watch_routes(self) -> AsyncIterator[Table]:
         self.watches += 1
+        self.watching.set()
         while True:
             item = await self.tables.get()
             if isinstance(item, Exception):
@@ -175,6 +180,7 @@ class FakeHub(Hub):
 
     async def ensure_model(self, name: str) -> Ensured:
         self.ensure_calls.append(name)
+        self.ensure_called.set()
         await self.ensure_gate.wait()
         if isinstance(self.ensured, Exception):
             raise self.ensured
