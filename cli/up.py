@@ -1,8 +1,11 @@
-"""`hubctl up`: a hub and a local agent in the foreground, for one machine or a first try.
+"""`hubctl up`: a hub, a local agent and the OpenAI-compatible gateway in the foreground, for
+one machine or a first try.
 
 The agent runs as its own process, `gpufleet-agent --token T`: it joins with the token on
-its first start and ignores it once its state dir holds a certificate. `--demo` runs the
-demo (`cli.demo`): demo configurations, a simulated GPU host, a locally built image.
+its first start and ignores it once its state dir holds a certificate. The gateway
+(`gpufleet-gateway`, on --gateway-listen, API keys required; `--no-gateway` leaves it out)
+joins the same way with a token of role gateway, its state in STATE/gateway. `--demo` runs
+the demo (`cli.demo`): demo configurations, a simulated GPU host, a locally built image.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from cli import demo
+from cli import demo, up_gateway
 from cli.output import CliError, console
 
 if TYPE_CHECKING:
@@ -30,6 +33,7 @@ if TYPE_CHECKING:
 STOP_GRACE_S = 15.0
 HUB_START_TIMEOUT_S = 30.0
 TOKEN_TTL_S = 300
+GATEWAY_START_TIMEOUT_S = 30.0
 
 
 DEFAULT_NAME = socket.gethostname().split(".")[0]
@@ -63,6 +67,7 @@ class UpConfig:
     env: tuple[str, ...] = ()
     http: str | None = None
     demo: bool = False
+    gateway: str | None = up_gateway.DEFAULT_LISTEN  # where the gateway listens; None: no gateway
 
 
 def hub_command(config: UpConfig) -> list[str]:
@@ -154,17 +159,20 @@ def wait_serving(config: UpConfig, hub: subprocess.Popen[bytes], timeout: float)
     raise CliError(f"the hub did not start serving on {config.listen} within {timeout:g} s")
 
 
-def join_token(config: UpConfig) -> str:
-    """A short-lived agent token from the hub's Trust API, as its admin."""
+def join_token(config: UpConfig, role: int | None = None, name: str = "") -> str:
+    """A short-lived join token from the hub's Trust API, as its admin: for the local agent,
+    or with `role` ROLE_GATEWAY and `name` for the gateway."""
     from cli.client import HubClient
     from gpufleet.v1 import trust_pb2, trust_pb2_grpc
 
+    role = trust_pb2.ROLE_AGENT if role is None else role
+    who = "the gateway" if role == trust_pb2.ROLE_GATEWAY else "the local agent"
     client = HubClient(config.listen)
-    request = trust_pb2.CreateTokenRequest(role=trust_pb2.ROLE_AGENT, ttl_seconds=TOKEN_TTL_S)
+    request = trust_pb2.CreateTokenRequest(role=role, ttl_seconds=TOKEN_TTL_S, name=name)  # type: ignore[arg-type]
     try:
         reply = client.call(trust_pb2_grpc.TrustStub(client.channel).CreateToken, request)
     except CliError as exc:
-        raise CliError(f"cannot create a join token for the local agent: {exc}") from None
+        raise CliError(f"cannot create a join token for {who}: {exc}") from None
     finally:
         client.close()
     token: str = reply.token
@@ -172,7 +180,8 @@ def join_token(config: UpConfig) -> str:
 
 
 def stop(processes: list[subprocess.Popen[bytes]]) -> None:
-    """One after the other (the agent, then the hub), each killed if it outlives its grace."""
+    """One after the other (the gateway, the agent, then the hub), each killed if it outlives
+    its grace."""
     for process in processes:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
@@ -197,7 +206,7 @@ def demo_preflight(config: UpConfig) -> None:
 
 
 def run(config: UpConfig) -> None:
-    """Start hub, then agent; return when either exits or on SIGINT/SIGTERM."""
+    """Start hub, agent, then gateway; return when one exits or on SIGINT/SIGTERM."""
     from cli.credentials import config_path
 
     if config.demo:
@@ -217,24 +226,39 @@ def run(config: UpConfig) -> None:
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     processes: list[subprocess.Popen[bytes]] = []
+    names: dict[int, str] = {}
     try:
         # Own process groups: a terminal's Ctrl-C reaches only us, and we stop them in order.
         hub = subprocess.Popen(hub_command(config), env=env, start_new_session=True)
         processes.append(hub)
+        names[hub.pid] = "hub"
         wait_serving(config, hub, HUB_START_TIMEOUT_S)
         agent = subprocess.Popen(agent_command(config), env=agent_env(config, env),
                                  start_new_session=True)  # fmt: skip
         processes.insert(0, agent)  # stop the agent first, then the hub
+        names[agent.pid] = "agent"
+        gateway_said = ""
+        if config.gateway is not None:
+            gateway = subprocess.Popen(
+                up_gateway.command(config, config.gateway),
+                env=up_gateway.environment(config, env, join_token), start_new_session=True,
+            )  # fmt: skip
+            processes.insert(0, gateway)  # and the gateway before both
+            names[gateway.pid] = "gateway"
+            up_gateway.wait_serving(config.gateway, gateway, GATEWAY_START_TIMEOUT_S)
+            gateway_said = (f", OpenAI-compatible gateway on http://{config.gateway}/v1 (API "
+                            "keys: hubctl keys create --name NAME)")  # fmt: skip
         metrics = f", metrics on http://{config.http}/metrics" if config.http else ""
         console().print(
             f"[bold green]gpufleet is up:[/] hub on {config.listen}{metrics} (state in "
-            f"{config.state_dir}), local agent '{config.name}', mutual TLS; hubctl is this "
-            f"hub's admin ({config_path()}). {demo.banner_hint(config)} Ctrl-C stops both."
+            f"{config.state_dir}), local agent '{config.name}'{gateway_said}, mutual TLS; "
+            f"hubctl is this hub's admin ({config_path()}). {demo.banner_hint(config)} "
+            "Ctrl-C stops them all."
         )
         while not stopping:
             for process in processes:
                 if process.poll() is not None:
-                    name = "hub" if process is hub else "agent"
+                    name = names[process.pid]
                     raise CliError(f"the {name} exited with status {process.returncode}")
             time.sleep(0.2)
     finally:
@@ -287,6 +311,13 @@ def up(
         str | None,
         typer.Option(metavar="HOST:PORT", help="Serve the hub's /metrics and /healthz here."),
     ] = None,
+    gateway_listen: Annotated[
+        str,
+        typer.Option(metavar="HOST:PORT", help="The OpenAI-compatible gateway's address."),
+    ] = up_gateway.DEFAULT_LISTEN,
+    no_gateway: Annotated[
+        bool, typer.Option("--no-gateway", help="Leave the gateway out.")
+    ] = False,
     run_demo: Annotated[
         bool,
         typer.Option(
@@ -296,13 +327,16 @@ def up(
         ),
     ] = False,
 ) -> None:
-    """Run a hub and a local agent in the foreground (SQLite); Ctrl-C stops both."""
+    """Run a hub, a local agent and the OpenAI-compatible gateway in the foreground (SQLite);
+    Ctrl-C stops them all."""
     config = UpConfig(
         listen, state_dir or demo.state_dir(run_demo), name, labels, inventory,
         heartbeat_interval, configs, gpu_runtime.value if gpu_runtime else None,
         gpu_probe.value if gpu_probe else None, tuple(env or ()), http, run_demo,
+        None if no_gateway else gateway_listen,
     )  # fmt: skip
     if run_demo:
         config = demo.with_demo(config)
     demo.check(config)
+    up_gateway.check(config)
     run(config)

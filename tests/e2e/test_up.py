@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -39,8 +40,19 @@ def cmdline(process: Path) -> str:
         return ""
 
 
-def test_up_runs_hub_and_local_agent_and_ctrl_c_stops_both(tmp_path: Path) -> None:
-    address = f"127.0.0.1:{free_port()}"
+def answers(url: str) -> int:
+    """The HTTP status of GET `url`, 0 when nothing answers."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as reply:
+            return int(reply.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except OSError:
+        return 0
+
+
+def test_up_runs_hub_local_agent_and_gateway_and_ctrl_c_stops_them(tmp_path: Path) -> None:
+    address, gateway = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
     up = subprocess.Popen(
         [
             sys.executable,
@@ -57,6 +69,8 @@ def test_up_runs_hub_and_local_agent_and_ctrl_c_stops_both(tmp_path: Path) -> No
             str(INVENTORIES / "a5500-a400.yaml"),
             "--heartbeat-interval",
             "0.5",
+            "--gateway-listen",
+            gateway,
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -74,10 +88,17 @@ def test_up_runs_hub_and_local_agent_and_ctrl_c_stops_both(tmp_path: Path) -> No
         wait_until(local_ready, 60, "the local node to be ready")
         gpus = json.loads(hubctl(address, "gpus", "--json").stdout)
         assert [g["name"] for g in gpus] == ["NVIDIA RTX A5500", "NVIDIA RTX A400"]
-        # The agent joined with a token no `ps` showed: it went in the agent's environment.
-        agents = [p for p in Path("/proc").glob("[0-9]*")
-                  if str(tmp_path / "agent") in cmdline(p)]  # fmt: skip
-        assert agents and not any("gft1." in cmdline(p) for p in agents)
+        # The agent and the gateway joined with tokens no `ps` showed: they went in their
+        # environments. The gateway enrolled (its certificate) and answers.
+        for who in ("agent", "gateway"):
+            found = [p for p in Path("/proc").glob("[0-9]*")
+                     if str(tmp_path / who) in cmdline(p)]  # fmt: skip
+            assert found and not any("gft1." in cmdline(p) for p in found), who
+        assert (tmp_path / "gateway" / "tls" / "gateway.crt").exists()
+        assert answers(f"http://{gateway}/healthz") == 200
+        # It follows the hub (whose keys it checks): API keys required, no open mode.
+        wait_until(lambda: answers(f"http://{gateway}/v1/models") == 401, 20,
+                   "the gateway to refuse a request without an API key")  # fmt: skip
         assert (tmp_path / "hub" / "hub.db").exists()  # the embedded SQLite default
 
         # `hubctl up` set hubctl up as this hub's admin; any other client without a
@@ -111,9 +132,11 @@ def test_up_runs_hub_and_local_agent_and_ctrl_c_stops_both(tmp_path: Path) -> No
                 up.communicate()
     assert up.returncode == 0, output
     assert "gpufleet is up" in output, output
+    assert f"OpenAI-compatible gateway on http://{gateway}/v1" in output, output
     assert "agent stopped" in output and "hub stopped" in output, output
     assert "Traceback" not in output, output
     assert hubctl(address, "nodes").returncode == 2  # nothing left listening
+    assert answers(f"http://{gateway}/healthz") == 0
 
 
 def test_up_on_a_port_a_running_hub_holds_fails_and_leaves_hubctls_config(
@@ -186,7 +209,7 @@ def test_up_passes_http_env_gpu_probe_and_runtime(tmp_path: Path, demo_image_bui
     log = tmp_path / "up.log"
     up = up_until_ready(
         ["--state-dir", str(tmp_path / "state"), "--name", "local", "--heartbeat-interval",
-         "0.5", "--configs", str(REPO / "configs" / "demo"), "--gpu-probe", "none",
+         "0.5", "--no-gateway", "--configs", str(REPO / "configs" / "demo"), "--gpu-probe", "none",
          "--gpu-runtime", "none", "--http", metrics, "--env", f"DEMO_LLM_PORT={port}",
          "--env", "DEMO_LLM_LOAD_DELAY=0.5"],
         address, log,
@@ -209,6 +232,7 @@ def test_up_passes_http_env_gpu_probe_and_runtime(tmp_path: Path, demo_image_bui
     assert up.returncode == 0, output
     assert f"metrics on http://{metrics}/metrics" in output, output
     assert "GPU inventory (none)" in output, output
+    assert "OpenAI-compatible gateway" not in output, output  # --no-gateway
 
 
 @pytest.mark.parametrize(
@@ -219,6 +243,9 @@ def test_up_passes_http_env_gpu_probe_and_runtime(tmp_path: Path, demo_image_bui
         (["--http", "9464"], "invalid --http '9464': expected HOST:PORT"),
         (["--http", "127.0.0.1:99999"], "invalid --http '127.0.0.1:99999'"),
         (["--listen", "localhost"], "invalid --listen 'localhost'"),
+        (["--gateway-listen", "8080"], "invalid --gateway-listen '8080': expected HOST:PORT"),
+        (["--gateway-listen", "127.0.0.1:7443"],
+         "--gateway-listen 127.0.0.1:7443 is the --listen address"),
         (["--gpu-runtime", "cuda"], "Invalid value for '--gpu-runtime'"),
         (["--gpu-probe", "magic"], "Invalid value for '--gpu-probe'"),
         (["--gpu-probe", "nvml", "--inventory", str(INVENTORIES / "h100x8.yaml")],
