@@ -13,6 +13,7 @@ from typing import Protocol
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from agent.credentials import NotEnrolled
 from gateway.table import Table, from_proto
 from gpufleet.v1 import gateway_pb2, gateway_pb2_grpc, types_pb2
 
@@ -88,7 +89,10 @@ class GrpcHub:
 
     def _stub(self) -> gateway_pb2_grpc.GatewayStub:
         if self._channel is None:
-            self._channel = self.open_channel()
+            try:
+                self._channel = self.open_channel()
+            except NotEnrolled as exc:
+                raise HubUnavailable(str(exc)) from None
         return gateway_pb2_grpc.GatewayStub(self._channel)  # type: ignore[no-untyped-call]
 
     async def reconnect(self) -> None:

@@ -172,6 +172,7 @@ class Proxy:
             if name in request.headers:
                 headers[name] = request.headers[name]
         self.router.begin(endpoint)
+        asked = time.monotonic()
         upstream: aiohttp.ClientResponse | None = None
         try:
             try:
@@ -184,7 +185,7 @@ class Proxy:
             if upstream.status in RETRY_STATUS and not last:
                 self.router.failed(endpoint)
                 raise Failed(f"HTTP {upstream.status}")
-            self.router.succeeded(endpoint, time.monotonic() - started)
+            self.router.succeeded(endpoint, time.monotonic() - asked)
             if stream and (upstream.status == 200 or early is not None):
                 return await self._stream(request, upstream, replica, started, early)
             try:

@@ -117,7 +117,7 @@ def from_proto(message: gateway_pb2.RouteTable) -> Table:
             for m in message.models
         ),
         replicas=tuple(
-            Replica(r.model, r.node, r.endpoint, r.healthy, r.state, r.message)
+            Replica(r.model, r.node, r.endpoint.rstrip("/"), r.healthy, r.state, r.message)
             for r in message.replicas
         ),
         keys=tuple(KeyHash(k.name, k.sha256.lower(), frozenset(k.models)) for k in message.keys),

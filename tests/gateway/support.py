@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
+import openai
 from aiohttp import web
 
 from gateway.app import Settings
@@ -46,6 +47,7 @@ class Upstream:
     name: str = "up"
     status: int = 200
     slow: bool = False
+    break_off: bool = False
     release: asyncio.Event = field(default_factory=asyncio.Event)
     bodies: list[dict[str, object]] = field(default_factory=list)
     paths: list[str] = field(default_factory=list)
@@ -94,6 +96,9 @@ class Upstream:
         await response.prepare(request)
         try:
             await response.write(chunk("first", model))
+            if self.break_off and request.transport is not None:
+                request.transport.abort()  # dies mid-stream
+                return response
             if self.slow:
                 await self.release.wait()
             for word in (" second", f" from {self.name}"):
@@ -203,6 +208,13 @@ class Running:
     url: str
     routes: Routes
     stop: asyncio.Event
+    clients: list[openai.AsyncOpenAI] = field(default_factory=list)
+
+    def client(self, key: str = "none") -> openai.AsyncOpenAI:
+        """The official client, closed with the gateway."""
+        api = openai.AsyncOpenAI(base_url=f"{self.url}/v1", api_key=key, max_retries=0)
+        self.clients.append(api)
+        return api
 
 
 @asynccontextmanager
@@ -223,9 +235,12 @@ async def gateway(
     )  # fmt: skip
     task = asyncio.create_task(serve(options, routes, hub, stop, listening.set_result))
     url = await asyncio.wait_for(asyncio.shield(listening), 10)
+    running = Running(url, routes, stop)
     try:
-        yield Running(url, routes, stop)
+        yield running
     finally:
+        for api in running.clients:
+            await api.close()
         stop.set()
         with suppress(asyncio.CancelledError):
             await asyncio.wait_for(task, 10)

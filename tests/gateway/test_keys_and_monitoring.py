@@ -66,9 +66,9 @@ def test_keys_are_required_and_limited_to_their_models() -> None:
             status, _, reply = await post(chat, {**body, "model": "big"}, bearer(ONLY_TINY))
             assert status == 403 and "'app2' may not use model 'big'" in str(reply)
             with pytest.raises(openai.AuthenticationError):
-                api = openai.AsyncOpenAI(base_url=f"{gw.url}/v1", api_key="bad", max_retries=0)
+                api = gw.client("bad")
                 await api.models.list()
-            api = openai.AsyncOpenAI(base_url=f"{gw.url}/v1", api_key=ONLY_TINY, max_retries=0)
+            api = gw.client(ONLY_TINY)
             assert [m.id async for m in api.models.list()] == ["tiny"]
             for path in ("/v1/models", "/services", "/gpu-stats", "/metrics"):
                 assert (await get_json(gw.url + path))[0] == 401, path
@@ -85,7 +85,7 @@ def test_monitoring_routes() -> None:
         async with upstream(Upstream("a")) as up, gateway(None, hub, KEYED) as gw:
             hub.tables.put_nowait(cluster(up.url))
             await ready(gw)
-            api = openai.AsyncOpenAI(base_url=f"{gw.url}/v1", api_key=ALL, max_retries=0)
+            api = gw.client(ALL)
             await api.chat.completions.create(model="t", messages=[])
             status, models = await get_json(f"{gw.url}/v1/models", bearer(ALL))
             assert status == 200 and models["object"] == "list"

@@ -4,6 +4,7 @@ retries, errors, client disconnects and /metrics."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Awaitable, Callable
 
 import aiohttp
@@ -29,14 +30,10 @@ def run(scenario: Callable[[], Awaitable[None]]) -> None:
     asyncio.run(asyncio.wait_for(scenario(), 60))
 
 
-def client(url: str, key: str = "none") -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(base_url=f"{url}/v1", api_key=key, max_retries=0)
-
-
 def test_non_streaming_passthrough_with_the_openai_client() -> None:
     async def scenario() -> None:
         async with upstream(Upstream("a")) as up, gateway(table((TINY, [up.url]))) as gw:
-            api = client(gw.url)
+            api = gw.client()
             chat = await api.chat.completions.create(
                 model="t", messages=[{"role": "user", "content": "hi"}]
             )
@@ -62,7 +59,7 @@ def test_non_streaming_passthrough_with_the_openai_client() -> None:
 def test_streaming_passthrough() -> None:
     async def scenario() -> None:
         async with upstream(Upstream("a")) as up, gateway(table((TINY, [up.url]))) as gw:
-            stream = await client(gw.url).chat.completions.create(
+            stream = await gw.client().chat.completions.create(
                 model="tiny", messages=[{"role": "user", "content": "hi"}], stream=True
             )
             words = [c.choices[0].delta.content async for c in stream]
@@ -74,7 +71,7 @@ def test_streaming_passthrough() -> None:
 def test_a_slow_stream_reaches_the_client_incrementally() -> None:
     async def scenario() -> None:
         async with upstream(Upstream("a", slow=True)) as up, gateway(table((TINY, [up.url]))) as gw:
-            stream = await client(gw.url).chat.completions.create(
+            stream = await gw.client().chat.completions.create(
                 model="tiny", messages=[{"role": "user", "content": "hi"}], stream=True
             )
             chunks = stream.__aiter__()
@@ -89,13 +86,31 @@ def test_a_slow_stream_reaches_the_client_incrementally() -> None:
     run(scenario)
 
 
+def test_a_stream_the_upstream_breaks_off_ends_with_an_sse_error_event() -> None:
+    async def scenario() -> None:
+        async with (
+            upstream(Upstream("a", break_off=True)) as up,
+            gateway(table((TINY, [up.url]))) as gw,
+            aiohttp.ClientSession() as http,
+        ):
+            body = {"model": "tiny", "messages": [], "stream": True}
+            async with http.post(f"{gw.url}/v1/chat/completions", json=body) as reply:
+                events = (await reply.read()).split(b"\n\n")
+            assert events[0].startswith(b"data: ") and b"first" in events[0]
+            error = json.loads(events[1].removeprefix(b"data: "))["error"]
+            assert error["code"] == "upstream_broke_off"
+            assert events[2:] == [b""]
+
+    run(scenario)
+
+
 def test_a_dead_replica_is_retried_on_another() -> None:
     async def scenario() -> None:
         async with (
             upstream(Upstream("b")) as up,
             gateway(table((TINY, [dead_endpoint(), up.url]))) as gw,
         ):
-            chat = await client(gw.url).chat.completions.create(
+            chat = await gw.client().chat.completions.create(
                 model="tiny", messages=[{"role": "user", "content": "hi"}]
             )
             assert chat.choices[0].message.content == "from b"
@@ -125,7 +140,7 @@ def test_a_503_from_the_upstream_is_retried_and_a_cooled_replica_is_skipped() ->
             upstream(Upstream("good")) as good,
             gateway(table((TINY, [bad.url, good.url]))) as gw,
         ):
-            api = client(gw.url)
+            api = gw.client()
             for _ in range(3):
                 chat = await api.chat.completions.create(model="tiny", messages=[])
                 assert chat.choices[0].message.content == "from good"
@@ -161,7 +176,7 @@ def test_client_errors_are_openai_shaped() -> None:
                 status, _, body = await post(chat, {"model": "tiny", "x": "y" * 2000})
                 assert status == 413 and "--max-body" in str(body)
                 with pytest.raises(openai.NotFoundError):
-                    await client(gw.url).chat.completions.create(model="nope", messages=[])
+                    await gw.client().chat.completions.create(model="nope", messages=[])
                 assert up.bodies == []
 
     run(scenario)
@@ -207,7 +222,7 @@ def test_a_client_that_disconnects_cancels_the_upstream_request() -> None:
 def test_metrics_has_the_series() -> None:
     async def scenario() -> None:
         async with upstream(Upstream("a")) as up, gateway(table((TINY, [up.url]))) as gw:
-            api = client(gw.url)
+            api = gw.client()
             await api.chat.completions.create(model="tiny", messages=[])
             stream = await api.chat.completions.create(model="tiny", messages=[], stream=True)
             _ = [c async for c in stream]
