@@ -167,8 +167,9 @@ def cold_start(runs: int) -> None:
     with tempfile.TemporaryDirectory(prefix="gpufleet-bench-cold-") as tmp:
         starts, firsts, warms = measure(Path(tmp), runs)
     totals = [s + f for s, f in zip(starts, firsts, strict=True)]
-    print(f"cold start     {runs} runs: a streaming request for tiny (stopped; llama.cpp on the "
-          "cpu) through hub + agent + gateway")  # fmt: skip
+    plural = "" if runs == 1 else "s"
+    print(f"cold start     {runs} run{plural}: a streaming request for tiny (stopped; llama.cpp "
+          "on the cpu) through hub + agent + gateway")  # fmt: skip
     print(f"cold start     request to first token  median {statistics.median(totals):.2f} s  "
           f"(min {min(totals):.2f}, max {max(totals):.2f})")  # fmt: skip
     print(f"cold start     start (to model ready)  median {statistics.median(starts):.2f} s")
