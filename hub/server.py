@@ -29,6 +29,8 @@ from hub.envs.cache import WheelCacheService
 from hub.envs.service import EnvsService
 from hub.envs.view import NodeEnvs
 from hub.envs.wheels import WheelStore
+from hub.gateway.observe import Observer
+from hub.gateway.scaler import Scaler
 from hub.gateway.service import GatewayService
 from hub.http import HttpEndpoint
 from hub.keys.service import ApiKeysService
@@ -134,6 +136,7 @@ class HubServer:
         self._server: grpc.aio.Server | None = None
         self._health = health.aio.HealthServicer()  # type: ignore[attr-defined]
         self._watcher: asyncio.Task[None] | None = None
+        self._scaling: asyncio.Task[None] | None = None
         self._held = Updates({}, {}, {})  # heartbeat writes merged while the database fails
         self.work = Work()  # CPU-heavy calls run in its worker processes, started on first use
         self._http = HttpEndpoint(self.metrics, self.problem)
@@ -221,7 +224,9 @@ class HubServer:
             self.registry, self._db, store, self.manager, self.config.configs_dir,
             self.config.vllm_image, self.envs,
         )  # fmt: skip
-        gateway = GatewayService(cluster, hub)
+        observer = Observer(cluster, self.config.models_dir, self.work)
+        self.scaler = Scaler(cluster, observer, self.config.models_dir, self.work)
+        self.gateway = gateway = GatewayService(self._db, observer, self.scaler, hub)
         servicers = {
             "link": link,
             "hub": hub,
@@ -256,6 +261,7 @@ class HubServer:
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         self._store = store
         self._watcher = asyncio.create_task(self._watch(store), name="liveness")
+        self._scaling = asyncio.create_task(self.scaler.run(), name="gateway-scaler")
         if self.trust is None:
             log.info("hub %s listening on %s (plaintext)", gpufleet.__version__, self.config.listen)
         else:
@@ -329,6 +335,10 @@ class HubServer:
 
         Also releases what a failed start() opened."""
         await self._http.stop()
+        if self._scaling is not None:  # no start or stop decided from here on
+            self._scaling.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._scaling
         self.work.close()
         if hasattr(self, "manager"):
             await self.manager.shutdown()
@@ -337,6 +347,7 @@ class HubServer:
                 self._db.close()
             return
         await self._health.enter_graceful_shutdown()
+        await self.gateway.routes.close()  # the gateways' route streams end now, not at grace
         for session in self.registry:
             session.send(
                 agent_link_pb2.HubMessage(

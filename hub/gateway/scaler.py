@@ -1,0 +1,244 @@
+"""Scale from zero and the idle unload: one decision loop per hub, every start and stop a hub
+operation (the usual model switch and model stop, with their rollback and records).
+
+`ensure` answers a gateway's EnsureModel: a model that runs nowhere is started on the node
+`hub.gateway.placement` picks, through the Models service's own switch
+(`hub.models.deployments.switch`), on its gateway.port. A model already starting answers
+with that operation (concurrent calls share one start); one being stopped answers
+"starting" and is started afresh once the stop has finished. `tick` (every TICK_S) learns
+how the starts it made ended, makes those deferred starts, and stops the models that are
+idle (`hub.gateway.idle`). A lock serialises both, so an idle stop and a new request never
+race: the request either sees the stop under way or comes before it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import grpc
+
+from hub.gateway import placement
+from hub.gateway.idle import Activity, Candidate, Seen, idle
+from hub.gateway.observe import NotDefined, Observer, Snapshot, resolve
+from hub.gateway.routes import Starting
+from hub.models import catalog, deploy, deployments
+from hub.models.deployments import Refused, SwitchAsk
+from hub.models.load import ModelError
+from hub.models.running import DOWN, Cluster
+from hub.states import NodeState
+from hub.store.store import PlacementGpu
+from hub.work import Busy, Overrun, Work, WorkerDied
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+TICK_S = 1.0
+REPORT_INTERVAL_S = 2.0  # how often gateways report their activity
+WINDOW_INTERVALS = 3  # reports older than this many intervals are dropped
+PLAN_LIMIT_S = 30.0
+SWITCH, STOP = "model-switch", "model-stop"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Ensured:
+    state: str  # ready | starting
+    operation_id: str = ""
+    nodes: tuple[str, ...] = ()
+    message: str = ""
+
+
+class Scaler:
+    def __init__(self, cluster: Cluster, observer: Observer, models_dir: Path, work: Work,
+                 clock: Callable[[], datetime] = utcnow,
+                 report_interval_s: float = REPORT_INTERVAL_S) -> None:  # fmt: skip
+        self.cluster = cluster
+        self.observer = observer
+        self.models_dir = models_dir
+        self.work = work
+        self.clock = clock
+        self.report_interval_s = report_interval_s
+        self.activity = Activity(report_interval_s * WINDOW_INTERVALS)
+        self.failures: dict[str, str] = {}  # model -> why its last start by a gateway failed
+        self._starts: dict[str, str] = {}  # model -> the operation starting it for a gateway
+        self._after_stop: dict[str, str] = {}  # model -> the stop to wait for, then start it
+        self._lock = asyncio.Lock()
+
+    def in_flight(self, kind: str) -> dict[str, Starting]:
+        """model -> its operation of `kind` under way (a switch to it, or a stop of it)."""
+        found = {}
+        for run in self.cluster.manager.running.values():
+            record = run.record
+            model = deploy.model_of(record.configuration)
+            if record.kind == kind and model and not record.check:
+                found[model] = Starting(record.id, tuple(record.params.get("nodes", ())))
+        return found
+
+    async def ensure(self, name: str) -> Ensured:
+        """Refused (NOT_FOUND with close names, FAILED_PRECONDITION when no node is free...)."""
+        async with self._lock:
+            snap = await self.observer.snapshot()
+            try:
+                model = resolve(snap.models, name)
+            except NotDefined as exc:
+                raise Refused(grpc.StatusCode.NOT_FOUND, str(exc)) from None
+            return await self._ensure(snap, model.name)
+
+    async def _ensure(self, snap: Snapshot, model: str) -> Ensured:
+        switching = self.in_flight(SWITCH).get(model)
+        if switching is not None:
+            why = f"model {model} is starting (operation {switching.operation_id})"
+            return Ensured("starting", switching.operation_id, switching.nodes, why)
+        stopping = self.in_flight(STOP).get(model)
+        if stopping is not None:
+            self._after_stop[model] = stopping.operation_id
+            return Ensured("starting", stopping.operation_id, stopping.nodes,
+                           f"model {model} is being stopped (operation {stopping.operation_id}): "
+                           "it starts again once that has finished")  # fmt: skip
+        mine = [r for r in snap.found if r.model == model and r.state != DOWN]
+        if any(snap.serving.get(r.node) == r.project for r in mine):
+            return Ensured("ready", nodes=tuple(r.node for r in mine))
+        alive = [r for r in mine if r.state != NodeState.FAILED.value]
+        if alive:
+            return Ensured("starting", nodes=tuple(r.node for r in alive),
+                           message=f"model {model} is loading")  # fmt: skip
+        if mine:  # it failed where it runs: started again there, nothing else is displaced
+            return await self._start(snap, model, [r.node for r in mine])
+        node = await self._place(snap, snap.entries[model])
+        return await self._start(snap, model, [node])
+
+    async def _place(self, snap: Snapshot, entry: catalog.Entry) -> str:
+        cluster = self.cluster
+        gpus: dict[str, list[PlacementGpu]] = {name: [] for name in snap.nodes}
+        for g in await cluster.db.call(cluster.store.placement_gpus, list(snap.nodes)):
+            if g.state != "lost":
+                gpus[g.node].append(g)
+        busy = cluster.manager.busy
+        places = [
+            placement.Place(
+                name, name in snap.connected, cluster.runs(node), busy.get(name, ""),
+                len(gpus[name]), sum(max(0, g.memory_total_mb - g.foreign_mb) for g in gpus[name]),
+            )
+            for name, node in snap.nodes.items()
+        ]  # fmt: skip
+        needed = entry.gpus_needed if entry.gpus_needed is not None else 1
+        try:
+            return placement.pick(entry.model.name, needed, entry.model.gateway.node, places)
+        except placement.NoNode as exc:
+            raise Refused(grpc.StatusCode.FAILED_PRECONDITION, str(exc)) from None
+
+    async def _start(self, snap: Snapshot, model: str, nodes: list[str]) -> Ensured:
+        entry = snap.entries[model]
+        ask = SwitchAsk(model, nodes, list(snap.nodes), gpu_count=entry.gpus_needed or 0,
+                        port=entry.model.gateway.port)  # fmt: skip
+        operation_id = await deployments.switch(self.cluster, self.models_dir, self._read, ask)
+        self._starts[model] = operation_id
+        self.failures.pop(model, None)
+        log.info("gateway: starting model %s on %s (operation %s)", model, ", ".join(nodes),
+                 operation_id)  # fmt: skip
+        return Ensured("starting", operation_id, tuple(nodes),
+                       f"model {model} is starting on {', '.join(nodes)}")  # fmt: skip
+
+    async def _read(self, fn: Callable[..., T], *args: Any) -> T:
+        try:
+            return await self.work.models.run(fn, *args, limit_s=PLAN_LIMIT_S,
+                                              hint="make the model files smaller")  # fmt: skip
+        except (Busy, Overrun, WorkerDied) as exc:
+            raise Refused(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)) from None
+        except catalog.NotFound as exc:
+            raise Refused(grpc.StatusCode.NOT_FOUND, str(exc)) from None
+        except ModelError as exc:
+            raise Refused(grpc.StatusCode.FAILED_PRECONDITION, str(exc)) from None
+
+    def report(self, gateway: str, models: dict[str, Seen]) -> float:
+        """A gateway's activity; the interval it should report at."""
+        self.activity.report(gateway, self.clock(), models)
+        return self.report_interval_s
+
+    async def run(self) -> None:
+        """The decision loop, until cancelled."""
+        while True:
+            await asyncio.sleep(TICK_S)
+            try:
+                await self.tick()
+            except Exception:  # a bug, or the database failing: the next tick tries again
+                log.exception("gateway scaler: tick failed")
+
+    async def tick(self) -> None:
+        async with self._lock:
+            snap = await self.observer.snapshot()
+            await self._settle(snap)
+            await self._deferred(snap)
+            await self._unload(snap)
+
+    async def _settle(self, snap: Snapshot) -> None:
+        """Learn how the starts made for gateways ended: a failed one is the model's state
+        until it is ready, or started again."""
+        manager = self.cluster.manager
+        for model, operation_id in list(self._starts.items()):
+            if operation_id in manager.running:
+                continue
+            del self._starts[model]
+            record = await self.cluster.db.call(manager.store.get, operation_id)
+            if record is None:
+                continue
+            record = manager.truthful(record)
+            if record.status != "succeeded":
+                why = "; ".join(f"{n.node}: {n.message}" for n in record.nodes
+                                if n.result != "ok" and n.message) or record.message  # fmt: skip
+                self.failures[model] = f"its start failed (operation {operation_id}): {why}"
+        for r in snap.found:
+            if snap.serving.get(r.node) == r.project:
+                self.failures.pop(r.model, None)
+
+    async def _deferred(self, snap: Snapshot) -> None:
+        """Start the models asked for while they were being stopped, once the stop ended."""
+        running = self.cluster.manager.running
+        for model, operation_id in list(self._after_stop.items()):
+            if operation_id in running:
+                continue
+            del self._after_stop[model]
+            if model not in snap.entries:
+                continue
+            try:
+                await self._ensure(snap, model)
+            except Refused as exc:
+                self.failures[model] = str(exc)
+                log.warning("gateway: cannot start model %s again: %s", model, exc)
+
+    async def _unload(self, snap: Snapshot) -> None:
+        """Stop the models idle for their idle_ttl, where no operation holds them."""
+        busy = self.cluster.manager.busy
+        ops = {**self.in_flight(SWITCH), **self.in_flight(STOP)}
+        candidates, where = [], {}
+        for name, entry in snap.entries.items():
+            ttl = entry.model.gateway.idle_ttl
+            if ttl is None or name in ops or name in self._after_stop:
+                continue
+            mine = [r for r in snap.found if r.model == name and r.node in snap.connected]
+            if not any(snap.serving.get(r.node) == r.project for r in mine):
+                continue
+            nodes = [r.node for r in mine if r.node not in busy]
+            starts = [snap.stored[r.node].started_at for r in mine if r.node in snap.stored]
+            if nodes:
+                candidates.append(Candidate(name, ttl, max(starts, default=None)))
+                where[name] = nodes
+        for name in idle(candidates, self.activity.seen(self.clock()), self.clock()):
+            try:
+                operation_id = await deployments.stop(
+                    self.cluster, deploy.project(name), where[name], list(snap.nodes)
+                )
+            except Refused as exc:
+                log.warning("gateway: cannot stop idle model %s: %s", name, exc)
+                continue
+            log.info("gateway: model %s idle for %g s: stopping it on %s (operation %s)",
+                     name, snap.entries[name].model.gateway.idle_ttl, ", ".join(where[name]),
+                     operation_id)  # fmt: skip
