@@ -6,6 +6,7 @@ Protobuf stops here: callers get the table's dataclasses and the ones below.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -129,9 +130,11 @@ class GrpcHub:
                 model=item.model, in_flight=item.in_flight, requests=item.requests
             )
             if item.last_finished is not None:
-                stamp = Timestamp()
-                stamp.FromNanoseconds(int(item.last_finished * 1e9))
-                entry.last_finished.CopyFrom(stamp)
+                seconds = math.floor(item.last_finished)
+                nanos = round((item.last_finished - seconds) * 1e9)
+                entry.last_finished.CopyFrom(
+                    Timestamp(seconds=seconds, nanos=min(nanos, 999999999))
+                )
         try:
             ack = await self._stub().ReportActivity(report, timeout=CALL_TIMEOUT_S)
         except grpc.aio.AioRpcError as exc:
