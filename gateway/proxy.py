@@ -108,11 +108,30 @@ class Proxy:
                     return Outcome(early, 200, exc.code)
             else:
                 await self.scaler.ready(model)
+        try:
+            return await self._forward(request, model, body, stream, started, early)
+        except GatewayError as exc:
+            if early is None:
+                raise
+            await early.write(exc.sse())  # the SSE headers went out while the model loaded
+            await early.write_eof()
+            return Outcome(early, 200, exc.code)
+
+    async def _forward(
+        self,
+        request: web.Request,
+        model: Model,
+        body: bytes,
+        stream: bool,
+        started: float,
+        early: web.StreamResponse | None,
+    ) -> Outcome:
         tried: list[str] = []
         while True:
             replica = self._choose(model, tried)
             tried.append(replica.endpoint)
-            last = len(tried) > MAX_RETRIES
+            # The last try passes a 502/503 through: no replica is left to try, or no retry.
+            last = len(tried) > MAX_RETRIES or not self._alternative(model, tried)
             try:
                 return await self._attempt(request, replica, body, stream, started, early, last)
             except Failed as exc:
@@ -121,6 +140,11 @@ class Proxy:
                     raise GatewayError(
                         502, f"model {model.name!r}: the upstream failed: {exc}", "upstream_failed"
                     ) from None
+
+    def _alternative(self, model: Model, tried: list[str]) -> bool:
+        table = self.routes.table
+        replicas = table.routable(model.name) if table is not None else ()
+        return self.router.choose(replicas, exclude=tried) is not None
 
     def _choose(self, model: Model, tried: list[str]) -> Replica:
         table = self.routes.table

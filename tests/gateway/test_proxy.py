@@ -157,6 +157,20 @@ def test_a_503_from_the_upstream_is_retried_and_a_cooled_replica_is_skipped() ->
     run(scenario)
 
 
+def test_a_503_from_the_only_replica_is_passed_through() -> None:
+    async def scenario() -> None:
+        async with (
+            upstream(Upstream("only", status=503)) as only,
+            gateway(table((TINY, [only.url]))) as gw,
+        ):
+            status, _, body = await post(f"{gw.url}/v1/completions", {"model": "tiny"})
+            assert status == 503
+            assert body["error"]["message"] == "only fails"
+            assert len(only.bodies) == 1
+
+    run(scenario)
+
+
 def test_client_errors_are_openai_shaped() -> None:
     async def scenario() -> None:
         async with upstream(Upstream("a")) as up:

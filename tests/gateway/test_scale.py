@@ -4,6 +4,7 @@ for concurrent requests, the load timeout, the queue bound and the hub's refusal
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Awaitable, Callable
 
 import aiohttp
@@ -11,7 +12,16 @@ import aiohttp
 from gateway.app import Settings
 from gateway.hub import Ensured, HubRefused
 from gateway.table import Model, Replica, Table
-from tests.gateway.support import FakeHub, Running, Upstream, gateway, get_json, post, upstream
+from tests.gateway.support import (
+    FakeHub,
+    Running,
+    Upstream,
+    dead_endpoint,
+    gateway,
+    get_json,
+    post,
+    upstream,
+)
 
 STOPPED = Model("tiny", state="stopped", load_timeout_s=10)
 OPEN = Settings(open=True)
@@ -128,6 +138,24 @@ def test_a_streaming_request_gets_headers_and_loading_comments_while_it_waits() 
                 rest = await reply.read()
             assert rest.endswith(b"data: [DONE]\n\n")
             assert b"from a" in rest
+
+    run(scenario)
+
+
+def test_a_failure_after_a_streaming_wait_is_an_sse_error_event() -> None:
+    async def scenario() -> None:
+        hub = FakeHub(stopped())
+        async with gateway(None, hub, OPEN) as gw, aiohttp.ClientSession() as http:
+            await ready(gw)
+            body = {**CHAT, "stream": True}
+            async with http.post(f"{gw.url}/v1/chat/completions", json=body) as reply:
+                assert reply.status == 200
+                await asyncio.wait_for(hub.ensure_called.wait(), 5)
+                hub.tables.put_nowait(started(dead_endpoint()))  # ready, yet refuses connections
+                events = (await reply.read()).split(b"\n\n")
+            error = json.loads(events[0].removeprefix(b"data: "))["error"]
+            assert error["code"] == "upstream_failed"
+            assert events[1:] == [b""]
 
     run(scenario)
 
