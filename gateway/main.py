@@ -187,9 +187,12 @@ def main(argv: list[str] | None = None) -> None:
     link = None
     if args.routes is not None:
         try:
-            routes = Routes(load_routes(args.routes))
+            fixed = load_routes(args.routes)
         except RoutesFileError as exc:
             fail(str(exc))
+        if args.default_model and fixed.lookup(args.default_model) is None:
+            fail(f"--default-model {args.default_model!r} is not a model of {args.routes}")
+        routes = Routes(fixed)
     else:
         routes = Routes()
         link = connect(args)

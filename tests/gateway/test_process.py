@@ -76,6 +76,7 @@ def test_the_process_serves_routes_and_drains_on_sigterm(tmp_path: Path) -> None
         (["--routes", "r.yaml", "--open", "--hub", "h:1"], "exclude each other"),
         (["--open", "--listen", "0.0.0.0:8080"], "add --open-on-network"),
         (["--routes", "missing.yaml", "--open"], "cannot read --routes missing.yaml"),
+        (["--routes", "r.yaml", "--open", "--default-model", "x"], "'x' is not a model of r.yaml"),
         (["--state-dir", "{tmp}"], "not enrolled yet: pass --token-file"),
         (["--state-dir", "{tmp}", "--token", "garbage"], "token"),
         (["--state-dir", "{tmp}", "--token-file", "{tmp}/none"], "cannot read --token-file"),
@@ -89,6 +90,7 @@ def test_bad_flags_are_one_line_and_exit_2(
 ) -> None:  # fmt: skip
     monkeypatch.delenv("GPUFLEET_JOIN_TOKEN", raising=False)
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "r.yaml").write_text("models:\n  - name: tiny\n")
     with pytest.raises(SystemExit) as exit_:
         main([arg.replace("{tmp}", str(tmp_path / "state")) for arg in argv])
     assert exit_.value.code == 2
