@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from gpufleet.v1 import gateway_pb2
 from hub.convert import timestamp
-from hub.store.keys import ApiKey, KeyHash
+from hub.store.keys import ApiKey
 
 
 def key_to_proto(key: ApiKey) -> gateway_pb2.ApiKey:
@@ -12,8 +12,3 @@ def key_to_proto(key: ApiKey) -> gateway_pb2.ApiKey:
         name=key.name, prefix=key.prefix, models=list(key.models), created=timestamp(key.created),
         created_by=key.created_by, revoked=timestamp(key.revoked),
     )  # fmt: skip
-
-
-def hash_to_proto(key: KeyHash) -> gateway_pb2.ApiKeyHash:
-    """A valid key as a gateway's routing table carries it."""
-    return gateway_pb2.ApiKeyHash(name=key.name, sha256=key.sha256, models=list(key.models))
