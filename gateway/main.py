@@ -20,7 +20,7 @@ from gateway.enroll import TOKEN_ENV, GatewayTls, enroll, resolve_hub
 from gateway.follow import Routes, RoutesFileError, load_routes
 from gateway.hub import GrpcHub
 from gateway.scale import DEFAULT_MAX_QUEUE
-from gateway.serve import ServeOptions, serve
+from gateway.serve import ListenError, ServeOptions, serve
 from gpufleet.enroll import EnrollError
 from gpufleet.tls import split_address
 
@@ -198,8 +198,8 @@ def main(argv: list[str] | None = None) -> None:
         link = connect(args)
     try:
         asyncio.run(run(options, routes, link))
-    except OSError as exc:
-        print(f"{PROG}: cannot listen on {args.listen}: {exc.strerror or exc}", file=sys.stderr)
+    except ListenError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:
         pass

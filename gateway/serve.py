@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -22,6 +23,10 @@ from gateway.scale import DEFAULT_MAX_QUEUE, Scaler
 
 log = logging.getLogger(__name__)
 GRACE_S = 10.0
+
+
+class ListenError(Exception):
+    """One line: the address cannot be served on."""
 
 
 @dataclass
@@ -64,7 +69,12 @@ async def serve(
         tasks: list[asyncio.Task[None]] = []
         try:
             site = web.TCPSite(runner, options.host, options.port)
-            await site.start()
+            try:
+                await site.start()
+            except OSError as exc:
+                reason = os.strerror(exc.errno) if exc.errno else str(exc)
+                where = f"{options.host}:{options.port}"
+                raise ListenError(f"cannot listen on {where}: {reason}") from None
             if hub is not None:
                 tasks.append(asyncio.create_task(follow(routes, hub.watch_routes, stop)))
                 tasks.append(asyncio.create_task(report_loop(activity, hub, stop)))

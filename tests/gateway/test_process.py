@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
+import subprocess
 import sys
 from pathlib import Path
 
@@ -97,6 +99,25 @@ def test_bad_flags_are_one_line_and_exit_2(
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("gpufleet-gateway: "), err
     assert message in err
+
+
+def test_a_port_in_use_is_one_line(tmp_path: Path) -> None:
+    routes = tmp_path / "routes.yaml"
+    routes.write_text("models:\n  - name: tiny\n")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "gateway", "--routes", str(routes), "--open", "--listen",
+             f"127.0.0.1:{port}"], cwd=ROOT, env=environment(), capture_output=True, text=True,
+            timeout=60,
+        )  # fmt: skip
+    assert done.returncode == 1
+    assert (
+        done.stderr
+        == f"gpufleet-gateway: cannot listen on 127.0.0.1:{port}: Address already in use\n"
+    )
 
 
 def test_open_on_the_network_needs_the_second_flag(tmp_path: Path) -> None:
