@@ -64,6 +64,9 @@ class Figures:
     cpu_ms: float | None  # the proxy's CPU per request; None for direct
 
 
+Target = tuple[subprocess.Popen[str], str]  # a process and the base URL it serves
+
+
 def litellm_command(given: Path | None) -> Path:
     found = given or LITELLM_VENV.expanduser() / "bin" / "litellm"
     if not os.access(found, os.X_OK):
@@ -90,9 +93,6 @@ def start_litellm(work: Path, command: Path, upstream: str) -> Target:
             stdout=log, stderr=subprocess.STDOUT, text=True,
         )  # fmt: skip
     return process, f"http://127.0.0.1:{port}"
-
-
-Target = tuple[subprocess.Popen[str], str]
 
 
 def start_all(work: Path, args: argparse.Namespace, litellm: Path,
