@@ -87,13 +87,13 @@ def state(replicas: Sequence[Replica], starting: Starting | None,
     if starting is not None:
         where = ", ".join(starting.nodes)
         return LOADING, f"starting on {where} (operation {starting.operation_id})"
+    if failure:
+        return FAILED, failure
     up = [r for r in replicas if r.state != DOWN]
     if up and all(r.state == NodeState.FAILED.value for r in up):
         return FAILED, "; ".join(f"{r.node}: {r.message or 'failed'}" for r in up)
     if up:
         return LOADING, "; ".join(f"{r.node}: {r.message or r.state}" for r in up)
-    if failure:
-        return FAILED, failure
     if replicas:
         down = ", ".join(r.node for r in replicas)
         return STOPPED, f"runs only on {down}, which {'is' if len(replicas) == 1 else 'are'} down"

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
+import sqlalchemy.exc
 
 from hub.gateway import placement
 from hub.gateway.idle import Activity, Candidate, Seen, idle
@@ -32,6 +33,7 @@ from hub.models.deployments import Refused, SwitchAsk
 from hub.models.load import ModelError
 from hub.models.running import DOWN, Cluster
 from hub.states import NodeState
+from hub.store.db import describe
 from hub.store.store import PlacementGpu
 from hub.work import Busy, Overrun, Work, WorkerDied
 
@@ -42,6 +44,7 @@ REPORT_INTERVAL_S = 2.0  # how often gateways report their activity
 WINDOW_INTERVALS = 3  # reports older than this many intervals are dropped
 PLAN_LIMIT_S = 30.0
 SWITCH, STOP = "model-switch", "model-stop"
+DEFERRED_LOOKS = 5  # ticks a start deferred behind a stop looks for the model gone
 
 
 def utcnow() -> datetime:
@@ -69,7 +72,8 @@ class Scaler:
         self.activity = Activity(report_interval_s * WINDOW_INTERVALS)
         self.failures: dict[str, str] = {}  # model -> why its last start by a gateway failed
         self._starts: dict[str, str] = {}  # model -> the operation starting it for a gateway
-        self._after_stop: dict[str, str] = {}  # model -> the stop to wait for, then start it
+        # model -> (the stop to wait for, then start it; looks left once it ended)
+        self._after_stop: dict[str, tuple[str, int]] = {}
         self._lock = asyncio.Lock()
 
     def in_flight(self, kind: str) -> dict[str, Starting]:
@@ -99,7 +103,7 @@ class Scaler:
             return Ensured("starting", switching.operation_id, switching.nodes, why)
         stopping = self.in_flight(STOP).get(model)
         if stopping is not None:
-            self._after_stop[model] = stopping.operation_id
+            self._after_stop[model] = (stopping.operation_id, DEFERRED_LOOKS)
             return Ensured("starting", stopping.operation_id, stopping.nodes,
                            f"model {model} is being stopped (operation {stopping.operation_id}): "
                            "it starts again once that has finished")  # fmt: skip
@@ -165,12 +169,19 @@ class Scaler:
 
     async def run(self) -> None:
         """The decision loop, until cancelled."""
+        failing = ""
         while True:
             await asyncio.sleep(TICK_S)
             try:
                 await self.tick()
-            except Exception:  # a bug, or the database failing: the next tick tries again
+            except sqlalchemy.exc.SQLAlchemyError as exc:  # the next tick tries again
+                if describe(exc) != failing:
+                    log.warning("gateway scaler: cannot read the database: %s", describe(exc))
+                failing = describe(exc)
+            except Exception:  # a bug: logged, and the next tick tries again
                 log.exception("gateway scaler: tick failed")
+            else:
+                failing = ""
 
     async def tick(self) -> None:
         async with self._lock:
@@ -198,21 +209,30 @@ class Scaler:
         for r in snap.found:
             if snap.serving.get(r.node) == r.project:
                 self.failures.pop(r.model, None)
+        for model in self.in_flight(SWITCH):  # started again, by anyone
+            self.failures.pop(model, None)
 
     async def _deferred(self, snap: Snapshot) -> None:
-        """Start the models asked for while they were being stopped, once the stop ended."""
+        """Start the models asked for while they were being stopped, once the stop ended (on
+        a snapshot taken after it ended: the one before may still show the model running)."""
         running = self.cluster.manager.running
-        for model, operation_id in list(self._after_stop.items()):
-            if operation_id in running:
-                continue
-            del self._after_stop[model]
+        ended = [model for model, (stop, _) in self._after_stop.items() if stop not in running]
+        if ended:
+            snap = await self.observer.snapshot()
+        for model in ended:
+            stop, looks = self._after_stop.pop(model)
             if model not in snap.entries:
                 continue
             try:
-                await self._ensure(snap, model)
+                found = await self._ensure(snap, model)
             except Refused as exc:
                 self.failures[model] = str(exc)
                 log.warning("gateway: cannot start model %s again: %s", model, exc)
+                continue
+            if not found.operation_id and looks > 1:
+                # It still looks up: an agent's report sent before the stop can say so for a
+                # heartbeat. Look again next tick; a model that really runs stays as it is.
+                self._after_stop[model] = (stop, looks - 1)
 
     async def _unload(self, snap: Snapshot) -> None:
         """Stop the models idle for their idle_ttl, where no operation holds them."""

@@ -57,13 +57,17 @@ class Publisher:
         self._poke.set()
 
     async def _loop(self) -> None:
+        failing = ""  # said once while the database fails the same way
         while True:
             self._poke.clear()
             try:
                 table = await self.compute()
-            except (sqlalchemy.exc.DBAPIError, sqlalchemy.exc.SQLAlchemyError) as exc:
-                log.warning("gateway routes: cannot read the database: %s", describe(exc))
+            except sqlalchemy.exc.SQLAlchemyError as exc:  # the table stays as it was
+                if describe(exc) != failing:
+                    log.warning("gateway routes: cannot read the database: %s", describe(exc))
+                failing = describe(exc)
             else:
+                failing = ""
                 if table != self.table:
                     async with self._changed:
                         self.table = table

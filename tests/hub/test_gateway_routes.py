@@ -89,8 +89,13 @@ def test_starting_failed_and_loading() -> None:
     assert state(table([], {}, starting), "chat") == ("loading", "starting on a (operation op-1)")
     failed = table([], {}, failures={"chat": "its start failed (operation op-1): a: no GGUF"})
     assert state(failed, "chat") == ("failed", "its start failed (operation op-1): a: no GGUF")
-    broken = table([runs("a", "chat", state="failed", message="unhealthy: web: HTTP 500")], {})
-    assert state(broken, "chat") == ("failed", "a: unhealthy: web: HTTP 500")
+    sick = runs("a", "chat", state="failed", message="unhealthy: web: HTTP 500")
+    assert state(table([sick], {}), "chat") == ("failed", "a: unhealthy: web: HTTP 500")
+    # The failure of the gateway's start names its operation; a start under way comes first.
+    both = table([sick], {}, failures={"chat": "its start failed (operation op-1): a: gone"})
+    assert state(both, "chat") == ("failed", "its start failed (operation op-1): a: gone")
+    again = table([sick], {}, starting, failures={"chat": "its start failed"})
+    assert state(again, "chat")[0] == "loading"
     waiting = table([runs("a", "chat", state="loading", message="waiting for health checks")], {})
     assert state(waiting, "chat") == ("loading", "a: waiting for health checks")
 

@@ -21,7 +21,7 @@ import grpc
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from gpufleet.v1 import gateway_pb2, gateway_pb2_grpc, hub_pb2
+from gpufleet.v1 import gateway_pb2, gateway_pb2_grpc, hub_pb2, models_pb2, models_pb2_grpc
 from tests.conftest import need
 from tests.e2e.test_model_switch import servers
 from tests.support.procs import Cluster, free_port, wait_until
@@ -102,6 +102,11 @@ def fleet(tmp_path: Path) -> Iterator[tuple[Cluster, dict[str, int]]]:
         path = write_tiny_gguf(tmp_path / f"{name}.gguf", seed=seed, name=name)
         (models / f"{name}.yaml").write_text(MODEL.format(name=name, path=path) + gateway[name])
     (models / "broken.yaml").write_text("name: broken\nengine: nope\n")
+    # A model whose server cannot start: its file is not a GGUF.
+    (tmp_path / "bad.gguf").write_text("not a model\n")
+    ports["tiny-bad"] = free_port()
+    bad = MODEL.format(name="tiny-bad", path=tmp_path / "bad.gguf")
+    (models / "tiny-bad.yaml").write_text(bad + f"gateway: {{port: {ports['tiny-bad']}}}\n")
     (tmp_path / "configs").mkdir()
     # Plaintext: every caller may call everything (a gateway's credential is the gateway
     # suite's business; an admin may not pose as a gateway).
@@ -128,9 +133,10 @@ def test_routes_scale_from_zero_and_idle_unload(fleet: tuple[Cluster, dict[str, 
     keys = gateway_pb2_grpc.ApiKeysStub(channel)
     follower = Follower(channel)
     try:
-        first = follower.until(lambda t: len(t.models) == 3, "the first table")
+        first = follower.until(lambda t: len(t.models) == 4, "the first table")
         assert [(m.name, m.state) for m in first.models] == [
-            ("tiny-a", "stopped"), ("tiny-b", "stopped"), ("tiny-c", "stopped")]  # fmt: skip
+            ("tiny-a", "stopped"), ("tiny-b", "stopped"), ("tiny-bad", "stopped"),
+            ("tiny-c", "stopped")]  # fmt: skip
         a = first.models[0]
         assert (list(a.aliases), a.served_model_name, a.engine) == (
             ["tiny-a-alias"], "tiny-a", "llama-cpp")  # fmt: skip
@@ -210,6 +216,34 @@ def test_routes_scale_from_zero_and_idle_unload(fleet: tuple[Cluster, dict[str, 
         took = datetime.now(UTC) - finished
         assert took.total_seconds() >= 2.9, took
         assert replicas(stopped, "tiny-a") == [] and state(stopped, "tiny-b") == "ready"
+
+        # A stop under way: EnsureModel answers "starting" at once, naming the stop, and the
+        # model starts afresh once the stop has finished.
+        assert stub.EnsureModel(ask(name="tiny-a", gateway="test-gw")).state == "starting"
+        follower.until(lambda t: state(t, "tiny-a") == "ready", "tiny-a ready again")
+        models = models_pb2_grpc.ModelsStub(channel)
+        stop = models.StopModel(models_pb2.StopModelRequest(name="tiny-a"))
+        during = stub.EnsureModel(ask(name="tiny-a", gateway="test-gw"))
+        assert (during.state, during.operation_id) == ("starting", stop.id)
+        assert "is being stopped" in during.message
+        follower.until(lambda t: state(t, "tiny-a") == "stopped", "tiny-a stopped")
+        follower.until(lambda t: state(t, "tiny-a") == "ready", "tiny-a started afresh")
+        kinds = [(op["kind"], op["configuration"]) for op in cluster.json("ops")][:2]
+        assert kinds == [("model-switch", "model-tiny-a"), ("model-stop", "model-tiny-a")]
+        # Nobody reports activity: idle 3 s after its start, it is stopped again.
+        follower.until(lambda t: state(t, "tiny-a") == "stopped", "tiny-a idle again", 20)
+
+        # A start that fails: the model's state says why.
+        bad = stub.EnsureModel(ask(name="tiny-bad", gateway="test-gw"))
+        assert (bad.state, list(bad.nodes)) == ("starting", ["n2"])
+
+        def why(table: gateway_pb2.RouteTable) -> str:
+            found = next(m for m in table.models if m.name == "tiny-bad")
+            return found.message if found.state == "failed" else ""
+
+        said = f"its start failed (operation {bad.operation_id}): n2: "
+        failed = follower.until(lambda t: why(t).startswith(said), "tiny-bad's failure")
+        assert "not healthy" in why(failed), why(failed)
 
         # GpuStats: the cluster's GPUs (n2's inventory; n1 has none).
         gpus = stub.GpuStats(gateway_pb2.GpuStatsRequest())
