@@ -14,7 +14,7 @@ endpoint and no route. A model's state:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from hub.models.running import DOWN, Running
@@ -61,19 +61,23 @@ class RouteTable:
 
 @dataclass(frozen=True)
 class Starting:
-    """A model switch under way for a model: its operation and nodes."""
+    """A start under way for a model: its operation and nodes (a switch; or a stop the start
+    waits for, which `message` then says)."""
 
     operation_id: str
     nodes: tuple[str, ...]
+    message: str = ""
 
 
-def replica(found: Running, serving: Mapping[str, str]) -> Replica:
-    """`serving`: node -> the project its agent reports with every service healthy."""
+def replica(found: Running, serving: Mapping[str, str], stopping: Collection[str] = ()) -> Replica:
+    """`serving`: node -> the project its agent reports with every service healthy;
+    `stopping`: the nodes where a stop of the model is under way."""
     healthy = (
         bool(found.endpoint)
         and found.state != DOWN
         and found.state not in NOT_SERVING
         and serving.get(found.node) == found.project
+        and found.node not in stopping
     )
     return Replica(found.model, found.node, found.endpoint, healthy, found.state, found.message)
 
@@ -86,7 +90,8 @@ def state(replicas: Sequence[Replica], starting: Starting | None,
         return READY, ""
     if starting is not None:
         where = ", ".join(starting.nodes)
-        return LOADING, f"starting on {where} (operation {starting.operation_id})"
+        return LOADING, starting.message or (
+            f"starting on {where} (operation {starting.operation_id})")  # fmt: skip
     if failure:
         return FAILED, failure
     up = [r for r in replicas if r.state != DOWN]
@@ -102,13 +107,16 @@ def state(replicas: Sequence[Replica], starting: Starting | None,
 
 def build(models: Sequence[Model], errors: Sequence[str], found: Sequence[Running],
           serving: Mapping[str, str], starting: Mapping[str, Starting],
-          failures: Mapping[str, str], keys: Sequence[KeyHash]) -> RouteTable:  # fmt: skip
+          failures: Mapping[str, str], keys: Sequence[KeyHash],
+          stopping: Mapping[str, Starting] | None = None) -> RouteTable:  # fmt: skip
     """The table: `models` defined, `found` where models run, `serving` node -> the project
     whose services are healthy there, `starting` model -> its switch under way, `failures`
-    model -> why its last start by a gateway failed, `keys` the valid API keys."""
+    model -> why its last start by a gateway failed, `keys` the valid API keys, `stopping`
+    model -> its stop under way (its replicas there take no more requests)."""
     defined = {model.name for model in models}
     replicas = tuple(
-        replica(r, serving) for r in sorted(found, key=lambda r: (r.model, r.node))
+        replica(r, serving, (stopping or {}).get(r.model, Starting("", ())).nodes)
+        for r in sorted(found, key=lambda r: (r.model, r.node))
         if r.model in defined
     )  # fmt: skip
     routed = []

@@ -86,6 +86,15 @@ class Scaler:
                 found[model] = Starting(record.id, tuple(record.params.get("nodes", ())))
         return found
 
+    def starting(self) -> dict[str, Starting]:
+        """model -> its start under way: a switch to it, or a stop a start waits for."""
+        found = {
+            model: Starting(stop, (), f"being stopped (operation {stop}): it starts again once "
+                                      "that has finished")
+            for model, (stop, _) in self._after_stop.items()
+        }  # fmt: skip
+        return {**found, **self.in_flight(SWITCH)}
+
     async def ensure(self, name: str) -> Ensured:
         """Refused (NOT_FOUND with close names, FAILED_PRECONDITION when no node is free...)."""
         async with self._lock:

@@ -24,7 +24,7 @@ from hub.api import HubService
 from hub.gateway import convert, routes
 from hub.gateway.observe import Observer
 from hub.gateway.routes import RouteTable
-from hub.gateway.scaler import SWITCH, Scaler
+from hub.gateway.scaler import STOP, Scaler
 from hub.models.deployments import Refused
 from hub.store import Database
 from hub.store.db import describe
@@ -134,7 +134,8 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):  # type: ignore[misc]
         snap = await self.observer.snapshot()
         keys = await self.db.call(self.keys.valid)
         return routes.build(snap.models, snap.errors, snap.found, snap.serving,
-                            self.scaler.in_flight(SWITCH), self.scaler.failures, keys)  # fmt: skip
+                            self.scaler.starting(), self.scaler.failures, keys,
+                            self.scaler.in_flight(STOP))  # fmt: skip
 
     async def WatchRoutes(
         self, request: gateway_pb2.WatchRoutesRequest, context: Context

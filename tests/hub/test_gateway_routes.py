@@ -70,6 +70,9 @@ def test_a_healthy_replica_makes_the_model_ready() -> None:
 def test_health_is_the_agents_word_for_that_project_on_a_node_that_serves() -> None:
     other = table([runs("a", "chat")], {"a": "model-code"})  # healthy: but another project
     assert not other.replicas[0].healthy and state(other, "chat")[0] == "loading"
+    stopping = routes.build([CHAT], [], [runs("a", "chat")], {"a": "model-chat"}, {}, {}, [],
+                            {"chat": Starting("op-3", ("a",))})  # fmt: skip
+    assert not stopping.replicas[0].healthy  # a stop under way there
     for node_state in ("draining", "switching"):
         found = table([runs("a", "chat", state=node_state)], {"a": "model-chat"})
         assert not found.replicas[0].healthy, node_state
@@ -96,6 +99,9 @@ def test_starting_failed_and_loading() -> None:
     assert state(both, "chat") == ("failed", "its start failed (operation op-1): a: gone")
     again = table([sick], {}, starting, failures={"chat": "its start failed"})
     assert state(again, "chat")[0] == "loading"
+    waits = {"chat": Starting("op-2", ("a",), "being stopped (operation op-2): it starts again")}
+    assert state(table([], {}, waits), "chat") == (
+        "loading", "being stopped (operation op-2): it starts again")  # fmt: skip
     waiting = table([runs("a", "chat", state="loading", message="waiting for health checks")], {})
     assert state(waiting, "chat") == ("loading", "a: waiting for health checks")
 

@@ -226,10 +226,18 @@ def test_routes_scale_from_zero_and_idle_unload(fleet: tuple[Cluster, dict[str, 
         during = stub.EnsureModel(ask(name="tiny-a", gateway="test-gw"))
         assert (during.state, during.operation_id) == ("starting", stop.id)
         assert "is being stopped" in during.message
-        follower.until(lambda t: state(t, "tiny-a") == "stopped", "tiny-a stopped")
+        # Loading all along (never stopped in between: a gateway keeps waiting), then ready.
+        seen = len(follower.tables)
+        follower.until(lambda t: state(t, "tiny-a") == "loading", "tiny-a not routed", 5)
         follower.until(lambda t: state(t, "tiny-a") == "ready", "tiny-a started afresh")
-        kinds = [(op["kind"], op["configuration"]) for op in cluster.json("ops")][:2]
-        assert kinds == [("model-switch", "model-tiny-a"), ("model-stop", "model-tiny-a")]
+        with follower.lock:
+            between = [state(t, "tiny-a") for t in follower.tables[seen:]]
+        assert set(between) == {"loading", "ready"} and between[-1] == "ready", between
+        assert cluster.json("ops", "show", stop.id)["status"] == "succeeded"
+        restart, stopped = cluster.json("ops")[:2]  # the newest first
+        assert stopped["id"] == stop.id and (restart["kind"], restart["configuration"]) == (
+            "model-switch", "model-tiny-a")  # fmt: skip
+        assert restart["created"] >= cluster.json("ops", "show", stop.id)["finished"]
         # Nobody reports activity: idle 3 s after its start, it is stopped again.
         follower.until(lambda t: state(t, "tiny-a") == "stopped", "tiny-a idle again", 20)
 
