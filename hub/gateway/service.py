@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -41,10 +42,13 @@ MAX_PAGES = 1000  # of ListGpus for GpuStats
 class Publisher:
     """The newest table, recomputed only while someone watches."""
 
-    def __init__(self, compute: Callable[[], Awaitable[RouteTable]], tick_s: float) -> None:
+    def __init__(self, compute: Callable[[], Awaitable[RouteTable]], tick_s: float,
+                 first: int | None = None) -> None:  # fmt: skip
         self.compute = compute
         self.tick_s = tick_s
-        self.generation = 0
+        # From the clock (ms): a restarted hub's generations still exceed its last ones (it
+        # sends a few tables a second at most).
+        self.generation = time.time_ns() // 1_000_000 if first is None else first
         self.table: RouteTable | None = None
         self._changed = asyncio.Condition()
         self._poke = asyncio.Event()
@@ -81,7 +85,7 @@ class Publisher:
         self._watchers += 1
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._loop(), name="gateway-routes")
-        sent = 0
+        sent = -1
         try:
             while True:
                 async with self._changed:

@@ -143,6 +143,8 @@ def test_routes_scale_from_zero_and_idle_unload(fleet: tuple[Cluster, dict[str, 
         assert (a.idle_ttl_s, a.load_timeout_s, first.models[1].idle_ttl_s) == (3, 300, 0)
         assert len(first.errors) == 1 and "broken.yaml" in first.errors[0]
         assert not first.replicas and not first.keys
+        # Generations count from the hub's clock (ms): a restarted hub's exceed the last ones.
+        assert first.generation > int(datetime(2026, 1, 1, tzinfo=UTC).timestamp() * 1000)
 
         # A key created is in the next table at once; revoked, it is gone.
         created = keys.CreateKey(gateway_pb2.CreateKeyRequest(name="app1", models=["tiny-a"]))
