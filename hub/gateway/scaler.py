@@ -8,7 +8,8 @@ with that operation (concurrent calls share one start); one being stopped answer
 "starting" and is started afresh once the stop has finished. `tick` (every TICK_S) learns
 how the starts it made ended, makes those deferred starts, and stops the models that are
 idle (`hub.gateway.idle`). A lock serialises both, so an idle stop and a new request never
-race: the request either sees the stop under way or comes before it.
+race: the request either sees the stop under way or comes before it. The loop decides
+nothing until a gateway first called this hub (a hub without gateways is left as it was).
 """
 
 from __future__ import annotations
@@ -75,6 +76,9 @@ class Scaler:
         # model -> (the stop to wait for, then start it; looks left once it ended)
         self._after_stop: dict[str, tuple[str, int]] = {}
         self._lock = asyncio.Lock()
+        # Set by the first gateway call: a hub no gateway follows decides nothing (and reads
+        # neither its models nor its database for it).
+        self.active = False
 
     def in_flight(self, kind: str) -> dict[str, Starting]:
         """model -> its operation of `kind` under way (a switch to it, or a stop of it)."""
@@ -181,6 +185,8 @@ class Scaler:
         failing = ""
         while True:
             await asyncio.sleep(TICK_S)
+            if not self.active:
+                continue
             try:
                 await self.tick()
             except sqlalchemy.exc.SQLAlchemyError as exc:  # the next tick tries again

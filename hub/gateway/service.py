@@ -144,6 +144,7 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):  # type: ignore[misc]
     async def WatchRoutes(
         self, request: gateway_pb2.WatchRoutesRequest, context: Context
     ) -> AsyncIterator[gateway_pb2.RouteTable]:
+        self.scaler.active = True
         who = request.gateway[:64] if _name(request.gateway) else "a gateway"
         log.info("%s follows the routes", who)
         try:
@@ -155,6 +156,7 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):  # type: ignore[misc]
     async def EnsureModel(
         self, request: gateway_pb2.EnsureModelRequest, context: Context
     ) -> gateway_pb2.EnsureModelResponse:
+        self.scaler.active = True
         if not _name(request.name):
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT,
@@ -175,6 +177,7 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):  # type: ignore[misc]
     async def ReportActivity(
         self, request: gateway_pb2.ActivityReport, context: Context
     ) -> gateway_pb2.ActivityAck:
+        self.scaler.active = True
         if not _name(request.gateway):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                                 "name the gateway: a report needs its gateway's name")  # fmt: skip
