@@ -201,9 +201,11 @@ def as_dict(model: Model) -> dict[str, Any]:
 
 
 def gateway_dict(params: GatewayParams) -> dict[str, Any]:
-    """The `gateway:` section, the port left out at its default ({} for all defaults)."""
+    """The `gateway:` section, the port left out at its default ({} for all defaults); whole
+    seconds written as people write them (900, not 900.0)."""
     found: dict[str, Any] = {}
     for key, value in vars(params).items():
-        if value is not None and not (key == "port" and value == DEFAULT_GATEWAY_PORT):
-            found[key] = value
+        if value is None or (key == "port" and value == DEFAULT_GATEWAY_PORT):
+            continue
+        found[key] = int(value) if isinstance(value, float) and value.is_integer() else value
     return found

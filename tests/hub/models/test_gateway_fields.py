@@ -74,7 +74,8 @@ def test_the_section_is_read_written_back_and_left_out_of_the_digest() -> None:
 
 def test_the_default_port_is_not_written_back() -> None:
     model = parse({**VLLM, "gateway": {"idle_ttl": 60, "port": 8000}})
-    assert as_dict(model)["gateway"] == {"idle_ttl": 60.0}
+    assert as_dict(model)["gateway"] == {"idle_ttl": 60}
+    assert isinstance(as_dict(model)["gateway"]["idle_ttl"], int)  # written as 60, not 60.0
     assert "gateway" not in as_dict(parse({**VLLM, "gateway": {}}))
 
 
