@@ -40,6 +40,11 @@ class Metrics:
             "gpufleet_gateway_queued", "Requests waiting for their model to load",
             ["model"], registry=r,
         )  # fmt: skip
+        self.retries = Counter(
+            "gpufleet_gateway_retries",
+            "Requests sent to another replica after one failed before answering",
+            ["model"], registry=r,
+        )  # fmt: skip
         self.cold_starts = Counter(
             "gpufleet_gateway_cold_starts", "Models the gateway asked the hub to start",
             ["model"], registry=r,

@@ -140,6 +140,7 @@ class Proxy:
                     raise GatewayError(
                         502, f"model {model.name!r}: the upstream failed: {exc}", "upstream_failed"
                     ) from None
+                self.metrics.retries.labels(model.name).inc()
 
     def _alternative(self, model: Model, tried: list[str]) -> bool:
         table = self.routes.table
