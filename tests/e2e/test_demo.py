@@ -1,8 +1,8 @@
 """The README's "Try it without GPUs" walk, run as the README states it, on real Podman.
 
 The fenced block is read out of README.md, so the test fails when the README and the product
-part ways. Only what isolates the run is added: `hubctl up --demo` gets a free `--listen`
-and free demo ports (`--env DEMO_..._PORT`), and every process an isolated HOME, XDG dirs
+part ways. Only what isolates the run is added: `hubctl up --demo` gets a free `--listen`, a
+free `--gateway-listen` and free demo ports (`--env DEMO_..._PORT`), and every process an isolated HOME, XDG dirs
 and hubctl config. `hubctl` is this checkout's, whatever is installed.
 """
 
@@ -169,7 +169,9 @@ def test_readme_demo_walk_end_to_end(walk: Walk) -> None:
     commands = readme_walk()
     assert commands[0] == "hubctl up --demo", commands
     address = f"127.0.0.1:{free_port()}"
-    extra = [f"--listen {address}", *(f"--env {k}={v}" for k, v in walk.ports.items())]
+    gateway = f"127.0.0.1:{free_port()}"  # not the default 8080, which may be taken here
+    extra = [f"--listen {address}", f"--gateway-listen {gateway}",
+             *(f"--env {k}={v}" for k, v in walk.ports.items())]  # fmt: skip
     was_current = demo_image.current_hash(run_podman) == demo_image.content_hash(
         demo_image.BUSYBOX.read_bytes()
     )
