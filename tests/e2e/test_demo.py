@@ -2,8 +2,8 @@
 
 The fenced block is read out of README.md, so the test fails when the README and the product
 part ways. Only what isolates the run is added: `hubctl up --demo` gets a free `--listen`, a
-free `--gateway-listen` and free demo ports (`--env DEMO_..._PORT`), and every process an isolated HOME, XDG dirs
-and hubctl config. `hubctl` is this checkout's, whatever is installed.
+free `--gateway-listen` and free demo ports (`--env DEMO_..._PORT`), and every process an
+isolated HOME, XDG dirs and hubctl config. `hubctl` is this checkout's, whatever is installed.
 """
 
 from __future__ import annotations
