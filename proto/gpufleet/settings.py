@@ -24,6 +24,7 @@ import yaml
 
 AGENT_CONFIG = Path("/etc/gpufleet/agent.yaml")
 HUB_CONFIG = Path("/etc/gpufleet/hub.yaml")
+GATEWAY_CONFIG = Path("/etc/gpufleet/gateway.yaml")
 
 _SKIPPED = (argparse._HelpAction, argparse._VersionAction)
 _FLAGS = (argparse._StoreTrueAction, argparse._StoreFalseAction, argparse.BooleanOptionalAction)

@@ -85,7 +85,7 @@ class Versions(_message.Message):
     def __init__(self, agent: _Optional[str] = ..., python: _Optional[str] = ..., protocol: _Optional[int] = ...) -> None: ...
 
 class Hello(_message.Message):
-    __slots__ = ("node_name", "agent_id", "labels", "versions", "hostname", "inventory", "projects", "projects_unknown", "envs", "llama_env_backends")
+    __slots__ = ("node_name", "agent_id", "labels", "versions", "hostname", "inventory", "projects", "projects_unknown", "envs", "llama_env_backends", "advertise_address")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -103,6 +103,7 @@ class Hello(_message.Message):
     PROJECTS_UNKNOWN_FIELD_NUMBER: _ClassVar[int]
     ENVS_FIELD_NUMBER: _ClassVar[int]
     LLAMA_ENV_BACKENDS_FIELD_NUMBER: _ClassVar[int]
+    ADVERTISE_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     node_name: str
     agent_id: str
     labels: _containers.ScalarMap[str, str]
@@ -113,7 +114,8 @@ class Hello(_message.Message):
     projects_unknown: bool
     envs: _containers.RepeatedCompositeFieldContainer[EnvInfo]
     llama_env_backends: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, node_name: _Optional[str] = ..., agent_id: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., versions: _Optional[_Union[Versions, _Mapping]] = ..., hostname: _Optional[str] = ..., inventory: _Optional[_Union[_types_pb2.Inventory, _Mapping]] = ..., projects: _Optional[_Iterable[_Union[RunningProject, _Mapping]]] = ..., projects_unknown: _Optional[bool] = ..., envs: _Optional[_Iterable[_Union[EnvInfo, _Mapping]]] = ..., llama_env_backends: _Optional[_Iterable[str]] = ...) -> None: ...
+    advertise_address: str
+    def __init__(self, node_name: _Optional[str] = ..., agent_id: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., versions: _Optional[_Union[Versions, _Mapping]] = ..., hostname: _Optional[str] = ..., inventory: _Optional[_Union[_types_pb2.Inventory, _Mapping]] = ..., projects: _Optional[_Iterable[_Union[RunningProject, _Mapping]]] = ..., projects_unknown: _Optional[bool] = ..., envs: _Optional[_Iterable[_Union[EnvInfo, _Mapping]]] = ..., llama_env_backends: _Optional[_Iterable[str]] = ..., advertise_address: _Optional[str] = ...) -> None: ...
 
 class RunningProject(_message.Message):
     __slots__ = ("name", "digest", "services")

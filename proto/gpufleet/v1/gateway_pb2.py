@@ -26,13 +26,15 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from gpufleet.v1 import hub_pb2 as gpufleet_dot_v1_dot_hub__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19gpufleet/v1/gateway.proto\x12\x0bgpufleet.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15gpufleet/v1/hub.proto\"%\n\x12WatchRoutesRequest\x12\x0f\n\x07gateway\x18\x01 \x01(\t\"\xa8\x01\n\nRouteTable\x12\x12\n\ngeneration\x18\x01 \x01(\x04\x12\'\n\x06models\x18\x02 \x03(\x0b\x32\x17.gpufleet.v1.RouteModel\x12&\n\x08replicas\x18\x03 \x03(\x0b\x32\x14.gpufleet.v1.Replica\x12%\n\x04keys\x18\x04 \x03(\x0b\x32\x17.gpufleet.v1.ApiKeyHash\x12\x0e\n\x06\x65rrors\x18\x05 \x03(\t\"\xb7\x01\n\nRouteModel\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x61liases\x18\x02 \x03(\t\x12\x19\n\x11served_model_name\x18\x03 \x01(\t\x12\x0e\n\x06\x65ngine\x18\x04 \x01(\t\x12\r\n\x05state\x18\x05 \x01(\t\x12\x0f\n\x07message\x18\x06 \x01(\t\x12\x16\n\x0eload_timeout_s\x18\x07 \x01(\x01\x12\x12\n\nidle_ttl_s\x18\x08 \x01(\x01\x12\x13\n\x0b\x64\x65scription\x18\t \x01(\t\"i\n\x07Replica\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0c\n\x04node\x18\x02 \x01(\t\x12\x10\n\x08\x65ndpoint\x18\x03 \x01(\t\x12\x0f\n\x07healthy\x18\x04 \x01(\x08\x12\r\n\x05state\x18\x05 \x01(\t\x12\x0f\n\x07message\x18\x06 \x01(\t\":\n\nApiKeyHash\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06sha256\x18\x02 \x01(\t\x12\x0e\n\x06models\x18\x03 \x03(\t\"3\n\x12\x45nsureModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07gateway\x18\x02 \x01(\t\"Z\n\x13\x45nsureModelResponse\x12\r\n\x05state\x18\x01 \x01(\t\x12\x14\n\x0coperation_id\x18\x02 \x01(\t\x12\r\n\x05nodes\x18\x03 \x03(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\"v\n\rModelActivity\x12\r\n\x05model\x18\x01 \x01(\t\x12\x11\n\tin_flight\x18\x02 \x01(\r\x12\x31\n\rlast_finished\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08requests\x18\x04 \x01(\x04\"M\n\x0e\x41\x63tivityReport\x12\x0f\n\x07gateway\x18\x01 \x01(\t\x12*\n\x06models\x18\x02 \x03(\x0b\x32\x1a.gpufleet.v1.ModelActivity\"!\n\x0b\x41\x63tivityAck\x12\x12\n\ninterval_s\x18\x01 \x01(\x01\"\x11\n\x0fGpuStatsRequest\"\xa4\x01\n\x06\x41piKey\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06prefix\x18\x02 \x01(\t\x12\x0e\n\x06models\x18\x03 \x03(\t\x12+\n\x07\x63reated\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\ncreated_by\x18\x05 \x01(\t\x12+\n\x07revoked\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"0\n\x10\x43reateKeyRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06models\x18\x02 \x03(\t\"E\n\x11\x43reateKeyResponse\x12 \n\x03key\x18\x01 \x01(\x0b\x32\x13.gpufleet.v1.ApiKey\x12\x0e\n\x06secret\x18\x02 \x01(\t\"\x1e\n\x0fListKeysRequest\x12\x0b\n\x03\x61ll\x18\x01 \x01(\x08\"5\n\x10ListKeysResponse\x12!\n\x04keys\x18\x01 \x03(\x0b\x32\x13.gpufleet.v1.ApiKey\" \n\x10RevokeKeyRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"5\n\x11RevokeKeyResponse\x12 \n\x03key\x18\x01 \x01(\x0b\x32\x13.gpufleet.v1.ApiKey2\xb8\x02\n\x07Gateway\x12I\n\x0bWatchRoutes\x12\x1f.gpufleet.v1.WatchRoutesRequest\x1a\x17.gpufleet.v1.RouteTable0\x01\x12P\n\x0b\x45nsureModel\x12\x1f.gpufleet.v1.EnsureModelRequest\x1a .gpufleet.v1.EnsureModelResponse\x12G\n\x0eReportActivity\x12\x1b.gpufleet.v1.ActivityReport\x1a\x18.gpufleet.v1.ActivityAck\x12G\n\x08GpuStats\x12\x1c.gpufleet.v1.GpuStatsRequest\x1a\x1d.gpufleet.v1.ListGpusResponse2\xea\x01\n\x07\x41piKeys\x12J\n\tCreateKey\x12\x1d.gpufleet.v1.CreateKeyRequest\x1a\x1e.gpufleet.v1.CreateKeyResponse\x12G\n\x08ListKeys\x12\x1c.gpufleet.v1.ListKeysRequest\x1a\x1d.gpufleet.v1.ListKeysResponse\x12J\n\tRevokeKey\x12\x1d.gpufleet.v1.RevokeKeyRequest\x1a\x1e.gpufleet.v1.RevokeKeyResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19gpufleet/v1/gateway.proto\x12\x0bgpufleet.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15gpufleet/v1/hub.proto\"%\n\x12WatchRoutesRequest\x12\x0f\n\x07gateway\x18\x01 \x01(\t\"\xa8\x01\n\nRouteTable\x12\x12\n\ngeneration\x18\x01 \x01(\x04\x12\'\n\x06models\x18\x02 \x03(\x0b\x32\x17.gpufleet.v1.RouteModel\x12&\n\x08replicas\x18\x03 \x03(\x0b\x32\x14.gpufleet.v1.Replica\x12%\n\x04keys\x18\x04 \x03(\x0b\x32\x17.gpufleet.v1.ApiKeyHash\x12\x0e\n\x06\x65rrors\x18\x05 \x03(\t\"\xb7\x01\n\nRouteModel\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x61liases\x18\x02 \x03(\t\x12\x19\n\x11served_model_name\x18\x03 \x01(\t\x12\x0e\n\x06\x65ngine\x18\x04 \x01(\t\x12\r\n\x05state\x18\x05 \x01(\t\x12\x0f\n\x07message\x18\x06 \x01(\t\x12\x16\n\x0eload_timeout_s\x18\x07 \x01(\x01\x12\x12\n\nidle_ttl_s\x18\x08 \x01(\x01\x12\x13\n\x0b\x64\x65scription\x18\t \x01(\t\"|\n\x07Replica\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0c\n\x04node\x18\x02 \x01(\t\x12\x10\n\x08\x65ndpoint\x18\x03 \x01(\t\x12\x0f\n\x07healthy\x18\x04 \x01(\x08\x12\r\n\x05state\x18\x05 \x01(\t\x12\x0f\n\x07message\x18\x06 \x01(\t\x12\x11\n\tin_flight\x18\x07 \x01(\r\":\n\nApiKeyHash\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06sha256\x18\x02 \x01(\t\x12\x0e\n\x06models\x18\x03 \x03(\t\"3\n\x12\x45nsureModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07gateway\x18\x02 \x01(\t\"Z\n\x13\x45nsureModelResponse\x12\r\n\x05state\x18\x01 \x01(\t\x12\x14\n\x0coperation_id\x18\x02 \x01(\t\x12\r\n\x05nodes\x18\x03 \x03(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\"\xe3\x01\n\rModelActivity\x12\r\n\x05model\x18\x01 \x01(\t\x12\x11\n\tin_flight\x18\x02 \x01(\r\x12\x31\n\rlast_finished\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08requests\x18\x04 \x01(\x04\x12:\n\x08replicas\x18\x05 \x03(\x0b\x32(.gpufleet.v1.ModelActivity.ReplicasEntry\x1a/\n\rReplicasEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\r:\x02\x38\x01\"M\n\x0e\x41\x63tivityReport\x12\x0f\n\x07gateway\x18\x01 \x01(\t\x12*\n\x06models\x18\x02 \x03(\x0b\x32\x1a.gpufleet.v1.ModelActivity\"!\n\x0b\x41\x63tivityAck\x12\x12\n\ninterval_s\x18\x01 \x01(\x01\"\x11\n\x0fGpuStatsRequest\"\xa4\x01\n\x06\x41piKey\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06prefix\x18\x02 \x01(\t\x12\x0e\n\x06models\x18\x03 \x03(\t\x12+\n\x07\x63reated\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\ncreated_by\x18\x05 \x01(\t\x12+\n\x07revoked\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"0\n\x10\x43reateKeyRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06models\x18\x02 \x03(\t\"E\n\x11\x43reateKeyResponse\x12 \n\x03key\x18\x01 \x01(\x0b\x32\x13.gpufleet.v1.ApiKey\x12\x0e\n\x06secret\x18\x02 \x01(\t\"\x1e\n\x0fListKeysRequest\x12\x0b\n\x03\x61ll\x18\x01 \x01(\x08\"5\n\x10ListKeysResponse\x12!\n\x04keys\x18\x01 \x03(\x0b\x32\x13.gpufleet.v1.ApiKey\" \n\x10RevokeKeyRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"5\n\x11RevokeKeyResponse\x12 \n\x03key\x18\x01 \x01(\x0b\x32\x13.gpufleet.v1.ApiKey2\xb8\x02\n\x07Gateway\x12I\n\x0bWatchRoutes\x12\x1f.gpufleet.v1.WatchRoutesRequest\x1a\x17.gpufleet.v1.RouteTable0\x01\x12P\n\x0b\x45nsureModel\x12\x1f.gpufleet.v1.EnsureModelRequest\x1a .gpufleet.v1.EnsureModelResponse\x12G\n\x0eReportActivity\x12\x1b.gpufleet.v1.ActivityReport\x1a\x18.gpufleet.v1.ActivityAck\x12G\n\x08GpuStats\x12\x1c.gpufleet.v1.GpuStatsRequest\x1a\x1d.gpufleet.v1.ListGpusResponse2\xea\x01\n\x07\x41piKeys\x12J\n\tCreateKey\x12\x1d.gpufleet.v1.CreateKeyRequest\x1a\x1e.gpufleet.v1.CreateKeyResponse\x12G\n\x08ListKeys\x12\x1c.gpufleet.v1.ListKeysRequest\x1a\x1d.gpufleet.v1.ListKeysResponse\x12J\n\tRevokeKey\x12\x1d.gpufleet.v1.RevokeKeyRequest\x1a\x1e.gpufleet.v1.RevokeKeyResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'gpufleet.v1.gateway_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_MODELACTIVITY_REPLICASENTRY']._loaded_options = None
+  _globals['_MODELACTIVITY_REPLICASENTRY']._serialized_options = b'8\001'
   _globals['_WATCHROUTESREQUEST']._serialized_start=98
   _globals['_WATCHROUTESREQUEST']._serialized_end=135
   _globals['_ROUTETABLE']._serialized_start=138
@@ -40,37 +42,39 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ROUTEMODEL']._serialized_start=309
   _globals['_ROUTEMODEL']._serialized_end=492
   _globals['_REPLICA']._serialized_start=494
-  _globals['_REPLICA']._serialized_end=599
-  _globals['_APIKEYHASH']._serialized_start=601
-  _globals['_APIKEYHASH']._serialized_end=659
-  _globals['_ENSUREMODELREQUEST']._serialized_start=661
-  _globals['_ENSUREMODELREQUEST']._serialized_end=712
-  _globals['_ENSUREMODELRESPONSE']._serialized_start=714
-  _globals['_ENSUREMODELRESPONSE']._serialized_end=804
-  _globals['_MODELACTIVITY']._serialized_start=806
-  _globals['_MODELACTIVITY']._serialized_end=924
-  _globals['_ACTIVITYREPORT']._serialized_start=926
-  _globals['_ACTIVITYREPORT']._serialized_end=1003
-  _globals['_ACTIVITYACK']._serialized_start=1005
-  _globals['_ACTIVITYACK']._serialized_end=1038
-  _globals['_GPUSTATSREQUEST']._serialized_start=1040
-  _globals['_GPUSTATSREQUEST']._serialized_end=1057
-  _globals['_APIKEY']._serialized_start=1060
-  _globals['_APIKEY']._serialized_end=1224
-  _globals['_CREATEKEYREQUEST']._serialized_start=1226
-  _globals['_CREATEKEYREQUEST']._serialized_end=1274
-  _globals['_CREATEKEYRESPONSE']._serialized_start=1276
-  _globals['_CREATEKEYRESPONSE']._serialized_end=1345
-  _globals['_LISTKEYSREQUEST']._serialized_start=1347
-  _globals['_LISTKEYSREQUEST']._serialized_end=1377
-  _globals['_LISTKEYSRESPONSE']._serialized_start=1379
-  _globals['_LISTKEYSRESPONSE']._serialized_end=1432
-  _globals['_REVOKEKEYREQUEST']._serialized_start=1434
-  _globals['_REVOKEKEYREQUEST']._serialized_end=1466
-  _globals['_REVOKEKEYRESPONSE']._serialized_start=1468
-  _globals['_REVOKEKEYRESPONSE']._serialized_end=1521
-  _globals['_GATEWAY']._serialized_start=1524
-  _globals['_GATEWAY']._serialized_end=1836
-  _globals['_APIKEYS']._serialized_start=1839
-  _globals['_APIKEYS']._serialized_end=2073
+  _globals['_REPLICA']._serialized_end=618
+  _globals['_APIKEYHASH']._serialized_start=620
+  _globals['_APIKEYHASH']._serialized_end=678
+  _globals['_ENSUREMODELREQUEST']._serialized_start=680
+  _globals['_ENSUREMODELREQUEST']._serialized_end=731
+  _globals['_ENSUREMODELRESPONSE']._serialized_start=733
+  _globals['_ENSUREMODELRESPONSE']._serialized_end=823
+  _globals['_MODELACTIVITY']._serialized_start=826
+  _globals['_MODELACTIVITY']._serialized_end=1053
+  _globals['_MODELACTIVITY_REPLICASENTRY']._serialized_start=1006
+  _globals['_MODELACTIVITY_REPLICASENTRY']._serialized_end=1053
+  _globals['_ACTIVITYREPORT']._serialized_start=1055
+  _globals['_ACTIVITYREPORT']._serialized_end=1132
+  _globals['_ACTIVITYACK']._serialized_start=1134
+  _globals['_ACTIVITYACK']._serialized_end=1167
+  _globals['_GPUSTATSREQUEST']._serialized_start=1169
+  _globals['_GPUSTATSREQUEST']._serialized_end=1186
+  _globals['_APIKEY']._serialized_start=1189
+  _globals['_APIKEY']._serialized_end=1353
+  _globals['_CREATEKEYREQUEST']._serialized_start=1355
+  _globals['_CREATEKEYREQUEST']._serialized_end=1403
+  _globals['_CREATEKEYRESPONSE']._serialized_start=1405
+  _globals['_CREATEKEYRESPONSE']._serialized_end=1474
+  _globals['_LISTKEYSREQUEST']._serialized_start=1476
+  _globals['_LISTKEYSREQUEST']._serialized_end=1506
+  _globals['_LISTKEYSRESPONSE']._serialized_start=1508
+  _globals['_LISTKEYSRESPONSE']._serialized_end=1561
+  _globals['_REVOKEKEYREQUEST']._serialized_start=1563
+  _globals['_REVOKEKEYREQUEST']._serialized_end=1595
+  _globals['_REVOKEKEYRESPONSE']._serialized_start=1597
+  _globals['_REVOKEKEYRESPONSE']._serialized_end=1650
+  _globals['_GATEWAY']._serialized_start=1653
+  _globals['_GATEWAY']._serialized_end=1965
+  _globals['_APIKEYS']._serialized_start=1968
+  _globals['_APIKEYS']._serialized_end=2202
 # @@protoc_insertion_point(module_scope)

@@ -53,20 +53,22 @@ class RouteModel(_message.Message):
     def __init__(self, name: _Optional[str] = ..., aliases: _Optional[_Iterable[str]] = ..., served_model_name: _Optional[str] = ..., engine: _Optional[str] = ..., state: _Optional[str] = ..., message: _Optional[str] = ..., load_timeout_s: _Optional[float] = ..., idle_ttl_s: _Optional[float] = ..., description: _Optional[str] = ...) -> None: ...
 
 class Replica(_message.Message):
-    __slots__ = ("model", "node", "endpoint", "healthy", "state", "message")
+    __slots__ = ("model", "node", "endpoint", "healthy", "state", "message", "in_flight")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     NODE_FIELD_NUMBER: _ClassVar[int]
     ENDPOINT_FIELD_NUMBER: _ClassVar[int]
     HEALTHY_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
     model: str
     node: str
     endpoint: str
     healthy: bool
     state: str
     message: str
-    def __init__(self, model: _Optional[str] = ..., node: _Optional[str] = ..., endpoint: _Optional[str] = ..., healthy: _Optional[bool] = ..., state: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
+    in_flight: int
+    def __init__(self, model: _Optional[str] = ..., node: _Optional[str] = ..., endpoint: _Optional[str] = ..., healthy: _Optional[bool] = ..., state: _Optional[str] = ..., message: _Optional[str] = ..., in_flight: _Optional[int] = ...) -> None: ...
 
 class ApiKeyHash(_message.Message):
     __slots__ = ("name", "sha256", "models")
@@ -99,16 +101,25 @@ class EnsureModelResponse(_message.Message):
     def __init__(self, state: _Optional[str] = ..., operation_id: _Optional[str] = ..., nodes: _Optional[_Iterable[str]] = ..., message: _Optional[str] = ...) -> None: ...
 
 class ModelActivity(_message.Message):
-    __slots__ = ("model", "in_flight", "last_finished", "requests")
+    __slots__ = ("model", "in_flight", "last_finished", "requests", "replicas")
+    class ReplicasEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
     MODEL_FIELD_NUMBER: _ClassVar[int]
     IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
     LAST_FINISHED_FIELD_NUMBER: _ClassVar[int]
     REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    REPLICAS_FIELD_NUMBER: _ClassVar[int]
     model: str
     in_flight: int
     last_finished: _timestamp_pb2.Timestamp
     requests: int
-    def __init__(self, model: _Optional[str] = ..., in_flight: _Optional[int] = ..., last_finished: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., requests: _Optional[int] = ...) -> None: ...
+    replicas: _containers.ScalarMap[str, int]
+    def __init__(self, model: _Optional[str] = ..., in_flight: _Optional[int] = ..., last_finished: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., requests: _Optional[int] = ..., replicas: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class ActivityReport(_message.Message):
     __slots__ = ("gateway", "models")
