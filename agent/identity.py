@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import uuid
@@ -9,6 +10,9 @@ from pathlib import Path
 
 ID_FILE = "agent-id"
 NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,251}[A-Za-z0-9])?$")
+HOST_NAME = re.compile(
+    r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
+)
 LABEL_KEY = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._/-]{0,61}[A-Za-z0-9])?$")
 
 
@@ -47,3 +51,20 @@ def parse_labels(text: str) -> dict[str, str]:
             raise ValueError(f"invalid label {item!r}: expected key=value, e.g. role=chat")
         labels[key.strip()] = value.strip()
     return labels
+
+
+def parse_address(text: str) -> str:
+    """--advertise-address: a host name or an IP address, as the host part of a URL ("" when
+    not given; an IPv6 address comes back in brackets)."""
+    if not text:
+        return ""
+    try:
+        ip = ipaddress.ip_address(text)
+    except ValueError:
+        if len(text) > 253 or not HOST_NAME.match(text):
+            raise ValueError(
+                f"invalid --advertise-address {text[:64]!r}: give a host name (letters, digits, "
+                "'-', '.') or an IP address, e.g. --advertise-address 10.0.0.7"
+            ) from None
+        return text
+    return f"[{ip}]" if ip.version == 6 else str(ip)

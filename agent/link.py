@@ -49,6 +49,8 @@ class Identity:
     agent_id: str
     labels: dict[str, str] = field(default_factory=dict)
     hostname: str = field(default_factory=socket.gethostname)
+    # Where the cluster reaches this host's model servers; "": its hostname.
+    advertise_address: str = ""
 
 
 class Ended(Exception):
@@ -229,6 +231,7 @@ class AgentLink:
             agent_id=self.identity.agent_id,
             labels=self.identity.labels,
             hostname=self.identity.hostname,
+            advertise_address=self.identity.advertise_address,
             versions=pb.Versions(
                 agent=gpufleet.__version__,
                 python=platform.python_version(),

@@ -28,7 +28,7 @@ from agent.envs.store import EnvStore
 from agent.envs.wheels import GrpcWheels
 from agent.groups import Ledger
 from agent.health import HealthMonitor
-from agent.identity import agent_id, check_name, parse_labels
+from agent.identity import agent_id, check_name, parse_address, parse_labels
 from agent.join import fail
 from agent.link import AgentLink, Identity, insecure_channel
 from agent.policyopts import add_policy_options, build_policy
@@ -115,6 +115,11 @@ def run_parser() -> argparse.ArgumentParser:
         help="plaintext, no certificate: only for a hub started with --insecure",
     )  # fmt: skip
     parser.add_argument("--labels", default="", metavar="K=V[,K=V]", help="e.g. role=chat,zone=a")
+    parser.add_argument(
+        "--advertise-address", default="", metavar="HOST",
+        help="where the rest of the cluster (the gateway) reaches this host's model servers: a "
+        "host name or IP address (default: this host's name)",
+    )  # fmt: skip
     parser.add_argument(
         "--gpu-runtime",
         default="cdi",
@@ -285,7 +290,11 @@ def main(argv: list[str] | None = None) -> None:
     policy = build_policy(args, argv)
     gpus = build_probe(args)
     tls = AgentTls(args.state_dir)
-    identity = Identity(node_name(args, tls), instance, labels)
+    try:
+        address = parse_address(args.advertise_address)
+    except ValueError as exc:
+        fail(str(exc))
+    identity = Identity(node_name(args, tls), instance, labels, advertise_address=address)
     store = ProjectStore(args.state_dir, args.gpu_runtime, policy, {**os.environ, **env})
     ledger = Ledger(args.state_dir)
     ledger.reap()  # what a previous agent on this state dir left running; ours now (the lock)

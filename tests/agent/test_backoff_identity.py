@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+import os
 import random
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -9,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from agent.backoff import Backoff
-from agent.identity import agent_id, check_name, parse_labels
+from agent.identity import agent_id, check_name, parse_address, parse_labels
 
 
 def test_backoff_grows_caps_and_resets() -> None:
@@ -43,3 +46,25 @@ def test_labels_and_names() -> None:
     for bad in ["", "-gpu", "gpu a", "../etc", "a" * 300]:
         with pytest.raises(ValueError, match="invalid node name"):
             check_name(bad)
+
+
+def test_advertise_addresses_are_host_names_or_ip_addresses() -> None:
+    assert parse_address("") == ""
+    assert parse_address("gpu-a.example.com") == "gpu-a.example.com"
+    assert parse_address("10.0.0.7") == "10.0.0.7"
+    assert parse_address("fe80::1") == "[fe80::1]"  # as a URL's host takes it
+    for bad in ("http://gpu-a", "gpu a", "a..b", "-a", "a" * 254, "10.0.0.7:8000"):
+        with pytest.raises(ValueError, match="invalid --advertise-address"):
+            parse_address(bad)
+
+
+def test_a_bad_advertise_address_stops_the_agent_with_one_line(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-m", "agent", "--insecure", "--state-dir", str(tmp_path / "s"),
+         "--config", "/dev/null", "--gpu-probe", "none", "--advertise-address", "http://a"],
+        capture_output=True, text=True, timeout=60,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(root / "proto"), str(root)])},
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and "invalid --advertise-address" in done.stderr
