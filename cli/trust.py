@@ -160,8 +160,10 @@ def tokens_create(
     expires = times(reply.info, "expires")["expires"]
     if role == "gateway":
         print(
-            f"# single use, expires {expires}; for gateway/{name}:\n"
-            f"#   gpufleet-gateway --hub {hub_address(ctx)} --name {name} --token {reply.token}",
+            f"# single use, expires {expires}; for gateway/{name} (in its environment, not\n"
+            f"# its command line, so that it never shows in ps):\n"
+            f"#   GPUFLEET_JOIN_TOKEN={reply.token} gpufleet-gateway --hub {hub_address(ctx)} "
+            f"--name {name}",
             file=sys.stderr,
         )
         return

@@ -163,8 +163,9 @@ def test_a_gateway_token_enrolls_gateway_name_with_the_gateway_role(fleet: Clust
     made = fleet.hubctl("tokens", "create", "--role", "gateway", "--name", "gw1")
     token = made.stdout.strip()
     hint = made.stderr.strip().splitlines()
-    assert hint[0].startswith("# single use, expires ") and hint[0].endswith("for gateway/gw1:")
-    assert hint[1] == (f"#   gpufleet-gateway --hub {fleet.address} --name gw1 --token {token}")
+    assert hint[0].startswith("# single use, expires ") and "for gateway/gw1" in hint[0]
+    assert hint[2] == (f"#   GPUFLEET_JOIN_TOKEN={token} gpufleet-gateway --hub {fleet.address} "
+                       "--name gw1")  # fmt: skip
     [listed] = [t for t in fleet.json("tokens") if t["role"] == "gateway"]
     assert listed["name"] == "gw1" and listed["used_by"] == ""
 
