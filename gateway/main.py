@@ -1,4 +1,5 @@
-"""gpufleet-gateway: the command line, the first start's enrollment, and the run."""
+"""gpufleet-gateway: the command line over /etc/gpufleet/gateway.yaml (`gpufleet.settings`),
+the first start's enrollment, and the run, with sd_notify for a `Type=notify` unit."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
@@ -21,6 +23,7 @@ from gateway.follow import Routes, RoutesFileError, load_routes
 from gateway.hub import GrpcHub
 from gateway.scale import DEFAULT_MAX_QUEUE
 from gateway.serve import ListenError, ServeOptions, serve
+from gpufleet import sdnotify, settings
 from gpufleet.enroll import EnrollError
 from gpufleet.tls import split_address
 
@@ -81,6 +84,11 @@ def parser() -> Parser:
     return p
 
 
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    """Flags over the config file (--config FILE, else /etc/gpufleet/gateway.yaml)."""
+    return settings.parse_args(parser(), argv, settings.GATEWAY_CONFIG)
+
+
 def loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -108,8 +116,14 @@ def check(args: argparse.Namespace) -> ServeOptions:
     return ServeOptions(host=host, port=port, settings=settings, max_queue=args.max_queue)
 
 
-def read_token(args: argparse.Namespace) -> str | None:
-    if args.token_file:
+def typed(argv: Sequence[str], option: str) -> bool:
+    return any(arg == option or arg.startswith(f"{option}=") for arg in argv)
+
+
+def read_token(args: argparse.Namespace, argv: Sequence[str]) -> str | None:
+    """--token-file, else --token, else $GPUFLEET_JOIN_TOKEN, as for the agent; a --token
+    typed on the command line beats a `token_file:` from the config file (flags win)."""
+    if args.token_file and not (typed(argv, "--token") and not typed(argv, "--token-file")):
         try:
             text = Path(args.token_file).read_text().strip()
         except (OSError, UnicodeDecodeError) as exc:
@@ -121,7 +135,7 @@ def read_token(args: argparse.Namespace) -> str | None:
     return args.token or os.environ.get(TOKEN_ENV, "").strip() or None
 
 
-def connect(args: argparse.Namespace) -> tuple[GatewayTls, GrpcHub]:
+def connect(args: argparse.Namespace, argv: Sequence[str]) -> tuple[GatewayTls, GrpcHub]:
     """The hub link; enrolls first when the state dir holds no credential."""
     state_dir: Path = args.state_dir
     hub = resolve_hub(args.hub, state_dir, os.environ)
@@ -131,7 +145,7 @@ def connect(args: argparse.Namespace) -> tuple[GatewayTls, GrpcHub]:
         fail(f"--hub {exc}: expected e.g. hub.example:7443")
     tls = GatewayTls(state_dir)
     if not tls.enrolled:
-        token = read_token(args)
+        token = read_token(args, argv)
         if token is None:
             fail(f"not enrolled yet: pass --token-file PATH or set ${TOKEN_ENV} with a "
                  "token from `hubctl tokens create --role gateway --name NAME` (or use "
@@ -163,23 +177,28 @@ async def run(options: ServeOptions, routes: Routes, link: tuple[GatewayTls, Grp
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    notify = sdnotify.Notifier.from_environment()
+
+    def listening(url: str) -> None:
+        print(f"gateway listening on {url}", file=sys.stderr, flush=True)
+        notify.ready(f"listening on {url}")
+
     renew: asyncio.Task[None] | None = None
     if link is not None:
         tls, hub = link
         renew = asyncio.create_task(tls.keep_renewed(lambda: hub.open_channel(), stop))
     try:
-        await serve(options, routes, link[1] if link else None, stop, listening)
+        # WATCHDOG=1 from this loop while serving and draining; STOPPING=1 once `stop` is set.
+        async with notify.serving(stop):
+            await serve(options, routes, link[1] if link else None, stop, listening)
     finally:
         if renew is not None:
             renew.cancel()
 
 
-def listening(url: str) -> None:
-    print(f"gateway listening on {url}", file=sys.stderr, flush=True)
-
-
 def main(argv: list[str] | None = None) -> None:
-    args = parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
     options = check(args)
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -195,7 +214,7 @@ def main(argv: list[str] | None = None) -> None:
         routes = Routes(fixed)
     else:
         routes = Routes()
-        link = connect(args)
+        link = connect(args, argv)
     try:
         asyncio.run(run(options, routes, link))
     except ListenError as exc:
