@@ -49,18 +49,47 @@ def test_a_request_in_flight_anywhere_keeps_it() -> None:
     assert decide(activity, 201) == []
     activity.report("gw2", at(202), {"chat": Seen(0, at(202))})
     assert decide(activity, 203) == []
-    # Both stopped reporting: their reports are dropped after the window, and the clock counts
-    # from the model's start again.
+    # Both stopped reporting: their reports are dropped after the window, but the hub keeps
+    # the last activity: the clock counts from the last finish, not from the model's start.
     assert activity.gateways(at(209)) == []
-    assert decide(activity, 209) == ["chat"]
+    assert decide(activity, 209) == []
+    assert decide(activity, 261.9) == [] and decide(activity, 262) == ["chat"]
 
 
-def test_a_gateway_that_stopped_reporting_is_dropped_after_the_window() -> None:
+def test_a_restarted_gateway_does_not_reset_the_clock() -> None:
+    activity = Activity(window_s=6)
+    activity.report("gw1", at(100), {"chat": Seen(0, at(99))})
+    activity.report("gw1", at(102), {})  # restarted: its first report names no model
+    assert decide(activity, 158.9) == [] and decide(activity, 159) == ["chat"]
+
+
+def test_a_request_in_flight_moves_the_clock_to_now() -> None:
+    activity = Activity(window_s=6)
+    for t in range(100, 131, 2):  # a request that lasts from 100 to 130, reported every 2 s
+        activity.report("gw1", at(t), {"chat": Seen(1, at(50))})
+        assert decide(activity, t + 1) == []
+    activity.report("gw1", at(132), {})  # then the gateway restarted and lost it
+    # Active until the hub last saw it in flight (131), then idle 60 s: never from 50.
+    assert decide(activity, 190.9) == [] and decide(activity, 191) == ["chat"]
+
+
+def test_a_gateway_that_vanished_with_requests_in_flight_counts_for_a_grace() -> None:
     activity = Activity(window_s=6)
     activity.report("gw1", at(100), {"chat": Seen(3, at(99))})  # then it died
     assert decide(activity, 105) == [] and activity.gateways(at(105)) == ["gw1"]
-    assert decide(activity, 107) == ["chat"]  # its in-flight count no longer holds the model
-    assert activity.gateways(at(107)) == []
+    assert activity.gateways(at(107)) == []  # not a live gateway any more, but its requests
+    assert decide(activity, 117) == []  # count for two more windows (until 118)
+    assert activity.seen(at(118))["chat"].in_flight == 3
+    assert activity.seen(at(119))["chat"] == Seen(0, at(118))
+    assert decide(activity, 177.9) == [] and decide(activity, 178) == ["chat"]
+
+
+def test_per_replica_in_flight_sums_the_live_gateways() -> None:
+    activity = Activity(window_s=6)
+    activity.report("gw1", at(100), {"chat": Seen(2, None, {"http://a:1": 1, "http://b:1": 1})})
+    activity.report("gw2", at(103), {"chat": Seen(1, None, {"http://a:1": 1})})
+    assert activity.replicas(at(104)) == {"http://a:1": 2, "http://b:1": 1}
+    assert activity.replicas(at(107)) == {"http://a:1": 1}  # gw1's report is out of the window
 
 
 def test_a_finish_in_the_future_counts_as_now() -> None:
