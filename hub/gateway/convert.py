@@ -8,6 +8,9 @@ from gpufleet.v1 import gateway_pb2
 from hub.gateway.idle import Seen
 from hub.gateway.routes import RouteTable
 
+MAX_REPLICAS = 1024  # per model in one activity report
+MAX_ENDPOINT = 300  # characters: http://, a host name, a port
+
 
 def table(found: RouteTable, generation: int) -> gateway_pb2.RouteTable:
     return gateway_pb2.RouteTable(
@@ -23,7 +26,8 @@ def table(found: RouteTable, generation: int) -> gateway_pb2.RouteTable:
         ],
         replicas=[
             gateway_pb2.Replica(model=r.model, node=r.node, endpoint=r.endpoint,
-                                healthy=r.healthy, state=r.state, message=r.message)
+                                healthy=r.healthy, state=r.state, message=r.message,
+                                in_flight=r.in_flight)
             for r in found.replicas
         ],
         keys=[
@@ -36,9 +40,13 @@ def table(found: RouteTable, generation: int) -> gateway_pb2.RouteTable:
 
 def activity(report: gateway_pb2.ActivityReport) -> dict[str, Seen]:
     """A gateway's report per model (a model named twice: the last); ValueError, one line,
-    for a time no clock gives."""
+    for a time no clock gives or more replicas than any model has."""
     found = {}
     for m in report.models:
+        if len(m.replicas) > MAX_REPLICAS:
+            raise ValueError(f"model {m.model[:64]!r}: {len(m.replicas)} replicas in one report: "
+                             f"at most {MAX_REPLICAS}")  # fmt: skip
+        replicas = {e: n for e, n in m.replicas.items() if n and len(e) <= MAX_ENDPOINT}
         finished = None
         if m.HasField("last_finished"):
             try:
@@ -47,5 +55,5 @@ def activity(report: gateway_pb2.ActivityReport) -> dict[str, Seen]:
                 raise ValueError(
                     f"model {m.model[:64]!r}: last_finished is out of range: send a real time"
                 ) from None
-        found[m.model] = Seen(m.in_flight, finished)
+        found[m.model] = Seen(m.in_flight, finished, replicas)
     return found

@@ -125,6 +125,7 @@ class Observer:
                 serving[session.name] = project
         return Snapshot(
             entries, errors, {node.name: node for node in nodes},
-            tuple(running(nodes, stored, cluster.runs, cluster.connected)), serving, stored,
+            tuple(running(nodes, stored, cluster.runs, cluster.connected, cluster.advertised)),
+            serving, stored,
             frozenset(session.name for session in cluster.registry),
         )  # fmt: skip

@@ -7,16 +7,22 @@ operation (the usual model switch and model stop, with their rollback and record
 with that operation (concurrent calls share one start); one being stopped answers
 "starting" and is started afresh once the stop has finished. `tick` (every TICK_S) learns
 how the starts it made ended, makes those deferred starts, and stops the models that are
-idle (`hub.gateway.idle`). A lock serialises both, so an idle stop and a new request never
-race: the request either sees the stop under way or comes before it. The loop decides
-nothing until a gateway first called this hub (a hub without gateways is left as it was).
+idle (`hub.gateway.idle`). A lock serialises their decisions, so an idle stop and a new
+request never race: the request either sees the stop under way or comes before it. The slow
+part of a start (planning it in the models lane, at most PLAN_LIMIT_S) runs outside the lock
+as one pending start per model, which concurrent calls share and which holds its node from
+other starts; a model with a pending start is `starting` and never idle. The loop decides
+nothing until a gateway first called this hub (a hub without gateways is left as it was),
+and stops nothing for idleness until one report window later (every live gateway has
+reported by then).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,7 +49,7 @@ T = TypeVar("T")
 TICK_S = 1.0
 REPORT_INTERVAL_S = 2.0  # how often gateways report their activity
 WINDOW_INTERVALS = 3  # reports older than this many intervals are dropped
-PLAN_LIMIT_S = 30.0
+PLAN_LIMIT_S = 10.0  # well within the gateway's EnsureModel deadline (30 s)
 SWITCH, STOP = "model-switch", "model-stop"
 DEFERRED_LOOKS = 5  # ticks a start deferred behind a stop looks for the model gone
 
@@ -75,10 +81,29 @@ class Scaler:
         self._starts: dict[str, str] = {}  # model -> the operation starting it for a gateway
         # model -> (the stop to wait for, then start it; looks left once it ended)
         self._after_stop: dict[str, tuple[str, int]] = {}
+        # model -> its start being planned (outside the lock), and the nodes it takes
+        self._pending: dict[str, tuple[asyncio.Task[Ensured], tuple[str, ...]]] = {}
         self._lock = asyncio.Lock()
         # Set by the first gateway call: a hub no gateway follows decides nothing (and reads
         # neither its models nor its database for it).
         self.active = False
+        self.active_since: datetime | None = None
+        # Called when a start or stop was submitted: the routing table goes out at once.
+        self.changed: Callable[[], None] = lambda: None
+        self._counts: tuple[datetime, dict[str, int]] | None = None
+
+    def activate(self) -> None:
+        """A gateway called: the decision loop runs from now on."""
+        if not self.active:
+            self.active, self.active_since = True, self.clock()
+
+    def replica_in_flight(self) -> dict[str, int]:
+        """Endpoint -> requests in flight over the live gateways, as of the last report
+        interval (the table changes for these counts at most that often)."""
+        now = self.clock()
+        if self._counts is None or now - self._counts[0] >= self.activity.window / WINDOW_INTERVALS:
+            self._counts = (now, self.activity.replicas(now))
+        return self._counts[1]
 
     def in_flight(self, kind: str) -> dict[str, Starting]:
         """model -> its operation of `kind` under way (a switch to it, or a stop of it)."""
@@ -97,7 +122,11 @@ class Scaler:
                                       "that has finished")
             for model, (stop, _) in self._after_stop.items()
         }  # fmt: skip
-        return {**found, **self.in_flight(SWITCH)}
+        planned = {
+            model: Starting("", nodes, f"starting on {', '.join(nodes)}")
+            for model, (_, nodes) in self._pending.items()
+        }  # fmt: skip
+        return {**found, **planned, **self.in_flight(SWITCH)}
 
     async def ensure(self, name: str) -> Ensured:
         """Refused (NOT_FOUND with close names, FAILED_PRECONDITION when no node is free...)."""
@@ -107,9 +136,16 @@ class Scaler:
                 model = resolve(snap.models, name)
             except NotDefined as exc:
                 raise Refused(grpc.StatusCode.NOT_FOUND, str(exc)) from None
-            return await self._ensure(snap, model.name)
+            found = await self._ensure(snap, model.name)
+        if isinstance(found, Ensured):
+            return found
+        return await asyncio.shield(found)
 
-    async def _ensure(self, snap: Snapshot, model: str) -> Ensured:
+    async def _ensure(self, snap: Snapshot, model: str) -> Ensured | asyncio.Task[Ensured]:
+        """What the model is at, or its pending start (to wait for outside the lock)."""
+        pending = self._pending.get(model)
+        if pending is not None:
+            return pending[0]
         switching = self.in_flight(SWITCH).get(model)
         if switching is not None:
             why = f"model {model} is starting (operation {switching.operation_id})"
@@ -128,9 +164,23 @@ class Scaler:
             return Ensured("starting", nodes=tuple(r.node for r in alive),
                            message=f"model {model} is loading")  # fmt: skip
         if mine:  # it failed where it runs: started again there, nothing else is displaced
-            return await self._start(snap, model, [r.node for r in mine])
+            return self._begin(snap, model, [r.node for r in mine])
         node = await self._place(snap, snap.entries[model])
-        return await self._start(snap, model, [node])
+        return self._begin(snap, model, [node])
+
+    def _begin(self, snap: Snapshot, model: str, nodes: list[str]) -> asyncio.Task[Ensured]:
+        """Plan and submit the start in the background: the task every caller shares."""
+        task = asyncio.create_task(self._start(snap, model, nodes), name=f"gateway-start-{model}")
+        self._pending[model] = (task, tuple(nodes))
+
+        def done(ended: asyncio.Task[Ensured]) -> None:
+            if self._pending.get(model, (None,))[0] is ended:
+                del self._pending[model]
+            if not ended.cancelled() and ended.exception() is None:
+                self.changed()
+
+        task.add_done_callback(done)
+        return task
 
     async def _place(self, snap: Snapshot, entry: catalog.Entry) -> str:
         cluster = self.cluster
@@ -139,9 +189,11 @@ class Scaler:
             if g.state != "lost":
                 gpus[g.node].append(g)
         busy = cluster.manager.busy
+        planned = {n: deploy.project(m) for m, (_, nodes) in self._pending.items() for n in nodes}
         places = [
             placement.Place(
-                name, name in snap.connected, cluster.runs(node), busy.get(name, ""),
+                name, name in snap.connected, planned.get(name) or cluster.runs(node),
+                busy.get(name, ""),
                 len(gpus[name]), sum(max(0, g.memory_total_mb - g.foreign_mb) for g in gpus[name]),
             )
             for name, node in snap.nodes.items()
@@ -169,13 +221,13 @@ class Scaler:
             return await self.work.models.run(fn, *args, limit_s=PLAN_LIMIT_S,
                                               hint="make the model files smaller")  # fmt: skip
         except (Busy, Overrun, WorkerDied) as exc:
-            raise Refused(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)) from None
+            raise Refused(grpc.StatusCode.RESOURCE_EXHAUSTED, busy_line(exc)) from None
         except catalog.NotFound as exc:
             raise Refused(grpc.StatusCode.NOT_FOUND, str(exc)) from None
         except ModelError as exc:
             raise Refused(grpc.StatusCode.FAILED_PRECONDITION, str(exc)) from None
 
-    def report(self, gateway: str, models: dict[str, Seen]) -> float:
+    def report(self, gateway: str, models: Mapping[str, Seen]) -> float:
         """A gateway's activity; the interval it should report at."""
         self.activity.report(gateway, self.clock(), models)
         return self.report_interval_s
@@ -241,22 +293,40 @@ class Scaler:
             try:
                 found = await self._ensure(snap, model)
             except Refused as exc:
-                self.failures[model] = str(exc)
-                log.warning("gateway: cannot start model %s again: %s", model, exc)
+                self._cannot_start(model, exc)
                 continue
-            if not found.operation_id and looks > 1:
+            if isinstance(found, asyncio.Task):
+                found.add_done_callback(functools.partial(self._started_again, model))
+            elif not found.operation_id and looks > 1:
                 # It still looks up: an agent's report sent before the stop can say so for a
                 # heartbeat. Look again next tick; a model that really runs stays as it is.
                 self._after_stop[model] = (stop, looks - 1)
 
+    def _cannot_start(self, model: str, exc: Refused) -> None:
+        self.failures[model] = str(exc)
+        log.warning("gateway: cannot start model %s again: %s", model, exc)
+
+    def _started_again(self, model: str, task: asyncio.Task[Ensured]) -> None:
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if isinstance(exc, Refused):
+            self._cannot_start(model, exc)
+        elif exc is not None:
+            log.error("gateway: cannot start model %s again", model, exc_info=exc)
+
     async def _unload(self, snap: Snapshot) -> None:
-        """Stop the models idle for their idle_ttl, where no operation holds them."""
+        """Stop the models idle for their idle_ttl, where no operation holds them; nothing
+        until a report window has passed since the loop started."""
+        now = self.clock()
+        if self.active_since is None or now - self.active_since < self.activity.window:
+            return
         busy = self.cluster.manager.busy
         ops = {**self.in_flight(SWITCH), **self.in_flight(STOP)}
         candidates, where = [], {}
         for name, entry in snap.entries.items():
             ttl = entry.model.gateway.idle_ttl
-            if ttl is None or name in ops or name in self._after_stop:
+            if ttl is None or name in ops or name in self._after_stop or name in self._pending:
                 continue
             mine = [r for r in snap.found if r.model == name and r.node in snap.connected]
             if not any(snap.serving.get(r.node) == r.project for r in mine):
@@ -266,7 +336,7 @@ class Scaler:
             if nodes:
                 candidates.append(Candidate(name, ttl, max(starts, default=None)))
                 where[name] = nodes
-        for name in idle(candidates, self.activity.seen(self.clock()), self.clock()):
+        for name in idle(candidates, self.activity.seen(now), now):
             try:
                 operation_id = await deployments.stop(
                     self.cluster, deploy.project(name), where[name], list(snap.nodes)
@@ -274,6 +344,15 @@ class Scaler:
             except Refused as exc:
                 log.warning("gateway: cannot stop idle model %s: %s", name, exc)
                 continue
+            self.changed()  # its replicas take no more requests: every gateway learns at once
             log.info("gateway: model %s idle for %g s: stopping it on %s (operation %s)",
                      name, snap.entries[name].model.gateway.idle_ttl, ", ".join(where[name]),
                      operation_id)  # fmt: skip
+
+
+def busy_line(exc: Exception) -> str:
+    """One line for the models lane's refusal: the hub is busy."""
+    line = str(exc).splitlines()[0] if str(exc) else "its worker ended"
+    if line.startswith("the hub is busy"):
+        return line
+    return f"the hub is busy: planning the start failed ({line}): try again in a moment"

@@ -34,6 +34,7 @@ from hub.store.keys import KeyStore
 log = logging.getLogger(__name__)
 Context = grpc.aio.ServicerContext[Any, Any]
 TICK_S = 0.3
+PAUSE_S = 1.0  # after a failed computation, before the next
 MAX_NAME = 253
 MAX_MODELS = 4096  # models in one activity report
 MAX_PAGES = 1000  # of ListGpus for GpuStats
@@ -46,6 +47,7 @@ class Publisher:
                  first: int | None = None) -> None:  # fmt: skip
         self.compute = compute
         self.tick_s = tick_s
+        self.pause_s = min(PAUSE_S, tick_s * 3)
         # From the clock (ms): a restarted hub's generations still exceed its last ones (it
         # sends a few tables a second at most).
         self.generation = time.time_ns() // 1_000_000 if first is None else first
@@ -70,6 +72,9 @@ class Publisher:
                 if describe(exc) != failing:
                     log.warning("gateway routes: cannot read the database: %s", describe(exc))
                 failing = describe(exc)
+            except Exception:  # a bug: the table stays as it was, and the loop goes on
+                log.exception("gateway routes: cannot compute the table")
+                await asyncio.sleep(self.pause_s)
             else:
                 failing = ""
                 if table != self.table:
@@ -129,6 +134,7 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):  # type: ignore[misc]
         self.hub = hub
         self.keys = KeyStore(db.engine)
         self.routes = Publisher(self.table, tick_s)
+        scaler.changed = self.routes.poke
 
     def keys_changed(self) -> None:
         """An API key was created or revoked: the next table goes out at once."""
@@ -139,12 +145,13 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):  # type: ignore[misc]
         keys = await self.db.call(self.keys.valid)
         return routes.build(snap.models, snap.errors, snap.found, snap.serving,
                             self.scaler.starting(), self.scaler.failures, keys,
-                            self.scaler.in_flight(STOP))  # fmt: skip
+                            self.scaler.in_flight(STOP),
+                            self.scaler.replica_in_flight())  # fmt: skip
 
     async def WatchRoutes(
         self, request: gateway_pb2.WatchRoutesRequest, context: Context
     ) -> AsyncIterator[gateway_pb2.RouteTable]:
-        self.scaler.active = True
+        self.scaler.activate()
         who = request.gateway[:64] if _name(request.gateway) else "a gateway"
         log.info("%s follows the routes", who)
         try:
@@ -156,7 +163,7 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):  # type: ignore[misc]
     async def EnsureModel(
         self, request: gateway_pb2.EnsureModelRequest, context: Context
     ) -> gateway_pb2.EnsureModelResponse:
-        self.scaler.active = True
+        self.scaler.activate()
         if not _name(request.name):
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT,
@@ -168,6 +175,12 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):  # type: ignore[misc]
         except Refused as exc:
             await context.abort(exc.code, str(exc))
             raise
+        except sqlalchemy.exc.SQLAlchemyError as exc:
+            await context.abort(
+                grpc.StatusCode.UNAVAILABLE,
+                f"the hub cannot read its database now: {describe(exc)}",
+            )
+            raise
         self.routes.poke()
         return gateway_pb2.EnsureModelResponse(
             state=found.state, operation_id=found.operation_id, nodes=list(found.nodes),
@@ -177,7 +190,7 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):  # type: ignore[misc]
     async def ReportActivity(
         self, request: gateway_pb2.ActivityReport, context: Context
     ) -> gateway_pb2.ActivityAck:
-        self.scaler.active = True
+        self.scaler.activate()
         if not _name(request.gateway):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                                 "name the gateway: a report needs its gateway's name")  # fmt: skip

@@ -6,8 +6,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 import yaml
 
+from gpufleet.v1 import gateway_pb2
 from hub.gateway import convert, routes
 from hub.gateway.routes import Replica, Starting
 from hub.models.load import parse_models
@@ -124,3 +126,35 @@ def test_equal_inputs_give_equal_tables_and_the_message_carries_the_generation()
     keys = [(k.name, k.sha256, list(k.models)) for k in sent.keys]
     assert keys == [("a", "11", ["chat"]), ("b", "22", [])]
     assert list(sent.models[0].aliases) == ["c"] and sent.models[0].idle_ttl_s == 60
+
+
+def test_each_replica_carries_its_requests_in_flight() -> None:
+    found = routes.build([CHAT], [], [runs("a", "chat"), runs("b", "chat")],
+                         {"a": "model-chat", "b": "model-chat"}, {}, {}, [], {},
+                         {"http://a:8000": 3, "http://gone:8000": 9})  # fmt: skip
+    assert [(r.node, r.in_flight) for r in found.replicas] == [("a", 3), ("b", 0)]
+    assert found != routes.build([CHAT], [], [runs("a", "chat"), runs("b", "chat")],
+                                 {"a": "model-chat", "b": "model-chat"}, {}, {}, [])  # fmt: skip
+    sent = convert.table(found, 1)
+    assert [(r.node, r.in_flight) for r in sent.replicas] == [("a", 3), ("b", 0)]
+
+
+def test_a_model_being_stopped_is_not_routed_and_says_so() -> None:
+    found = routes.build([CHAT], [], [runs("a", "chat")], {"a": "model-chat"}, {}, {}, [],
+                         {"chat": Starting("op-9", ("a",))})  # fmt: skip
+    assert not found.replicas[0].healthy
+    assert state(found, "chat") == (
+        "loading",
+        "being stopped on a (operation op-9): a request starts it again",
+    )
+
+
+def test_an_activity_report_carries_each_replicas_requests() -> None:
+    report = gateway_pb2.ActivityReport(gateway="gw", models=[gateway_pb2.ModelActivity(
+        model="chat", in_flight=3, replicas={"http://a:8000": 2, "http://b:8000": 1,
+                                             "http://c:8000": 0})])  # fmt: skip
+    assert convert.activity(report)["chat"].replicas == {"http://a:8000": 2, "http://b:8000": 1}
+    flood = {f"http://n{i}:8000": 1 for i in range(convert.MAX_REPLICAS + 1)}
+    report.models[0].replicas.update(flood)
+    with pytest.raises(ValueError, match="replicas in one report: at most 1024"):
+        convert.activity(report)
