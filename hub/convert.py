@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import ipaddress
 import math
 import re
 from collections.abc import Callable
@@ -124,6 +125,27 @@ def check_inventory(inventory: types_pb2.Inventory) -> None:
         raise InvalidHello(
             f"inventory lists a GPU index twice or more than {MAX_GPUS} GPUs: {indexes[:16]}"
         )
+
+
+HOST = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")
+
+
+def advertised_from_proto(hello: link_pb.Hello) -> str:
+    """The host part of the endpoints of the node's model servers ("" when not given): a host
+    name, an IPv4 address, or an IPv6 address (bracketed here); InvalidHello, one line, for
+    anything else."""
+    given = hello.advertise_address
+    if not given:
+        return ""
+    try:
+        address = ipaddress.ip_address(given.strip("[]"))
+    except ValueError:
+        if HOST.match(given):
+            return given
+        raise InvalidHello(
+            f"hello has an advertise_address that is no host name or IP address: {given[:64]!r}"
+        ) from None
+    return f"[{address}]" if address.version == 6 else str(address)
 
 
 @_bounded("hello refused")

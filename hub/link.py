@@ -81,9 +81,11 @@ class AgentLinkService(agent_link_pb2_grpc.AgentLinkServicer):  # type: ignore[m
         hello = await self._hello(request_iterator, context)
         try:
             record = self._authenticated(convert.hello_from_proto(hello, peer))
+            advertised = convert.advertised_from_proto(hello)
             session = self.registry.open(
                 record.name, record.agent_id, peer, self.monotonic(), utcnow()
             )
+            session.advertised = advertised
         except convert.InvalidHello as exc:
             log.warning("refused agent stream from %s: %s", peer, exc)
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))

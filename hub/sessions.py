@@ -74,6 +74,8 @@ class AgentSession:
     # sends at most 4 a second per task; more is a broken or hostile agent, dropped).
     progress_allowance: float = PROGRESS_BURST
     progress_at: float = 0.0
+    # Where its model servers are reached (its hello's advertise_address; "": its hostname).
+    advertised: str = ""
     # The compose project the agent runs (from hello, then from each task's result).
     project: Running | None = None
     # A changed inventory waiting for the next batched write: (probe, error, gpus, preflight).

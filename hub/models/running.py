@@ -87,6 +87,11 @@ class Cluster:
     def connected(self, node: Node) -> bool:
         return self.registry.get(node.name) is not None
 
+    def advertised(self, node: Node) -> str:
+        """The address the node's connected agent advertises for its servers ("": none)."""
+        session = self.registry.get(node.name)
+        return session.advertised if session is not None else ""
+
     def remember(self, node: str, found: Deployed | None) -> None:
         """Record (or forget) the deployment a node runs, in the background."""
         store = self.deployments
@@ -109,14 +114,18 @@ class Running:
     project: str
 
 
-def endpoint(node: Node, port: int) -> str:
-    return f"http://{node.hostname or node.name}:{port}"
+def endpoint(node: Node, port: int, advertised: str = "") -> str:
+    """Where a node's model server on `port` is reached: the address its agent advertises,
+    else its host name, else its name."""
+    return f"http://{advertised or node.hostname or node.name}:{port}"
 
 
 def running(nodes: Sequence[Node], stored: Mapping[str, Deployed], runs: Callable[[Node], str],
-            connected: Callable[[Node], bool] = lambda _node: True) -> list[Running]:  # fmt: skip
+            connected: Callable[[Node], bool] = lambda _node: True,
+            advertised: Callable[[Node], str] = lambda _node: "") -> list[Running]:  # fmt: skip
     """Every node that runs a model deployment, by node. A node whose agent is not connected
-    is `down` (what its server does is not known), with no endpoint."""
+    is `down` (what its server does is not known), with no endpoint; `advertised` is the
+    address a node's agent advertises for its servers ("": its host name)."""
     found = []
     for node in nodes:
         project = runs(node)
@@ -130,7 +139,7 @@ def running(nodes: Sequence[Node], stored: Mapping[str, Deployed], runs: Callabl
         found.append(Running(
             node.name, model, row.engine if row else "", row.gpus if row else (),
             node.state if up else DOWN, row.started_at if row else node.state_since,
-            endpoint(node, row.port) if row and up else "",
+            endpoint(node, row.port, advertised(node)) if row and up else "",
             node.state_message if up else "its agent is not connected", project,
         ))  # fmt: skip
     return found
