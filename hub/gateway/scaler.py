@@ -97,6 +97,12 @@ class Scaler:
         if not self.active:
             self.active, self.active_since = True, self.clock()
 
+    def unloads(self, now: datetime) -> bool:
+        """Whether idle stops are decided now: a report window after the loop was switched on
+        (every live gateway has reported by then; what a restarted hub has not heard yet is
+        not idleness)."""
+        return self.active_since is not None and now - self.active_since >= self.activity.window
+
     def replica_in_flight(self) -> dict[str, int]:
         """Endpoint -> requests in flight over the live gateways, as of the last report
         interval (the table changes for these counts at most that often)."""
@@ -319,7 +325,7 @@ class Scaler:
         """Stop the models idle for their idle_ttl, where no operation holds them; nothing
         until a report window has passed since the loop started."""
         now = self.clock()
-        if self.active_since is None or now - self.active_since < self.activity.window:
+        if not self.unloads(now):
             return
         busy = self.cluster.manager.busy
         ops = {**self.in_flight(SWITCH), **self.in_flight(STOP)}
