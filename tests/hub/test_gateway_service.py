@@ -214,6 +214,15 @@ def test_routes_scale_from_zero_and_idle_unload(fleet: tuple[Cluster, dict[str, 
         assert state(follower.latest, "tiny-a") == "ready"
         finished = datetime.now(UTC)
         report(0, finished)
+
+        def stopping(table: gateway_pb2.RouteTable) -> bool:
+            model = next(m for m in table.models if m.name == "tiny-a")
+            return model.state == "loading" and model.message.startswith("being stopped on n2")
+
+        # While its stop runs, the table says so (sent at once) and routes nothing to it.
+        during = follower.until(stopping, "tiny-a being stopped", 20)
+        assert [(node, healthy) for node, healthy, _ in replicas(during, "tiny-a")] == [
+            ("n2", False)]  # fmt: skip
         stopped = follower.until(lambda t: state(t, "tiny-a") == "stopped", "tiny-a stopped", 20)
         took = datetime.now(UTC) - finished
         assert took.total_seconds() >= 2.9, took
