@@ -10,7 +10,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from gateway.hub import Activity, Hub, HubUnavailable
 
@@ -23,6 +23,7 @@ class ModelCounts:
     in_flight: int = 0
     requests: int = 0
     last_finished: float | None = None
+    replicas: dict[str, int] = field(default_factory=dict)  # endpoint: requests sent there now
 
 
 class ActivityLog:
@@ -30,6 +31,7 @@ class ActivityLog:
         self.wall = wall
         self.models: dict[str, ModelCounts] = {}
         self.woken = asyncio.Event()
+        self._reported: dict[str, int] = {}
 
     def _counts(self, model: str) -> ModelCounts:
         found = self.models.get(model)
@@ -49,11 +51,28 @@ class ActivityLog:
         counts.in_flight = max(0, counts.in_flight - 1)
         counts.last_finished = self.wall()
 
+    def sent(self, model: str, endpoint: str) -> None:
+        replicas = self._counts(model).replicas
+        replicas[endpoint] = replicas.get(endpoint, 0) + 1
+
+    def returned(self, model: str, endpoint: str) -> None:
+        replicas = self._counts(model).replicas
+        replicas[endpoint] = max(0, replicas.get(endpoint, 0) - 1)
+
     def snapshot(self) -> list[Activity]:
         return [
-            Activity(name, c.in_flight, c.requests, c.last_finished)
+            Activity(name, c.in_flight, c.requests, c.last_finished, dict(c.replicas))
             for name, c in sorted(self.models.items())
         ]
+
+    def delivered(self, report: list[Activity]) -> None:
+        """The hub got this report: its table's in-flight counts include these."""
+        for item in report:
+            self._reported.update(item.replicas)
+
+    def reported(self, endpoint: str) -> int:
+        """What the hub last got from this gateway for the endpoint."""
+        return self._reported.get(endpoint, 0)
 
 
 async def report_loop(activity: ActivityLog, hub: Hub, stop: asyncio.Event) -> None:
@@ -62,7 +81,9 @@ async def report_loop(activity: ActivityLog, hub: Hub, stop: asyncio.Event) -> N
     while not stop.is_set():
         activity.woken.clear()
         try:
-            answer = await hub.report_activity(activity.snapshot())
+            report = activity.snapshot()
+            answer = await hub.report_activity(report)
+            activity.delivered(report)
             interval = answer if answer > 0 else DEFAULT_INTERVAL_S
             failing = False
         except HubUnavailable as exc:

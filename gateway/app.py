@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from urllib.parse import unquote
 
 import aiohttp
 from aiohttp import web
@@ -19,6 +20,11 @@ from gateway.router import Router
 from gateway.table import KeyHash, Table
 
 DEFAULT_MAX_BODY = 32 * 1024 * 1024
+# Past this long without word from the hub, revoked keys may still be in the table: keyed
+# requests are refused.
+HUB_SILENCE_LIMIT_S = 600.0
+# An upstream that sends nothing for this long (a powered-off node) fails the request.
+UPSTREAM_READ_TIMEOUT_S = 600.0
 
 
 @dataclass
@@ -26,6 +32,7 @@ class Settings:
     open: bool = False
     default_model: str | None = None
     max_body: int = DEFAULT_MAX_BODY
+    hub_silence_limit_s: float = HUB_SILENCE_LIMIT_S
 
 
 class Gateway:
@@ -49,6 +56,12 @@ class Gateway:
     def _key(self, request: web.Request, table: Table) -> KeyHash | None:
         if self.settings.open:
             return None
+        silent = self.routes.silence_s()
+        if silent > self.settings.hub_silence_limit_s:
+            raise unavailable(
+                f"no word from the hub for {silent:.0f} s: API keys cannot be checked "
+                "(revoked ones may still be in the table)", 10.0, "hub_silent",
+            )  # fmt: skip
         return authenticate(table, request.headers.get("Authorization"))
 
     async def _body(self, request: web.Request) -> bytes:
@@ -67,6 +80,9 @@ class Gateway:
         )  # fmt: skip
 
     async def completions(self, request: web.Request) -> web.StreamResponse:
+        path = upstream_path(request)
+        if path is None:
+            return await self.not_found(request)
         try:
             table = self._table()
             key = self._key(request, table)
@@ -99,7 +115,8 @@ class Gateway:
             self.metrics.requests.labels(UNKNOWN_MODEL, str(exc.status)).inc()
             self.metrics.errors.labels(UNKNOWN_MODEL, exc.code).inc()
             return error_response(exc)
-        return await self.proxy.handle(request, model, body, document.get("stream") is True)
+        stream = document.get("stream") is True
+        return await self.proxy.handle(request, model, body, stream, path)
 
     @staticmethod
     def _unknown(table: Table, asked: str, key: KeyHash | None) -> GatewayError:
@@ -158,10 +175,31 @@ class Gateway:
             return web.json_response(
                 {"status": "waiting for the routing table from the hub"}, status=503
             )
-        return web.json_response({"status": "ready", "generation": table.generation})
+        silent = round(self.routes.silence_s(), 1)
+        if silent > self.settings.hub_silence_limit_s:
+            return web.json_response(
+                {"status": f"no word from the hub for {silent:.0f} s",
+                 "generation": table.generation, "hub_silent_s": silent}, status=503,
+            )  # fmt: skip
+        return web.json_response(
+            {"status": "ready", "generation": table.generation, "hub_silent_s": silent}
+        )
 
     async def not_found(self, request: web.Request) -> web.Response:
         return error_response(GatewayError(404, f"no route {request.path}", "route_not_found"))
+
+
+def upstream_path(request: web.Request) -> str | None:
+    """The path and query to send upstream: a /v1/ path with no dot segment and no encoded
+    slash, checked on the raw path and on the normalised one; None for anything else."""
+    raw, mark, query = request.raw_path.partition("?")
+    if "%2f" in raw.lower() or "%5c" in raw.lower() or "\\" in raw:
+        return None
+    if any(part in (".", "..") for part in unquote(raw).split("/")):
+        return None
+    if not raw.startswith("/v1/") or not request.path.startswith("/v1/"):
+        return None
+    return raw + mark + query
 
 
 def make_app(gateway: Gateway) -> web.Application:
@@ -183,7 +221,7 @@ def client_session() -> aiohttp.ClientSession:
     # Idle connections go after 4 s: before the model servers' own 5 s keep-alive (uvicorn,
     # llama.cpp) closes them under a request.
     connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=4, ttl_dns_cache=300)
-    timeout = aiohttp.ClientTimeout(total=None, sock_connect=10)
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=UPSTREAM_READ_TIMEOUT_S)
     return aiohttp.ClientSession(
         connector=connector,
         timeout=timeout,

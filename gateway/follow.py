@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -23,18 +24,42 @@ STATIC_NODE = "static"
 
 
 class Routes:
-    def __init__(self, table: Table | None = None) -> None:
+    """The last table, an event set at each change, and how long the hub has been silent."""
+
+    def __init__(self, table: Table | None = None, clock: Callable[[], float] = time.monotonic
+                 ) -> None:  # fmt: skip
         self.table = table
+        self.clock = clock
+        self.listeners: list[Callable[[Table], None]] = []
         self._changed = asyncio.Event()
+        self._silent_since: float | None = None
 
     def set(self, table: Table) -> None:
         self.table = table
+        self._silent_since = None
+        for listener in self.listeners:
+            listener(table)
+        self.touch()
+
+    def touch(self) -> None:
+        """Wake the waiters without a new table (something else they look at changed)."""
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
 
     def next_change(self) -> asyncio.Event:
         """An event set at the next table (take it before reading the current one)."""
         return self._changed
+
+    def lost(self) -> None:
+        """The stream from the hub ended: the table ages from now on."""
+        if self._silent_since is None:
+            self._silent_since = self.clock()
+
+    def silence_s(self) -> float:
+        """Seconds since the hub was last heard from; 0 while its stream is up."""
+        if self._silent_since is None:
+            return 0.0
+        return max(0.0, self.clock() - self._silent_since)
 
 
 async def follow(
@@ -61,6 +86,7 @@ async def follow(
             raise
         except Exception as exc:  # the process edge: any failure of the stream reconnects
             problem = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        routes.lost()
         delay = backoff.next()
         log.warning("routes from the hub: %s; reconnecting in %.1f s", problem, delay)
         with contextlib.suppress(TimeoutError):

@@ -5,10 +5,12 @@ Protobuf stops here: callers get the table's dataclasses and the ones below.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import math
-from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import grpc
@@ -43,6 +45,7 @@ class Activity:
     in_flight: int
     requests: int
     last_finished: float | None  # seconds since the epoch
+    replicas: Mapping[str, int] = field(default_factory=dict)  # endpoint: in flight there
 
 
 @dataclass(frozen=True)
@@ -80,38 +83,56 @@ def _text(exc: grpc.RpcError) -> str:
 
 
 class GrpcHub:
-    """The Gateway service over one channel; `reconnect` opens a fresh one (a renewed
-    certificate is read then)."""
+    """The Gateway service: the watch on a channel of its own, the calls on a shared one.
+
+    Each new watch opens fresh channels (a renewed certificate is read then); the calls' old
+    channel is closed only once the calls on it finished (a grace of CALL_TIMEOUT_S)."""
 
     def __init__(self, open_channel: ChannelFactory, gateway: str) -> None:
         self.open_channel = open_channel
         self.gateway = gateway
         self._channel: grpc.aio.Channel | None = None
+        self._closing: set[asyncio.Task[None]] = set()
+
+    def _open(self) -> grpc.aio.Channel:
+        try:
+            return self.open_channel()
+        except NotEnrolled as exc:
+            raise HubUnavailable(str(exc)) from None
 
     def _stub(self) -> gateway_pb2_grpc.GatewayStub:
         if self._channel is None:
-            try:
-                self._channel = self.open_channel()
-            except NotEnrolled as exc:
-                raise HubUnavailable(str(exc)) from None
+            self._channel = self._open()
         return gateway_pb2_grpc.GatewayStub(self._channel)  # type: ignore[no-untyped-call]
 
-    async def reconnect(self) -> None:
+    def _renew(self) -> None:
+        """New calls go on a fresh channel; the old one closes after its calls ended."""
+        old, self._channel = self._channel, None
+        if old is not None:
+            task = asyncio.ensure_future(old.close(CALL_TIMEOUT_S))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+
+    async def close(self) -> None:
         old, self._channel = self._channel, None
         if old is not None:
             await old.close(None)
+        for task in list(self._closing):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
-    async def close(self) -> None:
-        await self.reconnect()
-
-    async def watch_routes(self) -> AsyncIterator[Table]:
-        await self.reconnect()
-        call = self._stub().WatchRoutes(gateway_pb2.WatchRoutesRequest(gateway=self.gateway))
+    async def watch_routes(self) -> AsyncGenerator[Table, None]:
+        self._renew()
+        channel = self._open()
+        stub = gateway_pb2_grpc.GatewayStub(channel)  # type: ignore[no-untyped-call]
+        call = stub.WatchRoutes(gateway_pb2.WatchRoutesRequest(gateway=self.gateway))
         try:
             async for message in call:
                 yield from_proto(message)
         finally:
             call.cancel()
+            await channel.close(None)
 
     async def ensure_model(self, name: str) -> Ensured:
         request = gateway_pb2.EnsureModelRequest(name=name, gateway=self.gateway)
@@ -129,6 +150,7 @@ class GrpcHub:
             entry = report.models.add(
                 model=item.model, in_flight=item.in_flight, requests=item.requests
             )
+            entry.replicas.update(item.replicas)
             if item.last_finished is not None:
                 seconds = math.floor(item.last_finished)
                 nanos = round((item.last_finished - seconds) * 1e9)

@@ -46,6 +46,9 @@ def services_json(table: Table, router: Router) -> dict[str, object]:
                 "cooling_down": bool(replica.endpoint) and router.cooling(replica.endpoint),
                 "response_time_ms": None if response_ms is None else round(response_ms, 3),
                 "in_flight": stats.in_flight if stats is not None else 0,
+                "in_flight_cluster": (
+                    router.cluster_in_flight(replica) if stats is not None else replica.in_flight
+                ),
             }
         )
     return {"services": services}

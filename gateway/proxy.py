@@ -2,7 +2,9 @@
 
 Streaming answers go to the client chunk by chunk as they arrive. A request is retried on
 another replica (at most MAX_RETRIES times) only while nothing of the upstream's answer has
-reached the client: connection refused or reset, or a 502/503 from the upstream.
+reached the client: connection refused or reset, a 502/503 from the upstream, or its replica
+left the table. When the last one failed and the table no longer routes the model (an idle
+stop raced the request), the request waits once for a fresh start.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import aiohttp
 from aiohttp import web
 
 from gateway.activity import ActivityLog
+from gateway.bound import Bindings, ReplicaGone
 from gateway.errors import GatewayError, unavailable
 from gateway.follow import Routes
 from gateway.metrics import Metrics
@@ -42,10 +45,65 @@ class Failed(Exception):
 
 
 @dataclass
+class Call:
+    request: web.Request
+    model: Model
+    body: bytes
+    stream: bool
+    path: str  # what goes upstream: the checked raw path and query
+    started: float
+    loading: Loading | None = None
+
+    @property
+    def early(self) -> web.StreamResponse | None:
+        """The SSE response opened while the model loaded, if it was."""
+        return self.loading.response if self.loading is not None else None
+
+
+@dataclass
 class Outcome:
     response: web.StreamResponse
     status: int
     error: str | None = None
+
+
+class Loading:
+    """A streaming request's SSE response, opened once the hub said it starts the model, with
+    a keep-alive comment every `every_s` while it loads."""
+
+    def __init__(self, request: web.Request, model: str, every_s: float) -> None:
+        self.request = request
+        self.model = model
+        self.every_s = every_s
+        self.response: web.StreamResponse | None = None
+        self._beat: asyncio.Future[None] | None = None
+
+    async def start(self) -> None:
+        if self.response is None:
+            self.response = web.StreamResponse(status=200, headers=SSE_HEADERS)
+            await self.response.prepare(self.request)
+        self._beat = asyncio.ensure_future(self._keepalive(self.response))
+
+    async def _keepalive(self, response: web.StreamResponse) -> None:
+        comment = f": loading {self.model}\n\n".encode()
+        while True:
+            await asyncio.sleep(self.every_s)
+            await response.write(comment)
+
+    async def quiet(self) -> None:
+        beat, self._beat = self._beat, None
+        if beat is not None:
+            beat.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ConnectionResetError):
+                await beat
+
+
+@dataclass
+class Sent:
+    """What of one attempt reached the client."""
+
+    response: web.StreamResponse | None = None
+    started: bool = False  # a byte of the upstream's answer
 
 
 class Proxy:
@@ -63,12 +121,14 @@ class Proxy:
         self.routes = routes
         self.router = router
         self.scaler = scaler
+        self.warm = scaler.warm
         self.activity = activity
         self.metrics = metrics
         self.keepalive_s = keepalive_s
+        self.bindings = Bindings(routes)
 
     async def handle(
-        self, request: web.Request, model: Model, body: bytes, stream: bool
+        self, request: web.Request, model: Model, body: bytes, stream: bool, path: str
     ) -> web.StreamResponse:
         name = model.name
         started = time.monotonic()
@@ -76,8 +136,9 @@ class Proxy:
         in_flight = self.metrics.in_flight.labels(name)
         in_flight.inc()
         outcome: Outcome | None = None
+        call = Call(request, model, body, stream, path, started)
         try:
-            outcome = await self._serve(request, model, body, stream, started)
+            outcome = await self._serve(call)
             return outcome.response
         except GatewayError as exc:
             outcome = Outcome(error_response(exc), exc.status, exc.code)
@@ -91,118 +152,114 @@ class Proxy:
                     self.metrics.errors.labels(name, outcome.error).inc()
                 self.metrics.latency.labels(name).observe(time.monotonic() - started)
 
-    async def _serve(
-        self, request: web.Request, model: Model, body: bytes, stream: bool, started: float
-    ) -> Outcome:
-        table = self.routes.table
-        early: web.StreamResponse | None = None
-        if table is None or not table.routable(model.name):
-            if stream:
-                early = web.StreamResponse(status=200, headers=SSE_HEADERS)
-                await early.prepare(request)
-                try:
-                    await self._wait_streaming(early, model)
-                except GatewayError as exc:
-                    await early.write(exc.sse())
-                    await early.write_eof()
-                    return Outcome(early, 200, exc.code)
-            else:
-                await self.scaler.ready(model)
+    async def _serve(self, call: Call) -> Outcome:
+        if call.stream:
+            call.loading = Loading(call.request, call.model.name, self.keepalive_s)
         try:
-            return await self._forward(request, model, body, stream, started, early)
+            if not self._routable(call.model):
+                await self._ready(call)
+            return await self._forward(call)
         except GatewayError as exc:
+            early = call.early
             if early is None:
                 raise
             await early.write(exc.sse())  # the SSE headers went out while the model loaded
             await early.write_eof()
             return Outcome(early, 200, exc.code)
 
-    async def _forward(
-        self,
-        request: web.Request,
-        model: Model,
-        body: bytes,
-        stream: bool,
-        started: float,
-        early: web.StreamResponse | None,
-    ) -> Outcome:
+    def _routable(self, model: Model) -> tuple[Replica, ...]:
+        table = self.routes.table
+        return self.warm.routable(table, model.name) if table is not None else ()
+
+    async def _ready(self, call: Call) -> None:
+        if call.loading is None:
+            await self.scaler.ready(call.model)
+            return
+        try:
+            await self.scaler.ready(call.model, call.loading.start)
+        finally:
+            await call.loading.quiet()
+
+    async def _forward(self, call: Call) -> Outcome:
+        model = call.model
         tried: list[str] = []
+        restarts = 1  # an idle stop that raced this request: one wait for a fresh start
         while True:
-            replica = self._choose(model, tried)
-            tried.append(replica.endpoint)
-            # The last try passes a 502/503 through: no replica is left to try, or no retry.
-            last = len(tried) > MAX_RETRIES or not self._alternative(model, tried)
-            try:
-                return await self._attempt(request, replica, body, stream, started, early, last)
-            except Failed as exc:
-                log.info("model %s: %s failed (%s)", model.name, replica.endpoint, exc)
-                if last:
-                    raise GatewayError(
-                        502, f"model {model.name!r}: the upstream failed: {exc}", "upstream_failed"
-                    ) from None
-                self.metrics.retries.labels(model.name).inc()
+            replica = self.router.choose(self._routable(model), exclude=tried)
+            if replica is None:
+                if not tried:
+                    raise self._none_left(model)
+                failure = f"every replica failed ({', '.join(tried)})"
+            else:
+                tried.append(replica.endpoint)
+                # The last try passes a 502/503 through: no replica is left, or no retry.
+                last = (
+                    len(tried) > MAX_RETRIES
+                    or self.router.choose(self._routable(model), exclude=tried) is None
+                )
+                try:
+                    return await self._attempt(call, replica, last)
+                except Failed as exc:
+                    log.info("model %s: %s failed (%s)", model.name, replica.endpoint, exc)
+                    if not last:
+                        self.metrics.retries.labels(model.name).inc()
+                        continue
+                    failure = f"the upstream failed: {exc}"
+            if restarts and not self._routable(model):
+                # Stopped (or being stopped) under this request, before any byte reached
+                # the client: wait for a fresh start like a new request.
+                log.info("model %s: no longer routable; waiting for a fresh start", model.name)
+                restarts -= 1
+                tried = []
+                await self._ready(call)
+                continue
+            raise GatewayError(502, f"model {model.name!r}: {failure}", "upstream_failed")
 
-    def _alternative(self, model: Model, tried: list[str]) -> bool:
-        table = self.routes.table
-        replicas = table.routable(model.name) if table is not None else ()
-        return self.router.choose(replicas, exclude=tried) is not None
-
-    def _choose(self, model: Model, tried: list[str]) -> Replica:
-        table = self.routes.table
-        replicas = table.routable(model.name) if table is not None else ()
-        replica = self.router.choose(replicas, exclude=tried)
-        if replica is not None:
-            return replica
-        if tried:
-            raise GatewayError(
-                502, f"model {model.name!r}: every replica failed ({', '.join(tried)})",
-                "upstream_failed",
-            )  # fmt: skip
+    def _none_left(self, model: Model) -> GatewayError:
+        replicas = self._routable(model)
         if replicas:
             left = self.router.cooldown_left(replicas)
-            raise unavailable(
+            return unavailable(
                 f"model {model.name!r}: every replica failed repeatedly and cools down for "
                 f"{left:.1f} s", left or 1.0, code="cooling_down",
             )  # fmt: skip
-        raise unavailable(f"model {model.name!r} has no healthy replica now", 5.0)
+        return unavailable(f"model {model.name!r} has no healthy replica now", 5.0)
 
-    async def _wait_streaming(self, response: web.StreamResponse, model: Model) -> None:
-        async def keepalive() -> None:
-            comment = f": loading {model.name}\n\n".encode()
-            while True:
-                await asyncio.sleep(self.keepalive_s)
-                await response.write(comment)
-
-        beat = asyncio.ensure_future(keepalive())
-        try:
-            await self.scaler.ready(model)
-        finally:
-            beat.cancel()
-            with contextlib.suppress(asyncio.CancelledError, ConnectionResetError):
-                await beat
-
-    async def _attempt(
-        self,
-        request: web.Request,
-        replica: Replica,
-        body: bytes,
-        stream: bool,
-        started: float,
-        early: web.StreamResponse | None,
-        last: bool,
-    ) -> Outcome:
+    async def _attempt(self, call: Call, replica: Replica, last: bool) -> Outcome:
         endpoint = replica.endpoint
+        sent = Sent(call.early)
+        self.router.begin(endpoint)
+        self.activity.sent(replica.model, endpoint)
+        try:
+            with self.bindings.bound(endpoint):
+                return await self._exchange(call, replica, last, sent)
+        except ReplicaGone as exc:
+            if not sent.started or sent.response is None:
+                raise Failed(str(exc)) from None
+            error = GatewayError(
+                502, f"model {replica.model!r}: {exc} during the answer", "replica_gone"
+            )
+            with contextlib.suppress(ConnectionResetError):
+                await sent.response.write(error.sse())
+                await sent.response.write_eof()
+            return Outcome(sent.response, 200, error.code)
+        finally:
+            self.router.end(endpoint)
+            self.activity.returned(replica.model, endpoint)
+
+    async def _exchange(self, call: Call, replica: Replica, last: bool, sent: Sent) -> Outcome:
+        endpoint = replica.endpoint
+        request = call.request
         headers = {"Content-Type": request.headers.get("Content-Type", "application/json")}
         for name in ("Accept", "Accept-Encoding"):
             if name in request.headers:
                 headers[name] = request.headers[name]
-        self.router.begin(endpoint)
         asked = time.monotonic()
         upstream: aiohttp.ClientResponse | None = None
         try:
             try:
                 upstream = await self.session.post(
-                    endpoint + request.path_qs, data=body, headers=headers
+                    endpoint + call.path, data=call.body, headers=headers
                 )
             except UPSTREAM_ERRORS as exc:
                 self.router.failed(endpoint)
@@ -211,8 +268,8 @@ class Proxy:
                 self.router.failed(endpoint)
                 raise Failed(f"HTTP {upstream.status}")
             self.router.succeeded(endpoint, time.monotonic() - asked)
-            if stream and (upstream.status == 200 or early is not None):
-                return await self._stream(request, upstream, replica, started, early)
+            if call.stream and (upstream.status == 200 or sent.response is not None):
+                return await self._stream(call, upstream, replica, sent)
             try:
                 content = await upstream.read()
             except UPSTREAM_ERRORS as exc:
@@ -223,35 +280,30 @@ class Proxy:
             error = None if upstream.status < 400 else f"upstream_{upstream.status}"
             return Outcome(answer, upstream.status, error)
         finally:
-            self.router.end(endpoint)
             if upstream is not None:
                 upstream.close()  # a no-op after a full read; cuts an unfinished one
 
     async def _stream(
-        self,
-        request: web.Request,
-        upstream: aiohttp.ClientResponse,
-        replica: Replica,
-        started: float,
-        early: web.StreamResponse | None,
+        self, call: Call, upstream: aiohttp.ClientResponse, replica: Replica, sent: Sent
     ) -> Outcome:
-        if early is not None and upstream.status != 200:
+        response = sent.response
+        if response is not None and upstream.status != 200:
             text = (await upstream.read()).decode(errors="replace")[:500]
             exc = GatewayError(
                 502, f"model {replica.model!r}: upstream answered {upstream.status}: {text}",
                 f"upstream_{upstream.status}",
             )  # fmt: skip
-            await early.write(exc.sse())
-            await early.write_eof()
-            return Outcome(early, 200, exc.code)
-        response = early
+            await response.write(exc.sse())
+            await response.write_eof()
+            return Outcome(response, 200, exc.code)
         if response is None:
             headers = dict(SSE_HEADERS)
             headers.update(
                 (k, upstream.headers[k]) for k in PASSED_HEADERS if k in upstream.headers
             )
-            response = web.StreamResponse(status=upstream.status, headers=headers)
-            await response.prepare(request)
+            response = sent.response = web.StreamResponse(status=upstream.status, headers=headers)
+            sent.started = True
+            await response.prepare(call.request)
         first = True
         chunks = upstream.content.iter_any().__aiter__()
         while True:
@@ -269,8 +321,9 @@ class Proxy:
                 await response.write_eof()
                 return Outcome(response, 200, error.code)
             if first:
-                self.metrics.ttft.labels(replica.model).observe(time.monotonic() - started)
+                self.metrics.ttft.labels(replica.model).observe(time.monotonic() - call.started)
                 first = False
+            sent.started = True
             try:
                 await response.write(chunk)
             except ConnectionResetError:

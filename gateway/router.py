@@ -1,7 +1,9 @@
 """Replica choice: least in flight among healthy replicas that are not cooling down.
 
-Pure bookkeeping with an injected clock. A replica that failed FAILURES_TO_COOL times in a
-row is left out for COOLDOWN_S; ties go to the table's order.
+In flight counts this gateway's requests and the other gateways': the table's count over
+every gateway less what this one last reported for the endpoint (`reported`). Pure
+bookkeeping with an injected clock. A replica that failed FAILURES_TO_COOL times in a row is
+left out for COOLDOWN_S; ties go to the table's order.
 """
 
 from __future__ import annotations
@@ -31,8 +33,10 @@ class Router:
         clock: Callable[[], float] = time.monotonic,
         failures_to_cool: int = FAILURES_TO_COOL,
         cooldown_s: float = COOLDOWN_S,
+        reported: Callable[[str], int] = lambda endpoint: 0,
     ) -> None:
         self.clock = clock
+        self.reported = reported
         self.failures_to_cool = failures_to_cool
         self.cooldown_s = cooldown_s
         self._stats: dict[str, ReplicaStats] = {}
@@ -61,10 +65,17 @@ class Router:
                 continue
             if self.cooling(replica.endpoint):
                 continue
-            load = self.stats(replica.endpoint).in_flight
+            load = self.cluster_in_flight(replica)
             if best is None or load < best_load:
                 best, best_load = replica, load
         return best
+
+    def others_in_flight(self, replica: Replica) -> int:
+        """Requests other gateways have at this replica, from the table."""
+        return max(0, replica.in_flight - self.reported(replica.endpoint))
+
+    def cluster_in_flight(self, replica: Replica) -> int:
+        return self.stats(replica.endpoint).in_flight + self.others_in_flight(replica)
 
     def begin(self, endpoint: str) -> None:
         self.stats(endpoint).in_flight += 1

@@ -2,31 +2,39 @@
 start it and waits for the table to show one.
 
 Concurrent requests for one model share one EnsureModel call; each waits at most the
-model's load_timeout_s, and at most max_queue requests wait per model.
+model's load_timeout_s, and at most max_queue requests wait per model. Refusals come before
+anything is sent to the client: `starting` is called only once the hub said it starts the
+model (a streaming request opens its SSE response then). While requests wait, the loading
+replica is probed (gateway/warm.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 
 from gateway.errors import GatewayError, unavailable
 from gateway.follow import Routes
 from gateway.hub import Ensured, Hub, HubRefused, HubUnavailable
 from gateway.metrics import Metrics
 from gateway.table import Model
+from gateway.warm import PROBED_STATES, Warm
 
 log = logging.getLogger(__name__)
 DEFAULT_MAX_QUEUE = 64
 RETRY_AFTER_S = 10.0
+Starting = Callable[[], Awaitable[None]]
 
 
 class Scaler:
     def __init__(
-        self, routes: Routes, hub: Hub | None, metrics: Metrics, max_queue: int = DEFAULT_MAX_QUEUE
-    ) -> None:
+        self, routes: Routes, hub: Hub | None, metrics: Metrics, warm: Warm,
+        max_queue: int = DEFAULT_MAX_QUEUE,
+    ) -> None:  # fmt: skip
         self.routes = routes
         self.hub = hub
+        self.warm = warm
         self.metrics = metrics
         self.max_queue = max_queue
         self._starts: dict[str, asyncio.Task[Ensured]] = {}
@@ -54,10 +62,10 @@ class Scaler:
         log.info("model %s: hub says %s%s", model.name, ensured.state, where)
         return ensured
 
-    async def ready(self, model: Model) -> None:
-        """Return once the table shows a healthy replica of `model`, else GatewayError."""
+    async def ready(self, model: Model, starting: Starting | None = None) -> None:
+        """Return once a replica of `model` is routable, else GatewayError."""
         table = self.routes.table
-        if table is not None and table.routable(model.name):
+        if table is not None and self.warm.routable(table, model.name):
             return
         if self.hub is None:
             raise unavailable(
@@ -73,16 +81,20 @@ class Scaler:
         queued = self.metrics.queued.labels(model.name)
         queued.inc()
         try:
-            await asyncio.wait_for(self._wait(self.hub, model), timeout=model.load_timeout_s)
+            await asyncio.wait_for(
+                self._wait(self.hub, model, starting), timeout=model.load_timeout_s
+            )
         except TimeoutError:
             raise unavailable(self._late(model), RETRY_AFTER_S, code="load_timeout") from None
         finally:
             queued.dec()
             self.waiting[model.name] -= 1
+            if not self.waiting[model.name]:
+                await self.warm.stop(model.name)
 
-    async def _wait(self, hub: Hub, model: Model) -> None:
+    async def _wait(self, hub: Hub, model: Model, starting: Starting | None) -> None:
         try:
-            await asyncio.shield(self._start(hub, model))
+            ensured = await asyncio.shield(self._start(hub, model))
         except HubRefused as exc:
             raise unavailable(
                 f"model {model.name!r}: {exc}", RETRY_AFTER_S, "hub_refused"
@@ -94,11 +106,13 @@ class Scaler:
             ) from None  # fmt: skip
         table = self.routes.table
         asked_at = table.generation if table is not None else 0
+        if starting is not None and ensured.state != "ready":
+            await starting()
         while True:
             change = self.routes.next_change()
             table = self.routes.table
             if table is not None:
-                if table.routable(model.name):
+                if self.warm.routable(table, model.name):
                     return
                 current = table.lookup(model.name)
                 if current is None or current.name != model.name:
@@ -110,6 +124,9 @@ class Scaler:
                         f"model {model.name!r} failed to start: {current.message or 'no reason'}",
                         RETRY_AFTER_S, code="load_failed",
                     )  # fmt: skip
+                if any(r.endpoint and r.state in PROBED_STATES
+                       for r in table.replicas_of(model.name)):  # fmt: skip
+                    self.warm.probe(model)
             await change.wait()
 
     def _late(self, model: Model) -> str:

@@ -20,6 +20,7 @@ from gateway.metrics import Metrics
 from gateway.proxy import Proxy
 from gateway.router import Router
 from gateway.scale import DEFAULT_MAX_QUEUE, Scaler
+from gateway.warm import Warm
 
 log = logging.getLogger(__name__)
 GRACE_S = 10.0
@@ -55,10 +56,11 @@ async def serve(
     listening: Callable[[str], None],
 ) -> None:
     metrics = Metrics()
-    router = Router()
     activity = ActivityLog()
+    router = Router(reported=activity.reported)
     async with client_session() as session:
-        scaler = Scaler(routes, hub, metrics, options.max_queue)
+        warm = Warm(session, routes)
+        scaler = Scaler(routes, hub, metrics, warm, options.max_queue)
         proxy = Proxy(session, routes, router, scaler, activity, metrics, options.keepalive_s)
         gateway = Gateway(options.settings, routes, hub, router, proxy, metrics)
         runner = web.AppRunner(
@@ -84,6 +86,7 @@ async def serve(
                      options.grace_s)  # fmt: skip
         finally:
             await runner.cleanup()
+            await warm.close()
             for task in tasks:
                 task.cancel()
             for task in tasks:

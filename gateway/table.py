@@ -39,6 +39,7 @@ class Replica:
     healthy: bool
     state: str = "ready"
     message: str = ""
+    in_flight: int = 0  # over every gateway, as they last reported it to the hub
 
     @property
     def routable(self) -> bool:
@@ -117,7 +118,15 @@ def from_proto(message: gateway_pb2.RouteTable) -> Table:
             for m in message.models
         ),
         replicas=tuple(
-            Replica(r.model, r.node, r.endpoint.rstrip("/"), r.healthy, r.state, r.message)
+            Replica(
+                r.model,
+                r.node,
+                r.endpoint.rstrip("/"),
+                r.healthy,
+                r.state,
+                r.message,
+                r.in_flight,
+            )
             for r in message.replicas
         ),
         keys=tuple(KeyHash(k.name, k.sha256.lower(), frozenset(k.models)) for k in message.keys),

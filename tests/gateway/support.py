@@ -42,7 +42,8 @@ def chunk(text: str, model: str) -> bytes:
 @dataclass
 class Upstream:
     """An OpenAI-shaped model server. `status` forces an error status; `release` holds a slow
-    stream after its first chunk (and a slow non-streaming answer) until set."""
+    stream after its first chunk (and a slow non-streaming answer) until set; `break_off`
+    cuts the connection there instead. GET /v1/models lists `listed`."""
 
     name: str = "up"
     status: int = 200
@@ -55,6 +56,13 @@ class Upstream:
     disconnected: asyncio.Event = field(default_factory=asyncio.Event)
     finished: asyncio.Event = field(default_factory=asyncio.Event)
     url: str = ""
+    listed: tuple[str, ...] = ("tiny",)
+    probes: int = 0
+
+    async def models(self, request: web.Request) -> web.Response:
+        self.probes += 1
+        data = [{"id": name, "object": "model", "owned_by": "x"} for name in self.listed]
+        return web.json_response({"object": "list", "data": data})
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
@@ -70,6 +78,8 @@ class Upstream:
                 return await self._stream(request, model)
             if self.slow:
                 await self.release.wait()
+                if self.break_off and request.transport is not None:
+                    request.transport.abort()  # dies before answering
             return web.json_response(self._answer(request.path, model))
         except asyncio.CancelledError:
             self.disconnected.set()
@@ -130,6 +140,7 @@ async def post(
 @asynccontextmanager
 async def upstream(server: Upstream) -> AsyncIterator[Upstream]:
     app = web.Application()
+    app.router.add_get("/v1/models", server.models)
     app.router.add_post("/v1/{tail:.+}", server.handle)
     runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=0.5)
     await runner.setup()

@@ -22,6 +22,9 @@ class Servicer(gateway_pb2_grpc.GatewayServicer):  # type: ignore[misc]
         self.watchers: list[str] = []
         self.reports: list[gateway_pb2.ActivityReport] = []
         self.refuse: grpc.StatusCode | None = None
+        self.ensure_started = asyncio.Event()
+        self.ensure_gate = asyncio.Event()
+        self.ensure_gate.set()
 
     async def WatchRoutes(self, request: Any, context: Any) -> AsyncIterator[Any]:
         self.watchers.append(request.gateway)
@@ -29,6 +32,8 @@ class Servicer(gateway_pb2_grpc.GatewayServicer):  # type: ignore[misc]
             yield await self.tables.get()
 
     async def EnsureModel(self, request: Any, context: Any) -> Any:
+        self.ensure_started.set()
+        await self.ensure_gate.wait()
         if self.refuse is not None:
             await context.abort(self.refuse, f"model {request.name}: no node fits it")
         return gateway_pb2.EnsureModelResponse(state="starting", nodes=["gpu-a"])
@@ -93,13 +98,15 @@ def test_calls_and_their_conversions() -> None:
             ensured = await hub.ensure_model("tiny")
             assert (ensured.state, ensured.nodes) == ("starting", ("gpu-a",))
             interval = await hub.report_activity([
-                Activity("tiny", 1, 3, None), Activity("big", 0, 1, 1700000000.25),
+                Activity("tiny", 1, 3, None, {"http://a:1": 1, "http://b:1": 0}),
+                Activity("big", 0, 1, 1700000000.25),
             ])  # fmt: skip
             assert interval == 2.5
             tiny, big = servicer.reports[0].models
             assert servicer.reports[0].gateway == "gw1"
             assert (tiny.in_flight, tiny.requests, tiny.HasField("last_finished")) == (1, 3, False)
             assert big.last_finished.ToNanoseconds() == 1700000000250000000
+            assert dict(tiny.replicas) == {"http://a:1": 1, "http://b:1": 0}
             (row,) = await hub.gpu_stats()
             assert (row.node, row.node_status, row.name, row.memory_total_mib) == (
                 "gpu-a", "ready", "NVIDIA H200", 143771,
@@ -121,5 +128,24 @@ def test_a_hub_that_is_not_there_is_unavailable() -> None:
         with pytest.raises(HubUnavailable):
             await hub.report_activity([])
         await hub.close()
+
+    run(scenario)
+
+
+def test_a_new_watch_does_not_cut_calls_in_flight() -> None:
+    async def scenario() -> None:
+        async with served() as (servicer, hub):
+            servicer.ensure_gate.clear()
+            call = asyncio.ensure_future(hub.ensure_model("tiny"))
+            await asyncio.wait_for(servicer.ensure_started.wait(), 5)
+            watch = hub.watch_routes()
+            servicer.tables.put_nowait(gateway_pb2.RouteTable(generation=1))
+            table = await asyncio.wait_for(anext(watch), 5)  # a (re)connected watch
+            assert table.generation == 1
+            servicer.ensure_gate.set()
+            ensured = await asyncio.wait_for(call, 5)
+            assert ensured.state == "starting"
+            assert (await hub.ensure_model("tiny")).state == "starting"
+            await watch.aclose()
 
     run(scenario)

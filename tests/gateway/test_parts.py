@@ -146,3 +146,30 @@ def test_activity_counts_and_last_finished() -> None:
     activity.finish("tiny")
     (tiny,) = activity.snapshot()
     assert (tiny.in_flight, tiny.requests, tiny.last_finished) == (1, 2, 200.0)
+
+
+def test_in_flight_over_every_gateway() -> None:
+    message = gateway_pb2.RouteTable(generation=1)
+    message.replicas.add(model="m", node="a", endpoint="http://a:1", healthy=True, in_flight=3)
+    message.replicas.add(model="m", node="b", endpoint="http://b:1", healthy=True, in_flight=1)
+    a, b = from_proto(message).replicas
+    assert (a.in_flight, b.in_flight) == (3, 1)
+    activity = ActivityLog(Clock())
+    router = Router(Clock(), reported=activity.reported)
+    # Other gateways have 3 at a and 1 at b: b is the less busy one.
+    assert router.choose([a, b]) == b
+    # This gateway sends 2 to b and tells the hub; the table then counts them at b too.
+    for _ in range(2):
+        router.begin("http://b:1")
+        activity.sent("m", "http://b:1")
+    report = activity.snapshot()
+    assert report[0].replicas == {"http://b:1": 2}
+    activity.delivered(report)
+    b_now = Replica("m", "b", "http://b:1", True, in_flight=3)  # 1 other + our 2
+    assert router.others_in_flight(b_now) == 1
+    assert router.cluster_in_flight(b_now) == 3
+    assert router.choose([a, b_now]) == a  # 3 against 3: ties by order
+    router.end("http://b:1")
+    activity.returned("m", "http://b:1")
+    assert router.choose([a, b_now]) == b_now  # 2 against 3
+    assert activity.snapshot()[0].replicas == {"http://b:1": 1}
