@@ -69,6 +69,11 @@ class ActivityLog:
         """The hub got this report: its table's in-flight counts include these."""
         for item in report:
             self._reported.update(item.replicas)
+            replicas = self._counts(item.model).replicas
+            for endpoint, count in item.replicas.items():
+                if count == 0 and replicas.get(endpoint) == 0:  # the hub knows: forget it
+                    del replicas[endpoint]
+                    del self._reported[endpoint]
 
     def reported(self, endpoint: str) -> int:
         """What the hub last got from this gateway for the endpoint."""

@@ -9,7 +9,6 @@ stop raced the request), the request waits once for a fresh start.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import time
@@ -22,6 +21,7 @@ from gateway.activity import ActivityLog
 from gateway.bound import Bindings, ReplicaGone
 from gateway.errors import GatewayError, unavailable
 from gateway.follow import Routes
+from gateway.loading import SSE_HEADERS, Loading
 from gateway.metrics import Metrics
 from gateway.router import Router
 from gateway.scale import Scaler
@@ -31,11 +31,6 @@ log = logging.getLogger(__name__)
 MAX_RETRIES = 2
 RETRY_STATUS = frozenset({502, 503})
 PASSED_HEADERS = ("Content-Type", "Content-Encoding")
-SSE_HEADERS = {
-    "Content-Type": "text/event-stream",
-    "Cache-Control": "no-cache",
-    "X-Accel-Buffering": "no",
-}
 CLIENT_GONE = 499  # nginx's code: the client closed the connection
 UPSTREAM_ERRORS = (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError)
 
@@ -65,37 +60,6 @@ class Outcome:
     response: web.StreamResponse
     status: int
     error: str | None = None
-
-
-class Loading:
-    """A streaming request's SSE response, opened once the hub said it starts the model, with
-    a keep-alive comment every `every_s` while it loads."""
-
-    def __init__(self, request: web.Request, model: str, every_s: float) -> None:
-        self.request = request
-        self.model = model
-        self.every_s = every_s
-        self.response: web.StreamResponse | None = None
-        self._beat: asyncio.Future[None] | None = None
-
-    async def start(self) -> None:
-        if self.response is None:
-            self.response = web.StreamResponse(status=200, headers=SSE_HEADERS)
-            await self.response.prepare(self.request)
-        self._beat = asyncio.ensure_future(self._keepalive(self.response))
-
-    async def _keepalive(self, response: web.StreamResponse) -> None:
-        comment = f": loading {self.model}\n\n".encode()
-        while True:
-            await asyncio.sleep(self.every_s)
-            await response.write(comment)
-
-    async def quiet(self) -> None:
-        beat, self._beat = self._beat, None
-        if beat is not None:
-            beat.cancel()
-            with contextlib.suppress(asyncio.CancelledError, ConnectionResetError):
-                await beat
 
 
 @dataclass

@@ -117,7 +117,7 @@ def test_requests_go_to_the_replica_least_busy_over_every_gateway() -> None:
         hub.interval_s = 0.05
         async with (
             upstream(Upstream("a")) as a,
-            upstream(Upstream("b")) as b,
+            upstream(Upstream("b", slow=True)) as b,
             gateway(None, hub, OPEN) as gw,
         ):
             # Other gateways have 4 requests at a; this one has none anywhere.
@@ -126,18 +126,23 @@ def test_requests_go_to_the_replica_least_busy_over_every_gateway() -> None:
                 Replica("tiny", "n1", b.url, True, in_flight=0),
             ))  # fmt: skip
             await ready(gw)
-            status, _, body = await post(f"{gw.url}/v1/chat/completions", CHAT)
-            assert status == 200 and "from b" in json.dumps(body)
+            request = asyncio.ensure_future(post(f"{gw.url}/v1/chat/completions", CHAT))
+            await asyncio.wait_for(b.arrived.wait(), 5)
             _, services = await get_json(f"{gw.url}/services")
             rows = {s["endpoint"]: s for s in services["services"]}
             assert (rows[a.url]["in_flight"], rows[a.url]["in_flight_cluster"]) == (0, 4)
+            assert (rows[b.url]["in_flight"], rows[b.url]["in_flight_cluster"]) == (1, 1)
             # The reports carry in flight per replica.
-            hub.reported.clear()
-            await asyncio.wait_for(hub.reported.wait(), 5)
-            (report,) = [r for r in hub.reports[-1] if r.model == "tiny"]
-            assert dict(report.replicas) == {b.url: 0}
-
-    run(scenario)
+            while True:
+                hub.reported.clear()
+                await asyncio.wait_for(hub.reported.wait(), 5)
+                (report,) = [r for r in hub.reports[-1] if r.model == "tiny"]
+                if report.in_flight == 1:
+                    break
+            assert dict(report.replicas) == {b.url: 1}
+            b.release.set()
+            status, _, body = await request
+            assert status == 200 and "from b" in json.dumps(body)
 
 
 def test_a_loading_replica_that_answers_is_used_before_the_table_says_healthy() -> None:
