@@ -5,6 +5,7 @@ smoke test (tests/bench) and these tests share one build, whichever asks first."
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ import pytest
 from tests.conftest import need
 from tests.support.procs import REPO
 
-PACKAGES = ("gpufleet-runtime", "gpufleet-agent", "gpufleet-hub", "hubctl")
+PACKAGES = ("gpufleet-runtime", "gpufleet-agent", "gpufleet-hub", "gpufleet-gateway", "hubctl")
 
 
 @dataclass(frozen=True)
@@ -70,8 +71,11 @@ def _build(tmp_path_factory: pytest.TempPathFactory) -> Built:
     if shutil.which("rpmbuild") is None:
         need("rpmbuild is missing: install Debian's package rpm")
     out = tmp_path_factory.mktemp("rpm")
+    # A PYTHONPATH naming the source tree must not reach pip inside rpmbuild (it would leave
+    # gpufleet out of the venv): build under one, whatever this session was started with.
     result = subprocess.run(
         [str(REPO / "scripts" / "build-rpm"), "--outdir", str(out)],
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(["proto", "."])},
         capture_output=True,
         text=True,
         timeout=900,

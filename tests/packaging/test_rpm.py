@@ -16,13 +16,15 @@ def files(path: Path) -> set[str]:
 
 def test_packages_hold_the_expected_files(built: Built) -> None:
     runtime = files(built.rpms["gpufleet-runtime"])
-    for name in ("python", "gpufleet-agent", "gpufleet-hub", "hubctl", "podman-compose"):
+    for name in ("python", "gpufleet-agent", "gpufleet-hub", "gpufleet-gateway", "hubctl",
+                 "podman-compose"):  # fmt: skip
         assert f"{VENV}/bin/{name}" in runtime
     assert f"{VENV}/pyvenv.cfg" in runtime
     site = f"{VENV}/lib/python3.11/site-packages"
     for module in ("agent/main.py", "hub/main.py", "cli/main.py", "gpufleet/settings.py",
                    "gpufleet/sdnotify.py", "gpufleet/v1/agent_link_pb2.py", "grpc/__init__.py",
-                   "psycopg/__init__.py", "hub/store/migrations/script.py.mako"):  # fmt: skip
+                   "psycopg/__init__.py", "hub/store/migrations/script.py.mako",
+                   "gateway/main.py", "aiohttp/__init__.py"):  # fmt: skip
         assert f"{site}/{module}" in runtime, module
     assert f"{site}/agent/__pycache__/main.cpython-311.pyc" in runtime
     assert "/usr/lib/systemd/system-preset/90-gpufleet.preset" in runtime
@@ -46,11 +48,22 @@ def test_packages_hold_the_expected_files(built: Built) -> None:
         "/etc/gpufleet/models",
         "/usr/share/gpufleet/examples/models/llama31-8b-instruct.yaml",
     } <= files(built.rpms["gpufleet-hub"])
+    gateway = files(built.rpms["gpufleet-gateway"])
+    assert {
+        "/usr/bin/gpufleet-gateway",
+        "/usr/lib/systemd/system/gpufleet-gateway.service",
+        "/usr/lib/sysusers.d/gpufleet-gateway.conf",
+        "/etc/gpufleet/gateway.yaml",
+        "/var/lib/gpufleet-gateway",
+    } <= gateway
+    # Thin: no examples or venv files of its own (the doc dir is versioned on Debian's rpm).
+    assert not [name for name in gateway if name.startswith(("/opt/", "/usr/share/gpufleet"))]
     assert files(built.rpms["hubctl"]) == {"/usr/bin/hubctl"}
 
 
 def test_config_files_are_kept_on_upgrade(built: Built) -> None:
-    for package, config in (("gpufleet-agent", "agent.yaml"), ("gpufleet-hub", "hub.yaml")):
+    for package, config in (("gpufleet-agent", "agent.yaml"), ("gpufleet-hub", "hub.yaml"),
+                            ("gpufleet-gateway", "gateway.yaml")):  # fmt: skip
         path = built.rpms[package]
         assert rpm("-qcp", path).split() == [f"/etc/gpufleet/{config}"]
         flags = rpm("-qp", "--qf", "[%{FILENAMES} %{FILEFLAGS:fflags}\n]", path)
@@ -58,10 +71,15 @@ def test_config_files_are_kept_on_upgrade(built: Built) -> None:
     modes = rpm("-qp", "--qf", "[%{FILENAMES} %{FILEMODES:perms} %{FILEGROUPNAME}\n]",
                 built.rpms["gpufleet-hub"])  # fmt: skip
     assert "/etc/gpufleet/hub.yaml -rw-r----- gpufleet" in modes.splitlines()
+    modes = rpm("-qp", "--qf", "[%{FILENAMES} %{FILEMODES:perms} %{FILEUSERNAME}\n]",
+                built.rpms["gpufleet-gateway"])  # fmt: skip
+    # A join token may sit in gateway.yaml: never world-readable; the state dir holds its key.
+    assert "/etc/gpufleet/gateway.yaml -rw-r----- root" in modes.splitlines()
+    assert "/var/lib/gpufleet-gateway drwx------ gpufleet-gateway" in modes.splitlines()
 
 
-def test_scriptlets_enable_restart_stop_and_create_the_hub_user(built: Built) -> None:
-    for package in ("gpufleet-agent", "gpufleet-hub"):
+def test_scriptlets_enable_restart_stop_and_create_the_daemon_users(built: Built) -> None:
+    for package in ("gpufleet-agent", "gpufleet-hub", "gpufleet-gateway"):
         unit = f"{package}.service"
         scripts = rpm("-qp", "--scripts", built.rpms[package])
         post = scripts.split("postinstall scriptlet")[1].split("scriptlet")[0]
@@ -73,6 +91,10 @@ def test_scriptlets_enable_restart_stop_and_create_the_hub_user(built: Built) ->
     hub_pre = rpm("-qp", "--scripts", built.rpms["gpufleet-hub"]).split("preinstall scriptlet")
     assert "gpufleet" in hub_pre[1].split("scriptlet")[0]
     assert "useradd" in hub_pre[1] or "systemd-sysusers" in hub_pre[1]
+    gateway_pre = rpm("-qp", "--scripts", built.rpms["gpufleet-gateway"])
+    gateway_pre = gateway_pre.split("preinstall scriptlet")[1].split("scriptlet")[0]
+    assert "gpufleet-gateway" in gateway_pre
+    assert "useradd" in gateway_pre or "systemd-sysusers" in gateway_pre
 
 
 def test_runtime_requires_its_interpreter_and_nothing_from_its_wheels(built: Built) -> None:
@@ -81,8 +103,9 @@ def test_runtime_requires_its_interpreter_and_nothing_from_its_wheels(built: Bui
     assert not [line for line in requires if "python3.11dist" in line or ".so" in line]
     provides = rpm("-qp", "--provides", built.rpms["gpufleet-runtime"]).splitlines()
     assert not [line for line in provides if ".so" in line], "the venv's libraries stay private"
-    agent = rpm("-qpR", built.rpms["gpufleet-agent"]).splitlines()
-    assert any(line.startswith("gpufleet-runtime = ") for line in agent)
+    for package in ("gpufleet-agent", "gpufleet-gateway"):
+        requires = rpm("-qpR", built.rpms[package]).splitlines()
+        assert any(line.startswith("gpufleet-runtime = ") for line in requires), package
 
 
 def test_installed_agent_runs_from_its_own_venv(scratch_root: Path) -> None:
@@ -129,6 +152,7 @@ def test_shipped_config_files_load_in_the_installed_daemons(scratch_root: Path) 
         f"gpufleet-agent probe --gpu-probe none --config {etc}/agent.yaml",
         f"gpufleet-hub --config {etc}/hub.yaml --help",
         f"gpufleet-agent --config {etc}/agent.yaml --help",
+        f"gpufleet-gateway --config {etc}/gateway.yaml --help",
     ):
         result = in_root(scratch_root, command)
         assert result.returncode == 0, f"{command}: {result.stderr}"

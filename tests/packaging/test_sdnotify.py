@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -125,6 +126,29 @@ def test_agent_is_ready_when_connected(tmp_path: Path, notify: NotifySocket) -> 
         daemon.cleanup()
         hub.terminate()
         hub.cleanup()
+
+
+def test_gateway_is_ready_once_listening_feeds_the_watchdog_and_stops(
+    tmp_path: Path, notify: NotifySocket
+) -> None:
+    routes = tmp_path / "routes.yaml"
+    routes.write_text("models:\n  - name: tiny\n    endpoints: [http://127.0.0.1:9]\n")
+    listen = f"127.0.0.1:{free_port()}"
+    argv = ["-m", "gateway", "--routes", str(routes), "--open", "--listen", listen]
+    argv += ["--config", "/dev/null", "--state-dir", str(tmp_path / "gateway")]
+    gateway = Daemon("gateway", argv, tmp_path / "gateway.log", env=notify.env()).start()
+    try:
+        ready = notify.wait_for("READY", "1")
+        assert ready["STATUS"] == f"listening on http://{listen}"
+        with urllib.request.urlopen(f"http://{listen}/healthz", timeout=1) as reply:
+            assert reply.status == 200  # READY=1 came once the port listens
+        began = time.monotonic()
+        notify.wait_for("WATCHDOG", "1", timeout=5)
+        notify.wait_for("WATCHDOG", "1", timeout=5)
+        assert time.monotonic() - began < WATCHDOG_USEC / 1e6 * 2
+        stops_cleanly(gateway, notify)
+    finally:
+        gateway.cleanup()
 
 
 def test_outside_systemd_nothing_is_sent_and_children_never_see_the_socket() -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from agent.main import run_parser
+from gateway.main import parse_args as gateway_args
 from gpufleet import settings
 from hub.main import parse_args as hub_args
 from tests.support.procs import REPO
@@ -159,6 +160,12 @@ def test_every_documented_key_of_the_shipped_files_is_valid(tmp_path: Path) -> N
     args = agent_args(["--config", str(agent)])
     assert args.env == ["HF_HOME=/srv/models", "LLM_PORT=8000"]
 
+    gateway = tmp_path / "gateway.yaml"
+    gateway.write_text(uncommented(CONFIGS / "gateway.yaml"))
+    args = gateway_args(["--config", str(gateway)])
+    assert args.routes == Path("/etc/gpufleet/routes.yaml") and args.open is False
+    assert args.max_queue == 64 and args.max_body == 32 * 1024 * 1024
+
 
 def documented(path: Path) -> set[str]:
     return set(re.findall(r"^#?([a-z_]+):", path.read_text(), re.M))
@@ -169,3 +176,64 @@ def test_the_shipped_files_document_every_option() -> None:
     assert documented(CONFIGS / "agent.yaml") == set(settings.options(run_parser()))
     hub_keys = set(vars(hub_args(["--config", "/dev/null"]))) - {"config"}
     assert documented(CONFIGS / "hub.yaml") == hub_keys
+    gateway_keys = set(vars(gateway_args(["--config", "/dev/null"]))) - {"config"}
+    assert documented(CONFIGS / "gateway.yaml") == gateway_keys
+
+
+def test_shipped_gateway_defaults_are_the_built_in_ones() -> None:
+    """Commented lines claim to be the defaults: switched on, they change nothing."""
+    shipped = CONFIGS / "gateway.yaml"
+    defaults = vars(gateway_args(["--config", "/dev/null"]))
+    for line in shipped.read_text().splitlines():
+        found = re.match(r"#([a-z_]+): (.*)$", line)
+        if found and found[1] in ("listen", "open", "open_on_network", "max_queue", "max_body",
+                                  "log_level"):  # fmt: skip
+            value = defaults[found[1]]
+            assert str(value).lower() == found[2], line
+
+
+def run_gateway(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gateway", *argv],
+        capture_output=True, text=True, timeout=60, cwd=REPO,
+    )  # fmt: skip
+
+
+def test_gateway_reads_its_file_flags_win_and_bad_files_are_one_line(tmp_path: Path) -> None:
+    routes = tmp_path / "routes.yaml"
+    routes.write_text("models: []\n")
+    path = write(tmp_path, f"routes: {routes}\nlisten: 0.0.0.0:8080\nmax_queue: 3\n")
+    args = gateway_args(["--config", str(path), "--max-queue", "5"])
+    assert args.routes == routes and args.listen == "0.0.0.0:8080" and args.max_queue == 5
+    # The file's values go through the same checks as flags.
+    refused = run_gateway("--config", str(path))
+    assert refused.returncode == 2
+    assert refused.stderr.strip() == (
+        "gpufleet-gateway: --routes has no API keys: add --open to serve the fixed table "
+        "without keys"
+    )
+    for text, message in (
+        ("max_queue: 0\n", "max_queue: invalid value '0': must be at least 1, got 0"),
+        ("open: yes please\n", "open must be true or false, got a str ('yes please')"),
+        ("default-modell: tiny\n", "unknown key 'default-modell': did you mean default_model?"),
+    ):
+        path.write_text(text)
+        result = run_gateway("--config", str(path))
+        assert result.returncode == 2
+        assert result.stderr.strip() == f"gpufleet-gateway: {path}: {message}"
+
+
+def test_gateway_token_precedence_matches_the_agent(tmp_path: Path) -> None:
+    """--token-file, else --token, else the environment; a typed --token beats a file's
+    token_file."""
+    from gateway.main import read_token
+
+    token_file = tmp_path / "token"
+    token_file.write_text("from-file\n")
+    path = write(tmp_path, f"token_file: {token_file}\n")
+    argv = ["--config", str(path)]
+    assert read_token(gateway_args(argv), argv) == "from-file"
+    argv = ["--config", str(path), "--token", "typed"]
+    assert read_token(gateway_args(argv), argv) == "typed"
+    argv = ["--config", str(path), "--token=typed", f"--token-file={token_file}"]
+    assert read_token(gateway_args(argv), argv) == "from-file"

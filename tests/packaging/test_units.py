@@ -22,12 +22,12 @@ def unit(name: str) -> dict[str, list[str]]:
     return found
 
 
-def test_systemd_analyze_verify_passes_for_both_installed_units(scratch_root: Path) -> None:
+def test_systemd_analyze_verify_passes_for_the_installed_units(scratch_root: Path) -> None:
     if shutil.which("systemd-analyze") is None:
         need("systemd-analyze is missing: install Debian's package systemd")
     units = " ".join(
         f"{scratch_root}/usr/lib/systemd/system/gpufleet-{name}.service"
-        for name in ("agent", "hub")
+        for name in ("agent", "hub", "gateway")
     )
     result = in_root(scratch_root, f"systemd-analyze verify {units}")
     assert result.returncode == 0, result.stdout + result.stderr
@@ -35,12 +35,12 @@ def test_systemd_analyze_verify_passes_for_both_installed_units(scratch_root: Pa
 
 
 def test_units_are_notify_with_watchdog_restart_and_a_stop_timeout() -> None:
-    for name in ("gpufleet-agent.service", "gpufleet-hub.service"):
+    for name in ("gpufleet-agent.service", "gpufleet-hub.service", "gpufleet-gateway.service"):
         keys = unit(name)
         assert keys["Type"] == ["notify"] and keys["NotifyAccess"] == ["main"]
         assert keys["Restart"] == ["on-failure"]
         assert int(keys["WatchdogSec"][0]) >= 10
-        assert int(keys["TimeoutStopSec"][0]) > 10  # above the hub's default grace of 10 s
+        assert int(keys["TimeoutStopSec"][0]) > 10  # above the default grace of 10 s
         assert keys["StateDirectory"] == [name.removesuffix(".service")]
         daemon = name.removesuffix(".service")
         assert keys["ExecStart"] == [f"/usr/bin/{daemon}"]  # everything else: the config file
@@ -62,6 +62,21 @@ def test_hub_is_sandboxed_and_runs_as_its_own_user() -> None:
         assert keys[key] == [value], key
     sysusers = (REPO / "packaging" / "systemd" / "gpufleet-hub.sysusers").read_text()
     assert "u gpufleet - " in sysusers
+
+
+def test_gateway_is_sandboxed_like_the_hub_under_a_user_of_its_own() -> None:
+    keys, hub = unit("gpufleet-gateway.service"), unit("gpufleet-hub.service")
+    assert keys["User"] == keys["Group"] == ["gpufleet-gateway"]  # not the hub's: its CA key
+    assert keys["StateDirectoryMode"] == ["0700"]
+    sandbox = {key: value for key, value in hub.items() if key not in (
+        "Description", "Documentation", "After", "ExecStart", "TimeoutStartSec", "User",
+        "Group", "StateDirectory", "StateDirectoryMode", "UMask")}  # fmt: skip
+    for key, value in sandbox.items():
+        assert keys.get(key) == value, key
+    sysusers = (UNITS / "gpufleet-gateway.sysusers").read_text()
+    assert "\nu gpufleet-gateway - " in sysusers
+    preset = (UNITS / "90-gpufleet.preset").read_text().splitlines()
+    assert "enable gpufleet-gateway.service" in preset
 
 
 def test_agent_keeps_what_podman_and_the_gpus_need() -> None:
