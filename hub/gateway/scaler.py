@@ -34,6 +34,7 @@ import sqlalchemy.exc
 from hub.gateway import placement
 from hub.gateway.idle import Activity, Candidate, Seen, idle
 from hub.gateway.observe import NotDefined, Observer, Snapshot, resolve
+from hub.gateway.pending import Pending
 from hub.gateway.routes import Starting
 from hub.models import catalog, deploy, deployments
 from hub.models.deployments import Refused, SwitchAsk
@@ -81,8 +82,6 @@ class Scaler:
         self._starts: dict[str, str] = {}  # model -> the operation starting it for a gateway
         # model -> (the stop to wait for, then start it; looks left once it ended)
         self._after_stop: dict[str, tuple[str, int]] = {}
-        # model -> its start being planned (outside the lock), and the nodes it takes
-        self._pending: dict[str, tuple[asyncio.Task[Ensured], tuple[str, ...]]] = {}
         self._lock = asyncio.Lock()
         # Set by the first gateway call: a hub no gateway follows decides nothing (and reads
         # neither its models nor its database for it).
@@ -90,6 +89,8 @@ class Scaler:
         self.active_since: datetime | None = None
         # Called when a start or stop was submitted: the routing table goes out at once.
         self.changed: Callable[[], None] = lambda: None
+        # model -> its start being planned (outside the lock)
+        self._pending: Pending[Ensured] = Pending(lambda: self.changed())
         self._counts: tuple[datetime, dict[str, int]] | None = None
 
     def activate(self) -> None:
@@ -128,11 +129,7 @@ class Scaler:
                                       "that has finished")
             for model, (stop, _) in self._after_stop.items()
         }  # fmt: skip
-        planned = {
-            model: Starting("", nodes, f"starting on {', '.join(nodes)}")
-            for model, (_, nodes) in self._pending.items()
-        }  # fmt: skip
-        return {**found, **planned, **self.in_flight(SWITCH)}
+        return {**found, **self._pending.starting(), **self.in_flight(SWITCH)}
 
     async def ensure(self, name: str) -> Ensured:
         """Refused (NOT_FOUND with close names, FAILED_PRECONDITION when no node is free...)."""
@@ -151,7 +148,7 @@ class Scaler:
         """What the model is at, or its pending start (to wait for outside the lock)."""
         pending = self._pending.get(model)
         if pending is not None:
-            return pending[0]
+            return pending
         switching = self.in_flight(SWITCH).get(model)
         if switching is not None:
             why = f"model {model} is starting (operation {switching.operation_id})"
@@ -169,24 +166,9 @@ class Scaler:
         if alive:
             return Ensured("starting", nodes=tuple(r.node for r in alive),
                            message=f"model {model} is loading")  # fmt: skip
-        if mine:  # it failed where it runs: started again there, nothing else is displaced
-            return self._begin(snap, model, [r.node for r in mine])
-        node = await self._place(snap, snap.entries[model])
-        return self._begin(snap, model, [node])
-
-    def _begin(self, snap: Snapshot, model: str, nodes: list[str]) -> asyncio.Task[Ensured]:
-        """Plan and submit the start in the background: the task every caller shares."""
-        task = asyncio.create_task(self._start(snap, model, nodes), name=f"gateway-start-{model}")
-        self._pending[model] = (task, tuple(nodes))
-
-        def done(ended: asyncio.Task[Ensured]) -> None:
-            if self._pending.get(model, (None,))[0] is ended:
-                del self._pending[model]
-            if not ended.cancelled() and ended.exception() is None:
-                self.changed()
-
-        task.add_done_callback(done)
-        return task
+        # A model that failed where it runs starts again there (nothing else is displaced).
+        nodes = [r.node for r in mine] or [await self._place(snap, snap.entries[model])]
+        return self._pending.begin(model, nodes, self._start(snap, model, nodes))
 
     async def _place(self, snap: Snapshot, entry: catalog.Entry) -> str:
         cluster = self.cluster
@@ -195,7 +177,7 @@ class Scaler:
             if g.state != "lost":
                 gpus[g.node].append(g)
         busy = cluster.manager.busy
-        planned = {n: deploy.project(m) for m, (_, nodes) in self._pending.items() for n in nodes}
+        planned = self._pending.held()
         places = [
             placement.Place(
                 name, name in snap.connected, planned.get(name) or cluster.runs(node),
