@@ -179,10 +179,10 @@ class Gateway:
         if silent > self.settings.hub_silence_limit_s:
             return web.json_response(
                 {"status": f"no word from the hub for {silent:.0f} s",
-                 "generation": table.generation, "hub_silent_s": silent}, status=503,
+                 "generation": table.generation, "table_age_s": silent}, status=503,
             )  # fmt: skip
         return web.json_response(
-            {"status": "ready", "generation": table.generation, "hub_silent_s": silent}
+            {"status": "ready", "generation": table.generation, "table_age_s": silent}
         )
 
     async def not_found(self, request: web.Request) -> web.Response:
