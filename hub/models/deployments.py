@@ -270,7 +270,7 @@ class DeploymentsApi:
             node for node, _ in await cluster.db.call(cluster.store.list_nodes, "", None, keep)
         ]
         stored = {d.node: d for d in await cluster.db.call(cluster.deployments.all)}
-        found = running(nodes, stored, cluster.runs, cluster.connected)
+        found = running(nodes, stored, cluster.runs, cluster.connected, cluster.advertised)
         if request.name:
             name = await self._name(context, request.name)
             if name not in {r.model for r in found}:  # an alias, or a model nowhere

@@ -79,7 +79,7 @@ class ModelsService(BackendApi, DeploymentsApi, models_pb2_grpc.ModelsServicer):
         nodes = [node for node, _ in await cluster.db.call(cluster.store.list_nodes)]
         stored = {d.node: d for d in await cluster.db.call(cluster.deployments.all)}
         found: dict[str, list[str]] = {}
-        for r in running(nodes, stored, cluster.runs, cluster.connected):
+        for r in running(nodes, stored, cluster.runs, cluster.connected, cluster.advertised):
             found.setdefault(r.model, []).append(where(r))
         return largest or None, found
 

@@ -13,6 +13,7 @@ import json
 import os
 import secrets
 import signal
+import socket
 import sys
 import threading
 import time
@@ -119,9 +120,11 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
                       hub_args=("--models", str(models)))  # fmt: skip
     try:
         cluster.start_hub()
-        for node in nodes.values():
-            cluster.agent(node, extra=["--gpu-probe", "none", "--llama-env", f"cpu={sys.prefix}"],
-                          env=podman.env()).start()  # fmt: skip
+        for name, node in nodes.items():
+            # Node a says where its servers are reached; the others are reached by host name.
+            address = ["--advertise-address", "127.0.0.1"] if name == "a" else []
+            cluster.agent(node, extra=["--gpu-probe", "none", "--llama-env", f"cpu={sys.prefix}",
+                                       *address], env=podman.env()).start()  # fmt: skip
         cluster.wait_status({node: "ready" for node in nodes.values()}, timeout=60)
         for name in ("a", "b"):
             cluster.hubctl("models", "switch", "tiny", "--node", nodes[name],
@@ -185,9 +188,12 @@ def test_the_openai_client_chats_completes_embeds_and_lists_through_the_gateway(
     status, body = post(gateway, "/v1/chat/completions", hello)
     assert status == 200 and body["choices"], body
 
-    services = healthy_replicas(gateway)
-    assert {s["node"] for s in services} == {gateway.nodes["a"], gateway.nodes["b"]}
-    assert all(s["endpoint"].startswith("http://") for s in services)
+    services = {s["node"]: s["endpoint"] for s in healthy_replicas(gateway)}
+    a, b = gateway.nodes["a"], gateway.nodes["b"]
+    assert services == {a: f"http://127.0.0.1:{gateway.ports['a']}",
+                        b: f"http://{socket.gethostname()}:{gateway.ports['b']}"}  # fmt: skip
+    running = {r["node"]: r["endpoint"] for r in gateway.running()}
+    assert running == services  # hubctl models running says the same
     status, metrics = gateway.get("/metrics")
     assert status == 200 and 'model="tiny"' in metrics
 
