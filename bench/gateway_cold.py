@@ -110,9 +110,20 @@ def cold(url: str, port: int) -> tuple[float, float]:
 
 
 def stopped(hub: hub_pb2_grpc.HubStub, models: models_pb2_grpc.ModelsStub, url: str) -> None:
-    reply = models.StopModel(
-        models_pb2.StopModelRequest(name="tiny", targets=hub_pb2.Targets(nodes=[NODE])), timeout=30
-    )
+    """Stop the model once the start that the gateway asked for has finished: the gateway may
+    answer from the server before the hub's switch operation (which waits for the agent's
+    health check) lets go of the node."""
+    request = models_pb2.StopModelRequest(name="tiny", targets=hub_pb2.Targets(nodes=[NODE]))
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            reply = models.StopModel(request, timeout=30)
+            break
+        except grpc.RpcError as exc:
+            held = exc.code() == grpc.StatusCode.FAILED_PRECONDITION  # type: ignore[attr-defined]
+            if not held or time.monotonic() > deadline:
+                raise
+            time.sleep(POLL_S)
     finish(hub, reply, "stop tiny")
     wait(lambda: state(url) == "stopped", 30)
 
