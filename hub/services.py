@@ -28,6 +28,8 @@ from gpufleet.v1 import (
     hub_pb2_grpc,
     models_pb2,
     models_pb2_grpc,
+    registry_pb2,
+    registry_pb2_grpc,
     trust_pb2,
     trust_pb2_grpc,
 )
@@ -113,6 +115,17 @@ SERVICES: tuple[Service, ...] = (
         "keys", gateway_pb2.DESCRIPTOR, "ApiKeys",
         gateway_pb2_grpc.add_ApiKeysServicer_to_server,  # type: ignore[no-untyped-call]
         {**_same(Role.VIEWER, "ListKeys"), **_same(Role.ADMIN, "CreateKey", "RevokeKey")},
+    ),
+    Service(
+        "registry", registry_pb2.DESCRIPTOR, "Registry",
+        registry_pb2_grpc.add_RegistryServicer_to_server,  # type: ignore[no-untyped-call]
+        {**_same(Role.VIEWER, "ListEntries", "GetEntry", "ListCaches"),
+         **_same(Role.OPERATOR, "Pull", "Import", "RemoveEntry", "CacheModel", "UncacheModel")},
+    ),
+    Service(
+        "registry_fetch", registry_pb2.DESCRIPTOR, "RegistryFetch",
+        registry_pb2_grpc.add_RegistryFetchServicer_to_server,  # type: ignore[no-untyped-call]
+        {"Download": Role.AGENT},
     ),
     Service(
         "enrollment", trust_pb2.DESCRIPTOR, "Enrollment",

@@ -85,7 +85,7 @@ class Versions(_message.Message):
     def __init__(self, agent: _Optional[str] = ..., python: _Optional[str] = ..., protocol: _Optional[int] = ...) -> None: ...
 
 class Hello(_message.Message):
-    __slots__ = ("node_name", "agent_id", "labels", "versions", "hostname", "inventory", "projects", "projects_unknown", "envs", "llama_env_backends", "advertise_address")
+    __slots__ = ("node_name", "agent_id", "labels", "versions", "hostname", "inventory", "projects", "projects_unknown", "envs", "llama_env_backends", "advertise_address", "caches")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -104,6 +104,7 @@ class Hello(_message.Message):
     ENVS_FIELD_NUMBER: _ClassVar[int]
     LLAMA_ENV_BACKENDS_FIELD_NUMBER: _ClassVar[int]
     ADVERTISE_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    CACHES_FIELD_NUMBER: _ClassVar[int]
     node_name: str
     agent_id: str
     labels: _containers.ScalarMap[str, str]
@@ -115,7 +116,8 @@ class Hello(_message.Message):
     envs: _containers.RepeatedCompositeFieldContainer[EnvInfo]
     llama_env_backends: _containers.RepeatedScalarFieldContainer[str]
     advertise_address: str
-    def __init__(self, node_name: _Optional[str] = ..., agent_id: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., versions: _Optional[_Union[Versions, _Mapping]] = ..., hostname: _Optional[str] = ..., inventory: _Optional[_Union[_types_pb2.Inventory, _Mapping]] = ..., projects: _Optional[_Iterable[_Union[RunningProject, _Mapping]]] = ..., projects_unknown: _Optional[bool] = ..., envs: _Optional[_Iterable[_Union[EnvInfo, _Mapping]]] = ..., llama_env_backends: _Optional[_Iterable[str]] = ..., advertise_address: _Optional[str] = ...) -> None: ...
+    caches: _containers.RepeatedCompositeFieldContainer[CachedEntry]
+    def __init__(self, node_name: _Optional[str] = ..., agent_id: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., versions: _Optional[_Union[Versions, _Mapping]] = ..., hostname: _Optional[str] = ..., inventory: _Optional[_Union[_types_pb2.Inventory, _Mapping]] = ..., projects: _Optional[_Iterable[_Union[RunningProject, _Mapping]]] = ..., projects_unknown: _Optional[bool] = ..., envs: _Optional[_Iterable[_Union[EnvInfo, _Mapping]]] = ..., llama_env_backends: _Optional[_Iterable[str]] = ..., advertise_address: _Optional[str] = ..., caches: _Optional[_Iterable[_Union[CachedEntry, _Mapping]]] = ...) -> None: ...
 
 class RunningProject(_message.Message):
     __slots__ = ("name", "digest", "services")
@@ -160,20 +162,48 @@ class Welcome(_message.Message):
     def __init__(self, node_name: _Optional[str] = ..., heartbeat_interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., hub_version: _Optional[str] = ...) -> None: ...
 
 class Heartbeat(_message.Message):
-    __slots__ = ("seq", "sent_at", "gpus", "inventory", "projects", "envs")
+    __slots__ = ("seq", "sent_at", "gpus", "inventory", "projects", "envs", "caches")
     SEQ_FIELD_NUMBER: _ClassVar[int]
     SENT_AT_FIELD_NUMBER: _ClassVar[int]
     GPUS_FIELD_NUMBER: _ClassVar[int]
     INVENTORY_FIELD_NUMBER: _ClassVar[int]
     PROJECTS_FIELD_NUMBER: _ClassVar[int]
     ENVS_FIELD_NUMBER: _ClassVar[int]
+    CACHES_FIELD_NUMBER: _ClassVar[int]
     seq: int
     sent_at: _timestamp_pb2.Timestamp
     gpus: _containers.RepeatedCompositeFieldContainer[_types_pb2.GpuTelemetry]
     inventory: _types_pb2.Inventory
     projects: ProjectsReport
     envs: EnvsReport
-    def __init__(self, seq: _Optional[int] = ..., sent_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., gpus: _Optional[_Iterable[_Union[_types_pb2.GpuTelemetry, _Mapping]]] = ..., inventory: _Optional[_Union[_types_pb2.Inventory, _Mapping]] = ..., projects: _Optional[_Union[ProjectsReport, _Mapping]] = ..., envs: _Optional[_Union[EnvsReport, _Mapping]] = ...) -> None: ...
+    caches: CachesReport
+    def __init__(self, seq: _Optional[int] = ..., sent_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., gpus: _Optional[_Iterable[_Union[_types_pb2.GpuTelemetry, _Mapping]]] = ..., inventory: _Optional[_Union[_types_pb2.Inventory, _Mapping]] = ..., projects: _Optional[_Union[ProjectsReport, _Mapping]] = ..., envs: _Optional[_Union[EnvsReport, _Mapping]] = ..., caches: _Optional[_Union[CachesReport, _Mapping]] = ...) -> None: ...
+
+class CachesReport(_message.Message):
+    __slots__ = ("caches",)
+    CACHES_FIELD_NUMBER: _ClassVar[int]
+    caches: _containers.RepeatedCompositeFieldContainer[CachedEntry]
+    def __init__(self, caches: _Optional[_Iterable[_Union[CachedEntry, _Mapping]]] = ...) -> None: ...
+
+class CachedEntry(_message.Message):
+    __slots__ = ("entry", "revision", "size", "verified", "state", "path", "layout", "repo")
+    ENTRY_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    VERIFIED_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    LAYOUT_FIELD_NUMBER: _ClassVar[int]
+    REPO_FIELD_NUMBER: _ClassVar[int]
+    entry: str
+    revision: str
+    size: int
+    verified: bool
+    state: str
+    path: str
+    layout: str
+    repo: str
+    def __init__(self, entry: _Optional[str] = ..., revision: _Optional[str] = ..., size: _Optional[int] = ..., verified: _Optional[bool] = ..., state: _Optional[str] = ..., path: _Optional[str] = ..., layout: _Optional[str] = ..., repo: _Optional[str] = ...) -> None: ...
 
 class EnvsReport(_message.Message):
     __slots__ = ("envs",)
@@ -218,7 +248,7 @@ class Goodbye(_message.Message):
     def __init__(self, reason: _Optional[str] = ...) -> None: ...
 
 class TaskRequest(_message.Message):
-    __slots__ = ("task_id", "check_mode", "gather_facts", "drain", "stop_project", "start_project", "wait_healthy", "apply_assignment", "tail_log", "build_env", "remove_env")
+    __slots__ = ("task_id", "check_mode", "gather_facts", "drain", "stop_project", "start_project", "wait_healthy", "apply_assignment", "tail_log", "build_env", "remove_env", "fetch_model", "remove_model_cache")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     CHECK_MODE_FIELD_NUMBER: _ClassVar[int]
     GATHER_FACTS_FIELD_NUMBER: _ClassVar[int]
@@ -230,6 +260,8 @@ class TaskRequest(_message.Message):
     TAIL_LOG_FIELD_NUMBER: _ClassVar[int]
     BUILD_ENV_FIELD_NUMBER: _ClassVar[int]
     REMOVE_ENV_FIELD_NUMBER: _ClassVar[int]
+    FETCH_MODEL_FIELD_NUMBER: _ClassVar[int]
+    REMOVE_MODEL_CACHE_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     check_mode: bool
     gather_facts: GatherFacts
@@ -241,7 +273,45 @@ class TaskRequest(_message.Message):
     tail_log: TailLog
     build_env: BuildEnv
     remove_env: RemoveEnv
-    def __init__(self, task_id: _Optional[str] = ..., check_mode: _Optional[bool] = ..., gather_facts: _Optional[_Union[GatherFacts, _Mapping]] = ..., drain: _Optional[_Union[Drain, _Mapping]] = ..., stop_project: _Optional[_Union[StopProject, _Mapping]] = ..., start_project: _Optional[_Union[StartProject, _Mapping]] = ..., wait_healthy: _Optional[_Union[WaitHealthy, _Mapping]] = ..., apply_assignment: _Optional[_Union[ApplyAssignment, _Mapping]] = ..., tail_log: _Optional[_Union[TailLog, _Mapping]] = ..., build_env: _Optional[_Union[BuildEnv, _Mapping]] = ..., remove_env: _Optional[_Union[RemoveEnv, _Mapping]] = ...) -> None: ...
+    fetch_model: FetchModel
+    remove_model_cache: RemoveModelCache
+    def __init__(self, task_id: _Optional[str] = ..., check_mode: _Optional[bool] = ..., gather_facts: _Optional[_Union[GatherFacts, _Mapping]] = ..., drain: _Optional[_Union[Drain, _Mapping]] = ..., stop_project: _Optional[_Union[StopProject, _Mapping]] = ..., start_project: _Optional[_Union[StartProject, _Mapping]] = ..., wait_healthy: _Optional[_Union[WaitHealthy, _Mapping]] = ..., apply_assignment: _Optional[_Union[ApplyAssignment, _Mapping]] = ..., tail_log: _Optional[_Union[TailLog, _Mapping]] = ..., build_env: _Optional[_Union[BuildEnv, _Mapping]] = ..., remove_env: _Optional[_Union[RemoveEnv, _Mapping]] = ..., fetch_model: _Optional[_Union[FetchModel, _Mapping]] = ..., remove_model_cache: _Optional[_Union[RemoveModelCache, _Mapping]] = ...) -> None: ...
+
+class FetchModel(_message.Message):
+    __slots__ = ("entry", "revision", "layout", "repo", "chunk_size", "files")
+    ENTRY_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    LAYOUT_FIELD_NUMBER: _ClassVar[int]
+    REPO_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_SIZE_FIELD_NUMBER: _ClassVar[int]
+    FILES_FIELD_NUMBER: _ClassVar[int]
+    entry: str
+    revision: str
+    layout: str
+    repo: str
+    chunk_size: int
+    files: _containers.RepeatedCompositeFieldContainer[FetchFile]
+    def __init__(self, entry: _Optional[str] = ..., revision: _Optional[str] = ..., layout: _Optional[str] = ..., repo: _Optional[str] = ..., chunk_size: _Optional[int] = ..., files: _Optional[_Iterable[_Union[FetchFile, _Mapping]]] = ...) -> None: ...
+
+class FetchFile(_message.Message):
+    __slots__ = ("path", "size", "sha256", "chunks", "url")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    CHUNKS_FIELD_NUMBER: _ClassVar[int]
+    URL_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    size: int
+    sha256: str
+    chunks: _containers.RepeatedScalarFieldContainer[str]
+    url: str
+    def __init__(self, path: _Optional[str] = ..., size: _Optional[int] = ..., sha256: _Optional[str] = ..., chunks: _Optional[_Iterable[str]] = ..., url: _Optional[str] = ...) -> None: ...
+
+class RemoveModelCache(_message.Message):
+    __slots__ = ("entry",)
+    ENTRY_FIELD_NUMBER: _ClassVar[int]
+    entry: str
+    def __init__(self, entry: _Optional[str] = ...) -> None: ...
 
 class BuildEnv(_message.Message):
     __slots__ = ("backend", "version", "extra_targets", "no_cache")
@@ -427,7 +497,7 @@ class Progress(_message.Message):
     def __init__(self, phase: _Optional[str] = ..., percent: _Optional[float] = ..., message: _Optional[str] = ...) -> None: ...
 
 class TaskResult(_message.Message):
-    __slots__ = ("task_id", "status", "message", "diff", "facts", "project", "assignment", "log", "env")
+    __slots__ = ("task_id", "status", "message", "diff", "facts", "project", "assignment", "log", "env", "cache")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
@@ -437,6 +507,7 @@ class TaskResult(_message.Message):
     ASSIGNMENT_FIELD_NUMBER: _ClassVar[int]
     LOG_FIELD_NUMBER: _ClassVar[int]
     ENV_FIELD_NUMBER: _ClassVar[int]
+    CACHE_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     status: _types_pb2.TaskStatus
     message: str
@@ -446,4 +517,17 @@ class TaskResult(_message.Message):
     assignment: AssignmentReport
     log: str
     env: EnvInfo
-    def __init__(self, task_id: _Optional[str] = ..., status: _Optional[_Union[_types_pb2.TaskStatus, str]] = ..., message: _Optional[str] = ..., diff: _Optional[str] = ..., facts: _Optional[_Union[_types_pb2.Inventory, _Mapping]] = ..., project: _Optional[_Union[RunningProject, _Mapping]] = ..., assignment: _Optional[_Union[AssignmentReport, _Mapping]] = ..., log: _Optional[str] = ..., env: _Optional[_Union[EnvInfo, _Mapping]] = ...) -> None: ...
+    cache: CacheReport
+    def __init__(self, task_id: _Optional[str] = ..., status: _Optional[_Union[_types_pb2.TaskStatus, str]] = ..., message: _Optional[str] = ..., diff: _Optional[str] = ..., facts: _Optional[_Union[_types_pb2.Inventory, _Mapping]] = ..., project: _Optional[_Union[RunningProject, _Mapping]] = ..., assignment: _Optional[_Union[AssignmentReport, _Mapping]] = ..., log: _Optional[str] = ..., env: _Optional[_Union[EnvInfo, _Mapping]] = ..., cache: _Optional[_Union[CacheReport, _Mapping]] = ...) -> None: ...
+
+class CacheReport(_message.Message):
+    __slots__ = ("entry", "fetched_bytes", "resumed_bytes", "refetched_chunks")
+    ENTRY_FIELD_NUMBER: _ClassVar[int]
+    FETCHED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    RESUMED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    REFETCHED_CHUNKS_FIELD_NUMBER: _ClassVar[int]
+    entry: CachedEntry
+    fetched_bytes: int
+    resumed_bytes: int
+    refetched_chunks: int
+    def __init__(self, entry: _Optional[_Union[CachedEntry, _Mapping]] = ..., fetched_bytes: _Optional[int] = ..., resumed_bytes: _Optional[int] = ..., refetched_chunks: _Optional[int] = ...) -> None: ...

@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from gpufleet.v1 import hub_pb2 as gpufleet_dot_v1_dot_hub__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18gpufleet/v1/models.proto\x12\x0bgpufleet.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15gpufleet/v1/hub.proto\"5\n\x0cVramEstimate\x12\x0f\n\x02gb\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12\r\n\x05\x62\x61sis\x18\x02 \x01(\tB\x05\n\x03_gb\"\xd8\x02\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x61liases\x18\x02 \x03(\t\x12\x0e\n\x06\x65ngine\x18\x03 \x01(\t\x12\x0e\n\x06source\x18\x04 \x01(\t\x12\x19\n\x11served_model_name\x18\x05 \x01(\t\x12\x18\n\x0bmax_context\x18\x06 \x01(\x04H\x00\x88\x01\x01\x12\'\n\x04vram\x18\x07 \x01(\x0b\x32\x19.gpufleet.v1.VramEstimate\x12\x13\n\x0b\x64\x65scription\x18\x08 \x01(\t\x12\x0e\n\x06\x64igest\x18\t \x01(\t\x12\x0c\n\x04\x66ile\x18\n \x01(\t\x12\x18\n\x0bgpus_needed\x18\x0b \x01(\rH\x01\x88\x01\x01\x12\x12\n\nrunning_on\x18\x0c \x03(\t\x12\x13\n\x0b\x65nvironment\x18\r \x01(\t\x12\x18\n\x10\x62\x61\x63kend_switched\x18\x0e \x01(\x08\x42\x0e\n\x0c_max_contextB\x0e\n\x0c_gpus_needed\"\x13\n\x11ListModelsRequest\"L\n\x12ListModelsResponse\x12&\n\x06models\x18\x01 \x03(\x0b\x32\x16.gpufleet.v1.ModelInfo\x12\x0e\n\x06\x65rrors\x18\x02 \x03(\t\"\x1f\n\x0fGetModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\xf2\x01\n\x10GetModelResponse\x12%\n\x05model\x18\x01 \x01(\x0b\x32\x16.gpufleet.v1.ModelInfo\x12\x0c\n\x04yaml\x18\x02 \x01(\t\x12\x12\n\ndeployment\x18\x03 \x01(\t\x12\x0f\n\x07\x63ommand\x18\x04 \x01(\t\x12\x0c\n\x04\x61rgv\x18\x05 \x03(\t\x12\x33\n\x03\x65nv\x18\x06 \x03(\x0b\x32&.gpufleet.v1.GetModelResponse.EnvEntry\x12\x15\n\rcommand_error\x18\x07 \x01(\t\x1a*\n\x08\x45nvEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"9\n\x14ValidateModelRequest\x12\x10\n\x08\x66ilename\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\"x\n\x0eValidatedModel\x12%\n\x05model\x18\x01 \x01(\x0b\x32\x16.gpufleet.v1.ModelInfo\x12\x0c\n\x04yaml\x18\x02 \x01(\t\x12\x17\n\x0fvllm_model_yaml\x18\x03 \x01(\t\x12\x18\n\x10vllm_model_error\x18\x04 \x01(\t\"e\n\x15ValidateModelResponse\x12\r\n\x05valid\x18\x01 \x01(\x08\x12\x10\n\x08problems\x18\x02 \x03(\t\x12+\n\x06models\x18\x03 \x03(\x0b\x32\x1b.gpufleet.v1.ValidatedModel\"\xd5\x01\n\x12SwitchModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12%\n\x07targets\x18\x02 \x01(\x0b\x32\x14.gpufleet.v1.Targets\x12\x0c\n\x04gpus\x18\x03 \x03(\r\x12\x11\n\tgpu_count\x18\x04 \x01(\r\x12\x0c\n\x04port\x18\x05 \x01(\r\x12\x0e\n\x06serial\x18\x06 \x01(\r\x12\x18\n\x10max_fail_percent\x18\x07 \x01(\x01\x12\r\n\x05\x63heck\x18\x08 \x01(\x08\x12\x13\n\x0bno_rollback\x18\t \x01(\x08\x12\r\n\x05\x66orce\x18\n \x01(\x08\"G\n\x10StopModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12%\n\x07targets\x18\x02 \x01(\x0b\x32\x14.gpufleet.v1.Targets\"\xb7\x01\n\x0cRunningModel\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0e\n\x06\x65ngine\x18\x03 \x01(\t\x12\x0c\n\x04gpus\x18\x04 \x03(\r\x12\r\n\x05state\x18\x05 \x01(\t\x12)\n\x05since\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x65ndpoint\x18\x07 \x01(\t\x12\x0f\n\x07message\x18\x08 \x01(\t\x12\x0f\n\x07project\x18\t \x01(\t\"4\n\x12ListRunningRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08selector\x18\x02 \x03(\t\"@\n\x13ListRunningResponse\x12)\n\x06models\x18\x01 \x03(\x0b\x32\x19.gpufleet.v1.RunningModel\"=\n\x10ModelLogsRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04node\x18\x02 \x01(\t\x12\r\n\x05lines\x18\x03 \x01(\r\"?\n\x11ModelLogsResponse\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x0f\n\x07project\x18\x02 \x01(\t\x12\x0b\n\x03log\x18\x03 \x01(\t\"\x90\x01\n\x14SwitchBackendRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12%\n\x07targets\x18\x04 \x01(\x0b\x32\x14.gpufleet.v1.Targets\x12\x12\n\nno_restart\x18\x05 \x01(\x08\x12\r\n\x05\x66orce\x18\x06 \x01(\x08\"y\n\x15SwitchBackendResponse\x12\x16\n\x0einstant_switch\x18\x01 \x01(\x08\x12\x13\n\x0b\x65nvironment\x18\x02 \x01(\t\x12\x14\n\x0coperation_id\x18\x03 \x01(\t\x12\r\n\x05nodes\x18\x04 \x03(\t\x12\x0e\n\x06\x62uilds\x18\x05 \x03(\t2\x80\x05\n\x06Models\x12M\n\nListModels\x12\x1e.gpufleet.v1.ListModelsRequest\x1a\x1f.gpufleet.v1.ListModelsResponse\x12G\n\x08GetModel\x12\x1c.gpufleet.v1.GetModelRequest\x1a\x1d.gpufleet.v1.GetModelResponse\x12V\n\rValidateModel\x12!.gpufleet.v1.ValidateModelRequest\x1a\".gpufleet.v1.ValidateModelResponse\x12I\n\x0bSwitchModel\x12\x1f.gpufleet.v1.SwitchModelRequest\x1a\x19.gpufleet.v1.OperationRef\x12\x45\n\tStopModel\x12\x1d.gpufleet.v1.StopModelRequest\x1a\x19.gpufleet.v1.OperationRef\x12P\n\x0bListRunning\x12\x1f.gpufleet.v1.ListRunningRequest\x1a .gpufleet.v1.ListRunningResponse\x12J\n\tModelLogs\x12\x1d.gpufleet.v1.ModelLogsRequest\x1a\x1e.gpufleet.v1.ModelLogsResponse\x12V\n\rSwitchBackend\x12!.gpufleet.v1.SwitchBackendRequest\x1a\".gpufleet.v1.SwitchBackendResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18gpufleet/v1/models.proto\x12\x0bgpufleet.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15gpufleet/v1/hub.proto\"5\n\x0cVramEstimate\x12\x0f\n\x02gb\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12\r\n\x05\x62\x61sis\x18\x02 \x01(\tB\x05\n\x03_gb\"\xeb\x02\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x61liases\x18\x02 \x03(\t\x12\x0e\n\x06\x65ngine\x18\x03 \x01(\t\x12\x0e\n\x06source\x18\x04 \x01(\t\x12\x19\n\x11served_model_name\x18\x05 \x01(\t\x12\x18\n\x0bmax_context\x18\x06 \x01(\x04H\x00\x88\x01\x01\x12\'\n\x04vram\x18\x07 \x01(\x0b\x32\x19.gpufleet.v1.VramEstimate\x12\x13\n\x0b\x64\x65scription\x18\x08 \x01(\t\x12\x0e\n\x06\x64igest\x18\t \x01(\t\x12\x0c\n\x04\x66ile\x18\n \x01(\t\x12\x18\n\x0bgpus_needed\x18\x0b \x01(\rH\x01\x88\x01\x01\x12\x12\n\nrunning_on\x18\x0c \x03(\t\x12\x13\n\x0b\x65nvironment\x18\r \x01(\t\x12\x18\n\x10\x62\x61\x63kend_switched\x18\x0e \x01(\x08\x12\x11\n\tcached_on\x18\x0f \x03(\tB\x0e\n\x0c_max_contextB\x0e\n\x0c_gpus_needed\"\x13\n\x11ListModelsRequest\"L\n\x12ListModelsResponse\x12&\n\x06models\x18\x01 \x03(\x0b\x32\x16.gpufleet.v1.ModelInfo\x12\x0e\n\x06\x65rrors\x18\x02 \x03(\t\"\x1f\n\x0fGetModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\xf2\x01\n\x10GetModelResponse\x12%\n\x05model\x18\x01 \x01(\x0b\x32\x16.gpufleet.v1.ModelInfo\x12\x0c\n\x04yaml\x18\x02 \x01(\t\x12\x12\n\ndeployment\x18\x03 \x01(\t\x12\x0f\n\x07\x63ommand\x18\x04 \x01(\t\x12\x0c\n\x04\x61rgv\x18\x05 \x03(\t\x12\x33\n\x03\x65nv\x18\x06 \x03(\x0b\x32&.gpufleet.v1.GetModelResponse.EnvEntry\x12\x15\n\rcommand_error\x18\x07 \x01(\t\x1a*\n\x08\x45nvEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"9\n\x14ValidateModelRequest\x12\x10\n\x08\x66ilename\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\"x\n\x0eValidatedModel\x12%\n\x05model\x18\x01 \x01(\x0b\x32\x16.gpufleet.v1.ModelInfo\x12\x0c\n\x04yaml\x18\x02 \x01(\t\x12\x17\n\x0fvllm_model_yaml\x18\x03 \x01(\t\x12\x18\n\x10vllm_model_error\x18\x04 \x01(\t\"e\n\x15ValidateModelResponse\x12\r\n\x05valid\x18\x01 \x01(\x08\x12\x10\n\x08problems\x18\x02 \x03(\t\x12+\n\x06models\x18\x03 \x03(\x0b\x32\x1b.gpufleet.v1.ValidatedModel\"\xe7\x01\n\x12SwitchModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12%\n\x07targets\x18\x02 \x01(\x0b\x32\x14.gpufleet.v1.Targets\x12\x0c\n\x04gpus\x18\x03 \x03(\r\x12\x11\n\tgpu_count\x18\x04 \x01(\r\x12\x0c\n\x04port\x18\x05 \x01(\r\x12\x0e\n\x06serial\x18\x06 \x01(\r\x12\x18\n\x10max_fail_percent\x18\x07 \x01(\x01\x12\r\n\x05\x63heck\x18\x08 \x01(\x08\x12\x13\n\x0bno_rollback\x18\t \x01(\x08\x12\r\n\x05\x66orce\x18\n \x01(\x08\x12\x10\n\x08no_fetch\x18\x0b \x01(\x08\"G\n\x10StopModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12%\n\x07targets\x18\x02 \x01(\x0b\x32\x14.gpufleet.v1.Targets\"\xb7\x01\n\x0cRunningModel\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0e\n\x06\x65ngine\x18\x03 \x01(\t\x12\x0c\n\x04gpus\x18\x04 \x03(\r\x12\r\n\x05state\x18\x05 \x01(\t\x12)\n\x05since\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x65ndpoint\x18\x07 \x01(\t\x12\x0f\n\x07message\x18\x08 \x01(\t\x12\x0f\n\x07project\x18\t \x01(\t\"4\n\x12ListRunningRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08selector\x18\x02 \x03(\t\"@\n\x13ListRunningResponse\x12)\n\x06models\x18\x01 \x03(\x0b\x32\x19.gpufleet.v1.RunningModel\"=\n\x10ModelLogsRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04node\x18\x02 \x01(\t\x12\r\n\x05lines\x18\x03 \x01(\r\"?\n\x11ModelLogsResponse\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x0f\n\x07project\x18\x02 \x01(\t\x12\x0b\n\x03log\x18\x03 \x01(\t\"\x90\x01\n\x14SwitchBackendRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12%\n\x07targets\x18\x04 \x01(\x0b\x32\x14.gpufleet.v1.Targets\x12\x12\n\nno_restart\x18\x05 \x01(\x08\x12\r\n\x05\x66orce\x18\x06 \x01(\x08\"y\n\x15SwitchBackendResponse\x12\x16\n\x0einstant_switch\x18\x01 \x01(\x08\x12\x13\n\x0b\x65nvironment\x18\x02 \x01(\t\x12\x14\n\x0coperation_id\x18\x03 \x01(\t\x12\r\n\x05nodes\x18\x04 \x03(\t\x12\x0e\n\x06\x62uilds\x18\x05 \x03(\t2\x80\x05\n\x06Models\x12M\n\nListModels\x12\x1e.gpufleet.v1.ListModelsRequest\x1a\x1f.gpufleet.v1.ListModelsResponse\x12G\n\x08GetModel\x12\x1c.gpufleet.v1.GetModelRequest\x1a\x1d.gpufleet.v1.GetModelResponse\x12V\n\rValidateModel\x12!.gpufleet.v1.ValidateModelRequest\x1a\".gpufleet.v1.ValidateModelResponse\x12I\n\x0bSwitchModel\x12\x1f.gpufleet.v1.SwitchModelRequest\x1a\x19.gpufleet.v1.OperationRef\x12\x45\n\tStopModel\x12\x1d.gpufleet.v1.StopModelRequest\x1a\x19.gpufleet.v1.OperationRef\x12P\n\x0bListRunning\x12\x1f.gpufleet.v1.ListRunningRequest\x1a .gpufleet.v1.ListRunningResponse\x12J\n\tModelLogs\x12\x1d.gpufleet.v1.ModelLogsRequest\x1a\x1e.gpufleet.v1.ModelLogsResponse\x12V\n\rSwitchBackend\x12!.gpufleet.v1.SwitchBackendRequest\x1a\".gpufleet.v1.SwitchBackendResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,41 +38,41 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_VRAMESTIMATE']._serialized_start=97
   _globals['_VRAMESTIMATE']._serialized_end=150
   _globals['_MODELINFO']._serialized_start=153
-  _globals['_MODELINFO']._serialized_end=497
-  _globals['_LISTMODELSREQUEST']._serialized_start=499
-  _globals['_LISTMODELSREQUEST']._serialized_end=518
-  _globals['_LISTMODELSRESPONSE']._serialized_start=520
-  _globals['_LISTMODELSRESPONSE']._serialized_end=596
-  _globals['_GETMODELREQUEST']._serialized_start=598
-  _globals['_GETMODELREQUEST']._serialized_end=629
-  _globals['_GETMODELRESPONSE']._serialized_start=632
-  _globals['_GETMODELRESPONSE']._serialized_end=874
-  _globals['_GETMODELRESPONSE_ENVENTRY']._serialized_start=832
-  _globals['_GETMODELRESPONSE_ENVENTRY']._serialized_end=874
-  _globals['_VALIDATEMODELREQUEST']._serialized_start=876
-  _globals['_VALIDATEMODELREQUEST']._serialized_end=933
-  _globals['_VALIDATEDMODEL']._serialized_start=935
-  _globals['_VALIDATEDMODEL']._serialized_end=1055
-  _globals['_VALIDATEMODELRESPONSE']._serialized_start=1057
-  _globals['_VALIDATEMODELRESPONSE']._serialized_end=1158
-  _globals['_SWITCHMODELREQUEST']._serialized_start=1161
-  _globals['_SWITCHMODELREQUEST']._serialized_end=1374
-  _globals['_STOPMODELREQUEST']._serialized_start=1376
-  _globals['_STOPMODELREQUEST']._serialized_end=1447
-  _globals['_RUNNINGMODEL']._serialized_start=1450
-  _globals['_RUNNINGMODEL']._serialized_end=1633
-  _globals['_LISTRUNNINGREQUEST']._serialized_start=1635
-  _globals['_LISTRUNNINGREQUEST']._serialized_end=1687
-  _globals['_LISTRUNNINGRESPONSE']._serialized_start=1689
-  _globals['_LISTRUNNINGRESPONSE']._serialized_end=1753
-  _globals['_MODELLOGSREQUEST']._serialized_start=1755
-  _globals['_MODELLOGSREQUEST']._serialized_end=1816
-  _globals['_MODELLOGSRESPONSE']._serialized_start=1818
-  _globals['_MODELLOGSRESPONSE']._serialized_end=1881
-  _globals['_SWITCHBACKENDREQUEST']._serialized_start=1884
-  _globals['_SWITCHBACKENDREQUEST']._serialized_end=2028
-  _globals['_SWITCHBACKENDRESPONSE']._serialized_start=2030
-  _globals['_SWITCHBACKENDRESPONSE']._serialized_end=2151
-  _globals['_MODELS']._serialized_start=2154
-  _globals['_MODELS']._serialized_end=2794
+  _globals['_MODELINFO']._serialized_end=516
+  _globals['_LISTMODELSREQUEST']._serialized_start=518
+  _globals['_LISTMODELSREQUEST']._serialized_end=537
+  _globals['_LISTMODELSRESPONSE']._serialized_start=539
+  _globals['_LISTMODELSRESPONSE']._serialized_end=615
+  _globals['_GETMODELREQUEST']._serialized_start=617
+  _globals['_GETMODELREQUEST']._serialized_end=648
+  _globals['_GETMODELRESPONSE']._serialized_start=651
+  _globals['_GETMODELRESPONSE']._serialized_end=893
+  _globals['_GETMODELRESPONSE_ENVENTRY']._serialized_start=851
+  _globals['_GETMODELRESPONSE_ENVENTRY']._serialized_end=893
+  _globals['_VALIDATEMODELREQUEST']._serialized_start=895
+  _globals['_VALIDATEMODELREQUEST']._serialized_end=952
+  _globals['_VALIDATEDMODEL']._serialized_start=954
+  _globals['_VALIDATEDMODEL']._serialized_end=1074
+  _globals['_VALIDATEMODELRESPONSE']._serialized_start=1076
+  _globals['_VALIDATEMODELRESPONSE']._serialized_end=1177
+  _globals['_SWITCHMODELREQUEST']._serialized_start=1180
+  _globals['_SWITCHMODELREQUEST']._serialized_end=1411
+  _globals['_STOPMODELREQUEST']._serialized_start=1413
+  _globals['_STOPMODELREQUEST']._serialized_end=1484
+  _globals['_RUNNINGMODEL']._serialized_start=1487
+  _globals['_RUNNINGMODEL']._serialized_end=1670
+  _globals['_LISTRUNNINGREQUEST']._serialized_start=1672
+  _globals['_LISTRUNNINGREQUEST']._serialized_end=1724
+  _globals['_LISTRUNNINGRESPONSE']._serialized_start=1726
+  _globals['_LISTRUNNINGRESPONSE']._serialized_end=1790
+  _globals['_MODELLOGSREQUEST']._serialized_start=1792
+  _globals['_MODELLOGSREQUEST']._serialized_end=1853
+  _globals['_MODELLOGSRESPONSE']._serialized_start=1855
+  _globals['_MODELLOGSRESPONSE']._serialized_end=1918
+  _globals['_SWITCHBACKENDREQUEST']._serialized_start=1921
+  _globals['_SWITCHBACKENDREQUEST']._serialized_end=2065
+  _globals['_SWITCHBACKENDRESPONSE']._serialized_start=2067
+  _globals['_SWITCHBACKENDRESPONSE']._serialized_end=2188
+  _globals['_MODELS']._serialized_start=2191
+  _globals['_MODELS']._serialized_end=2831
 # @@protoc_insertion_point(module_scope)

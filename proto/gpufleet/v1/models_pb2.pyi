@@ -19,7 +19,7 @@ class VramEstimate(_message.Message):
     def __init__(self, gb: _Optional[float] = ..., basis: _Optional[str] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("name", "aliases", "engine", "source", "served_model_name", "max_context", "vram", "description", "digest", "file", "gpus_needed", "running_on", "environment", "backend_switched")
+    __slots__ = ("name", "aliases", "engine", "source", "served_model_name", "max_context", "vram", "description", "digest", "file", "gpus_needed", "running_on", "environment", "backend_switched", "cached_on")
     NAME_FIELD_NUMBER: _ClassVar[int]
     ALIASES_FIELD_NUMBER: _ClassVar[int]
     ENGINE_FIELD_NUMBER: _ClassVar[int]
@@ -34,6 +34,7 @@ class ModelInfo(_message.Message):
     RUNNING_ON_FIELD_NUMBER: _ClassVar[int]
     ENVIRONMENT_FIELD_NUMBER: _ClassVar[int]
     BACKEND_SWITCHED_FIELD_NUMBER: _ClassVar[int]
+    CACHED_ON_FIELD_NUMBER: _ClassVar[int]
     name: str
     aliases: _containers.RepeatedScalarFieldContainer[str]
     engine: str
@@ -48,7 +49,8 @@ class ModelInfo(_message.Message):
     running_on: _containers.RepeatedScalarFieldContainer[str]
     environment: str
     backend_switched: bool
-    def __init__(self, name: _Optional[str] = ..., aliases: _Optional[_Iterable[str]] = ..., engine: _Optional[str] = ..., source: _Optional[str] = ..., served_model_name: _Optional[str] = ..., max_context: _Optional[int] = ..., vram: _Optional[_Union[VramEstimate, _Mapping]] = ..., description: _Optional[str] = ..., digest: _Optional[str] = ..., file: _Optional[str] = ..., gpus_needed: _Optional[int] = ..., running_on: _Optional[_Iterable[str]] = ..., environment: _Optional[str] = ..., backend_switched: _Optional[bool] = ...) -> None: ...
+    cached_on: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., aliases: _Optional[_Iterable[str]] = ..., engine: _Optional[str] = ..., source: _Optional[str] = ..., served_model_name: _Optional[str] = ..., max_context: _Optional[int] = ..., vram: _Optional[_Union[VramEstimate, _Mapping]] = ..., description: _Optional[str] = ..., digest: _Optional[str] = ..., file: _Optional[str] = ..., gpus_needed: _Optional[int] = ..., running_on: _Optional[_Iterable[str]] = ..., environment: _Optional[str] = ..., backend_switched: _Optional[bool] = ..., cached_on: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ListModelsRequest(_message.Message):
     __slots__ = ()
@@ -124,7 +126,7 @@ class ValidateModelResponse(_message.Message):
     def __init__(self, valid: _Optional[bool] = ..., problems: _Optional[_Iterable[str]] = ..., models: _Optional[_Iterable[_Union[ValidatedModel, _Mapping]]] = ...) -> None: ...
 
 class SwitchModelRequest(_message.Message):
-    __slots__ = ("name", "targets", "gpus", "gpu_count", "port", "serial", "max_fail_percent", "check", "no_rollback", "force")
+    __slots__ = ("name", "targets", "gpus", "gpu_count", "port", "serial", "max_fail_percent", "check", "no_rollback", "force", "no_fetch")
     NAME_FIELD_NUMBER: _ClassVar[int]
     TARGETS_FIELD_NUMBER: _ClassVar[int]
     GPUS_FIELD_NUMBER: _ClassVar[int]
@@ -135,6 +137,7 @@ class SwitchModelRequest(_message.Message):
     CHECK_FIELD_NUMBER: _ClassVar[int]
     NO_ROLLBACK_FIELD_NUMBER: _ClassVar[int]
     FORCE_FIELD_NUMBER: _ClassVar[int]
+    NO_FETCH_FIELD_NUMBER: _ClassVar[int]
     name: str
     targets: _hub_pb2.Targets
     gpus: _containers.RepeatedScalarFieldContainer[int]
@@ -145,7 +148,8 @@ class SwitchModelRequest(_message.Message):
     check: bool
     no_rollback: bool
     force: bool
-    def __init__(self, name: _Optional[str] = ..., targets: _Optional[_Union[_hub_pb2.Targets, _Mapping]] = ..., gpus: _Optional[_Iterable[int]] = ..., gpu_count: _Optional[int] = ..., port: _Optional[int] = ..., serial: _Optional[int] = ..., max_fail_percent: _Optional[float] = ..., check: _Optional[bool] = ..., no_rollback: _Optional[bool] = ..., force: _Optional[bool] = ...) -> None: ...
+    no_fetch: bool
+    def __init__(self, name: _Optional[str] = ..., targets: _Optional[_Union[_hub_pb2.Targets, _Mapping]] = ..., gpus: _Optional[_Iterable[int]] = ..., gpu_count: _Optional[int] = ..., port: _Optional[int] = ..., serial: _Optional[int] = ..., max_fail_percent: _Optional[float] = ..., check: _Optional[bool] = ..., no_rollback: _Optional[bool] = ..., force: _Optional[bool] = ..., no_fetch: _Optional[bool] = ...) -> None: ...
 
 class StopModelRequest(_message.Message):
     __slots__ = ("name", "targets")
