@@ -23,7 +23,7 @@ import yaml
 
 from hub.models import chill, deploy, estimate, gguf, llamacpp, load, vllm
 from hub.models.load import ModelError
-from hub.models.schema import Deployment, Model, PathSource, Source, as_dict
+from hub.models.schema import Deployment, Model, PathSource, RegistrySource, Source, as_dict
 
 DEFAULT_DEPLOYMENT = Deployment(gpus=(0,), port=8000)
 
@@ -195,3 +195,13 @@ def validation(filename: str, content: str) -> tuple[list[str], list[Checked]]:
     except ModelError as exc:
         return list(exc.problems), []
     return [], [checked(model) for model in models]
+
+
+def registry_users(directory: Path, entry: str) -> list[str]:
+    """The names of the models whose source is the registry entry `entry`, sorted."""
+    models, _ = load.load_directory(directory)
+    return sorted(
+        name
+        for name, model in models.items()
+        if isinstance(model.source, RegistrySource) and model.source.name == entry
+    )

@@ -8,6 +8,9 @@
       hf: {repo: Qwen/Qwen3-Coder-30B-A3B-Instruct-FP8, revision: main}
       # gguf: {repo: Qwen/Qwen3-8B-GGUF, file: Qwen3-8B-Q4_K_M.gguf, revision: main}
       # path: /models/qwen3-8b          (a directory, or a .gguf file, on the host)
+      # registry: qwen3-8b-gguf          (an entry of the hub's registry, from the node's cache)
+      # file: Qwen3-8B-Q4_K_M.gguf       (with registry: the entry's file llama.cpp serves;
+      #                                   default: the entry's only .gguf)
     vllm: {max_model_len: 65536, enable_auto_tool_choice: true, tool_call_parser: qwen3_coder}
     # llama_cpp: {n_ctx: 8192, n_gpu_layers: -1, n_batch: 512, chat_format: chatml, backend: cuda}
     vram_gb: 40                        # per GPU (default: estimated)
@@ -50,6 +53,7 @@ from hub.models.schema import (
     LlamaCppParams,
     Model,
     PathSource,
+    RegistrySource,
     Source,
     VllmParams,
     as_dict,
@@ -58,10 +62,11 @@ from hub.models.schema import (
 TOP_KEYS = ("name", "description", "served_model_name", "engine", "source", "vllm", "llama_cpp",
             "vram_gb", "health_path", "drain_metric", "aliases", "gateway")  # fmt: skip
 GATEWAY_KEYS = ("idle_ttl", "load_timeout", "node", "port")
-SOURCE_KINDS = ("hf", "gguf", "path")
+SOURCE_KINDS = ("hf", "gguf", "path", "registry")
 REPO = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}(/[A-Za-z0-9][A-Za-z0-9._-]{0,95})?$")
 REVISION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,254}$")
 GGUF_FILE = re.compile(r"^(?!/)(?!.*(^|/)\.\.(/|$))[^\s]+\.gguf$", re.IGNORECASE)
+REGISTRY_FILE = re.compile(r"^(?![/.])(?!.*(^|/)\.\.?(/|$))[^\s]+$")
 SERVED = re.compile(r"^\S{1,256}$")
 HEALTH = re.compile(r"^/[^\s]{0,255}$")
 MAX_VRAM_GB = 10_000
@@ -85,19 +90,40 @@ def _hub_ref(p: Problems, where: str, m: dict[str, Any], keys: tuple[str, ...]) 
     return found
 
 
+def _registry(p: Problems, m: dict[str, Any]) -> RegistrySource | None:
+    """`source: {registry: NAME, file: F}`: an entry of the hub's registry."""
+    name = checks.label(p, "source.registry", m["registry"], "registry entry's name")
+    file = None
+    if "file" in m:
+        file = checks.text(p, "source.file", m["file"], REGISTRY_FILE,
+                           "a relative path of a file of the entry, e.g. model-q4_k_m.gguf",
+                           1024)  # fmt: skip
+        if file is None:
+            return None
+    return RegistrySource(name, file) if name else None
+
+
 def source(p: Problems, value: Any) -> Source | None:
-    m = checks.mapping(p, "source", value, "one of hf: {repo}, gguf: {repo, file}, path: /dir")
+    m = checks.mapping(p, "source", value, "one of hf: {repo}, gguf: {repo, file}, path: /dir, "
+                       "registry: NAME")  # fmt: skip
     if m is None:
         return None
     kinds = [key for key in m if key in SOURCE_KINDS]
+    allowed = (*SOURCE_KINDS, "file") if "registry" in m else SOURCE_KINDS
     for key in m:
-        if key not in SOURCE_KINDS:
-            p.add(f"source.{key}", f"unknown key{checks.did_you_mean(key, SOURCE_KINDS)}; "
-                                   "use one of hf, gguf, path")  # fmt: skip
+        if key not in allowed:
+            hint = (
+                "file goes only with registry:"
+                if key == "file"
+                else "use one of hf, gguf, path, registry"
+            )
+            p.add(f"source.{key}", f"unknown key{checks.did_you_mean(key, allowed)}; {hint}")
     if len(kinds) != 1:
         got = " and ".join(kinds) if kinds else "none"
-        p.add("source", f"must have exactly one of hf, gguf, path, got {got}")
+        p.add("source", f"must have exactly one of hf, gguf, path, registry, got {got}")
         return None
+    if kinds[0] == "registry":
+        return _registry(p, m)
     kind, before = kinds[0], len(p)
     if kind == "path":
         path = checks.text(p, "source.path", m["path"], re.compile(r"^/"),
@@ -124,6 +150,7 @@ def _engine(p: Problems, m: dict[str, Any], src: Source | None) -> str | None:
     if "engine" in m:
         return checks.choice(p, "engine", m["engine"], ENGINES)
     gguf = isinstance(src, GgufSource) or (isinstance(src, PathSource) and src.is_gguf)
+    gguf = gguf or (isinstance(src, RegistrySource) and src.is_gguf)
     return "llama-cpp" if gguf else "vllm"
 
 
@@ -134,6 +161,13 @@ def _compatible(p: Problems, engine: str, src: Source) -> None:
     if engine == "llama-cpp" and isinstance(src, HfSource):
         p.add("source.hf", "llama.cpp needs a GGUF file: use source: {gguf: {repo, file}} or "
                            "{path: /dir/model.gguf}, or engine: vllm")  # fmt: skip
+    if isinstance(src, RegistrySource) and src.file is not None:
+        if engine == "vllm":
+            p.add("source.file", "vLLM serves the whole entry (a Hugging Face repository): "
+                                 "remove file, or use engine: llama-cpp")  # fmt: skip
+        elif not src.is_gguf:
+            p.add("source.file", f"llama.cpp needs a .gguf file, got {src.file!r}: name the "
+                                 "entry's .gguf file")  # fmt: skip
     if engine == "llama-cpp" and isinstance(src, PathSource) and not src.is_gguf:
         p.add("source.path", f"llama.cpp needs a .gguf file, got {src.path!r}: point it at "
                              "the file, or use engine: vllm")  # fmt: skip

@@ -57,7 +57,24 @@ class PathSource:
         return f"path:{self.path}"
 
 
-Source = HfSource | GgufSource | PathSource
+@dataclass(frozen=True)
+class RegistrySource:
+    """An entry of the hub's model registry (`hubctl registry pull`), served from the node's
+    model cache; `file` picks one file of a files-layout entry (llama.cpp: a .gguf; None: the
+    entry's only .gguf, resolved when the model is deployed)."""
+
+    name: str
+    file: str | None = None
+
+    @property
+    def is_gguf(self) -> bool:
+        return self.file is not None and self.file.lower().endswith(".gguf")
+
+    def describe(self) -> str:
+        return f"registry:{self.name}" + (f"/{self.file}" if self.file else "")
+
+
+Source = HfSource | GgufSource | PathSource | RegistrySource
 
 
 @dataclass(frozen=True)
@@ -153,6 +170,11 @@ class Deployment:
 def source_dict(source: Source) -> dict[str, Any]:
     if isinstance(source, PathSource):
         return {"path": source.path}
+    if isinstance(source, RegistrySource):
+        found: dict[str, Any] = {"registry": source.name}
+        if source.file:
+            found["file"] = source.file
+        return found
     inner: dict[str, Any] = {"repo": source.repo}
     if isinstance(source, GgufSource):
         inner["file"] = source.file
