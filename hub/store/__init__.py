@@ -6,6 +6,7 @@ from hub.store.db import Database, migrate, sqlite_url
 from hub.store.deployments import ModelDeployment
 from hub.store.keys import ApiKeyRow
 from hub.store.models import Gpu, Node, NodeEvent, NodeStatus
+from hub.store.registry import RegistryEntryRow
 from hub.store.store import GpuRecord, GpuTelemetryRecord, NodeHello, Store
 from hub.store.trust import AuditEntry, Credential, JoinToken, TrustStore
 
@@ -25,6 +26,7 @@ __all__ = [
     "NodeEvent",
     "NodeHello",
     "NodeStatus",
+    "RegistryEntryRow",
     "Store",
     "TrustStore",
     "migrate",
