@@ -9,7 +9,21 @@ from typing import Annotated
 
 import typer
 
-from cli import assign, coercion, configs, envs, gpus, keys, models, nodes, ops, switch, trust, up
+from cli import (
+    assign,
+    coercion,
+    configs,
+    envs,
+    gpus,
+    keys,
+    models,
+    nodes,
+    ops,
+    registry,
+    switch,
+    trust,
+    up,
+)
 from cli.output import CliError, error_line, first_line
 
 coercion.install()
@@ -69,6 +83,7 @@ app.command("gpus")(gpus.gpus)
 app.add_typer(configs.app, name="configs")
 app.add_typer(models.app, name="models")
 app.add_typer(envs.app, name="envs")
+app.add_typer(registry.app, name="registry")
 app.command("switch")(switch.switch)
 app.command("drain")(switch.drain)
 app.command("stop")(switch.stop)

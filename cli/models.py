@@ -158,10 +158,12 @@ def convert(
         raise typer.Exit(1)
 
 
-from cli import models_backend, models_run  # noqa: E402  (cheap: typer only; join this group)
+from cli import models_backend, models_cache, models_run  # noqa: E402  (cheap: typer only)
 
 app.command("switch")(models_run.switch)
 app.command("stop")(models_run.stop)
 app.command("running")(models_run.running)
 app.command("logs")(models_run.logs)
 app.command("switch-backend")(models_backend.switch_backend)
+app.command("cache")(models_cache.cache)
+app.command("uncache")(models_cache.uncache)

@@ -115,17 +115,21 @@ def switch(
     rollback: Annotated[bool, typer.Option(help="Restore the previous on failure.")] = True,
     force: Annotated[bool, typer.Option(
         help="Start it although the nodes' GPUs are too few or too small for it.")] = False,
+    no_fetch: Annotated[bool, typer.Option(
+        "--no-fetch", help="A registry model: refuse nodes whose cache does not hold it "
+        "instead of fetching it first.")] = False,
     detach: DetachOption = False,
     as_json: JsonOption = False,
 ) -> None:  # fmt: skip
-    """Run a model on nodes: drain and stop what runs there, start the model's server, wait
-    until it serves the model; roll back on failure."""
+    """Run a model on nodes: drain and stop what runs there (a registry model is first
+    fetched into caches that lack it), start the model's server, wait until it serves the
+    model; roll back on failure."""
     from gpufleet.v1 import models_pb2
 
     request = models_pb2.SwitchModelRequest(
         name=name, targets=targets(node_names(node), every, labels), gpus=gpu_list(gpus),
         gpu_count=gpu_count, port=port, serial=serial, max_fail_percent=percent(max_fail),
-        check=check, no_rollback=not rollback, force=force,
+        check=check, no_rollback=not rollback, force=force, no_fetch=no_fetch,
     )  # fmt: skip
     follow(ctx, "SwitchModel", request, detach, as_json)
 

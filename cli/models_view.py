@@ -13,6 +13,7 @@ from rich.text import Text
 from gpufleet.v1 import models_pb2
 
 FORMATS = ("gpufleet", "vllmmodel")
+REGISTRY_SOURCE = "registry:"
 
 
 def info(message: models_pb2.ModelInfo) -> dict[str, Any]:
@@ -32,6 +33,7 @@ def info(message: models_pb2.ModelInfo) -> dict[str, Any]:
         "running_on": list(message.running_on),
         "environment": message.environment or None,
         "backend_switched": message.backend_switched,
+        "cached_on": list(message.cached_on),
     }
 
 
@@ -62,15 +64,30 @@ def needed(model: dict[str, Any]) -> str:
     return "?" if count is None else ("none" if count == 0 else str(count))
 
 
+def from_registry(model: dict[str, Any]) -> bool:
+    """A model whose source is an entry of the hub's registry ('registry:NAME[/FILE]')."""
+    return str(model["source"]).startswith(REGISTRY_SOURCE)
+
+
+def cached(model: dict[str, Any]) -> str:
+    """Where the model's registry entry is cached: 'gpu-a, gpu-b (partial)', '-' (nowhere or
+    not a registry model)."""
+    return ", ".join(model["cached_on"]) or "-"
+
+
 def table(models: list[dict[str, Any]]) -> Table:
+    """`hubctl models`: a CACHED column only when a model comes from the registry."""
+    with_cached = any(from_registry(m) for m in models)
     found = Table(box=None, header_style="bold")
     for column in ("NAME", "ENGINE", "SOURCE", "CONTEXT", "VRAM/GPU", "GPUS NEEDED",
-                   "RUNNING ON", "DESCRIPTION"):  # fmt: skip
+                   "RUNNING ON", *(("CACHED",) if with_cached else ()),
+                   "DESCRIPTION"):  # fmt: skip
         found.add_column(column)
     for model in models:
+        where = [Text(cached(model))] if with_cached else []
         found.add_row(Text(model["name"]), model["engine"], Text(model["source"]),
                       context(model), vram(model), needed(model),
-                      Text(", ".join(model["running_on"]) or "-"),
+                      Text(", ".join(model["running_on"]) or "-"), *where,
                       Text(model["description"]))  # fmt: skip
     return found
 
@@ -135,6 +152,7 @@ def show(found: dict[str, Any]) -> str:
             if model["environment"]
             else []
         ),
+        *([f"  cached on:    {cached(model)}"] if from_registry(model) else []),
         f"  VRAM:         {estimate}",
         f"  file:         {model['file']}",
         f"  digest:       {model['digest'][:12]}",
