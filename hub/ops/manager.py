@@ -3,7 +3,8 @@
 
 What an operation does on a node is its kind's business (hub/ops/kind.py); everything else
 is the same for every kind and lives here: reserving nodes, batches, events and progress,
-cancellation, the stored outcome.
+cancellation, the stored outcome. A kind that runs on the hub itself (HubKind) goes the same
+way with the one target "hub", holding its reservation key instead of nodes.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from datetime import UTC, datetime
 from gpufleet.v1 import agent_link_pb2 as pb
 from hub.ops.batches import FAILED, Outcome, run_batches
 from hub.ops.events import Event, ProgressLog
-from hub.ops.kind import NodeRun, Request
+from hub.ops.kind import HUB_TARGET, HubKind, HubRun, NodeRun, OperationKind, Request
 from hub.ops.remote import RemoteAgent, running_from_proto
 from hub.ops.steps import SetState
 from hub.sessions import AgentSession, SessionRegistry, TaskProgress
@@ -47,6 +48,9 @@ class Live:
     cancel: asyncio.Event = field(default_factory=asyncio.Event)
     progress: ProgressLog = field(default_factory=ProgressLog)
     ended: asyncio.Event = field(default_factory=asyncio.Event)
+    kind: OperationKind | None = None
+    # A hub kind's reservation key ('' for node kinds).
+    holds: str = ""
 
 
 def new_id(now: datetime) -> str:
@@ -72,6 +76,7 @@ class OperationManager:
         self.store = store
         self.observe_step = observe_step
         self.busy: dict[str, str] = {}  # node -> operation id
+        self.held: dict[str, str] = {}  # a hub kind's reservation -> operation id
         # Ended operations whose final write has not landed yet (the database refuses
         # writes): their outcome, shown instead of the stored `running` until it lands.
         self.unsaved: dict[str, tuple[str, datetime, str]] = {}
@@ -84,38 +89,64 @@ class OperationManager:
     async def submit(self, request: Request, known_nodes: list[str]) -> str:
         if self.db.error:  # it could not record the operation's progress nor its outcome
             raise OperationError("conflict", cannot_persist(self.db.error))
-        nodes = self._resolve(request.nodes, known_nodes)
-        for node in nodes:
-            holder = self.busy.get(node)
-            if holder is not None:
-                raise OperationError(
-                    "conflict",
-                    f"node {node} is already in operation {holder}: wait for it "
-                    f"(hubctl ops watch {holder}) and try again",
-                )
+        kind = request.kind
+        holds = kind.reservation if isinstance(kind, HubKind) else ""
+        if holds:
+            nodes = [HUB_TARGET]
+            self._check_free(holds, self.held.get(holds))
+        else:
+            nodes = self._resolve(request.nodes, known_nodes)
+            for node in nodes:
+                self._check_free(f"node {node}", self.busy.get(node))
         now = self.now()
+        params: dict[str, object] = {
+            "serial": request.serial,
+            "max_fail_percent": request.max_fail_percent,
+            "nodes": nodes,
+        }
+        if holds:
+            params["holds"] = holds
         record = OperationRecord(
-            id=new_id(now), kind=request.kind.name, created=now,
-            configuration=request.kind.configuration, check=request.check,
-            params={"serial": request.serial, "max_fail_percent": request.max_fail_percent,
-                    "nodes": nodes},
+            id=new_id(now), kind=kind.name, created=now, configuration=kind.configuration,
+            check=request.check, params=params,
         )  # fmt: skip
         # Reserve before the first await: two requests racing for a node cannot both pass.
         if not request.check:
-            self.busy.update(dict.fromkeys(nodes, record.id))
+            if holds:
+                self.held[holds] = record.id
+            else:
+                self.busy.update(dict.fromkeys(nodes, record.id))
         try:
             await self.db.call(self.store.create, record, nodes)
         except BaseException as exc:
             self._release(nodes, record.id)
+            self._let_go(holds, record.id)
             if isinstance(exc, Exception) and storage_fault(exc):
                 log.error("cannot record operation %s: %s", record.id, describe(exc))
                 raise OperationError("conflict", cannot_persist(describe(exc))) from None
             raise
-        self.running[record.id] = Live(record)
+        self.running[record.id] = Live(record, kind=kind, holds=holds)
         task = asyncio.create_task(self._run(record, request, nodes), name=record.id)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return record.id
+
+    @staticmethod
+    def _check_free(what: str, holder: str | None) -> None:
+        if holder is not None:
+            raise OperationError(
+                "conflict",
+                f"{what} is already in operation {holder}: wait for it "
+                f"(hubctl ops watch {holder}) and try again",
+            )
+
+    def holder(self, reservation: str) -> tuple[str, OperationKind] | None:
+        """The running hub operation holding `reservation`, and its kind (to join it)."""
+        operation_id = self.held.get(reservation)
+        run = self.running.get(operation_id) if operation_id is not None else None
+        if operation_id is None or run is None or run.kind is None:
+            return None
+        return operation_id, run.kind
 
     @staticmethod
     def _resolve(names: list[str], known: list[str]) -> list[str]:
@@ -189,7 +220,9 @@ class OperationManager:
                 cancel=run.cancel,
             )  # fmt: skip
             failed = sum(outcome.result in FAILED for outcome in results.values())
-            if run.cancel.is_set():
+            if run.holds:
+                status, message = _on_hub(results[HUB_TARGET], run.cancel.is_set())
+            elif run.cancel.is_set():
                 status = "cancelled"
                 message = f"cancelled; {failed} of {len(nodes)} nodes failed"
             else:
@@ -199,7 +232,10 @@ class OperationManager:
             log.exception("operation %s crashed", oid)
             status, message = "failed", f"internal error: {exc}"
         finally:
-            self._release(nodes, oid)
+            if run.holds:
+                self._let_go(run.holds, oid)
+            else:
+                self._release(nodes, oid)
         finished = self.now()
         self.unsaved[oid] = (status, finished, message)
         self.db.submit(self.store.finish, oid, status, finished, message,
@@ -224,6 +260,10 @@ class OperationManager:
             if self.busy.get(node) == operation_id:
                 del self.busy[node]
 
+    def _let_go(self, holds: str, operation_id: str) -> None:
+        if holds and self.held.get(holds) == operation_id:
+            del self.held[holds]
+
     def _node_started(self, operation_id: str, node: str) -> None:
         self.db.submit(self.store.node_result, operation_id, node, "running", "", self.now(), None)
         self.event(operation_id, node, "begin", "started")
@@ -232,6 +272,9 @@ class OperationManager:
         dropped = self.running[operation_id].progress.finish_node(node)
         self.db.submit(self.store.node_result, operation_id, node, outcome.result,
                        outcome.message, None, self.now(), dropped)  # fmt: skip
+        if self.running[operation_id].holds:
+            self.event(operation_id, node, "result", f"{outcome.result}: {outcome.message}")
+            return
         self._release([node], operation_id)
         session = self.registry.get(node)
         if outcome.result == "unreachable" and session is not None:
@@ -252,6 +295,8 @@ class OperationManager:
         return apply
 
     async def _node(self, operation_id: str, node: str, request: Request) -> Outcome:
+        if isinstance(request.kind, HubKind):
+            return await self._hub(operation_id, request.kind, request.check)
         session = self.registry.get(node)
         if session is None:
             self.event(operation_id, node, "result", "unreachable: the node is not connected")
@@ -268,6 +313,20 @@ class OperationManager:
             self._set_state(operation_id, node, request.check), request.check,
         )  # fmt: skip
         return await request.kind.run_node(context)
+
+    async def _hub(self, operation_id: str, kind: HubKind, check: bool) -> Outcome:
+        run = self.running[operation_id]
+
+        def progress(phase: str, message: str, percent: float | None) -> None:
+            self._progress(
+                operation_id, HUB_TARGET, kind.name, TaskProgress(phase, message, percent)
+            )
+
+        context = HubRun(
+            operation_id, lambda step, message: self.event(operation_id, HUB_TARGET, step, message),
+            progress, run.cancel, check,
+        )  # fmt: skip
+        return await kind.run_hub(context)
 
     def node_connected(
         self, session: AgentSession, projects: list[pb.RunningProject] | None
@@ -319,3 +378,12 @@ class OperationManager:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _on_hub(outcome: Outcome, cancelled: bool) -> tuple[str, str]:
+    """A hub operation's status and message: its one outcome's."""
+    if cancelled or outcome.result == "cancelled":
+        return "cancelled", outcome.message or "cancelled"
+    if outcome.result in FAILED:
+        return "failed", outcome.message
+    return "succeeded", outcome.message or "done"
