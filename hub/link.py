@@ -17,6 +17,8 @@ from gpufleet.v1 import agent_link_pb2 as pb
 from gpufleet.v1 import agent_link_pb2_grpc
 from hub import convert
 from hub.envs.view import MAX_ENVS, EnvView, NodeEnvs, TooManyEnvs, envs_from_proto
+from hub.registry.caches import CachedView, NodeCaches
+from hub.registry.convert_caches import MAX_CACHES, TooManyCaches, caches_from_proto
 from hub.sessions import AgentSession, NameInUse, SessionRegistry
 from hub.store import Database, NodeHello, Store
 from hub.trust import auth
@@ -53,6 +55,20 @@ def envs_reported(node: str, infos: Sequence[pb.EnvInfo]) -> tuple[EnvView, ...]
         return None
 
 
+def caches_reported(node: str, entries: Sequence[pb.CachedEntry]) -> tuple[CachedView, ...] | None:
+    """A node's model cache report: past MAX_CACHES the first MAX_CACHES; None for a report
+    the hub cannot read. Either is logged and never costs the node its link."""
+    try:
+        try:
+            return caches_from_proto(entries)
+        except TooManyCaches as exc:
+            log.warning("node %s: %s; keeping the first %d", node, exc, MAX_CACHES)
+            return caches_from_proto(entries[:MAX_CACHES])
+    except ValueError as exc:
+        log.warning("node %s: model cache report ignored: %s", node, exc)
+        return None
+
+
 class AgentLinkService(agent_link_pb2_grpc.AgentLinkServicer):  # type: ignore[misc]
     def __init__(
         self,
@@ -64,9 +80,12 @@ class AgentLinkService(agent_link_pb2_grpc.AgentLinkServicer):  # type: ignore[m
         monotonic: Callable[[], float],
         on_connect: Callable[[AgentSession, list[pb.RunningProject] | None], None],
         envs: NodeEnvs | None = None,
+        caches: NodeCaches | None = None,
     ) -> None:
         self.on_connect = on_connect
         self.envs = envs if envs is not None else NodeEnvs()
+        # Each node's model cache; a node that goes down keeps what it said last.
+        self.caches = caches if caches is not None else NodeCaches()
         self.registry = registry
         self.db = db
         self.store = store
@@ -101,6 +120,9 @@ class AgentLinkService(agent_link_pb2_grpc.AgentLinkServicer):  # type: ignore[m
         envs = envs_reported(record.name, hello.envs)
         self.envs.report(record.name, envs if envs is not None else self.envs.of(record.name),
                          given=list(hello.llama_env_backends))  # fmt: skip
+        cached = caches_reported(record.name, hello.caches)
+        if cached is not None:
+            self.caches.replace(record.name, cached)
         session.gpu_states = {gpu.index: gpu.state for gpu in record.gpus}
         session.gpu_uuids = {gpu.index: gpu.uuid for gpu in record.gpus}
         reader = asyncio.create_task(self._read(session, request_iterator))
@@ -190,6 +212,10 @@ class AgentLinkService(agent_link_pb2_grpc.AgentLinkServicer):  # type: ignore[m
             envs = envs_reported(session.name, beat.envs.envs)
             if envs is not None:
                 self.envs.report(session.name, envs)
+        if beat.HasField("caches"):
+            cached = caches_reported(session.name, beat.caches.caches)
+            if cached is not None:
+                self.caches.replace(session.name, cached)
         if beat.HasField("inventory"):
             inventory = convert.inventory_from_proto(beat.inventory)
             gpus = inventory[2]

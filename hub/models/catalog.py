@@ -6,7 +6,9 @@ into protobuf by `hub.models.convert`. `listing` is every model of the directory
 estimate, `detail` one model with the engine command a default deployment (one GPU, port 8000)
 gets, `validation` a file's every problem, or its models in both YAML forms. A llama.cpp model
 `switch-backend` associated with another environment (`environments`: model -> environment) is
-estimated and commanded as it runs from there, and says so (`Entry.environment`, `switched`).
+estimated and commanded as it runs from there, and says so (`Entry.environment`, `switched`). A
+model from the registry is estimated and commanded from its entry (`entries`: what the hub's
+database holds, plain data).
 """
 
 from __future__ import annotations
@@ -15,15 +17,23 @@ import functools
 import os
 import shlex
 import stat
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import yaml
 
-from hub.models import chill, deploy, estimate, gguf, llamacpp, load, vllm
+from hub.models import cached, chill, deploy, estimate, gguf, llamacpp, load, vllm
 from hub.models.load import ModelError
-from hub.models.schema import Deployment, Model, PathSource, RegistrySource, Source, as_dict
+from hub.models.schema import (
+    Deployment,
+    Model,
+    PathSource,
+    RegistryCopy,
+    RegistrySource,
+    Source,
+    as_dict,
+)
 
 DEFAULT_DEPLOYMENT = Deployment(gpus=(0,), port=8000)
 
@@ -107,7 +117,8 @@ GPU_COUNTS = (1, 2, 4, 8)
 MIB = 1024
 
 
-def gpus_needed(model: Model, largest_mb: int | None) -> int | None:
+def gpus_needed(model: Model, largest_mb: int | None,
+                sizes: estimate.Sizes = SIZES) -> int | None:  # fmt: skip
     """The fewest of GPU_COUNTS GPUs of `largest_mb` MiB each whose share of the model's
     estimate fits (0: the model runs on no GPU; None: unknown)."""
     if model.llama_cpp is not None and model.llama_cpp.backend == "cpu":
@@ -115,7 +126,7 @@ def gpus_needed(model: Model, largest_mb: int | None) -> int | None:
     if not largest_mb:
         return None
     for count in GPU_COUNTS:
-        need = estimate.estimate(model, SIZES, count).vram_gb
+        need = estimate.estimate(model, sizes, count).vram_gb
         if need is None:
             return None
         if need * MIB <= largest_mb:
@@ -123,24 +134,30 @@ def gpus_needed(model: Model, largest_mb: int | None) -> int | None:
     return None
 
 
-def entry(model: Model, largest_mb: int | None = None, environment: str = "") -> Entry:
-    """The model's listing entry; estimated as it runs from `environment` ("": its own)."""
+def entry(model: Model, largest_mb: int | None = None, environment: str = "",
+          registry: Sequence[RegistryCopy] = ()) -> Entry:  # fmt: skip
+    """The model's listing entry; estimated as it runs from `environment` ("": its own), a
+    registry source from its entry among `registry`."""
+    sizes = estimate.EntrySizes(SIZES, cached.entry_for(model, registry))
     if model.llama_cpp is None:
-        return Entry(model, estimate.estimate(model, SIZES, 1), gpus_needed(model, largest_mb))
+        return Entry(model, estimate.estimate(model, sizes, 1),
+                     gpus_needed(model, largest_mb, sizes))  # fmt: skip
     runs = deploy.on_environment(model, environment)
-    return Entry(model, estimate.estimate(runs, SIZES, 1), gpus_needed(runs, largest_mb),
+    return Entry(model, estimate.estimate(runs, sizes, 1), gpus_needed(runs, largest_mb, sizes),
                  environment or model.llama_cpp.backend, bool(environment))  # fmt: skip
 
 
 def listing(
-    directory: Path, largest_mb: int | None = None, environments: Mapping[str, str] | None = None
-) -> tuple[list[Entry], list[str]]:
+    directory: Path, largest_mb: int | None = None, environments: Mapping[str, str] | None = None,
+    registry: Sequence[RegistryCopy] = (),
+) -> tuple[list[Entry], list[str]]:  # fmt: skip
     """Every model of the directory by name, and one line per file that did not load;
     `largest_mb`: the cluster's largest GPU, for how many GPUs each model needs;
-    `environments`: the associations of switch-backend."""
+    `environments`: the associations of switch-backend; `registry`: the registry's entries."""
     models, errors = load.load_directory(directory)
     found = environments or {}
-    entries = [entry(models[name], largest_mb, found.get(name, "")) for name in sorted(models)]
+    entries = [entry(models[name], largest_mb, found.get(name, ""), registry)
+               for name in sorted(models)]  # fmt: skip
     return entries, [str(e) for e in errors]
 
 
@@ -152,26 +169,30 @@ def describe(deployment: Deployment) -> str:
 
 
 def command(model: Model, deployment: Deployment) -> tuple[list[str], dict[str, str]]:
-    """The engine's whole argv and its environment additions (ValueError when there is none)."""
+    """The engine's whole argv and its environment additions (ValueError when there is none;
+    a registry source whose entry is not usable: the line says how to fill it)."""
     if model.engine == "vllm":
         return [*vllm.ENTRYPOINT, *vllm.args(model, deployment)], vllm.env(model)
     return llamacpp.args(model, deployment), llamacpp.env(model, deployment)
 
 
 def detail(directory: Path, name: str, deployment: Deployment = DEFAULT_DEPLOYMENT,
-           environments: Mapping[str, str] | None = None) -> Detail:  # fmt: skip
+           environments: Mapping[str, str] | None = None,
+           registry: Sequence[RegistryCopy] = ()) -> Detail:  # fmt: skip
     """One model by name or alias (NotFound naming close ones), with its engine command (as it
-    runs from the environment switch-backend associated, when it has one)."""
+    runs from the environment switch-backend associated, when it has one; from the node's
+    model cache for a registry source, whose entry is among `registry`)."""
     models, _ = load.load_directory(directory)
     try:
         model = load.find(models, name)
     except ModelError as exc:
         raise NotFound(str(exc)) from None
     environment = (environments or {}).get(model.name, "")
-    found = entry(model, environment=environment)
+    found = entry(model, environment=environment, registry=registry)
     runs = deploy.on_environment(model, environment)
     if runs is not model and not deploy.needs_gpu(runs):
         deployment = Deployment(port=deployment.port)  # on the cpu: no GPU
+    deployment = replace(deployment, entry=cached.entry_for(model, registry))
     try:
         argv, env = command(runs, deployment)
     except ValueError as exc:

@@ -129,7 +129,8 @@ def export(model: Model) -> dict[str, Any]:
         raise ValueError(f"model {model.name!r} runs on {model.engine}: a VLLMModel describes "
                          "vLLM models only")  # fmt: skip
     if not isinstance(model.source, HfSource | PathSource):
-        raise ValueError(f"model {model.name!r}: a VLLMModel's modelName is a repository or a path")
+        raise ValueError(f"model {model.name!r}: a VLLMModel's modelName is a repository or a "
+                         f"path, and its source is {model.source.describe()}")  # fmt: skip
     ours = as_dict(model)
     spec: dict[str, Any] = {}
     if isinstance(model.source, HfSource):

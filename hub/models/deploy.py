@@ -7,12 +7,15 @@ from the model's definition at each start, with one service, "server":
   the hub's --vllm-image), the command `hub.models.vllm.args` gives for the deployment's GPUs
   (tensor parallel over them) on port 8000 inside, published on the node's PORT, the model's
   environment, the shared Hugging Face cache volume, shared memory for PyTorch, and the GPUs as
-  device reservations (each agent maps them for its --gpu-runtime).
+  device reservations (each agent maps them for its --gpu-runtime). A model from the registry
+  reads the node's model cache instead, offline: `${GPUFLEET_MODEL_CACHE}/hf` bound read-only
+  (`hub.models.cached`).
 - llama.cpp: a host process the agent supervises (`gpufleet.process`): `python -m
   llama_cpp.server ...` from the agent's environment for the model's backend, the GPUs
   through the backend's visibility variable. A model `hubctl models switch-backend` moved to
   another environment runs from it (`on_environment`): the process names that environment,
   and its backend decides the layers offloaded, the visibility variable and the GPUs needed.
+  A model from the registry runs its .gguf file from the node's model cache.
 
 Both are healthy when GET /v1/models on the node's port answers 200 listing the served model
 name (vLLM answers only once the model is loaded); a vLLM deployment drains on the model's
@@ -33,8 +36,8 @@ from gpufleet import process
 from gpufleet.health import HealthCheck
 from hub.configs import RESERVED_PREFIX, Configuration, DrainProbe, ServiceSpec
 from hub.configs_models import escaped
-from hub.models import llamacpp, vllm
-from hub.models.schema import Deployment, Model
+from hub.models import cached, llamacpp, vllm
+from hub.models.schema import Deployment, Model, RegistryCopy
 
 SERVICE = "server"
 DEFAULT_PORT = 8000
@@ -143,9 +146,10 @@ def _spec(model: Model, where: Placement, vram_gb: float) -> ServiceSpec:
                        model_ref=model.name)  # fmt: skip
 
 
-def compose(model: Model, where: Placement, vram_gb: float, image: str) -> dict[str, Any]:
-    """The vLLM deployment's compose document."""
-    deployment = Deployment(gpus=where.gpus, host="0.0.0.0", port=CONTAINER_PORT)
+def compose(model: Model, where: Placement, vram_gb: float, image: str,
+            entry: RegistryCopy | None = None) -> dict[str, Any]:  # fmt: skip
+    """The vLLM deployment's compose document (`entry`: a registry source's entry)."""
+    deployment = Deployment(gpus=where.gpus, host="0.0.0.0", port=CONTAINER_PORT, entry=entry)
     spec = _spec(model, where, vram_gb)
     meta: dict[str, Any] = {
         "vram_gb": vram_gb,
@@ -165,6 +169,8 @@ def compose(model: Model, where: Placement, vram_gb: float, image: str) -> dict[
         "volumes": [f"hf-cache:{HF_CACHE}"],
         "shm_size": SHM_SIZE,
     }  # fmt: skip
+    if cached.is_registry(model):  # the agent expands the variable: written unescaped
+        service["volumes"].append(cached.VOLUME)
     if where.gpus:
         device = {"driver": "nvidia", "device_ids": [str(g) for g in where.gpus],
                   "capabilities": ["gpu"]}  # fmt: skip
@@ -182,13 +188,14 @@ def _description(model: Model) -> str:
     return model.description or f"model {model.name} on {model.engine}"
 
 
-def host_process(model: Model, where: Placement, environment: str = "") -> process.ProcessSpec:
+def host_process(model: Model, where: Placement, environment: str = "",
+                 entry: RegistryCopy | None = None) -> process.ProcessSpec:  # fmt: skip
     """The llama.cpp deployment's process: the server's arguments after the environment's
     python, its environment (GPUs through the backend's variable) and its health check; it
-    runs from `environment` ("": the model's backend)."""
+    runs from `environment` ("": the model's backend); `entry`: a registry source's entry."""
     model = on_environment(model, environment)
     assert model.llama_cpp is not None
-    deployment = Deployment(gpus=where.gpus, host="0.0.0.0", port=where.port)
+    deployment = Deployment(gpus=where.gpus, host="0.0.0.0", port=where.port, entry=entry)
     args = llamacpp.args(model, deployment)[1:]  # the agent runs its environment's python
     check = _health(LLAMA_HEALTH, model, where.port)
     try:
@@ -199,10 +206,11 @@ def host_process(model: Model, where: Placement, environment: str = "") -> proce
 
 
 def configuration(model: Model, where: Placement, vram_gb: float,
-                  image: str = DEFAULT_VLLM_IMAGE,
-                  environment: str = "") -> Configuration:  # fmt: skip
+                  image: str = DEFAULT_VLLM_IMAGE, environment: str = "",
+                  entry: RegistryCopy | None = None) -> Configuration:  # fmt: skip
     """The configuration "model-NAME" that runs `model` at `where` (DeployError: why not); a
-    llama.cpp model from `environment` ("": its backend's)."""
+    llama.cpp model from `environment` ("": its backend's); a registry source from the node's
+    cache of `entry`."""
     name = project(model.name)
     if len(name) > MAX_PROJECT:
         raise DeployError(
@@ -212,11 +220,11 @@ def configuration(model: Model, where: Placement, vram_gb: float,
     path = Path(model.file or f"{model.name}.yaml")
     try:
         if model.engine == "llama-cpp":
-            spec = host_process(model, where, environment)
+            spec = host_process(model, where, environment, entry)
             return Configuration(name, path, _description(model), f"model {model.name}",
                                  (_spec(model, where, vram_gb),), spec.text(), spec.digest(),
                                  process=spec)  # fmt: skip
-        document = compose(model, where, vram_gb, image)
+        document = compose(model, where, vram_gb, image, entry)
     except ValueError as exc:  # the engine cannot run the source as it is
         raise DeployError(str(exc)) from None
     file = Path(model.file).name if model.file else "-"

@@ -5,8 +5,9 @@ vLLM: the weights (the source's file sizes) x 1.2 + 2 GiB, divided by gpu_memory
 parallelism over N GPUs each holds 1/N of the weights. llama.cpp: the GGUF file's tensor sizes
 plus the KV cache for n_ctx tokens (f16), both from the file's header, for the layers on the
 GPU. Sizes come through `Sizes`: `DiskSizes` reads local paths; a source that is not on this
-host (a Hugging Face repository, until a registry knows its files) gives "estimate unknown:
-set vram_gb" rather than a guess.
+host (a Hugging Face repository) gives "estimate unknown: set vram_gb" rather than a guess; a
+registry entry's file sizes come from the hub's database (`EntrySizes`), its GGUF header is not
+at hand.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from hub.models.schema import (
     DEFAULT_N_CTX,
     Model,
     PathSource,
+    RegistryCopy,
+    RegistrySource,
     Source,
 )
 
@@ -62,6 +65,28 @@ class DiskSizes:
                 return gguf.read_header(file)
         except OSError:
             return None
+
+
+class EntrySizes:
+    """A registry source's weight files from its entry (top level, as on a disk); any other
+    source from `base`."""
+
+    def __init__(self, base: Sizes, entry: RegistryCopy | None) -> None:
+        self.base = base
+        self.entry = entry
+
+    def weight_files(self, source: Source) -> list[int] | None:
+        if not isinstance(source, RegistrySource):
+            return self.base.weight_files(source)
+        entry = self.entry
+        if entry is None or entry.name != source.name:
+            return None
+        found = [size for path, size in entry.files
+                 if "/" not in path and path.lower().endswith(WEIGHT_SUFFIXES)]  # fmt: skip
+        return found or None
+
+    def gguf_header(self, source: Source) -> gguf.Header | None:
+        return self.base.gguf_header(source)
 
 
 @dataclass(frozen=True)

@@ -6,15 +6,17 @@ Option names are llama-cpp-python's own: llama_cpp/server/cli.py adds `--<field>
 field of llama_cpp/server/settings.py (ModelSettings, ServerSettings), underscores kept. With
 a GGUF source and no local copy, `--hf_model_repo_id` makes the server fetch the file itself
 (Llama.from_pretrained, llama_cpp/server/model.py); it cannot pin a revision, so a model with
-a revision needs the deployment's `model_path`. `--model_alias` is the served model name
-(what /v1/models lists). GPUs are chosen with the backend's visibility variable.
+a revision needs the deployment's `model_path`. A registry source reads the node's model
+cache (`hub.models.cached`: `--model=${GPUFLEET_MODEL_CACHE}/...`). `--model_alias` is the
+served model name (what /v1/models lists). GPUs are chosen with the backend's visibility variable.
 """
 
 from __future__ import annotations
 
 import shlex
 
-from hub.models.schema import Deployment, GgufSource, Model, PathSource
+from hub.models import cached
+from hub.models.schema import Deployment, GgufSource, Model, PathSource, RegistrySource
 
 FLAGS = (("n_ctx", "--n_ctx"), ("n_batch", "--n_batch"), ("chat_format", "--chat_format"))
 VISIBLE = {  # backend -> the variable that limits the GPUs it sees
@@ -31,6 +33,8 @@ def model_arguments(model: Model, deployment: Deployment) -> list[str]:
     source = model.source
     if isinstance(source, PathSource):
         return [f"--model={source.path}"]
+    if isinstance(source, RegistrySource):
+        return [f"--model={cached.gguf_path(model, deployment.entry)}"]
     if not isinstance(source, GgufSource):  # refused when the model was read
         raise ValueError(f"model {model.name!r}: llama.cpp needs a GGUF file")
     if source.revision:

@@ -6,7 +6,9 @@ now, to drain and to roll back to) and the model deployments the nodes run now, 
 from the current model files with their stored GPUs, port and environment (so a model's
 rollback, like a configuration's, uses the current file, and runs from where it ran). A
 llama.cpp model that `switch-backend` associated with an environment (`Request.environments`)
-is generated to run from it. Plain picklable values; no hub state.
+is generated to run from it. A model from the registry is generated from its entry as the hub's
+database has it (`Request.entries`: plain data, read by the hub); an entry that is missing or
+not ready refuses the switch. Plain picklable values; no hub state.
 """
 
 from __future__ import annotations
@@ -16,9 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hub.configs import SUFFIXES, ConfigError, Configuration, load_configuration
-from hub.models import catalog, deploy, estimate, load
+from hub.models import cached, catalog, deploy, estimate, load
 from hub.models.load import ModelError
-from hub.models.schema import Model
+from hub.models.schema import Model, RegistryCopy
+
+
+class EntryUnusable(deploy.DeployError):
+    """The model's registry entry is missing or not ready: the line says how to fill it."""
 
 
 @dataclass(frozen=True)
@@ -31,9 +37,14 @@ class Request:
     # model -> the environment switch-backend associated it with (hub.store.backends); a
     # model that has none runs from its definition's backend.
     environments: tuple[tuple[str, str], ...] = ()
+    # The registry's entries (hub.store.registry), for models whose source is one.
+    entries: tuple[RegistryCopy, ...] = ()
 
     def environment(self, model: Model) -> str:
         return dict(self.environments).get(model.name, "")
+
+    def entry(self, model: Model) -> RegistryCopy | None:
+        return cached.entry_for(model, self.entries)
 
 
 def environments(found: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
@@ -61,23 +72,30 @@ class Plan:
     vram_basis: str
     configurations: dict[str, Configuration]
     previous: dict[str, Configuration]  # node -> the model deployment it runs, regenerated
+    entry: RegistryCopy | None = None  # the registry entry the model is served from
 
 
-def regenerate(models: dict[str, Model], stored: Stored, image: str) -> Configuration | None:
-    """A stored deployment as its model file defines it now (None: it cannot be any more)."""
+def regenerate(models: dict[str, Model], stored: Stored, image: str,
+               entries: Sequence[RegistryCopy] = ()) -> Configuration | None:  # fmt: skip
+    """A stored deployment as its model file defines it now (None: it cannot be any more; a
+    registry source whose entry is not among `entries`)."""
     model = models.get(stored.model)
     if model is None:
         return None
     where = deploy.Placement(stored.gpus, stored.port)
     runs = deploy.on_environment(model, stored.environment)
-    found = estimate.estimate(runs, catalog.SIZES, max(1, len(stored.gpus)))
+    entry = cached.entry_for(model, entries)
+    sizes = estimate.EntrySizes(catalog.SIZES, entry)
+    found = estimate.estimate(runs, sizes, max(1, len(stored.gpus)))
     try:
-        return deploy.configuration(model, where, found.vram_gb or 0.0, image, stored.environment)
+        return deploy.configuration(model, where, found.vram_gb or 0.0, image, stored.environment,
+                                    entry)  # fmt: skip
     except deploy.DeployError:
         return None
 
 
-def regenerated(models_dir: Path, stored: Sequence[Stored], image: str) -> dict[str, Configuration]:
+def regenerated(models_dir: Path, stored: Sequence[Stored], image: str,
+                entries: Sequence[RegistryCopy] = ()) -> dict[str, Configuration]:  # fmt: skip
     """Per node, the model deployment it runs as its model file defines it now (for a
     configuration switch or a drain of a node that runs a model). A models directory that is
     gone or cannot be listed regenerates none: the switch or drain then says it has no
@@ -88,7 +106,7 @@ def regenerated(models_dir: Path, stored: Sequence[Stored], image: str) -> dict[
         return {}
     found = {}
     for s in stored:
-        again = regenerate(models, s, image)
+        again = regenerate(models, s, image, entries)
         if again is not None:
             found[s.node] = again
     return found
@@ -126,14 +144,23 @@ def plan(models_dir: Path, configs_dir: Path, request: Request,
 
 def planned(models: dict[str, Model], model: Model, request: Request, stored: Sequence[Stored],
             configurations: dict[str, Configuration]) -> Plan:  # fmt: skip
-    """The plan of `model` (one of `models`) for the request (DeployError: why not)."""
+    """The plan of `model` (one of `models`) for the request (DeployError: why not; for a
+    registry source whose entry is missing or not ready, the line says how to fill it)."""
+    entry = request.entry(model)
+    why = cached.unusable(model, entry)
+    if why:
+        raise EntryUnusable(why)
     environment = request.environment(model)
     runs = deploy.on_environment(model, environment)  # its backend decides GPUs and layers
     where = deploy.placement(runs, request.gpus, request.gpu_count, request.port)
-    found = estimate.estimate(runs, catalog.SIZES, max(1, len(where.gpus)))
-    target = deploy.configuration(model, where, found.vram_gb or 0.0, request.image, environment)
-    previous = {s.node: c for s in stored if (c := regenerate(models, s, request.image))}
-    return Plan(model, where, target, found.vram_gb, found.basis, configurations, previous)
+    sizes = estimate.EntrySizes(catalog.SIZES, entry)
+    found = estimate.estimate(runs, sizes, max(1, len(where.gpus)))
+    target = deploy.configuration(model, where, found.vram_gb or 0.0, request.image, environment,
+                                  entry)  # fmt: skip
+    previous = {
+        s.node: c for s in stored if (c := regenerate(models, s, request.image, request.entries))
+    }
+    return Plan(model, where, target, found.vram_gb, found.basis, configurations, previous, entry)
 
 
 def find(models_dir: Path, name: str) -> Model:

@@ -78,6 +78,29 @@ Source = HfSource | GgufSource | PathSource | RegistrySource
 
 
 @dataclass(frozen=True)
+class RegistryCopy:
+    """The registry entry a RegistrySource names, as the commands need it (from the hub's
+    database, handed to the generators in `Deployment.entry`): its state, how nodes lay it
+    out, and its files (path, size)."""
+
+    name: str
+    layout: str  # hf | files
+    repo: str = ""  # hf layout: ORG/NAME
+    revision: str = ""
+    files: tuple[tuple[str, int], ...] = ()  # (path relative to the entry, bytes)
+    state: str = "ready"  # pulling | ready | failed
+    message: str = ""  # why it failed
+
+    @property
+    def paths(self) -> tuple[str, ...]:
+        return tuple(path for path, _ in self.files)
+
+    @property
+    def ready(self) -> bool:
+        return self.state == "ready"
+
+
+@dataclass(frozen=True)
 class VllmParams:
     """vLLM engine parameters; None means "vLLM's default" and produces no flag."""
 
@@ -161,6 +184,7 @@ class Deployment:
     port: int | None = None
     model_path: str | None = None  # the source resolved on the host (a local copy), if any
     python: str = "python"  # llama.cpp: the environment's interpreter
+    entry: RegistryCopy | None = None  # a registry source: its entry, as the hub knows it
 
     @property
     def parallel(self) -> int:

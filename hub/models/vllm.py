@@ -7,14 +7,17 @@ vllm/entrypoints/openai/cli_args.py): every boolean field is an argparse
 BooleanOptionalAction, so `--no-<flag>` exists for each. Booleans vLLM turns on by default
 (chunked prefill, prefix caching) are written only when false, as `--no-...`; booleans off by
 default only when true; every other field only when set, so vLLM's defaults stay vLLM's. The
-deployment, not the model, gives tensor parallelism, CPU offload, host and port.
+deployment, not the model, gives tensor parallelism, CPU offload, host and port. A registry
+source is read offline from the node's model cache (`hub.models.cached`): `--model=ORG/NAME
+--revision=COMMIT` with HF_HUB_CACHE and HF_HUB_OFFLINE set (`env`).
 """
 
 from __future__ import annotations
 
 import shlex
 
-from hub.models.schema import Deployment, HfSource, Model, PathSource
+from hub.models import cached
+from hub.models.schema import Deployment, HfSource, Model, PathSource, RegistrySource
 
 # (field, flag, kind): "value" writes --flag=value when set; "on" is on by default in vLLM
 # (--no-flag when false); "off" is off by default (--flag when true).
@@ -41,6 +44,10 @@ def model_argument(model: Model, deployment: Deployment) -> list[str]:
     source = model.source
     if isinstance(source, PathSource):
         return [f"--model={source.path}"]
+    if isinstance(source, RegistrySource):
+        entry = cached.hf_repo(model, deployment.entry)
+        revision = [f"--revision={entry.revision}"] if entry.revision else []
+        return [f"--model={entry.repo}", *revision]
     if not isinstance(source, HfSource):  # refused when the model was read
         raise ValueError(f"model {model.name!r}: vLLM reads a GGUF only from a local file")
     revision = [f"--revision={source.revision}"] if source.revision else []
@@ -73,8 +80,12 @@ def args(model: Model, deployment: Deployment | None = None) -> list[str]:
 
 
 def env(model: Model) -> dict[str, str]:
-    """The server's extra environment (the model's env:)."""
-    return dict(model.vllm.env) if model.vllm is not None else {}
+    """The server's extra environment: the model's env:, and for a registry source the
+    offline Hugging Face cache it reads (which the model's env: cannot override)."""
+    found = dict(model.vllm.env) if model.vllm is not None else {}
+    if isinstance(model.source, RegistrySource):
+        found.update(cached.OFFLINE_ENV)
+    return found
 
 
 def command_line(model: Model, deployment: Deployment | None = None) -> str:
