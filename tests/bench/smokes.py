@@ -81,6 +81,21 @@ def litellm_and_llama(request: pytest.FixtureRequest) -> list[str]:
     return ["--litellm", str(Path(found) / "litellm")]
 
 
+def moto(request: pytest.FixtureRequest) -> list[str]:
+    """moto's S3 server (tests/support/s3server.py) runs here."""
+    absent = [m for m in ("moto", "flask", "flask_cors") if importlib.util.find_spec(m) is None]
+    if absent:
+        need(f"{', '.join(absent)} missing: pip install -e '.[dev]' (moto's S3 server)")
+    return []
+
+
+def registry_row(store: str, plain: str) -> str:
+    return (
+        rf"{store} +agent fetch +{NUM} MB/s +{plain} +{NUM} MB/s +ratio {NUM} "
+        r"\(goal >= 0\.9: (met|missed)\)"
+    )
+
+
 def real_podman(request: pytest.FixtureRequest) -> list[str]:
     """Podman runs containers here and the busybox test image is built."""
     try:
@@ -184,6 +199,13 @@ SMOKES: dict[str, Smoke] = {
          rf"8,000 GPUs / 20,000 +balanced +{NUM} +\d+/20000 .*",
          r"2 random feasible instances: .*", r"goal: balanced median ratio <= 1.05: .*"),
         prepare=ortools,
+    ),
+    "registry": Smoke(
+        ("--size-mb", "16", "--runs", "1"),
+        (r"size +16 MiB, 1 runs each, loopback, .*",
+         registry_row("embedded", "bare gRPC Download"), registry_row("s3", "boto3 download_file")),
+        prepare=moto,
+        timeout=180,
     ),
     "startup": Smoke(
         ("--runs", "1"),
