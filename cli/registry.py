@@ -30,7 +30,8 @@ if TYPE_CHECKING:
     from cli.client import HubClient
 
 LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")  # as hub/models/checks.py: RFC 1123
-REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
+PART = r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?"
+REPO_ID = re.compile(f"{PART}/{PART}")  # as hub/registry/entries.py REPO: no '--' or '..'
 REVISION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,254}")
 LAYOUTS = ("files", "hf")
 
@@ -55,7 +56,7 @@ def entry_name(text: str) -> str:
 
 def repo_id(option: str, text: str) -> str:
     value = text.strip()
-    if not REPO_ID.fullmatch(value) or ".." in value:
+    if not REPO_ID.fullmatch(value) or ".." in value or "--" in value:
         raise CliError(
             f"{option} {text[:64]!r} is not a repository id: ORG/NAME, e.g. Qwen/Qwen3-8B",
             exit_code=2,
