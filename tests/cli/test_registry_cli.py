@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.cli.test_bad_input import hubctl, refused
+from tests.cli.test_startup import NEVER, absent, loaded
 from tests.support.procs import Cluster, free_port, wait_until
 
 ENTRY = "tiny"
@@ -208,9 +209,11 @@ def test_a_nodes_cache_listed_then_shown_down(tmp_path: Path, paths: dict[str, P
         cluster.close()
 
 
-def test_the_new_commands_are_listed_in_help() -> None:
-    shown = hubctl("registry", "--help")
+def test_the_new_commands_are_listed_in_help_which_loads_no_grpc_rich_or_stubs() -> None:
+    shown, modules = loaded("registry", "--help")
     assert shown.returncode == 0
+    assert absent(modules, *NEVER, "grpc", "rich", "gpufleet.v1", "cli.registry_view",
+                  "cli.registry_import") == []  # fmt: skip
     for command in ("show", "pull", "import", "rm", "caches"):
         assert f"  {command} " in shown.stdout, shown.stdout
     models = hubctl("models", "--help").stdout
