@@ -16,6 +16,9 @@ import grpc
 import gpufleet
 from agent import managed
 from agent.backoff import Backoff
+from agent.cache.index import CachedEntry
+from agent.cache.protos import caches_report, entry_to_proto
+from agent.cache.store import ModelCache
 from agent.convert import inventory_to_proto, running_to_proto
 from agent.envs.protos import env_to_proto, envs_report
 from agent.envs.record import EnvRecord
@@ -93,7 +96,11 @@ class AgentLink:
         envs: EnvStore | None = None,
         processes: Processes | None = None,
         llama_env_backends: Sequence[str] = (),
+        caches: ModelCache | None = None,
     ) -> None:
+        # The model cache's entries: in the hello, in a heartbeat when changed.
+        self.caches = caches
+        self._sent_caches: tuple[CachedEntry, ...] | None = None
         # Backends given with --llama-env: told in the hello (they need no build).
         self.llama_env_backends = tuple(llama_env_backends)
         # The llama-cpp-python environments, each with the host processes that run from it
@@ -222,7 +229,10 @@ class AgentLink:
         projects = await self._projects()
         envs = self._envs()
         self._sent_envs = envs
+        caches = self._caches()
+        self._sent_caches = caches
         return pb.Hello(
+            caches=[entry_to_proto(record) for record in caches or ()],
             envs=[env_to_proto(record, projects) for record, projects in envs or ()],
             llama_env_backends=list(self.llama_env_backends),
             projects=projects or [],
@@ -315,6 +325,10 @@ class AgentLink:
         if envs is not None and envs != self._sent_envs:
             beat.envs.CopyFrom(envs_report(envs))
             self._sent_envs = envs
+        caches = self._caches()
+        if caches is not None and caches != self._sent_caches:
+            beat.caches.CopyFrom(caches_report(caches))
+            self._sent_caches = caches
         if self.monitor is not None:
             changed, running = self.monitor.changed()
             if changed:
@@ -333,6 +347,15 @@ class AgentLink:
         except OSError as exc:  # an unreadable envs dir must not cost the node its link
             log.warning("cannot list the llama-cpp-python environments: %s", exc)
             return self._sent_envs
+
+    def _caches(self) -> tuple[CachedEntry, ...] | None:
+        if self.caches is None:
+            return None
+        try:
+            return tuple(self.caches.index.records())
+        except OSError as exc:  # an unreadable cache must not cost the node its link
+            log.warning("cannot list the model cache: %s", exc)
+            return self._sent_caches
 
     async def _read(self, call: Call) -> None:
         async for message in _messages(call):

@@ -20,6 +20,9 @@ from pathlib import Path
 
 import gpufleet
 from agent import join, preflight, report
+from agent.cache.sources import HubSource
+from agent.cache.space import parse_size
+from agent.cache.store import ModelCache
 from agent.compose import Podman, run_process
 from agent.credentials import AgentTls, NotEnrolled
 from agent.envs.build import Builder
@@ -40,8 +43,10 @@ from agent.tasks.apply_assignment import ApplyAssignment
 from agent.tasks.build_env import BuildEnv
 from agent.tasks.context import TaskContext
 from agent.tasks.drain import Drain
+from agent.tasks.fetch_model import FetchModel
 from agent.tasks.gather_facts import GatherFacts
 from agent.tasks.remove_env import RemoveEnv
+from agent.tasks.remove_model_cache import RemoveModelCache
 from agent.tasks.runner import Registry, TaskRunner, registry
 from agent.tasks.start_project import StartProject
 from agent.tasks.stop_project import StopProject
@@ -54,8 +59,9 @@ from gpufleet.process import ENVIRONMENTS
 log = logging.getLogger("agent")
 
 
-def task_kinds() -> Registry:
-    """Every task kind this agent runs: one line each."""
+def task_kinds(cache: ModelCache | None = None) -> Registry:
+    """Every task kind this agent runs: one line each. `cache`: the model cache (None:
+    STATE_DIR/models, fetching through no hub)."""
     return registry(
         GatherFacts(),
         StartProject(),
@@ -66,6 +72,8 @@ def task_kinds() -> Registry:
         TailLog(),
         BuildEnv(),
         RemoveEnv(),
+        FetchModel(cache),
+        RemoveModelCache(cache),
     )
 
 
@@ -143,6 +151,15 @@ def run_parser() -> argparse.ArgumentParser:
         help="the llama-cpp-python environment (a venv or prefix with "
         "llama-cpp-python[server]) that llama.cpp model servers of BACKEND "
         f"({', '.join(ENVIRONMENTS)}) run from as DIR/bin/python (repeatable)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--model-cache", type=Path, metavar="DIR",
+        help="where registry entries are cached for the engines (default STATE_DIR/models)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--cache-reserve", default="1G", metavar="SIZE",
+        help="free space a model fetch leaves on the cache's filesystem, e.g. 1G, 500M "
+        "(default 1G)",
     )  # fmt: skip
     add_probe_options(parser)
     add_policy_options(parser)
@@ -285,9 +302,11 @@ def main(argv: list[str] | None = None) -> None:
     except OSError as exc:
         fail(f"state dir {args.state_dir}: {exc.strerror}: choose a writable --state-dir")
     args.hub = join.resolve_hub(args.hub, args.state_dir)
-    env = parse_env(args.env)
+    cache_root, reserve = cache_settings(args)
+    # The agent's own variables (${GPUFLEET_MODEL_CACHE}) win over --env.
+    env = {**parse_env(args.env), **ModelCache(cache_root).variables()}
     llama_envs = parse_llama_envs(args.llama_env)
-    policy = build_policy(args, argv)
+    policy = build_policy(args, argv, cache_root)
     gpus = build_probe(args)
     tls = AgentTls(args.state_dir)
     try:
@@ -299,7 +318,7 @@ def main(argv: list[str] | None = None) -> None:
     ledger = Ledger(args.state_dir)
     ledger.reap()  # what a previous agent on this state dir left running; ours now (the lock)
     podman = Podman(identity.name, env, run=functools.partial(run_process, ledger=ledger))
-    processes = Processes(args.state_dir)
+    processes = Processes(args.state_dir, variables=ModelCache(cache_root).variables())
     adopt(processes)
     monitor = HealthMonitor(store, podman, {**os.environ, **env}, processes=processes)
     checks = preflight.for_host(podman.env, lambda: preflight.Setup(
@@ -308,13 +327,15 @@ def main(argv: list[str] | None = None) -> None:
                else tls.channel_factory(args.hub, SETTINGS.client_options()))  # fmt: skip
     envs = EnvStore(args.state_dir)
     envs.recover()  # a build an earlier agent left unfinished failed
+    cache = ModelCache(cache_root, reserve, hub=HubSource(channel))
+    cache.recover()  # a fetch an earlier agent left unfinished is partial
     builder = Builder(envs, SystemHost(podman.env), GrpcWheels(channel),
                       functools.partial(gpus_of, gpus), podman.env, identity.name)  # fmt: skip
     context = TaskContext.create(store, podman, gpus, env, monitor, checks, processes,
                                  llama_envs, envs, builder, identity.name)  # fmt: skip
     link = AgentLink(args.hub, identity, gpus, channel=channel, monitor=monitor,
-                     tasks=TaskRunner(task_kinds(), context), preflight=checks,
-                     envs=envs, processes=processes,
+                     tasks=TaskRunner(task_kinds(cache), context), preflight=checks,
+                     envs=envs, processes=processes, caches=cache,
                      llama_env_backends=sorted(llama_envs))  # fmt: skip
     try:
         asyncio.run(serve(link, None if args.insecure else tls))
@@ -354,6 +375,20 @@ def parse_llama_envs(items: list[str]) -> dict[str, Path]:
                  "prefix with llama-cpp-python[server] installed")  # fmt: skip
         found[backend] = python.parent.parent
     return found
+
+
+def cache_settings(args: argparse.Namespace) -> tuple[Path, int]:
+    """--model-cache (default STATE_DIR/models, made absolute) and --cache-reserve in bytes."""
+    root = (args.model_cache or args.state_dir / "models").absolute()
+    try:
+        reserve = parse_size(str(args.cache_reserve))
+    except ValueError as exc:
+        fail(f"--cache-reserve: {exc}")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        fail(f"model cache {root}: {exc.strerror}: choose a writable --model-cache")
+    return root, reserve
 
 
 def parse_env(items: list[str]) -> dict[str, str]:

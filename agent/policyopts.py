@@ -37,7 +37,9 @@ def add_policy_options(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
-def build_policy(args: argparse.Namespace, argv: list[str]) -> Policy:
+def build_policy(args: argparse.Namespace, argv: list[str], model_cache: Path | None = None
+                 ) -> Policy:  # fmt: skip
+    """`model_cache`: the agent's cache root, which compose files may bind read-only."""
     roots = [Path(root) for root in args.allow_bind_roots]
     relative = [str(root) for root in roots if not root.is_absolute()]
     if relative:
@@ -51,5 +53,6 @@ def build_policy(args: argparse.Namespace, argv: list[str]) -> Policy:
         allow_bind_roots=tuple(str(root) for root in roots),
         allow_capabilities=tuple(args.allow_capabilities),
         allow_devices=tuple(args.allow_devices),
+        model_cache=str(model_cache) if model_cache is not None else "",
         config_file=str(where),
     )

@@ -130,8 +130,12 @@ async def exit_of(pid: int, within: float) -> None:
 class Processes:
     def __init__(self, state_dir: Path, grace_s: float = GRACE_S,
                  rotate_bytes: int = supervise.ROTATE_BYTES, keep: int = supervise.KEEP,
-                 proc: Path = Path("/proc"), standby: bool = True) -> None:  # fmt: skip
+                 proc: Path = Path("/proc"), standby: bool = True,
+                 variables: Mapping[str, str] | None = None) -> None:  # fmt: skip
         self.root = (state_dir / "projects").resolve()
+        # What a spec's arguments and environment may name as ${NAME}, the agent's own
+        # variables alone (GPUFLEET_MODEL_CACHE): the hub sends one spec for every node.
+        self.variables = dict(variables or {})
         self.grace_s = grace_s
         self.rotate_bytes = rotate_bytes
         self.keep = keep
@@ -144,6 +148,12 @@ class Processes:
 
     def directory(self, name: str) -> Path:
         return self.root / check_name(name)
+
+    def expand_text(self, text: str) -> str:
+        """${NAME} of the agent's own variables replaced; anything else stays as written."""
+        for name, value in self.variables.items():
+            text = text.replace("${" + name + "}", value)
+        return text
 
     def is_process(self, name: str) -> bool:
         return (self.directory(name) / SPEC_FILE).is_file()
@@ -262,8 +272,8 @@ class Processes:
         try:
             child = self.launcher.launch(
                 directory,
-                [str(python), *spec.args],
-                {**env, **dict(spec.env)},
+                [str(python), *(self.expand_text(arg) for arg in spec.args)],
+                {**env, **{k: self.expand_text(v) for k, v in spec.env}},
                 self.rotate_bytes,
                 self.keep,
             )

@@ -41,6 +41,7 @@ NAMESPACES = {  # key -> the setting that allows `key: host`
 PATHLIKE = ("/", ".", "~")
 NO_HOST_PATH = ("volume", "tmpfs", "image")  # long-syntax volume types that bind no host path
 DEVICE_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,80}$")
+CACHE_VARIABLE = "${GPUFLEET_MODEL_CACHE}"  # the agent's model cache root (issue 17)
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,8 @@ class Policy:
     allow_bind_roots: tuple[str, ...] = ()
     allow_capabilities: tuple[str, ...] = ()
     allow_devices: tuple[str, ...] = ()
+    # The agent's own model cache root: bound read-only (`:ro`) without allow_bind_roots.
+    model_cache: str = ""
     config_file: str = "/etc/gpufleet/agent.yaml"  # where the settings are changed
 
 
@@ -91,6 +94,7 @@ class _Check:
         self.env = env  # None: the hub, which does not know a host's variables
         self.base = base  # the project directory relative paths resolve from
         self.roots = [os.path.realpath(root) for root in policy.allow_bind_roots]
+        self.cache = os.path.realpath(policy.model_cache) if policy.model_cache else ""
 
     def text(self, value: Any) -> str | None:
         """A string value with variables expanded; None when a form cannot be expanded."""
@@ -120,6 +124,16 @@ class _Check:
         full = os.path.realpath(Path(self.base or "/") / path)
         return any(full == root or full.startswith(root.rstrip("/") + "/") for root in self.roots)
 
+    def in_cache(self, path: str) -> bool:
+        """Under the agent's model cache root: ${GPUFLEET_MODEL_CACHE} on the hub, which does
+        not know a host's paths; the real root on the agent."""
+        if self.env is None:
+            return path == CACHE_VARIABLE or path.startswith(CACHE_VARIABLE + "/")
+        if not self.cache or not path.startswith("/"):
+            return False
+        full = os.path.realpath(path)
+        return full == self.cache or full.startswith(self.cache.rstrip("/") + "/")
+
 
 def _truthy(value: Any) -> bool:
     return value not in (None, False, "false", "False", "no", 0, "")
@@ -133,11 +147,18 @@ def _items(value: Any) -> list[Any]:
     return [] if value is None else [value]
 
 
-def _bind(c: _Check, service: str, key: str, source: Any, what: str) -> Iterator[Refusal]:
+def _bind(c: _Check, service: str, key: str, source: Any, what: str,
+          read_only: bool = False) -> Iterator[Refusal]:  # fmt: skip
     path = c.text(source)
     if path is None:
         yield Refusal(service, key, f"{key}: {source}", "", "write variables as ${NAME}")
+    elif read_only and c.in_cache(path):
+        return  # the agent's model cache, read-only
     elif not c.inside(path):
+        if c.in_cache(path):
+            yield Refusal(service, key, f"a writable bind mount of the model cache {source}",
+                          "", "mount it read-only (:ro)")  # fmt: skip
+            return
         shown = str(source)
         if c.env is not None and path != shown:
             shown += f" (here {path or 'empty'})"
@@ -156,6 +177,14 @@ def _volume_source(entry: Any) -> str | None:
         return None  # anonymous: a container path only
     source = text.split(":", 1)[0]
     return source if source.startswith(PATHLIKE) or "$" in source or not source else None
+
+
+def _read_only(entry: Any) -> bool:
+    """A service volume mounted read-only: `SRC:DST:ro` (with other options), or read_only."""
+    if isinstance(entry, dict):
+        return _truthy(entry.get("read_only"))
+    parts = str(entry).split(":")
+    return len(parts) >= 3 and "ro" in parts[-1].split(",")
 
 
 def _gpu_reservations(name: str, spec: dict[str, Any]) -> Iterator[Refusal]:
@@ -216,7 +245,7 @@ def _service(c: _Check, name: str, spec: dict[str, Any]) -> Iterator[Refusal]:
     for volume in _items(spec.get("volumes")):
         source = _volume_source(volume)
         if source is not None:
-            yield from _bind(c, name, "volumes", source, "a bind mount of")
+            yield from _bind(c, name, "volumes", source, "a bind mount of", _read_only(volume))
     for entry in _items(spec.get("volumes_from")):
         if str(entry).startswith("container:") and not p.allow_privileged:
             yield Refusal(name, "volumes_from", f"volumes_from: {entry}", "allow_privileged: true")
