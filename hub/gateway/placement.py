@@ -2,8 +2,10 @@
 
 The model's `gateway.node` when it names one; else a connected node whose agent runs
 nothing, that no operation holds and that has the GPUs the model needs (none for llama.cpp
-on the cpu backend), the one with the most free GPU memory first, then by name. A node that
-runs something else is never taken: the refusal says what runs where and what to do.
+on the cpu backend): first a node whose model cache holds the model's registry entry (a start
+there reads no byte over the network), then the one with the most free GPU memory, then by
+name. A node that runs something else is never taken: the refusal says what runs where and
+what to do.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from hub.models import deploy
+from hub.models.schema import Model, RegistrySource
+from hub.registry.caches import NodeCaches
 
 MAX_LISTED = 8  # nodes named in a refusal
 
@@ -30,6 +34,15 @@ class Place:
     held: str  # the operation that holds it ("" none)
     gpus: int  # GPUs that are not lost
     free_mb: int  # their memory no process outside gpufleet holds
+    cached: bool = False  # its model cache holds the model's registry entry, complete
+
+
+def cached_on(model: Model, caches: NodeCaches) -> frozenset[str]:
+    """The nodes whose model cache holds the model's registry entry complete and verified
+    (none for a model from another source)."""
+    if not isinstance(model.source, RegistrySource):
+        return frozenset()
+    return frozenset(node for node, view in caches.holders(model.source.name) if view.usable)
 
 
 def _runs(project: str) -> str:
@@ -65,7 +78,7 @@ def pick(model: str, needed: int, chosen: str | None, places: Sequence[Place]) -
         return chosen
     free = [p for p in places if not why_not(p, needed)]
     if free:
-        return min(free, key=lambda p: (-p.free_mb, p.node)).node
+        return min(free, key=lambda p: (not p.cached, -p.free_mb, p.node)).node
     reasons = [why_not(p, needed) for p in sorted(places, key=lambda p: p.node)]
     listed = ", ".join(reasons[:MAX_LISTED]) or "the hub knows no node"
     if len(reasons) > MAX_LISTED:

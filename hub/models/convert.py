@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from gpufleet.v1 import models_pb2
 from hub.models.catalog import Checked, Detail, Entry
-from hub.models.schema import DEFAULT_N_CTX, Model
+from hub.models.schema import DEFAULT_N_CTX, Model, RegistrySource
+from hub.registry.caches import CachedView
 
 if TYPE_CHECKING:
     from hub.models.backend import Decision
@@ -22,7 +24,30 @@ def max_context(model: Model) -> int | None:
     return None
 
 
-def info(entry: Entry, running_on: list[str] | None = None) -> models_pb2.ModelInfo:
+def cached_on(holders: Sequence[tuple[str, CachedView]], revision: str | None,
+              connected: Callable[[str], bool]) -> list[str]:  # fmt: skip
+    """Where a registry entry is cached: "gpu-a" where a switch starts at once from it, else
+    with why not: "gpu-b (partial)", "(fetching)", "(unverified)", "(old revision)", "(down)"."""
+    found = []
+    for node, view in holders:
+        notes = [view.state] if view.state != "complete" else []
+        if view.state == "complete" and not view.verified:
+            notes.append("unverified")
+        if revision is not None and view.revision != revision:
+            notes.append("old revision")
+        if not connected(node):
+            notes.append("down")
+        found.append(f"{node} ({', '.join(notes)})" if notes else node)
+    return found
+
+
+def registry_entry(model: Model) -> str:
+    """The registry entry the model is served from ("" for another source)."""
+    return model.source.name if isinstance(model.source, RegistrySource) else ""
+
+
+def info(entry: Entry, running_on: list[str] | None = None,
+         cached: list[str] | None = None) -> models_pb2.ModelInfo:  # fmt: skip
     model = entry.model
     message = models_pb2.ModelInfo(
         name=model.name, aliases=list(model.aliases), engine=model.engine,
@@ -30,7 +55,7 @@ def info(entry: Entry, running_on: list[str] | None = None) -> models_pb2.ModelI
         vram=models_pb2.VramEstimate(basis=entry.estimate.basis),
         description=model.description, digest=model.digest, file=model.file,
         running_on=running_on or [], environment=entry.environment,
-        backend_switched=entry.switched,
+        backend_switched=entry.switched, cached_on=cached or [],
     )  # fmt: skip
     if entry.gpus_needed is not None:
         message.gpus_needed = entry.gpus_needed
@@ -43,18 +68,21 @@ def info(entry: Entry, running_on: list[str] | None = None) -> models_pb2.ModelI
 
 
 def listing(
-    entries: list[Entry], errors: list[str], running_on: dict[str, list[str]] | None = None
-) -> models_pb2.ListModelsResponse:
-    """The listing; `running_on`: model name -> where it runs ("gpu-a (GPU 0)")."""
-    where = running_on or {}
+    entries: list[Entry], errors: list[str], running_on: dict[str, list[str]] | None = None,
+    cached: dict[str, list[str]] | None = None,
+) -> models_pb2.ListModelsResponse:  # fmt: skip
+    """The listing; `running_on`: model name -> where it runs ("gpu-a (GPU 0)"); `cached`:
+    registry entry -> where it is cached (`cached_on`)."""
+    where, held = running_on or {}, cached or {}
     return models_pb2.ListModelsResponse(
-        models=[info(e, where.get(e.model.name)) for e in entries], errors=errors
-    )
+        models=[info(e, where.get(e.model.name), held.get(registry_entry(e.model)))
+                for e in entries], errors=errors,
+    )  # fmt: skip
 
 
-def detail(found: Detail) -> models_pb2.GetModelResponse:
+def detail(found: Detail, cached: list[str] | None = None) -> models_pb2.GetModelResponse:
     return models_pb2.GetModelResponse(
-        model=info(found.entry), yaml=found.yaml, deployment=found.deployment,
+        model=info(found.entry, cached=cached), yaml=found.yaml, deployment=found.deployment,
         command=found.command, argv=list(found.argv), env=dict(found.env),
         command_error=found.command_error,
     )  # fmt: skip

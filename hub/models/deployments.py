@@ -6,7 +6,11 @@ node does not have is refused; GPUs too few or too small are refused unless `for
 assignment warnings' words), then submits a `hub.models.ops.ModelSwitchKind` operation with
 the rules of a configuration switch. A llama.cpp model runs from the environment
 `switch-backend` associated with it (`hub.store.backends`), and each node's previous model
-deployment is regenerated from the environment its record says it was started from.
+deployment is regenerated from the environment its record says it was started from. A model
+from the registry is generated from its entry (read here, handed to the plan as plain data);
+an entry that is missing or not ready refuses the switch, and so does `no_fetch` where a node's
+cache lacks the entry (one line naming the nodes and `hubctl models cache`); otherwise each such
+node fetches it as the switch's first phase (`hub.registry.kinds.FetchPhase`).
 """
 
 from __future__ import annotations
@@ -24,16 +28,20 @@ from hub.configs import RESERVED_PREFIX
 from hub.models import deploy, plan
 from hub.models.ops import ModelStopKind, ModelSwitchKind, problems
 from hub.models.running import Cluster, running
+from hub.models.schema import RegistryCopy
 from hub.ops import capacity
 from hub.ops.kind import Request
 from hub.ops.manager import OperationError
 from hub.ops.remote import RemoteAgent
 from hub.ops.steps import Unreachable
 from hub.ops.submit import ERROR_CODES, resolve_targets
+from hub.registry.entries import Entry
+from hub.registry.kinds import Fetching, FetchPhase
 from hub.selection import label_filter, selector
-from hub.store import Node
+from hub.store import Database, Node
 from hub.store.backends import BackendStore
 from hub.store.deployments import Deployed
+from hub.store.registry import RegistryStore
 
 Context = grpc.aio.ServicerContext[Any, Any]
 T = TypeVar("T")
@@ -42,6 +50,7 @@ MAX_GPUS = 64  # GPU indexes and counts of one node
 DEFAULT_LINES = 100
 MAX_LINES = 10_000
 FORCE = "start it anyway with --force"
+MAX_LISTED = 8  # nodes named in a line
 
 
 async def refuse(context: Context, code: grpc.StatusCode, message: str) -> None:
@@ -82,31 +91,73 @@ class SwitchAsk:
     serial: int = 0
     max_fail_percent: float = 0.0
     rollback: bool = True
+    no_fetch: bool = False  # a registry model a node's cache lacks: refused, not fetched
 
 
-async def switch(cluster: Cluster, models_dir: Path, read: Reader, ask: SwitchAsk) -> str:
-    """Plan and submit a model switch: the operation's id, or Refused (nothing created)."""
+def registry_copy(entry: Entry) -> RegistryCopy:
+    """What the models lane needs of an entry to generate a command."""
+    return RegistryCopy(entry.name, entry.layout, entry.repo, entry.revision,
+                        tuple((f.path, f.size) for f in entry.files), entry.state,
+                        entry.message)  # fmt: skip
+
+
+async def registry_entries(db: Database) -> dict[str, Entry]:
+    """The registry's entries by name."""
+    return {entry.name: entry for entry in await db.call(RegistryStore(db.engine).all)}
+
+
+def listed(nodes: list[str]) -> str:
+    more = f" and {len(nodes) - MAX_LISTED} more" if len(nodes) > MAX_LISTED else ""
+    return ", ".join(nodes[:MAX_LISTED]) + more
+
+
+def fetch_phase(found: plan.Plan, entries: dict[str, Entry], fetching: Fetching | None,
+                ask: SwitchAsk) -> FetchPhase | None:  # fmt: skip
+    """The switch's fetch phase for a model from the registry (None for another source, or a
+    hub that keeps no caches); Refused with `no_fetch` where a node's cache lacks the entry."""
+    if found.entry is None or fetching is None:
+        return None
+    entry = entries[found.entry.name]
+    lacking = fetching.lacking(entry, ask.nodes)
+    if lacking and ask.no_fetch:
+        model = found.model.name
+        raise Refused(grpc.StatusCode.FAILED_PRECONDITION,
+                      f"model {model}: registry entry {entry.name} is not in the model cache of "
+                      f"{listed(lacking)} (--no-fetch): `hubctl models cache {model} --node "
+                      f"{lacking[0]}` first, or switch without --no-fetch")  # fmt: skip
+    return FetchPhase(entry, fetching)
+
+
+async def switch(cluster: Cluster, models_dir: Path, read: Reader, ask: SwitchAsk,
+                 fetching: Fetching | None = None) -> str:  # fmt: skip
+    """Plan and submit a model switch: the operation's id, or Refused (nothing created).
+    `fetching`: the registry's store and the nodes' caches, for a model from the registry."""
     nodes = ask.nodes
     rows = {node.name: node for node, _ in await cluster.db.call(cluster.store.list_nodes)}
     stored = {d.node: d for d in await cluster.db.call(cluster.deployments.all, nodes)}
     current = {n: d for n, d in stored.items() if n in rows and cluster.runs(rows[n]) == d.project}
     associated = await cluster.db.call(BackendStore(cluster.db.engine).all)
     environments = plan.environments({m: a.environment for m, a in associated.items()})
+    entries = await registry_entries(cluster.db)
+    copies = tuple(registry_copy(e) for e in entries.values())
     asked = plan.Request(ask.name, ask.gpus, ask.gpu_count, ask.port, cluster.vllm_image,
-                         environments)  # fmt: skip
+                         environments, copies)  # fmt: skip
     runs = {cluster.runs(rows[n]) for n in nodes if n in rows} - {""}
     others = sorted(name for name in runs if not name.startswith(RESERVED_PREFIX))
     try:
         found = await read(plan.plan, models_dir, cluster.configs_dir, asked,
                            stored_plan(current.values()), others)  # fmt: skip
+    except plan.EntryUnusable as exc:
+        raise Refused(grpc.StatusCode.FAILED_PRECONDITION, str(exc)) from None
     except deploy.DeployError as exc:
         raise Refused(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
+    fetch = fetch_phase(found, entries, fetching, ask)
     warnings = await capacity_of(cluster, found, ask)
     planned = {n: cluster.snapshot(rows[n]) for n in nodes if n in rows}
     kind = ModelSwitchKind(
         found.target, found.model.name, found.model.engine, found.where, cluster.remember,
         found.configurations, found.previous, current, planned,
-        rollback=ask.rollback, warnings=warnings,
+        rollback=ask.rollback, warnings=warnings, fetch=fetch,
     )  # fmt: skip
     return await submit(cluster, Request(kind, nodes, ask.serial, ask.max_fail_percent,
                                          ask.check), ask.known)  # fmt: skip
@@ -151,6 +202,7 @@ class DeploymentsApi:
 
     models_dir: Path
     cluster: Cluster | None
+    fetching: Fetching | None  # the registry's store and the nodes' caches
 
     if TYPE_CHECKING:  # given by ModelsService
 
@@ -201,9 +253,10 @@ class DeploymentsApi:
 
         asked = SwitchAsk(name, nodes, known, tuple(request.gpus), request.gpu_count,
                           request.port, request.force, request.check, request.serial,
-                          request.max_fail_percent, not request.no_rollback)  # fmt: skip
+                          request.max_fail_percent, not request.no_rollback,
+                          request.no_fetch)  # fmt: skip
         try:
-            operation_id = await switch(cluster, self.models_dir, read, asked)
+            operation_id = await switch(cluster, self.models_dir, read, asked, self.fetching)
         except Refused as exc:
             await context.abort(exc.code, str(exc))
             raise

@@ -6,6 +6,9 @@ which configuration a node runs before (a configuration of the directory, or the
 deployment it runs, regenerated), that a node which runs something else than the plan saw is
 refused, and the record of the deployment each node runs (`hub.store.deployments`), written
 when a start succeeded and settled once the node's outcome is known (`hub.models.record`).
+A model served from the registry whose entry a node's cache lacks is fetched there first, as
+the switch's visible fetch phase (`hub.registry.kinds.FetchPhase`, the agent's progress), while
+what the node runs keeps serving; a failed fetch leaves the node as it was.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from hub.ops.kind import NodeRun, OperationKind
 from hub.ops.kinds import StopKind, definition
 from hub.ops.steps import Switch
 from hub.placement.engine import gpu_label
+from hub.registry.kinds import FetchPhase
 from hub.states import Running
 from hub.store.deployments import Deployed
 
@@ -84,6 +88,8 @@ class ModelSwitchKind(OperationKind):
     rollback: bool = True
     warnings: Mapping[str, Sequence[str]] = field(default_factory=dict)
     clock: Callable[[], datetime] = now
+    # A model from the registry: its entry into the node's cache first, where it lacks it.
+    fetch: FetchPhase | None = None
 
     @property
     def configuration(self) -> str:
@@ -97,6 +103,11 @@ class ModelSwitchKind(OperationKind):
         if moved:
             run.report("result", moved)
             return Outcome("failed", moved)
+        if self.fetch is not None:
+            stopped = await self.fetch.run(run)
+            if stopped is not None:
+                run.report("result", stopped.message)
+                return stopped
         previous = definition(run, self.configurations, self.previous)
         ledger = Ledger(run.node, self.model, self.engine, self.target, self.where, before,
                         self.remember, self.clock)  # fmt: skip

@@ -5,7 +5,9 @@ afresh, so an edited file counts at the next call, in a worker of the hub's mode
 (`hub.work`): a hostile file costs a worker at most MODELS_LIMIT_S, never the event loop. A
 file that does not load is one line of the listing; the other models are still listed.
 Switching, stopping, listing what runs and reading a model server's log are
-`hub.models.deployments`; switching a llama.cpp model's backend is `hub.models.backend`.
+`hub.models.deployments`; switching a llama.cpp model's backend is `hub.models.backend`. A
+model from the registry is estimated and commanded from its entry (the hub's database), and
+listed with the nodes whose cache holds it (`cached_on`).
 """
 
 from __future__ import annotations
@@ -19,9 +21,11 @@ import grpc
 from gpufleet.v1 import models_pb2, models_pb2_grpc
 from hub.models import catalog, convert
 from hub.models.backend import BackendApi
-from hub.models.deployments import DeploymentsApi
+from hub.models.deployments import DeploymentsApi, registry_copy, registry_entries
 from hub.models.load import ModelError
 from hub.models.running import Cluster, running, where
+from hub.models.schema import RegistryCopy
+from hub.registry.kinds import Fetching
 from hub.store.backends import BackendStore
 from hub.work import Busy, Overrun, Work, WorkerDied
 
@@ -33,10 +37,12 @@ MAX_FILENAME = 255
 
 
 class ModelsService(BackendApi, DeploymentsApi, models_pb2_grpc.ModelsServicer):  # type: ignore[misc]
-    def __init__(self, models_dir: Path, work: Work, cluster: Cluster | None = None) -> None:
+    def __init__(self, models_dir: Path, work: Work, cluster: Cluster | None = None,
+                 fetching: Fetching | None = None) -> None:  # fmt: skip
         self.models_dir = models_dir
         self.work = work
         self.cluster = cluster
+        self.fetching = fetching  # the registry's store and the nodes' model caches
 
     async def _read(self, context: Context, fn: Callable[..., T], *args: Any) -> T:
         """fn(*args) in a worker; a missing directory is FAILED_PRECONDITION, one line."""
@@ -57,9 +63,32 @@ class ModelsService(BackendApi, DeploymentsApi, models_pb2_grpc.ModelsServicer):
         self, request: models_pb2.ListModelsRequest, context: Context
     ) -> models_pb2.ListModelsResponse:
         largest, running_on = await self._where()
+        registry = await self._registry()
         entries, errors = await self._read(context, catalog.listing, self.models_dir, largest,
-                                           await self._associations())  # fmt: skip
-        return convert.listing(entries, errors, running_on)
+                                           await self._associations(), registry)  # fmt: skip
+        revisions: dict[str, str | None] = {copy.name: copy.revision for copy in registry}
+        if self.fetching is not None:  # entries gone from the registry, still on nodes
+            for _, views in self.fetching.caches.items():
+                revisions.update({v.entry: None for v in views if v.entry not in revisions})
+        cached = {name: self._cached_on(name, revision) for name, revision in revisions.items()}
+        return convert.listing(entries, errors, running_on, cached)
+
+    async def _registry(self) -> tuple[RegistryCopy, ...]:
+        """The registry's entries, as the models lane needs them."""
+        if self.cluster is None:
+            return ()
+        return tuple(registry_copy(e) for e in (await registry_entries(self.cluster.db)).values())
+
+    def _cached_on(self, entry: str, revision: str | None) -> list[str]:
+        """Where the entry is cached (`hub.models.convert.cached_on`)."""
+        if self.fetching is None:
+            return []
+        sessions = self.cluster.registry if self.cluster is not None else None
+
+        def connected(node: str) -> bool:
+            return sessions is not None and sessions.get(node) is not None
+
+        return convert.cached_on(self.fetching.caches.holders(entry), revision, connected)
 
     async def _associations(self) -> dict[str, str]:
         """model -> the environment switch-backend associated it with."""
@@ -94,9 +123,12 @@ class ModelsService(BackendApi, DeploymentsApi, models_pb2_grpc.ModelsServicer):
                 "(`hubctl models` lists them)",
             )
         associated = await self._associations()
+        registry = await self._registry()
         found = await self._read(context, catalog.detail, self.models_dir, name,
-                                 catalog.DEFAULT_DEPLOYMENT, associated)  # fmt: skip
-        return convert.detail(found)
+                                 catalog.DEFAULT_DEPLOYMENT, associated, registry)  # fmt: skip
+        entry = convert.registry_entry(found.entry.model)
+        revision = next((copy.revision for copy in registry if copy.name == entry), None)
+        return convert.detail(found, self._cached_on(entry, revision) if entry else [])
 
     async def ValidateModel(
         self, request: models_pb2.ValidateModelRequest, context: Context

@@ -8,7 +8,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from gpufleet.v1 import agent_link_pb2 as pb
-from gpufleet.v1 import registry_pb2
 from hub import limits
 from hub.models.checks import LABEL
 from hub.registry.caches import CACHE_STATES, CachedView
@@ -63,10 +62,3 @@ def caches_from_proto(entries: Sequence[pb.CachedEntry]) -> tuple[CachedView, ..
             found[view.entry] = view
     return tuple(found.values())
 
-
-def node_cache(node: str, view: CachedView, connected: bool) -> registry_pb2.NodeCache:
-    """What ListCaches and GetEntry say of one node's copy of an entry."""
-    return registry_pb2.NodeCache(
-        node=node, entry=view.entry, revision=view.revision, size=view.size,
-        verified=view.verified, state=view.state, path=view.path, connected=connected,
-    )  # fmt: skip
