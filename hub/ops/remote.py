@@ -16,6 +16,8 @@ from hub import limits
 from hub.configs import Configuration
 from hub.envs.view import EnvBuild, EnvView, env_from_proto
 from hub.ops.steps import Cancelled, StepResult, Unreachable
+from hub.registry.caches import CachedView
+from hub.registry.convert_caches import cached_from_proto
 from hub.sessions import AgentSession, NodeDisconnected, TaskProgress
 from hub.states import Running, Service
 
@@ -248,6 +250,23 @@ class RemoteAgent:
 
     async def remove_env(self, name: str) -> StepResult:
         request = pb.TaskRequest(remove_env=pb.RemoveEnv(name=name))
+        step, _ = await self._run(request, "remove", TAIL_LIMIT_S)
+        return step
+
+    async def fetch_model(
+        self, task: pb.FetchModel, check: bool
+    ) -> tuple[StepResult, CachedView | None]:
+        """Fetch a registry entry into the node's model cache (with `check`: say what it would
+        fetch, and whether it has the room); the entry as the cache holds it afterwards."""
+        limit_s = 12 * 3600.0  # a model of hundreds of GB on a slow link
+        request = pb.TaskRequest(fetch_model=task, check_mode=check)
+        step, answer = await self._run(request, "fetch", limit_s)
+        held = answer.cache.entry if answer.HasField("cache") else None
+        return step, cached_from_proto(held) if held is not None and held.entry else None
+
+    async def remove_model_cache(self, entry: str) -> StepResult:
+        """Free an entry from the node's model cache; refused there while a project uses it."""
+        request = pb.TaskRequest(remove_model_cache=pb.RemoveModelCache(entry=entry))
         step, _ = await self._run(request, "remove", TAIL_LIMIT_S)
         return step
 
