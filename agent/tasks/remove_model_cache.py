@@ -75,7 +75,12 @@ class RemoveModelCache(TaskKind[RemoveSpec, CacheResult]):
         if entry in cache.active:
             return Outcome(Status.FAILED, f"{entry} is being fetched: cancel the fetch first",
                            CacheResult(record))  # fmt: skip
-        using = users(cache, entry, await running_texts(ctx))
+        try:
+            texts = await running_texts(ctx)
+        except (RuntimeError, OSError) as exc:  # podman did not answer
+            return Outcome(Status.FAILED, f"cannot tell whether a project uses {entry} "
+                           f"({exc}): try again", CacheResult(record))  # fmt: skip
+        using = users(cache, entry, texts)
         if using:
             return Outcome(Status.FAILED, f"{entry} is in use by {', '.join(using)}: stop "
                            f"{'it' if len(using) == 1 else 'them'} first",

@@ -17,6 +17,7 @@ import pytest
 from aiohttp import web
 
 from agent.cache.fetch import Fetcher, FetchError, FileSpec, Moved
+from agent.cache.index import CachedEntry
 from agent.cache.layout import FILES, HF, Place
 from agent.cache.sources import SourceError, Wanted
 from agent.cache.space import SpaceError, check_space, parse_size
@@ -360,3 +361,27 @@ def test_process_specs_expand_the_cache_variable_alone(tmp_path: Path) -> None:
     processes = Processes(tmp_path, variables={"GPUFLEET_MODEL_CACHE": "/c"})
     assert processes.expand_text("--model=${GPUFLEET_MODEL_CACHE}/files/t/m.gguf ${HOME}") == (
         "--model=/c/files/t/m.gguf ${HOME}")  # fmt: skip
+
+
+def test_what_uses_an_entry_and_what_an_agent_restart_leaves(tmp_path: Path) -> None:
+    cache = ModelCache(tmp_path / "models")
+    root = cache.root
+    files = CachedEntry("tiny", REVISION, FILES)
+    hf = CachedEntry("tiny-hf", REVISION, HF, "org/tiny")
+    assert cache.uses(files, [f"--model={root}/files/tiny/m.gguf"])
+    assert not cache.uses(files, [f"--model={root}/files/tiny2/m.gguf"])
+    assert cache.uses(files, [f"- {root}:/cache:ro"])  # the whole cache
+    assert cache.uses(hf, [f"- {root}/hf:/models-cache:ro\ncommand: --model org/tiny"])
+    assert not cache.uses(hf, [f"- {root}/hf:/models-cache:ro\ncommand: --model org/other"])
+    assert cache.uses(hf, [f"{root}/hf/models--org--tiny/snapshots/x"])
+    # A fetch the earlier agent left running is partial now; a half-done removal finishes.
+    cache.index.write(files.with_(state="fetching"))
+    (root / ".removing-tiny-0").mkdir()
+    assert cache.recover() == ["tiny"]
+    assert cache.index.read("tiny").state == "partial"  # type: ignore[union-attr]
+    assert not (root / ".removing-tiny-0").exists()
+    link = AgentLink("unused:1", Identity("gpu-a", "id"), NoProbe(), caches=cache)
+    assert [e.state for e in asyncio.run(link.hello()).caches] == ["partial"]
+    cache.index.remove("tiny")
+    beat = asyncio.run(link.heartbeat(1))
+    assert beat.HasField("caches") and list(beat.caches.caches) == []
