@@ -15,6 +15,7 @@ import grpc
 from agent.cache.sources import HubSource, Wanted
 from agent.cache.store import ModelCache
 from agent.compose import Completed, Podman
+from agent.link import AgentLink, Identity
 from agent.main import task_kinds
 from agent.probes import NoProbe
 from agent.projects import ProjectStore
@@ -23,6 +24,8 @@ from agent.tasks.runner import TaskRunner
 from gpufleet.v1 import agent_link_pb2 as pb
 from gpufleet.v1 import registry_pb2 as rpb
 from gpufleet.v1 import registry_pb2_grpc, types_pb2
+from hub.ops.remote import RemoteAgent
+from hub.server import HubConfig, HubServer
 from tests.agent.support import answer
 
 MIB = 1 << 20
@@ -172,5 +175,63 @@ def test_files_come_through_the_hubs_registry_fetch(tmp_path: Path) -> None:
             )
         finally:
             await server.stop(None)
+
+    asyncio.run(scenario())
+
+
+class Served:
+    """Bytes by path, from memory (the source at the process edge)."""
+
+    def __init__(self, files: Mapping[str, bytes]) -> None:
+        self.files = files
+
+    async def read(self, wanted: Wanted) -> AsyncIterator[bytes]:
+        yield self.files[wanted.path][wanted.offset : wanted.offset + wanted.length]
+
+
+def test_the_hub_runs_both_tasks_as_steps_and_learns_the_cache(tmp_path: Path) -> None:
+    """RemoteAgent.fetch_model and remove_model_cache against a real in-process hub and a real
+    agent link: the steps' results, the entry as a CachedView, the node's cache report."""
+    data = blob(MIB + 10)
+
+    async def scenario() -> None:
+        server = HubServer(HubConfig("127.0.0.1:0", tmp_path / "hub", heartbeat_interval=0.2,
+                                     insecure=True))  # fmt: skip
+        await server.start()
+        cache = ModelCache(tmp_path / "models", reserve=0, hub=Served({"m.gguf": data}))
+        context = TaskContext.create(ProjectStore(tmp_path / "state"),
+                                     Podman("gpu-a", run=nothing_runs), NoProbe(), {})  # fmt: skip
+        link = AgentLink(f"127.0.0.1:{server.port}", Identity("gpu-a", "id-a"), NoProbe(),
+                         tasks=TaskRunner(task_kinds(cache), context), caches=cache)  # fmt: skip
+        stop = asyncio.Event()
+        running = asyncio.create_task(link.run(stop))
+        try:
+            await asyncio.wait_for(link.connected.wait(), 10)
+            session = server.registry.get("gpu-a")
+            assert session is not None
+            agent = RemoteAgent(session, "op-1")
+            task = request("tiny", {"m.gguf": data}, "").fetch_model
+            step, view = await agent.fetch_model(task, check=True)
+            assert (step.status, view) == ("changed", None)
+            assert step.message == f"would fetch tiny@{REVISION[:12]}: 1.0 MiB"
+            step, view = await agent.fetch_model(task, check=False)
+            assert step.status == "changed", step.message
+            assert view is not None and view.usable and view.revision == REVISION
+            assert view.path == str(cache.root / "files" / "tiny")
+            for _ in range(100):  # the next heartbeat tells the hub's view too
+                held = server.caches.held("gpu-a", "tiny")
+                if held is not None and held.usable:
+                    break
+                await asyncio.sleep(0.05)
+            assert held is not None and held.usable
+            removed = await agent.remove_model_cache("tiny")
+            assert (removed.status, removed.message) == (
+                "changed",
+                "removed tiny from the model cache",
+            )
+        finally:
+            stop.set()
+            await asyncio.wait_for(running, 5)
+            await server.stop(grace=1)
 
     asyncio.run(scenario())
