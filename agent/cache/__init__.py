@@ -1,2 +1,11 @@
 """The node's model cache (issue 17): registry entries fetched, verified and laid out for the
-engines."""
+engines, under STATE_DIR/models or --model-cache DIR (the engines' ${GPUFLEET_MODEL_CACHE}).
+
+  layout.py   where things live: the files and hf layouts, part files; names checked
+  index.py    ROOT/entries/ENTRY.json per entry (atomic): what the agent reports
+  sources.py  where bytes come from: presigned URLs (aiohttp) or RegistryFetch.Download
+  fetch.py    one file: resume the good prefix, chunks checked as they land, sha256, rename
+  space.py    the free-space check before a fetch, --cache-reserve sizes
+  store.py    the cache as a whole: recovery, what uses an entry, removal
+  protos.py   CachedEntry, CachesReport and CacheReport, one place
+"""

@@ -385,3 +385,31 @@ def test_what_uses_an_entry_and_what_an_agent_restart_leaves(tmp_path: Path) -> 
     cache.index.remove("tiny")
     beat = asyncio.run(link.heartbeat(1))
     assert beat.HasField("caches") and list(beat.caches.caches) == []
+
+
+def test_presigned_urls_of_a_real_s3_server(tmp_path: Path) -> None:
+    """moto's S3 server process: SigV4 presigned GETs with a Range resume a cut fetch."""
+    from tests.support.s3server import start_or_skip
+
+    server = start_or_skip()
+    try:
+        client = server.client()
+        bucket = server.fresh_bucket()
+        data = blob(2 * MIB + 77, seed=5)
+        client.put_object(Bucket=bucket, Key=f"tiny/{REVISION}/m.gguf", Body=data)
+        url = client.generate_presigned_url(
+            "get_object", Params={"Bucket": bucket, "Key": f"tiny/{REVISION}/m.gguf"},
+            ExpiresIn=600,
+        )  # fmt: skip
+        cache = ModelCache(tmp_path / "models", reserve=0, hub=None)
+        place = Place(cache.root, "tiny", REVISION, FILES)
+        place.part("m.gguf").parent.mkdir(parents=True)
+        place.part("m.gguf").write_bytes(data[: MIB + 9])
+        request = fetch_request("tiny", FILES, {"m.gguf": data})
+        request.fetch_model.files[0].url = url
+        result = run_task(context(tmp_path / "state", cache), request, kinds(cache))
+        assert result.status == types_pb2.TASK_STATUS_CHANGED, result.message
+        assert (result.cache.resumed_bytes, result.cache.fetched_bytes) == (MIB, len(data) - MIB)
+        assert (cache.root / "files" / "tiny" / "m.gguf").read_bytes() == data
+    finally:
+        server.stop()
