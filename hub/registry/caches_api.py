@@ -47,7 +47,9 @@ NOT_READY = {
 
 
 class CachesApi:
-    """Mixed into RegistryService, which sets these attributes."""
+    """Mixed into RegistryService, whose __init__ sets these attributes: db, nodes (the hub's
+    hub.store.Store), sessions (SessionRegistry), manager (OperationManager), caches
+    (NodeCaches), objects (ObjectStore), models_dir, work (hub.work.Work, or None)."""
 
     db: Database
     nodes: Store  # the hub's node store
