@@ -1,19 +1,36 @@
 """The nodes' model caches on the hub (issue 17): the agents' reports read and bounded, what the
 fetch task carries (presigned URLs from S3, none from the embedded store), which nodes a switch
 must fetch on, where a model is listed as cached, and placement preferring a node that holds
-the model's entry."""
+the model's entry; then, with a real hub and agent, a switch that fetches the model first, the
+caches listed, uncached and cached again, learnt again from a hello, kept while a node is down."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
+import os
+import secrets
+import signal
+import sys
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import grpc
 import pytest
 
 from gpufleet.v1 import agent_link_pb2 as pb
+from gpufleet.v1 import (
+    hub_pb2,
+    hub_pb2_grpc,
+    models_pb2,
+    models_pb2_grpc,
+    registry_pb2,
+    registry_pb2_grpc,
+)
 from hub.gateway import placement
 from hub.link import caches_reported
 from hub.models import convert
@@ -30,6 +47,9 @@ from hub.registry.entries import Entry, Hasher
 from hub.registry.kinds import Fetching, fetch_task, holds, runs_from
 from hub.registry.local import LocalStore
 from hub.registry.s3 import S3Store
+from tests.conftest import need
+from tests.support import podman
+from tests.support.procs import Cluster, Daemon, free_port, wait_until
 from tests.support.s3server import S3Server, start_or_skip
 
 REVISION = "0123456789abcdef0123456789abcdef01234567"
@@ -172,3 +192,170 @@ def test_the_nodes_placement_counts_as_cached_hold_the_entry_complete() -> None:
     assert placement.cached_on(model, caches) == frozenset({"a"})
     other = Model("other", RegistrySource("none"), "vllm", "other")
     assert placement.cached_on(other, caches) == frozenset()
+
+
+# Real processes: a hub with a models directory, one agent that runs llama-cpp-python from
+# this interpreter's environment on the cpu, a tiny GGUF imported into the embedded registry.
+TINY_MODEL = """\
+name: tiny
+engine: llama-cpp
+source: {registry: tiny}
+llama_cpp: {backend: cpu, n_ctx: 256}
+"""
+OP_TIMEOUT_S = 120.0
+
+
+def llama_servers(port: int) -> list[int]:
+    """Pids of llama.cpp servers started for `port` (they outlive their agent by design)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv[1:3] == [b"-m", b"llama_cpp.server"] and f"--port={port}".encode() in argv:
+            found.append(int(proc.name))
+    return found
+
+
+@dataclass
+class Fleet:
+    cluster: Cluster
+    node: str
+    agent: Daemon
+    port: int
+
+    def call(self, stub: Callable[[grpc.Channel], Any], method: str, request: Any) -> Any:
+        with self.cluster.hub.channel() as channel:
+            return getattr(stub(channel), method)(request, timeout=30)
+
+    def refused(self, stub: Callable[[grpc.Channel], Any], method: str,
+                request: Any) -> tuple[grpc.StatusCode, str]:  # fmt: skip
+        with pytest.raises(grpc.RpcError) as caught:
+            self.call(stub, method, request)
+        return caught.value.code(), caught.value.details() or ""
+
+    def finished(self, operation_id: str) -> hub_pb2.Operation:
+        def done() -> hub_pb2.Operation | None:
+            found = self.call(
+                hub_pb2_grpc.HubStub,
+                "GetOperation",
+                hub_pb2.GetOperationRequest(id=operation_id, with_events=True),
+            )
+            return found if found.status != "running" else None
+
+        return wait_until(done, OP_TIMEOUT_S, f"operation {operation_id}", every=0.3)
+
+    def caches(self) -> list[tuple[str, str, str, bool, bool]]:
+        found = self.call(registry_pb2_grpc.RegistryStub, "ListCaches",
+                          registry_pb2.ListCachesRequest())  # fmt: skip
+        return [(c.node, c.entry, c.state, c.verified, c.connected) for c in found.caches]
+
+    def cached_on(self) -> list[str]:
+        found = self.call(models_pb2_grpc.ModelsStub, "GetModel",
+                          models_pb2.GetModelRequest(name="tiny"))  # fmt: skip
+        return list(found.model.cached_on)
+
+    def targets(self) -> hub_pb2.Targets:
+        return hub_pb2.Targets(nodes=[self.node])
+
+
+def import_entry(fleet: Fleet, name: str, path: Path) -> None:
+    data = path.read_bytes()
+    start = registry_pb2.ImportStart(name=name, layout="files", files=[registry_pb2.ImportFileInfo(
+        path=path.name, size=len(data), sha256=hashlib.sha256(data).hexdigest())])  # fmt: skip
+    pieces = [registry_pb2.ImportChunk(start=start)] + [
+        registry_pb2.ImportChunk(data=registry_pb2.ImportData(path=path.name,
+                                                              data=data[i : i + (1 << 20)]))
+        for i in range(0, len(data), 1 << 20)
+    ]  # fmt: skip
+    with fleet.cluster.hub.channel() as channel:
+        reply = registry_pb2_grpc.RegistryStub(channel).Import(iter(pieces), timeout=60)
+    assert reply.entry.state == "ready", reply
+
+
+@pytest.fixture
+def fleet(tmp_path: Path) -> Iterator[Fleet]:
+    try:
+        import llama_cpp.server  # noqa: F401
+
+        from tests.support.tiny_gguf import write_tiny_gguf
+    except ImportError as exc:
+        need(f"the llama extra is missing ({exc.name}): pip install -e '.[llama]'")
+        raise
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "tiny.yaml").write_text(TINY_MODEL)
+    (tmp_path / "configs").mkdir()
+    cluster = Cluster(tmp_path, None, heartbeat=0.5, configs=tmp_path / "configs",
+                      hub_args=("--models", str(models)))  # fmt: skip
+    port = free_port()
+    try:
+        cluster.start_hub()
+        node = f"c{secrets.token_hex(3)}"
+        agent = cluster.agent(node, extra=["--gpu-probe", "none", "--llama-env",
+                                           f"cpu={sys.prefix}"], env=podman.env())  # fmt: skip
+        agent.start()
+        cluster.wait_status({node: "ready"})
+        found = Fleet(cluster, node, agent, port)
+        import_entry(found, "tiny", write_tiny_gguf(tmp_path / "tiny.gguf", seed=3, name="tiny"))
+        yield found
+    finally:
+        cluster.close()
+        for pid in llama_servers(port):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_a_model_from_the_registry_is_fetched_by_its_switch_and_cached_on_the_node(
+    fleet: Fleet,
+) -> None:
+    node, models, registry = fleet.node, models_pb2_grpc.ModelsStub, registry_pb2_grpc.RegistryStub
+    assert fleet.caches() == [] and fleet.cached_on() == []
+    switch = models_pb2.SwitchModelRequest(name="tiny", targets=fleet.targets(), port=fleet.port,
+                                           no_fetch=True)  # fmt: skip
+    code, line = fleet.refused(models, "SwitchModel", switch)
+    assert code == grpc.StatusCode.FAILED_PRECONDITION
+    assert line == (f"model tiny: registry entry tiny is not in the model cache of {node} "
+                    f"(--no-fetch): `hubctl models cache tiny --node {node}` first, or switch "
+                    "without --no-fetch")  # fmt: skip
+
+    switch.no_fetch = False
+    operation = fleet.finished(fleet.call(models, "SwitchModel", switch).id)
+    assert operation.status == "succeeded", operation
+    steps = [(e.step, e.progress) for e in operation.events]
+    # The fetch phase is visible: the hub's step, then the agent's own progress, then the start.
+    assert ("fetch", False) in steps and ("fetch", True) in steps
+    assert steps.index(("fetch", False)) < steps.index(("start", False))
+    with urllib.request.urlopen(f"http://127.0.0.1:{fleet.port}/v1/models", timeout=30) as got:
+        assert b"tiny" in got.read()
+    assert fleet.caches() == [(node, "tiny", "complete", True, True)]
+    assert fleet.cached_on() == [node]
+
+    code, line = fleet.refused(registry, "UncacheModel", registry_pb2.UncacheModelRequest(
+        name="tiny", targets=fleet.targets()))  # fmt: skip
+    assert code == grpc.StatusCode.FAILED_PRECONDITION
+    assert line == (f"model tiny runs on {node} from registry entry tiny: stop it first "
+                    f"(`hubctl models stop tiny --node {node}`)")  # fmt: skip
+    stop = models_pb2.StopModelRequest(name="tiny")
+    assert fleet.finished(fleet.call(models, "StopModel", stop).id).status == "succeeded"
+
+    uncache = registry_pb2.UncacheModelRequest(name="tiny", targets=fleet.targets())
+    assert fleet.finished(fleet.call(registry, "UncacheModel", uncache).id).status == "succeeded"
+    assert fleet.caches() == []
+    cache = registry_pb2.CacheModelRequest(name="tiny", targets=fleet.targets())
+    operation = fleet.finished(fleet.call(registry, "CacheModel", cache).id)
+    assert operation.status == "succeeded" and operation.kind == "model-cache"
+    assert any(e.progress and e.step == "fetch" for e in operation.events)
+    assert fleet.caches() == [(node, "tiny", "complete", True, True)]
+
+    # A hub that restarts learns the cache from the agent's hello again.
+    fleet.cluster.hub.terminate()
+    fleet.cluster.start_hub()
+    wait_until(lambda: fleet.caches() or None, 30, "the agent's cache report in its hello")
+    assert fleet.caches() == [(node, "tiny", "complete", True, True)]
+    # A node that goes down keeps what it said last, flagged.
+    fleet.agent.terminate()
+    wait_until(lambda: fleet.caches()[0][4] is False or None, 30, "the node down")
+    assert fleet.cached_on() == [f"{node} (down)"]
