@@ -14,6 +14,7 @@ import pytest
 
 from tests.cli.test_bad_input import hubctl, refused
 from tests.cli.test_startup import NEVER, absent, loaded
+from tests.support.hfhub import HfHub
 from tests.support.procs import Cluster, free_port, wait_until
 
 ENTRY = "tiny"
@@ -156,6 +157,37 @@ def test_an_hf_layout_import_keeps_its_repository(fleet: Cluster, paths: dict[st
     assert (found["name"], found["layout"], found["repo"]) == ("tiny-hf", "hf", "Org/Tiny")
     removed = fleet.json("registry", "rm", "tiny-hf")
     assert removed["name"] == "tiny-hf" and removed["warnings"] == [], removed
+
+
+def test_a_pull_followed_live_then_detached(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Hugging Face repository (the stand-in Hub) pulled as an operation: its id, progress
+    lines and the recap; a second pull of it with --detach prints only the operation's id."""
+    with HfHub(tmp_path / "hf") as stand_in:
+        stand_in.repo("Org/Tiny", FILES)
+        monkeypatch.setenv("HF_ENDPOINT", stand_in.endpoint)
+        monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
+        cluster = Cluster(tmp_path / "fleet", None, secure=False)
+        cluster.start_hub()
+        try:
+            said = cluster.hubctl("registry", "pull", "tiny-pull", "--hf", "Org/Tiny")
+            lines = said.stdout.splitlines()
+            assert lines[0].startswith("operation "), lines
+            assert any("RECAP registry-pull" in line for line in lines), said.stdout
+            [entry] = cluster.json("registry")
+            assert (entry["name"], entry["source"], entry["state"]) == (
+                "tiny-pull", "hf:Org/Tiny", "ready")  # fmt: skip
+            assert entry["revision"] == stand_in.commit("Org/Tiny") and entry["files"] == 2
+            again = cluster.hubctl("registry", "pull", "tiny-pull", "--hf", "Org/Tiny",
+                                   "--detach")  # fmt: skip
+            operation = again.stdout.strip()
+            assert len(again.stdout.splitlines()) == 1 and operation, again.stdout
+            assert f"hubctl ops watch {operation}" in again.stderr, again.stderr
+            wait_until(lambda: cluster.json("ops", "show", operation)["status"] == "succeeded",
+                       20, "the second pull done")  # fmt: skip
+        finally:
+            cluster.close()
 
 
 def test_no_cache_anywhere_says_how_to_fetch(fleet: Cluster) -> None:
