@@ -19,6 +19,7 @@ import gpufleet
 from gpufleet import sdnotify, settings
 from hub.models.deploy import DEFAULT_VLLM_IMAGE
 from hub.models.params import IMAGE
+from hub.registry.store import StoreError, check_spec
 from hub.server import DEFAULT_CONFIGS, DEFAULT_MODELS, HubConfig, HubServer, StartError
 
 log = logging.getLogger("hub")
@@ -46,6 +47,13 @@ def image(text: str) -> str:
     return text
 
 
+def registry(text: str) -> str:
+    try:
+        return check_spec(text)
+    except StoreError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--registry ")) from None
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="gpufleet-hub", description="Run the gpufleet hub.")
     parser.add_argument(
@@ -70,6 +78,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--vllm-image", type=image, default=DEFAULT_VLLM_IMAGE, metavar="IMAGE",
         help="the container image of vLLM models that name none (default "
         f"{DEFAULT_VLLM_IMAGE})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--registry", type=registry, metavar="DIR|s3://BUCKET/PREFIX",
+        help="where the model registry keeps its files: a directory, or an S3-compatible "
+        "bucket (endpoint, region and credentials from the usual AWS settings, e.g. "
+        "AWS_ENDPOINT_URL_S3) (default: registry/ in the state dir)",
     )  # fmt: skip
     parser.add_argument(
         "--db", metavar="URL", help="SQLAlchemy URL (default: SQLite file hub.db in the state dir)"
@@ -152,7 +166,7 @@ def main(argv: list[str] | None = None) -> None:
         args.listen, args.state_dir, args.db, args.heartbeat_interval, args.http, args.configs,
         insecure=args.insecure, enroll_listen=args.enroll_listen,
         cert_ttl=timedelta(days=args.cert_days), models_dir=args.models,
-        vllm_image=args.vllm_image,
+        vllm_image=args.vllm_image, registry=args.registry,
     )  # fmt: skip
     try:
         asyncio.run(serve(config, args.grace))

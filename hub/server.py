@@ -40,6 +40,10 @@ from hub.models.deploy import DEFAULT_VLLM_IMAGE
 from hub.models.running import Cluster
 from hub.models.service import ModelsService
 from hub.ops.manager import OperationManager
+from hub.registry.caches import NodeCaches
+from hub.registry.fetch_service import RegistryFetchService
+from hub.registry.service import RegistryService
+from hub.registry.store import ObjectStore, StoreError, open_store
 from hub.sessions import SessionRegistry, Updates
 from hub.states import NodeState
 from hub.store import Database, Store, migrate, sqlite_url
@@ -80,6 +84,7 @@ class HubConfig:
     cert_ttl: timedelta = DEFAULT_CERT_TTL
     models_dir: Path = DEFAULT_MODELS
     vllm_image: str = DEFAULT_VLLM_IMAGE  # what a vLLM model without an image runs in
+    registry: str | None = None  # --registry: a directory or s3://BUCKET/PREFIX; default state
 
     @property
     def enrollment_address(self) -> str:
@@ -131,6 +136,7 @@ class HubServer:
         self.monotonic = monotonic
         self.registry = SessionRegistry()
         self.envs = NodeEnvs()  # each node's llama-cpp-python environments, as reported
+        self.caches = NodeCaches()  # each node's model cache, as reported
         self.port = 0
         self._db: Database | None = None
         self._server: grpc.aio.Server | None = None
@@ -212,6 +218,7 @@ class HubServer:
             self.monotonic,
             self.manager.node_connected,
             self.envs,
+            self.caches,
         )
         issuer = self.trust.issuer if self.trust is not None else None
         wheels = WheelStore(self.config.state_dir / "wheels")
@@ -224,6 +231,12 @@ class HubServer:
             self.registry, self._db, store, self.manager, self.config.configs_dir,
             self.config.vllm_image, self.envs,
         )  # fmt: skip
+        self.objects = await self._registry()
+        registry = RegistryService(
+            self._db, self.objects, self.caches, self.registry, self.config.models_dir,
+            self.config.state_dir,
+        )  # fmt: skip
+        await asyncio.to_thread(registry.sweep)  # what interrupted imports left goes
         observer = Observer(cluster, self.config.models_dir, self.work)
         self.scaler = Scaler(cluster, observer, self.config.models_dir, self.work)
         self.gateway = gateway = GatewayService(self._db, observer, self.scaler, hub)
@@ -239,6 +252,8 @@ class HubServer:
             "wheels": WheelCacheService(wheels),
             "gateway": gateway,
             "keys": ApiKeysService(self._db, on_change=gateway.keys_changed),
+            "registry": registry,
+            "registry_fetch": RegistryFetchService(self._db, self.objects),
             "enrollment": EnrollmentService(issuer) if issuer is not None else None,
             "trust": TrustService(
                 self._db, trust_store, self.auth, self.registry, issuer,
@@ -278,6 +293,16 @@ class HubServer:
                     f"cannot serve HTTP on {self.config.http} ({exc}): choose another --http"
                 ) from None
             log.info("metrics on http://%s/metrics", self.config.http)
+
+    async def _registry(self) -> ObjectStore:
+        """The registry's object store, ready for use."""
+        try:
+            objects = open_store(self.config.registry, self.config.state_dir)
+            await objects.prepare()
+        except StoreError as exc:
+            raise StartError(str(exc)) from None
+        log.info("model registry in %s", objects.describe())
+        return objects
 
     def problem(self) -> str:
         """Why the hub is not healthy now ("" when it is), for /healthz."""

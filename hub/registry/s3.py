@@ -8,7 +8,6 @@ takes. Large files go up in large multipart parts; an object appears whole or no
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -18,7 +17,7 @@ import botocore.exceptions
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 
-from hub.registry.store import READ_PIECE, NotFound, StoreError
+from hub.registry.store import READ_PIECE, NotFound, StoreError, s3_location
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -34,18 +33,7 @@ CLIENT = Config(
     signature_version="s3v4", s3={"addressing_style": "path"},
     connect_timeout=10, read_timeout=120, retries={"max_attempts": 5, "mode": "standard"},
 )  # fmt: skip
-BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 SETTINGS = "check the bucket and the AWS settings (AWS_ENDPOINT_URL_S3, credentials, region)"
-
-
-def parse(spec: str) -> tuple[str, str]:
-    """s3://BUCKET/PREFIX -> (BUCKET, "PREFIX/" or ""). StoreError for anything else."""
-    bucket, _, prefix = spec.removeprefix("s3://").partition("/")
-    prefix = prefix.strip("/")
-    if not BUCKET.match(bucket) or any(p in ("", ".", "..") for p in prefix.split("/") if prefix):
-        raise StoreError(f"--registry {spec[:120]}: expected s3://BUCKET/PREFIX with a bucket "
-                         "name of 3 to 63 lowercase letters, digits, '.' or '-'")  # fmt: skip
-    return bucket, f"{prefix}/" if prefix else ""
 
 
 def _problem(exc: Exception) -> str:
@@ -69,7 +57,7 @@ class S3Store:
 
     @classmethod
     def from_spec(cls, spec: str) -> S3Store:
-        bucket, prefix = parse(spec)
+        bucket, prefix = s3_location(spec)
         try:
             client = boto3.client("s3", config=CLIENT)
         except botocore.exceptions.BotoCoreError as exc:

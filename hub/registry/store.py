@@ -6,11 +6,13 @@ URLs (nodes then fetch from the store directly, else through the hub's RegistryF
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Protocol
 
 READ_PIECE = 1024 * 1024  # bytes per piece a read yields (at most)
+BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
 
 class StoreError(Exception):
@@ -63,6 +65,25 @@ class ObjectStore(Protocol):
         ...
 
 
+def s3_location(spec: str) -> tuple[str, str]:
+    """s3://BUCKET/PREFIX -> (BUCKET, "PREFIX/" or ""). StoreError for anything else."""
+    bucket, _, prefix = spec.removeprefix("s3://").partition("/")
+    prefix = prefix.strip("/")
+    if not BUCKET.match(bucket) or any(p in ("", ".", "..") for p in prefix.split("/") if prefix):
+        raise StoreError(f"--registry {spec[:120]}: expected s3://BUCKET/PREFIX with a bucket "
+                         "name of 3 to 63 lowercase letters, digits, '.' or '-'")  # fmt: skip
+    return bucket, f"{prefix}/" if prefix else ""
+
+
+def check_spec(spec: str) -> str:
+    """`--registry`'s value when it names a directory or a valid S3 location."""
+    if spec.startswith("s3://"):
+        s3_location(spec)
+    elif "://" in spec:
+        raise StoreError(f"--registry {spec[:120]}: not a directory or s3://BUCKET/PREFIX")
+    return spec
+
+
 def open_store(spec: str | None, state_dir: Path) -> ObjectStore:
     """The store `--registry` names: empty for STATE_DIR/registry, a directory, or
     s3://BUCKET/PREFIX. StoreError (one line) for a value that is neither."""
@@ -70,10 +91,8 @@ def open_store(spec: str | None, state_dir: Path) -> ObjectStore:
 
     if not spec:
         return LocalStore(state_dir / "registry")
-    if spec.startswith("s3://"):
-        from hub.registry.s3 import S3Store
+    if check_spec(spec).startswith("s3://"):
+        from hub.registry.s3 import S3Store  # boto3 only when named
 
         return S3Store.from_spec(spec)
-    if "://" in spec:
-        raise StoreError(f"--registry {spec[:120]}: not a directory or s3://BUCKET/PREFIX")
     return LocalStore(Path(spec).expanduser())

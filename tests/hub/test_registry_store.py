@@ -13,8 +13,15 @@ from pathlib import Path
 import pytest
 
 from hub.registry.local import PARTIAL, LocalStore
-from hub.registry.s3 import S3Store, parse
-from hub.registry.store import READ_PIECE, NotFound, ObjectStore, StoreError, open_store
+from hub.registry.s3 import S3Store
+from hub.registry.store import (
+    READ_PIECE,
+    NotFound,
+    ObjectStore,
+    StoreError,
+    open_store,
+    s3_location,
+)
 from tests.support.s3server import S3Server, start_or_skip
 
 DATA = os.urandom(3 * READ_PIECE + 12345)
@@ -150,7 +157,7 @@ def test_an_unusable_directory_is_one_line(tmp_path: Path) -> None:
     ("s3://my.bucket-1/p", ("my.bucket-1", "p/")),
 ])  # fmt: skip
 def test_s3_specs(spec: str, expected: tuple[str, str]) -> None:
-    assert parse(spec) == expected
+    assert s3_location(spec) == expected
 
 
 @pytest.mark.parametrize("spec", ["s3://", "s3://UPPER/x", "s3://ab", "s3://b/../x",

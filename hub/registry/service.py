@@ -1,0 +1,256 @@
+"""The Registry service (`hubctl registry`): list and show entries, import local files, remove
+entries. Pulls from Hugging Face (hub/registry/pull_api.py) and the nodes' caches
+(hub/registry/caches_api.py) join as mixins. Entries are rows (hub/store/registry.py); their
+bytes are in the object store under ENTRY/REVISION/PATH.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, NoReturn
+
+import grpc
+from google.protobuf.message import DecodeError
+
+from gpufleet.v1 import registry_pb2 as pb
+from gpufleet.v1 import registry_pb2_grpc
+from hub.models import catalog
+from hub.registry.caches import NodeCaches
+from hub.registry.convert import cache_to_proto, entry_to_proto, file_to_proto
+from hub.registry.entries import IMPORT, PULLING, READY, Entry, Invalid
+from hub.registry.imports import ACCEPTED, ImportRefused, Receiver, header
+from hub.registry.store import ObjectStore, StoreError
+from hub.sessions import SessionRegistry
+from hub.store.db import Database
+from hub.store.registry import RegistryStore
+
+log = logging.getLogger(__name__)
+
+Context = grpc.aio.ServicerContext[Any, Any]
+LISTED = "`hubctl registry` lists the entries"
+CODES = {
+    "invalid": grpc.StatusCode.INVALID_ARGUMENT,
+    "truncated": grpc.StatusCode.INVALID_ARGUMENT,
+    "mismatch": grpc.StatusCode.DATA_LOSS,
+}
+SCRATCH = "registry-imports"  # in the state dir: the file an import is receiving
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+async def refuse(context: Context, status: grpc.StatusCode, message: str) -> NoReturn:
+    await context.abort(status, message)
+    raise AssertionError("abort raises")
+
+
+async def _drain(chunks: AsyncIterator[pb.ImportChunk], most: int) -> None:
+    """Read and drop what the client still sends after a refusal, at most `most` bytes (the
+    import's size): a client cut off while it writes gets a failed write, not the refusal."""
+    seen = 0
+    with contextlib.suppress(Exception):
+        async for chunk in chunks:
+            seen += chunk.ByteSize()
+            if seen > most:
+                return
+
+
+def _names(names: list[str]) -> str:
+    return ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+
+
+class RegistryService(registry_pb2_grpc.RegistryServicer):  # type: ignore[misc]
+    def __init__(
+        self, db: Database, objects: ObjectStore, caches: NodeCaches, sessions: SessionRegistry,
+        models_dir: Path, state_dir: Path, clock: Callable[[], datetime] = _utcnow,
+    ) -> None:  # fmt: skip
+        self.db = db
+        self.entries = RegistryStore(db.engine)
+        self.objects = objects
+        self.caches = caches
+        self.sessions = sessions
+        self.models_dir = models_dir
+        self.state_dir = state_dir
+        self.clock = clock
+        self.scratch = state_dir / SCRATCH
+        self._importing: set[str] = set()  # entries whose import runs in this hub now
+
+    def sweep(self) -> None:
+        """Forget what imports interrupted by a restart left in the scratch directory."""
+        shutil.rmtree(self.scratch, ignore_errors=True)
+        self.scratch.mkdir(parents=True, exist_ok=True)
+
+    async def _entry(self, name: str, context: Context) -> Entry:
+        entry = await self.db.call(self.entries.get, name)
+        if entry is None:
+            await refuse(context, grpc.StatusCode.NOT_FOUND,
+                         f"no registry entry named {name[:64]!r}: {LISTED}")  # fmt: skip
+        return entry
+
+    async def _users(self, name: str) -> list[str]:
+        """The model definitions whose source is the entry."""
+        return await asyncio.to_thread(catalog.registry_users, self.models_dir, name)
+
+    def _connected(self, node: str) -> bool:
+        return self.sessions.get(node) is not None
+
+    async def ListEntries(self, request: pb.ListEntriesRequest,
+                          context: Context) -> pb.ListEntriesResponse:  # fmt: skip
+        entries = await self.db.call(self.entries.all)
+        return pb.ListEntriesResponse(entries=[entry_to_proto(entry) for entry in entries])
+
+    async def GetEntry(self, request: pb.GetEntryRequest,
+                       context: Context) -> pb.GetEntryResponse:  # fmt: skip
+        entry = await self._entry(request.name, context)
+        return pb.GetEntryResponse(
+            entry=entry_to_proto(entry), files=[file_to_proto(f) for f in entry.files],
+            models=await self._users(entry.name),
+            caches=[cache_to_proto(node, view, self._connected(node))
+                    for node, view in self.caches.holders(entry.name)],
+        )  # fmt: skip
+
+    async def RemoveEntry(self, request: pb.RemoveEntryRequest,
+                          context: Context) -> pb.RemoveEntryResponse:  # fmt: skip
+        entry = await self._entry(request.name, context)
+        if entry.name in self._importing:
+            await refuse(context, grpc.StatusCode.FAILED_PRECONDITION,
+                         f"entry {entry.name} is being imported: remove it once the import "
+                         "ended")  # fmt: skip
+        users = await self._users(entry.name)
+        holders = [node for node, _ in self.caches.holders(entry.name)]
+        uses = ([f"models {_names(users)} use it"] if users else []) + (
+            [f"nodes {_names(holders)} cache it"] if holders else []
+        )
+        if entry.state == PULLING and entry.source != IMPORT:
+            uses.append("it is being pulled (`hubctl ops` shows the pull to cancel)")
+        if uses and not request.force:
+            fix = []
+            if users:
+                fix.append("change those model definitions' source")
+            if holders:
+                fix.append("free the caches (hubctl models uncache MODEL --node N)")
+            fix.append("or remove it anyway with --force")
+            await refuse(context, grpc.StatusCode.FAILED_PRECONDITION,
+                         f"entry {entry.name} is in use: {'; '.join(uses)}: "
+                         f"{', '.join(fix)}")  # fmt: skip
+        try:
+            await self.objects.delete_prefix(f"{entry.name}/")
+        except StoreError as exc:
+            await refuse(context, grpc.StatusCode.UNAVAILABLE, f"cannot remove the files of "
+                         f"{entry.name}: {exc}; nothing was removed, try again")  # fmt: skip
+        await self.db.call(self.entries.remove, entry.name)
+        log.info("registry entry %s removed (%s)", entry.name, "; ".join(uses) or "unused")
+        return pb.RemoveEntryResponse(entry=entry_to_proto(entry), warnings=uses)
+
+    async def Import(self, request_iterator: AsyncIterator[pb.ImportChunk],
+                     context: Context) -> pb.ImportResponse:  # fmt: skip
+        chunks = aiter(request_iterator)
+        try:
+            first = await anext(chunks)
+        except (StopAsyncIteration, DecodeError):
+            first = pb.ImportChunk()
+        if not first.HasField("start"):
+            await refuse(context, grpc.StatusCode.INVALID_ARGUMENT,
+                         "an import starts with its header (ImportStart: name, layout, files "
+                         "with size and sha256)")  # fmt: skip
+        try:
+            entry = header(first.start)
+        except Invalid as exc:
+            await refuse(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        await self._may_import(entry, context)
+        self._importing.add(entry.name)
+        try:
+            return await self._import(entry, chunks, context)
+        finally:
+            self._importing.discard(entry.name)
+
+    async def _may_import(self, entry: Entry, context: Context) -> None:
+        """Refused when the name is taken or the store lacks the space; an earlier failed or
+        interrupted entry of the name is replaced (its files go now)."""
+        name = entry.name
+        if name in self._importing:
+            await refuse(context, grpc.StatusCode.FAILED_PRECONDITION,
+                         f"entry {name} is being imported: wait for that import to "
+                         "end")  # fmt: skip
+        existing = await self.db.call(self.entries.get, name)
+        if existing is not None and existing.state == READY:
+            await refuse(context, grpc.StatusCode.ALREADY_EXISTS,
+                         f"entry {name} exists ({existing.source}, {len(existing.files)} "
+                         f"files): remove it first (hubctl registry rm {name}) or pick another "
+                         "name")  # fmt: skip
+        if existing is not None and existing.state == PULLING and existing.source != IMPORT:
+            await refuse(context, grpc.StatusCode.FAILED_PRECONDITION,
+                         f"entry {name} is being pulled from {existing.source}: cancel the pull "
+                         "(`hubctl ops`) or pick another name")  # fmt: skip
+        largest = max(f.size for f in entry.files)
+        try:
+            if existing is not None:
+                await self.objects.delete_prefix(f"{name}/")
+            free = await self.objects.free_bytes()
+        except StoreError as exc:
+            await refuse(context, grpc.StatusCode.UNAVAILABLE, str(exc))
+        if free is not None and free < entry.size + largest:
+            await refuse(context, grpc.StatusCode.RESOURCE_EXHAUSTED,
+                         f"the registry ({self.objects.describe()}) has {free} bytes free; the "
+                         f"import needs {entry.size + largest} (its files plus the largest while "
+                         "it is received): free space there first")  # fmt: skip
+
+    async def _import(self, entry: Entry, chunks: AsyncIterator[pb.ImportChunk],
+                      context: Context) -> pb.ImportResponse:  # fmt: skip
+        await self.db.call(self.entries.upsert, entry)
+        scratch = Path(await asyncio.to_thread(tempfile.mkdtemp, dir=self._scratch_dir()))
+        receiver = Receiver(entry, self.objects, scratch)
+        try:
+            await context.send_initial_metadata((ACCEPTED,))
+            await receiver.start()
+            async for chunk in chunks:
+                if not chunk.HasField("data"):
+                    raise ImportRefused("invalid", "a second header: an import sends one, then "
+                                        "its files' data")  # fmt: skip
+                await receiver.feed(chunk.data)
+            files = await receiver.finish()
+        except (ImportRefused, StoreError, DecodeError) as exc:
+            receiver.close()
+            await asyncio.shield(self._forget(entry, scratch))
+            await _drain(chunks, entry.size)
+            if isinstance(exc, ImportRefused):
+                await refuse(context, CODES[exc.kind], str(exc))
+            if isinstance(exc, StoreError):
+                await refuse(context, grpc.StatusCode.UNAVAILABLE, f"{exc}; nothing was kept")
+            await refuse(context, grpc.StatusCode.INVALID_ARGUMENT, "malformed message")
+        except BaseException:  # cancelled (the client went away), or a fault of the hub
+            receiver.close()
+            await asyncio.shield(self._forget(entry, scratch))
+            raise
+        await asyncio.to_thread(shutil.rmtree, scratch, True)
+        ready = Entry(
+            name=entry.name, source=IMPORT, revision=entry.revision, layout=entry.layout,
+            repo=entry.repo, files=files, state=READY, pulled=self.clock(),
+        )  # fmt: skip
+        ready = await self.db.call(self.entries.upsert, ready)
+        log.info("registry entry %s imported: %d files, %d bytes", ready.name, len(files),
+                 ready.size)  # fmt: skip
+        return pb.ImportResponse(entry=entry_to_proto(ready))
+
+    def _scratch_dir(self) -> Path:
+        self.scratch.mkdir(parents=True, exist_ok=True)
+        return self.scratch
+
+    async def _forget(self, entry: Entry, scratch: Path) -> None:
+        """Nothing of a refused import is left: its objects, its row, its scratch files."""
+        await asyncio.to_thread(shutil.rmtree, scratch, True)
+        try:
+            await self.objects.delete_prefix(f"{entry.name}/")
+        except StoreError as exc:
+            log.warning("the refused import of %s left objects in the registry: %s", entry.name,
+                        exc)  # fmt: skip
+        with contextlib.suppress(Exception):
+            await self.db.call(self.entries.remove, entry.name)
