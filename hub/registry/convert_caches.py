@@ -61,4 +61,3 @@ def caches_from_proto(entries: Sequence[pb.CachedEntry]) -> tuple[CachedView, ..
         if view is not None and view.entry not in found:
             found[view.entry] = view
     return tuple(found.values())
-
