@@ -76,7 +76,8 @@ class OperationManager:
         self.store = store
         self.observe_step = observe_step
         self.busy: dict[str, str] = {}  # node -> operation id
-        self.held: dict[str, str] = {}  # a hub kind's reservation -> operation id
+        # A hub kind's reservation -> the operation holding it and its kind (to join it).
+        self.held: dict[str, tuple[str, OperationKind]] = {}
         # Ended operations whose final write has not landed yet (the database refuses
         # writes): their outcome, shown instead of the stored `running` until it lands.
         self.unsaved: dict[str, tuple[str, datetime, str]] = {}
@@ -93,7 +94,7 @@ class OperationManager:
         holds = kind.reservation if isinstance(kind, HubKind) else ""
         if holds:
             nodes = [HUB_TARGET]
-            self._check_free(holds, self.held.get(holds))
+            self._check_free(holds, self._holding(holds))
         else:
             nodes = self._resolve(request.nodes, known_nodes)
             for node in nodes:
@@ -113,7 +114,7 @@ class OperationManager:
         # Reserve before the first await: two requests racing for a node cannot both pass.
         if not request.check:
             if holds:
-                self.held[holds] = record.id
+                self.held[holds] = (record.id, kind)
             else:
                 self.busy.update(dict.fromkeys(nodes, record.id))
         try:
@@ -141,12 +142,12 @@ class OperationManager:
             )
 
     def holder(self, reservation: str) -> tuple[str, OperationKind] | None:
-        """The running hub operation holding `reservation`, and its kind (to join it)."""
-        operation_id = self.held.get(reservation)
-        run = self.running.get(operation_id) if operation_id is not None else None
-        if operation_id is None or run is None or run.kind is None:
-            return None
-        return operation_id, run.kind
+        """The hub operation holding `reservation` now, and its kind (to join it)."""
+        return self.held.get(reservation)
+
+    def _holding(self, reservation: str) -> str | None:
+        found = self.held.get(reservation)
+        return found[0] if found is not None else None
 
     @staticmethod
     def _resolve(names: list[str], known: list[str]) -> list[str]:
@@ -261,7 +262,7 @@ class OperationManager:
                 del self.busy[node]
 
     def _let_go(self, holds: str, operation_id: str) -> None:
-        if holds and self.held.get(holds) == operation_id:
+        if holds and self._holding(holds) == operation_id:
             del self.held[holds]
 
     def _node_started(self, operation_id: str, node: str) -> None:

@@ -35,6 +35,7 @@ T = TypeVar("T")
 PIECE = 1024 * 1024  # bytes per write into the part file
 REHASH_PIECE = 8 * PIECE
 RETRIES = 5  # ranged GETs in a row that bring no byte before a pull gives up on a file
+RETRY_FIRST_S, RETRY_MAX_S = 0.2, 5.0  # waits between them: 0.4, 0.8, 1.6, 3.2 s
 TIMEOUT = httpx.Timeout(30.0, read=60.0)
 
 
@@ -232,43 +233,64 @@ async def download(repo: HfRepo, http: httpx.AsyncClient, commit: str, file: Rem
                         f"{file.path}: {exc} ({RETRIES} tries); "
                         f"{got.hasher.size} bytes kept: pull again to resume"
                     ) from None
-                await asyncio.sleep(min(0.5 * 2**failures, 10.0))
+                await asyncio.sleep(min(RETRY_FIRST_S * 2**failures, RETRY_MAX_S))
     got.check()
     return got.hasher.file(file.path)
 
 
 async def _fetch(repo: HfRepo, http: httpx.AsyncClient, commit: str, got: Receiving,
                  out: BinaryIO) -> None:  # fmt: skip
+    """One ranged GET from the last byte written. What arrived before a cut is written too
+    (pieces are gathered up to PIECE bytes per write)."""
     start, path = got.hasher.size, got.file.path
     headers = {**repo.headers(), "Range": f"bytes={start}-"}
+    held = bytearray()
+
+    async def flush() -> None:
+        if held:
+            data = bytes(held)
+            held.clear()
+            await _whole(asyncio.to_thread(got.write, out, data))
+            got.on_bytes(len(data))
+
     try:
         async with http.stream("GET", repo.url(commit, path), headers=headers,
                                timeout=TIMEOUT) as response:  # fmt: skip
-            status = response.status_code
-            if status == 429 or status >= 500:
-                raise _Transient(f"Hugging Face answered {status}")
-            if status >= 400:
-                await response.aread()
-                try:
-                    hf_raise_for_status(response)
-                except HfHubHTTPError as exc:
-                    raise HfError(f"{path}: {explain(exc, repo.repo, commit, repo.config.endpoint)}"
-                                  ) from None  # fmt: skip
-            if status == 200 and start:  # the Range was not honoured: the body is all of it
-                await _whole(asyncio.to_thread(got.restart, out))
-            elif status == 206 and not response.headers.get("Content-Range", "").startswith(
-                f"bytes {start}-"
-            ):
-                raise HfError(f"{path}: Hugging Face answered another range than bytes {start}-")
-            async for data in response.aiter_bytes(PIECE):
-                if got.hasher.size + len(data) > got.file.size:
+            await _answer(repo, commit, got, out, response)
+            async for data in response.aiter_bytes():
+                if got.hasher.size + len(held) + len(data) > got.file.size:
                     raise Damaged(f"{path}: more bytes than the {got.file.size} listed")
-                await _whole(asyncio.to_thread(got.write, out, data))
-                got.on_bytes(len(data))
+                held.extend(data)
+                if len(held) >= PIECE:
+                    await flush()
     except httpx.TransportError as exc:
+        await flush()
         raise _Transient(first_line(exc)) from None
+    await flush()
     if got.hasher.size < got.file.size:
         raise _Transient("the connection ended early")
+
+
+async def _answer(repo: HfRepo, commit: str, got: Receiving, out: BinaryIO,
+                  response: httpx.Response) -> None:  # fmt: skip
+    """Whether the answer's body continues the part file (raised when not)."""
+    status, start, path = response.status_code, got.hasher.size, got.file.path
+    if status == 429 or status >= 500:
+        raise _Transient(f"Hugging Face answered {status}")
+    if status >= 400:
+        await response.aread()
+        try:
+            hf_raise_for_status(response)
+        except HfHubHTTPError as exc:
+            raise HfError(f"{path}: {explain(exc, repo.repo, commit, repo.config.endpoint)}"
+                          ) from None  # fmt: skip
+        raise HfError(f"{path}: Hugging Face answered {status}")
+    if status == 200 and start:  # the Range was not honoured: the body is all of it
+        await _whole(asyncio.to_thread(got.restart, out))
+    elif status == 206 and not response.headers.get("Content-Range", "").startswith(
+        f"bytes {start}-"
+    ):
+        raise HfError(f"{path}: Hugging Face answered another range than bytes {start}-")
 
 
 def client() -> httpx.AsyncClient:

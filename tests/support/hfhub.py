@@ -78,10 +78,13 @@ class HfHub:
         counts: dict[str, int] = json.loads(self._call("GET", "/_stub/served"))
         return counts.get(f"{repo_id}/{path}", 0)
 
-    def faults(self, abort_after: int = 0, aborts: int = 1, rate: float = 0.0) -> None:
+    def faults(self, abort_after: int = 0, aborts: int = 1, rate: float = 0.0,
+               fail: int = 0) -> None:  # fmt: skip
         """Cut the next `aborts` bodies longer than `abort_after` after that many bytes;
-        throttle bodies to `rate` bytes/s (0: none)."""
-        self._call("POST", f"/_stub/faults?abort_after={abort_after}&aborts={aborts}&rate={rate}")
+        throttle bodies to `rate` bytes/s (0: none); answer the next `fail` file GETs 503.
+        Every call sets them all (no arguments: no faults)."""
+        query = f"abort_after={abort_after}&aborts={aborts}&rate={rate}&fail={fail}"
+        self._call("POST", f"/_stub/faults?{query}")
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

@@ -13,8 +13,9 @@ REV is "main" or the commit; anything else is 404 with X-Error-Code RevisionNotF
 
 For the tests themselves:
   GET  /_stub/served                        {"PATH": body bytes sent, ...} per ORG/NAME/PATH
-  POST /_stub/faults?abort_after=N&aborts=K&rate=R
-        cut the next K file bodies longer than N after N bytes; throttle bodies to R bytes/s.
+  POST /_stub/faults?abort_after=N&aborts=K&rate=R&fail=F
+        cut the next K file bodies longer than N after N bytes; throttle bodies to R bytes/s;
+        answer the next F file GETs 503.
 The file list and hashes are read at start; bytes are read at each GET, so a file changed on
 disk afterwards is served with the hashes of the old one (a server that lies about sha256).
 """
@@ -84,11 +85,19 @@ class State:
     aborts_left: int = 0
     abort_after: int = 0
     rate: float = 0.0  # bytes per second of file bodies; 0: unlimited
+    fails_left: int = 0  # file GETs still to answer 503
     served: dict[str, int] = field(default_factory=dict)
 
     def count(self, key: str, sent: int) -> None:
         with self.lock:
             self.served[key] = self.served.get(key, 0) + sent
+
+    def fail(self) -> bool:
+        with self.lock:
+            if self.fails_left > 0:
+                self.fails_left -= 1
+                return True
+        return False
 
     def cut_after(self, length: int) -> int | None:
         with self.lock:
@@ -143,6 +152,7 @@ class Handler(BaseHTTPRequestHandler):
             STATE.abort_after = int(query.get("abort_after", ["0"])[0])
             STATE.aborts_left = int(query.get("aborts", ["1"])[0])
             STATE.rate = float(query.get("rate", ["0"])[0])
+            STATE.fails_left = int(query.get("fail", ["0"])[0])
         self._send(200, b"{}")
 
     def _handle(self, head: bool) -> None:
@@ -198,6 +208,9 @@ class Handler(BaseHTTPRequestHandler):
         self._file(repo, rel, head)
 
     def _file(self, repo: Repo, rel: str, head: bool) -> None:
+        if not head and STATE.fail():
+            self._error(503, "ServiceUnavailable", "try again later", head)
+            return
         found = repo.files[rel]
         size, etag = found.size, repo.etag(rel)
         headers = {"X-Repo-Commit": repo.sha, "ETag": f'"{etag}"', "Accept-Ranges": "bytes"}
@@ -228,33 +241,32 @@ class Handler(BaseHTTPRequestHandler):
             self._body(repo, rel, start, length)
 
     def _body(self, repo: Repo, rel: str, start: int, length: int) -> None:
-        limit = STATE.cut_after(length)
-        sent = 0
-        try:
-            with (repo.dir / rel).open("rb") as source:
-                source.seek(start)
-                while sent < length:
-                    piece = source.read(min(PIECE, length - sent))
-                    if not piece:
-                        return
-                    if limit is not None and sent + len(piece) > limit:
-                        self.wfile.write(piece[: limit - sent])
-                        self.wfile.flush()
-                        sent = limit
-                        self._cut(rel)
-                        return
-                    self.wfile.write(piece)
-                    sent += len(piece)
-                    if STATE.rate:
-                        time.sleep(len(piece) / STATE.rate)
-        finally:
-            STATE.count(f"{repo.id}/{rel}", sent)
+        """The bytes, each piece counted once written (so `served` is current at any time)."""
+        limit, sent, key = STATE.cut_after(length), 0, f"{repo.id}/{rel}"
+        with (repo.dir / rel).open("rb") as source:
+            source.seek(start)
+            while sent < length:
+                piece = source.read(min(PIECE, length - sent))
+                if not piece:
+                    return
+                if limit is not None and sent + len(piece) > limit:
+                    self.wfile.write(piece[: limit - sent])
+                    self.wfile.flush()
+                    STATE.count(key, limit - sent)
+                    self._cut(rel)
+                    return
+                self.wfile.write(piece)
+                sent += len(piece)
+                STATE.count(key, len(piece))
+                if STATE.rate:
+                    time.sleep(len(piece) / STATE.rate)
 
     def _cut(self, rel: str) -> None:
         self.close_connection = True
         sys.stderr.write(f"ABORT {rel}\n")
+        # The bytes sent arrive, then the end: what was counted is what the client got.
         with contextlib.suppress(OSError):
-            self.connection.shutdown(socket.SHUT_RDWR)
+            self.connection.shutdown(socket.SHUT_WR)
 
 
 def tree(repo: Repo, prefix: str, recursive: bool) -> list[dict[str, object]]:

@@ -1,0 +1,409 @@
+"""Pulls from Hugging Face into the registry, through the Registry service's Pull over gRPC,
+against the stand-in Hub process (huggingface_hub's own calls) and a real object store: the
+embedded directory, and moto's S3 server."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import cast
+
+import grpc
+import pytest
+
+from gpufleet.v1 import registry_pb2 as pb
+from gpufleet.v1 import registry_pb2_grpc
+from hub.ops.manager import OperationManager
+from hub.registry.caches import NodeCaches
+from hub.registry.entries import Entry
+from hub.registry.hf import PIECE, RETRIES, HfConfig
+from hub.registry.local import LocalStore
+from hub.registry.pull import STAGING
+from hub.registry.pull_api import PullApi
+from hub.registry.service import RegistryService
+from hub.registry.store import ObjectStore, open_store
+from hub.sessions import SessionRegistry
+from hub.store import Database, migrate
+from hub.store.operations import OperationRecord, OperationStore
+from hub.store.registry import RegistryStore
+from tests.support.hfhub import HfHub
+from tests.support.s3server import start_or_skip
+
+MODEL = os.urandom(6 * 1024 * 1024 + 12345)  # LFS (by its suffix), more than a piece
+CONFIG = b'{"architectures": ["TinyForCausalLM"]}'
+README = b"# tiny\n"
+TINY = {"model.safetensors": MODEL, "config.json": CONFIG, "sub/README.md": README}
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def with_pull() -> type[RegistryService]:
+    """The Registry service with its Pull mixin (which it may have already)."""
+    if issubclass(RegistryService, PullApi):
+        return RegistryService
+
+    class Service(PullApi, RegistryService):  # type: ignore[misc]
+        pass
+
+    return Service
+
+
+@pytest.fixture(scope="module")
+def hfhub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HfHub]:
+    server = HfHub(tmp_path_factory.mktemp("hf") / "root")
+    server.repo("acme/tiny", TINY)
+    server.repo("acme/other", {"model.gguf": b"GGUF" + bytes(5000)})
+    liar = os.urandom(3 * 1024 * 1024)
+    server.repo("acme/liar", {"model.safetensors": liar})
+    with server:
+        # Served from now on with the hashes of the bytes it listed at start: a lying Hub.
+        (server.root / "acme/liar/model.safetensors").write_bytes(bytes(len(liar)))
+        server.faults()
+        yield server
+
+
+@dataclass
+class Hub:
+    """The parts of a hub a pull touches, in this process, with its Registry service."""
+
+    db: Database
+    manager: OperationManager
+    objects: ObjectStore
+    stub: registry_pb2_grpc.RegistryStub
+
+    async def pull(self, name: str, repo: str = "acme/tiny", revision: str = "",
+                   include: tuple[str, ...] = ()) -> pb.PullResponse:  # fmt: skip
+        request = pb.PullRequest(name=name, hf_repo=repo, revision=revision, include=include)
+        reply: pb.PullResponse = await self.stub.Pull(request)
+        return reply
+
+    async def ended(self, operation_id: str) -> OperationRecord:
+        async for _ in self.manager.watch(operation_id):
+            pass
+        found = await self.db.call(self.manager.store.get, operation_id)
+        assert found is not None
+        return self.manager.truthful(found)
+
+    async def progress(self, operation_id: str) -> list[str]:
+        events = await self.db.call(self.manager.store.events, operation_id)
+        return [e.message for e in events if e.progress]
+
+    async def entry(self, name: str) -> Entry:
+        found = await self.db.call(RegistryStore(self.db.engine).get, name)
+        assert found is not None
+        return found
+
+    async def object(self, key: str) -> bytes:
+        return b"".join([piece async for piece in self.objects.read(key)])
+
+
+@asynccontextmanager
+async def running_hub(state_dir: Path, endpoint: str,
+                      objects: ObjectStore | None = None) -> AsyncIterator[Hub]:  # fmt: skip
+    """A hub's database, operations and Registry service on a loopback gRPC port; the same
+    state_dir again is the same hub after a restart."""
+    db = Database(f"sqlite:///{state_dir / 'hub.db'}")
+    migrate(db.engine)
+    await db.call(OperationStore(db.engine).interrupt_running, NOW)
+    manager = OperationManager(SessionRegistry(), db, OperationStore(db.engine))
+    store = objects or LocalStore(state_dir / "registry")
+    await store.prepare()
+    service = with_pull()(db, store, NodeCaches(), SessionRegistry(), state_dir / "models",
+                          state_dir)  # fmt: skip
+    pulls = cast(PullApi, service)
+    pulls.manager = manager
+    pulls.hf = HfConfig(endpoint)
+    server = grpc.aio.server()
+    registry_pb2_grpc.add_RegistryServicer_to_server(service, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    try:
+        yield Hub(db, manager, store, registry_pb2_grpc.RegistryStub(channel))
+    finally:
+        await channel.close(None)
+        await server.stop(None)
+        await manager.shutdown()
+        db.close()
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def run(scenario: Callable[[], object]) -> None:
+    asyncio.run(scenario())  # type: ignore[arg-type]
+
+
+def test_a_pull_puts_every_file_in_the_store_with_sha256_and_chunks(
+    hfhub: HfHub, tmp_path: Path
+) -> None:
+    commit = hfhub.commit("acme/tiny")
+    served = {path: hfhub.served("acme/tiny", path) for path in TINY}
+
+    async def scenario() -> None:
+        async with running_hub(tmp_path, hfhub.endpoint) as hub:
+            reply = await hub.pull("tiny")
+            assert not reply.joined
+            record = await hub.ended(reply.operation_id)
+            assert (record.kind, record.status, record.configuration) == (
+                "registry-pull", "succeeded", "tiny"
+            )  # fmt: skip
+            assert record.message.startswith(f"tiny: 3 files, 6.3 MB at commit {commit[:12]}")
+            assert [(n.node, n.result) for n in record.nodes] == [("hub", "changed")]
+            last = (await hub.progress(reply.operation_id))[-1]
+            assert last.startswith("files 3/3, 6.3 MB of 6.3 MB, ") and "MB/s" in last
+
+            entry = await hub.entry("tiny")
+            assert (entry.state, entry.source, entry.revision, entry.layout, entry.repo) == (
+                "ready", "hf:acme/tiny", commit, "hf", "acme/tiny"
+            )  # fmt: skip
+            assert entry.pulled is not None and entry.message == ""
+            assert [(f.path, f.size, f.sha256, f.chunks) for f in entry.files] == [
+                (path, len(TINY[path]), sha(TINY[path]), (sha(TINY[path]),))
+                for path in sorted(TINY)
+            ]
+            for path, data in TINY.items():
+                assert await hub.object(f"tiny/{commit}/{path}") == data
+            assert not (tmp_path / STAGING / "tiny").exists()
+
+            # Again: the entry holds that commit already; nothing is fetched.
+            again = await hub.ended((await hub.pull("tiny")).operation_id)
+            assert again.status == "succeeded" and "already holds commit" in again.message
+
+    run(scenario)
+    for path, data in TINY.items():
+        assert hfhub.served("acme/tiny", path) - served[path] == len(data)
+
+
+def test_include_patterns_choose_the_files_and_none_matching_fails(
+    hfhub: HfHub, tmp_path: Path
+) -> None:
+    async def scenario() -> None:
+        async with running_hub(tmp_path, hfhub.endpoint) as hub:
+            reply = await hub.pull("configs", include=("*.json", "sub/*"))
+            assert (await hub.ended(reply.operation_id)).status == "succeeded"
+            entry = await hub.entry("configs")
+            assert [f.path for f in entry.files] == ["config.json", "sub/README.md"]
+
+            reply = await hub.pull("nothing", include=("*.gguf",))
+            record = await hub.ended(reply.operation_id)
+            assert record.status == "failed"
+            assert record.message == (
+                "no file of acme/tiny matches --include *.gguf: check the repository and the "
+                "patterns"
+            )
+            entry = await hub.entry("nothing")
+            assert entry.state == "failed" and entry.message == record.message
+
+    run(scenario)
+
+
+def test_a_cut_download_resumes_from_the_last_byte_written(hfhub: HfHub, tmp_path: Path) -> None:
+    before = hfhub.served("acme/tiny", "model.safetensors")
+    hfhub.faults(abort_after=2_500_000, aborts=2)
+
+    async def scenario() -> None:
+        async with running_hub(tmp_path, hfhub.endpoint) as hub:
+            reply = await hub.pull("cut", include=("*.safetensors",))
+            record = await hub.ended(reply.operation_id)
+            assert record.status == "succeeded", record.message
+            entry = await hub.entry("cut")
+            assert entry.files[0].sha256 == sha(MODEL)
+
+    try:
+        run(scenario)
+    finally:
+        hfhub.faults()
+    # Cut twice, resumed twice: no byte fetched twice.
+    assert hfhub.served("acme/tiny", "model.safetensors") - before == len(MODEL)
+
+
+def test_a_file_the_hub_keeps_failing_fails_the_pull_and_a_later_pull_succeeds(
+    hfhub: HfHub, tmp_path: Path
+) -> None:
+    hfhub.faults(fail=RETRIES)
+
+    async def scenario() -> None:
+        async with running_hub(tmp_path, hfhub.endpoint) as hub:
+            reply = await hub.pull("flaky", include=("*.json",))
+            record = await hub.ended(reply.operation_id)
+            assert record.status == "failed"
+            assert record.message == (
+                f"config.json: Hugging Face answered 503 ({RETRIES} tries); 0 bytes kept: pull "
+                "again to resume"
+            )
+            assert (await hub.entry("flaky")).state == "failed"
+            again = await hub.ended((await hub.pull("flaky", include=("*.json",))).operation_id)
+            assert again.status == "succeeded", again.message
+            assert (await hub.entry("flaky")).state == "ready"
+
+    try:
+        run(scenario)
+    finally:
+        hfhub.faults()
+
+
+def test_a_cancelled_pull_keeps_its_part_and_a_restarted_hub_fetches_only_the_rest(
+    hfhub: HfHub, tmp_path: Path
+) -> None:
+    before = hfhub.served("acme/tiny", "model.safetensors")
+    hfhub.faults(rate=2_000_000)
+
+    async def first() -> int:
+        async with running_hub(tmp_path, hfhub.endpoint) as hub:
+            reply = await hub.pull("slow", include=("*.safetensors",))
+            async for event in hub.manager.watch(reply.operation_id):
+                if event.progress and not event.message.startswith("files 0/1, 0 B"):
+                    break  # bytes came (at 2 MB/s, a second's worth)
+            await hub.manager.cancel(reply.operation_id, "tester")
+            record = await hub.ended(reply.operation_id)
+            assert record.status == "cancelled"
+            assert record.message.endswith("kept for a resume (pull again)")
+            entry = await hub.entry("slow")
+            assert (entry.state, entry.message) == ("failed", "cancelled")
+            return next((tmp_path / STAGING / "slow").rglob("*.part")).stat().st_size
+
+    async def second() -> None:
+        async with running_hub(tmp_path, hfhub.endpoint) as hub:  # the hub, restarted
+            reply = await hub.pull("slow", include=("*.safetensors",))
+            record = await hub.ended(reply.operation_id)
+            assert record.status == "succeeded", record.message
+            assert (await hub.entry("slow")).files[0].sha256 == sha(MODEL)
+
+    try:
+        kept = asyncio.run(first())
+        hfhub.faults()
+        asyncio.run(second())
+    finally:
+        hfhub.faults()
+    assert 0 < kept < len(MODEL)
+    # What the cancel kept was read again, not fetched again: at most what was under way when
+    # the cancel came (a piece gathered for its write, a piece the stub was sending) came twice.
+    served = hfhub.served("acme/tiny", "model.safetensors") - before
+    assert len(MODEL) <= served <= len(MODEL) + 2 * PIECE
+
+
+def test_a_file_whose_sha256_is_not_what_the_hub_lists_is_refused(
+    hfhub: HfHub, tmp_path: Path
+) -> None:
+    async def scenario() -> None:
+        async with running_hub(tmp_path, hfhub.endpoint) as hub:
+            reply = await hub.pull("liar", repo="acme/liar")
+            record = await hub.ended(reply.operation_id)
+            assert record.status == "failed"
+            assert record.message.startswith("model.safetensors: sha256 ")
+            assert record.message.endswith(
+                "Hugging Face lists: the download was refused and removed"
+            )
+            entry = await hub.entry("liar")
+            assert entry.state == "failed" and entry.files == ()
+            commit = hfhub.commit("acme/liar")
+            assert await hub.objects.size(f"liar/{commit}/model.safetensors") is None
+            assert not list((tmp_path / STAGING).rglob("*.part"))
+
+    run(scenario)
+
+
+def test_pulls_of_one_entry_join_and_other_sources_are_refused(
+    hfhub: HfHub, tmp_path: Path
+) -> None:
+    hfhub.faults(rate=8_000_000)
+
+    async def scenario() -> None:
+        async with running_hub(tmp_path, hfhub.endpoint) as hub:
+            first, second = await asyncio.gather(hub.pull("shared"), hub.pull("shared"))
+            assert first.operation_id == second.operation_id
+            assert sorted([first.joined, second.joined]) == [False, True]
+            with pytest.raises(grpc.aio.AioRpcError) as other:
+                await hub.pull("shared", repo="acme/other")
+            assert other.value.code() == grpc.StatusCode.ALREADY_EXISTS
+            assert other.value.details() == (
+                f"entry shared is being pulled from hf:acme/tiny by operation "
+                f"{first.operation_id}: pull into another name, or cancel it "
+                f"(hubctl ops cancel {first.operation_id})"
+            )
+            assert (await hub.ended(first.operation_id)).status == "succeeded"
+            with pytest.raises(grpc.aio.AioRpcError) as taken:
+                await hub.pull("shared", repo="acme/other")
+            assert taken.value.code() == grpc.StatusCode.ALREADY_EXISTS
+            assert taken.value.details() == (
+                "entry shared holds hf:acme/tiny, not hf:acme/other: pull into another name, "
+                "or remove it first (hubctl registry rm shared)"
+            )
+
+    try:
+        run(scenario)
+    finally:
+        hfhub.faults()
+
+
+@pytest.mark.parametrize(
+    ("request_", "message"),
+    [
+        (pb.PullRequest(name="Bad_Name", hf_repo="acme/tiny"), "invalid entry name 'Bad_Name'"),
+        (pb.PullRequest(name="ok", hf_repo="acme"), "invalid repository 'acme'"),
+        (pb.PullRequest(name="ok", hf_repo="acme/tiny", revision="../x"), "invalid revision"),
+        (pb.PullRequest(name="ok", hf_repo="acme/tiny", include=[""]), "invalid include pattern"),
+        (pb.PullRequest(name="ok", hf_repo="acme/tiny", include=["*"] * 65),
+         "65 include patterns: at most 64"),
+    ],
+)  # fmt: skip
+def test_invalid_pulls_are_refused_with_one_line(
+    hfhub: HfHub, tmp_path: Path, request_: pb.PullRequest, message: str
+) -> None:
+    async def scenario() -> None:
+        async with running_hub(tmp_path, hfhub.endpoint) as hub:
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await hub.stub.Pull(request_)
+            assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            details = refused.value.details() or ""
+            assert details.startswith(message) and "\n" not in details
+            assert hub.manager.held == {}
+
+    run(scenario)
+
+
+def test_unknown_repositories_and_revisions_fail_the_operation_with_one_line(
+    hfhub: HfHub, tmp_path: Path
+) -> None:
+    async def scenario() -> None:
+        async with running_hub(tmp_path, hfhub.endpoint) as hub:
+            missing = await hub.ended((await hub.pull("gone", repo="acme/gone")).operation_id)
+            assert missing.message == (
+                f"repository acme/gone not found at {hfhub.endpoint}: check the name; a private "
+                "one needs the hub's HF_TOKEN"
+            )
+            revision = await hub.ended((await hub.pull("rev", revision="v9")).operation_id)
+            assert revision.message == (
+                "acme/tiny has no revision 'v9': give a branch, tag or commit it has"
+            )
+
+    run(scenario)
+
+
+def test_a_pull_into_s3(hfhub: HfHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    s3 = start_or_skip()
+    try:
+        s3.apply(monkeypatch)
+        bucket = s3.fresh_bucket()
+        commit = hfhub.commit("acme/tiny")
+
+        async def scenario() -> None:
+            objects = open_store(s3.spec("models", bucket), tmp_path)
+            async with running_hub(tmp_path, hfhub.endpoint, objects) as hub:
+                reply = await hub.pull("tiny", revision=commit)
+                record = await hub.ended(reply.operation_id)
+                assert record.status == "succeeded", record.message
+                assert (await hub.entry("tiny")).revision == commit
+                assert await hub.object(f"tiny/{commit}/model.safetensors") == MODEL
+
+        run(scenario)
+        assert s3.keys(bucket) == [f"models/tiny/{commit}/{path}" for path in sorted(TINY)]
+    finally:
+        s3.stop()
