@@ -36,6 +36,7 @@ from hub.registry.store import ObjectStore, open_store
 from hub.sessions import SessionRegistry
 from hub.store import Database, migrate, sqlite_url
 from hub.trust.auth import Authenticator, AuthInterceptor
+from tests.support.procs import Cluster
 from tests.support.s3server import S3Server, start_or_skip
 
 T0 = datetime(2026, 12, 1, 0, 30, tzinfo=UTC)
@@ -456,3 +457,48 @@ def test_the_local_store_refuses_an_import_it_has_no_room_for(db: Database, tmp_
             assert (await hub.registry.ListEntries(pb.ListEntriesRequest())).entries == []
 
     asyncio.run(scenario())
+
+
+def test_a_hub_process_with_an_s3_registry(s3_server: S3Server, tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """`gpufleet-hub --registry s3://BUCKET/PREFIX` with the AWS settings of its environment:
+    an import lands in the bucket and comes back through Download; a bucket it cannot use
+    stops it with one line and exit status 2."""
+    s3_server.apply(monkeypatch)  # the hub process inherits the test's environment
+    bucket = s3_server.fresh_bucket()
+    fleet = Cluster(tmp_path, None, secure=False, hub_args=("--registry", f"s3://{bucket}/reg"))
+    try:
+        hub = fleet.start_hub()
+        with hub.channel() as channel:
+            registry = registry_pb2_grpc.RegistryStub(channel)  # type: ignore[no-untyped-call]
+            made = registry.Import(stream(start("tiny", FILES), data(FILES)), timeout=60)
+            assert made.entry.state == "ready" and made.entry.size == len(BIG) + 8
+            listed = registry.ListEntries(pb.ListEntriesRequest(), timeout=10)
+            assert [e.name for e in listed.entries] == ["tiny"]
+            fetch = registry_pb2_grpc.RegistryFetchStub(channel)  # type: ignore[no-untyped-call]
+            got = fetch.Download(pb.DownloadRequest(entry="tiny", path="model.gguf", offset=7),
+                                 timeout=60)  # fmt: skip
+            assert b"".join(chunk.data for chunk in got) == BIG[7:]
+        revision = made.entry.revision
+        assert s3_server.keys(bucket) == sorted(f"reg/tiny/{revision}/{p}" for p in FILES)
+        assert hub.terminate() == 0
+        assert "model registry in s3://" in hub.log()
+    finally:
+        for daemon in fleet.daemons:
+            daemon.cleanup()
+
+    broken = Cluster(tmp_path / "b", None, secure=False,
+                     hub_args=("--registry", "s3://no-such-bucket/reg"))  # fmt: skip
+    try:
+        broken.hub.start()
+        assert broken.hub.process is not None
+        assert broken.hub.process.wait(60) == 2
+        lines = [line for line in broken.hub.log().splitlines() if "gpufleet-hub:" in line]
+        assert len(lines) == 1, broken.hub.log()
+        assert lines[0].startswith(
+            "gpufleet-hub: cannot use the registry s3://no-such-bucket/reg/ at http://127.0.0.1:"
+        )
+        assert "Traceback" not in broken.hub.log()
+    finally:
+        for daemon in broken.daemons:
+            daemon.cleanup()
