@@ -233,8 +233,8 @@ class HubServer:
         )  # fmt: skip
         self.objects = await self._registry()
         registry = RegistryService(
-            self._db, self.objects, self.caches, self.registry, self.config.models_dir,
-            self.config.state_dir,
+            self._db, self.objects, self.caches, self.registry, self.manager, store,
+            self.config.models_dir, self.config.state_dir, self.work,
         )  # fmt: skip
         await asyncio.to_thread(registry.sweep)  # what interrupted imports left goes
         observer = Observer(cluster, self.config.models_dir, self.work)

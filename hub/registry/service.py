@@ -1,7 +1,8 @@
 """The Registry service (`hubctl registry`): list and show entries, import local files, remove
-entries. Pulls from Hugging Face (hub/registry/pull_api.py) and the nodes' caches
-(hub/registry/caches_api.py) join as mixins. Entries are rows (hub/store/registry.py); their
-bytes are in the object store under ENTRY/REVISION/PATH.
+entries. Pulls from Hugging Face (hub/registry/pull_api.py PullApi) and the nodes' caches
+(hub/registry/caches_api.py CachesApi) are its mixins, which use the attributes set here.
+Entries are rows (hub/store/registry.py); their bytes are in the object store under
+ENTRY/REVISION/PATH.
 """
 
 from __future__ import annotations
@@ -22,14 +23,19 @@ from google.protobuf.message import DecodeError
 from gpufleet.v1 import registry_pb2 as pb
 from gpufleet.v1 import registry_pb2_grpc
 from hub.models import catalog
+from hub.ops.manager import OperationManager
 from hub.registry.caches import NodeCaches
+from hub.registry.caches_api import CachesApi
 from hub.registry.convert import cache_to_proto, entry_to_proto, file_to_proto
 from hub.registry.entries import IMPORT, PULLING, READY, Entry, Invalid
 from hub.registry.imports import ACCEPTED, ImportRefused, Receiver, header
+from hub.registry.pull_api import PullApi
 from hub.registry.store import ObjectStore, StoreError
 from hub.sessions import SessionRegistry
+from hub.store import Store
 from hub.store.db import Database
 from hub.store.registry import RegistryStore
+from hub.work import Work
 
 log = logging.getLogger(__name__)
 
@@ -67,18 +73,22 @@ def _names(names: list[str]) -> str:
     return ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
 
 
-class RegistryService(registry_pb2_grpc.RegistryServicer):  # type: ignore[misc]
+class RegistryService(PullApi, CachesApi, registry_pb2_grpc.RegistryServicer):  # type: ignore[misc]
     def __init__(
         self, db: Database, objects: ObjectStore, caches: NodeCaches, sessions: SessionRegistry,
-        models_dir: Path, state_dir: Path, clock: Callable[[], datetime] = _utcnow,
+        manager: OperationManager, nodes: Store, models_dir: Path, state_dir: Path,
+        work: Work | None = None, clock: Callable[[], datetime] = _utcnow,
     ) -> None:  # fmt: skip
         self.db = db
         self.entries = RegistryStore(db.engine)
         self.objects = objects
         self.caches = caches
-        self.sessions = sessions
+        self.sessions = sessions  # the connected agents
+        self.manager = manager
+        self.nodes = nodes  # the hub's node store
         self.models_dir = models_dir
         self.state_dir = state_dir
+        self.work = work  # the models lane (None: a thread)
         self.clock = clock
         self.scratch = state_dir / SCRATCH
         self._importing: set[str] = set()  # entries whose import runs in this hub now
@@ -95,9 +105,11 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):  # type: ignore[misc]
                          f"no registry entry named {name[:64]!r}: {LISTED}")  # fmt: skip
         return entry
 
-    async def _users(self, name: str) -> list[str]:
-        """The model definitions whose source is the entry."""
-        return await asyncio.to_thread(catalog.registry_users, self.models_dir, name)
+    async def _users(self, name: str, context: Context) -> list[str]:
+        """The model definitions whose source is the entry (read in the models lane)."""
+        if self.models_dir is None:
+            return []
+        return await self._models(context, catalog.registry_users, self.models_dir, name)
 
     def _connected(self, node: str) -> bool:
         return self.sessions.get(node) is not None
@@ -112,7 +124,7 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):  # type: ignore[misc]
         entry = await self._entry(request.name, context)
         return pb.GetEntryResponse(
             entry=entry_to_proto(entry), files=[file_to_proto(f) for f in entry.files],
-            models=await self._users(entry.name),
+            models=await self._users(entry.name, context),
             caches=[cache_to_proto(node, view, self._connected(node))
                     for node, view in self.caches.holders(entry.name)],
         )  # fmt: skip
@@ -124,7 +136,7 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):  # type: ignore[misc]
             await refuse(context, grpc.StatusCode.FAILED_PRECONDITION,
                          f"entry {entry.name} is being imported: remove it once the import "
                          "ended")  # fmt: skip
-        users = await self._users(entry.name)
+        users = await self._users(entry.name, context)
         holders = [node for node, _ in self.caches.holders(entry.name)]
         uses = ([f"models {_names(users)} use it"] if users else []) + (
             [f"nodes {_names(holders)} cache it"] if holders else []

@@ -19,6 +19,7 @@ import pytest
 
 from gpufleet.v1 import registry_pb2 as pb
 from gpufleet.v1 import registry_pb2_grpc
+from hub.ops.manager import OperationManager
 from hub.registry.caches import CachedView, NodeCaches
 from hub.registry.entries import (
     CHUNK_SIZE,
@@ -34,7 +35,8 @@ from hub.registry.local import LocalStore
 from hub.registry.service import SCRATCH, RegistryService
 from hub.registry.store import ObjectStore, open_store
 from hub.sessions import SessionRegistry
-from hub.store import Database, migrate, sqlite_url
+from hub.store import Database, Store, migrate, sqlite_url
+from hub.store.operations import OperationStore
 from hub.trust.auth import Authenticator, AuthInterceptor
 from tests.support.procs import Cluster
 from tests.support.s3server import S3Server, start_or_skip
@@ -92,8 +94,12 @@ async def served(db: Database, objects: ObjectStore, tmp_path: Path,
     models.mkdir(exist_ok=True)
     for name, text in MODELS.items():
         (models / name).write_text(text)
-    service = RegistryService(db, objects, caches or NodeCaches(), sessions or SessionRegistry(),
-                              models, tmp_path / "state", clock=lambda: T0)  # fmt: skip
+    sessions = sessions or SessionRegistry()
+    manager = OperationManager(sessions, db, OperationStore(db.engine))
+    service = RegistryService(
+        db, objects, caches or NodeCaches(), sessions, manager, Store(db.engine), models,
+        tmp_path / "state", clock=lambda: T0,
+    )  # fmt: skip
     service.sweep()
     audit: list[object] = []
     interceptor = AuthInterceptor(Authenticator(True, lambda: datetime.now(UTC)), audit.append)
@@ -114,6 +120,7 @@ async def served(db: Database, objects: ObjectStore, tmp_path: Path,
                       service, objects)  # fmt: skip
     finally:
         await server.stop(0)
+        await manager.shutdown()
 
 
 def start(name: str, files: dict[str, bytes], **overrides: str) -> pb.ImportChunk:
