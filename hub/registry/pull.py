@@ -18,10 +18,11 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import httpx2 as httpx
 
@@ -47,6 +48,7 @@ log = logging.getLogger(__name__)
 KIND = "registry-pull"
 STAGING = "registry-staging"
 PROGRESS_EVERY_S = 1.0
+PARALLEL = 4  # files downloaded at once
 MB = 1_000_000
 
 
@@ -229,15 +231,17 @@ class Pull:
 
     async def _pull(self) -> Outcome:
         spec, reg, run = self.spec, self.registry, self.run_
-        self.before = await reg.db.call(reg.entries.get, spec.name)
-        if self.before is None or not self.before.ready:
-            await self._entry(Entry(spec.name, spec.source, self.before.revision
-                                    if self.before else "", layout="hf", repo=spec.repo,
-                                    state=PULLING, message=f"pulling: operation "
-                                    f"{run.operation_id}"))  # fmt: skip
+        self.before = before = await reg.db.call(reg.entries.get, spec.name)
+        if before is not None and not before.ready and before.source != spec.source:
+            # A failed or interrupted entry of another source: nothing of it is kept.
+            await reg.objects.delete_prefix(f"{spec.name}/")
+            await asyncio.to_thread(Staging(reg.state_dir, spec.name, "").drop)
+            self.before = before = None
+        await self._pulling(before.revision if before else "")
         wanted = spec.revision or "main"
         commit = await self.repo.resolve(wanted)
         run.report("resolve", f"{spec.repo} {wanted} is commit {commit}")
+        await self._pulling(commit)
         files = checked(await self.repo.files(commit, spec.include), spec)
         if (
             self.before is not None
@@ -255,17 +259,34 @@ class Pull:
         run.report("files", f"{len(files)} files, {amount(meter.total)}: {len(done)} in the "
                    f"registry already, {len(todo)} to fetch")  # fmt: skip
         await self._room(todo, staging)
+        noting = asyncio.Lock()
+
+        async def fetch(http: httpx.AsyncClient) -> None:
+            while todo:
+                file = todo.pop(0)
+                done[file.path] = await self._one(http, commit, file, meter)
+                meter.done_files += 1
+                async with noting:
+                    await asyncio.to_thread(staging.note, dict(done))
+                run.progress("download", *meter.line())
+
         ticker = asyncio.create_task(self._tick(meter))
         try:
             async with hf.client() as http:
-                for file in todo:
-                    done[file.path] = await self._one(http, commit, file, meter)
-                    meter.done_files += 1
-                    await asyncio.to_thread(staging.note, done)
-                    run.progress("download", *meter.line())
+                await first_error([fetch(http) for _ in range(min(PARALLEL, len(todo)))])
         finally:
             ticker.cancel()
         return await self._ready(commit, [done[f.path] for f in files], meter)
+
+    async def _pulling(self, revision: str) -> None:
+        """The entry says a pull runs (from this commit, once known): unless it is ready, when
+        it stays as it was until the pull is done."""
+        if self.before is not None and self.before.ready:
+            return
+        spec = self.spec
+        doing = f"pulling: operation {self.run_.operation_id}"
+        await self._entry(Entry(spec.name, spec.source, revision, layout="hf", repo=spec.repo,
+                                state=PULLING, message=doing))  # fmt: skip
 
     async def _tick(self, meter: Meter) -> None:
         while True:
@@ -347,6 +368,21 @@ class Pull:
         log.info("registry entry %s pulled from %s at %s: %s", spec.name, spec.repo, commit, text)
         return Outcome("changed", f"{spec.name}: {len(files)} files, {amount(entry.size)} at "
                        f"commit {commit[:12]} ({amount(meter.fetched)} fetched)")  # fmt: skip
+
+
+async def first_error(jobs: list[Coroutine[Any, Any, None]]) -> None:
+    """Run the jobs together; the first to fail cancels the others and its error is raised."""
+    tasks = [asyncio.ensure_future(job) for job in jobs]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    errors = [error for task in tasks if not task.cancelled()
+              and (error := task.exception()) is not None]  # fmt: skip
+    if errors:
+        raise errors[0]
 
 
 def checked(files: list[hf.RemoteFile], spec: PullSpec) -> list[hf.RemoteFile]:

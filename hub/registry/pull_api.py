@@ -73,23 +73,19 @@ class PullApi:
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
                                 f"entry {name} is being imported: wait for the import to end, "
                                 "or pull into another name")  # fmt: skip
+        joined = await self._join(spec, context)
+        if joined is not None:
+            return joined
         existing = await self.db.call(self.entries.get, name)
-        if existing is not None and existing.source != spec.source:
+        if existing is not None and existing.ready and existing.source != spec.source:
             await context.abort(grpc.StatusCode.ALREADY_EXISTS,
                                 f"entry {name} holds {existing.source}, not {spec.source}: pull "
                                 f"into another name, or remove it first (hubctl registry rm "
                                 f"{name})")  # fmt: skip
-        # No await from here to the submit: a second Pull sees this one's reservation.
-        held = self.manager.holder(reservation(name))
-        if held is not None:
-            operation_id, kind = held
-            if isinstance(kind, PullKind) and kind.spec.source == spec.source:
-                return pb.PullResponse(operation_id=operation_id, joined=True)
-            what = kind.spec.source if isinstance(kind, PullKind) else kind.name
-            await context.abort(grpc.StatusCode.ALREADY_EXISTS,
-                                f"entry {name} is being pulled from {what} by operation "
-                                f"{operation_id}: pull into another name, or cancel it "
-                                f"(hubctl ops cancel {operation_id})")  # fmt: skip
+        # No await from this check to the submit's reservation: a second Pull sees this one.
+        joined = await self._join(spec, context)
+        if joined is not None:
+            return joined
         registry = Registry(self.db, self.entries, self.objects, self.state_dir, self.clock,
                             self.hf)  # fmt: skip
         try:
@@ -98,3 +94,19 @@ class PullApi:
             await context.abort(ERROR_CODES[exc.kind], str(exc))
             raise
         return pb.PullResponse(operation_id=operation_id)
+
+    async def _join(self, spec: PullSpec, context: Context) -> pb.PullResponse | None:
+        """The running pull of the entry to join (same source); refused when it pulls another
+        source; None when none runs. Awaits only to refuse."""
+        held = self.manager.holder(reservation(spec.name))
+        if held is None:
+            return None
+        operation_id, kind = held
+        if isinstance(kind, PullKind) and kind.spec.source == spec.source:
+            return pb.PullResponse(operation_id=operation_id, joined=True)
+        what = kind.spec.source if isinstance(kind, PullKind) else kind.name
+        await context.abort(grpc.StatusCode.ALREADY_EXISTS,
+                            f"entry {spec.name} is being pulled from {what} by operation "
+                            f"{operation_id}: pull into another name, or cancel it "
+                            f"(hubctl ops cancel {operation_id})")  # fmt: skip
+        raise AssertionError("abort raises")

@@ -12,7 +12,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import cast
 
 import grpc
 import pytest
@@ -25,11 +24,10 @@ from hub.registry.entries import Entry
 from hub.registry.hf import PIECE, RETRIES, HfConfig
 from hub.registry.local import LocalStore
 from hub.registry.pull import STAGING
-from hub.registry.pull_api import PullApi
 from hub.registry.service import RegistryService
 from hub.registry.store import ObjectStore, open_store
 from hub.sessions import SessionRegistry
-from hub.store import Database, migrate
+from hub.store import Database, Store, migrate
 from hub.store.operations import OperationRecord, OperationStore
 from hub.store.registry import RegistryStore
 from tests.support.hfhub import HfHub
@@ -40,17 +38,6 @@ CONFIG = b'{"architectures": ["TinyForCausalLM"]}'
 README = b"# tiny\n"
 TINY = {"model.safetensors": MODEL, "config.json": CONFIG, "sub/README.md": README}
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
-
-
-def with_pull() -> type[RegistryService]:
-    """The Registry service with its Pull mixin (which it may have already)."""
-    if issubclass(RegistryService, PullApi):
-        return RegistryService
-
-    class Service(PullApi, RegistryService):  # type: ignore[misc]
-        pass
-
-    return Service
 
 
 @pytest.fixture(scope="module")
@@ -113,11 +100,9 @@ async def running_hub(state_dir: Path, endpoint: str,
     manager = OperationManager(SessionRegistry(), db, OperationStore(db.engine))
     store = objects or LocalStore(state_dir / "registry")
     await store.prepare()
-    service = with_pull()(db, store, NodeCaches(), SessionRegistry(), state_dir / "models",
-                          state_dir)  # fmt: skip
-    pulls = cast(PullApi, service)
-    pulls.manager = manager
-    pulls.hf = HfConfig(endpoint)
+    service = RegistryService(db, store, NodeCaches(), SessionRegistry(), manager,
+                              Store(db.engine), state_dir / "models", state_dir)  # fmt: skip
+    service.hf = HfConfig(endpoint)
     server = grpc.aio.server()
     registry_pb2_grpc.add_RegistryServicer_to_server(service, server)
     port = server.add_insecure_port("127.0.0.1:0")
@@ -383,6 +368,12 @@ def test_unknown_repositories_and_revisions_fail_the_operation_with_one_line(
             assert revision.message == (
                 "acme/tiny has no revision 'v9': give a branch, tag or commit it has"
             )
+            assert (await hub.entry("gone")).state == "failed"
+            # A failed entry holds nothing: a pull of its name from elsewhere replaces it.
+            fixed = await hub.pull("gone", include=("*.json",))
+            assert (await hub.ended(fixed.operation_id)).status == "succeeded"
+            entry = await hub.entry("gone")
+            assert (entry.state, entry.source) == ("ready", "hf:acme/tiny")
 
     run(scenario)
 
