@@ -8,7 +8,7 @@ generates one command for every node:
 - llama.cpp: `--model=${GPUFLEET_MODEL_CACHE}/files/ENTRY/FILE` (files layout) or
   `--model=${GPUFLEET_MODEL_CACHE}/hf/models--ORG--NAME/snapshots/REVISION/FILE` (hf layout);
   FILE is the source's `file`, else the entry's only .gguf.
-- vLLM: `--model=ORG/NAME --revision=REVISION` read offline from the Hugging Face cache layout
+- vLLM: `--model=ORG/NAME --revision=COMMIT` read offline from the Hugging Face cache layout
   (HF_HUB_CACHE=/models-cache, HF_HUB_OFFLINE=1) bound read-only from
   `${GPUFLEET_MODEL_CACHE}/hf`.
 
@@ -18,6 +18,7 @@ the generators as plain data in `Deployment.entry`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 from hub.models.schema import Model, RegistryCopy, RegistrySource
@@ -28,6 +29,13 @@ CONTAINER_CACHE = "/models-cache"
 VOLUME = f"{ROOT}/hf:{CONTAINER_CACHE}:ro"
 OFFLINE_ENV = {"HF_HUB_CACHE": CONTAINER_CACHE, "HF_HUB_OFFLINE": "1"}
 MAX_LISTED = 5  # files named in a line
+COMMIT = re.compile(r"^[0-9a-f]{40}$")  # what huggingface_hub takes as a commit, not a ref
+
+
+def is_commit(revision: str) -> bool:
+    """A Hub commit: offline, a revision of any other form is looked up as a ref and missed
+    (an import's revision is the sha256 of its file list; refs/main finds its snapshot)."""
+    return bool(COMMIT.match(revision))
 
 
 def hf_folder(repo: str) -> str:

@@ -9,7 +9,8 @@ BooleanOptionalAction, so `--no-<flag>` exists for each. Booleans vLLM turns on 
 default only when true; every other field only when set, so vLLM's defaults stay vLLM's. The
 deployment, not the model, gives tensor parallelism, CPU offload, host and port. A registry
 source is read offline from the node's model cache (`hub.models.cached`): `--model=ORG/NAME
---revision=COMMIT` with HF_HUB_CACHE and HF_HUB_OFFLINE set (`env`).
+--revision=COMMIT` with HF_HUB_CACHE and HF_HUB_OFFLINE set (`env`); an imported entry's
+revision is no Hub commit, so its snapshot is found through refs/main.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def model_argument(model: Model, deployment: Deployment) -> list[str]:
         return [f"--model={source.path}"]
     if isinstance(source, RegistrySource):
         entry = cached.hf_repo(model, deployment.entry)
-        revision = [f"--revision={entry.revision}"] if entry.revision else []
+        revision = [f"--revision={entry.revision}"] if cached.is_commit(entry.revision) else []
         return [f"--model={entry.repo}", *revision]
     if not isinstance(source, HfSource):  # refused when the model was read
         raise ValueError(f"model {model.name!r}: vLLM reads a GGUF only from a local file")

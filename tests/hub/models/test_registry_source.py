@@ -133,6 +133,12 @@ def test_vllm_reads_the_hf_layout_offline_from_a_read_only_bind() -> None:
     args = vllm.args(model, Deployment(entry=HF_ENTRY))
     assert args[:3] == ["--model=Qwen/Qwen3-8B", f"--revision={COMMIT}",
                         "--served-model-name=chat"]  # fmt: skip
+    # An import's revision is no Hub commit: offline, refs/main finds its snapshot.
+    imported = dataclasses.replace(HF_ENTRY, revision="e" * 64)
+    assert vllm.args(model, Deployment(entry=imported))[:2] == [
+        "--model=Qwen/Qwen3-8B",
+        "--served-model-name=chat",
+    ]
     # The model's env cannot turn the offline cache off.
     assert vllm.env(model) == {"HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": "/models-cache"}
     document = deploy.compose(model, deploy.Placement((0,), 8000), 20.0, "img", HF_ENTRY)
