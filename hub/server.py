@@ -236,7 +236,7 @@ class HubServer:
             self._db, self.objects, self.caches, self.registry, self.manager, store,
             self.config.models_dir, self.config.state_dir, self.work,
         )  # fmt: skip
-        await asyncio.to_thread(registry.sweep)  # what interrupted imports left goes
+        await registry.prepare()  # imports a stop interrupted: failed, their files gone
         observer = Observer(cluster, self.config.models_dir, self.work)
         self.scaler = Scaler(cluster, observer, self.config.models_dir, self.work)
         self.gateway = gateway = GatewayService(self._db, observer, self.scaler, hub)

@@ -93,8 +93,16 @@ class RegistryService(PullApi, CachesApi, registry_pb2_grpc.RegistryServicer):  
         self.scratch = state_dir / SCRATCH
         self._importing: set[str] = set()  # entries whose import runs in this hub now
 
-    def sweep(self) -> None:
-        """Forget what imports interrupted by a restart left in the scratch directory."""
+    async def prepare(self) -> None:
+        """At the hub's start: imports that a stop interrupted are failed entries (a new import
+        of the name replaces them), and what they left in the scratch directory goes."""
+        await asyncio.to_thread(self._sweep)
+        stopped = "the hub stopped during the import: import it again"
+        names = await self.db.call(self.entries.interrupt, IMPORT, stopped)
+        if names:
+            log.warning("imports interrupted by the hub's stop: %s", ", ".join(names))
+
+    def _sweep(self) -> None:
         shutil.rmtree(self.scratch, ignore_errors=True)
         self.scratch.mkdir(parents=True, exist_ok=True)
 

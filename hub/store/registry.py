@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, Column, DateTime, Engine
 from sqlmodel import Field, Session, SQLModel, col, select
 
-from hub.registry.entries import CHUNK_SIZE, Entry, EntryFile
+from hub.registry.entries import CHUNK_SIZE, FAILED, PULLING, Entry, EntryFile
 from hub.store.store import as_utc
 
 
@@ -103,6 +103,20 @@ class RegistryStore:
             session.add(row)
             session.commit()
             return _entry(row)
+
+    def interrupt(self, source: str, message: str) -> list[str]:
+        """Entries of `source` still pulling (their hub stopped meanwhile) marked failed with
+        `message`; their names."""
+        query = select(RegistryEntryRow).where(
+            col(RegistryEntryRow.state) == PULLING, col(RegistryEntryRow.source) == source
+        )
+        with self._session() as session:
+            rows = session.exec(query).all()
+            for row in rows:
+                row.state, row.message = FAILED, message
+                session.add(row)
+            session.commit()
+            return sorted(row.name for row in rows)
 
     def remove(self, name: str) -> Entry | None:
         """The entry as it was; None when there was none."""

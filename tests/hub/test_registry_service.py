@@ -37,6 +37,7 @@ from hub.registry.store import ObjectStore, open_store
 from hub.sessions import SessionRegistry
 from hub.store import Database, Store, migrate, sqlite_url
 from hub.store.operations import OperationStore
+from hub.store.registry import RegistryStore
 from hub.trust.auth import Authenticator, AuthInterceptor
 from tests.support.procs import Cluster
 from tests.support.s3server import S3Server, start_or_skip
@@ -100,7 +101,7 @@ async def served(db: Database, objects: ObjectStore, tmp_path: Path,
         db, objects, caches or NodeCaches(), sessions, manager, Store(db.engine), models,
         tmp_path / "state", clock=lambda: T0,
     )  # fmt: skip
-    service.sweep()
+    await service.prepare()
     audit: list[object] = []
     interceptor = AuthInterceptor(Authenticator(True, lambda: datetime.now(UTC)), audit.append)
     options = [("grpc.max_receive_message_length", max_message)]
@@ -509,3 +510,24 @@ def test_a_hub_process_with_an_s3_registry(s3_server: S3Server, tmp_path: Path,
     finally:
         for daemon in broken.daemons:
             daemon.cleanup()
+
+
+def test_an_import_the_hub_stop_interrupted_is_failed_then_replaced(
+    db: Database, local: ObjectStore, tmp_path: Path
+) -> None:
+    left = tmp_path / "state" / SCRATCH / "tmp123" / "import-x"
+    left.parent.mkdir(parents=True)
+    left.write_bytes(b"half a file")
+    half = header(start("tiny", FILES).start)  # the row an import makes as it starts
+    RegistryStore(db.engine).upsert(half)
+
+    async def scenario() -> None:
+        async with served(db, local, tmp_path) as hub:
+            assert not left.parent.exists()
+            shown = await hub.registry.GetEntry(pb.GetEntryRequest(name="tiny"))
+            assert (shown.entry.state, shown.entry.message) == (
+                "failed", "the hub stopped during the import: import it again")  # fmt: skip
+            made = await imported(hub, stream(start("tiny", FILES), data(FILES)))
+            assert made.entry.state == "ready"
+
+    asyncio.run(scenario())

@@ -8,10 +8,12 @@ import asyncio
 import os
 import urllib.request
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from hub.registry.entries import FAILED, PULLING, READY, Entry, EntryFile
 from hub.registry.local import PARTIAL, LocalStore
 from hub.registry.s3 import S3Store
 from hub.registry.store import (
@@ -22,6 +24,9 @@ from hub.registry.store import (
     open_store,
     s3_location,
 )
+from hub.store import sqlite_url
+from hub.store.db import make_engine, migrate
+from hub.store.registry import RegistryStore
 from tests.support.s3server import S3Server, start_or_skip
 
 DATA = os.urandom(3 * READ_PIECE + 12345)
@@ -186,3 +191,44 @@ def test_a_missing_bucket_is_one_line(s3_server: S3Server, tmp_path: Path,
     message = str(caught.value)
     assert message.startswith("cannot use the registry s3://no-such-bucket/registry/ at http://")
     assert "404" in message and "AWS_ENDPOINT_URL_S3" in message and "\n" not in message
+
+
+# -- the entries' rows -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def rows(tmp_path: Path, db_url: str | None) -> Iterator[RegistryStore]:
+    engine = make_engine(db_url or sqlite_url(tmp_path))
+    migrate(engine)
+    yield RegistryStore(engine)
+    engine.dispose()
+
+
+def test_entry_rows(rows: RegistryStore) -> None:
+    big = EntryFile("model-00001.safetensors", 5 << 40, "a" * 64, ("b" * 64, "c" * 64))
+    pulling = Entry("qwen3-8b", "hf:Qwen/Qwen3-8B", "d" * 40, "hf", "Qwen/Qwen3-8B",
+                    (big, EntryFile("config.json", 10, "e" * 64, ("e" * 64,))))  # fmt: skip
+    assert rows.upsert(pulling) == pulling and rows.get("qwen3-8b") == pulling
+    assert pulling.size == (5 << 40) + 10 and pulling.state == PULLING  # sizes past 32 bits
+    other = Entry("aaa", "import", "f" * 64, files=(EntryFile("x.gguf", 1, "1" * 64),))
+    rows.upsert(other)
+    assert [e.name for e in rows.all()] == ["aaa", "qwen3-8b"]
+
+    when = datetime(2026, 12, 1, 1, 0, tzinfo=UTC)
+    ready = rows.set_state("qwen3-8b", READY, pulled=when)
+    assert ready is not None and ready.ready and ready.pulled == when and ready.files == (
+        pulling.files)  # fmt: skip
+    failed = rows.set_state("qwen3-8b", FAILED, "cancelled")
+    assert failed is not None and (failed.state, failed.message, failed.pulled) == (
+        FAILED, "cancelled", when)  # fmt: skip
+    assert rows.set_state("nope", READY) is None
+
+    replaced = Entry("qwen3-8b", "hf:Qwen/Qwen3-8B", "9" * 40, "hf", "Qwen/Qwen3-8B", (big,),
+                     READY, pulled=when)  # fmt: skip
+    assert rows.upsert(replaced) == rows.get("qwen3-8b") == replaced
+
+    assert rows.interrupt("import", "stopped") == ["aaa"]  # pulling imports only
+    found = rows.get("aaa")
+    assert found is not None and (found.state, found.message) == (FAILED, "stopped")
+    assert rows.interrupt("import", "stopped") == []
+    assert rows.remove("aaa") == found and rows.get("aaa") is None and rows.remove("aaa") is None
