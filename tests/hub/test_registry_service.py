@@ -531,3 +531,28 @@ def test_an_import_the_hub_stop_interrupted_is_failed_then_replaced(
             assert made.entry.state == "ready"
 
     asyncio.run(scenario())
+
+
+def test_a_cancelled_import_leaves_nothing(db: Database, local: ObjectStore,
+                                           tmp_path: Path) -> None:  # fmt: skip
+    async def scenario() -> None:
+        async with served(db, local, tmp_path) as hub:
+            call = hub.registry.Import()
+            await call.write(start("tiny", FILES))
+            assert ACCEPTED in tuple(await call.initial_metadata())
+            pieces = data(FILES)
+            for _ in range(17):  # the first chunk of model.gguf and a bit more
+                await call.write(next(pieces))
+            listed = await hub.registry.ListEntries(pb.ListEntriesRequest())
+            assert [(e.name, e.state, e.message) for e in listed.entries] == [
+                ("tiny", "pulling", "importing")]  # fmt: skip
+            call.cancel()
+            for _ in range(100):
+                listed = await hub.registry.ListEntries(pb.ListEntriesRequest())
+                if not listed.entries and not await leftovers(hub, tmp_path):
+                    break
+                await asyncio.sleep(0.05)
+            assert list(listed.entries) == [] and await leftovers(hub, tmp_path) == []
+            assert hub.service._importing == set()
+
+    asyncio.run(scenario())
