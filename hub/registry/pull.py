@@ -18,7 +18,7 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sized
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -66,6 +66,10 @@ def amount(size: float) -> str:
         if size >= scale:
             return f"{size / scale:.1f} {unit}"
     return f"{size:.0f} B"
+
+
+def count(files: Sized) -> str:
+    return f"{len(files)} file{'' if len(files) == 1 else 's'}"
 
 
 @dataclass(frozen=True)
@@ -191,7 +195,7 @@ class PullKind(HubKind):
         if error is not None and not isinstance(error, asyncio.CancelledError):
             raise error
         kept = await asyncio.to_thread(pull.staging.kept) if pull.staging else 0
-        message = f"cancelled; {amount(kept)} kept for a resume (pull again)"
+        message = f"{amount(kept)} kept for a resume: pull again to go on"
         await pull.failed("cancelled")
         return Outcome("cancelled", message)
 
@@ -250,13 +254,13 @@ class Pull:
             and ([f.path for f in self.before.files] == [f.path for f in files])
         ):
             return Outcome("ok", f"{spec.name} already holds commit {commit[:12]} "
-                           f"({len(files)} files, {amount(self.before.size)})")  # fmt: skip
+                           f"({count(files)}, {amount(self.before.size)})")  # fmt: skip
         self.staging = staging = Staging(reg.state_dir, spec.name, commit)
         done = await self._in_store(files, await asyncio.to_thread(staging.stored), commit)
         meter = Meter(len(files), sum(f.size for f in files), len(done),
                       sum(f.size for f in done.values()))  # fmt: skip
         todo = [f for f in files if f.path not in done]
-        run.report("files", f"{len(files)} files, {amount(meter.total)}: {len(done)} in the "
+        run.report("files", f"{count(files)}, {amount(meter.total)}: {len(done)} in the "
                    f"registry already, {len(todo)} to fetch")  # fmt: skip
         await self._room(todo, staging)
         noting = asyncio.Lock()
@@ -366,7 +370,7 @@ class Pull:
             await asyncio.to_thread(self.staging.drop)
         text, _ = meter.line()
         log.info("registry entry %s pulled from %s at %s: %s", spec.name, spec.repo, commit, text)
-        return Outcome("changed", f"{spec.name}: {len(files)} files, {amount(entry.size)} at "
+        return Outcome("changed", f"{spec.name}: {count(files)}, {amount(entry.size)} at "
                        f"commit {commit[:12]} ({amount(meter.fetched)} fetched)")  # fmt: skip
 
 

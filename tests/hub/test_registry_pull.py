@@ -249,7 +249,7 @@ def test_a_cancelled_pull_keeps_its_part_and_a_restarted_hub_fetches_only_the_re
             await hub.manager.cancel(reply.operation_id, "tester")
             record = await hub.ended(reply.operation_id)
             assert record.status == "cancelled"
-            assert record.message.endswith("kept for a resume (pull again)")
+            assert record.message.endswith("kept for a resume: pull again to go on")
             entry = await hub.entry("slow")
             assert (entry.state, entry.message) == ("failed", "cancelled")
             return next((tmp_path / STAGING / "slow").rglob("*.part")).stat().st_size
