@@ -37,7 +37,7 @@ from typing import Any
 import yaml
 
 from hub.models import estimate, vllm
-from hub.models.schema import Deployment, Model
+from hub.models.schema import Deployment, Model, RegistrySource
 
 # "[IP:]HOST:CONTAINER[/proto]" or "CONTAINER": HOST may be a compose variable ${NAME:-8000}
 PORT = re.compile(
@@ -109,6 +109,13 @@ def reference(problems: list[str], service: str, name: Any, compose_service: Any
         problems.append(
             f"{where}: model {model.name!r} runs on {model.engine}, as a host process, not in a "
             "compose service: reference a vLLM model"
+        )
+        return None
+    if isinstance(model.source, RegistrySource):
+        problems.append(
+            f"{where}: model {model.name!r} is served from the registry (entry "
+            f"{model.source.name!r}), which a configuration cannot fetch: run it with `hubctl "
+            f"models switch {model.name}`"
         )
         return None
     before = len(problems)

@@ -42,6 +42,7 @@ from hub.models.service import ModelsService
 from hub.ops.manager import OperationManager
 from hub.registry.caches import NodeCaches
 from hub.registry.fetch_service import RegistryFetchService
+from hub.registry.kinds import Fetching
 from hub.registry.service import RegistryService
 from hub.registry.store import ObjectStore, StoreError, open_store
 from hub.sessions import SessionRegistry, Updates
@@ -238,7 +239,9 @@ class HubServer:
         )  # fmt: skip
         await registry.prepare()  # imports a stop interrupted: failed, their files gone
         observer = Observer(cluster, self.config.models_dir, self.work)
-        self.scaler = Scaler(cluster, observer, self.config.models_dir, self.work)
+        fetching = Fetching(self.objects, self.caches)
+        self.scaler = Scaler(cluster, observer, self.config.models_dir, self.work,
+                             fetching=fetching)  # fmt: skip
         self.gateway = gateway = GatewayService(self._db, observer, self.scaler, hub)
         servicers = {
             "link": link,
@@ -247,7 +250,7 @@ class HubServer:
                 self.registry, self._db, self.manager, self.config.configs_dir,
                 self.config.state_dir, self.work, models_dir=self.config.models_dir,
             ),
-            "models": ModelsService(self.config.models_dir, self.work, cluster),
+            "models": ModelsService(self.config.models_dir, self.work, cluster, fetching),
             "envs": EnvsService(self.envs, self.registry, self._db, store, self.manager, wheels),
             "wheels": WheelCacheService(wheels),
             "gateway": gateway,

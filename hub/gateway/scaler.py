@@ -40,6 +40,7 @@ from hub.models import catalog, deploy, deployments
 from hub.models.deployments import Refused, SwitchAsk
 from hub.models.load import ModelError
 from hub.models.running import DOWN, Cluster
+from hub.registry.kinds import Fetching
 from hub.states import NodeState
 from hub.store.db import describe
 from hub.store.store import PlacementGpu
@@ -70,8 +71,12 @@ class Ensured:
 class Scaler:
     def __init__(self, cluster: Cluster, observer: Observer, models_dir: Path, work: Work,
                  clock: Callable[[], datetime] = utcnow,
-                 report_interval_s: float = REPORT_INTERVAL_S) -> None:  # fmt: skip
+                 report_interval_s: float = REPORT_INTERVAL_S,
+                 fetching: Fetching | None = None) -> None:  # fmt: skip
         self.cluster = cluster
+        # The registry's store and the nodes' caches: a model from the registry is fetched
+        # first where a start lands, and placement prefers nodes that hold it.
+        self.fetching = fetching
         self.observer = observer
         self.models_dir = models_dir
         self.work = work
@@ -178,11 +183,14 @@ class Scaler:
                 gpus[g.node].append(g)
         busy = cluster.manager.busy
         planned = self._pending.held()
+        held = (placement.cached_on(entry.model, self.fetching.caches)
+                if self.fetching is not None else frozenset())  # fmt: skip
         places = [
             placement.Place(
                 name, name in snap.connected, planned.get(name) or cluster.runs(node),
                 busy.get(name, ""),
                 len(gpus[name]), sum(max(0, g.memory_total_mb - g.foreign_mb) for g in gpus[name]),
+                cached=name in held,
             )
             for name, node in snap.nodes.items()
         ]  # fmt: skip
@@ -196,7 +204,8 @@ class Scaler:
         entry = snap.entries[model]
         ask = SwitchAsk(model, nodes, list(snap.nodes), gpu_count=entry.gpus_needed or 0,
                         port=entry.model.gateway.port)  # fmt: skip
-        operation_id = await deployments.switch(self.cluster, self.models_dir, self._read, ask)
+        operation_id = await deployments.switch(self.cluster, self.models_dir, self._read, ask,
+                                                self.fetching)  # fmt: skip
         self._starts[model] = operation_id
         self.failures.pop(model, None)
         log.info("gateway: starting model %s on %s (operation %s)", model, ", ".join(nodes),

@@ -30,8 +30,8 @@ from hub.models.backend_ops import BackendSwitchKind
 from hub.models.deployments import stored_plan
 from hub.models.load import ModelError
 from hub.models.ops import ModelSwitchKind, problems
-from hub.models.running import Cluster
-from hub.models.schema import Model
+from hub.models.running import Cluster, registry_copy, registry_entries
+from hub.models.schema import Model, RegistryCopy
 from hub.ops import capacity
 from hub.ops.kind import Request
 from hub.ops.submit import resolve_targets, submitted
@@ -117,15 +117,17 @@ def decide(own_backend: str, environment: str, nodes: Sequence[NodeView],
 
 
 def placements(backend: str, restarts: Sequence[str], stored: Mapping[str, Deployed],
-               image: str, environment: str, model: str) -> dict[str, plan.Request]:  # fmt: skip
+               image: str, environment: str, model: str,
+               entries: tuple[RegistryCopy, ...] = ()) -> dict[str, plan.Request]:  # fmt: skip
     """Per restarted node, the request that restarts it as it runs: its recorded GPUs (none on
-    the cpu; the first GPU when it ran on the cpu and now needs one) and port."""
+    the cpu; the first GPU when it ran on the cpu and now needs one) and port; `entries`, the
+    registry's, for a model served from it."""
     found = {}
     for node in restarts:
         d = stored.get(node)
         gpus = d.gpus if d is not None and backend != "cpu" else ()
         port = d.port if d is not None else 0
-        found[node] = plan.Request(model, gpus, 0, port, image, ((model, environment),))
+        found[node] = plan.Request(model, gpus, 0, port, image, ((model, environment),), entries)
     return found
 
 
@@ -244,8 +246,9 @@ class BackendApi:
             if d.project == project
         }
         backend = deploy.backend_of(decision.environment)
+        entries = tuple(registry_copy(e) for e in (await registry_entries(cluster.db)).values())
         asked = placements(backend, decision.restarts, stored, cluster.vllm_image,
-                           decision.environment, model.name)  # fmt: skip
+                           decision.environment, model.name, entries)  # fmt: skip
         try:
             _, found = await self._read(context, plans, self.models_dir, model.name, asked,
                                         stored_plan(stored.values()))  # fmt: skip

@@ -27,8 +27,7 @@ from hub import convert as hub_convert
 from hub.configs import RESERVED_PREFIX
 from hub.models import deploy, plan
 from hub.models.ops import ModelStopKind, ModelSwitchKind, problems
-from hub.models.running import Cluster, running
-from hub.models.schema import RegistryCopy
+from hub.models.running import Cluster, registry_copy, registry_entries, running
 from hub.ops import capacity
 from hub.ops.kind import Request
 from hub.ops.manager import OperationError
@@ -38,10 +37,9 @@ from hub.ops.submit import ERROR_CODES, resolve_targets
 from hub.registry.entries import Entry
 from hub.registry.kinds import Fetching, FetchPhase
 from hub.selection import label_filter, selector
-from hub.store import Database, Node
+from hub.store import Node
 from hub.store.backends import BackendStore
 from hub.store.deployments import Deployed
-from hub.store.registry import RegistryStore
 
 Context = grpc.aio.ServicerContext[Any, Any]
 T = TypeVar("T")
@@ -92,18 +90,6 @@ class SwitchAsk:
     max_fail_percent: float = 0.0
     rollback: bool = True
     no_fetch: bool = False  # a registry model a node's cache lacks: refused, not fetched
-
-
-def registry_copy(entry: Entry) -> RegistryCopy:
-    """What the models lane needs of an entry to generate a command."""
-    return RegistryCopy(entry.name, entry.layout, entry.repo, entry.revision,
-                        tuple((f.path, f.size) for f in entry.files), entry.state,
-                        entry.message)  # fmt: skip
-
-
-async def registry_entries(db: Database) -> dict[str, Entry]:
-    """The registry's entries by name."""
-    return {entry.name: entry for entry in await db.call(RegistryStore(db.engine).all)}
 
 
 def listed(nodes: list[str]) -> str:

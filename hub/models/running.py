@@ -17,10 +17,13 @@ from pathlib import Path
 from hub.configs import Configuration
 from hub.envs.view import NodeEnvs
 from hub.models import deploy, plan
+from hub.models.schema import RegistryCopy
 from hub.ops.manager import OperationManager
+from hub.registry.entries import Entry
 from hub.sessions import SessionRegistry
 from hub.store import Database, Node, Store
 from hub.store.deployments import Deployed, DeploymentStore
+from hub.store.registry import RegistryStore
 from hub.work import Work
 
 REGENERATE_LIMIT_S = 30.0
@@ -53,9 +56,22 @@ async def regenerated(db: Database, store: Store, registry: SessionRegistry, wor
     ]
     if not stored:
         return {}
+    entries = [registry_copy(e) for e in (await registry_entries(db)).values()]
     hint = "make the model files smaller"
-    return await work.models.run(plan.regenerated, models_dir, stored, image,
+    return await work.models.run(plan.regenerated, models_dir, stored, image, entries,
                                  limit_s=REGENERATE_LIMIT_S, hint=hint)  # fmt: skip
+
+
+def registry_copy(entry: Entry) -> RegistryCopy:
+    """What the models lane needs of an entry to generate a command."""
+    return RegistryCopy(entry.name, entry.layout, entry.repo, entry.revision,
+                        tuple((f.path, f.size) for f in entry.files), entry.state,
+                        entry.message)  # fmt: skip
+
+
+async def registry_entries(db: Database) -> dict[str, Entry]:
+    """The registry's entries by name."""
+    return {entry.name: entry for entry in await db.call(RegistryStore(db.engine).all)}
 
 
 @dataclass(frozen=True)

@@ -21,9 +21,9 @@ import grpc
 from gpufleet.v1 import models_pb2, models_pb2_grpc
 from hub.models import catalog, convert
 from hub.models.backend import BackendApi
-from hub.models.deployments import DeploymentsApi, registry_copy, registry_entries
+from hub.models.deployments import DeploymentsApi
 from hub.models.load import ModelError
-from hub.models.running import Cluster, running, where
+from hub.models.running import Cluster, registry_copy, registry_entries, running, where
 from hub.models.schema import RegistryCopy
 from hub.registry.kinds import Fetching
 from hub.store.backends import BackendStore

@@ -253,3 +253,17 @@ def test_the_digest_does_not_depend_on_where_the_models_directory_is(tmp_path: P
         assert str(models_dir) not in found["chat"].text  # no hub paths in what agents get
         digests.append(found["chat"].digest)
     assert digests[0] == digests[1]
+
+
+def test_a_model_from_the_registry_is_refused_in_a_configuration(tmp_path: Path) -> None:
+    (tmp_path / "tiny-chat.yaml").write_text(
+        MODEL.replace("source: {hf: {repo: org/tiny-chat}}", "source: {registry: tiny-chat}")
+    )
+    found, errors = load_model_directory(tmp_path)
+    assert errors == []
+    [line] = problems(BASE, found)
+    assert line == (
+        f"{WHERE}: x-gpufleet.services.llm.model_ref: model 'tiny-chat' is served from the "
+        "registry (entry 'tiny-chat'), which a configuration cannot fetch: run it with `hubctl "
+        "models switch tiny-chat`"
+    )

@@ -100,8 +100,8 @@ BAD = [
      "'vllm'?)"),
     (changed("source", ...), "source: is required: add source: {hf: {repo: Org/Model}}, "
      "{gguf: {repo, file}} or {path: /dir}"),
-    (changed("source.path", "/m"), "source: must have exactly one of hf, gguf, path, got hf "
-     "and path"),
+    (changed("source.path", "/m"), "source: must have exactly one of hf, gguf, path, registry, "
+     "got hf and path"),
     (changed("source", {"path": "models/x"}), "source.path: must be an absolute path on the host, "
      "e.g. /models/qwen3-8b, got 'models/x'"),
     (changed("source.hf.repo", "not a repo"), "source.hf.repo: must be a Hugging Face repository "
