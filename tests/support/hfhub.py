@@ -27,11 +27,13 @@ class HfHub:
         self.log_path = root.parent / f"{root.name}.log"
 
     def repo(self, repo_id: str, files: dict[str, bytes]) -> None:
-        """A repository ORG/NAME with these files (before start: the list is read then)."""
+        """A repository ORG/NAME with these files, served at once (also once started)."""
         for path, data in files.items():
             target = self.root / repo_id / path
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(data)
+        if self.process is not None and self.process.poll() is None:
+            self._call("POST", "/_stub/rescan")
 
     @property
     def endpoint(self) -> str:

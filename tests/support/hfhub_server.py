@@ -13,11 +13,12 @@ REV is "main" or the commit; anything else is 404 with X-Error-Code RevisionNotF
 
 For the tests themselves:
   GET  /_stub/served                        {"PATH": body bytes sent, ...} per ORG/NAME/PATH
+  POST /_stub/rescan                        read the repositories and hash their files again
   POST /_stub/faults?abort_after=N&aborts=K&rate=R&fail=F
         cut the next K file bodies longer than N after N bytes; throttle bodies to R bytes/s;
         answer the next F file GETs 503.
-The file list and hashes are read at start; bytes are read at each GET, so a file changed on
-disk afterwards is served with the hashes of the old one (a server that lies about sha256).
+The file list and hashes are read at start (and at a rescan); bytes are read at each GET, so a
+file changed on disk afterwards is served with the old hashes (a Hub that lies about sha256).
 """
 
 from __future__ import annotations
@@ -87,6 +88,8 @@ class State:
     rate: float = 0.0  # bytes per second of file bodies; 0: unlimited
     fails_left: int = 0  # file GETs still to answer 503
     served: dict[str, int] = field(default_factory=dict)
+    root: Path = Path()
+    lfs_threshold: int = 0
 
     def count(self, key: str, sent: int) -> None:
         with self.lock:
@@ -144,6 +147,10 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         url = urlsplit(self.path)
+        if url.path == "/_stub/rescan":
+            scan(STATE.root, STATE.lfs_threshold)
+            self._send(200, b"{}")
+            return
         if url.path != "/_stub/faults":
             self._error(404, "NotFound", "not found", head=False)
             return
@@ -291,6 +298,18 @@ def tree(repo: Repo, prefix: str, recursive: bool) -> list[dict[str, object]]:
     return found
 
 
+def scan(root: Path, lfs_threshold: int) -> None:
+    """The repositories under ROOT/ORG/NAME, their files hashed now."""
+    repos = {}
+    for org in sorted(p for p in root.iterdir() if p.is_dir()):
+        for name in sorted(p for p in org.iterdir() if p.is_dir()):
+            repo = Repo(root, f"{org.name}/{name.name}", lfs_threshold)
+            repos[repo.id] = repo
+            sys.stderr.write(f"repo {repo.id} sha {repo.sha} files {len(repo.files)}\n")
+    with STATE.lock:
+        STATE.repos = repos
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("root", type=Path)
@@ -298,11 +317,8 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--lfs-threshold", type=int, default=10 * 1024 * 1024)
     args = parser.parse_args()
-    for org in sorted(p for p in args.root.iterdir() if p.is_dir()):
-        for name in sorted(p for p in org.iterdir() if p.is_dir()):
-            repo = Repo(args.root, f"{org.name}/{name.name}", args.lfs_threshold)
-            STATE.repos[repo.id] = repo
-            sys.stderr.write(f"repo {repo.id} sha {repo.sha} files {len(repo.files)}\n")
+    STATE.root, STATE.lfs_threshold = args.root, args.lfs_threshold
+    scan(args.root, args.lfs_threshold)
     server = ThreadingHTTPServer((args.host, args.port), Handler)
     server.daemon_threads = True
     print(f"PORT {server.server_address[1]}", flush=True)
