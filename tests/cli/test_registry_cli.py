@@ -192,8 +192,9 @@ def test_a_pull_followed_live_then_detached(
 
 def test_no_cache_anywhere_says_how_to_fetch(fleet: Cluster) -> None:
     assert fleet.json("registry", "caches") == []
-    said = fleet.hubctl("registry", "caches", ENTRY).stdout.strip()
-    assert said == f"No node holds {ENTRY}. Fetch one: hubctl models cache MODEL --node NODE"
+    said = fleet.hubctl("registry", "caches", "tiny-model").stdout.strip()
+    assert said == "No node holds tiny-model. Fetch one: hubctl models cache MODEL --node NODE"
+    refused(fleet.hubctl("registry", "caches", "absent", check=False), "'absent'")
 
 
 def test_a_nodes_cache_listed_then_shown_down(tmp_path: Path, paths: dict[str, Path]) -> None:
