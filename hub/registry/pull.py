@@ -339,6 +339,9 @@ class Pull:
         kept = await asyncio.to_thread(lambda: part.stat().st_size if part.exists() else 0)
         start = meter.done
         meter.add(min(kept, file.size), fetched=False)
+        if kept:
+            self.run_.report("resume", f"{file.path}: {amount(kept)} kept from before, hashed "
+                             "again, the rest fetched")  # fmt: skip
         try:
             got = await hf.download(self.repo, http, commit, file, part, meter.add)
         except hf.Damaged:
