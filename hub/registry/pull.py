@@ -49,6 +49,7 @@ KIND = "registry-pull"
 STAGING = "registry-staging"
 PROGRESS_EVERY_S = 1.0
 PARALLEL = 4  # files downloaded at once
+STOPPED = "the hub stopped during the pull: pull again to resume"
 MB = 1_000_000
 
 
@@ -184,11 +185,11 @@ class PullKind(HubKind):
         stop = asyncio.ensure_future(run.cancel.wait())
         try:
             await asyncio.wait({work, stop}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stop.cancel()
-            if not work.done():
-                work.cancel()
-            await asyncio.gather(work, stop, return_exceptions=True)
+        except asyncio.CancelledError:  # the hub stops
+            await _ended(work, stop)
+            await pull.failed(STOPPED)
+            raise
+        await _ended(work, stop)
         if not work.cancelled() and work.exception() is None:
             return work.result()
         error = None if work.cancelled() else work.exception()
@@ -198,6 +199,12 @@ class PullKind(HubKind):
         message = f"{amount(kept)} kept for a resume: pull again to go on"
         await pull.failed("cancelled")
         return Outcome("cancelled", message)
+
+
+async def _ended(*tasks: asyncio.Future[Any]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 class Pull:

@@ -6,7 +6,8 @@ OperationManager); `hf` is optional (None: HF_ENDPOINT and HF_TOKEN of the hub's
 when each pull starts). A pull is an operation of kind registry-pull on the hub itself
 (hub/registry/pull.py) holding the entry's name: a second pull of the entry from the same
 repository joins it (PullResponse.joined); from another, or of an entry that holds another
-source, is refused with ALREADY_EXISTS.
+source, is refused with ALREADY_EXISTS. At the hub's start, `interrupted_pulls()` fails the
+entries a stop left pulling.
 """
 
 from __future__ import annotations
@@ -23,9 +24,9 @@ from hub.models.fields import REVISION
 from hub.ops.kind import Request
 from hub.ops.manager import OperationError, OperationManager
 from hub.ops.submit import ERROR_CODES
-from hub.registry.entries import Invalid, check_name, check_repo
+from hub.registry.entries import FAILED, PULLING, Invalid, check_name, check_repo
 from hub.registry.hf import HfConfig
-from hub.registry.pull import PullKind, PullSpec, Registry, reservation
+from hub.registry.pull import STOPPED, PullKind, PullSpec, Registry, reservation
 from hub.registry.store import ObjectStore
 from hub.store.db import Database
 from hub.store.registry import RegistryStore
@@ -94,6 +95,19 @@ class PullApi:
             await context.abort(ERROR_CODES[exc.kind], str(exc))
             raise
         return pb.PullResponse(operation_id=operation_id)
+
+    async def interrupted_pulls(self) -> list[str]:
+        """At the hub's start: entries a stop left pulling are failed (a pull of the name
+        resumes from what their staging directory kept); their names."""
+
+        def fail() -> list[str]:
+            stopped = [e.name for e in self.entries.all()
+                       if e.state == PULLING and e.source.startswith("hf:")]  # fmt: skip
+            for name in stopped:
+                self.entries.set_state(name, FAILED, STOPPED)
+            return stopped
+
+        return await self.db.call(fail)
 
     async def _join(self, spec: PullSpec, context: Context) -> pb.PullResponse | None:
         """The running pull of the entry to join (same source); refused when it pulls another

@@ -23,7 +23,7 @@ from hub.registry.caches import NodeCaches
 from hub.registry.entries import CHUNK_SIZE, Entry
 from hub.registry.hf import PIECE, RETRIES, HfConfig
 from hub.registry.local import LocalStore
-from hub.registry.pull import STAGING
+from hub.registry.pull import STAGING, STOPPED
 from hub.registry.service import RegistryService
 from hub.registry.store import ObjectStore, open_store
 from hub.sessions import SessionRegistry
@@ -62,6 +62,7 @@ class Hub:
     manager: OperationManager
     objects: ObjectStore
     stub: registry_pb2_grpc.RegistryStub
+    service: RegistryService
 
     async def pull(self, name: str, repo: str = "acme/tiny", revision: str = "",
                    include: tuple[str, ...] = ()) -> pb.PullResponse:  # fmt: skip
@@ -109,7 +110,7 @@ async def running_hub(state_dir: Path, endpoint: str,
     await server.start()
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
     try:
-        yield Hub(db, manager, store, registry_pb2_grpc.RegistryStub(channel))
+        yield Hub(db, manager, store, registry_pb2_grpc.RegistryStub(channel), service)
     finally:
         await channel.close(None)
         await server.stop(None)
@@ -279,6 +280,42 @@ def test_a_cancelled_pull_keeps_its_part_and_a_restarted_hub_fetches_only_the_re
     # when the cancel came (gathered for its write, or still on its way) came twice.
     served = hfhub.served("acme/tiny", "model.safetensors") - before
     assert len(MODEL) <= served <= len(MODEL) + PIECE
+
+
+def test_a_hub_that_stops_mid_pull_leaves_the_entry_failed_and_resumable(
+    hfhub: HfHub, tmp_path: Path
+) -> None:
+    hfhub.faults(rate=2_000_000)
+
+    async def stopped() -> None:
+        async with running_hub(tmp_path, hfhub.endpoint) as hub:
+            reply = await hub.pull("halted", include=("*.safetensors",))
+            async for event in hub.manager.watch(reply.operation_id):
+                if event.progress and not event.message.startswith("files 0/1, 0 B"):
+                    break
+        # Leaving the block stopped the hub's operations.
+
+    async def restarted() -> None:
+        async with running_hub(tmp_path, hfhub.endpoint) as hub:
+            entry = await hub.entry("halted")
+            assert (entry.state, entry.message) == ("failed", STOPPED)
+            # One a hard stop left pulling: failed at the next start.
+            left = Entry("left", "hf:acme/tiny", "", layout="hf", repo="acme/tiny")
+            await hub.db.call(RegistryStore(hub.db.engine).upsert, left)
+            assert await hub.service.interrupted_pulls() == ["left"]
+            assert (await hub.entry("left")).state == "failed"
+            hfhub.faults()
+            again = await hub.pull("halted", include=("*.safetensors",))
+            record = await hub.ended(again.operation_id)
+            assert record.status == "succeeded", record.message
+            assert any(e.step == "resume" for e in await hub.db.call(
+                hub.manager.store.events, record.id))  # fmt: skip
+
+    try:
+        asyncio.run(stopped())
+        asyncio.run(restarted())
+    finally:
+        hfhub.faults()
 
 
 def test_a_file_whose_sha256_is_not_what_the_hub_lists_is_refused(
