@@ -387,6 +387,8 @@ class Pull:
 async def first_error(jobs: list[Coroutine[Any, Any, None]]) -> None:
     """Run the jobs together; the first to fail cancels the others and its error is raised."""
     tasks = [asyncio.ensure_future(job) for job in jobs]
+    if not tasks:
+        return
     try:
         await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
     finally:

@@ -165,6 +165,11 @@ def test_a_pull_puts_every_file_in_the_store_with_sha256_and_chunks(
             # Again: the entry holds that commit already; nothing is fetched.
             again = await hub.ended((await hub.pull("tiny")).operation_id)
             assert again.status == "succeeded" and "already holds commit" in again.message
+            # Fewer files of the same commit: all in the store already, nothing is fetched.
+            fewer = await hub.ended((await hub.pull("tiny", include=("*.json",))).operation_id)
+            assert fewer.status == "succeeded", fewer.message
+            assert fewer.message.endswith("(0 B fetched)")
+            assert [f.path for f in (await hub.entry("tiny")).files] == ["config.json"]
 
     run(scenario)
     for path, data in TINY.items():
