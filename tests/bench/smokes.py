@@ -96,6 +96,10 @@ def registry_row(store: str, plain: str) -> str:
     )
 
 
+def task_row(store: str) -> str:
+    return rf"{store} +the agent's task alone +{NUM} MB/s \(the operation around it: -?{NUM} s\)"
+
+
 def real_podman(request: pytest.FixtureRequest) -> list[str]:
     """Podman runs containers here and the busybox test image is built."""
     try:
@@ -203,7 +207,8 @@ SMOKES: dict[str, Smoke] = {
     "registry": Smoke(
         ("--size-mb", "16", "--runs", "1"),
         (r"size +16 MiB, 1 runs each, loopback, .*",
-         registry_row("embedded", "bare gRPC Download"), registry_row("s3", "boto3 download_file")),
+         registry_row("embedded", "bare gRPC Download"), registry_row("s3", "boto3 download_file"),
+         task_row("embedded"), task_row("s3")),
         prepare=moto,
         timeout=180,
     ),
