@@ -154,18 +154,18 @@ def test_a_failure_and_a_crash_end_the_operation_failed_and_free_the_key(db: Dat
     async def crashes(_run: HubRun) -> Outcome:
         raise RuntimeError("boom")
 
-    async def scenario() -> tuple[OperationRecord, OperationRecord, dict[str, str]]:
+    async def scenario() -> tuple[OperationRecord, OperationRecord, list[str]]:
         mgr = manager(db)
         failed = await ended(mgr, await mgr.submit(Request(Job("a", fails), []), []))
         crashed = await ended(mgr, await mgr.submit(Request(Job("a", crashes), []), []))
-        return failed, crashed, dict(mgr.held)
+        return failed, crashed, list(mgr.held)
 
     failed, crashed, held = asyncio.run(scenario())
     assert (failed.status, failed.message) == (
         "failed", "repository org/x not found: check the name"
     )  # fmt: skip
     assert crashed.status == "failed" and crashed.message == "internal error: boom"
-    assert held == {}
+    assert held == []
 
 
 def test_progress_is_bounded_in_storage_like_an_agents(db: Database) -> None:
