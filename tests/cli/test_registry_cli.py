@@ -7,6 +7,11 @@ the caches listing with no agent and with one whose cache holds the entry (then 
 from __future__ import annotations
 
 import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +20,7 @@ import pytest
 from tests.cli.test_bad_input import hubctl, refused
 from tests.cli.test_startup import NEVER, absent, loaded
 from tests.support.hfhub import HfHub
-from tests.support.procs import Cluster, free_port, wait_until
+from tests.support.procs import REPO, Cluster, free_port, wait_until
 
 ENTRY = "tiny"
 MODEL = """\
@@ -186,8 +191,34 @@ def test_a_pull_followed_live_then_detached(
             assert f"hubctl ops watch {operation}" in again.stderr, again.stderr
             wait_until(lambda: cluster.json("ops", "show", operation)["status"] == "succeeded",
                        20, "the second pull done")  # fmt: skip
+            interrupted(cluster, stand_in)
         finally:
             cluster.close()
+
+
+def interrupted(cluster: Cluster, stand_in: HfHub) -> None:
+    """Ctrl-C while a (throttled) pull is followed: one line saying how to follow it again,
+    exit 130; the pull goes on at the hub until cancelled."""
+    stand_in.repo("Org/Slow", {"big.bin": bytes(4 << 20)})
+    stand_in.faults(rate=256 * 1024)
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "cli", "--hub", cluster.address, "registry", "pull", "slow",
+         "--hf", "Org/Slow"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+        env={**os.environ, "GPUFLEET_CONFIG": str(cluster.hubctl_config)},
+    )  # fmt: skip
+    assert follower.stdout is not None
+    first = follower.stdout.readline()
+    assert first.startswith("operation "), first
+    operation = first.split()[1]
+    time.sleep(1)
+    follower.send_signal(signal.SIGINT)
+    _, err = follower.communicate(timeout=20)
+    assert follower.returncode == 130, err
+    assert err.strip() == (f"hubctl: stopped watching; operation {operation} goes on at the "
+                           f"hub: hubctl ops watch {operation} (hubctl ops cancel {operation} "
+                           "stops it)")  # fmt: skip
+    assert cluster.json("ops", "show", operation)["status"] == "running"
+    cluster.hubctl("ops", "cancel", operation)
 
 
 def test_no_cache_anywhere_says_how_to_fetch(fleet: Cluster) -> None:
