@@ -94,13 +94,18 @@ class RegistryService(PullApi, CachesApi, registry_pb2_grpc.RegistryServicer):  
         self._importing: set[str] = set()  # entries whose import runs in this hub now
 
     async def prepare(self) -> None:
-        """At the hub's start: imports that a stop interrupted are failed entries (a new import
-        of the name replaces them), and what they left in the scratch directory goes."""
+        """At the hub's start: imports and pulls that a stop interrupted are failed entries (a
+        new import of the name replaces them; a pull of it resumes from its staging directory),
+        and what imports left in the scratch directory goes."""
         await asyncio.to_thread(self._sweep)
         stopped = "the hub stopped during the import: import it again"
         names = await self.db.call(self.entries.interrupt, IMPORT, stopped)
         if names:
             log.warning("imports interrupted by the hub's stop: %s", ", ".join(names))
+        pulls = await self.interrupted_pulls()
+        if pulls:
+            log.warning("pulls interrupted by the hub's stop (pull again to resume): %s",
+                        ", ".join(pulls))  # fmt: skip
 
     def _sweep(self) -> None:
         shutil.rmtree(self.scratch, ignore_errors=True)
