@@ -12,8 +12,8 @@ import uuid
 from collections.abc import Iterable
 from pathlib import Path
 
-from agent.cache.index import FETCHING, PARTIAL, CachedEntry, Index
-from agent.cache.layout import FILES, HF, TRASH, repo_folder
+from agent.cache.index import COMPLETE, FETCHING, PARTIAL, CachedEntry, Index
+from agent.cache.layout import FILES, HF, TRASH, Place, repo_folder
 from agent.cache.layout import PARTIAL as PARTIAL_DIR
 from agent.cache.sources import HttpSource, Source, Sources
 from agent.cache.space import DEFAULT_RESERVE
@@ -92,24 +92,108 @@ class ModelCache:
                 return True
         return False
 
+    def holder(self, entry: str, layout: str, repo: str) -> CachedEntry | None:
+        """Another entry of this cache whose hf layout holds repository `repo` (in any state):
+        refs/main serves one revision per repository, so two entries cannot share one."""
+        if layout != HF:
+            return None
+        for record in self.index.records():
+            if record.entry != entry and record.layout == HF and record.repo == repo:
+                return record
+        return None
+
+    def shared_repo(self, entry: str, layout: str, repo: str, node: str) -> str | None:
+        """The one line refusing a fetch of `entry` when another entry holds its repository
+        here (else an import and a pull of one repository would serve each other's weights:
+        engines read refs/main); None when the fetch may go on. A new revision of the same
+        entry replaces its snapshot and refs/main."""
+        other = self.holder(entry, layout, repo)
+        if other is None:
+            return None
+        return (f"{entry}: repository {repo} is cached on this node as {other.entry} (one "
+                f"revision per repository): uncache {other.entry} first: hubctl models uncache "
+                f"{other.entry} --node {node}")  # fmt: skip
+
+    def _trash(self, path: Path, entry: str) -> Path:
+        trash = self.root / f"{TRASH}{entry}-{uuid.uuid4().hex[:12]}"
+        path.rename(trash)
+        return trash
+
+    def _unused_blobs(self, place: Place, entry: str, kept: list[CachedEntry]) -> list[Path]:
+        """Move away the repository's blobs that no snapshot left and no kept record names."""
+        blobs = place.repo_dir / "blobs"
+        if not blobs.is_dir():
+            return []
+        used = {f.sha256 for record in kept for f in record.files}
+        for root, _dirs, files in os.walk(place.repo_dir / "snapshots"):
+            for name in files:
+                link = os.path.join(root, name)
+                if os.path.islink(link):
+                    used.add(os.path.basename(os.readlink(link)))
+        unused = [b for b in blobs.iterdir() if b.name not in used and not b.is_dir()]
+        if not unused:
+            return []
+        trash = self.root / f"{TRASH}{entry}-{uuid.uuid4().hex[:12]}"
+        trash.mkdir()
+        for item in unused:
+            item.rename(trash / item.name)
+        return [trash]
+
+    def _keep_ref(self, place: Place, kept: list[CachedEntry]) -> None:
+        """refs/main named the removed revision: name a kept one (a complete one first)."""
+        if any(r.revision == place.revision for r in kept):
+            return
+        try:
+            if (place.repo_dir / "refs" / "main").read_text() != place.revision:
+                return
+        except OSError:
+            return
+        best = sorted(kept, key=lambda r: r.state != COMPLETE)[0]
+        best.place(self.root).write_ref()
+
+    def drop_replaced(self, known: CachedEntry, current: CachedEntry) -> None:
+        """After a fetch of a new revision (or repository) of an hf entry: the old snapshot
+        and the blobs only it used go, unless another record still uses them. Blocking: the
+        fetch task runs it in a thread."""
+        if known.layout != HF or current.layout != HF:
+            return
+        if (known.repo, known.revision) == (current.repo, current.revision):
+            return
+        place = known.place(self.root)
+        kept = [r for r in self.index.records() if r.entry != current.entry
+                and r.layout == HF and r.repo == known.repo]  # fmt: skip
+        if current.repo == known.repo:
+            kept.append(current)
+        trashed = []
+        if not kept:
+            if place.repo_dir.exists():
+                trashed.append(self._trash(place.repo_dir, known.entry))
+        else:
+            if place.snapshot.exists() and not any(r.revision == known.revision for r in kept):
+                trashed.append(self._trash(place.snapshot, known.entry))
+            trashed += self._unused_blobs(place, known.entry, kept)
+        for trash in trashed:
+            shutil.rmtree(trash, True)
+
     async def discard(self, record: CachedEntry, others: Iterable[CachedEntry]) -> None:
         """Remove an entry without holding up the event loop: its index goes first, its
-        directories are renamed away at once, then deleted in a thread. An hf repository
-        another entry still uses keeps its blobs and other snapshots."""
+        directories are renamed away at once, then deleted in a thread. In an hf repository
+        other entries still hold, a snapshot (and its blobs) another record uses stays; the
+        blobs no snapshot left uses go; refs/main names a revision that stays."""
         place = record.place(self.root)
         self.index.remove(record.entry)
         doomed = [self.root / PARTIAL_DIR / record.entry]
+        kept = [o for o in others if record.layout == HF and o.layout == HF
+                and o.repo == record.repo and o.entry != record.entry]  # fmt: skip
         if record.layout == FILES:
             doomed.append(place.engine_path)
-        elif any(o.layout == HF and o.repo == record.repo for o in others):
-            doomed.append(place.snapshot)
-        else:
+        elif not kept:
             doomed.append(place.repo_dir)
-        trashed = []
-        for path in doomed:
-            if path.exists() or path.is_symlink():
-                trash = self.root / f"{TRASH}{record.entry}-{uuid.uuid4().hex[:12]}"
-                path.rename(trash)
-                trashed.append(trash)
+        elif not any(o.revision == record.revision for o in kept):
+            doomed.append(place.snapshot)
+        trashed = [self._trash(p, record.entry) for p in doomed if p.exists() or p.is_symlink()]
+        if kept:
+            trashed += self._unused_blobs(place, record.entry, kept)
+            self._keep_ref(place, kept)
         for trash in trashed:
             await asyncio.to_thread(shutil.rmtree, trash, True)

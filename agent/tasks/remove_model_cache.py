@@ -65,6 +65,19 @@ class RemoveModelCache(TaskKind[RemoveSpec, CacheResult]):
                   ) -> Outcome[CacheResult]:  # fmt: skip
         cache = cache_of(ctx, self.cache)
         entry = spec.entry
+        if entry in cache.active:
+            return Outcome(Status.FAILED, f"{entry} is being fetched: cancel the fetch first",
+                           CacheResult(cache.index.read(entry)))  # fmt: skip
+        # Marked before the first await: a fetch (or another removal) of the entry arriving
+        # meanwhile is refused instead of writing into what this removal deletes.
+        cache.active.add(entry)
+        try:
+            return await self._remove(ctx, cache, entry, check)
+        finally:
+            cache.active.discard(entry)
+
+    async def _remove(self, ctx: TaskContext, cache: ModelCache, entry: str, check: bool
+                      ) -> Outcome[CacheResult]:  # fmt: skip
         record = cache.index.read(entry)
         if record is None:
             partial = cache.root / PARTIAL / entry
@@ -72,9 +85,6 @@ class RemoveModelCache(TaskKind[RemoveSpec, CacheResult]):
                 await asyncio.to_thread(shutil.rmtree, partial, True)
             gone = f"{entry} is not in this node's model cache"
             return Outcome(Status.OK, gone, CacheResult(None))
-        if entry in cache.active:
-            return Outcome(Status.FAILED, f"{entry} is being fetched: cancel the fetch first",
-                           CacheResult(record))  # fmt: skip
         try:
             texts = await running_texts(ctx)
         except (RuntimeError, OSError) as exc:  # podman did not answer
