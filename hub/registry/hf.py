@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,7 @@ import gpufleet
 from hub.registry.entries import EntryFile, Hasher
 
 T = TypeVar("T")
+COMMIT = re.compile(r"[0-9a-f]{40}")  # a commit as the Hub names it: used in paths and keys
 PIECE = 1024 * 1024  # bytes per write into the part file
 REHASH_PIECE = 8 * PIECE
 RETRIES = 5  # ranged GETs in a row that bring no byte before a pull gives up on a file
@@ -107,6 +109,10 @@ class HfRepo:
             if not found.sha:
                 raise HfError(f"Hugging Face did not say which commit {revision} of {self.repo} "
                               "is: give a commit with --revision")  # fmt: skip
+            if not COMMIT.fullmatch(found.sha):
+                raise HfError(f"Hugging Face named commit {found.sha[:80]!r} for {revision} of "
+                              f"{self.repo}, not 40 hex digits: check the endpoint "
+                              f"{self.config.endpoint or 'https://huggingface.co'}")  # fmt: skip
             return found.sha
 
         return await self._call(commit, revision)

@@ -36,6 +36,14 @@ MAX_MESSAGE = 1024 * 1024  # bytes of data in one ImportData
 ACCEPTED = ("gpufleet-import", "accepted")
 
 
+class DiskError(Exception):
+    """A write on the hub's disk failed: `where` names the directory, `error` is the OSError."""
+
+    def __init__(self, where: str, error: OSError) -> None:
+        super().__init__(f"{where}: {error.strerror or error}")
+        self.where, self.error = where, error
+
+
 class ImportRefused(Exception):
     """kind: invalid, mismatch, truncated; the message is one line."""
 
@@ -102,9 +110,12 @@ class Receiver:
         if self._hasher.size + len(data.data) > current.size:
             raise ImportRefused("invalid", f"{current.path}: more than the header's "
                                 f"{current.size} bytes")  # fmt: skip
-        if self._file is None:
-            self._file = await asyncio.to_thread(self._open)
-        await asyncio.to_thread(self._write, self._file, data.data)
+        try:
+            if self._file is None:
+                self._file = await asyncio.to_thread(self._open)
+            await asyncio.to_thread(self._write, self._file, data.data)
+        except OSError as exc:
+            raise DiskError(f"the import scratch directory {self.scratch.parent}", exc) from None
         if self._hasher.size == current.size:
             await self._complete(current)
             await self._advance()
@@ -140,17 +151,23 @@ class Receiver:
             current = self._current
 
     async def _complete(self, expected: EntryFile) -> None:
-        if self._file is None:
-            self._file = await asyncio.to_thread(self._open)
-        file, self._file = self._file, None
-        await asyncio.to_thread(_close, file)
+        try:
+            if self._file is None:
+                self._file = await asyncio.to_thread(self._open)
+            file, self._file = self._file, None
+            await asyncio.to_thread(_close, file)
+        except OSError as exc:
+            raise DiskError(f"the import scratch directory {self.scratch.parent}", exc) from None
         hasher, self._hasher = self._hasher, Hasher(self.entry.chunk_size)
         try:
             if hasher.sha256 != expected.sha256:
                 raise ImportRefused("mismatch", f"{expected.path}: sha256 {hasher.sha256} is not "
                                     f"the header's {expected.sha256}: the file changed or was "
                                     "damaged on the way; import it again")  # fmt: skip
-            await self.objects.put_file(self.entry.key(expected.path), Path(self._name))
+            try:
+                await self.objects.put_file(self.entry.key(expected.path), Path(self._name))
+            except OSError as exc:
+                raise DiskError(f"the registry ({self.objects.describe()})", exc) from None
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self._name)

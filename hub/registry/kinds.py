@@ -69,9 +69,11 @@ class Fetching:
 
 
 def holds(caches: NodeCaches, node: str, entry: Entry) -> bool:
-    """The node's cache holds the entry's revision, complete and verified."""
+    """The node's cache holds the entry's revision, complete and verified, and all of it: a
+    node that cached a smaller --include set of the same commit has fewer bytes."""
     held = caches.held(node, entry.name)
-    return held is not None and held.usable and held.revision == entry.revision
+    return (held is not None and held.usable and held.revision == entry.revision
+            and held.size >= entry.size)  # fmt: skip
 
 
 @dataclass(frozen=True)

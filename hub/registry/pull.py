@@ -14,6 +14,8 @@ ORG/NAME, source hf:ORG/NAME, revision the commit. Progress: files n/m, bytes, r
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import json
 import logging
 import os
@@ -233,12 +235,40 @@ class Pull:
     async def _entry(self, entry: Entry) -> Entry:
         return await self.registry.db.call(self.registry.entries.upsert, entry)
 
+    def _mine(self, row: Entry | None) -> bool:
+        """The row is still the one this pull wrote (or found ready): not removed meanwhile,
+        not replaced by an import or another pull."""
+        if row is None or row.source != self.spec.source:
+            return False
+        before = self.before
+        if before is not None and before.ready:
+            return row.ready and row.revision == before.revision
+        return row.state == PULLING and row.message == self._doing
+
+    @property
+    def _doing(self) -> str:
+        return f"pulling: operation {self.run_.operation_id}"
+
+    async def _settle(self, entry: Entry | None, message: str = "") -> Entry | None:
+        """Compare and set: the final row (`entry`, or failed with `message` when None) is
+        written only while the row is this pull's; None when it is not (left as it is)."""
+        store = self.registry.entries
+
+        def settle() -> Entry | None:
+            if not self._mine(store.get(self.spec.name)):
+                return None
+            if entry is None:
+                return store.set_state(self.spec.name, FAILED, message)
+            return store.upsert(entry)
+
+        return await self.registry.db.call(settle)
+
     async def failed(self, message: str) -> None:
-        """The entry says why, unless it was ready before (it stays so, from before)."""
+        """The entry says why, unless it was ready before (it stays so, from before) or is no
+        longer this pull's (removed meanwhile)."""
         if self.before is not None and self.before.ready:
             return
-        await self.registry.db.call(self.registry.entries.set_state, self.spec.name, FAILED,
-                                    message)  # fmt: skip
+        await self._settle(None, message)
 
     async def _pull(self) -> Outcome:
         spec, reg, run = self.spec, self.registry, self.run_
@@ -295,9 +325,8 @@ class Pull:
         if self.before is not None and self.before.ready:
             return
         spec = self.spec
-        doing = f"pulling: operation {self.run_.operation_id}"
         await self._entry(Entry(spec.name, spec.source, revision, layout="hf", repo=spec.repo,
-                                state=PULLING, message=doing))  # fmt: skip
+                                state=PULLING, message=self._doing))  # fmt: skip
 
     async def _tick(self, meter: Meter) -> None:
         while True:
@@ -329,6 +358,18 @@ class Pull:
         await asyncio.to_thread(staging.dir.mkdir, parents=True, exist_ok=True)
         kept = await asyncio.to_thread(staging.kept)
         free = (await asyncio.to_thread(shutil.disk_usage, staging.dir)).free
+        largest = max(f.size for f in todo)
+        if await asyncio.to_thread(self._same_disk, staging):
+            # Staging and the local store share a filesystem: the files end there, and up to
+            # PARALLEL of them are staged and stored at once.
+            more = need + PARALLEL * largest
+            if free + kept < more:
+                raise hf.HfError(f"the staging directory {staging.dir.parent.parent} and the "
+                                 f"registry ({self.registry.objects.describe()}) share a disk "
+                                 f"with {amount(free)} free; the pull needs {amount(more - kept)}"
+                                 f" (its files, and {PARALLEL} of the largest in flight): free "
+                                 "space there first")  # fmt: skip
+            return
         if free + kept < need:
             raise hf.HfError(f"the staging directory {staging.dir.parent.parent} has "
                              f"{amount(free)} free; the pull needs {amount(need - kept)} more: "
@@ -338,6 +379,15 @@ class Pull:
             raise hf.HfError(f"the registry ({self.registry.objects.describe()}) has "
                              f"{amount(room)} free; the pull needs {amount(need)}: free space "
                              "there first")  # fmt: skip
+
+    def _same_disk(self, staging: Staging) -> bool:
+        root = getattr(self.registry.objects, "root", None)  # the local store's directory
+        if self.registry.objects.kind != "local" or not isinstance(root, Path):
+            return False
+        try:
+            return os.stat(root).st_dev == os.stat(staging.dir).st_dev
+        except OSError:
+            return False
 
     async def _one(self, http: httpx.AsyncClient, commit: str, file: hf.RemoteFile,
                    meter: Meter) -> EntryFile:  # fmt: skip
@@ -359,16 +409,31 @@ class Pull:
             self.run_.report("refetch", f"{file.path}: damaged after a resume, fetching anew")
             meter.done = start
             got = await hf.download(self.repo, http, commit, file, part, meter.add)
-        await self.registry.objects.put_file(f"{self.spec.name}/{commit}/{file.path}", part)
+        key = f"{self.spec.name}/{commit}/{file.path}"
+        try:
+            await self.registry.objects.put_file(key, part)
+        except OSError as exc:  # the local store's disk, not the staging directory
+            full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+            raise StoreError(
+                f"cannot write {key} into the registry "
+                f"({self.registry.objects.describe()}): {exc.strerror or exc}: "
+                + ("free space there first" if full else "check that directory")
+            ) from None
         await asyncio.to_thread(part.unlink, True)
         return got
 
     async def _ready(self, commit: str, files: list[EntryFile], meter: Meter) -> Outcome:
         spec, reg = self.spec, self.registry
-        entry = await self._entry(Entry(
+        entry = await self._settle(Entry(
             spec.name, spec.source, commit, layout="hf", repo=spec.repo, files=tuple(files),
             state=READY, pulled=reg.clock(),
         ))  # fmt: skip
+        if entry is None:  # removed (or replaced) while it was pulled: its files go too
+            with contextlib.suppress(StoreError):
+                await reg.objects.delete_prefix(f"{spec.name}/{commit}/")
+            if self.staging is not None:
+                await asyncio.to_thread(self.staging.drop)
+            return Outcome("failed", f"{spec.name} was removed during the pull: nothing kept")
         before = self.before
         if before is not None and before.revision and before.revision != commit:
             try:  # the files of the revision it held before

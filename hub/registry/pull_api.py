@@ -61,6 +61,7 @@ class PullApi:
     clock: Callable[[], datetime]
     manager: OperationManager
     _importing: set[str]
+    _removing: set[str]
     hf: HfConfig | None = None
 
     async def Pull(self, request: pb.PullRequest, context: Context) -> pb.PullResponse:
@@ -70,10 +71,7 @@ class PullApi:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
             raise
         name = spec.name
-        if name in self._importing:
-            await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
-                                f"entry {name} is being imported: wait for the import to end, "
-                                "or pull into another name")  # fmt: skip
+        await self._not_busy(name, context)
         joined = await self._join(spec, context)
         if joined is not None:
             return joined
@@ -83,10 +81,12 @@ class PullApi:
                                 f"entry {name} holds {existing.source}, not {spec.source}: pull "
                                 f"into another name, or remove it first (hubctl registry rm "
                                 f"{name})")  # fmt: skip
-        # No await from this check to the submit's reservation: a second Pull sees this one.
+        # No await from these checks to the submit's reservation: a second Pull, an import
+        # or a removal sees this one.
         joined = await self._join(spec, context)
         if joined is not None:
             return joined
+        await self._not_busy(name, context)
         registry = Registry(self.db, self.entries, self.objects, self.state_dir, self.clock,
                             self.hf)  # fmt: skip
         try:
@@ -95,6 +95,17 @@ class PullApi:
             await context.abort(ERROR_CODES[exc.kind], str(exc))
             raise
         return pb.PullResponse(operation_id=operation_id)
+
+    async def _not_busy(self, name: str, context: Context) -> None:
+        """Refused while an import or a removal of the entry runs; awaits only to refuse."""
+        if name in self._importing:
+            doing = "is being imported: wait for the import to end, or pull into another name"
+        elif name in self._removing:
+            doing = "is being removed: pull it once the removal ended"
+        else:
+            return
+        await context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"entry {name} {doing}")
+        raise AssertionError("abort raises")
 
     async def interrupted_pulls(self) -> list[str]:
         """At the hub's start: entries a stop left pulling are failed (a pull of the name

@@ -135,9 +135,21 @@ class S3Store:
             keys: list[ObjectIdentifierTypeDef] = [
                 {"Key": found["Key"]} for found in page.get("Contents", [])
             ]
-            if keys:  # at most 1000 per page: what one delete_objects takes
-                self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": keys,
-                                                                       "Quiet": True})  # fmt: skip
+            if not keys:
+                continue
+            # At most 1000 per page: what one delete_objects takes. Its refusals of single keys
+            # are in the answer, not an exception.
+            answer = self.client.delete_objects(
+                Bucket=self.bucket, Delete={"Objects": keys, "Quiet": True}
+            )
+            errors = answer.get("Errors") or []
+            if errors:
+                first = errors[0]
+                raise StoreError(
+                    f"s3://{self.bucket}: {len(errors)} objects under {prefix} "
+                    f"were not deleted ({first.get('Key', '?')}: "
+                    f"{first.get('Code', '?')} {first.get('Message', '')})".rstrip()
+                )
 
     def presign(self, key: str, expires_s: int) -> str | None:
         return self.client.generate_presigned_url(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import shutil
 import tempfile
@@ -23,12 +24,14 @@ from google.protobuf.message import DecodeError
 from gpufleet.v1 import registry_pb2 as pb
 from gpufleet.v1 import registry_pb2_grpc
 from hub.models import catalog
-from hub.ops.manager import OperationManager
+from hub.ops.manager import OperationError, OperationManager
+from hub.ops.submit import ERROR_CODES
 from hub.registry.caches import NodeCaches
 from hub.registry.caches_api import CachesApi
 from hub.registry.convert import cache_to_proto, entry_to_proto, file_to_proto
 from hub.registry.entries import IMPORT, PULLING, READY, Entry, Invalid
-from hub.registry.imports import ACCEPTED, ImportRefused, Receiver, header
+from hub.registry.imports import ACCEPTED, DiskError, ImportRefused, Receiver, header
+from hub.registry.pull import Staging, reservation
 from hub.registry.pull_api import PullApi
 from hub.registry.store import ObjectStore, StoreError
 from hub.sessions import SessionRegistry
@@ -92,6 +95,7 @@ class RegistryService(PullApi, CachesApi, registry_pb2_grpc.RegistryServicer):  
         self.clock = clock
         self.scratch = state_dir / SCRATCH
         self._importing: set[str] = set()  # entries whose import runs in this hub now
+        self._removing: set[str] = set()  # entries a RemoveEntry works on now
 
     async def prepare(self) -> None:
         """At the hub's start: imports and pulls that a stop interrupted are failed entries (a
@@ -145,18 +149,42 @@ class RegistryService(PullApi, CachesApi, registry_pb2_grpc.RegistryServicer):  
     async def RemoveEntry(self, request: pb.RemoveEntryRequest,
                           context: Context) -> pb.RemoveEntryResponse:  # fmt: skip
         entry = await self._entry(request.name, context)
-        if entry.name in self._importing:
+        name = entry.name
+        busy = self._busy(name, pulls=False)
+        if busy is not None:
             await refuse(context, grpc.StatusCode.FAILED_PRECONDITION,
-                         f"entry {entry.name} is being imported: remove it once the import "
-                         "ended")  # fmt: skip
-        users = await self._users(entry.name, context)
-        holders = [node for node, _ in self.caches.holders(entry.name)]
-        uses = ([f"models {_names(users)} use it"] if users else []) + (
+                         f"entry {name} {busy}: remove it once that ended")  # fmt: skip
+        self._removing.add(name)  # no await since the check: an import or pull now is refused
+        try:
+            return await self._remove(request, context)
+        finally:
+            self._removing.discard(name)
+
+    async def _remove(self, request: pb.RemoveEntryRequest,
+                      context: Context) -> pb.RemoveEntryResponse:  # fmt: skip
+        name = request.name
+        uses: list[str] = []
+        held = self.manager.holder(reservation(name))
+        if held is not None:
+            operation_id = held[0]
+            if not request.force:
+                await refuse(context, grpc.StatusCode.FAILED_PRECONDITION,
+                             f"entry {name} is being pulled by operation {operation_id}: cancel "
+                             f"it first (hubctl ops cancel {operation_id}) or remove the entry "
+                             "with --force, which cancels it")  # fmt: skip
+            try:
+                await self.manager.cancel(operation_id, "registry rm --force")
+            except OperationError as exc:
+                await refuse(context, ERROR_CODES[exc.kind], f"entry {name} was not removed: "
+                             f"{exc}")  # fmt: skip
+            uses.append(f"its pull (operation {operation_id}) was cancelled")
+        entry = await self._entry(name, context)  # as the pull, if any, left it
+        users = await self._users(name, context)
+        holders = [node for node, _ in self.caches.holders(name)]
+        uses += ([f"models {_names(users)} use it"] if users else []) + (
             [f"nodes {_names(holders)} cache it"] if holders else []
         )
-        if entry.state == PULLING and entry.source != IMPORT:
-            uses.append("it is being pulled (`hubctl ops` shows the pull to cancel)")
-        if uses and not request.force:
+        if (users or holders) and not request.force:
             fix = []
             if users:
                 fix.append("change those model definitions' source")
@@ -164,16 +192,34 @@ class RegistryService(PullApi, CachesApi, registry_pb2_grpc.RegistryServicer):  
                 fix.append("free the caches (hubctl models uncache MODEL --node N)")
             fix.append("or remove it anyway with --force")
             await refuse(context, grpc.StatusCode.FAILED_PRECONDITION,
-                         f"entry {entry.name} is in use: {'; '.join(uses)}: "
+                         f"entry {name} is in use: {'; '.join(uses)}: "
                          f"{', '.join(fix)}")  # fmt: skip
         try:
-            await self.objects.delete_prefix(f"{entry.name}/")
+            await self.objects.delete_prefix(f"{name}/")
         except StoreError as exc:
             await refuse(context, grpc.StatusCode.UNAVAILABLE, f"cannot remove the files of "
-                         f"{entry.name}: {exc}; nothing was removed, try again")  # fmt: skip
-        await self.db.call(self.entries.remove, entry.name)
-        log.info("registry entry %s removed (%s)", entry.name, "; ".join(uses) or "unused")
+                         f"{name}: {exc}; nothing was removed, try again")  # fmt: skip
+        await self.db.call(self.entries.remove, name)
+        if self.manager.holder(reservation(name)) is None:  # what a pull kept for a resume
+            await asyncio.to_thread(Staging(self.state_dir, name, "").drop)
+        log.info("registry entry %s removed (%s)", name, "; ".join(uses) or "unused")
         return pb.RemoveEntryResponse(entry=entry_to_proto(entry), warnings=uses)
+
+    def _busy(self, name: str, pulls: bool = True) -> str | None:
+        """What runs on the entry now in this hub (an import, a removal, a pull when `pulls`),
+        as the rest of a refusal's line; None when nothing does. No await: a caller that finds
+        nothing claims the name before its next await."""
+        if name in self._importing:
+            return "is being imported"
+        if name in self._removing:
+            return "is being removed"
+        held = self.manager.holder(reservation(name)) if pulls else None
+        if held is not None:
+            return (
+                f"is being pulled by operation {held[0]} (cancel it with "
+                f"`hubctl ops cancel {held[0]}`)"
+            )
+        return None
 
     async def Import(self, request_iterator: AsyncIterator[pb.ImportChunk],
                      context: Context) -> pb.ImportResponse:  # fmt: skip
@@ -190,9 +236,14 @@ class RegistryService(PullApi, CachesApi, registry_pb2_grpc.RegistryServicer):  
             entry = header(first.start)
         except Invalid as exc:
             await refuse(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        await self._may_import(entry, context)
-        self._importing.add(entry.name)
+        busy = self._busy(entry.name)
+        if busy is not None:
+            await refuse(context, grpc.StatusCode.FAILED_PRECONDITION,
+                         f"entry {entry.name} {busy}: import it once that ended, or import "
+                         "into another name")  # fmt: skip
+        self._importing.add(entry.name)  # no await since the check
         try:
+            await self._may_import(entry, context)
             return await self._import(entry, chunks, context)
         finally:
             self._importing.discard(entry.name)
@@ -201,10 +252,6 @@ class RegistryService(PullApi, CachesApi, registry_pb2_grpc.RegistryServicer):  
         """Refused when the name is taken or the store lacks the space; an earlier failed or
         interrupted entry of the name is replaced (its files go now)."""
         name = entry.name
-        if name in self._importing:
-            await refuse(context, grpc.StatusCode.FAILED_PRECONDITION,
-                         f"entry {name} is being imported: wait for that import to "
-                         "end")  # fmt: skip
         existing = await self.db.call(self.entries.get, name)
         if existing is not None and existing.state == READY:
             await refuse(context, grpc.StatusCode.ALREADY_EXISTS,
@@ -227,11 +274,26 @@ class RegistryService(PullApi, CachesApi, registry_pb2_grpc.RegistryServicer):  
                          f"the registry ({self.objects.describe()}) has {free} bytes free; the "
                          f"import needs {entry.size + largest} (its files plus the largest while "
                          "it is received): free space there first")  # fmt: skip
+        try:
+            room = (await asyncio.to_thread(shutil.disk_usage, self._scratch_dir())).free
+        except OSError as exc:
+            await refuse(context, grpc.StatusCode.UNAVAILABLE, f"cannot use the import scratch "
+                         f"directory {self.scratch}: {exc.strerror or exc}")  # fmt: skip
+        if room < largest:
+            await refuse(context, grpc.StatusCode.RESOURCE_EXHAUSTED,
+                         f"the import scratch directory {self.scratch} has {room} bytes free; "
+                         f"the import needs {largest} there (its largest file while it is "
+                         "received): free space there first")  # fmt: skip
 
     async def _import(self, entry: Entry, chunks: AsyncIterator[pb.ImportChunk],
                       context: Context) -> pb.ImportResponse:  # fmt: skip
         await self.db.call(self.entries.upsert, entry)
-        scratch = Path(await asyncio.to_thread(tempfile.mkdtemp, dir=self._scratch_dir()))
+        try:
+            scratch = Path(await asyncio.to_thread(tempfile.mkdtemp, dir=self._scratch_dir()))
+        except OSError as exc:
+            await self._forget(entry, None)
+            await refuse(context, *space_refusal(exc, f"the import scratch directory "
+                                                 f"{self.scratch}"))  # fmt: skip
         receiver = Receiver(entry, self.objects, scratch)
         try:
             await context.send_initial_metadata((ACCEPTED,))
@@ -242,10 +304,12 @@ class RegistryService(PullApi, CachesApi, registry_pb2_grpc.RegistryServicer):  
                                         "its files' data")  # fmt: skip
                 await receiver.feed(chunk.data)
             files = await receiver.finish()
-        except (ImportRefused, StoreError, DecodeError) as exc:
+        except (ImportRefused, StoreError, DecodeError, DiskError) as exc:
             receiver.close()
             await asyncio.shield(self._forget(entry, scratch))
             await _drain(chunks, entry.size)
+            if isinstance(exc, DiskError):
+                await refuse(context, *space_refusal(exc.error, exc.where))
             if isinstance(exc, ImportRefused):
                 await refuse(context, CODES[exc.kind], str(exc))
             if isinstance(exc, StoreError):
@@ -269,13 +333,32 @@ class RegistryService(PullApi, CachesApi, registry_pb2_grpc.RegistryServicer):  
         self.scratch.mkdir(parents=True, exist_ok=True)
         return self.scratch
 
-    async def _forget(self, entry: Entry, scratch: Path) -> None:
-        """Nothing of a refused import is left: its objects, its row, its scratch files."""
-        await asyncio.to_thread(shutil.rmtree, scratch, True)
+    async def _forget(self, entry: Entry, scratch: Path | None) -> None:
+        """Nothing of a refused import is left: its objects (its revision's only), its row
+        (while it is this import's), its scratch files."""
+        if scratch is not None:
+            await asyncio.to_thread(shutil.rmtree, scratch, True)
         try:
-            await self.objects.delete_prefix(f"{entry.name}/")
+            await self.objects.delete_prefix(entry.prefix)
         except StoreError as exc:
             log.warning("the refused import of %s left objects in the registry: %s", entry.name,
                         exc)  # fmt: skip
+
+        def remove() -> None:
+            row = self.entries.get(entry.name)
+            if row is not None and row.source == IMPORT and row.revision == entry.revision:
+                self.entries.remove(entry.name)
+
         with contextlib.suppress(Exception):
-            await self.db.call(self.entries.remove, entry.name)
+            await self.db.call(remove)
+
+
+def space_refusal(exc: OSError, where: str) -> tuple[grpc.StatusCode, str]:
+    """A write that failed on the hub's disk: RESOURCE_EXHAUSTED when it is full, else
+    UNAVAILABLE; one line naming the directory."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return (
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            f"{where} is full ({exc.strerror}): free space there, then import again",
+        )
+    return grpc.StatusCode.UNAVAILABLE, f"cannot write {where}: {exc.strerror or exc}"

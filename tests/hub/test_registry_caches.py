@@ -118,6 +118,16 @@ def test_a_switch_fetches_where_the_entry_is_not_complete_verified_at_its_revisi
     assert fetching.lacking(entry, ["a", "b", "c", "d", "e", "f"]) == ["b", "c", "d", "e", "f"]
 
 
+def test_a_node_that_cached_fewer_files_of_the_same_commit_does_not_hold_the_entry() -> None:
+    entry = entry_of(data=b"0123456789")  # 10 bytes
+    fewer = CachedView("qwen", REVISION, 4, True, "complete", "/m/hf")  # a smaller --include
+    caches = caches_of({"whole": [view("qwen")], "fewer": [fewer]})
+    assert holds(caches, "whole", entry)
+    assert not holds(caches, "fewer", entry)
+    fetching = Fetching(LocalStore(Path("/nonexistent")), caches)
+    assert fetching.lacking(entry, ["whole", "fewer"]) == ["fewer"]
+
+
 def test_the_fetch_task_carries_the_hashes_and_no_url_from_the_embedded_store(
     tmp_path: Path,
 ) -> None:

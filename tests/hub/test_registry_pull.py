@@ -5,13 +5,19 @@ embedded directory, and moto's S3 server."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
+import http.server
+import json
 import os
+import shutil
+import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -21,9 +27,9 @@ from gpufleet.v1 import registry_pb2_grpc
 from hub.ops.manager import OperationManager
 from hub.registry.caches import NodeCaches
 from hub.registry.entries import CHUNK_SIZE, Entry
-from hub.registry.hf import PIECE, RETRIES, HfConfig
+from hub.registry.hf import PIECE, RETRIES, HfConfig, HfError, HfRepo
 from hub.registry.local import LocalStore
-from hub.registry.pull import STAGING, STOPPED
+from hub.registry.pull import STAGING, STOPPED, amount
 from hub.registry.service import RegistryService
 from hub.registry.store import ObjectStore, open_store
 from hub.sessions import SessionRegistry
@@ -449,3 +455,187 @@ def test_a_pull_into_s3(hfhub: HfHub, tmp_path: Path, monkeypatch: pytest.Monkey
         assert s3.keys(bucket) == [f"models/tiny/{commit}/{path}" for path in sorted(TINY)]
     finally:
         s3.stop()
+
+
+def test_a_removal_refuses_a_running_pull_or_with_force_cancels_it_first(
+    hfhub: HfHub, tmp_path: Path
+) -> None:
+    (tmp_path / "models").mkdir()  # no model definition uses the entry
+
+    async def scenario() -> None:
+        async with running_hub(tmp_path, hfhub.endpoint) as hub:
+            small = await hub.pull("back", include=("*.json",))
+            assert (await hub.ended(small.operation_id)).status == "succeeded"
+            hfhub.faults(rate=2_000_000)
+            reply = await hub.pull("back")  # the ready entry, pulled again with more files
+            operation = reply.operation_id
+            async for event in hub.manager.watch(operation):
+                if event.progress and "0 B of" not in event.message:
+                    break  # bytes are coming
+            with pytest.raises(grpc.aio.AioRpcError) as plain:
+                await hub.stub.RemoveEntry(pb.RemoveEntryRequest(name="back"))
+            assert plain.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+            assert plain.value.details() == (
+                f"entry back is being pulled by operation {operation}: cancel it first "
+                f"(hubctl ops cancel {operation}) or remove the entry with --force, which "
+                "cancels it"
+            )
+            assert (await hub.entry("back")).state == "ready"
+            chunk = pb.ImportChunk(
+                start=pb.ImportStart(
+                    name="back", files=[pb.ImportFileInfo(path="x.bin", size=1, sha256="0" * 64)]
+                )
+            )
+            with pytest.raises(grpc.aio.AioRpcError) as imported:
+                call = hub.stub.Import()
+                await call.write(chunk)
+                await call
+            assert imported.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+            assert imported.value.details() == (
+                f"entry back is being pulled by operation {operation} (cancel it with "
+                f"`hubctl ops cancel {operation}`): import it once that ended, or import into "
+                "another name"
+            )
+
+            removed = await hub.stub.RemoveEntry(pb.RemoveEntryRequest(name="back", force=True))
+            assert list(removed.warnings) == [
+                f"its pull (operation {operation}) was cancelled"]  # fmt: skip
+            assert (await hub.ended(operation)).status == "cancelled"
+            hfhub.faults()
+            await asyncio.sleep(0.3)  # nothing of the pull comes back
+            listed = await hub.stub.ListEntries(pb.ListEntriesRequest())
+            assert list(listed.entries) == []
+            assert isinstance(hub.objects, LocalStore)
+            assert not (hub.objects.root / "back").exists()
+            assert not (tmp_path / STAGING / "back").exists()
+
+    try:
+        run(scenario)
+    finally:
+        hfhub.faults()
+
+
+def test_a_pull_whose_row_was_removed_does_not_bring_it_back(hfhub: HfHub, tmp_path: Path) -> None:
+    """The pull's last writes are compare-and-set: a row removed under it (here behind the
+    service's back, as a cancel that timed out would leave it) stays removed."""
+    hfhub.faults(rate=4_000_000)
+
+    async def scenario() -> None:
+        async with running_hub(tmp_path, hfhub.endpoint) as hub:
+            reply = await hub.pull("gone", include=("*.safetensors",))
+            async for event in hub.manager.watch(reply.operation_id):
+                if event.progress and "0 B of" not in event.message:
+                    break
+            await hub.db.call(RegistryStore(hub.db.engine).remove, "gone")
+            hfhub.faults()
+            record = await hub.ended(reply.operation_id)
+            assert record.message == "gone was removed during the pull: nothing kept"
+            assert await hub.db.call(RegistryStore(hub.db.engine).get, "gone") is None
+            assert isinstance(hub.objects, LocalStore)
+            assert not (hub.objects.root / "gone").exists()
+
+    try:
+        run(scenario)
+    finally:
+        hfhub.faults()
+
+
+def test_a_commit_that_is_not_40_hex_digits_is_refused(tmp_path: Path) -> None:
+    class Lying(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = json.dumps({"id": "acme/evil", "sha": "../../../etc", "siblings": []}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Lying)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    endpoint = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        with pytest.raises(HfError) as caught:
+            asyncio.run(HfRepo(HfConfig(endpoint), "acme/evil").resolve("main"))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert str(caught.value) == (
+        "Hugging Face named commit '../../../etc' for main of acme/evil, not 40 hex digits: "
+        f"check the endpoint {endpoint}"
+    )
+
+
+def test_staging_on_the_stores_disk_needs_room_for_both(
+    hfhub: HfHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    need = sum(len(data) for data in TINY.values())
+    real = shutil.disk_usage
+
+    def usage(path: str | os.PathLike[str]) -> Any:  # the OS's answer for the staging disk
+        found = real(path)
+        staged = str(path).startswith(str(tmp_path / STAGING))
+        return type(found)(found.total, found.used, need + len(MODEL)) if staged else found
+
+    monkeypatch.setattr(shutil, "disk_usage", usage)
+
+    async def scenario() -> None:
+        async with running_hub(tmp_path, hfhub.endpoint) as hub:
+            record = await hub.ended((await hub.pull("tight")).operation_id)
+            assert record.status == "failed"
+            assert record.message == (
+                f"the staging directory {tmp_path / STAGING} and the registry (directory "
+                f"{tmp_path / 'registry'}) share a disk with {amount(need + len(MODEL))} free; "
+                f"the pull needs {amount(need + 4 * len(MODEL))} (its files, and 4 of the "
+                "largest in flight): free space there first"
+            )
+
+    run(scenario)
+
+
+class FullStore(LocalStore):
+    """The registry's disk fills up while a file is put: what the kernel answers then."""
+
+    async def put_file(self, key: str, path: Path) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def test_a_store_that_cannot_take_a_file_is_named_not_the_staging_directory(
+    hfhub: HfHub, tmp_path: Path
+) -> None:
+    async def scenario() -> None:
+        store = FullStore(tmp_path / "elsewhere")
+        async with running_hub(tmp_path, hfhub.endpoint, store) as hub:
+            reply = await hub.pull("full", include=("config.json",))
+            record = await hub.ended(reply.operation_id)
+            commit = hfhub.commit("acme/tiny")
+            assert record.message == (
+                f"cannot write full/{commit}/config.json into the registry (directory "
+                f"{store.root}): No space left on device: free space there first"
+            )
+
+    run(scenario)
+
+
+def test_removing_an_entry_drops_what_its_cancelled_pull_kept(hfhub: HfHub, tmp_path: Path) -> None:
+    (tmp_path / "models").mkdir()
+    hfhub.faults(rate=2_000_000)
+
+    async def scenario() -> None:
+        async with running_hub(tmp_path, hfhub.endpoint) as hub:
+            reply = await hub.pull("kept", include=("*.safetensors",))
+            async for event in hub.manager.watch(reply.operation_id):
+                if event.progress and "0 B of" not in event.message:
+                    break
+            await hub.manager.cancel(reply.operation_id, "tester")
+            assert list((tmp_path / STAGING / "kept").rglob("*.part"))
+            await hub.stub.RemoveEntry(pb.RemoveEntryRequest(name="kept"))
+            assert not (tmp_path / STAGING / "kept").exists()
+
+    try:
+        run(scenario)
+    finally:
+        hfhub.faults()

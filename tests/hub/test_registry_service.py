@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import hashlib
 import os
+import shutil
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -554,5 +556,108 @@ def test_a_cancelled_import_leaves_nothing(db: Database, local: ObjectStore,
                 await asyncio.sleep(0.05)
             assert list(listed.entries) == [] and await leftovers(hub, tmp_path) == []
             assert hub.service._importing == set()
+
+    asyncio.run(scenario())
+
+
+def test_of_two_imports_of_one_name_at_once_one_is_refused_and_the_other_kept_whole(
+    db: Database, local: ObjectStore, tmp_path: Path
+) -> None:
+    files = [{"a1.bin": os.urandom(1000), "a2.bin": os.urandom(1000)},
+             {"b.bin": os.urandom(1000)}]  # fmt: skip
+
+    async def scenario() -> None:
+        async with served(db, local, tmp_path) as hub:
+            calls = [hub.registry.Import(), hub.registry.Import()]
+            # Both headers at once: one import claims the name, the other is refused.
+            await asyncio.gather(
+                *(c.write(start("tiny", f)) for c, f in zip(calls, files, strict=True))
+            )
+            meta = await asyncio.gather(*(c.initial_metadata() for c in calls))
+            won = [i for i, m in enumerate(meta) if ACCEPTED in tuple(m or ())]
+            assert len(won) == 1, meta
+            winner, loser = calls[won[0]], calls[1 - won[0]]
+            error = await refused(loser)
+            assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
+            assert error.details() == ("entry tiny is being imported: import it once that "
+                                       "ended, or import into another name")  # fmt: skip
+            for message in data(files[won[0]]):
+                await winner.write(message)
+            await winner.done_writing()
+            done: pb.ImportResponse = await winner
+            assert done.entry.state == "ready"
+            shown = await hub.registry.GetEntry(pb.GetEntryRequest(name="tiny"))
+            assert sorted(f.path for f in shown.files) == sorted(files[won[0]])
+            for file in shown.files:
+                key = f"tiny/{shown.entry.revision}/{file.path}"
+                assert await hub.objects.size(key) == file.size
+
+    asyncio.run(scenario())
+
+
+def test_a_refused_import_removes_only_its_own_revision(db: Database, local: ObjectStore,
+                                                        tmp_path: Path) -> None:  # fmt: skip
+    async def scenario() -> None:
+        async with served(db, local, tmp_path) as hub:
+            assert isinstance(local, LocalStore)
+            other = local.root / "tiny" / ("e" * 64) / "kept.bin"  # another revision's object
+            other.parent.mkdir(parents=True)
+            other.write_bytes(b"kept")
+            error = await refused(imported(hub, stream(start("tiny", {"x.bin": b"x"},
+                                                             **{"x.bin": "0" * 64}),
+                                                       data({"x.bin": b"x"}))))  # fmt: skip
+            assert error.code() == grpc.StatusCode.DATA_LOSS
+            assert other.read_bytes() == b"kept"
+
+    asyncio.run(scenario())
+
+
+class FullDisk(LocalStore):
+    """The registry's disk fills up while a file is put: what the kernel answers then."""
+
+    async def put_file(self, key: str, path: Path) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def test_a_full_disk_during_an_import_is_one_line_and_nothing_is_left(
+    db: Database, tmp_path: Path
+) -> None:
+    async def scenario() -> None:
+        store = FullDisk(tmp_path / "state" / "registry")
+        async with served(db, store, tmp_path) as hub:
+            error = await refused(imported(hub, stream(start("tiny", FILES), data(FILES))))
+            assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert error.details() == (
+                f"the registry (directory {store.root}) is full (No space left on device): "
+                "free space there, then import again"
+            )
+            assert (await hub.registry.ListEntries(pb.ListEntriesRequest())).entries == []
+            assert await leftovers(hub, tmp_path) == []
+
+    asyncio.run(scenario())
+
+
+def test_an_import_larger_than_the_scratch_space_is_refused_up_front(
+    db: Database, local: ObjectStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = shutil.disk_usage
+    scratch = tmp_path / "state" / SCRATCH
+
+    def usage(path: str | os.PathLike[str]) -> Any:  # the OS's answer: 1000 bytes free
+        found = real(path)
+        return type(found)(found.total, found.used, 1000) if Path(path) == scratch else found
+
+    monkeypatch.setattr(shutil, "disk_usage", usage)
+
+    async def scenario() -> None:
+        async with served(db, local, tmp_path) as hub:
+            error = await refused(imported(hub, stream(start("tiny", FILES), data(FILES))))
+            assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert error.details() == (
+                f"the import scratch directory {scratch} has 1000 bytes free; the import "
+                f"needs {len(BIG)} there (its largest file while it is received): free space "
+                "there first"
+            )
+            assert (await hub.registry.ListEntries(pb.ListEntriesRequest())).entries == []
 
     asyncio.run(scenario())

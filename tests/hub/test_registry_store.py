@@ -11,7 +11,9 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import boto3
 import pytest
+from botocore.stub import Stubber
 
 from hub.registry.entries import FAILED, PULLING, READY, Entry, EntryFile
 from hub.registry.local import PARTIAL, LocalStore
@@ -191,6 +193,30 @@ def test_a_missing_bucket_is_one_line(s3_server: S3Server, tmp_path: Path,
     message = str(caught.value)
     assert message.startswith("cannot use the registry s3://no-such-bucket/registry/ at http://")
     assert "404" in message and "AWS_ENDPOINT_URL_S3" in message and "\n" not in message
+
+
+def test_objects_s3_would_not_delete_are_a_store_error() -> None:
+    """delete_objects answers the keys it refused in Errors, not with an exception: the removal
+    fails (one line) instead of leaving them silently. The S3 API is faked at its edge."""
+    client = boto3.client("s3", region_name="us-east-1", aws_access_key_id="k",
+                          aws_secret_access_key="s")  # fmt: skip
+    store = S3Store("bucket", "reg/", client)
+    keys = ["reg/tiny/r1/a.bin", "reg/tiny/r1/b.bin"]
+    with Stubber(client) as stub:
+        stub.add_response("list_objects_v2", {"Contents": [{"Key": k} for k in keys]},
+                          {"Bucket": "bucket", "Prefix": "reg/tiny/"})  # fmt: skip
+        stub.add_response(
+            "delete_objects",
+            {"Errors": [{"Key": keys[1], "Code": "AccessDenied", "Message": "Access Denied"}]},
+            {"Bucket": "bucket", "Delete": {"Objects": [{"Key": k} for k in keys],
+                                            "Quiet": True}},
+        )  # fmt: skip
+        with pytest.raises(StoreError) as caught:
+            asyncio.run(store.delete_prefix("tiny/"))
+        stub.assert_no_pending_responses()
+    message = str(caught.value)
+    assert message == ("s3://bucket: 1 objects under reg/tiny/ were not deleted "
+                       "(reg/tiny/r1/b.bin: AccessDenied Access Denied)")  # fmt: skip
 
 
 # -- the entries' rows -------------------------------------------------------------------------
