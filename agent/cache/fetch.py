@@ -2,27 +2,38 @@
 
 A part file in ROOT/.partial/ENTRY/REVISION/PATH is resumed: its full chunks are hashed again
 against the entry's chunk list and the good prefix kept (the rest is cut off). The missing
-bytes come from the source in one stream; each chunk is checked as it lands and written only
-when good; a bad one is fetched again (at most MAX_TRIES times, then the fetch fails naming the
-file and chunk). The whole file's sha256 is checked, the part fsynced and renamed into place.
+bytes come from the source in one stream, and the work overlaps: the event loop only receives,
+and each chunk, once its bytes are in, goes to the file's worker thread (agent/cache/sink.py),
+which hashes it and appends it when good while the next one arrives. At most IN_FLIGHT chunks
+wait there, so a fetch holds at most IN_FLIGHT + 1 chunks in memory. A bad chunk is fetched
+again (at most MAX_TRIES times, then the fetch fails naming the file and chunk). The part is
+fsynced and renamed into place.
+
+There is no second pass for the whole file's sha256: the hub computes a file's chunk hashes
+from the same bytes, in the same pass, as its sha256 (hub/registry/entries.py Hasher), so a
+file whose every chunk matched is byte for byte the file the hub hashed, and hashing it all
+again would cost a full sha256 of every file while adding no assurance. A file with no chunk
+list (an empty one) is checked by its whole sha256.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import os
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
 
 from agent.cache.index import CachedEntry
 from agent.cache.layout import Place
+from agent.cache.sink import Bytes, Put, Sink, quiet
 from agent.cache.sources import Source, SourceError, Wanted
 
 MAX_TRIES = 3
+IN_FLIGHT = 2  # chunks handed to the sink and not yet settled, at most
+FEED = 1 << 20  # bytes of a chunk handed to the hashing thread at a time, at least
 READ = 1 << 20
 
 
@@ -63,6 +74,7 @@ class CacheResult:
 
 
 Tick = Callable[[], None]  # called after every chunk: the task reports progress
+Sent = deque[tuple[int, "asyncio.Future[Put]"]]
 
 
 def chunk_bounds(size: int, chunk: int, index: int) -> tuple[int, int]:
@@ -70,25 +82,21 @@ def chunk_bounds(size: int, chunk: int, index: int) -> tuple[int, int]:
     return start, min(chunk, size - start)
 
 
-def _hash_prefix(part: Path, spec: FileSpec, chunk: int) -> tuple[int, int, hashlib._Hash]:
-    """(good bytes, bad chunks, the whole-file hash over the good bytes); the part is cut to
-    the good prefix."""
-    whole = hashlib.sha256()
+def _hash_prefix(part: Path, spec: FileSpec, chunk: int) -> tuple[int, int, int]:
+    """(good bytes, good chunks, bad chunks) of a part file; it is cut to the good prefix."""
     have = part.stat().st_size
-    good = bad = 0
+    good = count = bad = 0
     with open(part, "r+b") as file:
         for index, expected in enumerate(spec.chunks):
             start, length = chunk_bounds(spec.size, chunk, index)
             if start + length > have:
                 break
-            data = file.read(length)
-            if hashlib.sha256(data).hexdigest() != expected:
+            if hashlib.sha256(file.read(length)).hexdigest() != expected:
                 bad = 1
                 break
-            whole.update(data)
-            good = start + length
+            good, count = start + length, index + 1
         file.truncate(good)
-    return good, bad, whole
+    return good, count, bad
 
 
 def hash_file(path: Path) -> str:
@@ -99,20 +107,16 @@ def hash_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _accept(file: BinaryIO, whole: hashlib._Hash, data: bytes, expected: str) -> bool:
-    """A chunk that matches its sha256 is written (and counted into the whole file's)."""
-    if hashlib.sha256(data).hexdigest() != expected:
-        return False
-    whole.update(data)
-    file.write(data)
-    file.flush()
-    return True
-
-
-def _finish(file: BinaryIO) -> None:
-    file.flush()
-    os.fsync(file.fileno())
-    file.close()
+def _check_unchunked(spec: FileSpec) -> None:
+    """A file with no chunk list: empty, with the empty file's sha256."""
+    if spec.size:
+        raise FetchError(f"{spec.path}: the registry lists no chunk hashes for its {spec.size} "
+                         "bytes; pull the entry again")  # fmt: skip
+    digest = hashlib.sha256(b"").hexdigest()
+    if digest != spec.sha256:
+        raise FetchError(f"{spec.path}: sha256 {digest[:16]}... does not match "
+                         f"{spec.sha256[:16]}...: the registry's record of it is wrong; pull "
+                         "the entry again")  # fmt: skip
 
 
 class Fetcher:
@@ -123,68 +127,95 @@ class Fetcher:
 
     async def fetch(self, spec: FileSpec) -> Path:
         """The file in place, checked; FetchError (its part file kept) when it cannot be."""
+        if not spec.chunks:
+            _check_unchunked(spec)
         part = self.place.part(spec.path)
         part.parent.mkdir(parents=True, exist_ok=True)
         part.touch()
-        good, bad, whole = await asyncio.to_thread(_hash_prefix, part, spec, self.chunk)
+        good, index, bad = await asyncio.to_thread(_hash_prefix, part, spec, self.chunk)
         self.moved.resumed += good
         self.moved.refetched += bad
         self.tick()
-        file = await asyncio.to_thread(open, part, "ab")
+        sink = Sink(part, index)
+        complete = False
         try:
-            index = good // self.chunk
+            await sink.open()
             tries = 0
             while index < len(spec.chunks):
-                index, tries = await self._stream(spec, file, whole, index, tries)
-            await asyncio.to_thread(_finish, file)
+                index, tries = await self._stream(spec, sink, index, tries)
+            complete = True
         finally:
-            file.close()
-        if whole.hexdigest() != spec.sha256:
-            part.unlink(missing_ok=True)
-            raise FetchError(f"{spec.path}: sha256 {whole.hexdigest()[:16]}... does not match "
-                             f"{spec.sha256[:16]}... though every chunk did: the registry's "
-                             "record of it is wrong; pull the entry again")  # fmt: skip
+            await sink.close(sync=complete)
         return await asyncio.to_thread(self.place.place, part, spec.path, spec.sha256)
 
-    async def _stream(self, spec: FileSpec, file: BinaryIO, whole: hashlib._Hash, index: int,
+    async def _stream(self, spec: FileSpec, sink: Sink, index: int,
                       tries: int) -> tuple[int, int]:  # fmt: skip
-        """Read from chunk `index` to the end; back at the first bad chunk (index, tries)."""
+        """Read from chunk `index` to the end, each chunk handed to the sink once its bytes
+        are in; back at the first bad chunk: (its index, tries)."""
         start, _ = chunk_bounds(spec.size, self.chunk, index)
         wanted = Wanted(self.place.entry, self.place.revision, spec.path, spec.url, start,
                         spec.size - start)  # fmt: skip
-        buffer = bytearray()
+        sent: Sent = deque()
+        pieces: list[Bytes] = []  # chunk `index`'s bytes so far
+        have = fed = unfed = 0  # bytes in pieces; pieces fed to the hash, bytes not yet
+        digest = hashlib.sha256()
         stream = None
         try:
             stream = self.source.read(wanted)
             async for block in stream:
-                buffer += block
                 self.moved.fetched += len(block)
-                while index < len(spec.chunks):
+                view = memoryview(block)
+                while view and index < len(spec.chunks):
                     _, length = chunk_bounds(spec.size, self.chunk, index)
-                    if len(buffer) < length:
-                        break
-                    data = bytes(buffer[:length])
-                    del buffer[:length]
-                    # Hashing 16 MiB takes tens of milliseconds: off the event loop.
-                    if not await asyncio.to_thread(_accept, file, whole, data, spec.chunks[index]):
-                        self.moved.refetched += 1
-                        if tries + 1 >= MAX_TRIES:
-                            raise FetchError(f"{spec.path}: chunk {index} failed its sha256 "
-                                             f"{MAX_TRIES} times: the registry's copy is "
-                                             "damaged; pull the entry again")  # fmt: skip
-                        return index, tries + 1
-                    index, tries = index + 1, 0
-                    self.tick()
+                    piece, view = view[: length - have], view[length - have :]
+                    pieces.append(piece)
+                    have += len(piece)
+                    unfed += len(piece)
+                    if have == length:
+                        sink.feed(digest, pieces[fed:])
+                        sent.append((index, sink.put(index, digest, pieces,
+                                                     spec.chunks[index])))  # fmt: skip
+                        index, pieces, have, fed, unfed = index + 1, [], 0, 0, 0
+                        digest = hashlib.sha256()
+                    elif unfed >= FEED:
+                        sink.feed(digest, pieces[fed:])
+                        fed, unfed = len(pieces), 0
+                while sent and (sent[0][1].done() or len(sent) > IN_FLIGHT):
+                    if (back := await self._settle(spec, sent, tries)) is not None:
+                        return back
+                    tries = 0
+            while sent:
+                if (back := await self._settle(spec, sent, tries)) is not None:
+                    return back
+                tries = 0
         except SourceError as exc:
             raise FetchError(str(exc)) from None
         finally:
+            for _, future in sent:
+                quiet(future)
             if stream is not None:
                 await _close(stream)
         if index < len(spec.chunks):
             raise FetchError(f"{spec.path}: the source ended at byte "
-                             f"{chunk_bounds(spec.size, self.chunk, index)[0] + len(buffer)} "
+                             f"{chunk_bounds(spec.size, self.chunk, index)[0] + have} "
                              f"of {spec.size}")  # fmt: skip
         return index, tries
+
+    async def _settle(self, spec: FileSpec, sent: Sent, tries: int) -> tuple[int, int] | None:
+        """The oldest chunk sent, once the worker is done with it: None when it was written,
+        else where to fetch again from (its index, tries)."""
+        index, future = sent[0]
+        # Shielded: a cancel leaves the chunk to be written; the sink's close waits for it.
+        put = await asyncio.shield(future)
+        sent.popleft()
+        if put is Put.GOOD:
+            self.tick()
+            return None
+        self.moved.refetched += 1
+        if tries + 1 >= MAX_TRIES:
+            raise FetchError(f"{spec.path}: chunk {index} failed its sha256 {MAX_TRIES} times: "
+                             "the registry's copy is damaged; pull the entry again")  # fmt: skip
+        return index, tries + 1
 
 
 async def _close(stream: object) -> None:

@@ -16,6 +16,7 @@ from gpufleet.v1 import registry_pb2 as rpb
 from gpufleet.v1 import registry_pb2_grpc
 
 READ = 1 << 20
+BUFFER = 4 << 20
 ChannelFactory = Callable[[], AbstractAsyncContextManager[grpc.aio.Channel]]
 
 
@@ -52,7 +53,8 @@ class HttpSource:
         last = wanted.offset + wanted.length - 1
         headers = {"Range": f"bytes={wanted.offset}-{last}"}
         try:
-            async with aiohttp.ClientSession(timeout=self.timeout) as session, \
+            async with aiohttp.ClientSession(timeout=self.timeout,
+                                             read_bufsize=BUFFER) as session, \
                     session.get(wanted.url, headers=headers) as response:  # fmt: skip
                 if response.status not in (200, 206):
                     raise SourceError(f"{wanted.path}: the object store answered "
@@ -60,7 +62,7 @@ class HttpSource:
                 if response.status == 200 and wanted.offset:
                     raise SourceError(f"{wanted.path}: the object store ignored the range")
                 remaining = wanted.length
-                async for block in response.content.iter_chunked(READ):
+                async for block, _ in response.content.iter_chunks():
                     yield block[:remaining]
                     remaining -= len(block)
                     if remaining <= 0:

@@ -153,14 +153,44 @@ def test_a_chunk_that_arrives_corrupt_is_fetched_again_then_fails_naming_it(
     assert other.part("m.gguf").stat().st_size == 3 * CHUNK  # kept for the next try
 
 
-def test_a_file_whose_whole_sha256_differs_is_refused(tmp_path: Path) -> None:
-    data = blob(3 * CHUNK)
+def test_a_file_without_a_chunk_list_is_checked_whole(tmp_path: Path) -> None:
+    """Every chunk checked is the whole file checked (the hub hashes both from the same
+    bytes); a file with no chunk list, an empty one, is checked by its sha256."""
     place = Place(tmp_path, "tiny", REVISION, FILES)
-    wrong = spec_of("m.gguf", data)
-    wrong = FileSpec(wrong.path, wrong.size, sha(b"other"), wrong.chunks)
-    with pytest.raises(FetchError, match=r"^m\.gguf: sha256 .* does not match"):
-        fetch(place, Served({"m.gguf": data}), wrong)
-    assert not (tmp_path / "files" / "tiny" / "m.gguf").exists()
+    source = Served({"empty.txt": b"", "m.gguf": blob(CHUNK)})
+    fetch(place, source, spec_of("empty.txt", b""))
+    assert (tmp_path / "files" / "tiny" / "empty.txt").read_bytes() == b""
+    with pytest.raises(FetchError, match=r"^empty\.txt: sha256 .* does not match"):
+        fetch(place, source, FileSpec("empty.txt", 0, sha(b"other"), ()))
+    with pytest.raises(FetchError, match=r"^m\.gguf: the registry lists no chunk hashes"):
+        fetch(place, source, FileSpec("m.gguf", CHUNK, sha(blob(CHUNK)), ()))
+    assert source.asked == [] and not (tmp_path / "files" / "tiny" / "m.gguf").exists()
+
+
+def test_a_part_file_holding_the_whole_file_is_placed_without_fetching(tmp_path: Path) -> None:
+    """An agent killed after the last chunk but before the rename."""
+    data = blob(3 * CHUNK + 11)
+    place = Place(tmp_path, "tiny", REVISION, FILES)
+    place.part("m.gguf").parent.mkdir(parents=True)
+    place.part("m.gguf").write_bytes(data)
+    source = Served({"m.gguf": data})
+    moved = fetch(place, source, spec_of("m.gguf", data))
+    assert (moved.resumed, moved.fetched, source.asked) == (len(data), 0, [])
+    assert (tmp_path / "files" / "tiny" / "m.gguf").read_bytes() == data
+
+
+def test_chunks_in_flight_behind_a_bad_one_are_not_written(tmp_path: Path) -> None:
+    """The source runs ahead of the checks (one stream, several chunks at once): a bad chunk
+    early on is fetched again from there, and what was sent behind it is written once, in
+    order."""
+    data = blob(12 * CHUNK + 5)
+    place = Place(tmp_path, "tiny", REVISION, FILES)
+    source = Served({"m.gguf": data})
+    source.bad, source.bad_times = ("m.gguf", 1), 2
+    moved = fetch(place, source, spec_of("m.gguf", data))
+    assert moved.refetched == 2
+    assert [offset for _, offset, _ in source.asked] == [0, CHUNK, CHUNK]
+    assert (tmp_path / "files" / "tiny" / "m.gguf").read_bytes() == data
 
 
 def test_space_is_refused_up_front_in_one_line(tmp_path: Path) -> None:
