@@ -33,7 +33,7 @@ from agent.cache.sources import Source, SourceError, Wanted
 
 MAX_TRIES = 3
 IN_FLIGHT = 2  # chunks handed to the sink and not yet settled, at most
-FEED = 1 << 20  # bytes of a chunk handed to the hashing thread at a time, at least
+FEED = 4 << 20  # bytes of a chunk handed to the hashing thread at a time, at least
 READ = 1 << 20
 
 

@@ -1,7 +1,7 @@
 """The part file's writer: worker threads of its own per file fetched, so that the event loop
 only receives while the bytes before are hashed, written and synced.
 
-The hashing thread hashes a chunk's bytes as they arrive (`feed`, about 1 MiB at a time), so
+The hashing thread hashes a chunk's bytes as they arrive (`feed`, about 4 MiB at a time), so
 that when its last byte is in only that piece is left to hash; it then compares the chunk's
 sha256 (`put`) and hands a good chunk to the writing thread, which appends it. hashlib and file
 writes release the GIL, so receiving, hashing and writing overlap. A third thread fdatasyncs
