@@ -114,16 +114,19 @@ class FetchModel(TaskKind[FetchSpec, CacheResult]):
         if spec.entry in cache.active:
             return Outcome(Status.FAILED, f"{spec.entry} is being fetched by another task: "
                            "wait for it or cancel it", CacheResult(known))  # fmt: skip
-        missing = await asyncio.to_thread(_missing, place, spec)
+        shared = cache.shared_repo(spec.entry, spec.layout, spec.repo, ctx.node_name)
+        if shared is not None:
+            return Outcome(Status.FAILED, shared, CacheResult(known))
+        cache.active.add(spec.entry)  # before the first await: a removal arriving is refused
         try:
-            check_space(cache.root, missing, cache.reserve, spec.entry)
-        except (SpaceError, OSError) as exc:
-            return Outcome(Status.FAILED, str(exc), CacheResult(known))
-        if check:
-            return Outcome(Status.CHANGED, f"would fetch {name}: {human(missing)}",
-                           CacheResult(known))  # fmt: skip
-        cache.active.add(spec.entry)
-        try:
+            missing = await asyncio.to_thread(_missing, place, spec)
+            try:
+                check_space(cache.root, missing, cache.reserve, spec.entry)
+            except (SpaceError, OSError) as exc:
+                return Outcome(Status.FAILED, str(exc), CacheResult(known))
+            if check:
+                return Outcome(Status.CHANGED, f"would fetch {name}: {human(missing)}",
+                               CacheResult(known))  # fmt: skip
             return await self._fetch(ctx, cache, spec, known)
         finally:
             cache.active.discard(spec.entry)
@@ -213,6 +216,8 @@ def _drop_stale(cache: ModelCache, known: CachedEntry | None, spec: FetchSpec) -
     """Part files left (of this or an earlier revision), and files of an earlier revision of
     a files-layout entry that the new one lacks."""
     shutil.rmtree(cache.root / PARTIAL_DIR / spec.entry, ignore_errors=True)
+    if known is not None:
+        cache.drop_replaced(known, spec.record(cache.root, COMPLETE))
     if known is None or known.layout != spec.layout or known.layout == HF:
         return
     keep = {f.path for f in spec.files}

@@ -174,3 +174,52 @@ def test_a_removal_and_a_fetch_of_one_entry_arriving_together_do_not_both_go_on(
     assert removed.status == Status.CHANGED, removed.message
     assert cache.index.records() == [] and not (cache.root / "files" / "tiny").exists()
     assert cache.active == set()
+
+
+def fetch_task(entry: str, files: dict[str, bytes], layout: str = "hf",
+               repo: str = "org/tiny") -> pb.TaskRequest:  # fmt: skip
+    task = pb.FetchModel(entry=entry, revision=ONE, layout=layout, repo=repo, chunk_size=MIB)
+    for path, data in files.items():
+        task.files.append(
+            pb.FetchFile(
+                path=path,
+                size=len(data),
+                sha256=sha(data),
+                chunks=[sha(data)],
+                url=f"http://127.0.0.1:9/{path}",
+            )
+        )
+    return pb.TaskRequest(task_id=f"f-{entry}", fetch_model=task)
+
+
+def test_a_fetch_of_a_second_entry_of_a_repository_is_refused(tmp_path: Path) -> None:
+    cache = ModelCache(tmp_path / "models", reserve=0)
+    hold(cache, "tiny-import", ONE, {"config.json": CONFIG})
+    result = run_task(
+        context(tmp_path / "state", cache),
+        fetch_task("tiny-pull", {"c.json": b"x"}),
+        {"fetch_model": FetchModel(cache)},
+    )
+    assert result.status == types_pb2.TASK_STATUS_FAILED
+    assert result.message.endswith(
+        "uncache tiny-import first: hubctl models uncache tiny-import --node gpu-a"
+    )
+    assert [r.entry for r in cache.index.records()] == ["tiny-import"]
+
+
+def test_a_removal_arriving_while_a_fetch_checks_space_is_refused(tmp_path: Path) -> None:
+    cache = ModelCache(tmp_path / "models", reserve=0)
+    hold(cache, "tiny", "2" * 40, {"m.gguf": b"old"}, "files", "")
+    ctx = context(tmp_path / "state", cache)
+    fetching = FetchModel(cache)
+    spec = fetching.parse(fetch_task("tiny", {"m.gguf": b"new"}, "files", ""))
+
+    async def both() -> tuple[Outcome[CacheResult], Outcome[CacheResult]]:
+        fetch = asyncio.create_task(fetching.run(ctx, spec, False))
+        await asyncio.sleep(0)  # the fetch is past its check, counting what is missing
+        removed = await RemoveModelCache(cache).run(ctx, RemoveSpec("tiny"), False)
+        return removed, await fetch
+
+    removed, fetched = asyncio.run(both())
+    assert removed.status == Status.FAILED and "being fetched" in removed.message
+    assert fetched.status == Status.FAILED  # port 9: nothing answers
