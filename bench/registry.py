@@ -7,15 +7,16 @@ copy of the same bytes with the same client library, on loopback, for both store
 One file of random bytes is imported (`hubctl registry import`, a real CLI process) into a real
 hub, then cached on a real agent (`Registry.CacheModel` on the entry, timed from the call to
 the operation's end, freed again with UncacheModel between runs). The agent verifies every
-16 MiB chunk and the whole file by sha256, fsyncs and renames into place.
+16 MiB chunk by sha256 (the hub hashed the chunks and the file from the same bytes), fsyncs
+and renames into place; each plain copy fsyncs too, so both are as durable.
 
 - embedded store (the hub's state dir): the agent fetches through the hub's
   RegistryFetch.Download; the plain copy is a bare grpc.aio Download of the same file written
   to a file and fsynced.
 - S3 (moto's server, tests/support/s3server.py; `--registry s3://BUCKET/PREFIX`): the agent
   fetches from the presigned URLs the hub sends; the plain copy is boto3's download_file of the
-  same object (what `aws s3 cp` does), as one GET: moto reads the whole object for every
-  ranged GET, so a multipart download would measure moto.
+  same object (what `aws s3 cp` does) then fsynced, as one GET: moto reads the whole object for
+  every ranged GET, so a multipart download would measure moto.
 
 Prints the medians in MB/s side by side and their ratio (goal: at least 0.9), then the rate of
 the node's task alone (its started to finished) and the seconds of the operation around it.
@@ -163,6 +164,8 @@ def s3_copy(client: S3Client, key: str, out: Path, size: int) -> int:
     from boto3.s3.transfer import TransferConfig
 
     client.download_file(BUCKET, key, str(out), Config=TransferConfig(multipart_threshold=size + 1))
+    with out.open("rb+") as file:  # as durable as the node's cache
+        os.fsync(file.fileno())
     return out.stat().st_size
 
 
@@ -262,7 +265,7 @@ def main() -> None:
             fetches, copies = measure(work, blob, args.runs, store)
             lines.append(rows(store, blob.stat().st_size, fetches, copies))
     print(f"size      {args.size_mb} MiB, {args.runs} runs each, loopback, median MB/s "
-          "(agent: verified per 16 MiB chunk and per file, fsynced)")  # fmt: skip
+          "(agent: verified per 16 MiB chunk, fsynced; copies fsynced)")  # fmt: skip
     for line in lines:
         print(line)
 

@@ -1,6 +1,7 @@
 """RegistryFetch.Download: an entry's file streamed through the hub to an agent, for a registry
 with no presigned URLs (the embedded directory). From `offset`, `length` bytes (0: to the end),
-in messages of at most 1 MiB; files of ready entries only. Agents only (hub/services.py).
+in messages of at most 3 MiB (READ_PIECE); files of ready entries only. Agents only
+(hub/services.py).
 """
 
 from __future__ import annotations
