@@ -17,21 +17,11 @@ from agent.cache.layout import FILES, HF, TRASH, Place, repo_folder
 from agent.cache.layout import PARTIAL as PARTIAL_DIR
 from agent.cache.sources import HttpSource, Source, Sources
 from agent.cache.space import DEFAULT_RESERVE
+from agent.envs.store import dir_size
 
 log = logging.getLogger(__name__)
 
 VARIABLE = "GPUFLEET_MODEL_CACHE"
-
-
-def dir_size(path: Path) -> int:
-    total = 0
-    for root, _dirs, files in os.walk(path):
-        for name in files:
-            try:
-                total += os.lstat(os.path.join(root, name)).st_size
-            except OSError:
-                continue
-    return total
 
 
 class ModelCache:
