@@ -194,6 +194,11 @@ async def run(options: ServeOptions, routes: Routes, link: tuple[GatewayTls, Grp
     finally:
         if renew is not None:
             renew.cancel()
+        # Stopping is under way: a second SIGTERM (systemd's, a test's) while the interpreter
+        # winds down must not kill it with the signal's default action.
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+            signal.signal(sig, signal.SIG_IGN)
 
 
 def main(argv: list[str] | None = None) -> None:
