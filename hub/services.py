@@ -79,7 +79,7 @@ SERVICES: tuple[Service, ...] = (
         {
             **_same(Role.VIEWER, "ListNodes", "GetNode", "ListGpus", "ListConfigurations",
                     "ValidateConfiguration", "GetStatus", "ListOperations", "GetOperation",
-                    "WatchOperation"),
+                    "WatchOperation", "GetGpuUsage"),
             **_same(Role.OPERATOR, "Switch", "Drain", "Stop", "CancelOperation"),
         },
         health=True,

@@ -11,8 +11,9 @@ from dataclasses import dataclass
 
 # The AgentLink protocol the agent speaks and the hub accepts; bump on any change the other
 # side cannot read (2: TaskEvent carries Progress, TASK_STATUS_CANCELLED; 3: services carry
-# their health, heartbeats carry what runs when it changed).
-PROTOCOL_VERSION = 3
+# their health, heartbeats carry what runs when it changed; 4: the hub paces heartbeats with
+# Welcome and Pace, telemetry rides on them only when it changed or is due).
+PROTOCOL_VERSION = 4
 
 Options = list[tuple[str, int]]
 

@@ -63,16 +63,26 @@ class AgentMessage(_message.Message):
     def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., task_event: _Optional[_Union[TaskEvent, _Mapping]] = ..., task_result: _Optional[_Union[TaskResult, _Mapping]] = ...) -> None: ...
 
 class HubMessage(_message.Message):
-    __slots__ = ("welcome", "task", "cancel", "goodbye")
+    __slots__ = ("welcome", "task", "cancel", "goodbye", "pace")
     WELCOME_FIELD_NUMBER: _ClassVar[int]
     TASK_FIELD_NUMBER: _ClassVar[int]
     CANCEL_FIELD_NUMBER: _ClassVar[int]
     GOODBYE_FIELD_NUMBER: _ClassVar[int]
+    PACE_FIELD_NUMBER: _ClassVar[int]
     welcome: Welcome
     task: TaskRequest
     cancel: TaskCancel
     goodbye: Goodbye
-    def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., task: _Optional[_Union[TaskRequest, _Mapping]] = ..., cancel: _Optional[_Union[TaskCancel, _Mapping]] = ..., goodbye: _Optional[_Union[Goodbye, _Mapping]] = ...) -> None: ...
+    pace: Pace
+    def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., task: _Optional[_Union[TaskRequest, _Mapping]] = ..., cancel: _Optional[_Union[TaskCancel, _Mapping]] = ..., goodbye: _Optional[_Union[Goodbye, _Mapping]] = ..., pace: _Optional[_Union[Pace, _Mapping]] = ...) -> None: ...
+
+class Pace(_message.Message):
+    __slots__ = ("heartbeat_interval", "telemetry_interval")
+    HEARTBEAT_INTERVAL_FIELD_NUMBER: _ClassVar[int]
+    TELEMETRY_INTERVAL_FIELD_NUMBER: _ClassVar[int]
+    heartbeat_interval: _duration_pb2.Duration
+    telemetry_interval: _duration_pb2.Duration
+    def __init__(self, heartbeat_interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., telemetry_interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class Versions(_message.Message):
     __slots__ = ("agent", "python", "protocol")
@@ -152,17 +162,19 @@ class ProjectsReport(_message.Message):
     def __init__(self, projects: _Optional[_Iterable[_Union[RunningProject, _Mapping]]] = ..., unknown: _Optional[bool] = ...) -> None: ...
 
 class Welcome(_message.Message):
-    __slots__ = ("node_name", "heartbeat_interval", "hub_version")
+    __slots__ = ("node_name", "heartbeat_interval", "hub_version", "telemetry_interval")
     NODE_NAME_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_INTERVAL_FIELD_NUMBER: _ClassVar[int]
     HUB_VERSION_FIELD_NUMBER: _ClassVar[int]
+    TELEMETRY_INTERVAL_FIELD_NUMBER: _ClassVar[int]
     node_name: str
     heartbeat_interval: _duration_pb2.Duration
     hub_version: str
-    def __init__(self, node_name: _Optional[str] = ..., heartbeat_interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., hub_version: _Optional[str] = ...) -> None: ...
+    telemetry_interval: _duration_pb2.Duration
+    def __init__(self, node_name: _Optional[str] = ..., heartbeat_interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., hub_version: _Optional[str] = ..., telemetry_interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class Heartbeat(_message.Message):
-    __slots__ = ("seq", "sent_at", "gpus", "inventory", "projects", "envs", "caches")
+    __slots__ = ("seq", "sent_at", "gpus", "inventory", "projects", "envs", "caches", "telemetry_unchanged")
     SEQ_FIELD_NUMBER: _ClassVar[int]
     SENT_AT_FIELD_NUMBER: _ClassVar[int]
     GPUS_FIELD_NUMBER: _ClassVar[int]
@@ -170,6 +182,7 @@ class Heartbeat(_message.Message):
     PROJECTS_FIELD_NUMBER: _ClassVar[int]
     ENVS_FIELD_NUMBER: _ClassVar[int]
     CACHES_FIELD_NUMBER: _ClassVar[int]
+    TELEMETRY_UNCHANGED_FIELD_NUMBER: _ClassVar[int]
     seq: int
     sent_at: _timestamp_pb2.Timestamp
     gpus: _containers.RepeatedCompositeFieldContainer[_types_pb2.GpuTelemetry]
@@ -177,7 +190,8 @@ class Heartbeat(_message.Message):
     projects: ProjectsReport
     envs: EnvsReport
     caches: CachesReport
-    def __init__(self, seq: _Optional[int] = ..., sent_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., gpus: _Optional[_Iterable[_Union[_types_pb2.GpuTelemetry, _Mapping]]] = ..., inventory: _Optional[_Union[_types_pb2.Inventory, _Mapping]] = ..., projects: _Optional[_Union[ProjectsReport, _Mapping]] = ..., envs: _Optional[_Union[EnvsReport, _Mapping]] = ..., caches: _Optional[_Union[CachesReport, _Mapping]] = ...) -> None: ...
+    telemetry_unchanged: bool
+    def __init__(self, seq: _Optional[int] = ..., sent_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., gpus: _Optional[_Iterable[_Union[_types_pb2.GpuTelemetry, _Mapping]]] = ..., inventory: _Optional[_Union[_types_pb2.Inventory, _Mapping]] = ..., projects: _Optional[_Union[ProjectsReport, _Mapping]] = ..., envs: _Optional[_Union[EnvsReport, _Mapping]] = ..., caches: _Optional[_Union[CachesReport, _Mapping]] = ..., telemetry_unchanged: _Optional[bool] = ...) -> None: ...
 
 class CachesReport(_message.Message):
     __slots__ = ("caches",)

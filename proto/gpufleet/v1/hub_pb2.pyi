@@ -95,14 +95,20 @@ class NodeState(_message.Message):
     def __init__(self, node: _Optional[str] = ..., status: _Optional[_Union[_types_pb2.NodeStatus, str]] = ..., state: _Optional[str] = ..., configuration: _Optional[str] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., message: _Optional[str] = ..., operation_id: _Optional[str] = ...) -> None: ...
 
 class GetStatusRequest(_message.Message):
-    __slots__ = ("page_size", "page_token", "selector")
+    __slots__ = ("page_size", "page_token", "selector", "names", "status", "state")
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     SELECTOR_FIELD_NUMBER: _ClassVar[int]
+    NAMES_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
     page_size: int
     page_token: str
     selector: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., selector: _Optional[_Iterable[str]] = ...) -> None: ...
+    names: _containers.RepeatedScalarFieldContainer[str]
+    status: _containers.RepeatedScalarFieldContainer[str]
+    state: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., selector: _Optional[_Iterable[str]] = ..., names: _Optional[_Iterable[str]] = ..., status: _Optional[_Iterable[str]] = ..., state: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class GetStatusResponse(_message.Message):
     __slots__ = ("nodes", "next_page_token", "store_error")
@@ -334,14 +340,20 @@ class NodeEvent(_message.Message):
     def __init__(self, at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., kind: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
 
 class ListNodesRequest(_message.Message):
-    __slots__ = ("page_size", "page_token", "selector")
+    __slots__ = ("page_size", "page_token", "selector", "names", "status", "state")
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     SELECTOR_FIELD_NUMBER: _ClassVar[int]
+    NAMES_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
     page_size: int
     page_token: str
     selector: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., selector: _Optional[_Iterable[str]] = ...) -> None: ...
+    names: _containers.RepeatedScalarFieldContainer[str]
+    status: _containers.RepeatedScalarFieldContainer[str]
+    state: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., selector: _Optional[_Iterable[str]] = ..., names: _Optional[_Iterable[str]] = ..., status: _Optional[_Iterable[str]] = ..., state: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ListNodesResponse(_message.Message):
     __slots__ = ("nodes", "next_page_token")
@@ -358,14 +370,20 @@ class GetNodeRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ...) -> None: ...
 
 class ListGpusRequest(_message.Message):
-    __slots__ = ("page_size", "page_token", "selector")
+    __slots__ = ("page_size", "page_token", "selector", "names", "status", "gpu_state")
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     SELECTOR_FIELD_NUMBER: _ClassVar[int]
+    NAMES_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    GPU_STATE_FIELD_NUMBER: _ClassVar[int]
     page_size: int
     page_token: str
     selector: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., selector: _Optional[_Iterable[str]] = ...) -> None: ...
+    names: _containers.RepeatedScalarFieldContainer[str]
+    status: _containers.RepeatedScalarFieldContainer[str]
+    gpu_state: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., selector: _Optional[_Iterable[str]] = ..., names: _Optional[_Iterable[str]] = ..., status: _Optional[_Iterable[str]] = ..., gpu_state: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class NodeGpu(_message.Message):
     __slots__ = ("node", "node_status", "gpu")
@@ -384,3 +402,57 @@ class ListGpusResponse(_message.Message):
     gpus: _containers.RepeatedCompositeFieldContainer[NodeGpu]
     next_page_token: str
     def __init__(self, gpus: _Optional[_Iterable[_Union[NodeGpu, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class GpuUsageRequest(_message.Message):
+    __slots__ = ("page_size", "page_token", "selector", "names", "since", "raw")
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    SELECTOR_FIELD_NUMBER: _ClassVar[int]
+    NAMES_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    RAW_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    selector: _containers.RepeatedScalarFieldContainer[str]
+    names: _containers.RepeatedScalarFieldContainer[str]
+    since: _timestamp_pb2.Timestamp
+    raw: bool
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., selector: _Optional[_Iterable[str]] = ..., names: _Optional[_Iterable[str]] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., raw: _Optional[bool] = ...) -> None: ...
+
+class GpuUsage(_message.Message):
+    __slots__ = ("node", "index", "start", "span_s", "samples", "utilization_avg", "utilization_max", "memory_used_avg_mb", "memory_used_max_mb", "temperature_max_c", "power_avg_w")
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    START_FIELD_NUMBER: _ClassVar[int]
+    SPAN_S_FIELD_NUMBER: _ClassVar[int]
+    SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    UTILIZATION_AVG_FIELD_NUMBER: _ClassVar[int]
+    UTILIZATION_MAX_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_USED_AVG_MB_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_USED_MAX_MB_FIELD_NUMBER: _ClassVar[int]
+    TEMPERATURE_MAX_C_FIELD_NUMBER: _ClassVar[int]
+    POWER_AVG_W_FIELD_NUMBER: _ClassVar[int]
+    node: str
+    index: int
+    start: _timestamp_pb2.Timestamp
+    span_s: int
+    samples: int
+    utilization_avg: float
+    utilization_max: int
+    memory_used_avg_mb: int
+    memory_used_max_mb: int
+    temperature_max_c: float
+    power_avg_w: float
+    def __init__(self, node: _Optional[str] = ..., index: _Optional[int] = ..., start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., span_s: _Optional[int] = ..., samples: _Optional[int] = ..., utilization_avg: _Optional[float] = ..., utilization_max: _Optional[int] = ..., memory_used_avg_mb: _Optional[int] = ..., memory_used_max_mb: _Optional[int] = ..., temperature_max_c: _Optional[float] = ..., power_avg_w: _Optional[float] = ...) -> None: ...
+
+class GpuUsageResponse(_message.Message):
+    __slots__ = ("usage", "next_page_token", "raw_window_s", "keep_s")
+    USAGE_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    RAW_WINDOW_S_FIELD_NUMBER: _ClassVar[int]
+    KEEP_S_FIELD_NUMBER: _ClassVar[int]
+    usage: _containers.RepeatedCompositeFieldContainer[GpuUsage]
+    next_page_token: str
+    raw_window_s: int
+    keep_s: int
+    def __init__(self, usage: _Optional[_Iterable[_Union[GpuUsage, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., raw_window_s: _Optional[int] = ..., keep_s: _Optional[int] = ...) -> None: ...

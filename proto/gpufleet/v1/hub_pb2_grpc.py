@@ -65,6 +65,11 @@ class HubStub:
                 request_serializer=gpufleet_dot_v1_dot_hub__pb2.GetStatusRequest.SerializeToString,
                 response_deserializer=gpufleet_dot_v1_dot_hub__pb2.GetStatusResponse.FromString,
                 _registered_method=True)
+        self.GetGpuUsage = channel.unary_unary(
+                '/gpufleet.v1.Hub/GetGpuUsage',
+                request_serializer=gpufleet_dot_v1_dot_hub__pb2.GpuUsageRequest.SerializeToString,
+                response_deserializer=gpufleet_dot_v1_dot_hub__pb2.GpuUsageResponse.FromString,
+                _registered_method=True)
         self.Switch = channel.unary_unary(
                 '/gpufleet.v1.Hub/Switch',
                 request_serializer=gpufleet_dot_v1_dot_hub__pb2.SwitchRequest.SerializeToString,
@@ -139,6 +144,13 @@ class HubServicer:
 
     def GetStatus(self, request, context):
         """Each node's switch state, configuration and since when.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetGpuUsage(self, request, context):
+        """GPU telemetry history: raw samples for the recent window, hourly aggregates before it.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -222,6 +234,11 @@ def add_HubServicer_to_server(servicer, server):
                     servicer.GetStatus,
                     request_deserializer=gpufleet_dot_v1_dot_hub__pb2.GetStatusRequest.FromString,
                     response_serializer=gpufleet_dot_v1_dot_hub__pb2.GetStatusResponse.SerializeToString,
+            ),
+            'GetGpuUsage': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetGpuUsage,
+                    request_deserializer=gpufleet_dot_v1_dot_hub__pb2.GpuUsageRequest.FromString,
+                    response_serializer=gpufleet_dot_v1_dot_hub__pb2.GpuUsageResponse.SerializeToString,
             ),
             'Switch': grpc.unary_unary_rpc_method_handler(
                     servicer.Switch,
@@ -422,6 +439,33 @@ class Hub:
             '/gpufleet.v1.Hub/GetStatus',
             gpufleet_dot_v1_dot_hub__pb2.GetStatusRequest.SerializeToString,
             gpufleet_dot_v1_dot_hub__pb2.GetStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetGpuUsage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpufleet.v1.Hub/GetGpuUsage',
+            gpufleet_dot_v1_dot_hub__pb2.GpuUsageRequest.SerializeToString,
+            gpufleet_dot_v1_dot_hub__pb2.GpuUsageResponse.FromString,
             options,
             channel_credentials,
             insecure,
