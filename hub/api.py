@@ -8,14 +8,12 @@ from typing import Any
 
 import grpc
 
-from gpufleet.gpus import gpu_to_proto
 from gpufleet.v1 import hub_pb2, hub_pb2_grpc
-from hub import convert, limits
+from hub import convert, limits, listing
 from hub.models.deploy import DEFAULT_VLLM_IMAGE
 from hub.ops.api import OperationsApi
 from hub.ops.manager import OperationManager
-from hub.paging import next_token, paged
-from hub.selection import label_filter, selector
+from hub.paging import filters, paged
 from hub.sessions import SessionRegistry
 from hub.store import Database, Store
 from hub.store.operations import OperationStore
@@ -55,15 +53,11 @@ class HubService(OperationsApi, hub_pb2_grpc.HubServicer):  # type: ignore[misc]
         self, request: hub_pb2.ListNodesRequest, context: Context
     ) -> hub_pb2.ListNodesResponse:
         size, after = await paged(request, context, 1)
-        keep = label_filter(await selector(request.selector, context))
-        rows = await self.db.call(self.store.list_nodes, after[0] if after else "", size + 1, keep)
-        return hub_pb2.ListNodesResponse(
-            nodes=[
-                convert.node_to_proto(node, count, live_seen=self._live_seen(node.name))
-                for node, count in rows[:size]
-            ],
-            next_page_token=next_token(rows, size, lambda row: (row[0].name,)),
+        wanted = await filters(request, context, self.registry.get, states=request.state)
+        nodes, token = await self.db.read(
+            listing.nodes_page, after[0] if after else "", size, wanted, self.registry.get
         )
+        return hub_pb2.ListNodesResponse(nodes=nodes, next_page_token=token)
 
     async def GetNode(self, request: hub_pb2.GetNodeRequest, context: Context) -> hub_pb2.Node:
         found = await self.db.call(self.store.get_node, request.name)
@@ -88,16 +82,6 @@ class HubService(OperationsApi, hub_pb2_grpc.HubServicer):  # type: ignore[misc]
         except limits.OutOfBounds as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
             raise
-        keep = label_filter(await selector(request.selector, context))
-        rows = await self.db.call(self.store.list_gpus, key, size + 1, keep)
-        return hub_pb2.ListGpusResponse(
-            gpus=[
-                hub_pb2.NodeGpu(
-                    node=node.name,
-                    node_status=convert.node_status(node.status),
-                    gpu=gpu_to_proto(gpu),
-                )
-                for node, gpu in rows[:size]
-            ],
-            next_page_token=next_token(rows, size, lambda row: (row[0].name, row[1].index)),
-        )
+        wanted = await filters(request, context, self.registry.get, gpu_states=request.gpu_state)
+        gpus, token = await self.db.read(listing.gpus_page, key, size, wanted, self.registry.get)
+        return hub_pb2.ListGpusResponse(gpus=gpus, next_page_token=token)

@@ -36,7 +36,10 @@ CHARS = {
 }  # fmt: skip
 
 REPLY_BYTES = 3 * 1024 * 1024  # a listing's items stop here: under gRPC's 4 MiB limit
-PAGE_SIZE = 500  # default and most per page of ListNodes, ListGpus, GetStatus
+PAGE_SIZE = 500  # default page of ListNodes, ListGpus, GetStatus
+MAX_PAGE_SIZE = 5000  # most per page of those: 5,000 GPUs are about 1 MiB on the wire
+MAX_NAMES = 10_000  # node names one listing filters by
+NODE_NAME_CHARS = 253
 MAX_LIMIT = 500  # most rows of a limited listing (operations, audit)
 MAX_SERIAL = 100_000
 MAX_BUDGET_GB = float(MAX_MEMORY_MB // 1024)  # a VRAM budget: at most what a GPU could have
@@ -100,7 +103,26 @@ def limit(field: str, value: int, default: int, most: int = MAX_LIMIT) -> int:
 
 
 def page_size(value: int) -> int:
-    return limit("page_size", value, PAGE_SIZE, PAGE_SIZE)
+    return limit("page_size", value, PAGE_SIZE, MAX_PAGE_SIZE)
+
+
+def choices(field: str, given: Iterable[str], allowed: Iterable[str]) -> tuple[str, ...]:
+    """Filter values, each one of `allowed` (sorted, duplicates dropped); OutOfBounds names
+    the first that is not and the allowed ones."""
+    known = tuple(allowed)
+    chosen = sorted(set(given))
+    for value in chosen:
+        if value not in known:
+            raise OutOfBounds(f"invalid {field} {value[:64]!r}: one of {', '.join(known)}")
+    return tuple(chosen)
+
+
+def names(field: str, given: Iterable[str]) -> tuple[str, ...]:
+    """Node names to filter by (sorted, duplicates dropped), at most MAX_NAMES."""
+    chosen = sorted(set(given))
+    if len(chosen) > MAX_NAMES:
+        raise OutOfBounds(f"{field} lists {len(chosen)} nodes: at most {MAX_NAMES}")
+    return tuple(text(field, name, NODE_NAME_CHARS) for name in chosen)
 
 
 class Page:

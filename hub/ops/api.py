@@ -11,7 +11,7 @@ import yaml
 
 from gpufleet import policy
 from gpufleet.v1 import hub_pb2
-from hub import convert, limits
+from hub import convert, limits, listing
 from hub.configs import (
     ConfigError,
     Configuration,
@@ -23,8 +23,7 @@ from hub.ops.kind import Request
 from hub.ops.kinds import DrainKind, StopKind, StoredCapacity, SwitchKind
 from hub.ops.manager import OperationError, OperationManager
 from hub.ops.submit import ERROR_CODES, resolve_targets, submitted
-from hub.paging import next_token, paged
-from hub.selection import label_filter, selector
+from hub.paging import filters, paged
 from hub.sessions import SessionRegistry
 from hub.store import Database, Store
 from hub.store.operations import Event, OperationRecord, OperationStore
@@ -161,16 +160,14 @@ class OperationsApi:
         self, request: hub_pb2.GetStatusRequest, context: Context
     ) -> hub_pb2.GetStatusResponse:
         size, after = await paged(request, context, 1)
-        keep = label_filter(await selector(request.selector, context))
-        rows = await self.db.call(self.store.list_nodes, after[0] if after else "", size + 1, keep)
-        return hub_pb2.GetStatusResponse(nodes=[
-            hub_pb2.NodeState(
-                node=node.name, status=convert.node_status(node.status), state=node.state,
-                configuration=node.configuration, since=convert.timestamp(node.state_since),
-                message=node.state_message, operation_id=self.manager.busy.get(node.name, ""),
-            ) for node, _ in rows[:size]
-        ], next_page_token=next_token(rows, size, lambda row: (row[0].name,)),
-           store_error=self.db.problem())  # fmt: skip
+        wanted = await filters(request, context, self.registry.get, states=request.state)
+        nodes, token = await self.db.read(
+            listing.states_page, after[0] if after else "", size, wanted, self.registry.get,
+            self.manager.busy.get,
+        )  # fmt: skip
+        return hub_pb2.GetStatusResponse(
+            nodes=nodes, next_page_token=token, store_error=self.db.problem()
+        )
 
     async def _targets(
         self, targets: hub_pb2.Targets, context: Context

@@ -1,4 +1,4 @@
-"""Engine, migrations and the one thread that talks to the database."""
+"""Engine, migrations, the one thread that writes to the database and the readers beside it."""
 
 from __future__ import annotations
 
@@ -92,6 +92,14 @@ def migrate(engine: Engine, revision: str = "head") -> None:
     log.info("database schema is at revision %s", revision)
 
 
+READERS = 2  # threads (each with its own connection) that serve listings beside the writer
+
+
+def shares_connections(url: str) -> bool:
+    """An in-memory SQLite database lives in one connection: readers cannot open their own."""
+    return url.startswith("sqlite") and (url in ("sqlite://", "sqlite:///") or ":memory:" in url)
+
+
 RETRY_FIRST_S = 0.5
 RETRY_MAX_S = 5.0
 MAX_PENDING = 100_000  # queued writes kept while the database refuses them
@@ -129,6 +137,10 @@ class Database:
     every write queued after it, and retried with backoff until it lands: nothing is
     dropped silently and the order holds. Meanwhile `error` names the cause (for /healthz,
     `hubctl status` and `ops`, the metrics) and callers can refuse new work.
+
+    Listings read on READERS other threads (`read`), each call in one transaction of its own
+    connection: SQLite in WAL mode and PostgreSQL let them run while the writer writes, so a
+    page never queues behind a batch of heartbeats.
     """
 
     def __init__(self, url: str, retry_first_s: float = RETRY_FIRST_S,
@@ -137,6 +149,10 @@ class Database:
         self.url = url
         self.engine = make_engine(url, busy_timeout_s)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hub-db")
+        self._readers = (
+            None if shares_connections(url)
+            else ThreadPoolExecutor(max_workers=READERS, thread_name_prefix="hub-db-read")
+        )  # fmt: skip
         self._pending: deque[Write] = deque()  # only touched on the database thread
         self._retry_first_s = retry_first_s
         self._retry_max_s = retry_max_s
@@ -160,6 +176,17 @@ class Database:
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, functools.partial(fn, *args))
+
+    async def read(self, fn: Callable[..., T], *args: Any) -> T:
+        """`fn(connection, *args)` on a reader thread, in one read transaction: a consistent
+        snapshot that does not wait for queued writes (nor sees them before they land)."""
+        loop = asyncio.get_running_loop()
+        executor = self._readers or self._executor
+        return await loop.run_in_executor(executor, functools.partial(self._read, fn, *args))
+
+    def _read(self, fn: Callable[..., T], *args: Any) -> T:
+        with self.engine.connect() as connection, connection.begin():
+            return fn(connection, *args)
 
     def submit(self, fn: Callable[..., Any], *args: Any,
                landed: Callable[[], object] | None = None) -> None:  # fmt: skip
@@ -233,6 +260,8 @@ class Database:
             self._timer.cancel()
         self._executor.submit(self._retry)
         self._executor.shutdown(wait=True)
+        if self._readers is not None:
+            self._readers.shutdown(wait=True)
         if self._pending:
             log.error("%d database writes could not be written and are lost (%s); "
                       "operations still running in the database are marked interrupted at "

@@ -105,7 +105,7 @@ def test_listings_are_paged_and_hubctl_reads_every_page(fleet: Cluster) -> None:
             assert [s.node for s in following.nodes] == [name(i) for i in range(7, 14)]
 
             for bad, fragment in (
-                (hub_pb2.ListNodesRequest(page_size=501), "page_size 501 is out of range"),
+                (hub_pb2.ListNodesRequest(page_size=5001), "page_size 5001 is out of range"),
                 (hub_pb2.ListNodesRequest(page_token="garbage"), "invalid page_token"),
             ):
                 with pytest.raises(grpc.RpcError) as refused:

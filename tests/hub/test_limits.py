@@ -114,8 +114,9 @@ def test_bad_telemetry_is_refused(sample: types_pb2.GpuTelemetry, named: str) ->
 def test_operator_limits_and_page_tokens() -> None:
     assert limits.limit("--limit", 0, 20) == 20
     assert limits.page_size(0) == limits.page_size(500) == 500
-    with pytest.raises(limits.OutOfBounds, match=r"page_size 501 is out of range: 1\.\.500"):
-        limits.page_size(501)
+    assert limits.page_size(5000) == 5000
+    with pytest.raises(limits.OutOfBounds, match=r"page_size 5001 is out of range: 1\.\.5000"):
+        limits.page_size(5001)
     token = limits.Page.token("gpu-a", 3)
     assert limits.Page.key(token, 2) == ("gpu-a", "3") and limits.Page.key("", 2) == ()
     for bad in ("nonsense", "!!", limits.Page.token("only-one"), "x" * 2000):

@@ -1,0 +1,155 @@
+"""ListNodes, ListGpus and GetStatus pages: the store's rows with the live state over them.
+
+The hub is authoritative for what it holds in memory: a node is ready iff it has a session,
+and a connected node's last heartbeat and GPU telemetry are its session's (the database
+keeps them only now and then). `overlay` is that rule, in one place.
+
+A page is built on a database reader thread (Database.read), rows to messages, so the event
+loop stays free; it only looks sessions up (`registry.get`, a dict lookup) and reads fields
+the event loop replaces whole (`telemetry`, `last_seen`), never iterates them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Protocol, TypeVar
+
+from google.protobuf.message import Message
+from sqlalchemy import Connection
+
+from gpufleet.gpus import STATES, gpu_to_proto
+from gpufleet.selectors import matches
+from gpufleet.v1 import hub_pb2, types_pb2
+from hub import convert, limits
+from hub.selection import Selector
+from hub.sessions import AgentSession
+from hub.states import NodeState
+from hub.store.listing import Filter, GpuRow, NodeRow
+from hub.store.listing import gpus as gpu_rows
+from hub.store.listing import nodes as node_rows
+
+M = TypeVar("M", bound=Message)
+Live = Callable[[str], AgentSession | None]  # a node's session, None when not connected
+LINK = ("ready", "down")
+NODE_STATES = tuple(state.value for state in NodeState)
+GPU_STATES = tuple(STATES.values())
+READY, DOWN = types_pb2.NODE_STATUS_READY, types_pb2.NODE_STATUS_DOWN
+
+
+class Filtered(Protocol):
+    """What ListNodes, ListGpus and GetStatus requests share."""
+
+    @property
+    def selector(self) -> Sequence[str]: ...
+    @property
+    def names(self) -> Sequence[str]: ...
+    @property
+    def status(self) -> Sequence[str]: ...
+
+
+def chosen(
+    request: Filtered, selector: Selector, live: Live, states: Iterable[str] = (),
+    gpu_states: Iterable[str] = (),
+) -> Filter:  # fmt: skip
+    """The request's filters; limits.OutOfBounds (one line, the allowed values) for a bad one."""
+    status = limits.choices("status", request.status, LINK)
+    wanted = limits.choices("state", states, NODE_STATES)
+    gpu_wanted = limits.choices("gpu_state", gpu_states, GPU_STATES)
+    keep = None
+    if (status and len(status) < len(LINK)) or selector:
+
+        def keep(name: str, labels: Mapping[str, str]) -> bool:
+            link = "ready" if live(name) is not None else "down"
+            return (not status or link in status) and matches(selector, labels)
+
+    return Filter(limits.names("names", request.names), wanted, gpu_wanted, keep)
+
+
+def overlay(session: AgentSession | None, gpu: GpuRow) -> GpuRow:
+    """A connected node's GPU as its session knows it: the latest telemetry and state."""
+    if session is None:
+        return gpu
+    sample = next((t for t in session.telemetry if t.index == gpu.index), None)
+    state = session.gpu_states.get(gpu.index, gpu.state)
+    if sample is None:
+        return gpu if state == gpu.state else dataclasses.replace(gpu, state=state)
+    return dataclasses.replace(
+        gpu, state=state, memory_used_mb=sample.memory_used_mb,
+        memory_free_mb=sample.memory_free_mb, utilization_percent=sample.utilization_percent,
+        temperature_c=sample.temperature_c, power_draw_w=sample.power_draw_w,
+        processes=[list(p) for p in sample.processes],
+    )  # fmt: skip
+
+
+def node_to_proto(row: NodeRow, session: AgentSession | None) -> hub_pb2.Node:
+    seen = session.last_seen if session is not None else row.last_seen
+    return hub_pb2.Node(
+        name=row.name, status=READY if session is not None else DOWN, labels=row.labels,
+        hostname=row.hostname, address=row.address, agent_version=row.agent_version,
+        first_seen=convert.timestamp(row.first_seen), last_seen=convert.timestamp(seen),
+        status_since=convert.timestamp(row.status_since), gpu_count=row.gpu_count,
+        probe=row.probe, probe_error=row.probe_error, preflight=list(row.preflight),
+        state=row.state, configuration=row.configuration,
+        state_since=convert.timestamp(row.state_since), state_message=row.state_message,
+    )  # fmt: skip
+
+
+def state_to_proto(row: NodeRow, session: AgentSession | None, operation: str
+                   ) -> hub_pb2.NodeState:  # fmt: skip
+    return hub_pb2.NodeState(
+        node=row.name, status=READY if session is not None else DOWN, state=row.state,
+        configuration=row.configuration, since=convert.timestamp(row.state_since),
+        message=row.state_message, operation_id=operation,
+    )  # fmt: skip
+
+
+def fitted(items: list[M], keys: list[str], following: str) -> tuple[list[M], str]:
+    """The items that fit in one reply (limits.REPLY_BYTES) and the page token after them."""
+    kept = limits.within_reply(items)
+    if len(kept) < len(items):
+        following = keys[len(kept) - 1]
+    return kept, following
+
+
+def nodes_page(
+    connection: Connection, after: str, size: int, wanted: Filter, live: Live
+) -> tuple[list[hub_pb2.Node], str]:
+    """A ListNodes page and its next page token (on a reader thread)."""
+    rows, following = node_rows(connection, after, size, wanted)
+    items = [node_to_proto(row, live(row.name)) for row in rows]
+    kept, last = fitted(items, [row.name for row in rows], following)
+    return kept, limits.Page.token(last) if last else ""
+
+
+def states_page(
+    connection: Connection, after: str, size: int, wanted: Filter, live: Live,
+    busy: Callable[[str], str | None],
+) -> tuple[list[hub_pb2.NodeState], str]:  # fmt: skip
+    """A GetStatus page and its next page token (on a reader thread)."""
+    rows, following = node_rows(connection, after, size, wanted)
+    items = [state_to_proto(row, live(row.name), busy(row.name) or "") for row in rows]
+    kept, last = fitted(items, [row.name for row in rows], following)
+    return kept, limits.Page.token(last) if last else ""
+
+
+def gpus_page(
+    connection: Connection, after: tuple[str, int], size: int, wanted: Filter, live: Live
+) -> tuple[list[hub_pb2.NodeGpu], str]:
+    """A ListGpus page and its next page token (on a reader thread). A state filter runs in
+    SQL on the stored state (written as soon as a GPU is lost or back) and again on the live
+    one laid over it."""
+    rows, following = gpu_rows(connection, after, size, wanted)
+    items, keys = [], []
+    for row in rows:
+        session = live(row.node)
+        gpu = overlay(session, row)
+        if wanted.gpu_states and gpu.state not in wanted.gpu_states:
+            continue
+        status = READY if session is not None else DOWN
+        items.append(hub_pb2.NodeGpu(node=row.node, node_status=status, gpu=gpu_to_proto(gpu)))
+        keys.append(limits.Page.token(row.node, row.index))
+    kept = limits.within_reply(items)
+    if len(kept) < len(items):
+        return kept, keys[len(kept) - 1]
+    return kept, limits.Page.token(*following) if following else ""
