@@ -5,7 +5,8 @@ Loads gRPC and the Hub stubs: commands import it when they run, not at hubctl's 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import copy
+from collections.abc import Callable, Iterator, Sequence, Sized
 from typing import Protocol, TypeVar
 
 import grpc
@@ -17,13 +18,25 @@ from gpufleet.channel import SETTINGS
 from gpufleet.v1 import hub_pb2, hub_pb2_grpc
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 class Paged(Protocol):
+    page_size: int
     page_token: str
 
 
 CALL_TIMEOUT_S = 10.0
+FIRST_PAGE = 100  # rows of a listing's first page: on screen at once
+PAGE = 5000  # rows of each later page (the most a hub takes)
+
+
+def _nodes(reply: hub_pb2.ListNodesResponse) -> Sequence[hub_pb2.Node]:
+    return reply.nodes
+
+
+def _gpus(reply: hub_pb2.ListGpusResponse) -> Sequence[hub_pb2.NodeGpu]:
+    return reply.gpus
 
 
 def unreachable(hub: str, error: grpc.RpcError) -> CliError:
@@ -66,36 +79,61 @@ class HubClient:
         except grpc.RpcError as error:
             raise self.error(error) from None
 
-    def pages(self, method: Callable[..., T], request: Paged) -> Iterator[T]:
-        """Every page of a paged listing (ListNodes, ListGpus, GetStatus), in order."""
+    def pages(
+        self, method: Callable[..., T], request: Paged, rows: Callable[[T], Sized], limit: int = 0
+    ) -> Iterator[T]:
+        """Every page of a paged listing (ListNodes, ListGpus, GetStatus), in order: the first
+        small, so its rows show at once, later ones large; with `limit`, pages that ask the
+        hub for no more than that many rows in all (the caller stops at `limit` rows)."""
         seen: set[str] = set()
+        size, got = FIRST_PAGE, 0
+        request = copy.deepcopy(request)  # the caller's stays as it was (gpus --watch reuses it)
         while True:
+            request.page_size = min(size, limit - got) if limit else size
             reply = self.call(method, request)
             yield reply
+            got += len(rows(reply))
             token = getattr(reply, "next_page_token", "")
-            if not token or token in seen:  # a hub repeating a token must not loop forever
-                return
+            if not token or token in seen or (limit and got >= limit):
+                return  # a hub repeating a token must not loop forever
             seen.add(token)
             request.page_token = token
+            size = PAGE
+
+    def listing(
+        self, method: Callable[..., T], request: Paged, rows: Callable[[T], Sequence[R]],
+        limit: int = 0,
+    ) -> Iterator[list[R]]:  # fmt: skip
+        """The rows of each page as it comes, at most `limit` in all (0: every row)."""
+        got = 0
+        for reply in self.pages(method, request, rows, limit):
+            page = list(rows(reply))[: limit - got] if limit else list(rows(reply))
+            got += len(page)
+            yield page
+
+    def node_pages(
+        self, request: hub_pb2.ListNodesRequest, limit: int = 0
+    ) -> Iterator[list[hub_pb2.Node]]:
+        """The nodes the request's filters keep, page by page as they come."""
+        return self.listing(self.stub.ListNodes, request, _nodes, limit)
 
     def list_nodes(self, selector: list[str] | None = None) -> list[hub_pb2.Node]:
         """Every node (only those matching every label selector, if given)."""
-        found: list[hub_pb2.Node] = []
         request = hub_pb2.ListNodesRequest(selector=selector or [])
-        for reply in self.pages(self.stub.ListNodes, request):
-            found += reply.nodes
-        return found
+        return [node for page in self.node_pages(request) for node in page]
 
     def get_node(self, name: str) -> hub_pb2.Node:
         node: hub_pb2.Node = self.call(self.stub.GetNode, hub_pb2.GetNodeRequest(name=name))
         return node
 
+    def gpu_pages(
+        self, request: hub_pb2.ListGpusRequest, limit: int = 0
+    ) -> Iterator[list[hub_pb2.NodeGpu]]:
+        return self.listing(self.stub.ListGpus, request, _gpus, limit)
+
     def list_gpus(self, selector: list[str] | None = None) -> list[hub_pb2.NodeGpu]:
-        found: list[hub_pb2.NodeGpu] = []
         request = hub_pb2.ListGpusRequest(selector=selector or [])
-        for reply in self.pages(self.stub.ListGpus, request):
-            found += reply.gpus
-        return found
+        return [gpu for page in self.gpu_pages(request) for gpu in page]
 
     def configurations(self) -> hub_pb2.ListConfigurationsResponse:
         reply: hub_pb2.ListConfigurationsResponse = self.call(
@@ -110,13 +148,20 @@ class HubClient:
         )
         return reply
 
-    def status(self, selector: list[str] | None = None) -> list[hub_pb2.NodeState]:
-        found: list[hub_pb2.NodeState] = []
-        request = hub_pb2.GetStatusRequest(selector=selector or [])
-        for reply in self.pages(self.stub.GetStatus, request):
+    def state_pages(
+        self, request: hub_pb2.GetStatusRequest, limit: int = 0
+    ) -> Iterator[list[hub_pb2.NodeState]]:
+        """Each node's switch state, page by page; `store_error` follows the latest page."""
+
+        def rows(reply: hub_pb2.GetStatusResponse) -> Sequence[hub_pb2.NodeState]:
             self.store_error = reply.store_error
-            found += reply.nodes
-        return found
+            return reply.nodes
+
+        return self.listing(self.stub.GetStatus, request, rows, limit)
+
+    def status(self, selector: list[str] | None = None) -> list[hub_pb2.NodeState]:
+        request = hub_pb2.GetStatusRequest(selector=selector or [])
+        return [state for page in self.state_pages(request) for state in page]
 
     def operations(self, limit: int) -> list[hub_pb2.Operation]:
         request = hub_pb2.ListOperationsRequest(limit=limit)

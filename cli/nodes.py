@@ -4,10 +4,25 @@ from __future__ import annotations
 
 import typer
 
-from cli.output import JsonOption, NodeOption, SelectorOption, console, emit_json, node_names
+from cli.output import (
+    LINK_STATUSES,
+    NODE_STATES,
+    JsonOption,
+    LimitOption,
+    NodeOption,
+    SelectorOption,
+    StateOption,
+    StatusOption,
+    choices,
+    console,
+    emit_json,
+    node_names,
+)
 from cli.output import selector as checked_selector
 
 app = typer.Typer(help="The nodes (GPU hosts) of the cluster.")
+NO_NODES = ("No nodes yet: `hubctl tokens create` prints a join token and the command that "
+            "enrolls a GPU host with it.")  # fmt: skip
 
 
 @app.callback(invoke_without_command=True)
@@ -15,31 +30,35 @@ def nodes(
     ctx: typer.Context,
     node: NodeOption = None,
     labels: SelectorOption = None,
+    status: StatusOption = None,
+    state: StateOption = None,
+    limit: LimitOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """List the nodes: status, labels, GPUs, last heartbeat (-l role=chat: only those)."""
     if ctx.invoked_subcommand is not None:
         return
-    from cli import convert
-    from cli.client import connect
-
     names, selector = node_names(node), checked_selector(labels)
-    found = [convert.node(n) for n in connect(ctx).list_nodes(selector)]
-    found = [n for n in found if not names or n["name"] in names]
-    if as_json:
-        emit_json(found)
-        return
-    from cli import render
+    links, states = (
+        choices("--status", status, LINK_STATUSES),
+        choices("--state", state, NODE_STATES),
+    )
+    from cli import convert, render
+    from cli.client import connect
+    from gpufleet.v1 import hub_pb2
 
-    if found:
-        console().print(render.nodes_table(found))
-    elif names or selector:
-        console().print(render.none_match("node", names, selector))
+    request = hub_pb2.ListNodesRequest(names=names, selector=selector, status=links, state=states)
+    pages = connect(ctx).node_pages(request, limit or 0)
+    found = ([convert.node(n) for n in page] for page in pages)
+    if as_json:
+        emit_json([n for page in found for n in page])
+        return
+    if render.streamed(found, render.NODE_COLUMNS, render.node_cells, console()):
+        return
+    if names or selector or links or states:
+        console().print(render.none_match("node", names, selector, status=links, state=states))
     else:
-        console().print(
-            "No nodes yet: `hubctl tokens create` prints a join token and the command that "
-            "enrolls a GPU host with it."
-        )
+        console().print(NO_NODES)
 
 
 @app.command("show")

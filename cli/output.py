@@ -23,11 +23,29 @@ DetachOption = Annotated[
     typer.Option("--detach", help="Print only the operation id (OP=$(hubctl ...)) and return."),
 ]
 # One form for naming nodes everywhere: --node gpu-a --node gpu-b, or --node gpu-a,gpu-b;
-# --nodes is the same option.
+# --nodes and -n are the same option.
 NodeOption = Annotated[
     list[str] | None,
-    typer.Option("--node", "--nodes", metavar="NODE",
+    typer.Option("--node", "--nodes", "-n", metavar="NODE",
                  help="A node name (repeatable, or a,b).", show_default=False),
+]  # fmt: skip
+LimitOption = Annotated[
+    int | None,
+    typer.Option("--limit", min=1, show_default=False,
+                 help="At most this many rows (the hub is asked for no more)."),
+]  # fmt: skip
+LINK_STATUSES = ("ready", "down")
+NODE_STATES = ("stopped", "switching", "loading", "ready", "failed", "draining")
+GPU_STATES = ("ok", "lost")
+StatusOption = Annotated[
+    list[str] | None,
+    typer.Option("--status", metavar="STATUS", show_default=False,
+                 help="Only nodes whose link is ready or down (repeatable, or a,b)."),
+]  # fmt: skip
+StateOption = Annotated[
+    list[str] | None,
+    typer.Option("--state", metavar="STATE", show_default=False,
+                 help=f"Only nodes in these switch states: {', '.join(NODE_STATES)}."),
 ]  # fmt: skip
 SelectorOption = Annotated[
     list[str] | None,
@@ -88,6 +106,16 @@ def node_names(nodes: list[str] | None) -> list[str]:
     found = [name.strip() for item in nodes or [] for name in item.split(",")]
     if any(not name for name in found):
         raise CliError("empty node name in --node: give names such as --node gpu-a,gpu-b", 2)
+    return found
+
+
+def choices(flag: str, items: list[str] | None, allowed: tuple[str, ...]) -> list[str]:
+    """Filter values (repeated, or a,b), each one of `allowed`: checked before any call, a bad
+    one refused here, one line, exit 2."""
+    found = [value.strip() for item in items or [] for value in item.split(",")]
+    for value in found:
+        if value not in allowed:
+            raise CliError(f"invalid {flag} {value!r}: one of {', '.join(allowed)}", exit_code=2)
     return found
 
 

@@ -2,14 +2,93 @@
 
 from __future__ import annotations
 
+import os
+import sys
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TextIO
 
+from rich.cells import cell_len
+from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 BAR_WIDTH = 12
 STATUS_STYLES = {"ready": "green", "down": "red"}
+STATE_STYLES = {"ready": "green", "failed": "red", "stopped": "dim"}
+Cell = str | tuple[str, str]  # text, or (text, style)
+ANSI = {"green": "32", "red": "31", "yellow": "33", "dim": "2", "bold": "1", "bold red": "1;31"}
+NODE_COLUMNS = ("NAME", "STATUS", "LABELS", "GPUS", "LAST HEARTBEAT")
+GPU_COLUMNS = ("GPU", "NAME", "STATE", "VRAM", "UTIL", "TEMP", "POWER", "CC/GFX")
+STATUS_COLUMNS = ("NODE", "LINK", "STATE", "CONFIGURATION", "SINCE", "NOTE")
+
+
+class Stream:
+    """A table printed as its rows come, page by page, in the layout of the Rich tables
+    (no box, two spaces between columns). The widths are chosen from the headers and the
+    first page: a wider value later widens its own line only, nothing is drawn again."""
+
+    def __init__(self, headers: Sequence[str], out: TextIO, color: bool) -> None:
+        self.headers = list(headers)
+        self.out = out
+        self.color = color
+        self.widths: list[int] | None = None
+        self.rows = 0
+
+    def _line(self, cells: Sequence[Cell], widths: list[int]) -> str:
+        parts = []
+        for i, cell in enumerate(cells):
+            text, style = (cell, "") if isinstance(cell, str) else cell
+            pad = "" if i == len(cells) - 1 else " " * max(0, widths[i] - cell_len(text))
+            if style and self.color:
+                text = f"\x1b[{ANSI.get(style, '0')}m{text}\x1b[0m"
+            parts.append(text + pad)
+        return " " + "  ".join(parts)
+
+    def page(self, rows: Sequence[Sequence[Cell]]) -> None:
+        if not rows:
+            return
+        lines = []
+        if self.widths is None:
+            self.widths = [cell_len(h) for h in self.headers]
+            for row in rows:
+                for i, cell in enumerate(row):
+                    self.widths[i] = max(self.widths[i], cell_len(_text(cell)))
+            lines.append(self._line([(h, "bold") for h in self.headers], self.widths))
+        lines += [self._line(row, self.widths) for row in rows]
+        self.out.write("\n".join(lines) + "\n")
+        self.out.flush()
+        self.rows += len(rows)
+
+
+def streamed(
+    pages: Iterable[Sequence[dict[str, Any]]], headers: Sequence[str],
+    cells: Callable[[dict[str, Any]], list[Cell]], out: Console,
+) -> int:  # fmt: skip
+    """Print each page's rows as it comes (see Stream); the number of rows printed. A reader
+    that goes away (`hubctl gpus | head`) ends the listing quietly: no more pages are asked."""
+    color = out.is_terminal and out.color_system is not None and not out.no_color
+    stream = Stream(headers, sys.stdout, color)
+    try:
+        for page in pages:
+            stream.page([cells(row) for row in page])
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return stream.rows
+
+
+def _text(cell: Cell) -> str:
+    return cell if isinstance(cell, str) else cell[0]
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Cell]], **options: Any) -> Table:
+    """The same rows as one Rich table (what `nodes show` and `gpus --watch` print)."""
+    found = Table(box=None, header_style="bold", **options)
+    for column in headers:
+        found.add_column(column)
+    for row in rows:
+        found.add_row(*(c if isinstance(c, str) else Text(c[0], style=c[1]) for c in row))
+    return found
 
 
 def gb(mb: int) -> str:
@@ -43,10 +122,13 @@ def status(text: str) -> Text:
     return Text(text, style=STATUS_STYLES.get(text, "yellow"))
 
 
-def none_match(what: str, names: list[str], selector: list[str]) -> Text:
-    """What an empty filtered listing says: 'No node matches -l role=chat.'"""
+def none_match(what: str, names: list[str], selector: list[str],
+               **flags: list[str]) -> Text:  # fmt: skip
+    """What an empty filtered listing says: 'No node matches -l role=chat.' (`flags`: other
+    filters by option name, gpu_state=['lost'] for --gpu-state lost)."""
     wanted = [f"--node {','.join(names)}"] if names else []
     wanted += [f"-l {','.join(selector)}"] if selector else []
+    wanted += [f"--{flag.replace('_', '-')} {','.join(v)}" for flag, v in flags.items() if v]
     return Text(f"No {what} matches {' '.join(wanted)}.")
 
 
@@ -54,30 +136,24 @@ def labels(values: dict[str, str]) -> str:
     return ",".join(f"{k}={v}" for k, v in values.items()) or "-"
 
 
+def node_cells(node: dict[str, Any]) -> list[Cell]:
+    status = node["status"]
+    return [node["name"], (status, STATUS_STYLES.get(status, "yellow")), labels(node["labels"]),
+            str(node["gpu_count"]), ago(node["last_seen"])]  # fmt: skip
+
+
 def nodes_table(nodes: list[dict[str, Any]]) -> Table:
-    table = Table(box=None, header_style="bold")
-    for column in ("NAME", "STATUS", "LABELS", "GPUS", "LAST HEARTBEAT"):
-        table.add_column(column)
-    for node in nodes:
-        table.add_row(
-            node["name"],
-            status(node["status"]),
-            labels(node["labels"]),
-            str(node["gpu_count"]),
-            ago(node["last_seen"]),
-        )
-    return table
+    return table(NODE_COLUMNS, [node_cells(node) for node in nodes])
 
 
 def na(value: float | None, unit: str, digits: int = 0) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}{unit}"
 
 
-def gpu_cells(gpu: dict[str, Any]) -> list[str | Text]:
+def gpu_cells(gpu: dict[str, Any]) -> list[Cell]:
     ident = gpu["compute_capability"] or gpu["gfx_target"] or "-"
     if gpu["state"] == "lost":
-        return [str(gpu["index"]), gpu["name"], Text("LOST", style="bold red"),
-                "-", "-", "-", "-", ident]  # fmt: skip
+        return [str(gpu["index"]), gpu["name"], ("LOST", "bold red"), "-", "-", "-", "-", ident]
     power = na(gpu["power_draw_w"], "")
     if gpu["power_limit_w"] is not None:
         power += f"/{gpu['power_limit_w']:.0f}"
@@ -85,7 +161,7 @@ def gpu_cells(gpu: dict[str, Any]) -> list[str | Text]:
     return [
         str(gpu["index"]),
         gpu["name"],
-        Text(gpu["state"], style="green"),
+        (gpu["state"], "green"),
         vram_bar(gpu["memory_used_mb"], gpu["memory_total_mb"]),
         na(gpu["utilization_percent"], "%"),
         na(gpu["temperature_c"], " C"),
@@ -94,15 +170,14 @@ def gpu_cells(gpu: dict[str, Any]) -> list[str | Text]:
     ]
 
 
+def node_gpu_cells(gpu: dict[str, Any]) -> list[Cell]:
+    return [gpu["node"], *gpu_cells(gpu)]
+
+
 def gpus_table(gpus: list[dict[str, Any]], with_node: bool = True) -> Table:
-    table = Table(box=None, header_style="bold")
-    columns = ["GPU", "NAME", "STATE", "VRAM", "UTIL", "TEMP", "POWER", "CC/GFX"]
-    for column in ["NODE", *columns] if with_node else columns:
-        table.add_column(column)
-    for gpu in gpus:
-        cells = gpu_cells(gpu)
-        table.add_row(*([gpu["node"], *cells] if with_node else cells))
-    return table
+    if with_node:
+        return table(["NODE", *GPU_COLUMNS], [node_gpu_cells(gpu) for gpu in gpus])
+    return table(GPU_COLUMNS, [gpu_cells(gpu) for gpu in gpus])
 
 
 def events_table(events: list[dict[str, Any]]) -> Table:
@@ -157,9 +232,6 @@ def preflight(lines: list[str]) -> Table | None:
     return table
 
 
-STATE_STYLES = {"ready": "green", "failed": "red", "stopped": "dim"}
-
-
 def configs_table(configs: list[dict[str, Any]]) -> Table:
     table = Table(box=None, header_style="bold")
     for column in ("NAME", "USE CASE", "SERVICES", "DESCRIPTION"):
@@ -174,20 +246,18 @@ def configs_table(configs: list[dict[str, Any]]) -> Table:
     return table
 
 
+def state_cells(node: dict[str, Any]) -> list[Cell]:
+    note = node["message"] or ""
+    if node["operation_id"]:
+        note = f"in operation {node['operation_id']} {note}".strip()
+    status = node["status"]
+    return [node["node"], (status, STATUS_STYLES.get(status, "yellow")),
+            (node["state"], STATE_STYLES.get(node["state"], "yellow")),
+            node["configuration"] or "-", ago(node["since"]), note]  # fmt: skip
+
+
 def status_table(nodes: list[dict[str, Any]]) -> Table:
-    table = Table(box=None, header_style="bold")
-    for column in ("NODE", "LINK", "STATE", "CONFIGURATION", "SINCE", "NOTE"):
-        table.add_column(column)
-    for node in nodes:
-        note = node["message"] or ""
-        if node["operation_id"]:
-            note = f"in operation {node['operation_id']} {note}".strip()
-        table.add_row(
-            node["node"], status(node["status"]),
-            Text(node["state"], style=STATE_STYLES.get(node["state"], "yellow")),
-            node["configuration"] or "-", ago(node["since"]), note,
-        )  # fmt: skip
-    return table
+    return table(STATUS_COLUMNS, [state_cells(node) for node in nodes])
 
 
 def operations_table(operations: list[dict[str, Any]]) -> Table:

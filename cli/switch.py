@@ -7,11 +7,17 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from cli.output import (
+    LINK_STATUSES,
+    NODE_STATES,
     CliError,
     DetachOption,
     JsonOption,
+    LimitOption,
     NodeOption,
     SelectorOption,
+    StateOption,
+    StatusOption,
+    choices,
     console,
     detached,
     emit_json,
@@ -114,20 +120,33 @@ def stop(ctx: typer.Context, nodes: NodesArg = None, node: NodeOption = None,
 
 
 def status(ctx: typer.Context, node: NodeOption = None, labels: SelectorOption = None,
+           link: StatusOption = None, state: StateOption = None, limit: LimitOption = None,
            as_json: JsonOption = False) -> None:  # fmt: skip
     """Every node: switch state, configuration, since when."""
+    names, selector = node_names(node), checked_selector(labels)
+    links, states = choices("--status", link, LINK_STATUSES), choices("--state", state, NODE_STATES)
     from cli import convert, render
     from cli.client import connect
+    from gpufleet.v1 import hub_pb2
 
-    names, selector = node_names(node), checked_selector(labels)
     client = connect(ctx)
-    found = [convert.node_state(n) for n in client.status(selector)]
-    found = [n for n in found if not names or n["node"] in names]
-    if client.store_error:
-        error_line(f"warning: {client.store_error}")
+    request = hub_pb2.GetStatusRequest(names=names, selector=selector, status=links, state=states)
+    found = (
+        [convert.node_state(n) for n in page] for page in client.state_pages(request, limit or 0)
+    )
     if as_json:
-        emit_json(found)
-    elif not found and (names or selector):
-        console().print(render.none_match("node", names, selector))
-    else:
-        console().print(render.status_table(found))
+        rows = [n for page in found for n in page]
+        warn(client.store_error)
+        emit_json(rows)
+        return
+    shown = render.streamed(found, render.STATUS_COLUMNS, render.state_cells, console())
+    warn(client.store_error)
+    if not shown and (names or selector or links or states):
+        console().print(render.none_match("node", names, selector, status=links, state=states))
+    elif not shown:
+        console().print(render.status_table([]))
+
+
+def warn(store_error: str) -> None:
+    if store_error:
+        error_line(f"warning: {store_error}")

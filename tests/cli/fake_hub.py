@@ -41,15 +41,19 @@ class FakeHub(hub_pb2_grpc.HubServicer):  # type: ignore[misc]
         self.stored = stored
         self.stream = stream
 
-    def ListNodes(self, request: object, context: grpc.ServicerContext) -> object:
+    def ListNodes(self, request: hub_pb2.ListNodesRequest, context: grpc.ServicerContext) -> object:
         node = hub_pb2.Node(name="gpu-a", status=types_pb2.NODE_STATUS_READY, gpu_count=2)
         node.last_seen.GetCurrentTime()
-        return hub_pb2.ListNodesResponse(nodes=[node])
+        named = not request.names or "gpu-a" in request.names
+        return hub_pb2.ListNodesResponse(nodes=[node] if named else [])
 
-    def ListGpus(self, request: object, context: grpc.ServicerContext) -> object:
+    def ListGpus(self, request: hub_pb2.ListGpusRequest, context: grpc.ServicerContext) -> object:
         gpu = types_pb2.Gpu(index=0, name="NVIDIA RTX A5500", memory_total_mb=24564,
                             memory_used_mb=19304, compute_capability="8.6")  # fmt: skip
-        return hub_pb2.ListGpusResponse(gpus=[hub_pb2.NodeGpu(node="gpu-a", gpu=gpu)])
+        named = not request.names or "gpu-a" in request.names
+        return hub_pb2.ListGpusResponse(
+            gpus=[hub_pb2.NodeGpu(node="gpu-a", gpu=gpu)] if named else []
+        )
 
     def GetOperation(
         self, request: hub_pb2.GetOperationRequest, context: grpc.ServicerContext
