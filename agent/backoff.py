@@ -21,5 +21,13 @@ class Backoff:
         self.attempt += 1
         return step * (0.5 + 0.5 * self.rng.random())
 
+    def after_link(self, window: float) -> float:
+        """The first delay after a link that held was lost (the hub restarted, said goodbye,
+        or the stream broke): a uniformly random part of `window` (at least the initial step,
+        at most the maximum), so every agent of a large cluster does not dial the restarted
+        hub within the same moment. Later failures grow from the second step on."""
+        self.attempt = 1
+        return self.rng.random() * min(self.maximum, max(self.initial, window))
+
     def reset(self) -> None:
         self.attempt = 0

@@ -6,12 +6,14 @@ import asyncio
 import contextlib
 import logging
 import platform
+import random
 import socket
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 
 import grpc
+from google.protobuf.duration_pb2 import Duration
 
 import gpufleet
 from agent import managed
@@ -24,7 +26,8 @@ from agent.envs.protos import env_to_proto, envs_report
 from agent.envs.record import EnvRecord
 from agent.envs.store import EnvStore
 from agent.health import HealthMonitor, Observed
-from agent.probes import GpuProbe, ProbeResult
+from agent.pace import Beats, Pace, telemetry_due
+from agent.probes import GpuInfo, GpuProbe, ProbeResult
 from agent.processes import Processes
 from agent.tasks.context import NoPreflight, Preflight
 from agent.tasks.runner import TaskRunner
@@ -40,6 +43,7 @@ log = logging.getLogger(__name__)
 WELCOME_TIMEOUT_S = 30.0
 PROJECTS_TIMEOUT_S = 15.0
 STABLE_S = 10.0  # a session that lasted this long resets the reconnect backoff
+DEFAULT_PACE = Pace(5.0)  # until a hub tells its own: telemetry with every heartbeat
 HELLO_PREFLIGHT_S = 3.0  # a slower podman preflight reaches the hub with a later heartbeat
 
 Call = grpc.aio.StreamStreamCall[pb.AgentMessage, pb.HubMessage]
@@ -97,7 +101,15 @@ class AgentLink:
         processes: Processes | None = None,
         llama_env_backends: Sequence[str] = (),
         caches: ModelCache | None = None,
+        rng: random.Random | None = None,
     ) -> None:
+        # Jitter of heartbeats and reconnects; tests inject a seeded one.
+        self.rng = rng or random.Random()
+        # What the hub asked for in its welcome, or later in a Pace message.
+        self.pace = DEFAULT_PACE
+        # The GPU telemetry last sent on this stream, and when (the loop's clock).
+        self._sent_gpus: tuple[GpuInfo, ...] | None = None
+        self._sent_gpus_at = 0.0
         # The model cache's entries: in the hello, in a heartbeat when changed.
         self.caches = caches
         self._sent_caches: tuple[CachedEntry, ...] | None = None
@@ -122,7 +134,7 @@ class AgentLink:
         # None: the agent runs no tasks (and no projects), as in benchmarks of the link alone.
         self.tasks = tasks if tasks is not None else TaskRunner({})
         self.channel = channel or insecure_channel(hub)
-        self.backoff = backoff or Backoff()
+        self.backoff = backoff or Backoff(rng=self.rng)
         self.connected = asyncio.Event()
         self._sent_static: tuple[object, ...] | None = None
         self._last_probe: ProbeResult | None = None
@@ -147,12 +159,14 @@ class AgentLink:
                 log.exception("link to hub %s failed unexpectedly", self.hub)
             if not self.connected.is_set() and self.on_attempt is not None:
                 self.on_attempt(False)
-            if self.connected.is_set() and loop.time() - began >= STABLE_S:
-                self.backoff.reset()  # only a link that held resets: no tight reconnect loops
+            held = self.connected.is_set() and loop.time() - began >= STABLE_S
             self.connected.clear()
             if stop.is_set():
                 break
-            delay = self.backoff.next()
+            # Only a link that held starts over (no tight reconnect loops), and at a random
+            # point of a heartbeat interval: the hub paced it for the cluster's size, so the
+            # cluster's redials reach a restarted hub at about the rate its heartbeats did.
+            delay = self.backoff.after_link(self.pace.heartbeat_s) if held else self.backoff.next()
             log.info("reconnecting to %s in %.1f s", self.hub, delay)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), delay)
@@ -224,6 +238,7 @@ class AgentLink:
 
     async def hello(self) -> pb.Hello:
         found = await self._probe()
+        self._sent_gpus = None  # a new stream: its first heartbeat carries the telemetry
         problems = await self.preflight.current(HELLO_PREFLIGHT_S)
         self._sent_static = (found.static(), problems)
         projects = await self._projects()
@@ -262,27 +277,35 @@ class AgentLink:
                     raise LinkDown(f"no welcome within {WELCOME_TIMEOUT_S:.0f} s") from None
                 if not isinstance(first, pb.HubMessage) or first.WhichOneof("body") != "welcome":
                     raise Ended("hub did not welcome this agent")
-                interval = first.welcome.heartbeat_interval.ToTimedelta().total_seconds()
+                welcome = first.welcome
+                pace = pace_from(welcome.heartbeat_interval, welcome.telemetry_interval)
+                if pace is None:
+                    raise Ended("hub welcomed this agent without a heartbeat interval")
+                self.pace = pace
                 log.info(
-                    "connected to hub %s as %s (heartbeat every %g s)",
+                    "connected to hub %s as %s (heartbeat every %g s, %s)",
                     self.hub,
-                    first.welcome.node_name,
-                    interval,
+                    welcome.node_name,
+                    pace.heartbeat_s,
+                    telemetry_words(pace),
                 )
                 self.connected.set()
                 if self.on_attempt is not None:
                     self.on_attempt(True)
-                await self._converse(call, interval, stop)
+                await self._converse(call, stop)
             finally:
                 call.cancel()
 
-    async def _converse(self, call: Call, interval: float, stop: asyncio.Event) -> None:
+    async def _converse(self, call: Call, stop: asyncio.Event) -> None:
         outbox: asyncio.Queue[pb.AgentMessage] = asyncio.Queue()
         self.tasks.attach(outbox.put_nowait)
+        # The hub counts liveness from its welcome: the first beat falls within an interval.
+        beats = Beats(self.pace.heartbeat_s, asyncio.get_running_loop().time(), self.rng)
+        repaced = asyncio.Event()
         jobs = {
             asyncio.create_task(self._write(call, outbox)),
-            asyncio.create_task(self._heartbeat(outbox, interval)),
-            asyncio.create_task(self._read(call)),
+            asyncio.create_task(self._heartbeat(outbox, beats, repaced)),
+            asyncio.create_task(self._read(call, beats, repaced)),
             asyncio.create_task(stop.wait()),
         }
         try:
@@ -303,19 +326,32 @@ class AgentLink:
         while True:
             await write(call, await outbox.get())
 
-    async def _heartbeat(self, outbox: asyncio.Queue[pb.AgentMessage], interval: float) -> None:
-        """Every interval: probe, send telemetry, and the inventory when it changed."""
+    async def _heartbeat(
+        self, outbox: asyncio.Queue[pb.AgentMessage], beats: Beats, repaced: asyncio.Event
+    ) -> None:
+        """When each beat is due: probe, send telemetry when it changed (or is due), and the
+        inventory when it changed. A shorter pace wakes the wait (`repaced`)."""
         loop = asyncio.get_running_loop()
-        due = loop.time()
         seq = 0
         while True:
-            due += interval
-            await asyncio.sleep(max(0.0, due - loop.time()))
+            while loop.time() < beats.due:
+                repaced.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout_at(beats.due):
+                        await repaced.wait()
             outbox.put_nowait(pb.AgentMessage(heartbeat=await self.heartbeat(seq := seq + 1)))
+            beats.beat(loop.time())
 
     async def heartbeat(self, seq: int) -> pb.Heartbeat:
         found = await self._probe()
-        beat = pb.Heartbeat(seq=seq, gpus=[telemetry_to_proto(gpu) for gpu in found.gpus])
+        beat = pb.Heartbeat(seq=seq)
+        now = asyncio.get_running_loop().time()
+        since = now - self._sent_gpus_at
+        if telemetry_due(self._sent_gpus, found.gpus, since, self.pace.telemetry_s):
+            beat.gpus.extend(telemetry_to_proto(gpu) for gpu in found.gpus)
+            self._sent_gpus, self._sent_gpus_at = found.gpus, now
+        else:
+            beat.telemetry_unchanged = True
         beat.sent_at.GetCurrentTime()
         problems = await self.preflight.current(0.0)  # a due check runs meanwhile
         if (found.static(), problems) != self._sent_static:
@@ -357,10 +393,13 @@ class AgentLink:
             log.warning("cannot list the model cache: %s", exc)
             return self._sent_caches
 
-    async def _read(self, call: Call) -> None:
+    async def _read(self, call: Call, beats: Beats, repaced: asyncio.Event) -> None:
         async for message in _messages(call):
             kind = message.WhichOneof("body")
-            if kind == "task":
+            if kind == "pace":
+                self._repace(message.pace, beats)
+                repaced.set()
+            elif kind == "task":
                 self.tasks.submit(message.task)
             elif kind == "cancel":
                 self.tasks.cancel(message.cancel.task_id)
@@ -369,6 +408,38 @@ class AgentLink:
             else:
                 log.warning("ignoring unexpected %s message from the hub", kind)
         raise Ended("hub closed the stream")
+
+    def _repace(self, message: pb.Pace, beats: Beats) -> None:
+        pace = pace_from(message.heartbeat_interval, message.telemetry_interval)
+        if pace is None:
+            log.warning("ignoring a pace from the hub without a heartbeat interval")
+            return
+        if pace == self.pace:
+            return
+        log.info(
+            "hub %s paced this agent: heartbeat every %g s, %s (was every %g s, %s)",
+            self.hub,
+            pace.heartbeat_s,
+            telemetry_words(pace),
+            self.pace.heartbeat_s,
+            telemetry_words(self.pace),
+        )
+        self.pace = pace
+        beats.repace(pace.heartbeat_s, asyncio.get_running_loop().time())
+
+
+def pace_from(heartbeat: Duration, telemetry: Duration) -> Pace | None:
+    """The pace a Welcome or Pace message asks for; None without a heartbeat interval."""
+    heartbeat_s = heartbeat.ToTimedelta().total_seconds()
+    if heartbeat_s <= 0:
+        return None
+    return Pace(heartbeat_s, max(0.0, telemetry.ToTimedelta().total_seconds()))
+
+
+def telemetry_words(pace: Pace) -> str:
+    if pace.telemetry_s <= 0:
+        return "telemetry with every heartbeat"
+    return f"telemetry when changed or every {pace.telemetry_s:g} s"
 
 
 def observed_to_proto(found: Observed) -> pb.RunningProject:

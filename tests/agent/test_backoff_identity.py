@@ -24,6 +24,19 @@ def test_backoff_grows_caps_and_resets() -> None:
     assert backoff.next() <= 0.5
 
 
+def test_a_lost_link_redials_at_a_random_point_of_the_window_then_backs_off() -> None:
+    """Agents that lost the same hub spread their first redial over the window (their
+    heartbeat interval), not over the top half of the first step."""
+    delays = [Backoff(rng=random.Random(seed)).after_link(20.0) for seed in range(500)]
+    assert min(delays) >= 0 and max(delays) < 20.0
+    assert max(sum(1 for d in delays if k <= d < k + 1) for k in range(20)) < 50
+    assert max(Backoff(rng=random.Random(s)).after_link(0.1) for s in range(50)) < 0.5
+    assert max(Backoff(rng=random.Random(s)).after_link(600) for s in range(50)) < 30.0
+    backoff = Backoff(initial=0.5, maximum=8.0, rng=random.Random(2))
+    backoff.after_link(5.0)
+    assert 0.5 <= backoff.next() <= 1.0  # a redial that failed goes on from the second step
+
+
 @given(st.integers(min_value=0, max_value=2**32))
 def test_jitter_spreads_agents(seed: int) -> None:
     """Agents with different random states do not retry in lockstep."""

@@ -1,4 +1,5 @@
-"""Heartbeats carry telemetry every time and the inventory only when it changed."""
+"""Heartbeats carry the inventory only when it changed, and telemetry every time until the hub
+paces them (then when it moved from what was last sent, or is due)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import asyncio
 from dataclasses import replace
 
 from agent.link import AgentLink, Identity
+from agent.pace import Pace
 from agent.probes import GpuInfo, ProbeResult
 from gpufleet.v1 import types_pb2
 
@@ -106,5 +108,28 @@ def test_preflight_rides_in_the_hello_and_in_a_heartbeat_when_it_changes() -> No
         assert fixed.HasField("inventory") and list(fixed.inventory.preflight) == []
         assert [g.index for g in fixed.inventory.gpus] == [0]
         assert not (await link.heartbeat(3)).HasField("inventory")
+
+    asyncio.run(scenario())
+
+
+def test_telemetry_is_compared_with_what_was_last_sent() -> None:
+    """Small moves add up: each below the threshold, together past it."""
+
+    async def scenario() -> None:
+        probe = ScriptedProbe(A5500, A400)
+        link = AgentLink("unused:1", Identity("gpu-a", "id"), probe)
+        link.pace = Pace(5.0, telemetry_s=600.0)
+        await link.hello()
+        assert len((await link.heartbeat(1)).gpus) == 2
+        sent = []
+        for seq, used in enumerate((19334, 19364, 19368), start=2):  # +30, +60, +64 MiB
+            probe.result = ProbeResult("nvml", (replace(A5500, memory_used_mb=used), A400))
+            beat = await link.heartbeat(seq)
+            assert beat.telemetry_unchanged is not bool(beat.gpus)
+            sent.append(beat.gpus[0].memory_used_mb if beat.gpus else None)
+        assert sent == [None, None, 19368]
+        assert (await link.heartbeat(5)).telemetry_unchanged
+        await link.hello()  # a new stream: its first beat carries the telemetry again
+        assert len((await link.heartbeat(1)).gpus) == 2
 
     asyncio.run(scenario())
