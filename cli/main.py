@@ -23,6 +23,7 @@ from cli import (
     switch,
     trust,
     up,
+    usage,
 )
 from cli.output import CliError, error_line, first_line
 
@@ -80,6 +81,7 @@ def root(
 app.add_typer(nodes.app, name="nodes")
 nodes.app.command("remove")(trust.nodes_remove)
 app.command("gpus")(gpus.gpus)
+app.command("usage")(usage.usage)
 app.add_typer(configs.app, name="configs")
 app.add_typer(models.app, name="models")
 app.add_typer(envs.app, name="envs")

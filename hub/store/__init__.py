@@ -9,6 +9,7 @@ from hub.store.models import Gpu, Node, NodeEvent, NodeStatus
 from hub.store.registry import RegistryEntryRow
 from hub.store.store import GpuRecord, GpuTelemetryRecord, NodeHello, Store
 from hub.store.trust import AuditEntry, Credential, JoinToken, TrustStore
+from hub.store.usage import GpuSampleRow, GpuUsageRow
 
 __all__ = [
     "ApiKeyRow",
@@ -18,7 +19,9 @@ __all__ = [
     "Gpu",
     "GpuAssignment",
     "GpuRecord",
+    "GpuSampleRow",
     "GpuTelemetryRecord",
+    "GpuUsageRow",
     "JoinToken",
     "ModelBackend",
     "ModelDeployment",

@@ -1,0 +1,283 @@
+"""GPU telemetry history (issue 18, `hubctl usage`): raw samples for a short window
+(`gpu_sample`), then one row per GPU and hour (`gpu_usage`). Times are whole seconds since the
+epoch (integers: compact, and the hour of a sample is `at_s / 3600 * 3600` on SQLite and
+PostgreSQL alike). Both tables are keyed by (node, gpu, time) and, on SQLite, stored WITHOUT
+ROWID: the key is the table, so a listing by node reads in key order and no second copy of
+the rows exists. Functions run on Database's thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    ColumnElement,
+    Engine,
+    Float,
+    Index,
+    Integer,
+    String,
+    and_,
+    delete,
+    func,
+    insert,
+    literal,
+    literal_column,
+    or_,
+    select,
+    union_all,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Field, SQLModel
+
+from hub.store import scan
+from hub.store.models import Node
+
+HOUR_S = 3600
+LabelFilter = Callable[[Mapping[str, str]], bool]
+# A raw sample as the recorder buffers it: node, gpu, at_s, state, utilization, memory used,
+# temperature, power draw.
+Sample = tuple[str, int, int, str, int | None, int, float | None, float | None]
+Key = tuple[str, int, int]  # node, gpu, start_s: where a page continues after
+
+
+class GpuSampleRow(SQLModel, table=True):
+    """One telemetry sample the hub received; a second sample of a GPU in the same second
+    is dropped (the key)."""
+
+    __tablename__ = "gpu_sample"
+    __table_args__ = (Index("ix_gpu_sample_at_s", "at_s"), {"sqlite_with_rowid": False})
+
+    node: str = Field(sa_column=Column(String(253), primary_key=True))
+    gpu: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))
+    at_s: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    state: str = Field(default="ok", max_length=8)
+    utilization: int | None = None
+    memory_used_mb: int = 0
+    temperature_c: float | None = None
+    power_draw_w: float | None = None
+
+
+class GpuUsageRow(SQLModel, table=True):
+    """One GPU over one hour (from `hour_s`), folded from its raw samples."""
+
+    __tablename__ = "gpu_usage"
+    __table_args__ = (Index("ix_gpu_usage_hour_s", "hour_s"), {"sqlite_with_rowid": False})
+
+    node: str = Field(sa_column=Column(String(253), primary_key=True))
+    gpu: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))
+    hour_s: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    samples: int = 0
+    utilization_avg: float | None = Field(default=None, sa_column=Column(Float, nullable=True))
+    utilization_max: int | None = None
+    memory_used_avg_mb: float = Field(default=0.0, sa_column=Column(Float, nullable=False))
+    memory_used_max_mb: int = 0
+    temperature_max_c: float | None = Field(default=None, sa_column=Column(Float, nullable=True))
+    power_avg_w: float | None = Field(default=None, sa_column=Column(Float, nullable=True))
+
+
+SAMPLE = GpuSampleRow.__table__  # type: ignore[attr-defined]
+USAGE = GpuUsageRow.__table__  # type: ignore[attr-defined]
+NODE = Node.__table__  # type: ignore[attr-defined]
+_HOUR = literal_column(str(HOUR_S), BigInteger)
+SAMPLE_COLUMNS = ("node", "gpu", "at_s", "state", "utilization", "memory_used_mb",
+                  "temperature_c", "power_draw_w")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Usage:
+    """A GPU over a period: an hour (span 3600) or one raw sample (span 0, samples 1)."""
+
+    node: str
+    gpu: int
+    start_s: int
+    span_s: int
+    samples: int
+    utilization_avg: float | None
+    utilization_max: int | None
+    memory_used_avg_mb: float
+    memory_used_max_mb: int
+    temperature_max_c: float | None
+    power_avg_w: float | None
+
+    @property
+    def key(self) -> Key:
+        return self.node, self.gpu, self.start_s
+
+
+def hour_of(at_s: int) -> int:
+    return at_s // HOUR_S * HOUR_S
+
+
+class UsageStore:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def add_samples(self, samples: Sequence[Sample]) -> None:
+        """One executemany; a sample whose key is taken (same GPU, same second) is skipped."""
+        if not samples:
+            return
+        rows = [dict(zip(SAMPLE_COLUMNS, sample, strict=True)) for sample in samples]
+        with self.engine.begin() as connection:
+            connection.execute(_insert_ignoring_duplicates(self.engine), rows)
+
+    def fold(self, closed_end_s: int) -> list[int]:
+        """Fold the raw samples of every closed hour (ending at or before `closed_end_s`)
+        into `gpu_usage`, replacing that hour's rows.
+
+        An hour is folded when it has no aggregates yet or more raw samples than its
+        aggregates count (samples that came late): running it again changes nothing, and an
+        hour whose raw samples are partly pruned (fewer than counted) stays as it was folded.
+        Returns the hours folded."""
+        hour = (SAMPLE.c.at_s // _HOUR) * _HOUR
+        with self.engine.begin() as connection:
+            raw: dict[int, int] = dict(connection.execute(
+                select(hour, func.count()).where(SAMPLE.c.at_s < closed_end_s).group_by(hour)
+            ).all())  # fmt: skip
+            if not raw:
+                return []
+            counted: dict[int, int] = dict(connection.execute(
+                select(USAGE.c.hour_s, func.sum(USAGE.c.samples))
+                .where(USAGE.c.hour_s.in_(list(raw))).group_by(USAGE.c.hour_s)
+            ).all())  # fmt: skip
+            due = sorted(h for h, n in raw.items() if int(counted.get(h) or 0) < int(n))
+            for start in due:
+                connection.execute(delete(USAGE).where(USAGE.c.hour_s == start))
+                connection.execute(_fold_hour(start))
+            return due
+
+    def prune_samples(self, before_s: int, after_s: int | None = None) -> int:
+        """Delete raw samples older than `before_s` (and not older than `after_s`)."""
+        where = SAMPLE.c.at_s < before_s
+        if after_s is not None:
+            where = and_(where, SAMPLE.c.at_s >= after_s)
+        with self.engine.begin() as connection:
+            return int(connection.execute(delete(SAMPLE).where(where)).rowcount or 0)
+
+    def oldest_sample(self) -> int | None:
+        with self.engine.connect() as connection:
+            found = connection.execute(select(func.min(SAMPLE.c.at_s))).scalar()
+        return None if found is None else int(found)
+
+    def prune_usage(self, before_s: int) -> int:
+        """Delete the hours that start before `before_s`."""
+        with self.engine.begin() as connection:
+            result = connection.execute(delete(USAGE).where(USAGE.c.hour_s < before_s))
+            return int(result.rowcount or 0)
+
+    def folded_until(self) -> int:
+        """The end of the newest folded hour (0: none)."""
+        with self.engine.connect() as connection:
+            newest = connection.execute(select(func.max(USAGE.c.hour_s))).scalar()
+        return 0 if newest is None else int(newest) + HOUR_S
+
+    def usage(self, since_s: int, after: Key | None = None, limit: int | None = None,
+              names: Sequence[str] = (), keep: LabelFilter | None = None,
+              raw: bool = False) -> list[Usage]:  # fmt: skip
+        """Rows by node, GPU and time from `since_s` on: raw samples, or hours (the folded
+        ones, and those not folded yet computed from their raw samples), `limit` of them after
+        the key `after`; only the `names` (when given) and the nodes whose labels `keep`
+        accepts (when given)."""
+        periods = _raw_rows(since_s) if raw else self._hour_rows(since_s)
+        chosen = periods.subquery("usage")
+        labels = NODE.c.labels
+
+        def fetch(start: Key | None, most: int | None) -> list[tuple[Usage, dict[str, str]]]:
+            query = select(chosen, labels).outerjoin(NODE, NODE.c.name == chosen.c.node)
+            if names:
+                query = query.where(chosen.c.node.in_(list(names)))
+            if start is not None:
+                query = query.where(_after(chosen.c, start))
+            query = query.order_by(chosen.c.node, chosen.c.gpu, chosen.c.start_s).limit(most)
+            with self.engine.connect() as connection:
+                return [(_usage(row), row[-1] or {}) for row in connection.execute(query)]
+
+        if keep is None:
+            return [found for found, _ in fetch(after, limit)]
+        rows = scan.kept(fetch, lambda row: row[0].key, after, lambda row: keep(row[1]), limit)
+        return [found for found, _ in rows]
+
+    def _hour_rows(self, since_s: int) -> Any:
+        first = hour_of(since_s)
+        folded = select(
+            USAGE.c.node, USAGE.c.gpu, USAGE.c.hour_s.label("start_s"),
+            literal(HOUR_S).label("span_s"), USAGE.c.samples, USAGE.c.utilization_avg,
+            USAGE.c.utilization_max, USAGE.c.memory_used_avg_mb, USAGE.c.memory_used_max_mb,
+            USAGE.c.temperature_max_c, USAGE.c.power_avg_w,
+        ).where(USAGE.c.hour_s >= first)  # fmt: skip
+        live = _hours(max(first, self.folded_until()))
+        return union_all(folded, live)
+
+
+def _insert_ignoring_duplicates(engine: Engine) -> Any:
+    if engine.dialect.name == "postgresql":
+        return postgresql.insert(SAMPLE).on_conflict_do_nothing()
+    if engine.dialect.name == "sqlite":
+        return sqlite.insert(SAMPLE).on_conflict_do_nothing()
+    return insert(SAMPLE)
+
+
+def _hours(from_s: int, to_s: int | None = None) -> Any:
+    """Each GPU's hours from `from_s` (to `to_s`), aggregated from the raw samples."""
+    hour = (SAMPLE.c.at_s // _HOUR) * _HOUR
+    where = SAMPLE.c.at_s >= from_s
+    if to_s is not None:
+        where = and_(where, SAMPLE.c.at_s < to_s)
+    return select(
+        SAMPLE.c.node, SAMPLE.c.gpu, hour.label("start_s"), literal(HOUR_S).label("span_s"),
+        func.count().label("samples"), func.avg(SAMPLE.c.utilization).label("utilization_avg"),
+        func.max(SAMPLE.c.utilization).label("utilization_max"),
+        func.avg(SAMPLE.c.memory_used_mb).label("memory_used_avg_mb"),
+        func.max(SAMPLE.c.memory_used_mb).label("memory_used_max_mb"),
+        func.max(SAMPLE.c.temperature_c).label("temperature_max_c"),
+        func.avg(SAMPLE.c.power_draw_w).label("power_avg_w"),
+    ).where(where).group_by(SAMPLE.c.node, SAMPLE.c.gpu, hour)  # fmt: skip
+
+
+def _fold_hour(start: int) -> Any:
+    """INSERT INTO gpu_usage SELECT ... GROUP BY node, gpu: one hour, set-based."""
+    rows = _hours(start, start + HOUR_S).subquery()
+    columns = ["node", "gpu", "hour_s", "samples", "utilization_avg", "utilization_max",
+               "memory_used_avg_mb", "memory_used_max_mb", "temperature_max_c",
+               "power_avg_w"]  # fmt: skip
+    chosen = select(
+        rows.c.node, rows.c.gpu, rows.c.start_s, rows.c.samples, rows.c.utilization_avg,
+        rows.c.utilization_max, rows.c.memory_used_avg_mb, rows.c.memory_used_max_mb,
+        rows.c.temperature_max_c, rows.c.power_avg_w,
+    )  # fmt: skip
+    return insert(USAGE).from_select(columns, chosen)
+
+
+def _raw_rows(since_s: int) -> Any:
+    c = SAMPLE.c
+    return select(
+        c.node, c.gpu, c.at_s.label("start_s"), literal(0).label("span_s"),
+        literal(1).label("samples"), c.utilization.label("utilization_avg"),
+        c.utilization.label("utilization_max"), c.memory_used_mb.label("memory_used_avg_mb"),
+        c.memory_used_mb.label("memory_used_max_mb"), c.temperature_c.label("temperature_max_c"),
+        c.power_draw_w.label("power_avg_w"),
+    ).where(c.at_s >= since_s)  # fmt: skip
+
+
+def _after(c: Any, key: Key) -> ColumnElement[bool]:
+    node, gpu, start = key
+    return or_(c.node > node, and_(c.node == node, c.gpu > gpu),
+               and_(c.node == node, c.gpu == gpu, c.start_s > start))  # fmt: skip
+
+
+def _usage(row: Any) -> Usage:
+    def real(value: Any) -> float | None:
+        return None if value is None else float(value)
+
+    return Usage(
+        node=row.node, gpu=int(row.gpu), start_s=int(row.start_s), span_s=int(row.span_s),
+        samples=int(row.samples), utilization_avg=real(row.utilization_avg),
+        utilization_max=None if row.utilization_max is None else int(row.utilization_max),
+        memory_used_avg_mb=float(row.memory_used_avg_mb or 0),
+        memory_used_max_mb=int(row.memory_used_max_mb or 0),
+        temperature_max_c=real(row.temperature_max_c), power_avg_w=real(row.power_avg_w),
+    )  # fmt: skip

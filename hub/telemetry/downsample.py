@@ -1,0 +1,96 @@
+"""The downsampler: every few minutes, fold closed hours of raw samples into hourly rows,
+then delete raw samples past the raw window, hours past `keep`, and the other history past
+`history`. Each step is its own call on the database thread (deletes in bounded slices), so
+heartbeat writes queue between them, never behind one long transaction."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import sqlalchemy.exc
+
+from hub.store.db import Database, describe
+from hub.store.usage import UsageStore, hour_of
+from hub.telemetry import history
+from hub.telemetry.policy import Retention
+
+log = logging.getLogger(__name__)
+
+EVERY_S = 300.0
+# A sample reaches the database within a flush or two of its arrival: an hour is folded
+# once it ended this long ago (a later sample refolds it while its raw samples are kept).
+GRACE_S = 120
+RAW_SLICE_S = 600  # raw samples deleted ten minutes at a time
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Pruned:
+    """What one tick did."""
+
+    folded: list[int] = field(default_factory=list)  # hours (epoch seconds)
+    samples: int = 0
+    hours: int = 0
+    history: dict[str, int] = field(default_factory=dict)
+
+
+class Downsampler:
+    def __init__(
+        self, db: Database, store: UsageStore, retention: Retention, every_s: float = EVERY_S,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:  # fmt: skip
+        self.db = db
+        self.store = store
+        self.retention = retention
+        self.every_s = every_s
+        self.clock = clock
+
+    async def tick(self) -> Pruned:
+        now = self.clock()
+        now_s = int(now.timestamp())
+        closed_end = hour_of(now_s - GRACE_S)
+        # Raw samples go by whole hours, and only hours already folded.
+        cutoff = min(hour_of(now_s - int(self.retention.raw.total_seconds())), closed_end)
+        done = Pruned()
+        done.folded = await self.db.call(self.store.fold, closed_end)
+        oldest = await self.db.call(self.store.oldest_sample)
+        if oldest is not None:
+            for end in range(oldest + RAW_SLICE_S, cutoff + RAW_SLICE_S, RAW_SLICE_S):
+                done.samples += await self.db.call(self.store.prune_samples, min(end, cutoff))
+        # An hour goes once it ended `keep` ago.
+        keep_from = hour_of(now_s - int(self.retention.keep.total_seconds()))
+        done.hours = await self.db.call(self.store.prune_usage, keep_from)
+        before = now - self.retention.history
+        for table in history.IN_TIME_ORDER:
+            done.history[table] = await self._drain(history.prune_oldest, table, before)
+        done.history["operation"] = await self._drain(history.prune_operations, before)
+        if done.folded or done.samples or done.hours or any(done.history.values()):
+            old = ", ".join(f"{n} {t}" for t, n in done.history.items() if n) or "none"
+            log.info("telemetry: folded %d hours, deleted %d raw samples, %d hourly rows; "
+                     "history deleted: %s", len(done.folded), done.samples, done.hours,
+                     old)  # fmt: skip
+        return done
+
+    async def _drain(self, prune: Callable[..., int], *args: object) -> int:
+        """Repeat a bounded delete until it finds nothing more to delete."""
+        total = 0
+        while deleted := await self.db.call(prune, self.db.engine, *args):
+            total += deleted
+        return total
+
+    async def run(self) -> None:
+        """A tick at once (a restart folds what the last run left), then every `every_s`."""
+        while True:
+            try:
+                await self.tick()
+            except sqlalchemy.exc.SQLAlchemyError as exc:
+                log.warning("telemetry downsampling failed, retried in %.0f s: %s",
+                            self.every_s, describe(exc))  # fmt: skip
+            await asyncio.sleep(self.every_s)
