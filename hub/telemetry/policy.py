@@ -3,6 +3,7 @@ events, transitions and finished operations. Durations are given as 90s, 30m, 1h
 
 from __future__ import annotations
 
+import argparse
 import re
 from dataclasses import dataclass
 from datetime import timedelta
@@ -22,6 +23,14 @@ def duration(text: str, field: str) -> timedelta:
         raise BadDuration(f"{field} {text[:64]!r} is not a duration: a number and s, m, h or d "
                           "(e.g. 1h, 14d)")  # fmt: skip
     return timedelta(seconds=int(found[1]) * UNIT_S[found[2]])
+
+
+def argument(text: str) -> timedelta:
+    """An argparse type: a duration, or argparse's one line for a bad one."""
+    try:
+        return duration(text, "")
+    except BadDuration as exc:
+        raise argparse.ArgumentTypeError(str(exc).strip()) from None
 
 
 @dataclass(frozen=True)

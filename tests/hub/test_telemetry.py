@@ -5,6 +5,7 @@ growing tables."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import threading
 from collections.abc import Iterator
@@ -20,7 +21,7 @@ from hub.store.models import Node, NodeEvent, NodeTransition, Operation, Operati
 from hub.store.trust import AuditEntry
 from hub.store.usage import SAMPLE, USAGE, Sample, Usage, UsageStore
 from hub.telemetry import Downsampler, Retention, TelemetryRecorder
-from hub.telemetry.policy import BadDuration, duration
+from hub.telemetry.policy import BadDuration, argument, duration
 
 H10 = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)  # an hour's start
 S10 = int(H10.timestamp())
@@ -278,6 +279,8 @@ def test_durations_and_their_bounds() -> None:
     assert duration("14d", "--x") == timedelta(days=14)
     with pytest.raises(BadDuration, match="--telemetry-raw 'an hour' is not a duration"):
         duration("an hour", "--telemetry-raw")
+    with pytest.raises(argparse.ArgumentTypeError, match=r"^'7' is not a duration"):
+        argument("7")
     assert Retention().problem() is None
     assert Retention(raw=timedelta(minutes=1)).problem() == (
         "--telemetry-raw must be at least 5m, got 1m"
