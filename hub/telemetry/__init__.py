@@ -4,8 +4,15 @@ GetGpuUsage mixin serves them (`hubctl usage`)."""
 
 from hub.telemetry.api import GpuUsageApi
 from hub.telemetry.downsample import Downsampler
-from hub.telemetry.policy import BadDuration, Retention, duration
+from hub.telemetry.policy import DEFAULT_RETENTION, BadDuration, Retention, duration
 from hub.telemetry.recorder import TelemetryRecorder
 
-__all__ = ["BadDuration", "Downsampler", "GpuUsageApi", "Retention", "TelemetryRecorder",
-           "duration"]  # fmt: skip
+__all__ = [
+    "DEFAULT_RETENTION",
+    "BadDuration",
+    "Downsampler",
+    "GpuUsageApi",
+    "Retention",
+    "TelemetryRecorder",
+    "duration",
+]

@@ -55,6 +55,9 @@ class Retention:
         return None
 
 
+DEFAULT_RETENTION = Retention()
+
+
 def _text(span: timedelta) -> str:
     seconds = int(span.total_seconds())
     for unit in ("d", "h", "m"):
