@@ -147,18 +147,32 @@ def ready_count(stub: hub_pb2_grpc.HubStub) -> int:
     return sum(node.status == types_pb2.NODE_STATUS_READY for node in nodes)
 
 
+def ready_nodes(stub: hub_pb2_grpc.HubStub, timeout: float = 60) -> int:
+    """How many nodes the hub calls ready, over every page of ListNodes."""
+    ready, token = 0, ""
+    while True:
+        page = stub.ListNodes(
+            hub_pb2.ListNodesRequest(status=["ready"], page_token=token), timeout=timeout
+        )
+        ready += int(sum(node.status == types_pb2.NODE_STATUS_READY for node in page.nodes))
+        token = str(page.next_page_token)
+        if not token:
+            return ready
+
+
 def start_hub(
-    state_dir: Path, *options: str, secure: bool = False
+    state_dir: Path, *options: str, secure: bool = False, address: str | None = None
 ) -> tuple[subprocess.Popen[bytes], str]:
-    """A hub on a free loopback port, serving; the process and its address. Plaintext
-    (--insecure) unless `secure`: most benchmarks measure the link and the store, not TLS;
-    `start_agent` dials either. A secure hub's enrollment port is the main port + 1.
-    From here on SIGTERM unwinds the benchmark (`unwind_on_sigterm`)."""
+    """A hub on a free loopback port (or `address`, to restart one), serving; the process
+    and its address. Plaintext (--insecure) unless `secure`: most benchmarks measure the link
+    and the store, not TLS; `start_agent` dials either. A secure hub's enrollment port is the
+    main port + 1. From here on SIGTERM unwinds the benchmark (`unwind_on_sigterm`)."""
     unwind_on_sigterm()
-    port = free_port()
-    while secure and not port_free(port + 1):
+    if address is None:
         port = free_port()
-    address = f"127.0.0.1:{port}"
+        while secure and not port_free(port + 1):
+            port = free_port()
+        address = f"127.0.0.1:{port}"
     mode = [] if secure else ["--insecure"]
     hub = subprocess.Popen(
         [sys.executable, "-m", "hub", "--listen", address, "--state-dir", str(state_dir),

@@ -1,126 +1,251 @@
-"""Hub resident memory and CPU with many agents connected and heartbeating.
+"""One hub with many agents: time to all ready, memory, CPU, drops, listings, restart.
 
-    python -m bench.hub_agents --agents 1000 --heartbeat 5 --window 60
-    python -m bench.hub_agents --agents 5 --heartbeat 0.5 --window 1 --channels 2   # smallest
+    python -m bench.hub_agents --agents 1000 --tls --window 60 --listings --restart
+    python -m bench.hub_agents --agents 10000 --procs 10 --tls --db postgresql --window 600
+    python -m bench.hub_agents --agents 5 --heartbeat 0.5 --window 1 --tls   # smallest
 
-Starts a real hub (SQLite in a temporary state dir) and one simulator process that runs
-`--agents` real AgentLink clients (agent/link.py) over a few shared gRPC channels, each with
-a shipped inventory. Prints the time until all are ready, then the hub's RSS and CPU use over
-the measurement window.
+Starts a real hub (SQLite in a temporary state dir; or a throwaway PostgreSQL server, or
+--db-url) and `--procs` simulator processes (bench/fleet_sim.py) that run the agents, each
+a real AgentLink on its own channel; with --tls each has its own certificate (issued in bulk,
+bench/fleet_certs.py) over mutual TLS. Prints the time until all are ready, the hub's RSS
+(idle, connected, per agent), its CPU over the window, the agents dropped or reconnecting
+in the window, heartbeats per second, the database's growth, with --listings the time of
+`hubctl nodes|gpus|status`, with --restart how a restarted hub converges; last, one markdown
+table row with every figure.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import math
+import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
-import grpc
+from bench import fleet_sim
+from bench.cli_latency import console_script, write_config
+from bench.common import (
+    admin_credentials,
+    channel,
+    free_port,
+    proc_stats,
+    ready_nodes,
+    spawn,
+    start_hub,
+    stop,
+    wait,
+)
+from bench.fleet_certs import enroll_fleet
+from bench.fleet_measure import Listing, SimStats, db_bytes, heartbeat_counter, listing
+from gpufleet.v1 import hub_pb2_grpc
 
-from agent.link import AgentLink, ChannelFactory, Identity
-from agent.probes import StaticProbe
-from bench.common import REPO, hub_stub, proc_stats, ready_count, spawn, start_hub, stop, wait
-from gpufleet.channel import SETTINGS
-
-INVENTORIES = sorted((REPO / "configs" / "inventories").glob("*.yaml"))
+LISTINGS = ("nodes", "gpus", "status")
 
 
-async def simulate(hub: str, count: int, channels: int) -> None:
-    pool = [
-        grpc.aio.insecure_channel(hub, options=SETTINGS.client_options()) for _ in range(channels)
-    ]
+@dataclass
+class Fleet:
+    """The hub and the simulators of one run."""
 
-    def shared(channel: grpc.aio.Channel) -> ChannelFactory:
-        @asynccontextmanager
-        async def borrow() -> AsyncIterator[grpc.aio.Channel]:
-            yield channel
+    args: argparse.Namespace
+    work: Path
+    db_url: str | None
+    hub: subprocess.Popen[bytes] | None = None
+    address: str = ""
+    http: str = ""
+    sims: tuple[subprocess.Popen[str], ...] = ()
 
-        return borrow
+    @property
+    def state(self) -> Path:
+        return self.work / "hub"
 
-    stop = asyncio.Event()
-    links = [
-        AgentLink(
-            hub,
-            Identity(f"sim-{i:05d}", f"sim-id-{i}", {"bench": "1"}),
-            StaticProbe(INVENTORIES[i % len(INVENTORIES)]),
-            channel=shared(pool[i % channels]),
-        )
-        for i in range(count)
-    ]
-    await asyncio.gather(*(link.run(stop) for link in links))
+    @property
+    def stats_files(self) -> list[Path]:
+        return [self.work / f"sim-{k}.json" for k in range(len(self.sims))]
+
+    def start_hub(self) -> None:
+        db = ["--db", self.db_url] if self.db_url else []
+        self.http = self.http or f"127.0.0.1:{free_port()}"
+        self.hub, self.address = start_hub(
+            self.state, "--heartbeat-interval", str(self.args.heartbeat), "--http", self.http,
+            *db, *self.args.hub_arg, secure=self.args.tls, address=self.address or None,
+        )  # fmt: skip
+
+    def stub(self) -> hub_pb2_grpc.HubStub:
+        credentials = admin_credentials(self.state) if self.args.tls else None
+        return hub_pb2_grpc.HubStub(channel(self.address, credentials))
+
+    def start_sims(self, certs: Path | None) -> None:
+        n, k = self.args.agents, self.args.procs or max(1, math.ceil(self.args.agents / 1000))
+        sims = []
+        for i in range(k):
+            first, count = i * n // k, (i + 1) * n // k - i * n // k
+            tls = ["--certs", str(certs), "--ca", str(self.state / "pki" / "ca.crt")]
+            sims.append(spawn(
+                ["-m", "bench.hub_agents", "--simulate", "--hub", self.address,
+                 "--first", str(first), "--count", str(count),
+                 "--stats", str(self.work / f"sim-{i}.json"), *(tls if certs else [])],
+                log=self.work / f"sim-{i}.log",
+            ))  # fmt: skip
+        self.sims = tuple(sims)
+
+    def sim_stats(self) -> SimStats:
+        return SimStats.read(self.stats_files)
+
+    def wait_ready(self, timeout: float) -> None:
+        """Until every agent has its Welcome and the hub calls every node ready."""
+        assert self.hub is not None
+        n = self.args.agents
+        wait(lambda: self.sim_stats().connected == n, timeout, *self.sims, self.hub)
+        stub = self.stub()
+        wait(lambda: ready_nodes(stub) == n, timeout, *self.sims, self.hub)
+
+    def stop(self) -> None:
+        stop(*self.sims, self.hub)
+
+
+def restart(fleet: Fleet, timeout: float) -> tuple[float, SimStats]:
+    """SIGTERM the hub, start it again on the same state and port; the time from the new
+    start to all ready again, and the simulators' counts over the restart."""
+    before = fleet.sim_stats()
+    stop(fleet.hub)
+    began = time.monotonic()
+    fleet.start_hub()
+    fleet.wait_ready(timeout)
+    return time.monotonic() - began, fleet.sim_stats().since(before)
+
+
+def listings(fleet: Fleet) -> dict[str, Listing]:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("GPUFLEET_HUB", "GPUFLEET_INSECURE", "GPUFLEET_CONFIG")}  # fmt: skip
+    env["COLUMNS"] = "200"
+    if fleet.args.tls:
+        env["GPUFLEET_CONFIG"] = str(fleet.work / "hubctl.yaml")
+        write_config(Path(env["GPUFLEET_CONFIG"]), fleet.address, fleet.state)
+    else:
+        env.update(GPUFLEET_HUB=fleet.address, GPUFLEET_INSECURE="1")
+    hubctl = console_script()
+    return {name: listing([hubctl, name], env) for name in LISTINGS}
+
+
+def postgres_url(work: Path) -> tuple[str, object]:
+    from tests.support.postgres import PostgresMissing, PostgresServer
+
+    try:
+        server = PostgresServer.start()
+    except PostgresMissing as exc:
+        raise SystemExit(str(exc)) from None
+    return server.create_database("gpufleet_bench"), server
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["--simulate"]:  # one simulator process (bench/fleet_sim.py)
+        fleet_sim.main(sys.argv[2:])
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--agents", type=int, default=1000)
-    parser.add_argument("--heartbeat", type=float, default=5.0)
+    parser.add_argument("--procs", type=int, default=0, help="simulators (default: 1 per 1000)")
+    parser.add_argument("--heartbeat", type=float, default=5.0, help="--heartbeat-interval")
     parser.add_argument("--window", type=float, default=60.0, help="seconds to measure")
-    parser.add_argument("--channels", type=int, default=10)
-    parser.add_argument("--simulate", metavar="HUB", help=argparse.SUPPRESS)
+    parser.add_argument("--tls", action="store_true", help="mutual TLS, a certificate each")
+    parser.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
+    parser.add_argument("--db-url", help="an existing database instead (SQLAlchemy URL)")
+    parser.add_argument("--listings", action="store_true", help="time hubctl listings")
+    parser.add_argument("--restart", action="store_true", help="restart the hub, time recovery")
+    parser.add_argument("--ready-timeout", type=float, default=600.0)
+    parser.add_argument("--hub-arg", action="append", default=[], metavar="ARG",
+                        help="one more hub argument (repeat)")  # fmt: skip
     args = parser.parse_args()
-    if args.simulate:
-        asyncio.run(simulate(args.simulate, args.agents, args.channels))
-        return
-
     work = Path(tempfile.mkdtemp(prefix="gpufleet-bench-"))
-    hub, address = start_hub(work / "hub", "--heartbeat-interval", str(args.heartbeat))
-    sim = None
+    server = None
+    db_url = args.db_url
+    if args.db == "postgresql" and db_url is None:
+        db_url, server = postgres_url(work)
+    fleet = Fleet(args, work, db_url)
     done = False
     try:
-        stub = hub_stub(address)
-        idle_rss, _ = proc_stats(hub.pid)
-        started = time.monotonic()
-        sim = spawn(
-            ["-m", "bench.hub_agents", "--simulate", address, "--agents", str(args.agents),
-             "--channels", str(args.channels)],
-            log=work / "simulator.log",
-        )  # fmt: skip
-        wait(lambda: ready_count(stub) == args.agents, 300, sim, hub)
-        connect_s = time.monotonic() - started
-        time.sleep(args.heartbeat)  # settle into the steady heartbeat rhythm
-        _, cpu0 = proc_stats(hub.pid)
-        _, sim_cpu0 = proc_stats(sim.pid)
-        t0 = time.monotonic()
-        time.sleep(args.window)
-        elapsed = time.monotonic() - t0
-        rss1, cpu1 = proc_stats(hub.pid)
-        sim_rss1, sim_cpu1 = proc_stats(sim.pid)
-        still_ready = ready_count(stub)
-        list_t0 = time.monotonic()
-        ready_count(stub)
-        list_ms = (time.monotonic() - list_t0) * 1000
-        beats = args.agents * elapsed / args.heartbeat
-        print(
-            f"agents                     {args.agents} over {args.channels} channels, "
-            f"heartbeat every {args.heartbeat:g} s"
-        )
-        print(f"all ready after            {connect_s:.1f} s")
-        print(f"still ready after window   {still_ready}/{args.agents}")
-        print(f"hub RSS idle               {idle_rss / 1024:.1f} MiB")
-        print(
-            f"hub RSS connected          {rss1 / 1024:.1f} MiB "
-            f"({(rss1 - idle_rss) / args.agents:.1f} KiB per agent)"
-        )
-        print(
-            f"hub CPU                    {100 * (cpu1 - cpu0) / elapsed:.1f} % of one core "
-            f"over {elapsed:.0f} s (~{beats / elapsed:.0f} heartbeats/s, "
-            f"{1e6 * (cpu1 - cpu0) / beats:.0f} us CPU per heartbeat)"
-        )
-        print(f"{f'ListNodes ({args.agents} nodes)':<26} {list_ms:.0f} ms")
-        print(
-            f"simulator RSS / CPU        {sim_rss1 / 1024:.1f} MiB / "
-            f"{100 * (sim_cpu1 - sim_cpu0) / elapsed:.1f} %"
-        )
+        run(fleet)
         done = True
     finally:
-        stop(sim, hub)
+        fleet.stop()
+        if server is not None:
+            server.stop()  # type: ignore[attr-defined]
         if done:
             shutil.rmtree(work, ignore_errors=True)
+        else:
+            print(f"kept {work} (logs)")
+
+
+def run(fleet: Fleet) -> None:
+    args, n = fleet.args, fleet.args.agents
+    certs = enroll_fleet(fleet.state, fleet.db_url, n) if args.tls else None
+    fleet.start_hub()
+    assert fleet.hub is not None
+    time.sleep(1.0)
+    idle_rss, _ = proc_stats(fleet.hub.pid)
+    started = time.monotonic()
+    fleet.start_sims(certs)
+    fleet.wait_ready(args.ready_timeout)
+    ready_s = time.monotonic() - started
+    time.sleep(args.heartbeat)  # settle into the steady heartbeat rhythm
+    before, _, cpu0 = fleet.sim_stats(), *proc_stats(fleet.hub.pid)
+    beats0, db0 = heartbeat_counter(fleet.http), db_bytes(fleet.state, fleet.db_url)
+    t0 = time.monotonic()
+    time.sleep(args.window)
+    elapsed = time.monotonic() - t0
+    rss, cpu1 = proc_stats(fleet.hub.pid)
+    beats1, db1 = heartbeat_counter(fleet.http), db_bytes(fleet.state, fleet.db_url)
+    window = fleet.sim_stats().since(before)
+    still = ready_nodes(fleet.stub())
+    dropped = window.connects + (n - window.connected) + window.failures
+    if beats0 is not None and beats1 is not None:
+        rate, source = (beats1 - beats0) / elapsed, "hub /metrics"
+    else:
+        rate, source = window.heartbeats / elapsed, "agents' count"
+    growth = (db1 - db0) / elapsed * 86400 * 1000 / n
+    cpu = 100 * (cpu1 - cpu0) / elapsed
+    mode = "mutual TLS" if args.tls else "plaintext"
+    db = "PostgreSQL" if fleet.db_url else "SQLite"
+    print(f"agents                     {n} in {len(fleet.sims)} simulators, {mode}, {db}, "
+          f"heartbeat {args.heartbeat:g} s")  # fmt: skip
+    print(f"all ready after            {ready_s:.1f} s")
+    print(f"still ready after window   {still}/{n}")
+    print(f"dropped in window          {dropped} ({window.connects} reconnects, "
+          f"{window.failures} failed attempts, {n - window.connected} not connected)")  # fmt: skip
+    print(f"hub RSS idle / connected   {idle_rss / 1024:.1f} / {rss / 1024:.1f} MiB "
+          f"({(rss - idle_rss) / n:.1f} KiB per agent)")  # fmt: skip
+    print(f"hub CPU                    {cpu:.1f} % of one core over {elapsed:.0f} s")
+    print(f"heartbeats                 {rate:.0f}/s ({source})")
+    print(f"database growth            {db1 - db0} bytes in {elapsed:.0f} s "
+          f"({growth / 1e6:.1f} MB per 1,000 agents per day)")  # fmt: skip
+    cells = [f"{n}", db, mode, f"{ready_s:.1f} s", f"{rss / 1024:.0f} MiB",
+             f"{(rss - idle_rss) / n:.0f} KiB", f"{cpu:.0f} %", f"{dropped}", f"{rate:.0f}",
+             f"{growth / 1e6:.1f} MB"]  # fmt: skip
+    if args.listings:
+        for name, timed in listings(fleet).items():
+            print(f"{f'hubctl {name}':<26} first line {timed.first_s:.2f} s, "
+                  f"all {timed.end_s:.2f} s ({timed.lines} lines)")  # fmt: skip
+            cells.append(f"{timed.first_s:.2f} / {timed.end_s:.2f} s")
+    else:
+        cells += ["-"] * len(LISTINGS)
+    if args.restart:
+        took, over = restart(fleet, args.ready_timeout)
+        print(f"restart: all ready after   {took:.1f} s ({over.failures} failed attempts, "
+              f"{over.cut_before_welcome()} cut before Welcome)")  # fmt: skip
+        for text, count in over.reasons.most_common(5):
+            print(f"  {count:>7}  {text}")
+        cells += [f"{took:.1f} s", f"{over.failures}", f"{over.cut_before_welcome()}"]
+    else:
+        cells += ["-", "-", "-"]
+    print(
+        "| agents | db | link | ready | RSS | per agent | CPU | dropped | beats/s | DB/1k/day "
+        "| nodes | gpus | status | restart ready | failed | cut |"
+    )
+    print(f"| {' | '.join(cells)} |")
 
 
 if __name__ == "__main__":

@@ -184,10 +184,17 @@ SMOKES: dict[str, Smoke] = {
         timeout=240,
     ),
     "hub_agents": Smoke(
-        ("--agents", "5", "--heartbeat", "0.5", "--window", "1", "--channels", "2"),
+        ("--agents", "5", "--procs", "2", "--heartbeat", "0.5", "--window", "1", "--tls",
+         "--listings", "--restart"),
         (rf"all ready after +{NUM} s", r"still ready after window +5/5",
-         rf"hub RSS connected +{NUM} MiB .*", rf"hub CPU +{NUM} % of one core .*",
-         r"ListNodes \(5 nodes\) +\d+ ms"),
+         r"dropped in window +0 \(0 reconnects, 0 failed attempts, 0 not connected\)",
+         rf"hub RSS idle / connected +{NUM} / {NUM} MiB \(-?{NUM} KiB per agent\)",
+         rf"hub CPU +{NUM} % of one core .*", rf"heartbeats +{NUM}/s \(.*\)",
+         rf"database growth +-?\d+ bytes in {NUM} s \(-?{NUM} MB per 1,000 agents per day\)",
+         *(rf"hubctl {name} +first line {NUM} s, all {NUM} s \(\d+ lines\)"
+           for name in ("nodes", "gpus", "status")),
+         rf"restart: all ready after +{NUM} s \(\d+ failed attempts, \d+ cut before Welcome\)",
+         r"\| 5 \| SQLite \| mutual TLS \|( [^|]+ \|){13}"),
     ),
     "model_switch": Smoke(
         ("--runs", "1"),
