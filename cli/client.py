@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Iterator, Sequence, Sized
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import grpc
 import typer
@@ -80,29 +80,40 @@ class HubClient:
             raise self.error(error) from None
 
     def pages(
-        self, method: Callable[..., T], request: Paged, rows: Callable[[T], Sized], limit: int = 0
+        self, method: Any, request: Paged, rows: Callable[[T], Sized], limit: int = 0
     ) -> Iterator[T]:
         """Every page of a paged listing (ListNodes, ListGpus, GetStatus), in order: the first
         small, so its rows show at once, later ones large; with `limit`, pages that ask the
-        hub for no more than that many rows in all (the caller stops at `limit` rows)."""
+        hub for no more than that many rows in all (the caller stops at `limit` rows). The
+        next page is asked for before this one is handed on: the hub reads it while the
+        caller prints this one."""
         seen: set[str] = set()
-        size, got = FIRST_PAGE, 0
         request = copy.deepcopy(request)  # the caller's stays as it was (gpus --watch reuses it)
-        while True:
-            request.page_size = min(size, limit - got) if limit else size
-            reply = self.call(method, request)
-            yield reply
-            got += len(rows(reply))
-            token = getattr(reply, "next_page_token", "")
-            if not token or token in seen or (limit and got >= limit):
-                return  # a hub repeating a token must not loop forever
-            seen.add(token)
-            request.page_token = token
-            size = PAGE
+        request.page_size = min(FIRST_PAGE, limit) if limit else FIRST_PAGE
+        pending = method.future(copy.deepcopy(request), timeout=CALL_TIMEOUT_S)
+        try:
+            got = 0
+            while pending is not None:
+                try:
+                    reply: T = pending.result()
+                except grpc.RpcError as error:
+                    raise self.error(error) from None
+                got += len(rows(reply))
+                token = getattr(reply, "next_page_token", "")
+                pending = None
+                # A hub repeating a token must not make this loop forever.
+                if token and token not in seen and not (limit and got >= limit):
+                    seen.add(token)
+                    request.page_token = token
+                    request.page_size = min(PAGE, limit - got) if limit else PAGE
+                    pending = method.future(copy.deepcopy(request), timeout=CALL_TIMEOUT_S)
+                yield reply
+        finally:
+            if pending is not None:  # the caller stopped early: the page is not needed
+                pending.cancel()
 
     def listing(
-        self, method: Callable[..., T], request: Paged, rows: Callable[[T], Sequence[R]],
-        limit: int = 0,
+        self, method: Any, request: Paged, rows: Callable[[T], Sequence[R]], limit: int = 0,
     ) -> Iterator[list[R]]:  # fmt: skip
         """The rows of each page as it comes, at most `limit` in all (0: every row)."""
         got = 0

@@ -106,7 +106,7 @@ def state_to_proto(row: NodeRow, session: AgentSession | None, operation: str
 
 def fitted(items: list[M], keys: list[str], following: str) -> tuple[list[M], str]:
     """The items that fit in one reply (limits.REPLY_BYTES) and the page token after them."""
-    kept = limits.within_reply(items)
+    kept = limits.within_reply(items, limits.REPLY_BYTES)
     if len(kept) < len(items):
         following = keys[len(kept) - 1]
     return kept, following
@@ -140,7 +140,8 @@ def gpus_page(
     SQL on the stored state (written as soon as a GPU is lost or back) and again on the live
     one laid over it."""
     rows, following = gpu_rows(connection, after, size, wanted)
-    items, keys = [], []
+    items: list[hub_pb2.NodeGpu] = []
+    keys: list[tuple[str, int]] = []
     for row in rows:
         session = live(row.node)
         gpu = overlay(session, row)
@@ -148,8 +149,8 @@ def gpus_page(
             continue
         status = READY if session is not None else DOWN
         items.append(hub_pb2.NodeGpu(node=row.node, node_status=status, gpu=gpu_to_proto(gpu)))
-        keys.append(limits.Page.token(row.node, row.index))
-    kept = limits.within_reply(items)
+        keys.append((row.node, row.index))
+    kept = limits.within_reply(items, limits.REPLY_BYTES)
     if len(kept) < len(items):
-        return kept, keys[len(kept) - 1]
+        following = keys[len(kept) - 1]
     return kept, limits.Page.token(*following) if following else ""

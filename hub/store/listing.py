@@ -142,7 +142,7 @@ def _counted(connection: Connection, rows: list[NodeRow]) -> list[NodeRow]:
         select(GPU.c.node_id, func.count()).where(GPU.c.node_id.in_([r.id for r in rows]))
         .group_by(GPU.c.node_id)
     )  # fmt: skip
-    counts: dict[int, int] = {int(k): int(n) for k, n in connection.execute(query).tuples()}
+    counts: dict[int, int] = {int(k): int(n) for k, n in connection.execute(query)}
     return [_with_count(r, counts.get(r.id, 0)) for r in rows]
 
 
@@ -217,5 +217,5 @@ def _gpus_of(
     # Positional: GPU_FIELDS are GpuRow's fields after `node`, in order (processes last).
     return [
         GpuRow(names[values[0]], *values[1:-1], values[-1] or [])  # type: ignore[call-arg]
-        for values in connection.execute(query).tuples()
+        for values in connection.execute(query).all()
     ]
