@@ -146,5 +146,27 @@ def test_listings_are_paged_and_hubctl_reads_every_page(fleet: Cluster) -> None:
         assert len(fleet.json("status", "-l", "parity=even")) == NODES // 2
         assert len(fleet.json("gpus")) == 2 * NODES
         assert [s["node"] for s in fleet.json("status")] == [name(i) for i in range(NODES)]
+
+        # Filters run in the hub: names, link status (nobody stayed), switch and GPU state.
+        picked = fleet.json("nodes", "-n", f"{name(3)},{name(600)},nope", "-l", "parity=odd")
+        assert [n["name"] for n in picked] == [name(3)]
+        assert fleet.json("nodes", "--status", "ready") == []
+        down = fleet.json("status", "--status", "down", "--state", "stopped", "--limit", "510")
+        assert [s["node"] for s in down] == [name(i) for i in range(510)]
+        assert fleet.json("gpus", "--gpu-state", "lost") == []
+        assert len(fleet.json("gpus", "--gpu-state", "ok", "-n", name(9))) == 2
+        shown = fleet.hubctl("nodes", "--limit", "2").stdout.splitlines()
+        assert [line.split()[0] for line in shown] == ["NAME", name(0), name(1)]
+        with fleet.hub.channel() as channel:
+            hub = hub_pb2_grpc.HubStub(channel)
+            with pytest.raises(grpc.RpcError) as refused:
+                hub.GetStatus(hub_pb2.GetStatusRequest(state=["running"]), timeout=10)
+            assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert refused.value.details() == (
+                "invalid state 'running': one of stopped, switching, loading, ready, failed, "
+                "draining"
+            )
+            big = hub.ListGpus(hub_pb2.ListGpusRequest(page_size=5000), timeout=10)
+            assert len(big.gpus) == 2 * NODES and not big.next_page_token
     finally:
         fleet.close()
