@@ -107,7 +107,8 @@ def main() -> None:
             env["GPUFLEET_CONFIG"] = str(config)
             timed([hubctl, "--help"], env)
             print(f"{args.nodes} nodes x {args.gpus} GPUs (database filled in {filled:.1f} s); "
-                  f"hub {address}, mutual TLS; {args.runs} run(s) each, medians")  # fmt: skip
+                  f"hub {address}, mutual TLS; {args.runs} run(s) each, medians; load "
+                  f"average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")  # fmt: skip
             print(f"{'COMMAND':<16} {'FIRST LINE':>10} {'ALL':>8} {'LINES':>7} "
                   f"{'HUBCTL CPU':>10} {'HUB CPU':>8}")  # fmt: skip
             for command in COMMANDS:

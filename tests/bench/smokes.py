@@ -196,6 +196,12 @@ SMOKES: dict[str, Smoke] = {
          rf"restart: all ready after +{NUM} s \(\d+ failed attempts, \d+ cut before Welcome\)",
          r"\| 5 \| SQLite \| mutual TLS \|( [^|]+ \|){13}"),
     ),
+    "listings": Smoke(
+        ("--nodes", "200", "--runs", "1"),
+        (r"200 nodes x 4 GPUs \(database filled in .*",
+         *(rf"hubctl {command} +{NUM}s +{NUM}s +{lines} +{NUM}s +{NUM}s"
+           for command, lines in (("nodes", 201), ("gpus", 801), ("status", 201)))),
+    ),
     "model_switch": Smoke(
         ("--runs", "1"),
         (rf"through hub \+ agent +median {NUM} s .*",
