@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -45,10 +44,6 @@ class HubService(OperationsApi, hub_pb2_grpc.HubServicer):  # type: ignore[misc]
         self.manager = manager
         self.configs_dir = configs_dir
 
-    def _live_seen(self, name: str) -> datetime | None:
-        session = self.registry.get(name)
-        return session.last_seen if session is not None else None
-
     async def ListNodes(
         self, request: hub_pb2.ListNodesRequest, context: Context
     ) -> hub_pb2.ListNodesResponse:
@@ -60,18 +55,18 @@ class HubService(OperationsApi, hub_pb2_grpc.HubServicer):  # type: ignore[misc]
         return hub_pb2.ListNodesResponse(nodes=nodes, next_page_token=token)
 
     async def GetNode(self, request: hub_pb2.GetNodeRequest, context: Context) -> hub_pb2.Node:
-        found = await self.db.call(self.store.get_node, request.name)
-        if found is None:
+        node = await self.db.read(listing.node_detail, request.name, self.registry.get)
+        if node is None:
             await context.abort(
                 grpc.StatusCode.NOT_FOUND,
                 f"no node named {request.name[:64]!r}: `hubctl nodes` lists the known nodes",
             )
-        node, gpus = found
+        assert node is not None
         events = await self.db.call(self.store.events, node.name)
         transitions = await self.db.call(self.ops.transitions, node.name)
-        return convert.node_to_proto(
-            node, len(gpus), gpus, self._live_seen(node.name), events, transitions
-        )
+        node.events.extend(convert.event_to_proto(event) for event in events)
+        node.transitions.extend(listing.transition_to_proto(t) for t in transitions)
+        return node
 
     async def ListGpus(
         self, request: hub_pb2.ListGpusRequest, context: Context

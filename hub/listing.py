@@ -28,6 +28,7 @@ from hub.states import NodeState
 from hub.store.listing import Filter, GpuRow, NodeRow
 from hub.store.listing import gpus as gpu_rows
 from hub.store.listing import nodes as node_rows
+from hub.store.models import NodeTransition
 
 M = TypeVar("M", bound=Message)
 Live = Callable[[str], AgentSession | None]  # a node's session, None when not connected
@@ -101,6 +102,28 @@ def state_to_proto(row: NodeRow, session: AgentSession | None, operation: str
         node=row.name, status=READY if session is not None else DOWN, state=row.state,
         configuration=row.configuration, since=convert.timestamp(row.state_since),
         message=row.state_message, operation_id=operation,
+    )  # fmt: skip
+
+
+def node_detail(connection: Connection, name: str, live: Live) -> hub_pb2.Node | None:
+    """GetNode's node with its GPUs, the live state over them; None when there is no such
+    node. (Its events and transitions come from the caller.)"""
+    wanted = Filter(names=(name,))
+    rows, _ = node_rows(connection, "", 1, wanted)
+    if not rows:
+        return None
+    session = live(name)
+    gpus, _ = gpu_rows(connection, ("", -1), limits.MAX_GPUS, wanted)
+    node = node_to_proto(rows[0], session)
+    node.gpus.extend(gpu_to_proto(overlay(session, gpu)) for gpu in gpus)
+    return node
+
+
+def transition_to_proto(transition: NodeTransition) -> hub_pb2.StateTransition:
+    return hub_pb2.StateTransition(
+        at=convert.timestamp(transition.at), from_state=transition.from_state,
+        to_state=transition.to_state, configuration=transition.configuration,
+        operation_id=transition.operation_id, message=transition.message,
     )  # fmt: skip
 
 

@@ -213,3 +213,16 @@ def test_a_page_stays_under_the_message_limit(
     nodes, token = read(db, listing.nodes_page, "", 500, chosen(registry), registry.get)
     assert 1 <= len(nodes) < 20 and limits.Page.key(token, 1) == (nodes[-1].name,)
     assert all_nodes(db, registry, 500, chosen(registry)) == [name(i) for i in range(NODES)]
+
+
+def test_get_node_shows_its_gpus_with_the_live_state(hub: tuple[Database, SessionRegistry]) -> None:
+    db, registry = hub
+    session = registry.get(name(8))
+    assert session is not None
+    session.telemetry = (GpuTelemetryRecord(1, memory_used_mb=7000),)
+    node = read(db, listing.node_detail, name(8), registry.get)
+    assert (node.name, node.status, node.state) == (name(8), types_pb2.NODE_STATUS_READY,
+                                                    "switching")  # fmt: skip
+    assert [(g.index, g.memory_used_mb) for g in node.gpus] == [(0, 100), (1, 7000)]
+    assert node.gpu_count == 2 and node.labels["parity"] == "even"
+    assert read(db, listing.node_detail, "no-such-node", registry.get) is None
