@@ -31,7 +31,6 @@ from sqlalchemy import (
     select,
     union_all,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Field, SQLModel
 
 from hub.store import scan
@@ -118,12 +117,12 @@ class UsageStore:
         self.engine = engine
 
     def add_samples(self, samples: Sequence[Sample]) -> None:
-        """One executemany; a sample whose key is taken (same GPU, same second) is skipped."""
+        """One executemany of the tuples as they are (no per-row dicts: half the CPU of a
+        Core insert); a sample whose key is taken (same GPU, same second) is skipped."""
         if not samples:
             return
-        rows = [dict(zip(SAMPLE_COLUMNS, sample, strict=True)) for sample in samples]
         with self.engine.begin() as connection:
-            connection.execute(_insert_ignoring_duplicates(self.engine), rows)
+            connection.exec_driver_sql(_insert_sql(self.engine), list(samples))
 
     def fold(self, closed_end_s: int) -> list[int]:
         """Fold the raw samples of every closed hour (ending at or before `closed_end_s`)
@@ -213,12 +212,12 @@ class UsageStore:
         return union_all(folded, live)
 
 
-def _insert_ignoring_duplicates(engine: Engine) -> Any:
-    if engine.dialect.name == "postgresql":
-        return postgresql.insert(SAMPLE).on_conflict_do_nothing()
-    if engine.dialect.name == "sqlite":
-        return sqlite.insert(SAMPLE).on_conflict_do_nothing()
-    return insert(SAMPLE)
+def _insert_sql(engine: Engine) -> str:
+    """INSERT ... ON CONFLICT DO NOTHING (SQLite and PostgreSQL), in the driver's paramstyle."""
+    mark = "?" if engine.dialect.paramstyle == "qmark" else "%s"
+    marks = ", ".join([mark] * len(SAMPLE_COLUMNS))
+    return (f"INSERT INTO gpu_sample ({', '.join(SAMPLE_COLUMNS)}) VALUES ({marks}) "
+            "ON CONFLICT DO NOTHING")  # fmt: skip
 
 
 def _hours(from_s: int, to_s: int | None = None) -> Any:
