@@ -96,11 +96,18 @@ class Fleet:
     def sim_stats(self) -> SimStats:
         return SimStats.read(self.stats_files)
 
-    def wait_ready(self, timeout: float) -> None:
-        """Until every agent has its Welcome and the hub calls every node ready."""
+    def wait_ready(self, timeout: float, since: SimStats | None = None) -> None:
+        """Until every agent has its Welcome (each a new one `since` those counts) and the
+        hub calls every node ready."""
         assert self.hub is not None
-        n = self.args.agents
-        wait(lambda: self.sim_stats().connected == n, timeout, *self.sims, self.hub)
+        n: int = self.args.agents
+        before = since or SimStats()
+
+        def welcomed() -> bool:
+            now = self.sim_stats()
+            return now.connected == n and now.connects - before.connects >= n
+
+        wait(welcomed, timeout, *self.sims, self.hub)
         stub = self.stub()
         wait(lambda: ready_nodes(stub) == n, timeout, *self.sims, self.hub)
 
@@ -115,7 +122,7 @@ def restart(fleet: Fleet, timeout: float) -> tuple[float, SimStats]:
     stop(fleet.hub)
     began = time.monotonic()
     fleet.start_hub()
-    fleet.wait_ready(timeout)
+    fleet.wait_ready(timeout, since=before)
     return time.monotonic() - began, fleet.sim_stats().since(before)
 
 
@@ -193,11 +200,13 @@ def run(fleet: Fleet) -> None:
     ready_s = time.monotonic() - started
     time.sleep(args.heartbeat)  # settle into the steady heartbeat rhythm
     before, _, cpu0 = fleet.sim_stats(), *proc_stats(fleet.hub.pid)
+    sims0 = sum(proc_stats(sim.pid)[1] for sim in fleet.sims)
     beats0, db0 = heartbeat_counter(fleet.http), db_bytes(fleet.state, fleet.db_url)
     t0 = time.monotonic()
     time.sleep(args.window)
     elapsed = time.monotonic() - t0
     rss, cpu1 = proc_stats(fleet.hub.pid)
+    sims_cpu = 100 * (sum(proc_stats(sim.pid)[1] for sim in fleet.sims) - sims0) / elapsed
     beats1, db1 = heartbeat_counter(fleet.http), db_bytes(fleet.state, fleet.db_url)
     window = fleet.sim_stats().since(before)
     still = ready_nodes(fleet.stub())
@@ -219,6 +228,7 @@ def run(fleet: Fleet) -> None:
     print(f"hub RSS idle / connected   {idle_rss / 1024:.1f} / {rss / 1024:.1f} MiB "
           f"({(rss - idle_rss) / n:.1f} KiB per agent)")  # fmt: skip
     print(f"hub CPU                    {cpu:.1f} % of one core over {elapsed:.0f} s")
+    print(f"simulators' CPU            {sims_cpu:.1f} % of one core (the hub's machine)")
     print(f"heartbeats                 {rate:.0f}/s ({source})")
     print(f"database growth            {db1 - db0} bytes in {elapsed:.0f} s "
           f"({growth / 1e6:.1f} MB per 1,000 agents per day)")  # fmt: skip
