@@ -17,8 +17,9 @@ A service's health, as the hub reads it (ServiceStatus.health):
              configuration declares no check (the message says which)
 
 A hello re-checks everything first (`recheck`); heartbeats carry the report only when it
-changed (`changed`). Tasks tell the monitor when they changed a project (`touched`) and when
-a wait found services healthy (`passed`), so the report agrees with the operation's end.
+changed (`changed`; `pending` asks without sending, for an early heartbeat). Tasks tell the
+monitor when they changed a project (`touched`) and when a wait found services healthy
+(`passed`), so the report agrees with the operation's end.
 """
 
 from __future__ import annotations
@@ -163,6 +164,11 @@ class HealthMonitor:
             return False, found
         self._sent = key
         return True, found
+
+    def pending(self) -> bool:
+        """Whether `changed()` would report now (the link then heartbeats early); asking does
+        not count as sending."""
+        return not self._stale and _key(self.snapshot()) != self._sent
 
     # -- what tasks tell it -------------------------------------------------------------
 

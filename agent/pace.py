@@ -1,5 +1,6 @@
 """How often the agent reports (issue 18): when each heartbeat is due, with jitter so that
-thousands of agents never beat in phase, and whether a heartbeat carries GPU telemetry.
+thousands of agents never beat in phase, when a change may go early in a beat of its own,
+and whether a heartbeat carries GPU telemetry.
 
 Pure logic over the event loop's clock and the probe's GpuInfo; agent/link.py drives it."""
 
@@ -13,6 +14,14 @@ from dataclasses import dataclass
 from agent.probes import GpuInfo
 
 JITTER = 0.1  # a beat falls within +-10 % of an interval around its slot
+# Early beats (a change the hub must hear at once): at most one per quarter interval, never
+# within EARLY_GAP_S of another beat, and EARLY_RATE per interval over time (a bucket of
+# EARLY_BURST): with the regular beat at most three per interval, well inside the hub's
+# allowance (hub/sessions.py: a burst of 10, then 4 per interval).
+EARLY_SPACING = 0.25
+EARLY_GAP_S = 1.0
+EARLY_RATE = 2.0
+EARLY_BURST = 2.0
 # A GPU's telemetry is re-sent when it moved at least this far from what was last sent.
 MEMORY_MB = 64
 MEMORY_SHARE = 0.02  # of the GPU's total memory; the smaller of the two moves counts
@@ -41,8 +50,10 @@ class Beats:
         self.rng = rng
         self.slot = start + rng.random() * interval
         self.due = self.slot
-        self.anchor = start  # the last beat, or the welcome before the first
+        self.anchor = start  # the last beat (regular or early), or the welcome before the first
         self.beaten = False
+        self.early_last = -math.inf
+        self._tokens, self._tokens_at = EARLY_BURST, start  # the early beats' bucket
 
     def beat(self, at: float) -> None:
         """A heartbeat went out at `at`: schedule the next. Slots missed while the agent was
@@ -53,6 +64,25 @@ class Beats:
             missed = math.ceil((at - self.slot) / self.interval + JITTER)
             self.slot += missed * self.interval
         self.due = self.slot + self.interval * self.rng.uniform(-JITTER, JITTER)
+
+    def early_from(self, now: float) -> float | None:
+        """The first moment from `now` on at which an early beat may go; None when the
+        regular beat comes first or within EARLY_GAP_S of it (it carries the change)."""
+        tokens = self._bucket(now)
+        refilled = now if tokens >= 1 else now + (1 - tokens) * self.interval / EARLY_RATE
+        at = max(refilled, self.early_last + EARLY_SPACING * self.interval,
+                 self.anchor + EARLY_GAP_S)  # fmt: skip
+        return at if at < self.due - EARLY_GAP_S else None
+
+    def early(self, at: float) -> None:
+        """An early beat went out at `at`. The regular slots stay where they were: an early
+        beat is an extra, so the cluster's beats stay spread as they were."""
+        self._tokens, self._tokens_at = self._bucket(at) - 1, at
+        self.anchor, self.beaten, self.early_last = at, True, at
+
+    def _bucket(self, now: float) -> float:
+        refill = max(0.0, now - self._tokens_at) * EARLY_RATE / self.interval
+        return min(EARLY_BURST, self._tokens + refill)
 
     def repace(self, interval: float, now: float) -> None:
         """The hub changed the interval. A longer one applies from the next beat on; a shorter
@@ -66,6 +96,7 @@ class Beats:
                 target = now + self.rng.random() * interval
             if target < self.due:
                 self.slot = self.due = target
+        self._tokens, self._tokens_at = self._bucket(now), now  # refilled at the old pace
         self.interval = interval
 
 

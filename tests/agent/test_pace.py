@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import random
 from dataclasses import replace
+from datetime import UTC, datetime
 
 import pytest
 
 from agent.pace import Beats, telemetry_due
 from agent.probes import GpuInfo, GpuProcess
+from hub.sessions import AgentSession
 
 H100 = GpuInfo(0, "GPU-1", "NVIDIA H100", "nvidia", 81559, 40000, "9.0",
                utilization_percent=50, temperature_c=60.0, power_draw_w=300.0,
@@ -84,6 +86,50 @@ def test_a_shorter_pace_before_the_first_beat() -> None:
     beats = Beats(60.0, 0.0, random.Random(2))
     beats.repace(5.0, now=0.5)
     assert 0.5 <= beats.due < 5.5
+
+
+def test_early_beats_one_per_quarter_interval_a_second_from_others_two_per_interval() -> None:
+    beats = Beats(8.0, 0.0, random.Random(0))
+    assert beats.due == pytest.approx(6.75, abs=0.01)
+    assert beats.early_from(0.2) == 1.0  # a second after the welcome
+    beats.early(1.0)
+    assert beats.early_from(1.5) == 3.0  # a quarter interval after the last early beat
+    beats.early(3.0)
+    assert beats.early_from(3.1) == pytest.approx(5.0)  # two per interval: the bucket refills
+    beats.early(5.0)
+    assert beats.early_from(5.1) is None  # the regular beat at 6.75 comes first
+    slot = beats.due
+    beats.beat(slot)
+    assert abs(beats.due - (slot + 8.0)) <= 0.8 + 1e-6  # the early beats shifted no slot
+    assert beats.early_from(slot) == pytest.approx(max(slot + 1.0, 9.0))
+
+
+def test_a_change_just_before_the_regular_beat_rides_on_it() -> None:
+    beats = Beats(60.0, 0.0, random.Random(0))
+    assert beats.early_from(beats.due - 1.5) == beats.due - 1.5
+    assert beats.early_from(beats.due - 0.5) is None
+
+
+def test_changes_all_the_time_stay_well_inside_the_hubs_allowance() -> None:
+    """An agent that has a change to report every second for 500 intervals: all its beats,
+    regular and early, are allowed by the hub's own token bucket, and they average at most
+    three per interval (the hub allows four)."""
+    for interval in (2.0, 8.0, 100.0):
+        beats = Beats(interval, 0.0, random.Random(7))
+        hub = AgentSession("gpu-a", "id", "peer", 0.0, datetime.now(UTC))
+        now, sent = 0.0, 0
+        while now < 500 * interval:
+            if now >= beats.due:
+                beats.beat(now)
+            elif (allowed := beats.early_from(now)) is not None and allowed <= now:
+                beats.early(now)
+            else:
+                now = min(beats.due, now + 1.0 if allowed is None else max(allowed, now + 1.0))
+                continue
+            assert hub.allow_heartbeat(now, interval, sent=now), (interval, now)
+            sent += 1
+        assert sent <= 3 * 500 + 2, (interval, sent)
+        assert sent > 2.5 * 500 if interval > 4 else sent > 1.5 * 500  # early beats did go
 
 
 def test_telemetry_rides_on_the_first_beat_and_when_due() -> None:
