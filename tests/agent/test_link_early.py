@@ -14,10 +14,13 @@ from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
 
+from agent.cache.index import CachedEntry
+from agent.cache.store import ModelCache
 from agent.compose import Podman
 from agent.health import HealthMonitor
 from agent.link import AgentLink, Identity
 from agent.main import task_kinds
+from agent.pace import Pace
 from agent.probes import GpuProbe, NoProbe
 from agent.projects import ProjectStore
 from agent.tasks.context import TaskContext
@@ -137,5 +140,35 @@ def test_a_gpu_going_lost_is_sent_early_with_the_gpus() -> None:
             assert [(g.index, g.state) for g in beat.message.gpus] == [
                 (0, types_pb2.GPU_STATE_OK), (1, types_pb2.GPU_STATE_LOST)]  # fmt: skip
             assert not beat.message.HasField("inventory")  # lost is a state, not new hardware
+
+    asyncio.run(play())
+
+
+def test_what_makes_a_beat_early_and_that_sending_it_settles_it(tmp_path: Path) -> None:
+    """Telemetry readings wait for the regular beat; a GPU lost or back, a GPU gone (the
+    inventory) and a model cache entry do not; once a beat carried them nothing is pending,
+    so a change costs one early beat, not one every quarter interval."""
+    probe = ScriptedProbe(A5500, A400)
+    cache = ModelCache(tmp_path / "models", reserve=0)
+    link = AgentLink("unused:1", Identity("gpu-a", "id"), probe, caches=cache)
+    link.pace = Pace(60.0, telemetry_s=600.0)
+
+    async def play() -> None:
+        await link.hello()
+        assert not await link.reporter.pending()
+        await link.heartbeat(1)  # the stream's first telemetry
+        probe.result = replace(probe.result, gpus=(replace(A5500, utilization_percent=99), A400))
+        assert not await link.reporter.pending()  # moved telemetry rides on the regular beat
+        sent = 1
+        lost = replace(A400, state="lost")
+        for gpus in ((A5500, lost), (A5500, A400), (A5500,)):  # lost, back, gone (inventory)
+            probe.result = replace(probe.result, gpus=gpus)
+            assert await link.reporter.pending()
+            await link.heartbeat(sent := sent + 1)
+            assert not await link.reporter.pending()
+        cache.index.write(CachedEntry("tiny", "main"))
+        assert await link.reporter.pending()
+        assert [c.entry for c in (await link.heartbeat(sent + 1)).caches.caches] == ["tiny"]
+        assert not await link.reporter.pending()
 
     asyncio.run(play())
