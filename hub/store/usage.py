@@ -1,9 +1,12 @@
 """GPU telemetry history (issue 18, `hubctl usage`): raw samples for a short window
 (`gpu_sample`), then one row per GPU and hour (`gpu_usage`). Times are whole seconds since the
 epoch (integers: compact, and the hour of a sample is `at_s / 3600 * 3600` on SQLite and
-PostgreSQL alike). Both tables are keyed by (node, gpu, time) and, on SQLite, stored WITHOUT
-ROWID: the key is the table, so a listing by node reads in key order and no second copy of
-the rows exists. Functions run on Database's thread.
+PostgreSQL alike). Both tables are keyed by (time, node, gpu) and, on SQLite, stored WITHOUT
+ROWID: the key is the table and no index is needed. Time first: a batch of samples appends to
+the end (a key in node order would dirty a page per GPU on every flush, 4 KiB of WAL per
+sample), pruning deletes from the start, folding and listings read one contiguous range.
+Listings are in that order: by hour (or second), then node, then GPU. Functions run on
+Database's thread.
 """
 
 from __future__ import annotations
@@ -18,7 +21,6 @@ from sqlalchemy import (
     ColumnElement,
     Engine,
     Float,
-    Index,
     Integer,
     String,
     and_,
@@ -29,7 +31,6 @@ from sqlalchemy import (
     literal_column,
     or_,
     select,
-    union_all,
 )
 from sqlmodel import Field, SQLModel
 
@@ -41,7 +42,7 @@ LabelFilter = Callable[[Mapping[str, str]], bool]
 # A raw sample as the recorder buffers it: node, gpu, at_s, state, utilization, memory used,
 # temperature, power draw.
 Sample = tuple[str, int, int, str, int | None, int, float | None, float | None]
-Key = tuple[str, int, int]  # node, gpu, start_s: where a page continues after
+Key = tuple[int, str, int]  # start_s, node, gpu: where a page continues after
 
 
 class GpuSampleRow(SQLModel, table=True):
@@ -49,11 +50,11 @@ class GpuSampleRow(SQLModel, table=True):
     is dropped (the key)."""
 
     __tablename__ = "gpu_sample"
-    __table_args__ = (Index("ix_gpu_sample_at_s", "at_s"), {"sqlite_with_rowid": False})
+    __table_args__ = ({"sqlite_with_rowid": False},)
 
+    at_s: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
     node: str = Field(sa_column=Column(String(253), primary_key=True))
     gpu: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))
-    at_s: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
     state: str = Field(default="ok", max_length=8)
     utilization: int | None = None
     memory_used_mb: int = 0
@@ -62,14 +63,15 @@ class GpuSampleRow(SQLModel, table=True):
 
 
 class GpuUsageRow(SQLModel, table=True):
-    """One GPU over one hour (from `hour_s`), folded from its raw samples."""
+    """One GPU over one hour (from `hour_s`), folded from its raw samples (the current hour
+    too, refolded at each downsampler tick until it ends)."""
 
     __tablename__ = "gpu_usage"
-    __table_args__ = (Index("ix_gpu_usage_hour_s", "hour_s"), {"sqlite_with_rowid": False})
+    __table_args__ = ({"sqlite_with_rowid": False},)
 
+    hour_s: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
     node: str = Field(sa_column=Column(String(253), primary_key=True))
     gpu: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))
-    hour_s: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
     samples: int = 0
     utilization_avg: float | None = Field(default=None, sa_column=Column(Float, nullable=True))
     utilization_max: int | None = None
@@ -105,7 +107,7 @@ class Usage:
 
     @property
     def key(self) -> Key:
-        return self.node, self.gpu, self.start_s
+        return self.start_s, self.node, self.gpu
 
 
 def hour_of(at_s: int) -> int:
@@ -124,24 +126,22 @@ class UsageStore:
         with self.engine.begin() as connection:
             connection.exec_driver_sql(_insert_sql(self.engine), list(samples))
 
-    def fold(self, closed_end_s: int) -> list[int]:
-        """Fold the raw samples of every closed hour (ending at or before `closed_end_s`)
-        into `gpu_usage`, replacing that hour's rows.
-
-        An hour is folded when it has no aggregates yet or more raw samples than its
-        aggregates count (samples that came late): running it again changes nothing, and an
-        hour whose raw samples are partly pruned (fewer than counted) stays as it was folded.
-        Returns the hours folded."""
+    def fold(self) -> list[int]:
+        """Fold the raw samples of each hour into `gpu_usage`, replacing that hour's rows,
+        where they count more samples than its rows do: an hour not folded yet, the current
+        hour (new samples since the last fold), an hour whose samples came late. Running it
+        again changes nothing, and an hour whose raw samples are partly pruned (fewer than
+        counted) stays as it was folded. Returns the hours folded."""
         hour = (SAMPLE.c.at_s // _HOUR) * _HOUR
         with self.engine.begin() as connection:
             raw: dict[int, int] = dict(connection.execute(
-                select(hour, func.count()).where(SAMPLE.c.at_s < closed_end_s).group_by(hour)
+                select(hour, func.count()).group_by(hour)
             ).all())  # fmt: skip
             if not raw:
                 return []
             counted: dict[int, int] = dict(connection.execute(
                 select(USAGE.c.hour_s, func.sum(USAGE.c.samples))
-                .where(USAGE.c.hour_s.in_(list(raw))).group_by(USAGE.c.hour_s)
+                .where(USAGE.c.hour_s >= min(raw)).group_by(USAGE.c.hour_s)
             ).all())  # fmt: skip
             due = sorted(h for h, n in raw.items() if int(counted.get(h) or 0) < int(n))
             for start in due:
@@ -168,30 +168,23 @@ class UsageStore:
             result = connection.execute(delete(USAGE).where(USAGE.c.hour_s < before_s))
             return int(result.rowcount or 0)
 
-    def folded_until(self) -> int:
-        """The end of the newest folded hour (0: none)."""
-        with self.engine.connect() as connection:
-            newest = connection.execute(select(func.max(USAGE.c.hour_s))).scalar()
-        return 0 if newest is None else int(newest) + HOUR_S
-
     def usage(self, since_s: int, after: Key | None = None, limit: int | None = None,
               names: Sequence[str] = (), keep: LabelFilter | None = None,
               raw: bool = False) -> list[Usage]:  # fmt: skip
-        """Rows by node, GPU and time from `since_s` on: raw samples, or hours (the folded
-        ones, and those not folded yet computed from their raw samples), `limit` of them after
-        the key `after`; only the `names` (when given) and the nodes whose labels `keep`
-        accepts (when given)."""
-        periods = _raw_rows(since_s) if raw else self._hour_rows(since_s)
+        """Rows by time, node and GPU from `since_s` on (hours: from the hour that holds it):
+        raw samples, or hours; `limit` of them after the key `after`; only the `names` (when
+        given) and the nodes whose labels `keep` accepts (when given)."""
+        periods = _raw_rows(since_s) if raw else _hour_rows(hour_of(since_s))
+        if names:
+            periods = periods.where(periods.selected_columns.node.in_(list(names)))
         chosen = periods.subquery("usage")
         labels = NODE.c.labels
 
         def fetch(start: Key | None, most: int | None) -> list[tuple[Usage, dict[str, str]]]:
             query = select(chosen, labels).outerjoin(NODE, NODE.c.name == chosen.c.node)
-            if names:
-                query = query.where(chosen.c.node.in_(list(names)))
             if start is not None:
                 query = query.where(_after(chosen.c, start))
-            query = query.order_by(chosen.c.node, chosen.c.gpu, chosen.c.start_s).limit(most)
+            query = query.order_by(chosen.c.start_s, chosen.c.node, chosen.c.gpu).limit(most)
             with self.engine.connect() as connection:
                 return [(_usage(row), row[-1] or {}) for row in connection.execute(query)]
 
@@ -199,17 +192,6 @@ class UsageStore:
             return [found for found, _ in fetch(after, limit)]
         rows = scan.kept(fetch, lambda row: row[0].key, after, lambda row: keep(row[1]), limit)
         return [found for found, _ in rows]
-
-    def _hour_rows(self, since_s: int) -> Any:
-        first = hour_of(since_s)
-        folded = select(
-            USAGE.c.node, USAGE.c.gpu, USAGE.c.hour_s.label("start_s"),
-            literal(HOUR_S).label("span_s"), USAGE.c.samples, USAGE.c.utilization_avg,
-            USAGE.c.utilization_max, USAGE.c.memory_used_avg_mb, USAGE.c.memory_used_max_mb,
-            USAGE.c.temperature_max_c, USAGE.c.power_avg_w,
-        ).where(USAGE.c.hour_s >= first)  # fmt: skip
-        live = _hours(max(first, self.folded_until()))
-        return union_all(folded, live)
 
 
 def _insert_sql(engine: Engine) -> str:
@@ -251,6 +233,15 @@ def _fold_hour(start: int) -> Any:
     return insert(USAGE).from_select(columns, chosen)
 
 
+def _hour_rows(first_s: int) -> Any:
+    c = USAGE.c
+    return select(
+        c.node, c.gpu, c.hour_s.label("start_s"), literal(HOUR_S).label("span_s"), c.samples,
+        c.utilization_avg, c.utilization_max, c.memory_used_avg_mb, c.memory_used_max_mb,
+        c.temperature_max_c, c.power_avg_w,
+    ).where(c.hour_s >= first_s)  # fmt: skip
+
+
 def _raw_rows(since_s: int) -> Any:
     c = SAMPLE.c
     return select(
@@ -263,9 +254,9 @@ def _raw_rows(since_s: int) -> Any:
 
 
 def _after(c: Any, key: Key) -> ColumnElement[bool]:
-    node, gpu, start = key
-    return or_(c.node > node, and_(c.node == node, c.gpu > gpu),
-               and_(c.node == node, c.gpu == gpu, c.start_s > start))  # fmt: skip
+    start, node, gpu = key
+    return or_(c.start_s > start, and_(c.start_s == start, c.node > node),
+               and_(c.start_s == start, c.node == node, c.gpu > gpu))  # fmt: skip
 
 
 def _usage(row: Any) -> Usage:

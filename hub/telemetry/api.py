@@ -1,5 +1,6 @@
 """GetGpuUsage (mixed into HubService): each GPU's hours, or its raw samples, from a moment
-on; paged by node, GPU and start like the other listings, filtered by node names and labels.
+on, in the order of their keys (start, node, GPU), paged like the other listings, filtered
+by node names and labels.
 
 The class it is mixed into provides `db` (hub.store.Database), `usage` (UsageStore) and
 `retention` (Retention)."""
@@ -26,13 +27,13 @@ MAX_NAMES = 1000
 
 
 def page_key(after: tuple[str, ...]) -> Key | None:
-    """(node, GPU, start) from a page key; OutOfBounds when it is not one of ours."""
+    """(start, node, GPU) from a page key; OutOfBounds when it is not one of ours."""
     if not after:
         return None
-    node, gpu, start = after
-    if not all(part.isascii() and part.isdigit() and len(part) <= 12 for part in (gpu, start)):
+    start, node, gpu = after
+    if not all(part.isascii() and part.isdigit() and len(part) <= 12 for part in (start, gpu)):
         raise limits.OutOfBounds("invalid page_token: list again from the first page without one")
-    return node, int(gpu), int(start)
+    return int(start), node, int(gpu)
 
 
 def node_names(names: list[str]) -> list[str]:

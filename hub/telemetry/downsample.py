@@ -1,7 +1,8 @@
-"""The downsampler: every few minutes, fold closed hours of raw samples into hourly rows,
-then delete raw samples past the raw window, hours past `keep`, and the other history past
-`history`. Each step is its own call on the database thread (deletes in bounded slices), so
-heartbeat writes queue between them, never behind one long transaction."""
+"""The downsampler: every few minutes, fold the raw samples into hourly rows (the current
+hour's too, refolded until it ends), then delete raw samples past the raw window, hours past
+`keep`, and the other history past `history`. Each step is its own call on the database
+thread (deletes in bounded slices), so heartbeat writes queue between them, never behind one
+long transaction."""
 
 from __future__ import annotations
 
@@ -21,8 +22,9 @@ from hub.telemetry.policy import Retention
 log = logging.getLogger(__name__)
 
 EVERY_S = 300.0
-# A sample reaches the database within a flush or two of its arrival: an hour is folded
-# once it ended this long ago (a later sample refolds it while its raw samples are kept).
+# A sample reaches the database within a flush or two of its arrival: an hour's raw samples
+# may go once it ended this long ago and was folded since (a later sample refolds it while
+# its raw samples are kept).
 GRACE_S = 120
 RAW_SLICE_S = 600  # raw samples deleted ten minutes at a time
 
@@ -59,7 +61,7 @@ class Downsampler:
         # Raw samples go by whole hours, and only hours already folded.
         cutoff = min(hour_of(now_s - int(self.retention.raw.total_seconds())), closed_end)
         done = Pruned()
-        done.folded = await self.db.call(self.store.fold, closed_end)
+        done.folded = await self.db.call(self.store.fold)
         oldest = await self.db.call(self.store.oldest_sample)
         if oldest is not None:
             for end in range(oldest + RAW_SLICE_S, cutoff + RAW_SLICE_S, RAW_SLICE_S):

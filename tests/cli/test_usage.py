@@ -81,11 +81,14 @@ def test_the_table_lists_each_gpu_hour_by_hour(hub: Served) -> None:
     header = lines[0].split()
     assert header[:5] == ["NODE", "GPU", "HOUR", "(UTC)", "SAMPLES"]
     rows = [line.split() for line in lines[1:-1]]
-    assert len(rows) == 12 and [r[0] for r in rows[:4]] == ["gpu-a"] * 4
+    assert len(rows) == 12  # by hour, node, GPU
+    assert [(r[0], r[1]) for r in rows[:6]] == [(n, g) for n in ("gpu-a", "gpu-b", "gpu-c")
+                                                for g in ("0", "1")]  # fmt: skip
     hour = datetime.fromtimestamp(HOUR - 3600, UTC).strftime("%Y-%m-%d %H:%M").split()
     assert rows[0][:5] == ["gpu-a", "0", *hour, "60"]
     assert rows[0][6:] == ["1.0/1.0", "50", "C", "200", "W"]  # memory GiB avg/max, temp, power
-    assert rows[1][4] == "20"  # the open hour, so far
+    assert rows[6][2:5] == [*datetime.fromtimestamp(HOUR, UTC).strftime("%Y-%m-%d %H:%M").split(),
+                            "20"]  # the current hour, so far  # fmt: skip
     assert lines[-1] == "The hub keeps raw samples for 2h and hours for 7d."
 
 

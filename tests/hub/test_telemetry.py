@@ -64,18 +64,22 @@ def hours(usage: UsageStore) -> list[Usage]:
     return usage.usage(0)
 
 
+def hour(usage: UsageStore, start: int, node: str = "gpu-a") -> Usage:
+    [found] = [row for row in hours(usage) if (row.start_s, row.node) == (start, node)]
+    return found
+
+
 def folded_rows(usage: UsageStore) -> list[tuple[object, ...]]:
     with usage.engine.connect() as connection:
-        query = select(USAGE).order_by(USAGE.c.node, USAGE.c.gpu, USAGE.c.hour_s)
+        query = select(USAGE).order_by(USAGE.c.hour_s, USAGE.c.node, USAGE.c.gpu)
         return [tuple(row) for row in connection.execute(query)]
 
 
 def test_the_migration_builds_keyed_tables(usage: UsageStore) -> None:
     found = inspect(usage.engine)
-    assert found.get_pk_constraint("gpu_sample")["constrained_columns"] == ["node", "gpu", "at_s"]
-    assert found.get_pk_constraint("gpu_usage")["constrained_columns"] == ["node", "gpu", "hour_s"]
-    assert {i["name"] for i in found.get_indexes("gpu_sample")} == {"ix_gpu_sample_at_s"}
-    assert {i["name"] for i in found.get_indexes("gpu_usage")} == {"ix_gpu_usage_hour_s"}
+    assert found.get_pk_constraint("gpu_sample")["constrained_columns"] == ["at_s", "node", "gpu"]
+    assert found.get_pk_constraint("gpu_usage")["constrained_columns"] == ["hour_s", "node", "gpu"]
+    assert found.get_indexes("gpu_sample") == found.get_indexes("gpu_usage") == []
 
 
 # -- the recorder ------------------------------------------------------------------------------
@@ -143,8 +147,8 @@ def across_the_hour() -> list[Sample]:
 
 def test_hours_average_and_maximise_their_own_samples(usage: UsageStore) -> None:
     usage.add_samples(across_the_hour())
-    assert usage.fold(S10 + 7200) == [S10, S10 + 3600]
-    ten, eleven, other = hours(usage)
+    assert usage.fold() == [S10, S10 + 3600]
+    ten, other, eleven = hours(usage)  # by hour, node, GPU
     assert (ten.node, ten.gpu, ten.start_s, ten.span_s, ten.samples) == ("gpu-a", 0, S10, 3600, 2)
     assert (ten.utilization_avg, ten.utilization_max) == (20.0, 30)
     assert (ten.memory_used_avg_mb, ten.memory_used_max_mb) == (2000.0, 3000)
@@ -157,31 +161,34 @@ def test_hours_average_and_maximise_their_own_samples(usage: UsageStore) -> None
     assert (other.temperature_max_c, other.power_avg_w) == (None, None)
 
 
-def test_only_closed_hours_fold_and_the_open_hour_is_read_from_raw(usage: UsageStore) -> None:
-    usage.add_samples(across_the_hour())
-    assert usage.fold(S10 + 3600) == [S10]  # 11:00 is still open
-    assert [(r[2], r[3]) for r in folded_rows(usage)] == [(S10, 2), (S10, 1)]
-    listed = [(r.node, r.start_s, r.samples, r.utilization_avg) for r in hours(usage)]
-    assert listed == [("gpu-a", S10, 2, 20.0), ("gpu-a", S10 + 3600, 3, 60.0),
-                      ("gpu-b", S10, 1, 100.0)]  # fmt: skip
+def test_the_current_hour_is_folded_again_as_samples_come(usage: UsageStore) -> None:
+    first = across_the_hour()
+    usage.add_samples(first[:4] + first[5:])  # hour 10, and 11:00 and 11:01 of hour 11
+    assert usage.fold() == [S10, S10 + 3600]
+    assert [(r[0], r[1], r[3]) for r in folded_rows(usage)] == [
+        (S10, "gpu-a", 2), (S10, "gpu-b", 1), (S10 + 3600, "gpu-a", 2)]  # fmt: skip
+    usage.add_samples(across_the_hour()[4:5])  # 11:59:59
+    assert usage.fold() == [S10 + 3600]  # only the hour that has new samples
+    eleven = hour(usage, S10 + 3600)
+    assert (eleven.samples, eleven.utilization_avg, eleven.utilization_max) == (3, 60.0, 80)
 
 
 def test_folding_again_changes_nothing_and_late_samples_refold_their_hour(
     usage: UsageStore,
 ) -> None:
     usage.add_samples(across_the_hour())
-    usage.fold(S10 + 7200)
+    usage.fold()
     before = folded_rows(usage)
-    assert usage.fold(S10 + 7200) == []  # a restart runs it again: nothing to do
+    assert usage.fold() == []  # a restart runs it again: nothing to do
     assert folded_rows(usage) == before
     usage.add_samples([sample("gpu-a", 0, S10 + 3700, util=100, mem=0)])  # came late
-    assert usage.fold(S10 + 7200) == [S10 + 3600]
-    eleven = hours(usage)[1]
+    assert usage.fold() == [S10 + 3600]
+    eleven = hour(usage, S10 + 3600)
     assert (eleven.samples, eleven.utilization_max) == (4, 100)
     assert eleven.utilization_avg == pytest.approx(220 / 3)
-    usage.prune_samples(S10 + 3599)  # hour 10 partly pruned: its aggregate stands
-    assert usage.fold(S10 + 7200) == []
-    assert hours(usage)[0].samples == 2
+    usage.prune_samples(S10 + 3599)  # hour 10 partly pruned: its aggregates stand
+    assert usage.fold() == []
+    assert (hour(usage, S10).samples, hour(usage, S10, "gpu-b").samples) == (2, 1)
 
 
 # -- pruning by age ----------------------------------------------------------------------------
@@ -199,7 +206,7 @@ def test_the_downsampler_folds_then_prunes_by_age(db: Database, usage: UsageStor
         sample("gpu-a", 0, hour + 60, util=5),  # this hour: open, raw kept
     ])  # fmt: skip
     done = asyncio.run(Downsampler(db, usage, Retention(), clock=lambda: now).tick())
-    assert done.folded == [S10, hour - 86400 * 13, hour - 7200, hour - 3600]
+    assert done.folded == [S10, hour - 86400 * 13, hour - 7200, hour - 3600, hour]
     assert [r.start_s for r in usage.usage(0)] == [hour - 86400 * 13, hour - 7200,
                                                    hour - 3600, hour]  # fmt: skip
     assert [r.utilization_max for r in usage.usage(0, raw=True)] == [4, 5]
@@ -214,11 +221,12 @@ def test_a_short_raw_window_never_prunes_an_unfolded_hour(db: Database, usage: U
     usage.add_samples([sample("gpu-a", 0, S10 + 60, util=9)])
     policy = Retention(raw=timedelta(minutes=5))
     done = asyncio.run(Downsampler(db, usage, policy, clock=lambda: now).tick())
-    assert (done.folded, done.samples) == ([], 0)
+    assert (done.folded, done.samples) == ([S10], 0)  # a late sample may still come
+    usage.add_samples([sample("gpu-a", 0, S10 + 3599, util=1)])
     later = H10 + timedelta(minutes=70)
     done = asyncio.run(Downsampler(db, usage, policy, clock=lambda: later).tick())
-    assert (done.folded, done.samples) == ([S10], 1)
-    assert [(r.start_s, r.samples, r.utilization_max) for r in usage.usage(0)] == [(S10, 1, 9)]
+    assert (done.folded, done.samples) == ([S10], 2)
+    assert [(r.start_s, r.samples, r.utilization_max) for r in usage.usage(0)] == [(S10, 2, 9)]
 
 
 def test_history_tables_keep_their_retention(db: Database) -> None:

@@ -61,7 +61,7 @@ def fill(db: Database) -> None:
         for at_s in range(HOUR - 7200, HOUR + 1200, 60)
     ]
     usage.add_samples(samples)
-    usage.fold(HOUR)
+    usage.fold()
 
 
 @pytest.fixture
@@ -90,8 +90,8 @@ async def every_page(stub: Any, request: hub_pb2.GpuUsageRequest) -> list[Any]:
         request.page_token = reply.next_page_token
 
 
-def keys(rows: list[Any]) -> list[tuple[str, int, int]]:
-    return [(r.node, r.index, r.start.seconds) for r in rows]
+def keys(rows: list[Any]) -> list[tuple[int, str, int]]:
+    return [(r.start.seconds, r.node, r.index) for r in rows]
 
 
 def test_hours_paged_in_key_order_with_the_open_hour(db: Database) -> None:
@@ -99,17 +99,17 @@ def test_hours_paged_in_key_order_with_the_open_hour(db: Database) -> None:
         async with served(db) as stub:
             whole = await stub.GetGpuUsage(hub_pb2.GpuUsageRequest(since=since(HOUR - 7200)))
             assert (whole.raw_window_s, whole.keep_s, whole.next_page_token) == (7200, 604800, "")
-            expected = [(n, g, h) for n in ("gpu-a", "gpu-b", "gpu-c") for g in (0, 1)
-                        for h in (HOUR - 7200, HOUR - 3600, HOUR)]  # fmt: skip
+            expected = [(h, n, g) for h in (HOUR - 7200, HOUR - 3600, HOUR)
+                        for n in ("gpu-a", "gpu-b", "gpu-c") for g in (0, 1)]  # fmt: skip
             assert keys(list(whole.usage)) == expected
-            folded, current = whole.usage[1], whole.usage[2]
+            folded, current = whole.usage[6], whole.usage[12]  # gpu-a's GPU 0
             minutes = [(s // 60) % 100 for s in range(HOUR - 3600, HOUR, 60)]
             assert (folded.span_s, folded.samples) == (3600, 60)
             assert folded.utilization_max == max(minutes)
             assert folded.utilization_avg == pytest.approx(sum(minutes) / 60)
             assert folded.memory_used_avg_mb == folded.memory_used_max_mb == 1000
             assert (folded.temperature_max_c, folded.power_avg_w) == (50.0, 200.0)
-            assert (current.span_s, current.samples) == (3600, 20)  # from raw: not folded yet
+            assert (current.span_s, current.samples) == (3600, 20)  # the current hour, so far
             pages, paged = await every_page(
                 stub, hub_pb2.GpuUsageRequest(page_size=4, since=since(HOUR - 7200))
             )
@@ -124,11 +124,11 @@ def test_filters_by_name_label_since_and_raw(db: Database) -> None:
             named = await stub.GetGpuUsage(
                 hub_pb2.GpuUsageRequest(names=["gpu-b"], since=since(HOUR))
             )
-            assert keys(list(named.usage)) == [("gpu-b", 0, HOUR), ("gpu-b", 1, HOUR)]
+            assert keys(list(named.usage)) == [(HOUR, "gpu-b", 0), (HOUR, "gpu-b", 1)]
             overlapping = await stub.GetGpuUsage(  # the hour that holds `since` is listed
                 hub_pb2.GpuUsageRequest(names=["gpu-b"], since=since(HOUR - 10))
             )
-            assert [r.start.seconds for r in overlapping.usage] == [HOUR - 3600, HOUR] * 2
+            assert [r.start.seconds for r in overlapping.usage] == [HOUR - 3600] * 2 + [HOUR] * 2
             request = hub_pb2.GpuUsageRequest(selector=["role=chat"], page_size=3,
                                               since=since(HOUR - 3600))  # fmt: skip
             pages, chat = await every_page(stub, request)
@@ -137,7 +137,7 @@ def test_filters_by_name_label_since_and_raw(db: Database) -> None:
                 hub_pb2.GpuUsageRequest(names=["gpu-c"], raw=True, since=since(HOUR + 1080))
             )
             assert keys(list(raw.usage)) == [
-                ("gpu-c", g, HOUR + s) for g in (0, 1) for s in (1080, 1140)]  # fmt: skip
+                (HOUR + s, "gpu-c", g) for s in (1080, 1140) for g in (0, 1)]  # fmt: skip
             assert (raw.usage[0].span_s, raw.usage[0].samples) == (0, 1)
             assert raw.usage[0].utilization_avg == raw.usage[0].utilization_max
             default = await stub.GetGpuUsage(hub_pb2.GpuUsageRequest(names=["gpu-a"]))

@@ -1,6 +1,6 @@
 """GPU telemetry history (`hubctl usage`): raw samples (`gpu_sample`) for a short window and
-one row per GPU and hour (`gpu_usage`), keyed by node, GPU and time (epoch seconds); on
-SQLite WITHOUT ROWID (the key is the table).
+one row per GPU and hour (`gpu_usage`), keyed by time (epoch seconds), node and GPU; on SQLite
+WITHOUT ROWID (the key is the table, no index: writes append, pruning deletes the start).
 
 Revision ID: 0012
 Revises: 0011
@@ -18,8 +18,9 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
-def _key() -> list[sa.Column]:  # type: ignore[type-arg]
+def _key(time: str) -> list[sa.Column]:  # type: ignore[type-arg]
     return [
+        sa.Column(time, sa.BigInteger(), autoincrement=False, nullable=False),
         sa.Column("node", sa.String(length=253), nullable=False),
         sa.Column("gpu", sa.Integer(), autoincrement=False, nullable=False),
     ]
@@ -28,21 +29,18 @@ def _key() -> list[sa.Column]:  # type: ignore[type-arg]
 def upgrade() -> None:
     op.create_table(
         "gpu_sample",
-        *_key(),
-        sa.Column("at_s", sa.BigInteger(), autoincrement=False, nullable=False),
+        *_key("at_s"),
         sa.Column("state", sa.String(length=8), nullable=False),
         sa.Column("utilization", sa.Integer(), nullable=True),
         sa.Column("memory_used_mb", sa.Integer(), nullable=False),
         sa.Column("temperature_c", sa.Float(), nullable=True),
         sa.Column("power_draw_w", sa.Float(), nullable=True),
-        sa.PrimaryKeyConstraint("node", "gpu", "at_s"),
+        sa.PrimaryKeyConstraint("at_s", "node", "gpu"),
         sqlite_with_rowid=False,
     )
-    op.create_index("ix_gpu_sample_at_s", "gpu_sample", ["at_s"])
     op.create_table(
         "gpu_usage",
-        *_key(),
-        sa.Column("hour_s", sa.BigInteger(), autoincrement=False, nullable=False),
+        *_key("hour_s"),
         sa.Column("samples", sa.Integer(), nullable=False),
         sa.Column("utilization_avg", sa.Float(), nullable=True),
         sa.Column("utilization_max", sa.Integer(), nullable=True),
@@ -50,14 +48,11 @@ def upgrade() -> None:
         sa.Column("memory_used_max_mb", sa.Integer(), nullable=False),
         sa.Column("temperature_max_c", sa.Float(), nullable=True),
         sa.Column("power_avg_w", sa.Float(), nullable=True),
-        sa.PrimaryKeyConstraint("node", "gpu", "hour_s"),
+        sa.PrimaryKeyConstraint("hour_s", "node", "gpu"),
         sqlite_with_rowid=False,
     )
-    op.create_index("ix_gpu_usage_hour_s", "gpu_usage", ["hour_s"])
 
 
 def downgrade() -> None:
-    op.drop_index("ix_gpu_usage_hour_s", table_name="gpu_usage")
     op.drop_table("gpu_usage")
-    op.drop_index("ix_gpu_sample_at_s", table_name="gpu_sample")
     op.drop_table("gpu_sample")
