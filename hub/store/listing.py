@@ -118,7 +118,7 @@ def nodes(
         want = size + 1 - len(found)
         chunk = want if chosen.keep is None else min(max(want, CHUNK), SCAN_ROWS - scanned)
         query = select(*columns).where(*chosen.where(after)).order_by(NODE.c.name).limit(chunk)
-        rows = [_node_row(values) for values in connection.execute(query)]
+        rows = [_node_row(values) for values in connection.execute(query).all()]
         found += [r for r in rows if chosen.keep is None or chosen.keep(r.name, r.labels)]
         scanned += len(rows)
         if len(found) > size:
