@@ -14,13 +14,14 @@ from google.protobuf.message import DecodeError
 
 from gpufleet.channel import PROTOCOL_VERSION
 from gpufleet.v1 import agent_link_pb2 as pb
-from gpufleet.v1 import agent_link_pb2_grpc
+from gpufleet.v1 import agent_link_pb2_grpc, types_pb2
 from hub import convert
 from hub.envs.view import MAX_ENVS, EnvView, NodeEnvs, TooManyEnvs, envs_from_proto
+from hub.pace import Pace, Pacer
 from hub.registry.caches import CachedView, NodeCaches
 from hub.registry.convert_caches import MAX_CACHES, TooManyCaches, caches_from_proto
 from hub.sessions import AgentSession, NameInUse, SessionRegistry
-from hub.store import Database, NodeHello, Store
+from hub.store import Database, GpuTelemetryRecord, NodeHello, Store
 from hub.trust import auth
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,29 @@ class WrongIdentity(Exception):
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def duration(seconds: float) -> Duration:
+    value = Duration()
+    value.FromNanoseconds(int(seconds * 1e9))
+    return value
+
+
+def telemetry_of(hello: NodeHello) -> tuple[GpuTelemetryRecord, ...]:
+    """The telemetry part of the hello's GPUs (register writes it with them)."""
+    names = [f.name for f in dataclasses.fields(GpuTelemetryRecord)]
+    return tuple(
+        GpuTelemetryRecord(**{name: getattr(gpu, name) for name in names}) for gpu in hello.gpus
+    )
+
+
+def pace_message(pace: Pace) -> pb.HubMessage:
+    return pb.HubMessage(
+        pace=pb.Pace(
+            heartbeat_interval=duration(pace.heartbeat_s),
+            telemetry_interval=duration(pace.telemetry_s),
+        )
+    )
 
 
 def envs_reported(node: str, infos: Sequence[pb.EnvInfo]) -> tuple[EnvView, ...] | None:
@@ -75,7 +99,7 @@ class AgentLinkService(agent_link_pb2_grpc.AgentLinkServicer):  # type: ignore[m
         registry: SessionRegistry,
         db: Database,
         store: Store,
-        heartbeat_interval: float,
+        pacer: Pacer,
         hub_version: str,
         monotonic: Callable[[], float],
         on_connect: Callable[[AgentSession, list[pb.RunningProject] | None], None],
@@ -89,7 +113,7 @@ class AgentLinkService(agent_link_pb2_grpc.AgentLinkServicer):  # type: ignore[m
         self.registry = registry
         self.db = db
         self.store = store
-        self.heartbeat_interval = heartbeat_interval
+        self.pacer = pacer
         self.hub_version = hub_version
         self.monotonic = monotonic
 
@@ -105,6 +129,8 @@ class AgentLinkService(agent_link_pb2_grpc.AgentLinkServicer):  # type: ignore[m
                 record.name, record.agent_id, peer, self.monotonic(), utcnow()
             )
             session.advertised = advertised
+            session.interval = self.pacer.current.heartbeat_s
+            session.telemetry_interval = self.pacer.current.telemetry_s
         except convert.InvalidHello as exc:
             log.warning("refused agent stream from %s: %s", peer, exc)
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
@@ -123,6 +149,7 @@ class AgentLinkService(agent_link_pb2_grpc.AgentLinkServicer):  # type: ignore[m
         cached = caches_reported(record.name, hello.caches)
         if cached is not None:
             self.caches.replace(record.name, cached)
+        session.telemetry = telemetry_of(record)
         session.gpu_states = {gpu.index: gpu.state for gpu in record.gpus}
         session.gpu_uuids = {gpu.index: gpu.uuid for gpu in record.gpus}
         reader = asyncio.create_task(self._read(session, request_iterator))
@@ -138,7 +165,7 @@ class AgentLinkService(agent_link_pb2_grpc.AgentLinkServicer):  # type: ignore[m
                 record.agent_version,
                 len(record.gpus),
             )
-            yield pb.HubMessage(welcome=self._welcome(record.name))
+            yield pb.HubMessage(welcome=self._welcome(session))
             while True:
                 item = await session.outbox.get()
                 if isinstance(item, pb.HubMessage):
@@ -153,7 +180,8 @@ class AgentLinkService(agent_link_pb2_grpc.AgentLinkServicer):  # type: ignore[m
             reader.cancel()
             session.close("stream ended")
             if self.registry.release(session):
-                self.db.submit(self.store.mark_down, session.name, utcnow(), session.last_seen)
+                self.db.submit(self.store.mark_down, session.name, utcnow(), session.last_seen,
+                               session.unwritten_telemetry())  # fmt: skip
                 log.info("node %s is down", session.name)
 
     def _authenticated(self, record: NodeHello) -> NodeHello:
@@ -190,17 +218,20 @@ class AgentLinkService(agent_link_pb2_grpc.AgentLinkServicer):  # type: ignore[m
             )
         return first.hello
 
-    def _welcome(self, name: str) -> pb.Welcome:
-        interval = Duration()
-        interval.FromNanoseconds(int(self.heartbeat_interval * 1e9))
-        return pb.Welcome(node_name=name, heartbeat_interval=interval, hub_version=self.hub_version)
+    def _welcome(self, session: AgentSession) -> pb.Welcome:
+        return pb.Welcome(
+            node_name=session.name,
+            heartbeat_interval=duration(session.interval),
+            telemetry_interval=duration(session.telemetry_interval),
+            hub_version=self.hub_version,
+        )
 
     def _heartbeat(self, session: AgentSession, beat: pb.Heartbeat) -> None:
         mono = self.monotonic()
         sent = beat.sent_at.ToNanoseconds() / 1e9 if beat.HasField("sent_at") else None
-        if not session.allow_heartbeat(mono, self.heartbeat_interval, sent):
+        if not session.allow_heartbeat(mono, session.flood_interval, sent):
             session.close(
-                f"heartbeats arrive far faster than one per {self.heartbeat_interval:g} s",
+                f"heartbeats arrive far faster than one per {session.flood_interval:g} s",
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
             )
             return
@@ -224,7 +255,17 @@ class AgentLinkService(agent_link_pb2_grpc.AgentLinkServicer):  # type: ignore[m
                      session.name, len(gpus), len(inventory[3]))  # fmt: skip
             # Written with the next batch: a chatty agent costs one write per interval.
             session.inventory = inventory
-        session.telemetry = tuple(convert.telemetry_from_proto(sample) for sample in beat.gpus)
+        if not beat.telemetry_unchanged:
+            self._telemetry(session, beat.gpus, now)
+
+    def _telemetry(
+        self, session: AgentSession, gpus: Sequence[types_pb2.GpuTelemetry], now: datetime
+    ) -> None:
+        """Every GPU telemetry report passes here, once: kept in the session (written to the
+        database in batches when it changed), GPU state changes written at once."""
+        samples = tuple(convert.telemetry_from_proto(sample) for sample in gpus)
+        if not session.report(samples, now):
+            return
         for sample in session.telemetry:
             before = session.gpu_states.get(sample.index, "ok")
             session.gpu_states[sample.index] = sample.state

@@ -19,6 +19,7 @@ import gpufleet
 from gpufleet import sdnotify, settings
 from hub.models.deploy import DEFAULT_VLLM_IMAGE
 from hub.models.params import IMAGE
+from hub.pace import describe
 from hub.registry.store import StoreError, check_spec
 from hub.server import DEFAULT_CONFIGS, DEFAULT_MODELS, HubConfig, HubServer, StartError
 
@@ -111,8 +112,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=positive,
         default=5.0,
         metavar="SECONDS",
-        help="agents heartbeat this often; 3 missed mark a node down (default 5)",
+        help="agents heartbeat at least this often apart; 3 missed mark a node down; larger "
+        "clusters get longer intervals (--heartbeat-rate) (default 5)",
     )
+    parser.add_argument(
+        "--heartbeat-rate", type=positive, default=100.0, metavar="PER_SECOND",
+        help="heartbeats a second the whole hub aims at: each agent's interval is the agents "
+        "connected / this, whole seconds, at least --heartbeat-interval; telemetry rides on "
+        "heartbeats when it changed and at least every max(60 s, interval). The defaults give "
+        f"{describe(1000, 5.0, 100.0)}; {describe(10000, 5.0, 100.0)} (default 100)",
+    )  # fmt: skip
     parser.add_argument(
         "--grace",
         type=positive,
@@ -166,7 +175,7 @@ def main(argv: list[str] | None = None) -> None:
         args.listen, args.state_dir, args.db, args.heartbeat_interval, args.http, args.configs,
         insecure=args.insecure, enroll_listen=args.enroll_listen,
         cert_ttl=timedelta(days=args.cert_days), models_dir=args.models,
-        vllm_image=args.vllm_image, registry=args.registry,
+        vllm_image=args.vllm_image, registry=args.registry, heartbeat_rate=args.heartbeat_rate,
     )  # fmt: skip
     try:
         asyncio.run(serve(config, args.grace))

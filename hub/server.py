@@ -34,18 +34,19 @@ from hub.gateway.scaler import Scaler
 from hub.gateway.service import GatewayService
 from hub.http import HttpEndpoint
 from hub.keys.service import ApiKeysService
-from hub.link import AgentLinkService, utcnow
+from hub.link import AgentLinkService, pace_message, utcnow
 from hub.metrics import Snapshot, StoreCollector, render
 from hub.models.deploy import DEFAULT_VLLM_IMAGE
 from hub.models.running import Cluster
 from hub.models.service import ModelsService
 from hub.ops.manager import OperationManager
+from hub.pace import Pacer
 from hub.registry.caches import NodeCaches
 from hub.registry.fetch_service import RegistryFetchService
 from hub.registry.kinds import Fetching
 from hub.registry.service import RegistryService
 from hub.registry.store import ObjectStore, StoreError, open_store
-from hub.sessions import SessionRegistry, Updates
+from hub.sessions import MISSED_HEARTBEATS, SessionRegistry, Updates
 from hub.states import NodeState
 from hub.store import Database, Store, migrate, sqlite_url
 from hub.store.db import Corrupted, check_integrity, describe
@@ -59,7 +60,7 @@ from hub.work import Work
 
 log = logging.getLogger(__name__)
 
-MISSED_HEARTBEATS = 3
+PACE_EVERY_S = 2.0  # the watcher re-evaluates the agents' heartbeat interval this often
 # The repository's configs/ (a source or editable install); packaged hubs pass --configs.
 DEFAULT_CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 DEFAULT_MODELS = DEFAULT_CONFIGS / "models"  # likewise; packaged hubs pass --models
@@ -77,7 +78,7 @@ class HubConfig:
     listen: str
     state_dir: Path
     db_url: str | None = None
-    heartbeat_interval: float = 5.0
+    heartbeat_interval: float = 5.0  # the shortest interval agents are told
     http: str | None = None  # HOST:PORT for /metrics and /healthz
     configs_dir: Path = DEFAULT_CONFIGS
     insecure: bool = False  # plaintext, nobody authenticated: local development only
@@ -86,6 +87,7 @@ class HubConfig:
     models_dir: Path = DEFAULT_MODELS
     vllm_image: str = DEFAULT_VLLM_IMAGE  # what a vLLM model without an image runs in
     registry: str | None = None  # --registry: a directory or s3://BUCKET/PREFIX; default state
+    heartbeat_rate: float = 100.0  # heartbeats a second the whole hub aims at (--heartbeat-rate)
 
     @property
     def enrollment_address(self) -> str:
@@ -136,6 +138,7 @@ class HubServer:
         self.config = config
         self.monotonic = monotonic
         self.registry = SessionRegistry()
+        self.pacer = Pacer(config.heartbeat_interval, config.heartbeat_rate)
         self.envs = NodeEnvs()  # each node's llama-cpp-python environments, as reported
         self.caches = NodeCaches()  # each node's model cache, as reported
         self.port = 0
@@ -214,7 +217,7 @@ class HubServer:
             self.registry,
             self._db,
             store,
-            self.config.heartbeat_interval,
+            self.pacer,
             gpufleet.__version__,
             self.monotonic,
             self.manager.node_connected,
@@ -326,23 +329,41 @@ class HubServer:
         return render(Snapshot(nodes, gpus, live, utcnow())) + generate_latest(self.prometheus)
 
     async def _watch(self, store: Store) -> None:
-        """Close streams whose heartbeats stopped; batch heartbeat times into the database."""
+        """Pace the agents, close streams whose heartbeats stopped, batch what changed into the
+        database. A tick that comes late measures the hub's own stall (a blocked or saturated
+        loop): that time counts against no session's silence."""
         interval = self.config.heartbeat_interval
-        ttl = MISSED_HEARTBEATS * interval
         tick = min(1.0, interval / 4)
-        next_flush = self.monotonic() + interval
+        last = self.monotonic()
+        next_flush, next_pace = last + interval, last + PACE_EVERY_S
         while True:
             await asyncio.sleep(tick)
             now = self.monotonic()
-            for session in self.registry.expired(now, ttl):
+            self.registry.credit(max(0.0, now - last - tick))
+            last = now
+            if now >= next_pace:
+                next_pace = now + PACE_EVERY_S
+                self._repace()
+            for session in self.registry.expired(now):
                 session.close(
-                    f"no heartbeat for {now - session.last_beat:.1f} s "
-                    f"({MISSED_HEARTBEATS} intervals of {interval:g} s)",
+                    f"no heartbeat for {self.registry.silence(session, now):.1f} s "
+                    f"({MISSED_HEARTBEATS} intervals of {session.liveness_interval:g} s)",
                     grpc.StatusCode.UNAVAILABLE,
                 )
             if now >= next_flush:
                 next_flush = now + interval
-                self._flush(store, self.registry.take_updates())
+                self._flush(store, self.registry.take_updates(now))
+
+    def _repace(self) -> None:
+        """Tell every agent the new heartbeat interval when the cluster grew or shrank enough."""
+        pace = self.pacer.update(len(self.registry))
+        if pace is None:
+            return
+        log.info("%d agents connected: heartbeats every %g s, telemetry at least every %g s",
+                 len(self.registry), pace.heartbeat_s, pace.telemetry_s)  # fmt: skip
+        message = pace_message(pace)
+        for session in self.registry:
+            session.pace(pace.heartbeat_s, pace.telemetry_s, message)
 
     def _flush(self, store: Store, updates: Updates) -> None:
         """Queue one batch of heartbeat writes. While the database refuses writes, batches

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -19,6 +20,11 @@ RATE = 4.0
 PROGRESS_BURST = 40.0
 PROGRESS_RATE = 20.0
 ABANDONED_KEPT = 256  # task ids whose late result is accepted and dropped
+MISSED_HEARTBEATS = 3  # a session this many of its intervals silent is closed
+# What reaches the database while a node is connected (its session is authoritative then):
+# changed telemetry at most this often per node, Node.last_seen at most this often.
+TELEMETRY_WRITE_S = 60.0
+SEEN_WRITE_S = 300.0
 
 
 @dataclass(frozen=True)
@@ -60,14 +66,28 @@ class AgentSession:
     address: str
     last_beat: float  # monotonic seconds
     last_seen: datetime
+    # The heartbeat interval this agent was told (Welcome, then Pace) and, after a pace change
+    # until its next heartbeat, the shortest and longest interval it may still be following.
+    interval: float = 5.0
+    telemetry_interval: float = 60.0
+    paced: tuple[float, float] | None = None
+    # The registry's stall credit at the last heartbeat: time the hub itself was stalled since
+    # then is not the agent's silence.
+    credit_at_beat: float = 0.0
     outbox: asyncio.Queue[pb.HubMessage | Close] = field(default_factory=asyncio.Queue)
     pending: dict[str, asyncio.Future[pb.TaskResult]] = field(default_factory=dict)
     listeners: dict[str, OnProgress] = field(default_factory=dict)
     # Tasks the hub stopped waiting for: their result may still come, and is not an error.
     abandoned: OrderedDict[str, None] = field(default_factory=OrderedDict)
     closed: Close | None = None
-    # Latest GPU telemetry, written to the database in batches; and each GPU's known state.
+    # Latest GPU telemetry (authoritative while connected; `telemetry_dirty` until written,
+    # which happens at most every TELEMETRY_WRITE_S and when the node goes down), and each GPU's
+    # known state. `*_written` are monotonic times of the last writes.
     telemetry: tuple[GpuTelemetryRecord, ...] = ()
+    telemetry_at: datetime | None = None
+    telemetry_dirty: bool = False
+    telemetry_written: float = 0.0
+    seen_written: float = 0.0
     gpu_states: dict[int, str] = field(default_factory=dict)
     gpu_uuids: dict[int, str] = field(default_factory=dict)
     # Progress events of its tasks: a burst, then at most PROGRESS_RATE a second (the agent
@@ -95,6 +115,39 @@ class AgentSession:
     def __post_init__(self) -> None:
         if self.allowance_at < 0:
             self.allowance_at = self.last_beat
+
+    @property
+    def liveness_interval(self) -> float:
+        """The interval its silence is measured in: after a pace change, the longer one."""
+        return self.interval if self.paced is None else self.paced[1]
+
+    @property
+    def flood_interval(self) -> float:
+        """The interval its rate is bounded by: after a pace change, the shorter one."""
+        return self.interval if self.paced is None else self.paced[0]
+
+    def pace(self, heartbeat_s: float, telemetry_s: float, message: pb.HubMessage) -> None:
+        """Tell the agent a new pace (`message` says it on the wire)."""
+        if heartbeat_s == self.interval and telemetry_s == self.telemetry_interval:
+            return
+        low, high = self.paced or (self.interval, self.interval)
+        self.paced = (min(low, heartbeat_s), max(high, heartbeat_s))
+        self.interval, self.telemetry_interval = heartbeat_s, telemetry_s
+        if self.closed is None:
+            self.send(message)
+
+    def report(self, telemetry: tuple[GpuTelemetryRecord, ...], now: datetime) -> bool:
+        """The agent's latest GPU telemetry; True when it differs from what the hub held."""
+        self.telemetry_at = now
+        if telemetry == self.telemetry:
+            return False
+        self.telemetry = telemetry
+        self.telemetry_dirty = True
+        return True
+
+    def unwritten_telemetry(self) -> tuple[GpuTelemetryRecord, ...]:
+        """Telemetry the database does not have yet (written when the node goes down)."""
+        return self.telemetry if self.telemetry_dirty else ()
 
     def allow_heartbeat(self, mono: float, interval: float, sent: float | None = None) -> bool:
         """False when heartbeats come far faster than agreed (a broken or hostile agent)."""
@@ -199,9 +252,12 @@ class Updates:
 
 
 class SessionRegistry:
-    def __init__(self) -> None:
+    def __init__(self, rng: random.Random | None = None) -> None:
         self._sessions: dict[str, AgentSession] = {}
-        self._seen: dict[str, datetime] = {}
+        self._rng = rng or random.Random()
+        # Seconds the hub's own loop was stalled (the watcher's ticks came late), summed: not
+        # counted against any session's silence.
+        self.stalled = 0.0
 
     def open(
         self, name: str, agent_id: str, address: str, mono: float, now: datetime
@@ -216,7 +272,13 @@ class SessionRegistry:
             if current.agent_id != agent_id:
                 raise NameInUse(name, current.address)
             current.close("replaced by a new connection of the same agent")
-        session = AgentSession(name, agent_id, address, last_beat=mono, last_seen=now)
+        # Its hello was just written; the first batched writes come at a random phase, so that
+        # thousands of agents connecting at once do not all fall due in one batch.
+        session = AgentSession(
+            name, agent_id, address, last_beat=mono, last_seen=now, credit_at_beat=self.stalled,
+            telemetry_written=mono - self._rng.random() * TELEMETRY_WRITE_S,
+            seen_written=mono - self._rng.random() * SEEN_WRITE_S,
+        )  # fmt: skip
         self._sessions[name] = session
         return session
 
@@ -225,28 +287,42 @@ class SessionRegistry:
         if self._sessions.get(session.name) is not session:
             return False
         del self._sessions[session.name]
-        self._seen.pop(session.name, None)
         return True
 
     def heartbeat(self, session: AgentSession, mono: float, now: datetime) -> None:
         session.last_beat = mono
         session.last_seen = now
-        if self._sessions.get(session.name) is session:
-            self._seen[session.name] = now
+        session.credit_at_beat = self.stalled
+        session.paced = None
 
-    def expired(self, mono: float, ttl: float) -> list[AgentSession]:
-        return [s for s in self._sessions.values() if mono - s.last_beat > ttl]
+    def credit(self, seconds: float) -> None:
+        """The hub's loop was stalled this long: nobody's silence."""
+        self.stalled += seconds
 
-    def take_updates(self) -> Updates:
-        """Heartbeat times, latest telemetry and changed inventories since the last call,
-        for one batched write."""
-        seen, self._seen = self._seen, {}
-        telemetry = {name: self._sessions[name].telemetry for name in seen}
-        inventories = {}
-        for name in seen:
-            session = self._sessions[name]
+    def silence(self, session: AgentSession, mono: float) -> float:
+        """Seconds since its last heartbeat, less the time the hub itself was stalled."""
+        return mono - session.last_beat - (self.stalled - session.credit_at_beat)
+
+    def expired(self, mono: float, missed: int = MISSED_HEARTBEATS) -> list[AgentSession]:
+        """Sessions silent for more than `missed` of the intervals they were told."""
+        return [
+            s for s in self._sessions.values()
+            if self.silence(s, mono) > missed * s.liveness_interval
+        ]  # fmt: skip
+
+    def take_updates(self, mono: float) -> Updates:
+        """What is due for one batched write: changed inventories at once, changed telemetry
+        at most every TELEMETRY_WRITE_S per node, heartbeat times every SEEN_WRITE_S."""
+        seen, telemetry, inventories = {}, {}, {}
+        for name, session in self._sessions.items():
             if session.inventory is not None:
                 inventories[name], session.inventory = session.inventory, None
+            if session.telemetry_dirty and mono - session.telemetry_written >= TELEMETRY_WRITE_S:
+                telemetry[name] = session.telemetry
+                session.telemetry_dirty, session.telemetry_written = False, mono
+            if mono - session.seen_written >= SEEN_WRITE_S:
+                seen[name] = session.last_seen
+                session.seen_written = mono
         return Updates(seen, telemetry, inventories)
 
     def get(self, name: str) -> AgentSession | None:

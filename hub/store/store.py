@@ -175,7 +175,12 @@ class Store:
         with self._session() as session:
             return list(session.exec(query).all())
 
-    def mark_down(self, name: str, now: datetime, last_seen: datetime | None) -> None:
+    def mark_down(
+        self, name: str, now: datetime, last_seen: datetime | None,
+        telemetry: Sequence[GpuTelemetryRecord] = (),
+    ) -> None:  # fmt: skip
+        """The node's stream ended: down, with its last heartbeat time and the telemetry the
+        hub held but had not written yet (a down node's GPUs keep their last sample)."""
         with self._session() as session:
             values: dict[str, object] = {"status": NodeStatus.DOWN.value, "status_since": now}
             if last_seen is not None:
@@ -186,6 +191,13 @@ class Store:
                 .values(**values)
             )
             session.commit()
+        if telemetry:
+            try:
+                self._write_beats({}, {name: tuple(telemetry)})
+            except BAD_ROW as exc:
+                if isinstance(exc, OperationalError):
+                    raise
+                log.error("last telemetry of node %s not written: %s", name, str(exc)[:300])
 
     def mark_all_down(self, now: datetime) -> int:
         """At hub start: no stream is open yet, so no node is ready."""
@@ -203,8 +215,8 @@ class Store:
         seen: Mapping[str, datetime],
         telemetry: Mapping[str, tuple[GpuTelemetryRecord, ...]] | None = None,
     ) -> list[str]:
-        """Batch what the hub kept in memory since the last flush into one transaction:
-        heartbeat times and each connected node's latest GPU telemetry.
+        """Batch what the hub kept in memory and is due into one transaction: heartbeat times
+        and connected nodes' latest GPU telemetry (only nodes whose telemetry changed).
 
         Should the batch fail, each node is written in its own transaction, so one node's
         bad row never drops the others'; returns the nodes whose write failed (logged)."""

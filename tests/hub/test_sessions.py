@@ -1,15 +1,27 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+import random
+from datetime import UTC, datetime, timedelta
 
 import grpc
 import pytest
 
 from gpufleet.v1 import agent_link_pb2 as pb
-from hub.sessions import Close, NameInUse, NodeDisconnected, SessionRegistry, Updates
+from hub.sessions import (
+    SEEN_WRITE_S,
+    TELEMETRY_WRITE_S,
+    Close,
+    NameInUse,
+    NodeDisconnected,
+    SessionRegistry,
+    Updates,
+)
+from hub.store import GpuTelemetryRecord
 
 NOW = datetime(2026, 11, 24, tzinfo=UTC)
+LATER = NOW + timedelta(seconds=1)
+PACE = pb.HubMessage(pace=pb.Pace())
 
 
 def test_another_agent_under_a_connected_name_is_refused() -> None:
@@ -29,14 +41,71 @@ def test_same_agent_reconnecting_replaces_its_stale_stream() -> None:
     assert registry.release(fresh) is True
 
 
-def test_expiry_uses_the_last_heartbeat() -> None:
+def test_expiry_uses_the_last_heartbeat_and_the_interval_each_agent_was_told() -> None:
     registry = SessionRegistry()
     a = registry.open("a", "1", "", 0.0, NOW)
     registry.open("b", "2", "", 0.0, NOW)
+    slow = registry.open("c", "3", "", 0.0, NOW)
+    slow.interval = 10.0
     registry.heartbeat(a, 10.0, NOW)
-    assert [s.name for s in registry.expired(16.0, ttl=15.0)] == ["b"]
-    assert registry.take_updates() == Updates({"a": NOW}, {"a": ()}, {})
-    assert registry.take_updates() == Updates({}, {}, {})
+    assert [s.name for s in registry.expired(16.0)] == ["b"]  # 3 x 5 s
+    assert [s.name for s in registry.expired(31.0)] == ["a", "b", "c"]
+
+
+def test_after_a_pace_change_the_longer_interval_counts_until_the_next_heartbeat() -> None:
+    registry = SessionRegistry()
+    session = registry.open("a", "1", "", 0.0, NOW)
+    session.interval = 20.0
+    session.pace(5.0, 60.0, PACE)
+    assert session.outbox.get_nowait() is PACE and session.interval == 5.0
+    assert registry.expired(59.0) == []  # still 3 x 20 s: its next beat may be 20 s away
+    assert registry.expired(61.0) == [session]
+    registry.heartbeat(session, 61.0, NOW)
+    assert registry.expired(76.5) == [session]  # now 3 x 5 s
+    session.pace(5.0, 60.0, PACE)  # the same pace again: nothing sent
+    assert session.outbox.empty() and session.paced is None
+
+
+def test_time_the_hub_was_stalled_is_no_agents_silence() -> None:
+    registry = SessionRegistry()
+    session = registry.open("a", "1", "", 0.0, NOW)
+    registry.credit(30.0)  # the hub's loop was blocked for 30 s
+    assert registry.expired(40.0) == []
+    assert registry.silence(session, 40.0) == 10.0
+    assert registry.expired(46.0) == [session]  # a silent agent is still cut off
+    registry.heartbeat(session, 50.0, NOW)
+    registry.credit(1.0)
+    assert registry.silence(session, 60.0) == 9.0
+
+
+def test_only_changed_telemetry_is_written_and_at_most_once_a_minute() -> None:
+    registry = SessionRegistry(random.Random(7))
+    session = registry.open("a", "1", "", 1000.0, NOW)
+    sample = (GpuTelemetryRecord(0, memory_used_mb=10),)
+    assert registry.take_updates(1000.0) == Updates({}, {}, {})  # its hello was just written
+    assert session.report(sample, NOW) and not session.report(sample, NOW)
+    assert session.unwritten_telemetry() == sample
+    due = registry.take_updates(1000.0 + TELEMETRY_WRITE_S)
+    assert due.telemetry == {"a": sample} and session.unwritten_telemetry() == ()
+    session.report((GpuTelemetryRecord(0, memory_used_mb=20),), NOW)
+    assert registry.take_updates(1001.0 + TELEMETRY_WRITE_S).telemetry == {}  # not yet
+    assert "a" in registry.take_updates(1000.0 + 2 * TELEMETRY_WRITE_S).telemetry
+
+
+def test_last_seen_is_written_every_few_minutes_not_with_each_batch() -> None:
+    registry = SessionRegistry(random.Random(7))
+    session = registry.open("a", "1", "", 1000.0, NOW)
+    registry.heartbeat(session, 1001.0, LATER)
+    assert registry.take_updates(1000.0 + SEEN_WRITE_S).seen == {"a": LATER}
+    assert registry.take_updates(1000.0 + SEEN_WRITE_S + 5).seen == {}
+
+
+def test_connecting_at_once_spreads_the_first_writes() -> None:
+    registry = SessionRegistry(random.Random(7))
+    for i in range(100):
+        registry.open(f"n{i}", str(i), "", 0.0, NOW).report((GpuTelemetryRecord(0),), NOW)
+    first = registry.take_updates(TELEMETRY_WRITE_S / 4)
+    assert 10 < len(first.telemetry) < 40
 
 
 def test_heartbeat_rate_is_bounded() -> None:
