@@ -89,8 +89,9 @@ class Reasons(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         index = current.get()
         text = record.getMessage()
-        if index < 0 or "reconnecting" in text or "connected to hub" in text:
-            return
+        ended = record.levelno == logging.INFO and " ended: " in text
+        if index < 0 or (record.levelno < logging.WARNING and not ended):
+            return  # connected, paced, reconnecting in N s
         self.counts[index].reasons[reason(text)] += 1
 
 
