@@ -202,6 +202,12 @@ SMOKES: dict[str, Smoke] = {
          *(rf"hubctl {command} +{NUM}s +{NUM}s +{lines} +{NUM}s +{NUM}s"
            for command, lines in (("nodes", 201), ("gpus", 801), ("status", 201)))),
     ),
+    "link_memory": Smoke(
+        ("--links", "20"),
+        (r"20 links, each one bidi stream; grpc \S+",
+         *(rf"{label} +-?{NUM} KiB per link" for label in
+           ("plaintext", "mutual TLS, 16 KiB records", "mutual TLS, the hub's options"))),
+    ),
     "model_switch": Smoke(
         ("--runs", "1"),
         (rf"through hub \+ agent +median {NUM} s .*",
