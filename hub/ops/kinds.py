@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -14,7 +15,7 @@ from hub.ops.kind import NodeRun, OperationKind
 from hub.ops.steps import Cancelled, Switch, Unreachable, cancelled
 from hub.states import UNKNOWN, UNKNOWN_RUNNING, NodeState, Running
 from hub.store import Database, Store
-from hub.store.assignments import AssignmentStore
+from hub.store.assignments import Assigned, AssignmentStore
 
 S = NodeState
 log = logging.getLogger(__name__)
@@ -26,20 +27,78 @@ class Capacity(Protocol):
         ...
 
 
-@dataclass(frozen=True)
 class StoredCapacity:
     """Capacity warnings from what the database knows: the node's GPUs as its agent last
     reported them (less the VRAM of processes gpufleet does not manage), and the
-    configuration's assignments in force."""
+    configuration's assignments in force.
 
-    db: Database
+    The nodes that ask within one turn of the event loop (every node of a `switch --all`
+    asks at once) are answered from one read on the database thread: their GPUs in one query,
+    the assignments once per configuration; not two round trips per node, each queued behind
+    the operation's writes, before the node's first task could go out."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._asked: dict[tuple[str, str], asyncio.Future[list[str]]] = {}
+        self._configs: dict[str, Configuration] = {}
 
     async def __call__(self, config: Configuration, node: str) -> list[str]:
-        gpus = await self.db.call(Store(self.db.engine).placement_gpus, [node])
-        sets = await self.db.call(AssignmentStore(self.db.engine).sets, config.name)
-        current = sets[0].current if sets else ()
-        found = [capacity.node_gpu(g) for g in gpus]
-        return capacity.check(config, node, found, current)
+        return await self._ask(config, node)
+
+    def _ask(self, config: Configuration, node: str) -> asyncio.Future[list[str]]:
+        loop = asyncio.get_running_loop()
+        if not self._asked:
+            loop.call_soon(self._read)
+        self._configs[config.name] = config
+        found = self._asked.get((node, config.name))
+        if found is None:
+            found = self._asked[(node, config.name)] = loop.create_future()
+        return found
+
+    def _read(self) -> None:
+        asked, self._asked = self._asked, {}
+        configs, self._configs = self._configs, {}
+        task = asyncio.ensure_future(self._answer(asked, configs))
+        _reads.add(task)
+        task.add_done_callback(_reads.discard)
+
+    async def _answer(self, asked: dict[tuple[str, str], asyncio.Future[list[str]]],
+                      configs: dict[str, Configuration]) -> None:  # fmt: skip
+        nodes = list(dict.fromkeys(node for node, _ in asked))
+        try:
+            gpus, current = await self.db.call(self._stored, nodes, list(configs))
+        except Exception as exc:
+            for future in asked.values():
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        except BaseException:
+            for future in asked.values():
+                future.cancel()
+            raise
+        for (node, name), future in asked.items():
+            if not future.done():
+                future.set_result(capacity.check(configs[name], node, gpus[node], current[name]))
+
+    def _stored(self, nodes: list[str], names: list[str]) -> tuple[Gpus, Current]:
+        """On the database thread: the nodes' GPUs, and each configuration's assignments."""
+        gpus: Gpus = {node: [] for node in nodes}
+        store = Store(self.db.engine)
+        for at in range(0, len(nodes), READ_AT_ONCE):
+            for gpu in store.placement_gpus(nodes[at : at + READ_AT_ONCE]):
+                gpus[gpu.node].append(capacity.node_gpu(gpu))
+        assignments = AssignmentStore(self.db.engine)
+        current: Current = {}
+        for name in names:
+            sets = assignments.sets(name)
+            current[name] = sets[0].current if sets else ()
+        return gpus, current
+
+
+Gpus = dict[str, list[capacity.NodeGpu]]  # by node
+Current = dict[str, tuple[Assigned, ...]]  # the assignments in force, by configuration
+READ_AT_ONCE = 2000  # nodes per query (SQLite's limit on bound parameters is far above)
+_reads: set[asyncio.Task[None]] = set()  # batched reads in flight (kept from the collector)
 
 
 @dataclass(frozen=True)

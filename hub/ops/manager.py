@@ -22,6 +22,7 @@ from hub.ops.events import Event, ProgressLog
 from hub.ops.kind import HUB_TARGET, HubKind, HubRun, NodeRun, OperationKind, Request
 from hub.ops.remote import RemoteAgent, running_from_proto
 from hub.ops.steps import SetState
+from hub.ops.writes import Writes
 from hub.sessions import AgentSession, SessionRegistry, TaskProgress
 from hub.states import UNKNOWN, NodeState, observed
 from hub.store import Database
@@ -74,6 +75,8 @@ class OperationManager:
         self.registry = registry
         self.db = db
         self.store = store
+        # Every write of every operation goes through here: one transaction per loop turn.
+        self.writes = Writes(db, store)
         self.observe_step = observe_step
         self.busy: dict[str, str] = {}  # node -> operation id
         # A hub kind's reservation -> the operation holding it and its kind (to join it).
@@ -118,6 +121,7 @@ class OperationManager:
             else:
                 self.busy.update(dict.fromkeys(nodes, record.id))
         try:
+            self.writes.flush()  # in order: what operations wrote before, then this one
             await self.db.call(self.store.create, record, nodes)
         except BaseException as exc:
             self._release(nodes, record.id)
@@ -165,6 +169,7 @@ class OperationManager:
         """Stop a running operation and wait (bounded) until it has ended."""
         run = self.running.get(operation_id)
         if run is None:
+            self.writes.flush()
             found = await self.db.call(self.store.get, operation_id)
             if found is None:
                 raise OperationError(
@@ -197,14 +202,14 @@ class OperationManager:
                           percent=p.percent)  # fmt: skip
         gone = run.progress.add(node, task_id, event.seq)
         if gone is not None:
-            self.db.submit(self.store.delete_event, operation_id, gone)
+            self.writes.add(self.store.event_deleted, operation_id, gone)
 
     def _add(self, operation_id: str, node: str, step: str, message: str, done: bool = False,
              progress: bool = False, percent: float | None = None) -> Event:  # fmt: skip
         run = self.running[operation_id]
         run.seq += 1
         event = Event(run.seq, self.now(), node, step, message, done, progress, percent)
-        self.db.submit(self.store.add_event, operation_id, event)
+        self.writes.add(self.store.event_added, operation_id, event)
         for queue in run.watchers:
             queue.put_nowait(event)
         return event
@@ -239,8 +244,8 @@ class OperationManager:
                 self._release(nodes, oid)
         finished = self.now()
         self.unsaved[oid] = (status, finished, message)
-        self.db.submit(self.store.finish, oid, status, finished, message,
-                       landed=lambda: self.unsaved.pop(oid, None))  # fmt: skip
+        self.writes.add(self.store.finished, oid, status, finished, message,
+                        landed=lambda: self.unsaved.pop(oid, None))  # fmt: skip
         self.event(oid, "", "done", f"{status}: {message}", done=True)
         del self.running[oid]
         run.ended.set()
@@ -266,13 +271,13 @@ class OperationManager:
             del self.held[holds]
 
     def _node_started(self, operation_id: str, node: str) -> None:
-        self.db.submit(self.store.node_result, operation_id, node, "running", "", self.now(), None)
+        self.writes.add(self.store.resulted, operation_id, node, "running", "", self.now(), None)
         self.event(operation_id, node, "begin", "started")
 
     def _node_finished(self, operation_id: str, node: str, outcome: Outcome) -> None:
         dropped = self.running[operation_id].progress.finish_node(node)
-        self.db.submit(self.store.node_result, operation_id, node, outcome.result,
-                       outcome.message, None, self.now(), dropped)  # fmt: skip
+        self.writes.add(self.store.resulted, operation_id, node, outcome.result,
+                        outcome.message, None, self.now(), dropped)  # fmt: skip
         if self.running[operation_id].holds:
             self.event(operation_id, node, "result", f"{outcome.result}: {outcome.message}")
             return
@@ -286,8 +291,8 @@ class OperationManager:
         def apply(state: NodeState, configuration: str, message: str) -> None:
             if check:
                 return
-            self.db.submit(self.store.set_state, node, state, configuration,
-                           self.now(), message, operation_id)  # fmt: skip
+            self.writes.add(self.store.moved, node, state, configuration,
+                            self.now(), message, operation_id)  # fmt: skip
             if state == NodeState.DRAINING:
                 self.drained.add(node)
             else:
@@ -346,8 +351,8 @@ class OperationManager:
         state, config, message = observed(session.project)
         if session.name in self.drained and state == NodeState.READY:
             state = NodeState.DRAINING  # healthy, and drained: so until a switch or stop
-        self.db.submit(self.store.set_state, session.name, state, config, self.now(), message,
-                       "", True)  # fmt: skip
+        self.writes.add(self.store.moved, session.name, state, config, self.now(), message,
+                        "", True)  # fmt: skip
 
     async def watch(self, operation_id: str) -> AsyncIterator[Event]:
         """Stored events, then live ones until the operation ends."""
@@ -357,6 +362,7 @@ class OperationManager:
             run.watchers.append(queue)
         try:
             last = 0
+            self.writes.flush()  # the events gathered so far are stored before they are read
             for stored in await self.db.call(self.store.events, operation_id):
                 last = stored.seq
                 yield stored

@@ -7,7 +7,8 @@ Callers get and give plain dataclasses; the ORM rows stay in this module."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -16,6 +17,7 @@ from sqlalchemy import Engine, delete, update
 from sqlmodel import Session, col, select
 
 from hub.states import NodeState, check
+from hub.store.db import describe, storage_fault
 from hub.store.models import (
     Node,
     NodeTransition,
@@ -23,6 +25,8 @@ from hub.store.models import (
     OperationEvent,
     OperationNode,
 )
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,21 @@ def _event(row: OperationEvent) -> Event:
                  row.progress, row.percent)  # fmt: skip
 
 
+class Change:
+    """One write of OperationStore.apply: a function of a session and its arguments."""
+
+    def __init__(self, fn: Callable[..., None], *args: Any) -> None:
+        self.fn, self.args = fn, args
+
+    @property
+    def name(self) -> str:
+        return str(getattr(self.fn, "__name__", self.fn))
+
+    def run(self, session: Session) -> None:
+        self.fn(session, *self.args)
+
+
+NODES = "nodes"  # session.info: the nodes of a batch by name, read at once (apply)
 WARNING_STEP = "warning"  # a node's event with this step is also one of its result's warnings
 MAX_WARNINGS = 20  # kept per node of an operation
 
@@ -97,23 +116,61 @@ class OperationStore:
         transition, a new note alone only updates the node. An operation's move must be one
         of hub.states.TRANSITIONS (InvalidTransition otherwise); what an agent reports it
         runs (`observed`) may put the node in any state."""
-        with self._session() as session:
-            node = session.exec(select(Node).where(Node.name == name)).one()
-            assert node.id is not None
-            if not observed:
-                check(node.state, state)
-            if (node.state, node.configuration) != (state, configuration):
-                session.add(NodeTransition(
-                    node_id=node.id, at=now, from_state=node.state, to_state=state,
-                    configuration=configuration, operation_id=operation_id, message=message,
-                ))  # fmt: skip
-            elif node.state_message == message:
-                return
-            if node.state != state or node.state_since is None:
-                node.state_since = now
-            node.state, node.configuration, node.state_message = state, configuration, message
-            session.add(node)
-            session.commit()
+        self.apply([Change(self.moved, name, state, configuration, now, message, operation_id,
+                           observed)])  # fmt: skip
+
+    @staticmethod
+    def moved(
+        session: Session, name: str, state: NodeState, configuration: str, now: datetime,
+        message: str = "", operation_id: str = "", observed: bool = False,
+    ) -> None:  # fmt: skip
+        """set_state within `session` (see apply)."""
+        known: dict[str, Node] = session.info.get(NODES, {})
+        node = known.get(name) or session.exec(select(Node).where(Node.name == name)).one()
+        assert node.id is not None
+        if not observed:
+            check(node.state, state)
+        if (node.state, node.configuration) != (state, configuration):
+            session.add(NodeTransition(
+                node_id=node.id, at=now, from_state=node.state, to_state=state,
+                configuration=configuration, operation_id=operation_id, message=message,
+            ))  # fmt: skip
+        elif node.state_message == message:
+            return
+        if node.state != state or node.state_since is None:
+            node.state_since = now
+        node.state, node.configuration, node.state_message = state, configuration, message
+        session.add(node)
+
+    def apply(self, changes: Sequence[Change]) -> None:
+        """Write `changes` in one transaction (an operation's writes of one turn of the hub's
+        event loop: a `switch --all` moves thousands of nodes at once). When one of them is
+        refused (an invalid transition, a constraint), the others are written one by one and
+        only that one is dropped, logged; a storage fault fails the whole call, to be retried
+        (hub.store.db.Database)."""
+        try:
+            with self._session() as session, session.no_autoflush:
+                # The nodes the changes move, in one query; the rows they add, in one flush.
+                names = {c.args[0] for c in changes if c.fn == self.moved}
+                if len(names) > 1:
+                    query = select(Node).where(col(Node.name).in_(names))
+                    session.info[NODES] = {n.name: n for n in session.exec(query).all()}
+                for change in changes:
+                    change.run(session)
+                session.commit()
+            return
+        except Exception as exc:
+            if storage_fault(exc) or len(changes) == 1:
+                raise
+        for change in changes:
+            try:
+                with self._session() as session:
+                    change.run(session)
+                    session.commit()
+            except Exception as exc:
+                if storage_fault(exc):
+                    raise
+                log.error("operation write %s refused, dropped: %s", change.name, describe(exc))
 
     def nodes_in_state(self, state: NodeState) -> list[str]:
         with self._session() as session:
@@ -143,15 +200,18 @@ class OperationStore:
             session.commit()
 
     def add_event(self, operation_id: str, event: Event) -> None:
-        with self._session() as session:
-            session.add(OperationEvent(
-                operation_id=operation_id, seq=event.seq, at=event.at, node=event.node,
-                step=event.step, message=event.message, progress=event.progress,
-                percent=event.percent,
-            ))  # fmt: skip
-            if event.step == WARNING_STEP and event.node:
-                self._warn(session, operation_id, event.node, event.message)
-            session.commit()
+        self.apply([Change(self.event_added, operation_id, event)])
+
+    @classmethod
+    def event_added(cls, session: Session, operation_id: str, event: Event) -> None:
+        """add_event within `session` (see apply)."""
+        session.add(OperationEvent(
+            operation_id=operation_id, seq=event.seq, at=event.at, node=event.node,
+            step=event.step, message=event.message, progress=event.progress,
+            percent=event.percent,
+        ))  # fmt: skip
+        if event.step == WARNING_STEP and event.node:
+            cls._warn(session, operation_id, event.node, event.message)
 
     @staticmethod
     def _warn(session: Session, operation_id: str, node: str, message: str) -> None:
@@ -164,35 +224,51 @@ class OperationStore:
             session.add(row)
 
     def delete_event(self, operation_id: str, seq: int) -> None:
-        with self._session() as session:
-            session.execute(
-                delete(OperationEvent).where(col(OperationEvent.operation_id) == operation_id,
-                                             col(OperationEvent.seq) == seq)
-            )  # fmt: skip
-            session.commit()
+        self.apply([Change(self.event_deleted, operation_id, seq)])
+
+    @staticmethod
+    def event_deleted(session: Session, operation_id: str, seq: int) -> None:
+        """delete_event within `session` (see apply)."""
+        session.flush()  # the event may have been added in the same transaction
+        session.execute(
+            delete(OperationEvent).where(col(OperationEvent.operation_id) == operation_id,
+                                         col(OperationEvent.seq) == seq)
+        )  # fmt: skip
 
     def node_result(
         self, operation_id: str, node: str, result: str, message: str,
         started: datetime | None, finished: datetime | None, progress_dropped: int = 0,
     ) -> None:  # fmt: skip
-        with self._session() as session:
-            session.execute(
-                update(OperationNode)
-                .where(col(OperationNode.operation_id) == operation_id,
-                       col(OperationNode.node) == node)
-                .values(result=result, message=message, progress_dropped=progress_dropped,
-                        **{k: v for k, v in (("started", started), ("finished", finished))
-                           if v is not None})
-            )  # fmt: skip
-            session.commit()
+        self.apply([Change(self.resulted, operation_id, node, result, message, started,
+                           finished, progress_dropped)])  # fmt: skip
+
+    @staticmethod
+    def resulted(
+        session: Session, operation_id: str, node: str, result: str, message: str,
+        started: datetime | None, finished: datetime | None, progress_dropped: int = 0,
+    ) -> None:  # fmt: skip
+        """node_result within `session` (see apply)."""
+        session.execute(
+            update(OperationNode)
+            .where(col(OperationNode.operation_id) == operation_id,
+                   col(OperationNode.node) == node)
+            .values(result=result, message=message, progress_dropped=progress_dropped,
+                    **{k: v for k, v in (("started", started), ("finished", finished))
+                       if v is not None})
+        )  # fmt: skip
 
     def finish(self, operation_id: str, status: str, now: datetime, message: str) -> None:
-        with self._session() as session:
-            session.execute(
-                update(Operation).where(col(Operation.id) == operation_id)
-                .values(status=status, finished=now, message=message)
-            )  # fmt: skip
-            session.commit()
+        self.apply([Change(self.finished, operation_id, status, now, message)])
+
+    @staticmethod
+    def finished(
+        session: Session, operation_id: str, status: str, now: datetime, message: str
+    ) -> None:
+        """finish within `session` (see apply)."""
+        session.execute(
+            update(Operation).where(col(Operation.id) == operation_id)
+            .values(status=status, finished=now, message=message)
+        )  # fmt: skip
 
     def interrupt_running(self, now: datetime) -> list[str]:
         """At hub start: no operation survives a restart. Mark them and their open nodes."""
