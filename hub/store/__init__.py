@@ -9,7 +9,7 @@ from hub.store.models import Gpu, Node, NodeEvent, NodeStatus
 from hub.store.registry import RegistryEntryRow
 from hub.store.store import GpuRecord, GpuTelemetryRecord, NodeHello, Store
 from hub.store.trust import AuditEntry, Credential, JoinToken, TrustStore
-from hub.store.usage import GpuSampleRow, GpuUsageRow
+from hub.store.usage import GpuSampleRow, GpuUsageMark, GpuUsageRow
 
 __all__ = [
     "ApiKeyRow",
@@ -21,6 +21,7 @@ __all__ = [
     "GpuRecord",
     "GpuSampleRow",
     "GpuTelemetryRecord",
+    "GpuUsageMark",
     "GpuUsageRow",
     "JoinToken",
     "ModelBackend",

@@ -5,7 +5,12 @@ PostgreSQL alike). Both tables are keyed by (time, node, gpu) and, on SQLite, st
 ROWID: the key is the table and no index is needed. Time first: a batch of samples appends to
 the end (a key in node order would dirty a page per GPU on every flush, 4 KiB of WAL per
 sample), pruning deletes from the start, folding and listings read one contiguous range.
-Listings are in that order: by hour (or second), then node, then GPU. Functions run on
+Listings are in that order: by hour (or second), then node, then GPU.
+
+Hours are folded incrementally: `fold` adds the samples of one slice of time (after the
+watermark in `gpu_usage_mark`) to their hours' sums, counts and maxima, and moves the mark in
+the same transaction: each sample is counted once, whatever restarts, and no step reads more
+than one slice. Averages are sums over counts, computed when read. Functions run on
 Database's thread.
 """
 
@@ -26,12 +31,12 @@ from sqlalchemy import (
     and_,
     delete,
     func,
-    insert,
     literal,
     literal_column,
     or_,
     select,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Field, SQLModel
 
 from hub.store import scan
@@ -63,8 +68,8 @@ class GpuSampleRow(SQLModel, table=True):
 
 
 class GpuUsageRow(SQLModel, table=True):
-    """One GPU over one hour (from `hour_s`), folded from its raw samples (the current hour
-    too, refolded at each downsampler tick until it ends)."""
+    """One GPU over one hour (from `hour_s`), folded from its raw samples up to the mark (the
+    current hour too); the sums count the samples that reported the value (`*_n`)."""
 
     __tablename__ = "gpu_usage"
     __table_args__ = ({"sqlite_with_rowid": False},)
@@ -73,17 +78,32 @@ class GpuUsageRow(SQLModel, table=True):
     node: str = Field(sa_column=Column(String(253), primary_key=True))
     gpu: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))
     samples: int = 0
-    utilization_avg: float | None = Field(default=None, sa_column=Column(Float, nullable=True))
+    utilization_sum: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    utilization_n: int = 0
     utilization_max: int | None = None
-    memory_used_avg_mb: float = Field(default=0.0, sa_column=Column(Float, nullable=False))
+    memory_used_sum_mb: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
     memory_used_max_mb: int = 0
     temperature_max_c: float | None = Field(default=None, sa_column=Column(Float, nullable=True))
-    power_avg_w: float | None = Field(default=None, sa_column=Column(Float, nullable=True))
+    power_sum_w: float = Field(default=0.0, sa_column=Column(Float, nullable=False))
+    power_n: int = 0
+
+
+class GpuUsageMark(SQLModel, table=True):
+    """One row: raw samples before `folded_to_s` are in `gpu_usage`."""
+
+    __tablename__ = "gpu_usage_mark"
+
+    id: int = Field(default=1, primary_key=True)
+    folded_to_s: int = Field(sa_column=Column(BigInteger, nullable=False))
 
 
 SAMPLE = GpuSampleRow.__table__  # type: ignore[attr-defined]
 USAGE = GpuUsageRow.__table__  # type: ignore[attr-defined]
+MARK = GpuUsageMark.__table__  # type: ignore[attr-defined]
 NODE = Node.__table__  # type: ignore[attr-defined]
+SUMS = ("samples", "utilization_sum", "utilization_n", "memory_used_sum_mb", "power_sum_w",
+        "power_n")  # fmt: skip
+MAXIMA = ("utilization_max", "memory_used_max_mb", "temperature_max_c")
 _HOUR = literal_column(str(HOUR_S), BigInteger)
 SAMPLE_COLUMNS = ("node", "gpu", "at_s", "state", "utilization", "memory_used_mb",
                   "temperature_c", "power_draw_w")  # fmt: skip
@@ -126,28 +146,32 @@ class UsageStore:
         with self.engine.begin() as connection:
             connection.exec_driver_sql(_insert_sql(self.engine), list(samples))
 
-    def fold(self) -> list[int]:
-        """Fold the raw samples of each hour into `gpu_usage`, replacing that hour's rows,
-        where they count more samples than its rows do: an hour not folded yet, the current
-        hour (new samples since the last fold), an hour whose samples came late. Running it
-        again changes nothing, and an hour whose raw samples are partly pruned (fewer than
-        counted) stays as it was folded. Returns the hours folded."""
-        hour = (SAMPLE.c.at_s // _HOUR) * _HOUR
+    def mark(self) -> int | None:
+        """Where the next fold starts (None: nothing folded yet)."""
+        with self.engine.connect() as connection:
+            found = connection.execute(select(MARK.c.folded_to_s)).scalar()
+        return None if found is None else int(found)
+
+    def fold(self, from_s: int, to_s: int) -> int:
+        """Add the raw samples from `from_s` (the mark) to `to_s` to their hours, then move
+        the mark to `to_s`, in one transaction; returns the samples folded. A mark that
+        moved meanwhile (another hub on the database folded them) folds nothing."""
         with self.engine.begin() as connection:
-            raw: dict[int, int] = dict(connection.execute(
-                select(hour, func.count()).group_by(hour)
-            ).all())  # fmt: skip
-            if not raw:
-                return []
-            counted: dict[int, int] = dict(connection.execute(
-                select(USAGE.c.hour_s, func.sum(USAGE.c.samples))
-                .where(USAGE.c.hour_s >= min(raw)).group_by(USAGE.c.hour_s)
-            ).all())  # fmt: skip
-            due = sorted(h for h, n in raw.items() if int(counted.get(h) or 0) < int(n))
-            for start in due:
-                connection.execute(delete(USAGE).where(USAGE.c.hour_s == start))
-                connection.execute(_fold_hour(start))
-            return due
+            moved = connection.execute(
+                MARK.update().where(MARK.c.folded_to_s == from_s).values(folded_to_s=to_s)
+            ).rowcount  # fmt: skip
+            if not moved:
+                if connection.execute(select(MARK.c.folded_to_s)).scalar() is not None:
+                    return 0
+                connection.execute(MARK.insert().values(id=1, folded_to_s=to_s))
+            if to_s <= from_s:
+                return 0
+            found = connection.execute(
+                select(func.count()).where(SAMPLE.c.at_s >= from_s, SAMPLE.c.at_s < to_s)
+            ).scalar()  # fmt: skip
+            if found:
+                connection.execute(_fold_slice(self.engine, from_s, to_s))
+            return int(found or 0)
 
     def prune_samples(self, before_s: int, after_s: int | None = None) -> int:
         """Delete raw samples older than `before_s` (and not older than `after_s`)."""
@@ -157,9 +181,12 @@ class UsageStore:
         with self.engine.begin() as connection:
             return int(connection.execute(delete(SAMPLE).where(where)).rowcount or 0)
 
-    def oldest_sample(self) -> int | None:
+    def first_sample(self, from_s: int = 0) -> int | None:
+        """The time of the first raw sample at or after `from_s` (None: there is none)."""
         with self.engine.connect() as connection:
-            found = connection.execute(select(func.min(SAMPLE.c.at_s))).scalar()
+            found = connection.execute(
+                select(func.min(SAMPLE.c.at_s)).where(SAMPLE.c.at_s >= from_s)
+            ).scalar()  # fmt: skip
         return None if found is None else int(found)
 
     def prune_usage(self, before_s: int) -> int:
@@ -202,43 +229,50 @@ def _insert_sql(engine: Engine) -> str:
             "ON CONFLICT DO NOTHING")  # fmt: skip
 
 
-def _hours(from_s: int, to_s: int | None = None) -> Any:
-    """Each GPU's hours from `from_s` (to `to_s`), aggregated from the raw samples."""
-    hour = (SAMPLE.c.at_s // _HOUR) * _HOUR
-    where = SAMPLE.c.at_s >= from_s
-    if to_s is not None:
-        where = and_(where, SAMPLE.c.at_s < to_s)
-    return select(
-        SAMPLE.c.node, SAMPLE.c.gpu, hour.label("start_s"), literal(HOUR_S).label("span_s"),
-        func.count().label("samples"), func.avg(SAMPLE.c.utilization).label("utilization_avg"),
-        func.max(SAMPLE.c.utilization).label("utilization_max"),
-        func.avg(SAMPLE.c.memory_used_mb).label("memory_used_avg_mb"),
-        func.max(SAMPLE.c.memory_used_mb).label("memory_used_max_mb"),
-        func.max(SAMPLE.c.temperature_c).label("temperature_max_c"),
-        func.avg(SAMPLE.c.power_draw_w).label("power_avg_w"),
-    ).where(where).group_by(SAMPLE.c.node, SAMPLE.c.gpu, hour)  # fmt: skip
+def _fold_slice(engine: Engine, from_s: int, to_s: int) -> Any:
+    """INSERT INTO gpu_usage SELECT ... GROUP BY hour, node, gpu ... ON CONFLICT: add the
+    sums, keep the greater maxima (set-based, one statement)."""
+    c = SAMPLE.c
+    hour = (c.at_s // _HOUR) * _HOUR
+    rows = select(
+        hour, c.node, c.gpu, func.count(), func.coalesce(func.sum(c.utilization), 0),
+        func.count(c.utilization), func.max(c.utilization), func.sum(c.memory_used_mb),
+        func.max(c.memory_used_mb), func.max(c.temperature_c),
+        func.coalesce(func.sum(c.power_draw_w), 0.0), func.count(c.power_draw_w),
+    ).where(c.at_s >= from_s, c.at_s < to_s).group_by(hour, c.node, c.gpu)  # fmt: skip
+    columns = ["hour_s", "node", "gpu", "samples", "utilization_sum", "utilization_n",
+               "utilization_max", "memory_used_sum_mb", "memory_used_max_mb",
+               "temperature_max_c", "power_sum_w", "power_n"]  # fmt: skip
+    greatest: Callable[[Any, Any], Any] = _sqlite_greatest
+    if engine.dialect.name == "postgresql":
+        upsert: Any = postgresql.insert(USAGE)
+        greatest = func.greatest
+    else:
+        upsert = sqlite.insert(USAGE)
+    upsert = upsert.from_select(columns, rows)
+    new = upsert.excluded
+    changes = {name: USAGE.c[name] + new[name] for name in SUMS}
+    changes |= {name: greatest(USAGE.c[name], new[name]) for name in MAXIMA}
+    return upsert.on_conflict_do_update(index_elements=["hour_s", "node", "gpu"], set_=changes)
 
 
-def _fold_hour(start: int) -> Any:
-    """INSERT INTO gpu_usage SELECT ... GROUP BY node, gpu: one hour, set-based."""
-    rows = _hours(start, start + HOUR_S).subquery()
-    columns = ["node", "gpu", "hour_s", "samples", "utilization_avg", "utilization_max",
-               "memory_used_avg_mb", "memory_used_max_mb", "temperature_max_c",
-               "power_avg_w"]  # fmt: skip
-    chosen = select(
-        rows.c.node, rows.c.gpu, rows.c.start_s, rows.c.samples, rows.c.utilization_avg,
-        rows.c.utilization_max, rows.c.memory_used_avg_mb, rows.c.memory_used_max_mb,
-        rows.c.temperature_max_c, rows.c.power_avg_w,
-    )  # fmt: skip
-    return insert(USAGE).from_select(columns, chosen)
+def _sqlite_greatest(a: Any, b: Any) -> Any:
+    """SQLite's max(a, b) is NULL when either is; PostgreSQL's greatest ignores NULLs."""
+    return func.max(func.coalesce(a, b), func.coalesce(b, a))
 
 
 def _hour_rows(first_s: int) -> Any:
     c = USAGE.c
+
+    def mean(total: Any, count: Any) -> Any:
+        return total * 1.0 / func.nullif(count, 0)
+
     return select(
         c.node, c.gpu, c.hour_s.label("start_s"), literal(HOUR_S).label("span_s"), c.samples,
-        c.utilization_avg, c.utilization_max, c.memory_used_avg_mb, c.memory_used_max_mb,
-        c.temperature_max_c, c.power_avg_w,
+        mean(c.utilization_sum, c.utilization_n).label("utilization_avg"), c.utilization_max,
+        mean(c.memory_used_sum_mb, c.samples).label("memory_used_avg_mb"),
+        c.memory_used_max_mb, c.temperature_max_c,
+        mean(c.power_sum_w, c.power_n).label("power_avg_w"),
     ).where(c.hour_s >= first_s)  # fmt: skip
 
 

@@ -22,11 +22,11 @@ from hub.telemetry.policy import Retention
 log = logging.getLogger(__name__)
 
 EVERY_S = 300.0
-# A sample reaches the database within a flush or two of its arrival: an hour's raw samples
-# may go once it ended this long ago and was folded since (a later sample refolds it while
-# its raw samples are kept).
+# A sample reaches the database within a flush or two of its arrival: samples are folded
+# once they are this old (one that comes later still is kept raw, not counted in its hour).
 GRACE_S = 120
 RAW_SLICE_S = 600  # raw samples deleted ten minutes at a time
+FOLD_SLICE_S = 600  # and folded ten minutes at a time
 
 
 def utcnow() -> datetime:
@@ -37,7 +37,7 @@ def utcnow() -> datetime:
 class Pruned:
     """What one tick did."""
 
-    folded: list[int] = field(default_factory=list)  # hours (epoch seconds)
+    folded: int = 0  # samples added to their hours
     samples: int = 0
     hours: int = 0
     history: dict[str, int] = field(default_factory=dict)
@@ -57,14 +57,13 @@ class Downsampler:
     async def tick(self) -> Pruned:
         now = self.clock()
         now_s = int(now.timestamp())
-        closed_end = hour_of(now_s - GRACE_S)
-        # Raw samples go by whole hours, and only hours already folded.
-        cutoff = min(hour_of(now_s - int(self.retention.raw.total_seconds())), closed_end)
         done = Pruned()
-        done.folded = await self.db.call(self.store.fold)
-        oldest = await self.db.call(self.store.oldest_sample)
-        if oldest is not None:
-            for end in range(oldest + RAW_SLICE_S, cutoff + RAW_SLICE_S, RAW_SLICE_S):
+        mark = await self._fold(now_s - GRACE_S, done)
+        # Raw samples go once past the window, and only those already folded.
+        cutoff = min(now_s - int(self.retention.raw.total_seconds()), mark)
+        first = await self.db.call(self.store.first_sample, 0)
+        if first is not None:
+            for end in range(first + RAW_SLICE_S, cutoff + RAW_SLICE_S, RAW_SLICE_S):
                 done.samples += await self.db.call(self.store.prune_samples, min(end, cutoff))
         # An hour goes once it ended `keep` ago.
         keep_from = hour_of(now_s - int(self.retention.keep.total_seconds()))
@@ -75,10 +74,26 @@ class Downsampler:
         done.history["operation"] = await self._drain(history.prune_operations, before)
         if done.folded or done.samples or done.hours or any(done.history.values()):
             old = ", ".join(f"{n} {t}" for t, n in done.history.items() if n) or "none"
-            log.info("telemetry: folded %d hours, deleted %d raw samples, %d hourly rows; "
-                     "history deleted: %s", len(done.folded), done.samples, done.hours,
+            log.info("telemetry: folded %d samples, deleted %d raw samples and %d hourly "
+                     "rows; history deleted: %s", done.folded, done.samples, done.hours,
                      old)  # fmt: skip
         return done
+
+    async def _fold(self, target: int, done: Pruned) -> int:
+        """Fold up to `target` a slice at a time (at most FOLD_SLICE_S of samples each, gaps
+        skipped); the mark it reached."""
+        mark = await self.db.call(self.store.mark)
+        if mark is None:  # the first fold: from the first sample
+            first = await self.db.call(self.store.first_sample, 0)
+            mark = target if first is None else min(first, target)
+        while True:
+            first = await self.db.call(self.store.first_sample, mark)
+            end = target if first is None or first >= target else min(first + FOLD_SLICE_S,
+                                                                       target)  # fmt: skip
+            done.folded += await self.db.call(self.store.fold, mark, max(end, mark))
+            mark = max(end, mark)
+            if mark >= target:
+                return mark
 
     async def _drain(self, prune: Callable[..., int], *args: object) -> int:
         """Repeat a bounded delete until it finds nothing more to delete."""

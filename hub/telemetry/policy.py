@@ -35,10 +35,10 @@ def argument(text: str) -> timedelta:
 
 @dataclass(frozen=True)
 class Retention:
-    """raw: raw samples are kept at least this long (whole hours are pruned, so up to an
-    hour more); keep: hourly aggregates; history: the audit log, node events and
-    transitions, finished operations. Whatever the cluster's age, the database then holds at
-    most two hours of raw samples, `keep` of hours and `history` of the rest."""
+    """raw: raw samples (folded into their hours within minutes); keep: hourly aggregates;
+    history: the audit log, node events and transitions, finished operations. Whatever the
+    cluster's age, the database holds `raw` of samples (and a downsampler tick more), `keep`
+    of hours and `history` of the rest."""
 
     raw: timedelta = timedelta(hours=1)
     keep: timedelta = timedelta(days=14)

@@ -147,7 +147,7 @@ def across_the_hour() -> list[Sample]:
 
 def test_hours_average_and_maximise_their_own_samples(usage: UsageStore) -> None:
     usage.add_samples(across_the_hour())
-    assert usage.fold() == [S10, S10 + 3600]
+    assert usage.fold(0, S10 + 7200) == 6  # samples
     ten, other, eleven = hours(usage)  # by hour, node, GPU
     assert (ten.node, ten.gpu, ten.start_s, ten.span_s, ten.samples) == ("gpu-a", 0, S10, 3600, 2)
     assert (ten.utilization_avg, ten.utilization_max) == (20.0, 30)
@@ -161,34 +161,30 @@ def test_hours_average_and_maximise_their_own_samples(usage: UsageStore) -> None
     assert (other.temperature_max_c, other.power_avg_w) == (None, None)
 
 
-def test_the_current_hour_is_folded_again_as_samples_come(usage: UsageStore) -> None:
-    first = across_the_hour()
-    usage.add_samples(first[:4] + first[5:])  # hour 10, and 11:00 and 11:01 of hour 11
-    assert usage.fold() == [S10, S10 + 3600]
-    assert [(r[0], r[1], r[3]) for r in folded_rows(usage)] == [
-        (S10, "gpu-a", 2), (S10, "gpu-b", 1), (S10 + 3600, "gpu-a", 2)]  # fmt: skip
-    usage.add_samples(across_the_hour()[4:5])  # 11:59:59
-    assert usage.fold() == [S10 + 3600]  # only the hour that has new samples
+def test_an_hour_folded_slice_by_slice_adds_up(usage: UsageStore) -> None:
+    usage.add_samples(across_the_hour())
+    assert usage.fold(0, S10 + 3601) == 4  # hour 10, and 11:00:00 (no utilization, no power)
+    eleven = hour(usage, S10 + 3600)
+    assert (eleven.samples, eleven.utilization_avg, eleven.power_avg_w) == (1, None, None)
+    assert usage.fold(S10 + 3601, S10 + 7200) == 2
     eleven = hour(usage, S10 + 3600)
     assert (eleven.samples, eleven.utilization_avg, eleven.utilization_max) == (3, 60.0, 80)
+    assert (eleven.memory_used_avg_mb, eleven.memory_used_max_mb) == (600.0, 700)
+    assert (eleven.temperature_max_c, eleven.power_avg_w) == (65.5, 200.0)
+    assert usage.mark() == S10 + 7200
 
 
-def test_folding_again_changes_nothing_and_late_samples_refold_their_hour(
-    usage: UsageStore,
-) -> None:
+def test_folding_again_counts_nothing_twice(usage: UsageStore) -> None:
     usage.add_samples(across_the_hour())
-    usage.fold()
+    usage.fold(0, S10 + 7200)
     before = folded_rows(usage)
-    assert usage.fold() == []  # a restart runs it again: nothing to do
+    assert usage.fold(0, S10 + 7200) == 0  # the mark moved (a restart, another hub): nothing
+    assert usage.fold(S10, S10 + 7200) == 0
+    assert folded_rows(usage) == before and usage.mark() == S10 + 7200
+    usage.add_samples([sample("gpu-a", 0, S10 + 3700, util=100)])  # behind the mark: too late
+    assert usage.fold(S10 + 7200, S10 + 7300) == 0
     assert folded_rows(usage) == before
-    usage.add_samples([sample("gpu-a", 0, S10 + 3700, util=100, mem=0)])  # came late
-    assert usage.fold() == [S10 + 3600]
-    eleven = hour(usage, S10 + 3600)
-    assert (eleven.samples, eleven.utilization_max) == (4, 100)
-    assert eleven.utilization_avg == pytest.approx(220 / 3)
-    usage.prune_samples(S10 + 3599)  # hour 10 partly pruned: its aggregates stand
-    assert usage.fold() == []
-    assert (hour(usage, S10).samples, hour(usage, S10, "gpu-b").samples) == (2, 1)
+    assert len(usage.usage(S10 + 3700, raw=True)) == 2  # still listed raw
 
 
 # -- pruning by age ----------------------------------------------------------------------------
@@ -202,30 +198,35 @@ def test_the_downsampler_folds_then_prunes_by_age(db: Database, usage: UsageStor
         sample("gpu-a", 0, S10, util=1),  # 20 days old: its hour goes after folding
         sample("gpu-a", 0, hour - 86400 * 13, util=2),  # 13 days: its hour stays
         sample("gpu-a", 0, hour - 7200 + 60, util=3),  # two hours ago: folded, raw pruned
-        sample("gpu-a", 0, hour - 3600 + 60, util=4),  # the last hour: folded, raw kept
-        sample("gpu-a", 0, hour + 60, util=5),  # this hour: open, raw kept
+        sample("gpu-a", 0, hour - 3600 + 60, util=4),  # 89 minutes ago: folded, raw pruned
+        sample("gpu-a", 0, hour + 60, util=5),  # this hour: folded, raw kept
     ])  # fmt: skip
     done = asyncio.run(Downsampler(db, usage, Retention(), clock=lambda: now).tick())
-    assert done.folded == [S10, hour - 86400 * 13, hour - 7200, hour - 3600, hour]
-    assert [r.start_s for r in usage.usage(0)] == [hour - 86400 * 13, hour - 7200,
-                                                   hour - 3600, hour]  # fmt: skip
-    assert [r.utilization_max for r in usage.usage(0, raw=True)] == [4, 5]
-    assert (done.samples, done.hours) == (3, 1)
+    assert (done.folded, done.samples, done.hours) == (5, 4, 1)
+    assert [(r.start_s, r.utilization_max) for r in usage.usage(0)] == [
+        (hour - 86400 * 13, 2), (hour - 7200, 3), (hour - 3600, 4), (hour, 5)]  # fmt: skip
+    assert [r.utilization_max for r in usage.usage(0, raw=True)] == [5]
+    assert usage.mark() == now_s - 120
     again = asyncio.run(Downsampler(db, usage, Retention(), clock=lambda: now).tick())
-    assert (again.folded, again.samples, again.hours) == ([], 0, 0)
+    assert (again.folded, again.samples, again.hours) == (0, 0, 0)
     assert [r.samples for r in usage.usage(0)] == [1, 1, 1, 1]
 
 
-def test_a_short_raw_window_never_prunes_an_unfolded_hour(db: Database, usage: UsageStore) -> None:
-    now = H10 + timedelta(minutes=61)  # 11:01: hour 10 ended less than the grace ago
-    usage.add_samples([sample("gpu-a", 0, S10 + 60, util=9)])
+def test_samples_are_folded_once_past_the_grace_and_pruned_only_then(
+    db: Database, usage: UsageStore
+) -> None:
     policy = Retention(raw=timedelta(minutes=5))
+    usage.add_samples([sample("gpu-a", 0, S10 + 60, util=9)])
+    now = H10 + timedelta(minutes=61)  # 11:01: folded up to 10:59
     done = asyncio.run(Downsampler(db, usage, policy, clock=lambda: now).tick())
-    assert (done.folded, done.samples) == ([S10], 0)  # a late sample may still come
-    usage.add_samples([sample("gpu-a", 0, S10 + 3599, util=1)])
+    assert (done.folded, done.samples, usage.mark()) == (1, 1, S10 + 3540)
+    late = [sample("gpu-a", 0, S10 + 3570, util=7),  # 10:59:30, written after the tick
+            sample("gpu-a", 0, S10 + 3480, util=99)]  # 10:58: behind the mark  # fmt: skip
+    usage.add_samples(late)
+    assert [r.utilization_max for r in usage.usage(0, raw=True)] == [99, 7]
     later = H10 + timedelta(minutes=70)
     done = asyncio.run(Downsampler(db, usage, policy, clock=lambda: later).tick())
-    assert (done.folded, done.samples) == ([S10], 2)
+    assert (done.folded, done.samples) == (1, 2)
     assert [(r.start_s, r.samples, r.utilization_max) for r in usage.usage(0)] == [(S10, 2, 9)]
 
 

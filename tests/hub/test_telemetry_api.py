@@ -61,7 +61,7 @@ def fill(db: Database) -> None:
         for at_s in range(HOUR - 7200, HOUR + 1200, 60)
     ]
     usage.add_samples(samples)
-    usage.fold()
+    usage.fold(0, HOUR + 1200)
 
 
 @pytest.fixture

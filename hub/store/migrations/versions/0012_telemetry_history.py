@@ -1,6 +1,7 @@
 """GPU telemetry history (`hubctl usage`): raw samples (`gpu_sample`) for a short window and
 one row per GPU and hour (`gpu_usage`), keyed by time (epoch seconds), node and GPU; on SQLite
-WITHOUT ROWID (the key is the table, no index: writes append, pruning deletes the start).
+WITHOUT ROWID (the key is the table, no index: writes append, pruning deletes the start);
+hours hold sums, counts and maxima, added to slice by slice up to `gpu_usage_mark`.
 
 Revision ID: 0012
 Revises: 0011
@@ -42,17 +43,26 @@ def upgrade() -> None:
         "gpu_usage",
         *_key("hour_s"),
         sa.Column("samples", sa.Integer(), nullable=False),
-        sa.Column("utilization_avg", sa.Float(), nullable=True),
+        sa.Column("utilization_sum", sa.BigInteger(), nullable=False),
+        sa.Column("utilization_n", sa.Integer(), nullable=False),
         sa.Column("utilization_max", sa.Integer(), nullable=True),
-        sa.Column("memory_used_avg_mb", sa.Float(), nullable=False),
+        sa.Column("memory_used_sum_mb", sa.BigInteger(), nullable=False),
         sa.Column("memory_used_max_mb", sa.Integer(), nullable=False),
         sa.Column("temperature_max_c", sa.Float(), nullable=True),
-        sa.Column("power_avg_w", sa.Float(), nullable=True),
+        sa.Column("power_sum_w", sa.Float(), nullable=False),
+        sa.Column("power_n", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("hour_s", "node", "gpu"),
         sqlite_with_rowid=False,
+    )
+    op.create_table(
+        "gpu_usage_mark",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("folded_to_s", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
     )
 
 
 def downgrade() -> None:
+    op.drop_table("gpu_usage_mark")
     op.drop_table("gpu_usage")
     op.drop_table("gpu_sample")
