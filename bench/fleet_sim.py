@@ -6,8 +6,9 @@ Every agent is a real AgentLink (agent/link.py) on its own gRPC channel (its own
 with --certs, its own mutual-TLS session and certificate), as a real agent host would be.
 Its GPUs are a 4-GPU slice of the h100x8 static inventory with UUIDs of its own, read once:
 re-reading YAML at every heartbeat of thousands of agents would load the machine the hub
-is measured on. Each second the process writes its counts to --stats (JSON): connects,
-failed attempts and their reasons, the agents connected now, heartbeats sent.
+is measured on. With --telemetry busy their readings move at every heartbeat. Each second
+the process writes its counts to --stats (JSON): connects, failed attempts and their
+reasons, the agents connected now, heartbeats sent.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import dataclasses
 import json
 import logging
 import os
+import random
 import re
 from collections import Counter
 from collections.abc import Callable
@@ -61,12 +63,36 @@ class FixedProbe:
         return self.found
 
 
-def probe_for(index: int, template: ProbeResult) -> FixedProbe:
+@dataclass
+class BusyProbe:
+    """The same GPUs, busy: utilization, memory, temperature and power move at each read,
+    so every heartbeat carries telemetry the hub stores (its database's worst case)."""
+
+    found: ProbeResult
+    rng: random.Random
+    name: str = "static"
+
+    def inventory(self) -> ProbeResult:
+        gpus = tuple(
+            dataclasses.replace(
+                gpu,
+                utilization_percent=self.rng.randint(0, 100),
+                memory_used_mb=self.rng.randint(0, gpu.memory_total_mb),
+                temperature_c=float(self.rng.randint(35, 85)),
+                power_draw_w=float(self.rng.randint(60, 700)),
+            )
+            for gpu in self.found.gpus
+        )
+        return dataclasses.replace(self.found, gpus=gpus)
+
+
+def probe_for(index: int, template: ProbeResult, busy: bool) -> FixedProbe | BusyProbe:
     gpus = tuple(
         dataclasses.replace(gpu, uuid=f"GPU-sim-{index:05d}-{gpu.index}")
         for gpu in template.gpus[:GPUS]
     )
-    return FixedProbe(dataclasses.replace(template, gpus=gpus))
+    found = dataclasses.replace(template, gpus=gpus)
+    return BusyProbe(found, random.Random(index)) if busy else FixedProbe(found)
 
 
 class CountingLink(AgentLink):
@@ -132,7 +158,7 @@ async def simulate(args: argparse.Namespace) -> None:
 
         links.append(CountingLink(
             args.hub, Identity(node_name(index), f"sim-id-{index}", {"bench": "1"}),
-            probe_for(index, template),
+            probe_for(index, template, args.telemetry == "busy"),
             channel=channel_factory(args.hub, ca, certs[offset] if certs else None),
             on_attempt=attempt,
         ))  # fmt: skip
@@ -178,4 +204,5 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--stats", type=Path, required=True)
     parser.add_argument("--certs", type=Path, help="agents.jsonl of bench.fleet_certs")
     parser.add_argument("--ca", type=Path, help="the hub's ca.crt (with --certs)")
+    parser.add_argument("--telemetry", choices=["fixed", "busy"], default="fixed")
     asyncio.run(simulate(parser.parse_args(argv)))

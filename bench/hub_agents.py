@@ -88,7 +88,8 @@ class Fleet:
             sims.append(spawn(
                 ["-m", "bench.hub_agents", "--simulate", "--hub", self.address,
                  "--first", str(first), "--count", str(count),
-                 "--stats", str(self.work / f"sim-{i}.json"), *(tls if certs else [])],
+                 "--stats", str(self.work / f"sim-{i}.json"), *(tls if certs else []),
+                 "--telemetry", self.args.telemetry],
                 log=self.work / f"sim-{i}.log",
             ))  # fmt: skip
         self.sims = tuple(sims)
@@ -159,6 +160,8 @@ def main() -> None:
     parser.add_argument("--heartbeat", type=float, default=5.0, help="--heartbeat-interval")
     parser.add_argument("--window", type=float, default=60.0, help="seconds to measure")
     parser.add_argument("--tls", action="store_true", help="mutual TLS, a certificate each")
+    parser.add_argument("--telemetry", choices=["fixed", "busy"], default="fixed",
+                        help="GPU readings: fixed, or moving at every read")  # fmt: skip
     parser.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument("--db-url", help="an existing database instead (SQLAlchemy URL)")
     parser.add_argument("--listings", action="store_true", help="time hubctl listings")
@@ -220,7 +223,7 @@ def run(fleet: Fleet) -> None:
     mode = "mutual TLS" if args.tls else "plaintext"
     db = "PostgreSQL" if fleet.db_url else "SQLite"
     print(f"agents                     {n} in {len(fleet.sims)} simulators, {mode}, {db}, "
-          f"heartbeat {args.heartbeat:g} s")  # fmt: skip
+          f"heartbeat {args.heartbeat:g} s, {args.telemetry} telemetry")  # fmt: skip
     print(f"all ready after            {ready_s:.1f} s")
     print(f"still ready after window   {still}/{n}")
     print(f"dropped in window          {dropped} ({window.connects} reconnects, "
