@@ -29,7 +29,7 @@ from gpufleet.v1 import agent_link_pb2_grpc
 __all__ = ["AgentLink", "ChannelFactory", "Identity", "insecure_channel", "observed_to_proto"]
 log = logging.getLogger(__name__)
 
-WELCOME_TIMEOUT_S = 30.0
+WELCOME_TIMEOUT_S = 60.0  # a restarted hub registers 10,000 hellos in a burst
 STABLE_S = 10.0  # a session that lasted this long resets the reconnect backoff
 
 Call = grpc.aio.StreamStreamCall[pb.AgentMessage, pb.HubMessage]
