@@ -223,6 +223,12 @@ SMOKES: dict[str, Smoke] = {
          r"2 random feasible instances: .*", r"goal: balanced median ratio <= 1.05: .*"),
         prepare=ortools,
     ),
+    "registration": Smoke(
+        ("--agents", "20", "--batch", "8", "--one-by-one", "10"),
+        (rf"new nodes +{NUM} s .*", rf"restart, nothing changed +{NUM} s .*",
+         rf"restart, new telemetry +{NUM} s .*",
+         rf"one by one \(Store.register\), new +{NUM} s .*"),
+    ),
     "registry": Smoke(
         ("--size-mb", "16", "--runs", "1"),
         (r"size +16 MiB, 1 runs each, loopback, .*",
@@ -237,6 +243,12 @@ SMOKES: dict[str, Smoke] = {
          startup_row("hub, restart"), startup_row("agent, joins at start"),
          startup_row("agent, hub up"), startup_row(r"agent, no hub \(retrying\)")),
         prepare=installed_rpms,
+    ),
+    "telemetry_growth": Smoke(
+        ("--agents", "5"),
+        (rf"before: one connect of 5 agents: {NUM} MiB of audit log",
+         rf"after: {NUM}(,\d+)* samples written at .*",
+         rf"after: raw samples kept .* bounded at 14 d"),
     ),
     "switch_fanout": Smoke(
         ("--agents", "3"),
