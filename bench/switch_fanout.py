@@ -238,10 +238,14 @@ def main() -> None:
         seen: Counter[tuple[str, str]] = Counter()
 
         def all_ready_on_alpha() -> bool:
-            nodes = stub.GetStatus(hub_pb2.GetStatusRequest(), timeout=60).nodes
             seen.clear()
-            seen.update((n.state, n.configuration) for n in nodes)
-            return bool(seen[("ready", "alpha")] == args.agents)
+            token = ""
+            while True:  # every page
+                page = stub.GetStatus(hub_pb2.GetStatusRequest(page_token=token), timeout=60)
+                seen.update((n.state, n.configuration) for n in page.nodes)
+                token = page.next_page_token
+                if not token:
+                    return bool(seen[("ready", "alpha")] == args.agents)
 
         try:
             wait(all_ready_on_alpha, 120 + args.agents / 10, *sims, hub)

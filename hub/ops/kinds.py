@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from sqlalchemy import Connection
+
 from hub.configs import Configuration
 from hub.ops import capacity
 from hub.ops.batches import Outcome
@@ -33,9 +35,9 @@ class StoredCapacity:
     configuration's assignments in force.
 
     The nodes that ask within one turn of the event loop (every node of a `switch --all`
-    asks at once) are answered from one read on the database thread: their GPUs in one query,
-    the assignments once per configuration; not two round trips per node, each queued behind
-    the operation's writes, before the node's first task could go out."""
+    asks at once) are answered from one read on a reader thread: their GPUs in one query, the
+    assignments once per configuration; not two round trips per node on the writer's thread,
+    each queued behind the operation's writes, before the node's first task could go out."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -66,7 +68,8 @@ class StoredCapacity:
                       configs: dict[str, Configuration]) -> None:  # fmt: skip
         nodes = list(dict.fromkeys(node for node, _ in asked))
         try:
-            gpus, current = await self.db.call(self._stored, nodes, list(configs))
+            # On a reader thread: not queued behind the operation's own writes.
+            gpus, current = await self.db.read(self._stored, nodes, list(configs))
         except Exception as exc:
             for future in asked.values():
                 if not future.done():
@@ -80,8 +83,8 @@ class StoredCapacity:
             if not future.done():
                 future.set_result(capacity.check(configs[name], node, gpus[node], current[name]))
 
-    def _stored(self, nodes: list[str], names: list[str]) -> tuple[Gpus, Current]:
-        """On the database thread: the nodes' GPUs, and each configuration's assignments."""
+    def _stored(self, _: Connection, nodes: list[str], names: list[str]) -> tuple[Gpus, Current]:
+        """The nodes' GPUs, and each configuration's assignments (the stores' own reads)."""
         gpus: Gpus = {node: [] for node in nodes}
         store = Store(self.db.engine)
         for at in range(0, len(nodes), READ_AT_ONCE):

@@ -255,6 +255,7 @@ class OperationStore:
             .values(result=result, message=message, progress_dropped=progress_dropped,
                     **{k: v for k, v in (("started", started), ("finished", finished))
                        if v is not None})
+            .execution_options(synchronize_session=False)  # no ORM copy of these rows to update
         )  # fmt: skip
 
     def finish(self, operation_id: str, status: str, now: datetime, message: str) -> None:
