@@ -86,6 +86,9 @@ class AgentSession:
     telemetry: tuple[GpuTelemetryRecord, ...] = ()
     telemetry_at: datetime | None = None
     telemetry_dirty: bool = False
+    # Its GPUs' processes changed: placement reads them from the database, so the next batch
+    # writes them, not the one a minute later.
+    processes_dirty: bool = False
     telemetry_written: float = 0.0
     seen_written: float = 0.0
     gpu_states: dict[int, str] = field(default_factory=dict)
@@ -141,6 +144,8 @@ class AgentSession:
         self.telemetry_at = now
         if telemetry == self.telemetry:
             return False
+        if processes(telemetry) != processes(self.telemetry):
+            self.processes_dirty = True
         self.telemetry = telemetry
         self.telemetry_dirty = True
         return True
@@ -244,6 +249,13 @@ class AgentSession:
         return True
 
 
+def processes(
+    telemetry: tuple[GpuTelemetryRecord, ...],
+) -> dict[int, tuple[tuple[int, int, int], ...]]:
+    """What placement reads of the telemetry: each GPU's processes."""
+    return {sample.index: sample.processes for sample in telemetry if sample.processes}
+
+
 @dataclass(frozen=True)
 class Updates:
     seen: dict[str, datetime]
@@ -319,9 +331,12 @@ class SessionRegistry:
         for name, session in self._sessions.items():
             if session.inventory is not None:
                 inventories[name], session.inventory = session.inventory, None
-            if session.telemetry_dirty and mono - session.telemetry_written >= TELEMETRY_WRITE_S:
+            if session.telemetry_dirty and (
+                session.processes_dirty or mono - session.telemetry_written >= TELEMETRY_WRITE_S
+            ):
                 telemetry[name] = session.telemetry
-                session.telemetry_dirty, session.telemetry_written = False, mono
+                session.telemetry_dirty, session.processes_dirty = False, False
+                session.telemetry_written = mono
             if mono - session.seen_written >= SEEN_WRITE_S:
                 seen[name] = session.last_seen
                 session.seen_written = mono

@@ -90,6 +90,10 @@ def test_only_changed_telemetry_is_written_and_at_most_once_a_minute() -> None:
     session.report((GpuTelemetryRecord(0, memory_used_mb=20),), NOW)
     assert registry.take_updates(1001.0 + TELEMETRY_WRITE_S).telemetry == {}  # not yet
     assert "a" in registry.take_updates(1000.0 + 2 * TELEMETRY_WRITE_S).telemetry
+    # A GPU process came or went: placement reads it from the database, written at once.
+    started = (GpuTelemetryRecord(0, memory_used_mb=20, processes=((42, 10, 1),)),)
+    session.report(started, NOW)
+    assert registry.take_updates(1001.0 + 2 * TELEMETRY_WRITE_S).telemetry == {"a": started}
 
 
 def test_last_seen_is_written_every_few_minutes_not_with_each_batch() -> None:
