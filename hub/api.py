@@ -16,12 +16,14 @@ from hub.paging import filters, paged
 from hub.sessions import SessionRegistry
 from hub.store import Database, Store
 from hub.store.operations import OperationStore
+from hub.store.usage import UsageStore
+from hub.telemetry import DEFAULT_RETENTION, GpuUsageApi, Retention
 from hub.work import Work
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
 
-class HubService(OperationsApi, hub_pb2_grpc.HubServicer):  # type: ignore[misc]
+class HubService(GpuUsageApi, OperationsApi, hub_pb2_grpc.HubServicer):  # type: ignore[misc]
     def __init__(
         self,
         registry: SessionRegistry,
@@ -33,6 +35,7 @@ class HubService(OperationsApi, hub_pb2_grpc.HubServicer):  # type: ignore[misc]
         work: Work,
         models_dir: Path | None = None,
         vllm_image: str = DEFAULT_VLLM_IMAGE,
+        retention: Retention = DEFAULT_RETENTION,
     ) -> None:
         self.work = work
         self.models_dir = models_dir
@@ -43,19 +46,21 @@ class HubService(OperationsApi, hub_pb2_grpc.HubServicer):  # type: ignore[misc]
         self.ops = ops
         self.manager = manager
         self.configs_dir = configs_dir
+        self.usage = UsageStore(db.engine)
+        self.retention = retention
 
     async def ListNodes(
         self, request: hub_pb2.ListNodesRequest, context: Context
     ) -> hub_pb2.ListNodesResponse:
         size, after = await paged(request, context, 1)
-        wanted = await filters(request, context, self.registry.get, states=request.state)
+        wanted = await filters(request, context, self.registry.live, states=request.state)
         nodes, token = await self.db.read(
-            listing.nodes_page, after[0] if after else "", size, wanted, self.registry.get
+            listing.nodes_page, after[0] if after else "", size, wanted, self.registry.live
         )
         return hub_pb2.ListNodesResponse(nodes=nodes, next_page_token=token)
 
     async def GetNode(self, request: hub_pb2.GetNodeRequest, context: Context) -> hub_pb2.Node:
-        node = await self.db.read(listing.node_detail, request.name, self.registry.get)
+        node = await self.db.read(listing.node_detail, request.name, self.registry.live)
         if node is None:
             await context.abort(
                 grpc.StatusCode.NOT_FOUND,
@@ -77,6 +82,6 @@ class HubService(OperationsApi, hub_pb2_grpc.HubServicer):  # type: ignore[misc]
         except limits.OutOfBounds as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
             raise
-        wanted = await filters(request, context, self.registry.get, gpu_states=request.gpu_state)
-        gpus, token = await self.db.read(listing.gpus_page, key, size, wanted, self.registry.get)
+        wanted = await filters(request, context, self.registry.live, gpu_states=request.gpu_state)
+        gpus, token = await self.db.read(listing.gpus_page, key, size, wanted, self.registry.live)
         return hub_pb2.ListGpusResponse(gpus=gpus, next_page_token=token)

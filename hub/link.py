@@ -18,10 +18,12 @@ from gpufleet.v1 import agent_link_pb2_grpc, types_pb2
 from hub import convert
 from hub.envs.view import MAX_ENVS, EnvView, NodeEnvs, TooManyEnvs, envs_from_proto
 from hub.pace import Pace, Pacer
+from hub.registrar import Registrar
 from hub.registry.caches import CachedView, NodeCaches
 from hub.registry.convert_caches import MAX_CACHES, TooManyCaches, caches_from_proto
 from hub.sessions import AgentSession, NameInUse, SessionRegistry
 from hub.store import Database, GpuTelemetryRecord, NodeHello, Store
+from hub.telemetry import TelemetryRecorder
 from hub.trust import auth
 
 log = logging.getLogger(__name__)
@@ -105,7 +107,12 @@ class AgentLinkService(agent_link_pb2_grpc.AgentLinkServicer):  # type: ignore[m
         on_connect: Callable[[AgentSession, list[pb.RunningProject] | None], None],
         envs: NodeEnvs | None = None,
         caches: NodeCaches | None = None,
+        recorder: TelemetryRecorder | None = None,
     ) -> None:
+        self.recorder = recorder
+        # Hellos are written in batches: a restart's 10,000 take seconds, not minutes.
+        self.registrar = Registrar(db)
+        self.stopping = False  # set by the hub's stop(): streams ending then write nothing
         self.on_connect = on_connect
         self.envs = envs if envs is not None else NodeEnvs()
         # Each node's model cache; a node that goes down keeps what it said last.
@@ -129,6 +136,7 @@ class AgentLinkService(agent_link_pb2_grpc.AgentLinkServicer):  # type: ignore[m
                 record.name, record.agent_id, peer, self.monotonic(), utcnow()
             )
             session.advertised = advertised
+            session.registering = True
             session.interval = self.pacer.current.heartbeat_s
             session.telemetry_interval = self.pacer.current.telemetry_s
         except convert.InvalidHello as exc:
@@ -154,9 +162,10 @@ class AgentLinkService(agent_link_pb2_grpc.AgentLinkServicer):  # type: ignore[m
         session.gpu_uuids = {gpu.index: gpu.uuid for gpu in record.gpus}
         reader = asyncio.create_task(self._read(session, request_iterator))
         try:
-            await self.db.call(self.store.register, record, utcnow())
+            await self.registrar.register(record, utcnow())
             # Liveness counts from the welcome: a slow database must not expire the session.
             self.registry.heartbeat(session, self.monotonic(), utcnow())
+            session.registering = False
             self.on_connect(session, None if hello.projects_unknown else list(hello.projects))
             log.info(
                 "node %s connected from %s (agent %s, %d GPUs)",
@@ -179,7 +188,8 @@ class AgentLinkService(agent_link_pb2_grpc.AgentLinkServicer):  # type: ignore[m
         finally:
             reader.cancel()
             session.close("stream ended")
-            if self.registry.release(session):
+            if self.registry.release(session) and not self.stopping:
+                # A stopping hub writes none: the next start marks every node down at once.
                 self.db.submit(self.store.mark_down, session.name, utcnow(), session.last_seen,
                                session.unwritten_telemetry())  # fmt: skip
                 log.info("node %s is down", session.name)
@@ -264,6 +274,8 @@ class AgentLinkService(agent_link_pb2_grpc.AgentLinkServicer):  # type: ignore[m
         """Every GPU telemetry report passes here, once: kept in the session (written to the
         database in batches when it changed), GPU state changes written at once."""
         samples = tuple(convert.telemetry_from_proto(sample) for sample in gpus)
+        if self.recorder is not None and samples:
+            self.recorder.record(session.name, samples, now)
         if not session.report(samples, now):
             return
         for sample in session.telemetry:

@@ -23,6 +23,7 @@ from hub.models.params import IMAGE
 from hub.pace import describe
 from hub.registry.store import StoreError, check_spec
 from hub.server import DEFAULT_CONFIGS, DEFAULT_MODELS, HubConfig, HubServer, StartError
+from hub.telemetry import policy
 
 log = logging.getLogger("hub")
 
@@ -124,6 +125,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         f"{describe(1000, 5.0, 100.0)}; {describe(10000, 5.0, 100.0)} (default 100)",
     )  # fmt: skip
     parser.add_argument(
+        "--telemetry-raw", type=policy.argument, default="1h", metavar="DURATION",
+        help="keep every GPU telemetry sample this long, then hourly aggregates (default 1h)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--telemetry-keep", type=policy.argument, default="14d", metavar="DURATION",
+        help="keep hourly GPU usage this long (default 14d)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--history-keep", type=policy.argument, default="90d", metavar="DURATION",
+        help="keep the audit log, node events and transitions, and finished operations this "
+        "long (default 90d)",
+    )  # fmt: skip
+    parser.add_argument(
         "--grace",
         type=positive,
         default=10.0,
@@ -187,7 +201,10 @@ def main(argv: list[str] | None = None) -> None:
         insecure=args.insecure, enroll_listen=args.enroll_listen,
         cert_ttl=timedelta(days=args.cert_days), models_dir=args.models,
         vllm_image=args.vllm_image, registry=args.registry, heartbeat_rate=args.heartbeat_rate,
+        retention=policy.Retention(args.telemetry_raw, args.telemetry_keep, args.history_keep),
     )  # fmt: skip
+    if (problem := config.retention.problem()) is not None:
+        fail(problem)
     try:
         asyncio.run(serve(config, args.grace))
     except StartError as exc:

@@ -52,6 +52,8 @@ from hub.store import Database, Store, migrate, sqlite_url
 from hub.store.db import Corrupted, check_integrity, describe
 from hub.store.operations import OperationStore
 from hub.store.trust import TrustStore
+from hub.store.usage import UsageStore
+from hub.telemetry import DEFAULT_RETENTION, Downsampler, Retention, TelemetryRecorder
 from hub.trust.auth import Authenticator, AuthInterceptor
 from hub.trust.pki import PkiError
 from hub.trust.service import EnrollmentService, TrustService
@@ -88,6 +90,7 @@ class HubConfig:
     vllm_image: str = DEFAULT_VLLM_IMAGE  # what a vLLM model without an image runs in
     registry: str | None = None  # --registry: a directory or s3://BUCKET/PREFIX; default state
     heartbeat_rate: float = 100.0  # heartbeats a second the whole hub aims at (--heartbeat-rate)
+    retention: Retention = DEFAULT_RETENTION  # --telemetry-raw, --telemetry-keep, --history-keep
 
     @property
     def enrollment_address(self) -> str:
@@ -147,6 +150,8 @@ class HubServer:
         self._health = health.aio.HealthServicer()  # type: ignore[attr-defined]
         self._watcher: asyncio.Task[None] | None = None
         self._scaling: asyncio.Task[None] | None = None
+        self._telemetry: list[asyncio.Task[None]] = []
+        self.recorder: TelemetryRecorder | None = None
         self._held = Updates({}, {}, {})  # heartbeat writes merged while the database fails
         self.work = Work()  # CPU-heavy calls run in its worker processes, started on first use
         self._http = HttpEndpoint(self.metrics, self.problem)
@@ -197,6 +202,9 @@ class HubServer:
             drained=await self._db.call(ops.nodes_in_state, NodeState.DRAINING),
         )  # fmt: skip
 
+        usage = UsageStore(self._db.engine)
+        self.recorder = TelemetryRecorder(self._db, usage)
+        downsampler = Downsampler(self._db, usage, self.config.retention)
         trust_store = TrustStore(self._db.engine)
         if self.config.insecure:
             self.auth = Authenticator(insecure=True, clock=utcnow)
@@ -223,13 +231,16 @@ class HubServer:
             self.manager.node_connected,
             self.envs,
             self.caches,
+            self.recorder,
         )
         issuer = self.trust.issuer if self.trust is not None else None
+        self._link = link
         wheels = WheelStore(self.config.state_dir / "wheels")
         await asyncio.to_thread(wheels.prepare)  # leftovers of interrupted uploads go
         hub = HubService(
             self.registry, self._db, store, ops, self.manager, self.config.configs_dir,
             self.work, models_dir=self.config.models_dir, vllm_image=self.config.vllm_image,
+            retention=self.config.retention,
         )  # fmt: skip
         cluster = Cluster(
             self.registry, self._db, store, self.manager, self.config.configs_dir,
@@ -283,6 +294,10 @@ class HubServer:
         self._store = store
         self._watcher = asyncio.create_task(self._watch(store), name="liveness")
         self._scaling = asyncio.create_task(self.scaler.run(), name="gateway-scaler")
+        self._telemetry = [
+            asyncio.create_task(self.recorder.run(), name="telemetry-recorder"),
+            asyncio.create_task(downsampler.run(), name="telemetry-downsampler"),
+        ]
         if self.trust is None:
             log.info("hub %s listening on %s (plaintext)", gpufleet.__version__, self.config.listen)
         else:
@@ -397,6 +412,7 @@ class HubServer:
             return
         await self._health.enter_graceful_shutdown()
         await self.gateway.routes.close()  # the gateways' route streams end now, not at grace
+        self._link.stopping = True
         for session in self.registry:
             session.send(
                 agent_link_pb2.HubMessage(
@@ -410,6 +426,13 @@ class HubServer:
             self._watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watcher
+        for task in self._telemetry:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self._link.registrar.close()
+        if self.recorder is not None:
+            self.recorder.flush(final=True)  # written before the database closes
         if self._db is not None:
             self._db.close()
         log.info("hub stopped")

@@ -80,6 +80,8 @@ class AgentSession:
     # Tasks the hub stopped waiting for: their result may still come, and is not an error.
     abandoned: OrderedDict[str, None] = field(default_factory=OrderedDict)
     closed: Close | None = None
+    # Its hello waits to be registered (no Welcome yet): not ready, and no silence counts.
+    registering: bool = False
     # Latest GPU telemetry (authoritative while connected; `telemetry_dirty` until written,
     # which happens at most every TELEMETRY_WRITE_S and when the node goes down), and each GPU's
     # known state. `*_written` are monotonic times of the last writes.
@@ -320,7 +322,7 @@ class SessionRegistry:
         stalled = self.stalled  # silence() and liveness_interval inlined: 10,000 a second
         return [
             s for s in self._sessions.values()
-            if mono - s.last_beat - (stalled - s.credit_at_beat)
+            if not s.registering and mono - s.last_beat - (stalled - s.credit_at_beat)
             > missed * (s.interval if s.paced is None else s.paced[1])
         ]  # fmt: skip
 
@@ -344,6 +346,11 @@ class SessionRegistry:
 
     def get(self, name: str) -> AgentSession | None:
         return self._sessions.get(name)
+
+    def live(self, name: str) -> AgentSession | None:
+        """The node's session once it is registered and welcomed: what listings call ready."""
+        session = self._sessions.get(name)
+        return session if session is not None and not session.registering else None
 
     def __iter__(self) -> Iterator[AgentSession]:
         return iter(list(self._sessions.values()))

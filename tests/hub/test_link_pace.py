@@ -13,7 +13,7 @@ import grpc
 from gpufleet.v1 import agent_link_pb2 as pb
 from gpufleet.v1 import agent_link_pb2_grpc, types_pb2
 from hub.server import HubConfig, HubServer
-from hub.store import Store
+from hub.store import Database, Store
 from tests.hub.test_link import beat, hello, run
 
 
@@ -172,3 +172,38 @@ def test_a_stalled_hub_closes_no_session_and_still_cuts_off_a_silent_agent(
                 await asyncio.to_thread(thread.join, 10)
 
     run(tmp_path, scenario)
+
+
+def test_a_stopping_hub_writes_no_node_down_per_stream_and_the_next_start_marks_them(
+    tmp_path: Path,
+) -> None:
+    """10,000 streams ending at a stop would be 10,000 transactions while the port is held:
+    none is written, and the next start marks every node down at once."""
+
+    async def main() -> None:
+        config = HubConfig("127.0.0.1:0", tmp_path, insecure=True)
+        server = HubServer(config)
+        await server.start()
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            calls = [agent_link_pb2_grpc.AgentLinkStub(channel).Connect() for _ in range(3)]
+            for call, name in zip(calls, ("a", "b", "c"), strict=True):
+                await call.write(hello(name))
+                assert (await asyncio.wait_for(call.read(), 5)).HasField("welcome")
+            await server.stop(grace=1)
+        again = HubServer(config)  # the database as the stop left it, before any start
+        again._db = Database(config.database_url)
+        store = Store(again._db.engine)
+        try:
+            rows = [await again._db.call(store.get_node, name) for name in ("a", "b", "c")]
+            assert [row[0].status for row in rows if row is not None] == ["ready"] * 3
+        finally:
+            again._db.close()
+        await again.start()
+        try:
+            store = Store(again.db.engine)
+            rows = [await again.db.call(store.get_node, name) for name in ("a", "b", "c")]
+            assert [row[0].status for row in rows if row is not None] == ["down"] * 3
+        finally:
+            await again.stop(grace=1)
+
+    asyncio.run(main())

@@ -153,3 +153,18 @@ def test_progress_is_routed_to_its_task_and_a_flood_is_dropped() -> None:
     assert flood.count(True) == int(PROGRESS_BURST) and not flood[-1]
     assert seen[: int(PROGRESS_BURST)] == [str(i) for i in range(int(PROGRESS_BURST))]
     assert later and seen[-1] == "after a pause"
+
+
+def test_a_session_waiting_for_its_registration_is_neither_ready_nor_expired() -> None:
+    """A restart's burst of hellos waits for the database: those nodes are not listed ready
+    yet, and the wait is no silence of theirs."""
+    registry = SessionRegistry()
+    waiting = registry.open("gpu-a", "agent-1", "", 0.0, NOW)
+    waiting.registering = True
+    assert registry.live("gpu-a") is None
+    assert registry.get("gpu-a") is waiting
+    assert registry.expired(1000.0) == []
+    waiting.registering = False
+    registry.heartbeat(waiting, 1000.0, NOW)
+    assert registry.live("gpu-a") is waiting
+    assert [s.name for s in registry.expired(1000.0 + 3 * waiting.interval + 1)] == ["gpu-a"]
