@@ -178,8 +178,11 @@ class Database:
         return await loop.run_in_executor(self._executor, functools.partial(fn, *args))
 
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
-        """`fn(connection, *args)` on a reader thread, in one read transaction: a consistent
-        snapshot that does not wait for queued writes (nor sees them before they land)."""
+        """`fn(connection, *args)` on a reader thread, in one read transaction that does not
+        wait for queued writes (nor sees them before they land). Each statement sees what was
+        committed when it ran (SQLite's driver begins no transaction for a SELECT; PostgreSQL
+        reads committed), so the statements of one call may see different commits (a page's
+        nodes and their GPU counts one write apart, at worst)."""
         loop = asyncio.get_running_loop()
         executor = self._readers or self._executor
         return await loop.run_in_executor(executor, functools.partial(self._read, fn, *args))

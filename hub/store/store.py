@@ -180,18 +180,20 @@ class Store:
         telemetry: Sequence[GpuTelemetryRecord] = (),
     ) -> None:  # fmt: skip
         """The node's stream ended: down, with its last heartbeat time and the telemetry the
-        hub held but had not written yet (a down node's GPUs keep their last sample)."""
+        hub held but had not written yet (a down node's GPUs keep their last sample).
+
+        Not when the node registered again after that heartbeat: a mark_down that waited in
+        the retry queue while the database refused writes must not land on the stream that
+        replaced this one (its registration wrote a later last_seen)."""
         with self._session() as session:
             values: dict[str, object] = {"status": NodeStatus.DOWN.value, "status_since": now}
+            which = [col(Node.name) == name, col(Node.status) != NodeStatus.DOWN.value]
             if last_seen is not None:
                 values["last_seen"] = last_seen
-            session.execute(
-                update(Node)
-                .where(col(Node.name) == name, col(Node.status) != NodeStatus.DOWN.value)
-                .values(**values)
-            )
+                which.append(or_(col(Node.last_seen).is_(None), col(Node.last_seen) <= last_seen))
+            result = session.execute(update(Node).where(*which).values(**values))
             session.commit()
-        if telemetry:
+        if telemetry and getattr(result, "rowcount", 1):
             try:
                 self._write_beats({}, {name: tuple(telemetry)})
             except BAD_ROW as exc:

@@ -77,6 +77,22 @@ def test_status_transitions_and_times(store: Store) -> None:
     assert [(n.name, g.index) for n, g in store.list_gpus()] == [("gpu-a", 0)]
 
 
+def test_a_late_mark_down_does_not_land_on_the_stream_that_replaced_it(store: Store) -> None:
+    """The database refused writes while the stream ended: its mark_down waited in the retry
+    queue, the agent redialled and registered; the replayed mark_down leaves it ready."""
+    store.register(hello("gpu-a", gpu(0)), T0)
+    store.register(hello("gpu-a", gpu(0, used=300)), T0 + timedelta(seconds=30))
+    old = GpuTelemetryRecord(0, memory_used_mb=100)
+    store.mark_down("gpu-a", T0 + timedelta(seconds=40), T0 + timedelta(seconds=20), [old])
+    found = store.get_node("gpu-a")
+    assert found is not None
+    node, gpus = found
+    assert node.status == "ready" and [g.memory_used_mb for g in gpus] == [300]
+    store.mark_down("gpu-a", T0 + timedelta(seconds=50), T0 + timedelta(seconds=45))
+    found = store.get_node("gpu-a")
+    assert found is not None and found[0].status == "down"
+
+
 def test_migrate_is_idempotent(store: Store) -> None:
     migrate(store.engine)
     store.register(hello("gpu-a"), T0)
