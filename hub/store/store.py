@@ -193,7 +193,8 @@ class Store:
                 which.append(or_(col(Node.last_seen).is_(None), col(Node.last_seen) <= last_seen))
             result = session.execute(update(Node).where(*which).values(**values))
             session.commit()
-        if telemetry and getattr(result, "rowcount", 1):
+        marked = int(getattr(result, "rowcount", 1) or 0)
+        if telemetry and marked:
             try:
                 self._write_beats({}, {name: tuple(telemetry)})
             except BAD_ROW as exc:
