@@ -202,6 +202,26 @@ class Store:
                     raise
                 log.error("last telemetry of node %s not written: %s", name, str(exc)[:300])
 
+    def mark_down_many(
+        self, now: datetime,
+        ended: Sequence[tuple[str, datetime | None, Sequence[GpuTelemetryRecord]]],
+    ) -> None:  # fmt: skip
+        """A stopping hub's streams, (name, last heartbeat, unwritten telemetry) each, down in
+        one transaction rather than one per stream while the port is held."""
+        if not ended:
+            return
+        node = Node.__table__  # type: ignore[attr-defined]
+        with self.engine.begin() as connection:
+            connection.execute(
+                update(node).where(node.c.name == bindparam("node_name"))
+                .values(status=NodeStatus.DOWN.value, status_since=now,
+                        last_seen=func.coalesce(bindparam("seen"), node.c.last_seen)),
+                [{"node_name": name, "seen": seen} for name, seen, _ in ended],
+            )  # fmt: skip
+        telemetry = {name: tuple(samples) for name, _, samples in ended if samples}
+        if telemetry:
+            self._write_beats({}, telemetry)
+
     def mark_all_down(self, now: datetime) -> int:
         """At hub start: no stream is open yet, so no node is ready."""
         with self._session() as session:

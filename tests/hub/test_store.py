@@ -93,6 +93,25 @@ def test_a_late_mark_down_does_not_land_on_the_stream_that_replaced_it(store: St
     assert found is not None and found[0].status == "down"
 
 
+def test_a_stopping_hubs_streams_go_down_in_one_write_with_their_last_heartbeat(
+    store: Store,
+) -> None:
+    store.register(hello("gpu-a", gpu(0)), T0)
+    store.register(hello("gpu-b", gpu(0)), T0)
+    stop = T0 + timedelta(minutes=3)
+    last = GpuTelemetryRecord(0, memory_used_mb=700)
+    store.mark_down_many(stop, [("gpu-a", T0 + timedelta(minutes=2), [last]), ("gpu-b", None, [])])
+    nodes = {node.name: node for node, _ in store.list_nodes()}
+    assert {node.status for node in nodes.values()} == {"down"}
+    assert nodes["gpu-a"].last_seen is not None
+    assert nodes["gpu-a"].last_seen.replace(tzinfo=UTC) == T0 + timedelta(minutes=2)
+    assert nodes["gpu-b"].last_seen is not None
+    assert nodes["gpu-b"].last_seen.replace(tzinfo=UTC) == T0  # kept: none was given
+    assert nodes["gpu-a"].status_since.replace(tzinfo=UTC) == stop
+    found = store.get_node("gpu-a")
+    assert found is not None and [g.memory_used_mb for g in found[1]] == [700]
+
+
 def test_migrate_is_idempotent(store: Store) -> None:
     migrate(store.engine)
     store.register(hello("gpu-a"), T0)
