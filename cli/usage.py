@@ -9,12 +9,21 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from cli.output import CliError, JsonOption, SelectorOption, console, emit_json, node_names
+from cli.output import (
+    CliError,
+    JsonOption,
+    LimitOption,
+    SelectorOption,
+    console,
+    emit_json,
+    node_names,
+)
 from cli.output import selector as checked_selector
 
 if TYPE_CHECKING:
-    from rich.table import Table
+    from collections.abc import Sequence
 
+    from cli.render import Cell
     from gpufleet.v1 import hub_pb2
 
 NodesOption = Annotated[
@@ -73,24 +82,21 @@ def _gib(mb: int) -> str:
     return f"{mb / 1024:.1f}"
 
 
-def table(rows: list[dict[str, Any]], raw: bool) -> Table:
-    from rich.table import Table
+HEADERS = ("NODE", "GPU", "HOUR (UTC)", "SAMPLES", "UTIL avg/max", "MEM GiB avg/max",
+           "TEMP max", "POWER avg")  # fmt: skip
 
-    out = Table(box=None, header_style="bold")
-    for column in ("NODE", "GPU", "TIME (UTC)" if raw else "HOUR (UTC)", "SAMPLES",
-                   "UTIL avg/max", "MEM GiB avg/max", "TEMP max", "POWER avg"):  # fmt: skip
-        out.add_column(column, justify="left" if column in ("NODE", "HOUR (UTC)") else "right")
-    for r in rows:
-        start = r["start"].replace("T", " ").removesuffix("Z")
-        temperature, power = r["temperature_max_c"], r["power_avg_w"]
-        out.add_row(
-            r["node"], str(r["gpu"]), start if raw else start[:16], str(r["samples"]),
-            f"{r['utilization_avg']:.0f}/{r['utilization_max']}%",
-            f"{_gib(r['memory_used_avg_mb'])}/{_gib(r['memory_used_max_mb'])}",
-            "-" if temperature is None else f"{temperature:.0f} C",
-            "-" if power is None else f"{power:.0f} W",
-        )  # fmt: skip
-    return out
+
+def cells(r: dict[str, Any]) -> list[Cell]:
+    """One row of the table: a raw sample's time to the second, an hour's to the minute."""
+    start = r["start"].replace("T", " ").removesuffix("Z")
+    temperature, power = r["temperature_max_c"], r["power_avg_w"]
+    return [
+        r["node"], str(r["gpu"]), start if r["span_s"] == 0 else start[:16], str(r["samples"]),
+        f"{r['utilization_avg']:.0f}/{r['utilization_max']}%",
+        f"{_gib(r['memory_used_avg_mb'])}/{_gib(r['memory_used_max_mb'])}",
+        "-" if temperature is None else f"{temperature:.0f} C",
+        "-" if power is None else f"{power:.0f} W",
+    ]  # fmt: skip
 
 
 def _span(seconds: int) -> str:
@@ -107,10 +113,11 @@ def usage(
     labels: SelectorOption = None,
     since: SinceOption = DEFAULT_SINCE,
     raw: RawOption = False,
+    limit: LimitOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Each GPU's utilization, memory, temperature and power, hour by hour (--raw: sample by
-    sample), from the hub's telemetry history."""
+    sample), from the hub's telemetry history, printed page by page as it comes."""
     from gpufleet.v1 import hub_pb2
 
     names, selector = node_names(node), checked_selector(labels)
@@ -120,28 +127,26 @@ def usage(
     hub = connect(ctx)
     request = hub_pb2.GpuUsageRequest(selector=selector, names=names, raw=raw)
     request.since.FromSeconds(int(moment.timestamp()))
-    found: list[dict[str, Any]] = []
-    seen: set[str] = set()
-    while True:
-        reply: hub_pb2.GpuUsageResponse = hub.call(hub.stub.GetGpuUsage, request)
-        found += [row(message) for message in reply.usage]
-        kept = (reply.raw_window_s, reply.keep_s)
-        if not reply.next_page_token or reply.next_page_token in seen:
-            break  # a hub repeating a token must not loop forever
-        seen.add(reply.next_page_token)
-        request.page_token = reply.next_page_token
-    if as_json:
-        emit_json(found)
-        return
-    out = console()
-    if found:
-        out.print(table(found, raw))
-    elif names or selector:
-        from cli import render
+    kept = [0, 0]  # the hub's raw window and hours kept, from its latest page
 
-        out.print(render.none_match("GPU usage", names, selector))
-    else:
-        out.print(f"No GPU usage recorded since {moment.isoformat(timespec='minutes')}.")
-    if kept != (0, 0):
+    def rows(reply: hub_pb2.GpuUsageResponse) -> Sequence[hub_pb2.GpuUsage]:
+        kept[:] = reply.raw_window_s, reply.keep_s
+        return reply.usage
+
+    found = ([row(m) for m in page] for page in hub.listing(hub.stub.GetGpuUsage, request,
+                                                             rows, limit or 0))  # fmt: skip
+    if as_json:
+        emit_json([r for page in found for r in page])
+        return
+    from cli import render
+
+    out = console()
+    headers = [*HEADERS[:2], "TIME (UTC)" if raw else HEADERS[2], *HEADERS[3:]]
+    if not render.streamed(found, headers, cells, out):
+        if names or selector:
+            out.print(render.none_match("GPU usage", names, selector))
+        else:
+            out.print(f"No GPU usage recorded since {moment.isoformat(timespec='minutes')}.")
+    if kept != [0, 0]:
         out.print(f"The hub keeps raw samples for {_span(kept[0])} and hours for "
                   f"{_span(kept[1])}.", style="dim")  # fmt: skip

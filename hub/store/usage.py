@@ -24,6 +24,7 @@ from sqlalchemy import (
     BigInteger,
     Column,
     ColumnElement,
+    Connection,
     Engine,
     Float,
     Integer,
@@ -48,6 +49,7 @@ LabelFilter = Callable[[Mapping[str, str]], bool]
 # temperature, power draw.
 Sample = tuple[str, int, int, str, int | None, int, float | None, float | None]
 Key = tuple[int, str, int]  # start_s, node, gpu: where a page continues after
+SCAN_ROWS = 5000  # most rows one page reads while looking for rows a label filter keeps
 
 
 class GpuSampleRow(SQLModel, table=True):
@@ -195,30 +197,54 @@ class UsageStore:
             result = connection.execute(delete(USAGE).where(USAGE.c.hour_s < before_s))
             return int(result.rowcount or 0)
 
-    def usage(self, since_s: int, after: Key | None = None, limit: int | None = None,
-              names: Sequence[str] = (), keep: LabelFilter | None = None,
+    def usage(self, since_s: int, names: Sequence[str] = (), keep: LabelFilter | None = None,
               raw: bool = False) -> list[Usage]:  # fmt: skip
-        """Rows by time, node and GPU from `since_s` on (hours: from the hour that holds it):
-        raw samples, or hours; `limit` of them after the key `after`; only the `names` (when
-        given) and the nodes whose labels `keep` accepts (when given)."""
-        periods = _raw_rows(since_s) if raw else _hour_rows(hour_of(since_s))
-        if names:
-            periods = periods.where(periods.selected_columns.node.in_(list(names)))
-        chosen = periods.subquery("usage")
-        labels = NODE.c.labels
-
-        def fetch(start: Key | None, most: int | None) -> list[tuple[Usage, dict[str, str]]]:
-            query = select(chosen, labels).outerjoin(NODE, NODE.c.name == chosen.c.node)
-            if start is not None:
-                query = query.where(_after(chosen.c, start))
-            query = query.order_by(chosen.c.start_s, chosen.c.node, chosen.c.gpu).limit(most)
+        """Every row `usage_page` lists, page after page (tests and tools; the hub serves
+        pages)."""
+        found: list[Usage] = []
+        after: Key | None = None
+        while True:
             with self.engine.connect() as connection:
-                return [(_usage(row), row[-1] or {}) for row in connection.execute(query)]
+                rows, after = usage_page(connection, since_s, after, SCAN_ROWS, names, keep, raw)
+            found += rows
+            if after is None:
+                return found
 
-        if keep is None:
-            return [found for found, _ in fetch(after, limit)]
-        rows = scan.kept(fetch, lambda row: row[0].key, after, lambda row: keep(row[1]), limit)
-        return [found for found, _ in rows]
+
+def usage_page(connection: Connection, since_s: int, after: Key | None, size: int,
+               names: Sequence[str] = (), keep: LabelFilter | None = None,
+               raw: bool = False) -> tuple[list[Usage], Key | None]:  # fmt: skip
+    """Up to `size` rows by time, node and GPU from `since_s` on (hours: from the hour that
+    holds it), raw samples or hours, after the key `after`; only the `names` (when given) and
+    the nodes whose labels `keep` accepts (when given). With them, the key the next page
+    continues after (None: there is no more). Behind a label filter no page reads more than
+    SCAN_ROWS rows: one that matches little is short (even empty) and continues where its
+    scan stopped."""
+    periods = _raw_rows(since_s) if raw else _hour_rows(hour_of(since_s))
+    if names:
+        periods = periods.where(periods.selected_columns.node.in_(list(names)))
+    chosen = periods.subquery("usage")
+    query = select(chosen)
+    if keep is not None:  # the labels only where a filter needs them
+        query = select(chosen, NODE.c.labels).outerjoin(NODE, NODE.c.name == chosen.c.node)
+    found: list[Usage] = []
+    scanned = 0
+    while True:
+        want = size + 1 - len(found)
+        chunk = want if keep is None else min(max(want, scan.CHUNK), SCAN_ROWS - scanned)
+        where = query if after is None else query.where(_after(chosen.c, after))
+        rows = connection.execute(
+            where.order_by(chosen.c.start_s, chosen.c.node, chosen.c.gpu).limit(chunk)
+        ).all()  # fmt: skip
+        scanned += len(rows)
+        found += [_usage(row) for row in rows if keep is None or keep(row[-1] or {})]
+        if len(found) > size:
+            return found[:size], found[size - 1].key
+        if len(rows) < chunk:
+            return found, None
+        after = _usage(rows[-1]).key
+        if scanned >= SCAN_ROWS:
+            return found, after
 
 
 def _insert_sql(engine: Engine) -> str:

@@ -1,6 +1,7 @@
 """GetGpuUsage (mixed into HubService): each GPU's hours, or its raw samples, from a moment
 on, in the order of their keys (start, node, GPU), paged like the other listings, filtered
-by node names and labels.
+by node names and labels, read on the database's reader threads; a page behind a label filter
+reads at most SCAN_ROWS rows (hub.store.usage) and continues where its scan stopped.
 
 The class it is mixed into provides `db` (hub.store.Database), `usage` (UsageStore) and
 `retention` (Retention)."""
@@ -14,10 +15,10 @@ import grpc
 
 from gpufleet.v1 import hub_pb2
 from hub import limits
-from hub.paging import next_token, paged
+from hub.paging import paged
 from hub.selection import label_filter, selector
 from hub.store.db import Database
-from hub.store.usage import Key, UsageStore
+from hub.store.usage import Key, UsageStore, usage_page
 from hub.telemetry.convert import usage_to_proto
 from hub.telemetry.policy import Retention
 
@@ -61,12 +62,13 @@ class GpuUsageApi:
             since_s = max(0, request.since.seconds)
         else:
             since_s = int((datetime.now(UTC) - DEFAULT_SINCE).timestamp())
-        rows = await self.db.call(
-            self.usage.usage, since_s, key, size + 1, names, keep, request.raw
+        # On a reader thread: a long page never holds up the writes of heartbeats.
+        rows, following = await self.db.read(
+            usage_page, since_s, key, size, names, keep, request.raw
         )
         return hub_pb2.GpuUsageResponse(
-            usage=[usage_to_proto(row) for row in rows[:size]],
-            next_page_token=next_token(rows, size, lambda row: row.key),
+            usage=[usage_to_proto(row) for row in rows],
+            next_page_token="" if following is None else limits.Page.token(*following),
             raw_window_s=int(self.retention.raw.total_seconds()),
             keep_s=int(self.retention.keep.total_seconds()),
         )

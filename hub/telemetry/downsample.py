@@ -2,7 +2,12 @@
 hour's too, refolded until it ends), then delete raw samples past the raw window, hours past
 `keep`, and the other history past `history`. Each step is its own call on the database
 thread (deletes in bounded slices), so heartbeat writes queue between them, never behind one
-long transaction."""
+long transaction.
+
+Folding moves a mark past which no sample may land later: it waits while the database keeps
+refused writes to retry (`Database.pending`), and stops short of the oldest sample the
+recorder has not written yet (an outage longer than the grace would otherwise leave them
+behind the mark: never counted in their hours, then pruned)."""
 
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ from hub.store.db import Database, describe
 from hub.store.usage import UsageStore, hour_of
 from hub.telemetry import history
 from hub.telemetry.policy import Retention
+from hub.telemetry.recorder import TelemetryRecorder
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +52,10 @@ class Pruned:
 class Downsampler:
     def __init__(
         self, db: Database, store: UsageStore, retention: Retention, every_s: float = EVERY_S,
-        clock: Callable[[], datetime] = utcnow,
+        clock: Callable[[], datetime] = utcnow, recorder: TelemetryRecorder | None = None,
     ) -> None:  # fmt: skip
         self.db = db
+        self.recorder = recorder
         self.store = store
         self.retention = retention
         self.every_s = every_s
@@ -58,7 +65,7 @@ class Downsampler:
         now = self.clock()
         now_s = int(now.timestamp())
         done = Pruned()
-        mark = await self._fold(now_s - GRACE_S, done)
+        mark = await self._fold(self._target(now_s), done)
         # Raw samples go once past the window, and only those already folded.
         cutoff = min(now_s - int(self.retention.raw.total_seconds()), mark)
         first = await self.db.call(self.store.first_sample, 0)
@@ -79,10 +86,21 @@ class Downsampler:
                      old)  # fmt: skip
         return done
 
-    async def _fold(self, target: int, done: Pruned) -> int:
+    def _target(self, now_s: int) -> int | None:
+        """Where folding may go now (None: nowhere while writes wait to be retried)."""
+        if self.db.pending:
+            return None
+        held = None if self.recorder is None else self.recorder.oldest
+        return now_s - GRACE_S if held is None else min(now_s - GRACE_S, held)
+
+    async def _fold(self, target: int | None, done: Pruned) -> int:
         """Fold up to `target` a slice at a time (at most FOLD_SLICE_S of samples each, gaps
-        skipped); the mark it reached."""
+        skipped); the mark it reached (no further than it was: nothing folded yet, 0)."""
         mark = await self.db.call(self.store.mark)
+        if target is None:
+            return 0 if mark is None else mark
+        if mark is not None and mark >= target:
+            return mark
         if mark is None:  # the first fold: from the first sample
             first = await self.db.call(self.store.first_sample, 0)
             mark = target if first is None else min(first, target)

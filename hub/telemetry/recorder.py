@@ -1,7 +1,8 @@
 """Every GPU telemetry sample the hub receives, buffered in memory and written in batches:
 one executemany per flush on the database thread, never more than one batch queued there.
 While a batch waits (the database is slow or refuses writes) samples keep arriving into a
-bounded buffer that drops its oldest, counted in `dropped`."""
+bounded buffer that drops its oldest, counted in `dropped`. `oldest` says how far back the
+samples not yet in the database go: the downsampler folds no further."""
 
 from __future__ import annotations
 
@@ -31,12 +32,22 @@ class TelemetryRecorder:
         self.flush_s = flush_s
         self._buffer: deque[Sample] = deque(maxlen=max_buffered)
         self._in_flight = False  # a batch is queued on the database thread
+        self._in_flight_from: int | None = None  # its oldest sample's time
         self.dropped = 0  # samples lost: the buffer overflowed, or a batch was refused
         self.written = 0  # samples written
 
     @property
     def buffered(self) -> int:
         return len(self._buffer)
+
+    @property
+    def oldest(self) -> int | None:
+        """The time (epoch seconds) of the oldest sample not yet written: buffered, or in the
+        batch queued on the database thread (kept there while the database refuses writes).
+        None when every sample received is written."""
+        held = [at for at in (self._in_flight_from, self._buffer[0][2] if self._buffer else None)
+                if at is not None]  # fmt: skip
+        return min(held, default=None)
 
     def record(self, node: str, samples: Sequence[GpuTelemetryRecord], at: datetime) -> None:
         """Buffer one heartbeat's samples (on the event loop; no I/O)."""
@@ -58,6 +69,10 @@ class TelemetryRecorder:
         batch = list(self._buffer)
         self._buffer.clear()
         self._in_flight = True
+        first = min(sample[2] for sample in batch)
+        # (`final`: a batch may follow one that has not landed yet)
+        held = self._in_flight_from
+        self._in_flight_from = first if held is None else min(held, first)
         self.db.submit(self._write, batch, landed=self._landed)
         return len(batch)
 
@@ -76,6 +91,7 @@ class TelemetryRecorder:
 
     def _landed(self) -> None:
         self._in_flight = False
+        self._in_flight_from = None
 
     async def run(self) -> None:
         """Flush every `flush_s` until cancelled."""

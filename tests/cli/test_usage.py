@@ -104,6 +104,17 @@ def test_json_with_names_labels_and_raw(hub: Served) -> None:
         ("gpu-a", 0, 0), ("gpu-a", 1, 0), ("gpu-c", 0, 0), ("gpu-c", 1, 0)]  # fmt: skip
 
 
+def test_limit_stops_after_that_many_rows(hub: Served) -> None:
+    result = hub.hubctl("--since", iso(HOUR - 3600), "--limit", "5")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 1 + 5 + 1  # the header, five rows, what the hub keeps
+    assert [line.split()[:2] for line in lines[1:3]] == [["gpu-a", "0"], ["gpu-a", "1"]]
+    found = json.loads(hub.hubctl("--raw", "--since", iso(HOUR), "--limit", "3", "--json").stdout)
+    assert [(r["node"], r["gpu"], r["start"]) for r in found] == [
+        ("gpu-a", 0, iso(HOUR)), ("gpu-a", 1, iso(HOUR)), ("gpu-b", 0, iso(HOUR))]  # fmt: skip
+
+
 def test_nothing_matching_says_so(hub: Served) -> None:
     result = hub.hubctl("-n", "gpu-z")
     assert (result.returncode, result.stdout.splitlines()[0]) == (

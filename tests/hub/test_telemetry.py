@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sqlite3
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -228,6 +229,74 @@ def test_samples_are_folded_once_past_the_grace_and_pruned_only_then(
     done = asyncio.run(Downsampler(db, usage, policy, clock=lambda: later).tick())
     assert (done.folded, done.samples) == (1, 2)
     assert [(r.start_s, r.samples, r.utilization_max) for r in usage.usage(0)] == [(S10, 2, 9)]
+
+
+def test_the_recorder_says_how_far_back_its_unwritten_samples_go(
+    db: Database, usage: UsageStore
+) -> None:
+    recorder = TelemetryRecorder(db, usage, flush_s=3600)
+    assert recorder.oldest is None
+    release = threading.Event()
+    db.submit(release.wait, 30)  # a slow disk: the batch waits on the database thread
+    recorder.record("gpu-a", beat(1), H10 + timedelta(seconds=5))
+    recorder.flush()
+    recorder.record("gpu-a", beat(2), H10 + timedelta(seconds=15))
+    assert recorder.oldest == S10 + 5  # the batch queued, not yet written
+    release.set()
+    asyncio.run(db.call(lambda: None))
+    assert recorder.oldest == S10 + 15  # the buffer's
+    recorder.flush()
+    asyncio.run(db.call(lambda: None))
+    assert recorder.oldest is None
+
+
+def test_folding_stops_at_the_oldest_sample_the_recorder_holds(
+    db: Database, usage: UsageStore
+) -> None:
+    """A batch held up longer than the grace (a slow or refusing database) lands behind a mark
+    that moved past it: never counted in its hour, then pruned as folded."""
+    recorder = TelemetryRecorder(db, usage, flush_s=3600)
+    usage.add_samples([sample("gpu-a", 0, S10 + 10, util=1)])
+    recorder.record("gpu-a", beat(7), H10 + timedelta(seconds=30))  # not written yet
+    now = H10 + timedelta(minutes=10)
+    downsampler = Downsampler(db, usage, Retention(), clock=lambda: now, recorder=recorder)
+    done = asyncio.run(downsampler.tick())
+    assert (done.folded, usage.mark()) == (1, S10 + 30)
+    recorder.flush()
+    asyncio.run(db.call(lambda: None))
+    done = asyncio.run(downsampler.tick())
+    assert (done.folded, usage.mark()) == (1, S10 + 480)
+    assert (hour(usage, S10).samples, hour(usage, S10).utilization_max) == (2, 7)
+
+
+def test_folding_waits_while_refused_writes_wait_for_their_retry(tmp_path: Path) -> None:
+    """The database refused the recorder's batch (locked); it is writable again, but the batch
+    waits for its retry: the mark must not pass it meanwhile."""
+    url = sqlite_url(tmp_path)
+    db = Database(url, retry_first_s=3600, busy_timeout_s=0.1)
+    migrate(db.engine)
+    usage = UsageStore(db.engine)
+    recorder = TelemetryRecorder(db, usage, flush_s=3600)
+    recorder.record("gpu-a", beat(7), H10)
+    lock = sqlite3.connect(tmp_path / "hub.db")  # another process holds the write lock
+    lock.execute("BEGIN IMMEDIATE")
+    recorder.flush()
+    asyncio.run(db.call(lambda: None))
+    lock.rollback()
+    lock.close()
+    assert db.pending == 1
+    now = H10 + timedelta(minutes=10)
+    done = asyncio.run(Downsampler(db, usage, Retention(), clock=lambda: now).tick())
+    assert (done.folded, usage.mark()) == (0, None)
+    db.close()  # its last retry writes the batch
+    db = Database(url)
+    try:
+        usage = UsageStore(db.engine)
+        done = asyncio.run(Downsampler(db, usage, Retention(), clock=lambda: now).tick())
+        assert (done.folded, usage.mark()) == (1, S10 + 480)
+        assert hour(usage, S10).samples == 1
+    finally:
+        db.close()
 
 
 def test_history_tables_keep_their_retention(db: Database) -> None:

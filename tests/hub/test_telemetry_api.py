@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,6 +17,7 @@ import pytest
 
 from gpufleet.v1 import hub_pb2, hub_pb2_grpc
 from hub.store import Database, NodeHello, Store, migrate, sqlite_url
+from hub.store import usage as usage_module
 from hub.store.usage import Sample, UsageStore
 from hub.telemetry import GpuUsageApi, Retention
 
@@ -142,6 +144,44 @@ def test_filters_by_name_label_since_and_raw(db: Database) -> None:
             assert raw.usage[0].utilization_avg == raw.usage[0].utilization_max
             default = await stub.GetGpuUsage(hub_pb2.GpuUsageRequest(names=["gpu-a"]))
             assert len(default.usage) == 6  # the last 24 hours: all three of each GPU
+
+    asyncio.run(scenario())
+
+
+def test_a_label_filter_scans_a_bounded_page_and_continues(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A selector that matches one node in three reads at most SCAN_ROWS rows a page: short
+    pages (even empty ones) whose tokens continue where the scan stopped, all rows in all."""
+    monkeypatch.setattr(usage_module, "SCAN_ROWS", 50)
+
+    async def scenario() -> None:
+        async with served(db) as stub:
+            request = hub_pb2.GpuUsageRequest(raw=True, since=since(HOUR - 7200))
+            _, every = await every_page(stub, request)
+            request.selector.append("role=coder")
+            request.page_token = ""
+            pages, coder = await every_page(stub, request)
+            assert keys(coder) == [key for key in keys(every) if key[1] == "gpu-b"]
+            assert len(every) == 840 and pages >= 840 // 50
+
+    asyncio.run(scenario())
+
+
+def test_a_page_is_read_while_the_writer_is_busy(db: Database) -> None:
+    """Listings run on the reader threads, not behind the writes of heartbeats."""
+
+    async def scenario() -> None:
+        release = threading.Event()
+        db.submit(release.wait, 30)  # a long write on the database thread
+        try:
+            async with served(db) as stub:
+                reply = await asyncio.wait_for(
+                    stub.GetGpuUsage(hub_pb2.GpuUsageRequest(since=since(HOUR - 7200))), 10
+                )
+                assert len(reply.usage) == 18
+        finally:
+            release.set()
 
     asyncio.run(scenario())
 
