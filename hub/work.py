@@ -152,6 +152,7 @@ class Lane:
         self._slots = asyncio.Semaphore(workers)
         self._admitted = 0  # running + waiting
         self._busy: set[Worker] = set()
+        self._closed = False
         self.refused = 0
         self.overruns = 0
 
@@ -211,8 +212,25 @@ class Lane:
             else:
                 await asyncio.to_thread(worker.kill)
 
+    async def warm(self) -> None:
+        """Start one worker ahead, so that the lane's first call does not wait for a process
+        to spawn (a second or more on a loaded machine); nothing when one is already there.
+        A worker that cannot start now is left to the first call."""
+        if self._idle or self._busy or self._closed:
+            return
+        try:
+            worker = await asyncio.to_thread(self._start)
+        except OSError as exc:
+            log.warning("%s: cannot start a worker ahead: %s", self.what, exc)
+            return
+        if self._closed or len(self._idle) + len(self._busy) >= self.workers:
+            await asyncio.to_thread(worker.kill)  # closed meanwhile, or calls started theirs
+            return
+        self._idle.append(worker)
+
     def close(self) -> None:
         """Stop every worker (the hub is stopping): running calls end with WorkerDied."""
+        self._closed = True
         for worker in [*self._idle, *self._busy]:
             worker.kill()
         self._idle.clear()
@@ -221,7 +239,7 @@ class Lane:
 
 class Work:
     """The hub's lanes: configurations (parse and validate), model definitions (read, estimate,
-    validate) and placement. Workers start at a lane's first call."""
+    validate) and placement. Workers start at a lane's first call, or ahead (`prestart`)."""
 
     def __init__(
         self,
@@ -232,8 +250,18 @@ class Work:
         self.configs = configs or Lane("reading configurations", workers=2, waiting=8)
         self.placement = placement or Lane("placement", workers=1, waiting=1)
         self.models = models or Lane("reading models", workers=2, waiting=8)
+        self._warming: set[asyncio.Future[None]] = set()
+
+    def prestart(self) -> None:
+        """Start a configurations worker in the background (from the hub's loop, at start):
+        a `switch` right after a hub start does not wait for it to spawn."""
+        task = asyncio.ensure_future(self.configs.warm())
+        self._warming.add(task)
+        task.add_done_callback(self._warming.discard)
 
     def close(self) -> None:
+        for task in self._warming:
+            task.cancel()
         self.configs.close()
         self.placement.close()
         self.models.close()

@@ -14,6 +14,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from sqlalchemy import Engine
+from sqlmodel import col, select
+
 from hub.configs import Configuration
 from hub.envs.view import NodeEnvs
 from hub.models import deploy, plan
@@ -27,32 +30,44 @@ from hub.store.registry import RegistryStore
 from hub.work import Work
 
 REGENERATE_LIMIT_S = 30.0
+READ_AT_ONCE = 2000  # node names per query
 DOWN = "down"  # the state shown for a node whose agent is not connected
 
 
 def runs(registry: SessionRegistry, node: Node) -> str:
     """The project a node runs: its agent's word while connected, else its stored state."""
-    session = registry.get(node.name)
+    return runs_named(registry, node.name, node.configuration)
+
+
+def runs_named(registry: SessionRegistry, name: str, configuration: str) -> str:
+    """`runs` of the node `name` whose stored configuration is `configuration`."""
+    session = registry.get(name)
     if session is None:
-        return node.configuration
+        return configuration
     if session.project is None:
         return ""
-    return session.project.name or node.configuration  # "": it could not tell
+    return session.project.name or configuration  # "": it could not tell
 
 
-async def regenerated(db: Database, store: Store, registry: SessionRegistry, work: Work,
+async def regenerated(db: Database, registry: SessionRegistry, work: Work,
                       models_dir: Path | None, image: str,
                       nodes: Sequence[str]) -> dict[str, Configuration]:  # fmt: skip
     """Per node of `nodes`, the model deployment it runs, regenerated from the current model
     file (a configuration switch drains it and may bring it back); the models lane's Busy,
-    Overrun or WorkerDied when it cannot be read now."""
+    Overrun or WorkerDied when it cannot be read now. The recorded deployments are read
+    first, and the stored configurations of their nodes only (few nodes run models: a
+    `switch --all` of 10,000 nodes reads no node row for the others)."""
     if models_dir is None:
         return {}
-    rows = {node.name: node for node, _ in await db.call(store.list_nodes)}
+    wanted = set(nodes)
+    deployed = [d for d in await db.call(DeploymentStore(db.engine).all) if d.node in wanted]
+    if not deployed:
+        return {}
+    configured = await db.call(configurations, db.engine, [d.node for d in deployed])
     stored = [
         plan.Stored(d.node, d.model, d.gpus, d.port, d.environment)
-        for d in await db.call(DeploymentStore(db.engine).all, nodes)
-        if d.node in rows and runs(registry, rows[d.node]) == d.project
+        for d in deployed
+        if d.node in configured and runs_named(registry, d.node, configured[d.node]) == d.project
     ]
     if not stored:
         return {}
@@ -60,6 +75,19 @@ async def regenerated(db: Database, store: Store, registry: SessionRegistry, wor
     hint = "make the model files smaller"
     return await work.models.run(plan.regenerated, models_dir, stored, image, entries,
                                  limit_s=REGENERATE_LIMIT_S, hint=hint)  # fmt: skip
+
+
+def configurations(engine: Engine, names: Sequence[str]) -> dict[str, str]:
+    """The stored configuration of each named node (that exists), by name."""
+    query = select(col(Node.name), col(Node.configuration))
+    found: dict[str, str] = {}
+    with engine.connect() as connection:
+        for at in range(0, len(names), READ_AT_ONCE):
+            rows = connection.execute(
+                query.where(col(Node.name).in_(names[at : at + READ_AT_ONCE]))
+            )
+            found.update((name, configuration) for name, configuration in rows)
+    return found
 
 
 def registry_copy(entry: Entry) -> RegistryCopy:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
 import yaml
+from sqlalchemy import Connection
 
 from gpufleet import policy
 from gpufleet.v1 import hub_pb2
@@ -74,6 +77,13 @@ def event_to_proto(event: Event) -> hub_pb2.OperationEvent:
 
 
 CONFIGS_LIMIT_S = 30.0  # reading every configuration of the directory, or one to validate
+FINAL_WAIT_S = 10.0  # how long a watcher waits for an ended operation's writes to land
+
+
+def _stored_operation(
+    _connection: Connection, ops: OperationStore, operation_id: str
+) -> OperationRecord | None:
+    return ops.get(operation_id)
 
 
 def unknown_operation(operation_id: str) -> str:
@@ -102,14 +112,13 @@ class OperationsApi:
     registry: SessionRegistry
     vllm_image: str
 
-    async def _models(self, context: Context, targets: hub_pb2.Targets) -> dict[str, Configuration]:
+    async def _models(self, context: Context, nodes: list[str]) -> dict[str, Configuration]:
         """Per targeted node, the model deployment it runs (to drain and roll back to)."""
         from hub.models.running import regenerated
 
-        nodes, _ = await self._targets(targets, context)
         try:
-            return await regenerated(self.db, self.store, self.registry, self.work,
-                                     self.models_dir, self.vllm_image, nodes)  # fmt: skip
+            return await regenerated(self.db, self.registry, self.work, self.models_dir,
+                                     self.vllm_image, nodes)  # fmt: skip
         except (Busy, Overrun, WorkerDied) as exc:
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
             raise
@@ -160,9 +169,9 @@ class OperationsApi:
         self, request: hub_pb2.GetStatusRequest, context: Context
     ) -> hub_pb2.GetStatusResponse:
         size, after = await paged(request, context, 1)
-        wanted = await filters(request, context, self.registry.get, states=request.state)
+        wanted = await filters(request, context, self.registry.live, states=request.state)
         nodes, token = await self.db.read(
-            listing.states_page, after[0] if after else "", size, wanted, self.registry.get,
+            listing.states_page, after[0] if after else "", size, wanted, self.registry.live,
             self.manager.busy.get,
         )  # fmt: skip
         return hub_pb2.GetStatusResponse(
@@ -203,19 +212,20 @@ class OperationsApi:
         if not 0 <= request.max_fail_percent <= 100:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                                 "max_fail_percent must be between 0 and 100")  # fmt: skip
+        nodes, known = await self._targets(request.targets, context)  # once: 10,000 at --all
         kind = SwitchKind(config, found, rollback=not request.no_rollback,
                           capacity=StoredCapacity(self.db),
-                          models=await self._models(context, request.targets))  # fmt: skip
-        return await self._submit(context, lambda nodes: Request(
+                          models=await self._models(context, nodes))  # fmt: skip
+        return await submitted(self.manager, context, Request(
             kind, nodes, request.serial, request.max_fail_percent, request.check,
-        ), request.targets)  # fmt: skip
+        ), known)  # fmt: skip
 
     async def Drain(self, request: hub_pb2.DrainRequest, context: Context) -> hub_pb2.OperationRef:
         found = await self._load(context)
-        models = await self._models(context, request.targets)
-        return await self._submit(
-            context, lambda nodes: Request(DrainKind(found, models), nodes), request.targets
-        )
+        nodes, known = await self._targets(request.targets, context)
+        models = await self._models(context, nodes)
+        return await submitted(self.manager, context, Request(DrainKind(found, models), nodes),
+                               known)  # fmt: skip
 
     async def Stop(self, request: hub_pb2.StopRequest, context: Context) -> hub_pb2.OperationRef:
         return await self._submit(
@@ -261,6 +271,14 @@ class OperationsApi:
         assert found is not None
         return operation_to_proto(self.manager.truthful(found))
 
+    async def _final(self, operation_id: str) -> OperationRecord | None:
+        """An ended operation as stored, read on a reader thread (not queued behind the
+        writer's queue) once its writes landed, or FINAL_WAIT_S later: `truthful` then tells
+        its outcome while the database refuses writes."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.manager.writes.landed(), FINAL_WAIT_S)
+        return await self.db.read(_stored_operation, self.ops, operation_id)
+
     async def WatchOperation(
         self, request: hub_pb2.WatchOperationRequest, context: Context
     ) -> AsyncIterator[hub_pb2.OperationEvent]:
@@ -269,7 +287,7 @@ class OperationsApi:
         async for event in self.manager.watch(request.id):
             message = event_to_proto(event)
             if event.done:
-                found = await self.db.call(self.ops.get, request.id)
+                found = await self._final(request.id)
                 if found is not None:
                     message.operation.CopyFrom(operation_to_proto(self.manager.truthful(found)))
             yield message

@@ -5,6 +5,7 @@ once the operation is cancelled."""
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -34,10 +35,20 @@ async def run_batches(
     """Each node's outcome; nodes never started are `skipped` with the reason. Setting
     `cancel` starts no further node (the running ones see it through their own steps)."""
     cancel = cancel or asyncio.Event()
+    # Each node's task says it ended through a callback: a node's end costs O(1), not a wait
+    # on every running task (O(N) each, O(N^2) for a `switch --all` of 10,000 nodes).
+    ended: list[asyncio.Task[Outcome]] = []
+    woken = asyncio.Event()
+
+    def end(task: asyncio.Task[Outcome]) -> None:
+        ended.append(task)
+        woken.set()
+
     cancelled = asyncio.ensure_future(cancel.wait())
+    cancelled.add_done_callback(lambda _: woken.set())
     window = serial if serial > 0 else len(nodes)
     results: dict[str, Outcome] = {}
-    queue = list(nodes)
+    queue = deque(nodes)
     running: dict[asyncio.Task[Outcome], str] = {}
     failed = 0
     try:
@@ -48,17 +59,19 @@ async def run_batches(
                 and not cancel.is_set()
                 and not too_many_failures(failed, len(nodes), max_fail_percent)
             ):
-                node = queue.pop(0)
+                node = queue.popleft()
                 on_start(node)
-                running[asyncio.create_task(step(node))] = node
+                task = asyncio.create_task(step(node))
+                running[task] = node
+                task.add_done_callback(end)
             if not running:
                 break
             # Once cancelled, wait for the running nodes only (their steps end on the cancel too).
-            waits: set[asyncio.Future[Any]] = set(running)
-            if not cancel.is_set():
-                waits.add(cancelled)
-            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-            for task in [t for t in running if t.done()]:
+            if not ended:
+                woken.clear()
+                await woken.wait()
+            finished, ended[:] = ended[:], []
+            for task in finished:
                 node = running.pop(task)
                 outcome = task.result()
                 results[node] = outcome

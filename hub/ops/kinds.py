@@ -114,8 +114,8 @@ class SwitchKind(OperationKind):
     # is drained and, on failure, brought back from this one consistent snapshot.
     configurations: Mapping[str, Configuration] = field(default_factory=dict)
     rollback: bool = True
-    # What the node's GPUs cannot hold, reported first as `warning` events (stored with the
-    # node's result): informative, in a check and before a real switch, never blocking.
+    # What the node's GPUs cannot hold, reported as `warning` events (stored with the node's
+    # result): informative, in a check and during a real switch, never blocking.
     capacity: Capacity | None = None
     # Per node, the model deployment it runs (hub.models.deploy, regenerated from the current
     # model file): drained, and brought back on failure, like a configuration.
@@ -137,11 +137,19 @@ class SwitchKind(OperationKind):
             run.report("warning", line)
 
     async def run_node(self, run: NodeRun) -> Outcome:
-        await self.warn(run)
-        previous = definition(run, self.configurations, self.models)
-        switch = Switch(run.agent, run.running, self.target, previous, run.report,
-                        run.set_state, run.check, self.rollback)  # fmt: skip
-        return await switch.run()
+        # The capacity read goes alongside the node's first task, not before it (a read of
+        # 10,000 nodes' GPUs must not hold back every drain); its warnings are in before the
+        # node's result, which they are stored with.
+        warned = asyncio.ensure_future(self.warn(run))
+        try:
+            previous = definition(run, self.configurations, self.models)
+            switch = Switch(run.agent, run.running, self.target, previous, run.report,
+                            run.set_state, run.check, self.rollback)  # fmt: skip
+            outcome = await switch.run()
+            await warned
+        finally:
+            warned.cancel()
+        return outcome
 
 
 def definition(run: NodeRun, configurations: Mapping[str, Configuration],

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
+import itertools
+import secrets
 from collections.abc import Callable, Collection
 from typing import Any
 
@@ -53,6 +54,10 @@ def fallback_lines(report: pb.AssignmentReport) -> list[tuple[str, str]]:
     ]
 
 
+# Task ids are the agents' idempotency keys: unique across hub restarts (this run's random
+# part) and within a run (a counter), without a uuid per task.
+_RUN = secrets.token_hex(4)
+_TASKS = itertools.count(1)
 TAIL_LIMIT_S = 30.0  # reading a log file's tail, or podman logs
 # An environment build: a compile takes 5-15 minutes, more on a loaded 2-core machine.
 BUILD_LIMIT_S = 3 * 3600.0
@@ -129,7 +134,7 @@ class RemoteAgent:
     async def _run(
         self, request: pb.TaskRequest, step: str, limit_s: float = COMPOSE_LIMIT_S
     ) -> tuple[StepResult, pb.TaskResult]:
-        request.task_id = task_id = f"{self.operation_id}-{uuid.uuid4().hex[:8]}"
+        request.task_id = task_id = f"{self.operation_id}-{_RUN}-{next(_TASKS)}"
         loop = asyncio.get_running_loop()
         began = loop.time()
         try:

@@ -42,6 +42,19 @@ class Writes:
         if landed is not None:
             self._landed.append(landed)
 
+    def landed(self) -> asyncio.Future[None]:
+        """Done once every write asked for so far is written (or has waited behind a refusing
+        database, as they do): a reader thread then sees them."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+
+        def mark() -> None:
+            if not done.done():
+                done.set_result(None)
+
+        self.add(_nothing, landed=lambda: loop.call_soon_threadsafe(mark))
+        return done
+
     def flush(self) -> None:
         """Hand what is gathered to the database thread now."""
         if not self._changes:
@@ -49,6 +62,10 @@ class Writes:
         changes, self._changes = self._changes, []
         landed, self._landed = self._landed, []
         self.db.submit(self.store.apply, changes, landed=_all(landed) if landed else None)
+
+
+def _nothing(_session: object) -> None:
+    """A write that writes nothing: it lands after every write asked for before it."""
 
 
 def _all(callbacks: list[Callable[[], object]]) -> Callable[[], None]:

@@ -121,3 +121,20 @@ def test_many_nodes_asking_for_capacity_at_once_each_get_their_own_gpus(db: Data
     assert found["n000"] == ["llm needs 2 GPUs with 72 GB each; n000 has 1 GPU (GPU 0: 24 GB)"]
     assert found["n001"] == ["llm needs 2 GPUs with 72 GB each; n001 has no GPUs"]
     assert len(found) == len(NODES)
+
+
+def test_landed_is_done_once_every_write_asked_before_it_is_readable(db: Database) -> None:
+    ops = OperationStore(db.engine)
+    record = OperationRecord(id="op1", kind="test-walk", created=T0, configuration="beta")
+    ops.create(record, NODES)
+
+    async def main() -> list[str]:
+        manager = OperationManager(SessionRegistry(), db, ops)
+        for seq, node in enumerate(NODES, 1):
+            manager.writes.add(ops.event_added, "op1", Event(seq, T0, node, "step", "s"))
+        await asyncio.wait_for(manager.writes.landed(), 30)
+        # On a reader thread, which waits for no queued write: it sees them all.
+        events = await db.read(lambda _connection: ops.events("op1"))
+        return [event.node for event in events]
+
+    assert asyncio.run(main()) == NODES

@@ -11,7 +11,7 @@ import pytest
 
 from hub.assign.model import AssignError
 from hub.configs import ConfigError, parse_configuration
-from hub.work import Busy, Lane, Overrun, WorkerDied
+from hub.work import Busy, Lane, Overrun, ProcessWorker, WorkerDied
 
 
 def pid() -> int:
@@ -122,5 +122,28 @@ def test_close_stops_every_worker() -> None:
         for worker in pids:
             with pytest.raises(ProcessLookupError):
                 os.kill(worker, 0)
+
+    asyncio.run(main())
+
+
+def test_a_lane_warmed_ahead_answers_its_first_call_from_that_worker() -> None:
+    async def main() -> None:
+        started: list[ProcessWorker] = []
+
+        def start() -> ProcessWorker:
+            started.append(ProcessWorker())
+            return started[-1]
+
+        lane = Lane("tests", workers=2, waiting=0, start=start)
+        try:
+            await lane.warm()
+            await lane.warm()  # one is there already: nothing more
+            assert len(started) == 1
+            assert await lane.run(pid, limit_s=30) == started[0].process.pid
+            assert len(started) == 1
+        finally:
+            lane.close()
+        await lane.warm()  # closed: starts nothing
+        assert len(started) == 1
 
     asyncio.run(main())
