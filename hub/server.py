@@ -35,7 +35,7 @@ from hub.gateway.service import GatewayService
 from hub.http import HttpEndpoint
 from hub.keys.service import ApiKeysService
 from hub.link import AgentLinkService, pace_message, utcnow
-from hub.metrics import Snapshot, StoreCollector, render
+from hub.metrics import StoreCollector, scrape
 from hub.models.deploy import DEFAULT_VLLM_IMAGE
 from hub.models.running import Cluster
 from hub.models.service import ModelsService
@@ -204,7 +204,7 @@ class HubServer:
 
         usage = UsageStore(self._db.engine)
         self.recorder = TelemetryRecorder(self._db, usage)
-        downsampler = Downsampler(self._db, usage, self.config.retention)
+        downsampler = Downsampler(self._db, usage, self.config.retention, recorder=self.recorder)
         trust_store = TrustStore(self._db.engine)
         if self.config.insecure:
             self.auth = Authenticator(insecure=True, clock=utcnow)
@@ -332,16 +332,15 @@ class HubServer:
         return self._db.problem() if self._db is not None else ""
 
     async def metrics(self) -> bytes:
+        """/metrics: the cluster read on a database reader thread (plain rows, the live state
+        over them), never on the writer thread nor the event loop; then the hub's own."""
         try:
-            nodes = [node for node, _ in await self.db.call(self._store.list_nodes)]
-            gpus = await self.db.call(self._store.list_gpus)
+            cluster = await self.db.read(scrape, self.registry.live, len(self.registry), utcnow())
         except sqlalchemy.exc.DBAPIError as exc:  # the store metrics still say why
             log.warning("metrics without the cluster: cannot read the database: %s",
                         describe(exc))  # fmt: skip
             return generate_latest(self.prometheus)
-        live = {session.name: session.last_seen for session in self.registry}
-        # After the reads: every write queued before this scrape is counted, kept or not.
-        return render(Snapshot(nodes, gpus, live, utcnow())) + generate_latest(self.prometheus)
+        return cluster + generate_latest(self.prometheus)
 
     async def _watch(self, store: Store) -> None:
         """Pace the agents, close streams whose heartbeats stopped, batch what changed into the
