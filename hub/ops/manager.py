@@ -157,7 +157,8 @@ class OperationManager:
     def _resolve(names: list[str], known: list[str]) -> list[str]:
         if not names:
             raise OperationError("invalid", "no nodes given: name them with --node, or --all")
-        unknown = [name for name in names if name not in known]
+        found = set(known)  # a set: 10,000 names against 10,000 known ones, not 10^8 compares
+        unknown = [name for name in names if name not in found]
         if unknown:
             raise OperationError(
                 "not_found",

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, delete, update
+from sqlalchemy import Engine, delete, insert, update
 from sqlmodel import Session, col, select
 
 from hub.states import NodeState, check
@@ -193,10 +193,16 @@ class OperationStore:
         )  # fmt: skip
         with self._session() as session:
             session.add(operation)
-            session.add_all(
-                OperationNode(operation_id=operation.id, node=name, position=i)
+            session.flush()  # the operation's row before its nodes' (their foreign key)
+            # One executemany of plain rows: a `switch --all` of 10,000 nodes took seconds
+            # as ORM objects, on the database thread the Switch call waits for.
+            rows = [
+                {"operation_id": operation.id, "node": name, "position": i, "result": "pending",
+                 "message": "", "progress_dropped": 0, "warnings": []}
                 for i, name in enumerate(nodes)
-            )
+            ]  # fmt: skip
+            if rows:  # none: an executemany of no rows would insert one empty row
+                session.execute(insert(OperationNode.__table__), rows)  # type: ignore[attr-defined]
             session.commit()
 
     def add_event(self, operation_id: str, event: Event) -> None:
