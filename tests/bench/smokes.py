@@ -208,6 +208,11 @@ SMOKES: dict[str, Smoke] = {
          *(rf"{label} +-?{NUM} KiB per link" for label in
            ("plaintext", "mutual TLS, 16 KiB records", "mutual TLS, the hub's options"))),
     ),
+    "metrics_scrape": Smoke(
+        ("--nodes", "20", "--gpus", "2", "--runs", "1"),
+        (rf"20 nodes x 2 GPUs, 10 connected: scrape {NUM} s \(median of 1, on a reader "
+         rf"thread\), \d+ bytes",),
+    ),
     "model_switch": Smoke(
         ("--runs", "1"),
         (rf"through hub \+ agent +median {NUM} s .*",
