@@ -89,6 +89,8 @@ class HubConfig:
     models_dir: Path = DEFAULT_MODELS
     vllm_image: str = DEFAULT_VLLM_IMAGE  # what a vLLM model without an image runs in
     registry: str | None = None  # --registry: a directory or s3://BUCKET/PREFIX; default state
+    # Spawn a configurations worker at start (the daemon does; in-process test hubs need not).
+    prestart: bool = False
     heartbeat_rate: float = 100.0  # heartbeats a second the whole hub aims at (--heartbeat-rate)
     retention: Retention = DEFAULT_RETENTION  # --telemetry-raw, --telemetry-keep, --history-keep
 
@@ -294,6 +296,8 @@ class HubServer:
         self._store = store
         self._watcher = asyncio.create_task(self._watch(store), name="liveness")
         self._scaling = asyncio.create_task(self.scaler.run(), name="gateway-scaler")
+        if self.config.prestart:  # the first switch does not wait for a configs worker to spawn
+            self.work.prestart()
         self._telemetry = [
             asyncio.create_task(self.recorder.run(), name="telemetry-recorder"),
             asyncio.create_task(downsampler.run(), name="telemetry-downsampler"),
