@@ -127,6 +127,38 @@ class AgentLinkService(agent_link_pb2_grpc.AgentLinkServicer):  # type: ignore[m
     async def Connect(
         self, request_iterator: AsyncIterator[pb.AgentMessage], context: Context
     ) -> AsyncIterator[pb.HubMessage]:
+        # The stream's lifetime holds only the session and its reader: the hello (its
+        # protobuf arena) and its record live in _open, not in this frame.
+        session, reader = await self._open(request_iterator, context)
+        try:
+            yield pb.HubMessage(welcome=self._welcome(session))
+            while True:
+                item = await session.outbox.get()
+                if isinstance(item, pb.HubMessage):
+                    yield item
+                    continue
+                if item.code is not None:
+                    log.warning("closing stream of node %s: %s", session.name, item.reason)
+                    await context.abort(item.code, item.reason)
+                log.info("stream of node %s ended: %s", session.name, item.reason)
+                return
+        finally:
+            self._end(session, reader)
+
+    def _end(self, session: AgentSession, reader: asyncio.Task[None]) -> None:
+        reader.cancel()
+        session.close("stream ended")
+        if self.registry.release(session) and not self.stopping:
+            # A stopping hub writes none: the next start marks every node down at once.
+            self.db.submit(self.store.mark_down, session.name, utcnow(), session.last_seen,
+                           session.unwritten_telemetry())  # fmt: skip
+            log.info("node %s is down", session.name)
+
+    async def _open(
+        self, request_iterator: AsyncIterator[pb.AgentMessage], context: Context
+    ) -> tuple[AgentSession, asyncio.Task[None]]:
+        """The hello read and checked, the node's session opened, its reader started, its
+        hello registered."""
         peer = context.peer()
         hello = await self._hello(request_iterator, context)
         try:
@@ -167,32 +199,12 @@ class AgentLinkService(agent_link_pb2_grpc.AgentLinkServicer):  # type: ignore[m
             self.registry.heartbeat(session, self.monotonic(), utcnow())
             session.registering = False
             self.on_connect(session, None if hello.projects_unknown else list(hello.projects))
-            log.info(
-                "node %s connected from %s (agent %s, %d GPUs)",
-                record.name,
-                peer,
-                record.agent_version,
-                len(record.gpus),
-            )
-            yield pb.HubMessage(welcome=self._welcome(session))
-            while True:
-                item = await session.outbox.get()
-                if isinstance(item, pb.HubMessage):
-                    yield item
-                    continue
-                if item.code is not None:
-                    log.warning("closing stream of node %s: %s", session.name, item.reason)
-                    await context.abort(item.code, item.reason)
-                log.info("stream of node %s ended: %s", session.name, item.reason)
-                return
-        finally:
-            reader.cancel()
-            session.close("stream ended")
-            if self.registry.release(session) and not self.stopping:
-                # A stopping hub writes none: the next start marks every node down at once.
-                self.db.submit(self.store.mark_down, session.name, utcnow(), session.last_seen,
-                               session.unwritten_telemetry())  # fmt: skip
-                log.info("node %s is down", session.name)
+        except BaseException:
+            self._end(session, reader)
+            raise
+        log.info("node %s connected from %s (agent %s, %d GPUs)",
+                 record.name, peer, record.agent_version, len(record.gpus))  # fmt: skip
+        return session, reader
 
     def _authenticated(self, record: NodeHello) -> NodeHello:
         """The node's name comes from its certificate; labels from its join token win."""
@@ -317,25 +329,14 @@ class AgentLinkService(agent_link_pb2_grpc.AgentLinkServicer):  # type: ignore[m
 
     async def _read(self, session: AgentSession, messages: AsyncIterator[pb.AgentMessage]) -> None:
         try:
-            async for message in messages:
-                kind = message.WhichOneof("body")
-                if kind == "heartbeat":
-                    self._heartbeat(session, message.heartbeat)
-                elif kind == "task_result":
-                    if not session.resolve(message.task_result):
-                        session.close(
-                            f"task result for unknown task {message.task_result.task_id!r}",
-                            grpc.StatusCode.INVALID_ARGUMENT,
-                        )
+            while True:
+                try:
+                    # No name holds the message while the next is awaited: the last one of
+                    # each of 10,000 streams would stay alive.
+                    if not self._receive(session, await anext(messages)):
                         return
-                elif kind == "task_event":
-                    event = message.task_event
-                    if event.HasField("progress"):
-                        progress = convert.progress_from_proto(event.progress)
-                        session.progress(event.task_id, progress, self.monotonic())
-                else:
-                    session.close(f"unexpected {kind} message", grpc.StatusCode.INVALID_ARGUMENT)
-                    return
+                except StopAsyncIteration:
+                    break
             session.close("agent closed the stream")
         except asyncio.CancelledError:
             raise
@@ -345,3 +346,25 @@ class AgentLinkService(agent_link_pb2_grpc.AgentLinkServicer):  # type: ignore[m
             session.close(MALFORMED, grpc.StatusCode.INVALID_ARGUMENT)
         except Exception as exc:  # the transport failed under us: the stream is over
             session.close(f"stream broke: {exc}")
+
+    def _receive(self, session: AgentSession, message: pb.AgentMessage) -> bool:
+        """One message of the agent; False: the stream is closed for it."""
+        kind = message.WhichOneof("body")
+        if kind == "heartbeat":
+            self._heartbeat(session, message.heartbeat)
+        elif kind == "task_result":
+            if not session.resolve(message.task_result):
+                session.close(
+                    f"task result for unknown task {message.task_result.task_id!r}",
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                )
+                return False
+        elif kind == "task_event":
+            event = message.task_event
+            if event.HasField("progress"):
+                progress = convert.progress_from_proto(event.progress)
+                session.progress(event.task_id, progress, self.monotonic())
+        else:
+            session.close(f"unexpected {kind} message", grpc.StatusCode.INVALID_ARGUMENT)
+            return False
+        return True

@@ -127,7 +127,11 @@ class NodeEnvs:
         backends its agent was started with --llama-env for."""
         self._envs[node] = envs
         if given is not None:
-            self._given[node] = frozenset(b for b in given if b in BACKENDS)
+            backends = frozenset(b for b in given if b in BACKENDS)
+            if backends:
+                self._given[node] = backends
+            else:  # most nodes: no entry rather than an empty set each (200 bytes)
+                self._given.pop(node, None)
 
     def update(self, node: str, env: EnvView) -> None:
         """One environment as a task's result says it is now (before the next heartbeat)."""

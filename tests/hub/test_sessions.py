@@ -14,6 +14,7 @@ from hub.sessions import (
     Close,
     NameInUse,
     NodeDisconnected,
+    Outbox,
     SessionRegistry,
     Updates,
 )
@@ -168,3 +169,38 @@ def test_a_session_waiting_for_its_registration_is_neither_ready_nor_expired() -
     registry.heartbeat(waiting, 1000.0, NOW)
     assert registry.live("gpu-a") is waiting
     assert [s.name for s in registry.expired(1000.0 + 3 * waiting.interval + 1)] == ["gpu-a"]
+
+
+def test_the_outbox_hands_messages_in_order_to_its_waiting_reader() -> None:
+    async def scenario() -> None:
+        outbox = Outbox()
+        reader = asyncio.create_task(outbox.get())
+        await asyncio.sleep(0)
+        assert not reader.done()
+        first, second = pb.HubMessage(pace=pb.Pace()), Close("done")
+        outbox.put_nowait(first)
+        outbox.put_nowait(second)
+        assert await asyncio.wait_for(reader, 1) is first
+        assert await outbox.get() == second and outbox.empty()
+        with pytest.raises(asyncio.QueueEmpty):
+            outbox.get_nowait()
+        cancelled = asyncio.create_task(outbox.get())
+        await asyncio.sleep(0)
+        cancelled.cancel()
+        await asyncio.gather(cancelled, return_exceptions=True)
+        outbox.put_nowait(first)  # a cancelled reader's waiter is not woken twice
+        assert await asyncio.wait_for(outbox.get(), 1) is first
+
+    asyncio.run(scenario())
+
+
+def test_a_late_result_of_an_abandoned_task_is_dropped_once() -> None:
+    async def scenario() -> None:
+        session = SessionRegistry().open("a", "1", "", 0.0, NOW)
+        assert session.resolve(pb.TaskResult(task_id="t1")) is False
+        session.start_task(pb.TaskRequest(task_id="t1"))
+        session.abandon("t1")
+        assert session.resolve(pb.TaskResult(task_id="t1")) is True
+        assert session.resolve(pb.TaskResult(task_id="t1")) is False
+
+    asyncio.run(scenario())
