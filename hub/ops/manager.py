@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 
 from gpufleet.v1 import agent_link_pb2 as pb
 from hub.ops.batches import FAILED, Outcome, run_batches
+from hub.ops.cancel import Cancel
 from hub.ops.events import Event, ProgressLog
 from hub.ops.kind import HUB_TARGET, HubKind, HubRun, NodeRun, OperationKind, Request
 from hub.ops.remote import RemoteAgent, running_from_proto
@@ -46,7 +47,7 @@ class Live:
     record: OperationRecord
     seq: int = 0
     watchers: list[asyncio.Queue[Event]] = field(default_factory=list)
-    cancel: asyncio.Event = field(default_factory=asyncio.Event)
+    cancel: Cancel = field(default_factory=Cancel)
     progress: ProgressLog = field(default_factory=ProgressLog)
     ended: asyncio.Event = field(default_factory=asyncio.Event)
     kind: OperationKind | None = None

@@ -6,7 +6,6 @@ import asyncio
 import itertools
 import secrets
 from collections.abc import Callable, Collection
-from typing import Any
 
 from google.protobuf.duration_pb2 import Duration
 
@@ -16,6 +15,7 @@ from gpufleet.v1 import types_pb2
 from hub import limits
 from hub.configs import Configuration
 from hub.envs.view import EnvBuild, EnvView, env_from_proto
+from hub.ops.cancel import Cancel
 from hub.ops.steps import Cancelled, StepResult, Unreachable
 from hub.registry.caches import CachedView
 from hub.registry.convert_caches import cached_from_proto
@@ -121,13 +121,13 @@ class RemoteAgent:
         self,
         session: AgentSession,
         operation_id: str,
-        cancel: asyncio.Event | None = None,
+        cancel: Cancel | None = None,
         on_progress: Callable[[str, TaskProgress], None] = lambda _task, _event: None,
         observe: Callable[[str, float], None] = lambda _step, _seconds: None,
     ) -> None:
         self.session = session
         self.operation_id = operation_id
-        self.cancel = cancel or asyncio.Event()
+        self.cancel = cancel or Cancel()
         self.on_progress = on_progress
         self.observe = observe
 
@@ -160,13 +160,7 @@ class RemoteAgent:
             raise Cancelled(step, self.session.project)
         try:
             future = self.session.start_task(request, lambda e: self.on_progress(task_id, e))
-            cancelled = asyncio.ensure_future(self.cancel.wait())
-            waits: set[asyncio.Future[Any]] = {future, cancelled}
-            try:
-                await asyncio.wait(waits, timeout=limit_s,
-                                   return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
-            finally:
-                cancelled.cancel()
+            await self._first_of(future, limit_s)
             if future.done():
                 return future.result()
             # Cancelled, or out of time: cancel it on the node and take its last word.
@@ -182,6 +176,26 @@ class RemoteAgent:
         if not self.cancel.is_set():
             return None
         raise Cancelled(step, self.session.project)
+
+    async def _first_of(self, future: asyncio.Future[pb.TaskResult], limit_s: float) -> None:
+        """Until the task's result, the operation's cancel or `limit_s`, whichever comes first:
+        one future and one timer per task (no task of its own, no waiter on a shared list)."""
+        loop = asyncio.get_running_loop()
+        woken: asyncio.Future[None] = loop.create_future()
+
+        def wake(_: object = None) -> None:
+            if not woken.done():
+                woken.set_result(None)
+
+        future.add_done_callback(wake)
+        timer = loop.call_later(limit_s, wake)
+        self.cancel.watch(woken)
+        try:
+            await woken
+        finally:
+            timer.cancel()
+            self.cancel.unwatch(woken)
+            future.remove_done_callback(wake)
 
     async def drain(self, config: Configuration) -> StepResult:
         probes = [
