@@ -112,7 +112,9 @@ class AgentLinkService(agent_link_pb2_grpc.AgentLinkServicer):  # type: ignore[m
         self.recorder = recorder
         # Hellos are written in batches: a restart's 10,000 take seconds, not minutes.
         self.registrar = Registrar(db)
-        self.stopping = False  # set by the hub's stop(): streams ending then write nothing
+        # Set by the hub's stop(): streams ending then only note what to write, in `ended`.
+        self.stopping = False
+        self.ended: list[tuple[str, datetime | None, tuple[GpuTelemetryRecord, ...]]] = []
         self.on_connect = on_connect
         self.envs = envs if envs is not None else NodeEnvs()
         # Each node's model cache; a node that goes down keeps what it said last.
@@ -148,11 +150,14 @@ class AgentLinkService(agent_link_pb2_grpc.AgentLinkServicer):  # type: ignore[m
     def _end(self, session: AgentSession, reader: asyncio.Task[None]) -> None:
         reader.cancel()
         session.close("stream ended")
-        if self.registry.release(session) and not self.stopping:
-            # A stopping hub writes none: the next start marks every node down at once.
-            self.db.submit(self.store.mark_down, session.name, utcnow(), session.last_seen,
-                           session.unwritten_telemetry())  # fmt: skip
-            log.info("node %s is down", session.name)
+        if not self.registry.release(session):
+            return
+        if self.stopping:  # written together by the hub's stop(), not one transaction each
+            self.ended.append((session.name, session.last_seen, session.unwritten_telemetry()))
+            return
+        self.db.submit(self.store.mark_down, session.name, utcnow(), session.last_seen,
+                       session.unwritten_telemetry())  # fmt: skip
+        log.info("node %s is down", session.name)
 
     async def _open(
         self, request_iterator: AsyncIterator[pb.AgentMessage], context: Context

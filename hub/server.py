@@ -357,7 +357,9 @@ class HubServer:
         while True:
             await asyncio.sleep(tick)
             now = self.monotonic()
-            self.registry.credit(max(0.0, now - last - tick))
+            # Lateness within one more tick is the loop's ordinary business, not a stall: so
+            # even a hub late at every tick counts 2 ticks of each against a hung agent.
+            self.registry.credit(max(0.0, now - last - 2 * tick))
             last = now
             if now >= next_pace:
                 next_pace = now + PACE_EVERY_S
@@ -434,6 +436,8 @@ class HubServer:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self._link.registrar.close()
+        ended, self._link.ended = self._link.ended, []
+        self.db.submit(self._store.mark_down_many, utcnow(), ended)
         if self.recorder is not None:
             self.recorder.flush(final=True)  # written before the database closes
         if self._db is not None:

@@ -6,6 +6,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC
 from pathlib import Path
 
 import grpc
@@ -174,11 +175,11 @@ def test_a_stalled_hub_closes_no_session_and_still_cuts_off_a_silent_agent(
     run(tmp_path, scenario)
 
 
-def test_a_stopping_hub_writes_no_node_down_per_stream_and_the_next_start_marks_them(
+def test_a_stopping_hub_writes_its_streams_down_together_with_their_last_heartbeat(
     tmp_path: Path,
 ) -> None:
-    """10,000 streams ending at a stop would be 10,000 transactions while the port is held:
-    none is written, and the next start marks every node down at once."""
+    """10,000 streams ending at a stop were 10,000 transactions while the port was held: they
+    are noted and written together, with each node's last heartbeat and unwritten telemetry."""
 
     async def main() -> None:
         config = HubConfig("127.0.0.1:0", tmp_path, insecure=True)
@@ -187,23 +188,24 @@ def test_a_stopping_hub_writes_no_node_down_per_stream_and_the_next_start_marks_
         async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
             calls = [agent_link_pb2_grpc.AgentLinkStub(channel).Connect() for _ in range(3)]
             for call, name in zip(calls, ("a", "b", "c"), strict=True):
-                await call.write(hello(name))
+                await call.write(with_gpu(name))
                 assert (await asyncio.wait_for(call.read(), 5)).HasField("welcome")
+            await calls[0].write(telemetry_beat(1, 321))
+            await asyncio.sleep(0.3)
+            session = server.registry.get("a")
+            assert session is not None and session.telemetry_dirty
+            beat_at = session.last_seen
             await server.stop(grace=1)
-        again = HubServer(config)  # the database as the stop left it, before any start
-        again._db = Database(config.database_url)
-        store = Store(again._db.engine)
+        db = Database(config.database_url)  # the database as the stop left it
+        store = Store(db.engine)
         try:
-            rows = [await again._db.call(store.get_node, name) for name in ("a", "b", "c")]
-            assert [row[0].status for row in rows if row is not None] == ["ready"] * 3
+            rows = [await db.call(store.get_node, name) for name in ("a", "b", "c")]
         finally:
-            again._db.close()
-        await again.start()
-        try:
-            store = Store(again.db.engine)
-            rows = [await again.db.call(store.get_node, name) for name in ("a", "b", "c")]
-            assert [row[0].status for row in rows if row is not None] == ["down"] * 3
-        finally:
-            await again.stop(grace=1)
+            db.close()
+        assert [row[0].status for row in rows if row is not None] == ["down"] * 3
+        node, gpus = rows[0] or (None, [])
+        assert node is not None and node.last_seen is not None
+        assert node.last_seen.replace(tzinfo=UTC) == beat_at  # not rounded to the 5 min write
+        assert [g.memory_used_mb for g in gpus] == [321]  # written although under a minute old
 
     asyncio.run(main())
