@@ -266,10 +266,14 @@ def main() -> None:
         ), timeout=60)  # fmt: skip
         answered = time.time() - started
         results: list[float] = []
+        done_at = last_result = 0.0  # when the hub made the done event; the last result came
         for event in stub.WatchOperation(hub_pb2.WatchOperationRequest(id=reply.id)):
             if event.HasField("operation"):
                 status = event.operation.status
+                done_at = event.at.ToDatetime(UTC).timestamp()
             elif event.step == "result":
+                last_result = time.time()
+            if event.step == "result":
                 results.append(event.at.ToDatetime(UTC).timestamp() - started)
         finished = time.time()
         cpu = proc_stats(hub.pid)[1] - cpu_before
@@ -288,6 +292,10 @@ def main() -> None:
                   f"({len(firsts)} of {args.agents} agents)")  # fmt: skip
         print(f"node result p50/p99/max    {quantiles(results)} ({len(results)} nodes)")
         print(f"switch --all to all done   {finished - started:.2f} s ({status})")
+        # Where the wait after the last result goes: the hub ending the operation (its done
+        # event made) or the stream of every event to this client.
+        print(f"done made / last result in {done_at - started:.2f} / {last_result - started:.2f} s "
+              "(the hub's done event; the last node result received here)")  # fmt: skip
         print(f"hub CPU during the switch  {cpu:.1f} s "
               f"({1000 * cpu / max(1, args.agents):.1f} ms per node)")  # fmt: skip
         if status != "succeeded":
