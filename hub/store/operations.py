@@ -133,6 +133,37 @@ def _insert_events(session: Session, events: list[dict[str, Any]]) -> None:
         events.clear()
 
 
+def _warn_all(session: Session, warnings: Sequence[tuple[str, str, str]]) -> None:
+    """Many nodes' warnings (operation, node, message) added to their results: one read of
+    their rows and one executemany, as plain rows (a row read per warning before)."""
+    table = OperationNode.__table__  # type: ignore[attr-defined]
+    held: dict[tuple[str, str], list[str]] = {}
+    for operation_id in {w[0] for w in warnings}:
+        nodes = {w[1] for w in warnings if w[0] == operation_id}
+        query = (
+            table.select().with_only_columns(table.c.node, table.c.warnings)
+            .where(table.c.operation_id == operation_id, table.c.node.in_(nodes))
+        )  # fmt: skip
+        for row in session.execute(query):
+            held[operation_id, row.node] = list(row.warnings or [])
+    changed: set[tuple[str, str]] = set()
+    for operation_id, node, message in warnings:
+        kept = held.get((operation_id, node))
+        if kept is not None and len(kept) < MAX_WARNINGS:
+            kept.append(message)
+            changed.add((operation_id, node))
+    if changed:
+        statement = (
+            update(table)
+            .where(table.c.operation_id == bindparam("b_operation"),
+                   table.c.node == bindparam("b_node"))
+            .values(warnings=bindparam("b_warnings"))
+        )  # fmt: skip
+        session.execute(statement, [
+            {"b_operation": o, "b_node": n, "b_warnings": held[o, n]} for o, n in changed
+        ])  # fmt: skip
+
+
 def _moves(session: Session, moves: Sequence[tuple[Any, ...]]) -> None:
     """Many `moved` (their arguments, in order) with one read of their nodes, one executemany
     of transitions and one of node updates, as plain rows. Raises as `moved` does (an invalid
@@ -241,16 +272,19 @@ class OperationStore:
                 results = [c.args for c in changes if c.fn == self.resulted]
                 batched = {self.resulted, self.moved} if len(moves) > 1 else {self.resulted}
                 events: list[dict[str, Any]] = []
+                warnings: list[tuple[str, str, str]] = []
                 for change in changes:
                     if change.fn == self.event_added:
                         events.append(_event_row(*change.args))
                         if change.args[1].step == WARNING_STEP and change.args[1].node:
-                            self._warn(session, change.args[0], change.args[1].node,
-                                       change.args[1].message)  # fmt: skip
+                            warnings.append((change.args[0], change.args[1].node,
+                                             change.args[1].message))  # fmt: skip
                     elif change.fn not in batched:
                         _insert_events(session, events)  # before what may delete them
                         change.run(session)
                 _insert_events(session, events)
+                if warnings:
+                    _warn_all(session, warnings)
                 if len(moves) > 1:
                     _moves(session, moves)
                 if results:
