@@ -253,7 +253,7 @@ SMOKES: dict[str, Smoke] = {
         ("--agents", "5"),
         (rf"before: one connect of 5 agents: {NUM} MiB of audit log",
          rf"after: {NUM}(,\d+)* samples written at .*",
-         rf"after: raw samples kept .* bounded at 14 d"),
+         r"after: raw samples kept .* bounded at 14 d"),
     ),
     "switch_fanout": Smoke(
         ("--agents", "3"),

@@ -48,7 +48,7 @@ class RecordingHub(FakeHub):
     def Stop(self, request: object, context: grpc.ServicerContext) -> object:
         return self._started(request)
 
-    def ListNodes(self, request: object, context: grpc.ServicerContext) -> object:
+    def ListNodes(self, request: hub_pb2.ListNodesRequest, context: grpc.ServicerContext) -> object:
         self.requests.append(request)
         return super().ListNodes(request, context)
 
