@@ -1,7 +1,7 @@
 """The hub stays responsive under heavy requests: placement and parsing run in its workers.
 
-A real hub with 40 simulated agents (one process of real AgentLink clients, shipped static
-inventories: 158 GPUs, the `bench.hub_agents` simulator) and a configuration of 120 services.
+A real hub with 40 simulated agents (one process of real AgentLink clients, 4 GPUs each:
+160 GPUs, the `bench.hub_agents` simulator) and a configuration of 120 services.
 While `optimal` previews over every GPU and a large `configs validate` run, `hubctl nodes`
 answers within 1 s, extra concurrent previews are refused with one line, and no agent stream is
 closed. Hostile configuration files get one line through hubctl and the API.
@@ -59,8 +59,8 @@ def fleet(tmp_path: Path) -> Iterator[Cluster]:
         cluster.start_hub()
         simulator = Daemon(
             "simulator",
-            ["-m", "bench.hub_agents", "--simulate", cluster.address, "--agents", str(AGENTS),
-             "--channels", "2"],
+            ["-m", "bench.hub_agents", "--simulate", "--hub", cluster.address,
+             "--count", str(AGENTS), "--stats", str(tmp_path / "simulator.json")],
             tmp_path / "logs" / "simulator.log",
         )  # fmt: skip
         cluster.daemons.append(simulator)
