@@ -161,7 +161,11 @@ def ready_nodes(stub: hub_pb2_grpc.HubStub, timeout: float = 60) -> int:
 
 
 def start_hub(
-    state_dir: Path, *options: str, secure: bool = False, address: str | None = None
+    state_dir: Path,
+    *options: str,
+    secure: bool = False,
+    address: str | None = None,
+    serving_within: float = 30.0,
 ) -> tuple[subprocess.Popen[bytes], str]:
     """A hub on a free loopback port (or `address`, to restart one), serving; the process
     and its address. Plaintext (--insecure) unless `secure`: most benchmarks measure the link
@@ -181,7 +185,8 @@ def start_hub(
     try:
         if secure:
             wait(lambda: (state_dir / "pki" / "admin.crt").exists(), 30, hub)
-        wait(lambda: health(address, admin_credentials(state_dir) if secure else None), 30, hub)
+        credentials = admin_credentials(state_dir) if secure else None
+        wait(lambda: health(address, credentials), serving_within, hub)
     except BaseException:
         stop(hub)
         raise

@@ -67,12 +67,13 @@ class Fleet:
     def stats_files(self) -> list[Path]:
         return [self.work / f"sim-{k}.json" for k in range(len(self.sims))]
 
-    def start_hub(self) -> None:
+    def start_hub(self, serving_within: float = 30.0) -> None:
         db = ["--db", self.db_url] if self.db_url else []
         self.http = self.http or f"127.0.0.1:{free_port()}"
         self.hub, self.address = start_hub(
             self.state, "--heartbeat-interval", str(self.args.heartbeat), "--http", self.http,
             *db, *self.args.hub_arg, secure=self.args.tls, address=self.address or None,
+            serving_within=serving_within,
         )  # fmt: skip
 
     def stub(self) -> hub_pb2_grpc.HubStub:
@@ -122,7 +123,7 @@ def restart(fleet: Fleet, timeout: float) -> tuple[float, SimStats]:
     before = fleet.sim_stats()
     stop(fleet.hub)
     began = time.monotonic()
-    fleet.start_hub()
+    fleet.start_hub(serving_within=timeout)  # its health call waits behind the reconnect storm
     fleet.wait_ready(timeout, since=before)
     return time.monotonic() - began, fleet.sim_stats().since(before)
 
