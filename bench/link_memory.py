@@ -37,7 +37,7 @@ SETTLE_S = 3.0
 # (label, TLS?, server options that replace the hub's)
 VARIANTS: list[tuple[str, bool, Options]] = [
     ("plaintext", False, []),
-    ("mutual TLS, 16 KiB records", True, [("grpc.tsi.max_frame_size", 16384)]),
+    ("mutual TLS, 4 KiB records", True, [("grpc.tsi.max_frame_size", 4096)]),
     ("mutual TLS, the hub's options", True, []),
 ]
 

@@ -28,8 +28,6 @@ class ChannelSettings:
     server_ping_s: int = 30
     server_min_ping_s: int = 10
     ping_timeout_s: int = 10
-    # The largest TLS record the hub writes (see server_options).
-    tls_frame_bytes: int = 4096
 
     def __post_init__(self) -> None:
         if self.client_ping_s < self.server_min_ping_s:
@@ -59,12 +57,9 @@ class ChannelSettings:
             ("grpc.http2.max_pings_without_data", 0),
             # Off: a second hub on a port a running hub holds must fail, not split agents.
             ("grpc.so_reuseport", 0),
-            # The hub's TLS records at most 4 KiB (gRPC's default 16 KiB): its frame buffer
-            # per agent link shrinks with it. Measured (grpc 1.85, idle mutual-TLS streams,
-            # 1,000 links): 91.2 -> 84.6 KiB of server RSS per link; streaming 3 MiB
-            # messages, throughput and server CPU per MB unchanged within the noise (+4 %).
-            # Only what the hub sends is framed smaller; peers read any record size.
-            ("grpc.tsi.max_frame_size", self.tls_frame_bytes),
+            # Not set: grpc.tsi.max_frame_size (4 KiB TLS records saved 7 KiB per mutual-TLS
+            # link, grpc 1.85), because with it a client once read TSI_DATA_CORRUPTED from the
+            # hub under a 10,000-agent reconnect storm. bench.link_memory measures both.
             # A restart's reconnect storm: gRPC cancels calls its event loop has not taken up
             # past 1,000 pending (3,000 hard) or 30 s. With 5,000 calls arriving while the loop
             # was blocked for 5 s, 2,294 were cancelled at those defaults and none at these.
