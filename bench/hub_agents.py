@@ -20,9 +20,11 @@ import argparse
 import math
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,9 +100,9 @@ class Fleet:
     def sim_stats(self) -> SimStats:
         return SimStats.read(self.stats_files)
 
-    def wait_ready(self, timeout: float, since: SimStats | None = None) -> None:
+    def wait_ready(self, timeout: float, since: SimStats | None = None) -> float:
         """Until every agent has its Welcome (each a new one `since` those counts) and the
-        hub calls every node ready."""
+        hub calls every node ready; when (monotonic) every agent had its Welcome."""
         assert self.hub is not None
         n: int = self.args.agents
         before = since or SimStats()
@@ -110,22 +112,64 @@ class Fleet:
             return now.connected == n and now.connects - before.connects >= n
 
         wait(welcomed, timeout, *self.sims, self.hub)
+        welcomed_at = time.monotonic()
         stub = self.stub()
         wait(lambda: ready_nodes(stub) == n, timeout, *self.sims, self.hub)
+        return welcomed_at
 
     def stop(self) -> None:
         stop(*self.sims, self.hub)
 
 
-def restart(fleet: Fleet, timeout: float) -> tuple[float, SimStats]:
-    """SIGTERM the hub, start it again on the same state and port; the time from the new
-    start to all ready again, and the simulators' counts over the restart."""
+@dataclass
+class Restart:
+    """A restart's phases, in seconds from the new hub's start: its port accepting, its
+    health call answered, every agent welcomed, every node ready."""
+
+    listening: float
+    serving: float
+    welcomed: float
+    ready: float
+    over: SimStats
+
+
+def restart(fleet: Fleet, timeout: float) -> Restart:
+    """SIGTERM the hub, start it again on the same state and port; its phases and the
+    simulators' counts over the restart."""
     before = fleet.sim_stats()
     stop(fleet.hub)
+    host, _, port = fleet.address.rpartition(":")
     began = time.monotonic()
+    listening = Accepting(host, int(port), began)
     fleet.start_hub(serving_within=timeout)  # its health call waits behind the reconnect storm
-    fleet.wait_ready(timeout, since=before)
-    return time.monotonic() - began, fleet.sim_stats().since(before)
+    serving = time.monotonic() - began
+    welcomed = fleet.wait_ready(timeout, since=before) - began
+    ready = time.monotonic() - began
+    return Restart(listening.seconds(), serving, welcomed, ready, fleet.sim_stats().since(before))
+
+
+class Accepting(threading.Thread):
+    """When a port first accepts a TCP connection, polled every 20 ms from `began`."""
+
+    def __init__(self, host: str, port: int, began: float) -> None:
+        super().__init__(daemon=True)
+        self.host, self.port, self.began = host, port, began
+        self.at = math.nan
+        self.start()
+
+    def run(self) -> None:
+        while time.monotonic() - self.began < 600:
+            try:
+                socket.create_connection((self.host, self.port), timeout=1).close()
+            except OSError:
+                time.sleep(0.02)
+                continue
+            self.at = time.monotonic() - self.began
+            return
+
+    def seconds(self) -> float:
+        self.join(1)
+        return self.at
 
 
 def listings(fleet: Fleet) -> dict[str, Listing]:
@@ -247,9 +291,12 @@ def run(fleet: Fleet) -> None:
     else:
         cells += ["-"] * len(LISTINGS)
     if args.restart:
-        took, over = restart(fleet, args.ready_timeout)
+        again = restart(fleet, args.ready_timeout)
+        took, over = again.ready, again.over
         print(f"restart: all ready after   {took:.1f} s ({over.failures} failed attempts, "
               f"{over.cut_before_welcome()} cut before Welcome)")  # fmt: skip
+        print(f"  from the new hub's start: listening {again.listening:.1f} s, health answered "
+              f"{again.serving:.1f} s, all welcomed {again.welcomed:.1f} s")  # fmt: skip
         for text, count in over.reasons.most_common(5):
             print(f"  {count:>7}  {text}")
         cells += [f"{took:.1f} s", f"{over.failures}", f"{over.cut_before_welcome()}"]
