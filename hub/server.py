@@ -54,6 +54,7 @@ from hub.store.operations import OperationStore
 from hub.store.trust import TrustStore
 from hub.store.usage import UsageStore
 from hub.telemetry import DEFAULT_RETENTION, Downsampler, Retention, TelemetryRecorder
+from hub.trust.audit_log import AuditLog
 from hub.trust.auth import Authenticator, AuthInterceptor
 from hub.trust.pki import PkiError
 from hub.trust.service import EnrollmentService, TrustService
@@ -219,9 +220,8 @@ class HubServer:
             except PkiError as exc:
                 raise StartError(str(exc)) from None
             self.auth = self.trust.auth
-        interceptor = AuthInterceptor(
-            self.auth, lambda entry: self.db.submit(trust_store.audit, entry)
-        )
+        self.audit_log = AuditLog(self._db, trust_store)
+        interceptor = AuthInterceptor(self.auth, self.audit_log.record)
         server = grpc.aio.server(options=SETTINGS.server_options(), interceptors=[interceptor])
         link = AgentLinkService(
             self.registry,
@@ -438,6 +438,7 @@ class HubServer:
         await self._link.registrar.close()
         ended, self._link.ended = self._link.ended, []
         self.db.submit(self._store.mark_down_many, utcnow(), ended)
+        self.audit_log.flush()  # the ended streams' entries, before the database closes
         if self.recorder is not None:
             self.recorder.flush(final=True)  # written before the database closes
         if self._db is not None:

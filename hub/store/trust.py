@@ -7,9 +7,10 @@ revocation survives restarts and a certificate the hub never recorded is worth n
 from __future__ import annotations
 
 import hmac
+from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import JSON, Column, DateTime, Engine, update
+from sqlalchemy import JSON, Column, DateTime, Engine, insert, update
 from sqlmodel import Field, Session, SQLModel, col, delete, select
 
 from hub.store.deployments import ModelDeployment
@@ -122,6 +123,11 @@ class TrustStore:
             query = select(Credential).order_by(col(Credential.issued).desc())
             return list(session.exec(query))
 
+    def credential(self, serial: str) -> Credential | None:
+        """The credential of a certificate serial (hex), if the hub issued it."""
+        with self._session() as session:
+            return session.get(Credential, serial)
+
     def valid_credentials(self, now: datetime) -> list[Credential]:
         """What the hub loads at start into its in-memory allowlist."""
         with self._session() as session:
@@ -175,8 +181,21 @@ class TrustStore:
     def audit(self, entry: AuditEntry) -> None:
         """Store an audit entry; a refused anonymous attempt updates its peer's row of the
         minute (RefusalTally counts them) instead of adding one, so a flood stays small."""
+        self.audit_many([entry])
+
+    def audit_many(self, entries: Sequence[AuditEntry]) -> None:
+        """Store audit entries in order, in one transaction (hub/trust/audit_log.py gathers
+        those of one turn of the loop: a reconnect storm's 10,000 agent streams each start
+        one): runs of plain entries in one insert, refused anonymous attempts as `audit`."""
         with self._session() as session:
-            if aggregated(entry):
+            plain: list[dict[str, object]] = []
+            for entry in entries:
+                if not aggregated(entry):
+                    plain.append(entry.model_dump(exclude={"id"}))
+                    continue
+                if plain:
+                    session.execute(insert(AuditEntry), plain)
+                    plain = []
                 found = session.exec(
                     select(AuditEntry).where(
                         AuditEntry.identity == entry.identity, AuditEntry.peer == entry.peer,
@@ -187,7 +206,10 @@ class TrustStore:
                 if found is not None:
                     found.message, found.detail = entry.message, entry.detail
                     entry = found
-            session.add(entry)
+                session.add(entry)
+                session.flush()
+            if plain:
+                session.execute(insert(AuditEntry), plain)
             session.commit()
 
     def audit_log(self, limit: int) -> list[AuditEntry]:

@@ -56,10 +56,10 @@ def bootstrap_admin(pki: Path, authority: Authority, store: TrustStore, now: dat
     if crt.exists() and key_path.exists():
         cert = load_cert(crt)
         serial = format(cert.serial_number, "x")
-        known = {c.serial: c for c in store.credentials()}
-        if serial in known:
+        known = store.credential(serial)
+        if known is not None:
             fresh = cert.not_valid_after_utc - now > RENEW_BEFORE
-            if fresh or known[serial].revoked is not None:
+            if fresh or known.revoked is not None:
                 return
         elif cert.issuer == authority.cert.subject and cert.not_valid_after_utc > now:
             # A new database under the same CA: the file on this host is the credential.
