@@ -91,14 +91,16 @@ def spawn(
     env: Mapping[str, str] | None = None,
     stdin: int | None = None,
     stdout: int | None = None,
+    nice: int = 0,
 ) -> subprocess.Popen[str]:
     """`python ARGV` from the repository root, text mode; stderr (and stdout unless piped)
-    into `log` when given, else to this terminal."""
+    into `log` when given, else to this terminal; `nice` lowers its priority."""
     out = log.open("a") if log is not None else None
     try:
         process = subprocess.Popen(
             [sys.executable, *argv], cwd=REPO, env=None if env is None else dict(env),
             stdin=stdin, stdout=out if stdout is None else stdout, stderr=out, text=True,
+            preexec_fn=(lambda: os.nice(nice)) if nice else None,
         )  # fmt: skip
     finally:
         if out is not None:
