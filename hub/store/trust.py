@@ -10,7 +10,7 @@ import hmac
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import JSON, Column, DateTime, Engine, insert, update
+from sqlalchemy import JSON, Column, DateTime, Engine, Table, insert, update
 from sqlmodel import Field, Session, SQLModel, col, delete, select
 
 from hub.store.deployments import ModelDeployment
@@ -61,6 +61,9 @@ class AuditEntry(SQLModel, table=True):
     detail: str = Field(default="")
     result: str = Field(max_length=32)
     message: str = Field(default="")
+
+
+AUDIT: Table = AuditEntry.__table__  # type: ignore[attr-defined]
 
 
 class TokenRefused(Exception):
@@ -194,7 +197,7 @@ class TrustStore:
                     plain.append(entry.model_dump(exclude={"id"}))
                     continue
                 if plain:
-                    session.execute(insert(AuditEntry), plain)
+                    session.execute(insert(AUDIT), plain)  # Core: one executemany
                     plain = []
                 found = session.exec(
                     select(AuditEntry).where(
@@ -209,7 +212,7 @@ class TrustStore:
                 session.add(entry)
                 session.flush()
             if plain:
-                session.execute(insert(AuditEntry), plain)
+                session.execute(insert(AUDIT), plain)
             session.commit()
 
     def audit_log(self, limit: int) -> list[AuditEntry]:
