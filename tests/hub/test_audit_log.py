@@ -10,14 +10,13 @@ from pathlib import Path
 import grpc
 from sqlalchemy import event
 
-from gpufleet.v1 import agent_link_pb2_grpc
 from hub.server import HubConfig, HubServer
 from hub.store import Database, migrate
 from hub.store.db import make_engine
 from hub.store.trust import AuditEntry, TrustStore
 from hub.trust.audit_log import AuditLog
 from hub.trust.floods import RefusalTally
-from tests.hub.test_link_pace import with_gpu
+from tests.hub.test_link_pace import welcomed
 
 T0 = datetime(2026, 12, 1, 6, 0, 5, tzinfo=UTC)
 CONNECT = "AgentLink/Connect"
@@ -77,10 +76,7 @@ def test_the_streams_a_stop_ends_are_audited_before_the_database_closes(tmp_path
         server = HubServer(config)
         await server.start()
         async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-            calls = [agent_link_pb2_grpc.AgentLinkStub(channel).Connect() for _ in range(3)]
-            for call, name in zip(calls, ("a", "b", "c"), strict=True):
-                await call.write(with_gpu(name))
-                assert (await asyncio.wait_for(call.read(), 5)).HasField("welcome")
+            await welcomed(channel, ("a", "b", "c"))
             await server.stop(grace=1)
         db = Database(config.database_url)  # the database as the stop left it
         try:

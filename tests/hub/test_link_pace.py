@@ -38,6 +38,17 @@ def telemetry_beat(seq: int, used_mb: int | None) -> pb.AgentMessage:
     return message
 
 
+async def welcomed(
+    channel: grpc.aio.Channel, names: tuple[str, ...]
+) -> list[grpc.aio.StreamStreamCall[pb.AgentMessage, pb.HubMessage]]:
+    """One agent stream per name, each with one GPU, welcomed."""
+    calls = [agent_link_pb2_grpc.AgentLinkStub(channel).Connect() for _ in names]
+    for call, name in zip(calls, names, strict=True):
+        await call.write(with_gpu(name))
+        assert (await asyncio.wait_for(call.read(), 5)).HasField("welcome")
+    return calls
+
+
 async def keep_beating(call: grpc.aio.StreamStreamCall[pb.AgentMessage, pb.HubMessage]) -> None:
     for seq in range(1000):
         await call.write(beat(seq))
@@ -186,10 +197,7 @@ def test_a_stopping_hub_writes_its_streams_down_together_with_their_last_heartbe
         server = HubServer(config)
         await server.start()
         async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-            calls = [agent_link_pb2_grpc.AgentLinkStub(channel).Connect() for _ in range(3)]
-            for call, name in zip(calls, ("a", "b", "c"), strict=True):
-                await call.write(with_gpu(name))
-                assert (await asyncio.wait_for(call.read(), 5)).HasField("welcome")
+            calls = await welcomed(channel, ("a", "b", "c"))
             await calls[0].write(telemetry_beat(1, 321))
             await asyncio.sleep(0.3)
             session = server.registry.get("a")
