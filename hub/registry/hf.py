@@ -12,10 +12,10 @@ import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, TypeVar
+from typing import TYPE_CHECKING, BinaryIO, TypeVar
 
 import httpx2 as httpx
-from huggingface_hub import HfApi, constants, get_async_session, hf_hub_url, hf_raise_for_status
+from huggingface_hub import constants, get_async_session, hf_raise_for_status
 from huggingface_hub.errors import (
     GatedRepoError,
     HfHubHTTPError,
@@ -23,14 +23,15 @@ from huggingface_hub.errors import (
     RepositoryNotFoundError,
     RevisionNotFoundError,
 )
-from huggingface_hub.hf_api import RepoFile
 
-# Where they are defined: huggingface_hub.utils re-exports them lazily, unseen by mypy.
-from huggingface_hub.utils._headers import build_hf_headers
+# Where it is defined: huggingface_hub.utils re-exports it lazily, unseen by mypy.
 from huggingface_hub.utils._paths import filter_repo_objects
 
 import gpufleet
 from hub.registry.entries import EntryFile, Hasher
+
+if TYPE_CHECKING:
+    from huggingface_hub import HfApi
 
 T = TypeVar("T")
 COMMIT = re.compile(r"[0-9a-f]{40}")  # a commit as the Hub names it: used in paths and keys
@@ -96,9 +97,13 @@ class HfRepo:
     """One repository on the Hub."""
 
     def __init__(self, config: HfConfig, repo: str) -> None:
+        # huggingface_hub's API and download modules (about 10 MiB of the hub's memory) load
+        # with the first pull, not with the hub.
+        from huggingface_hub import HfApi
+
         self.config = config
         self.repo = repo
-        self.api = HfApi(endpoint=config.endpoint, token=config.token,
+        self.api: HfApi = HfApi(endpoint=config.endpoint, token=config.token,
                          library_name="gpufleet", library_version=gpufleet.__version__)  # fmt: skip
 
     async def resolve(self, revision: str) -> str:
@@ -121,6 +126,8 @@ class HfRepo:
         """The commit's files matching `include` (all when empty), by path."""
 
         def listing() -> list[RemoteFile]:
+            from huggingface_hub.hf_api import RepoFile
+
             tree = self.api.list_repo_tree(self.repo, revision=commit, recursive=True)
             found = [item for item in tree if isinstance(item, RepoFile)]
             chosen = filter_repo_objects(found, allow_patterns=list(include) or None,
@@ -142,9 +149,14 @@ class HfRepo:
             raise HfError(explain(exc, self.repo, revision, self.config.endpoint)) from None
 
     def url(self, commit: str, path: str) -> str:
+        from huggingface_hub import hf_hub_url
+
         return hf_hub_url(self.repo, path, revision=commit, endpoint=self.config.endpoint)
 
     def headers(self) -> dict[str, str]:
+        # Where it is defined: huggingface_hub.utils re-exports it lazily, unseen by mypy.
+        from huggingface_hub.utils._headers import build_hf_headers
+
         return build_hf_headers(token=self.config.token, library_name="gpufleet",
                                 library_version=gpufleet.__version__)  # fmt: skip
 
