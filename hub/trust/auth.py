@@ -8,6 +8,7 @@ credentials the hub issued (kept in memory, loaded from the database at start).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import inspect
 import logging
 from collections import OrderedDict
@@ -33,7 +34,7 @@ from hub.trust.summary import summarize
 log = logging.getLogger("gpufleet.audit")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Caller:
     identity: str
     role: Role
@@ -64,7 +65,8 @@ class Authenticator:
         self.insecure = insecure
         self.clock = clock
         self._valid: dict[str, Credential] = {}
-        self._serials: OrderedDict[bytes, str] = OrderedDict()  # certificate PEM -> serial
+        # sha256 of a certificate's PEM -> its serial: a digest, not the PEM (about 600 bytes)
+        self._serials: OrderedDict[bytes, str] = OrderedDict()
 
     def load(self, credentials: Iterable[Credential]) -> None:
         for credential in credentials:
@@ -78,10 +80,11 @@ class Authenticator:
             self._valid.pop(serial, None)
 
     def _serial(self, pem: bytes) -> str:
-        serial = self._serials.get(pem)
+        digest = hashlib.sha256(pem).digest()
+        serial = self._serials.get(digest)
         if serial is None:
             serial = format(x509.load_pem_x509_certificate(pem).serial_number, "x")
-            self._serials[pem] = serial
+            self._serials[digest] = serial
             if len(self._serials) > 4096:
                 self._serials.popitem(last=False)
         return serial
@@ -115,7 +118,7 @@ class Authenticator:
 Behavior = Callable[..., Any]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Call:
     """What the audit log says about a call, taken when it starts."""
 
@@ -133,6 +136,9 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc,type-arg
         self.auth = auth
         self.record = record
         self.refusals = RefusalTally()
+        # method -> (the servicer's handler, its wrapped one): wrapped once per method, not
+        # once per call (a stream held its own closures, about 1 KiB per connected agent).
+        self._wrapped: dict[str, tuple[Any, Any]] = {}
 
     async def intercept_service(
         self,
@@ -140,10 +146,18 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc,type-arg
         details: grpc.HandlerCallDetails,
     ) -> Any:
         handler = await continuation(details)
-        method = details.method
-        need = services.required(method)
         if handler is None:
             return handler
+        method = details.method
+        held = self._wrapped.get(method)
+        if held is not None and held[0] is handler:
+            return held[1]
+        wrapped = self._wrap_handler(method, handler)
+        self._wrapped[method] = (handler, wrapped)
+        return wrapped
+
+    def _wrap_handler(self, method: str, handler: Any) -> Any:
+        need = services.required(method)
         for kind in ("unary_unary", "unary_stream", "stream_unary", "stream_stream"):
             inner = getattr(handler, kind)
             if inner is not None:
