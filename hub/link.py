@@ -132,8 +132,10 @@ class AgentLinkService(agent_link_pb2_grpc.AgentLinkServicer):  # type: ignore[m
         self, request_iterator: AsyncIterator[pb.AgentMessage], context: Context
     ) -> AsyncIterator[pb.HubMessage]:
         # The stream's lifetime holds only the session and its reader: the hello (its
-        # protobuf arena) and its record live in _open, not in this frame.
-        session, reader = await self._open(request_iterator, context)
+        # protobuf arena) and its record live in _open, not in this frame. Messages are read
+        # with context.read(), not request_iterator: gRPC's iterator holds the last message
+        # while it waits for the next (one message and its arena per connected agent).
+        session, reader = await self._open(context)
         try:
             yield pb.HubMessage(welcome=self._welcome(session))
             while True:
@@ -161,13 +163,11 @@ class AgentLinkService(agent_link_pb2_grpc.AgentLinkServicer):  # type: ignore[m
                        session.unwritten_telemetry())  # fmt: skip
         log.info("node %s is down", session.name)
 
-    async def _open(
-        self, request_iterator: AsyncIterator[pb.AgentMessage], context: Context
-    ) -> tuple[AgentSession, asyncio.Task[None]]:
+    async def _open(self, context: Context) -> tuple[AgentSession, asyncio.Task[None]]:
         """The hello read and checked, the node's session opened, its reader started, its
         hello registered."""
         peer = context.peer()
-        hello = await self._hello(request_iterator, context)
+        hello = await self._hello(context)
         try:
             record = self._authenticated(convert.hello_from_proto(hello, peer))
             advertised = convert.advertised_from_proto(hello)
@@ -199,7 +199,7 @@ class AgentLinkService(agent_link_pb2_grpc.AgentLinkServicer):  # type: ignore[m
         session.telemetry = telemetry_of(record)
         session.gpu_states = {gpu.index: gpu.state for gpu in record.gpus}
         session.gpu_uuids = {gpu.index: gpu.uuid for gpu in record.gpus}
-        reader = asyncio.create_task(self._read(session, request_iterator))
+        reader = asyncio.create_task(self._read(session, context))
         try:
             await self.registrar.register(record, utcnow())
             # Liveness counts from the welcome: a slow database must not expire the session.
@@ -224,17 +224,19 @@ class AgentLinkService(agent_link_pb2_grpc.AgentLinkServicer):  # type: ignore[m
             )
         return dataclasses.replace(record, labels={**record.labels, **caller.labels})
 
-    async def _hello(self, messages: AsyncIterator[pb.AgentMessage], context: Context) -> pb.Hello:
+    async def _hello(self, context: Context) -> pb.Hello:
         try:
-            first = await asyncio.wait_for(anext(messages), HELLO_TIMEOUT_S)
-        except (TimeoutError, StopAsyncIteration):
-            await context.abort(
-                grpc.StatusCode.DEADLINE_EXCEEDED, f"no hello within {HELLO_TIMEOUT_S:.0f} s"
-            )
-            raise
+            first = await asyncio.wait_for(context.read(), HELLO_TIMEOUT_S)
+        except TimeoutError:
+            first = None
         except DecodeError:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, MALFORMED)
             raise
+        if not isinstance(first, pb.AgentMessage):  # timed out, or grpc.aio.EOF: no hello
+            await context.abort(
+                grpc.StatusCode.DEADLINE_EXCEEDED, f"no hello within {HELLO_TIMEOUT_S:.0f} s"
+            )
+            raise AssertionError("unreachable: abort raises")
         if first.WhichOneof("body") != "hello":
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT, "the first message on the stream must be hello"
@@ -334,17 +336,12 @@ class AgentLinkService(agent_link_pb2_grpc.AgentLinkServicer):  # type: ignore[m
         self.on_connect(session, None if report.unknown else list(report.projects))
         return True
 
-    async def _read(self, session: AgentSession, messages: AsyncIterator[pb.AgentMessage]) -> None:
+    async def _read(self, session: AgentSession, context: Context) -> None:
         try:
-            while True:
-                try:
-                    # No name holds the message while the next is awaited: the last one of
-                    # each of 10,000 streams would stay alive.
-                    if not self._receive(session, await anext(messages)):
-                        return
-                except StopAsyncIteration:
-                    break
-            session.close("agent closed the stream")
+            # No name holds the message while the next is awaited: the last one of each of
+            # 10,000 streams would stay alive.
+            while self._receive(session, await context.read()):
+                pass
         except asyncio.CancelledError:
             raise
         except convert.InvalidHello as exc:
@@ -354,8 +351,12 @@ class AgentLinkService(agent_link_pb2_grpc.AgentLinkServicer):  # type: ignore[m
         except Exception as exc:  # the transport failed under us: the stream is over
             session.close(f"stream broke: {exc}")
 
-    def _receive(self, session: AgentSession, message: pb.AgentMessage) -> bool:
-        """One message of the agent; False: the stream is closed for it."""
+    def _receive(self, session: AgentSession, message: object) -> bool:
+        """One message of the agent (grpc.aio.EOF: it closed the stream); False: the stream
+        is closed for it."""
+        if not isinstance(message, pb.AgentMessage):
+            session.close("agent closed the stream")
+            return False
         kind = message.WhichOneof("body")
         if kind == "heartbeat":
             self._heartbeat(session, message.heartbeat)

@@ -161,6 +161,64 @@ def test_malformed_streams_are_closed_and_the_hub_keeps_serving(tmp_path: Path, 
     run(tmp_path, scenario)
 
 
+def test_a_stream_closed_or_unreadable_before_its_hello_is_refused_at_once(tmp_path: Path) -> None:
+    async def scenario(server: HubServer) -> None:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            closed = agent_link_pb2_grpc.AgentLinkStub(channel).Connect()
+            await closed.done_writing()
+            with pytest.raises(grpc.aio.AioRpcError) as raised:
+                await asyncio.wait_for(closed.read(), 5)
+            assert raised.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+            assert "no hello" in (raised.value.details() or "")
+            raw = raw_stream(channel)
+            await raw.write(b"\xff\xff\xff")
+            with pytest.raises(grpc.aio.AioRpcError) as raised:
+                await asyncio.wait_for(raw.read(), 5)
+            assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert "malformed" in (raised.value.details() or "")
+
+    run(tmp_path, scenario)
+
+
+def raw_stream(channel: grpc.aio.Channel) -> grpc.aio.StreamStreamCall[bytes, pb.HubMessage]:
+    """An AgentLink stream that sends bytes as they are (for what no agent would send)."""
+    connect = channel.stream_stream(
+        "/gpufleet.v1.AgentLink/Connect",
+        request_serializer=lambda data: data,
+        response_deserializer=pb.HubMessage.FromString,
+    )
+    return connect()  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize("ending", ["closed", "unreadable"])
+def test_an_agent_that_closes_its_stream_or_sends_garbage_is_down(
+    tmp_path: Path, ending: str
+) -> None:
+    async def scenario(server: HubServer) -> None:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            call = raw_stream(channel)
+            await call.write(hello("x").SerializeToString())
+            welcome = await asyncio.wait_for(call.read(), 5)
+            assert isinstance(welcome, pb.HubMessage) and welcome.HasField("welcome")
+            assert server.registry.live("x") is not None
+            if ending == "closed":
+                await call.done_writing()
+            else:
+                await call.write(b"\xff\xff\xff")
+            try:
+                while isinstance(await asyncio.wait_for(call.read(), 5), pb.HubMessage):
+                    pass  # a pace message may come first
+            except grpc.aio.AioRpcError:
+                pass
+            expected = (
+                grpc.StatusCode.OK if ending == "closed" else grpc.StatusCode.INVALID_ARGUMENT
+            )
+            assert await call.code() == expected
+            assert server.registry.get("x") is None
+
+    run(tmp_path, scenario)
+
+
 def test_silent_agent_is_cut_off_after_three_heartbeats(tmp_path: Path) -> None:
     async def scenario(server: HubServer) -> None:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
