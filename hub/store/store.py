@@ -21,7 +21,9 @@ LabelFilter = Callable[[Mapping[str, str]], bool]  # a node's labels -> listed o
 BAD_ROW = (SQLAlchemyError, OverflowError, ValueError, TypeError)
 
 
-@dataclass(frozen=True)
+# Slots: each connected node's session holds its GPUs' latest telemetry (about 50 bytes less
+# per GPU than an instance with a dictionary of its own).
+@dataclass(frozen=True, slots=True)
 class GpuTelemetryRecord:
     """The changing part of a GPU, as each heartbeat reports it."""
 
@@ -41,7 +43,7 @@ class GpuTelemetryRecord:
         return values
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class GpuRecord(GpuTelemetryRecord):
     uuid: str = ""
     name: str = ""
