@@ -1,27 +1,27 @@
 """Time from a `switch --all` to each node's first task, with many agents.
 
-    python -m bench.switch_fanout --agents 1000 --procs 4
-    python -m bench.switch_fanout --agents 1000 --procs 4 --check
+    python -m bench.switch_fanout --agents 1000
+    python -m bench.switch_fanout --agents 1000 --check
     python -m bench.switch_fanout --agents 3     # smallest, a few seconds
 
-A real hub (test configurations) and `--procs` processes running `--agents` real agents
-between them (AgentLink, TaskRunner, the task kinds, ProjectStore). Only the edge is
-simulated: podman and podman-compose answer from a table instead of starting containers, and
-one local HTTP server per process stands in for every model server (healthy, nothing in
-flight). Every agent starts out running `alpha`; the bench switches them all to `beta` at once
-(`--serial` unlimited) and prints when the first drain began, the p50/p99/max of each agent's
-first task after the Switch call (the wall clock is shared: one machine), the whole switch,
-and the hub's CPU seconds per node. With `--check` nothing runs on the agents: the times are
-those of each node's result event instead. `--profile FILE` records the hub with py-spy
-during the switch (py-spy on PATH).
+A real hub and `--procs` simulator processes (bench/fanout_sim.py, one per 1,000 agents
+unless told, at nice 10 as agents on other machines) running `--agents` real agents between
+them (AgentLink, TaskRunner, the task kinds, ProjectStore, HealthMonitor, 4 GPUs each); only
+podman and the model servers are simulated. The configurations are the test ones (alpha,
+beta) with a long health interval, so that idle agents do not load the machine the hub is
+measured on (bench/fanout_sim.py says what else keeps them cheap). Every agent starts out running
+`alpha`; the bench switches them all to `beta` at once (`--serial` unlimited) and prints when
+the first drain began, the p50/p99/max of each agent's first task after the Switch call (the
+wall clock is shared: one machine), the whole switch, the hub's CPU seconds per node, and
+each simulator's CPU during the switch and while idle before it (a simulator near a whole core
+measures itself, not the hub). With `--check` nothing runs on the agents: the times are those
+of each node's result event instead. `--profile FILE` records the hub with py-spy during the
+switch (py-spy on PATH).
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import copy
-import json
 import math
 import shutil
 import signal
@@ -29,135 +29,15 @@ import subprocess
 import tempfile
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
 from datetime import UTC
 from pathlib import Path
-from typing import Any, ClassVar, TextIO
 
-import grpc
+from bench.common import free_port, hub_stub, proc_stats, spawn, start_hub, stop, wait
+from bench.fanout_sim import EARLY_CHECK_S, health_slow
+from gpufleet.v1 import hub_pb2, hub_pb2_grpc
 
-from agent.compose import Completed, Podman, compose_name
-from agent.health import HealthMonitor
-from agent.link import AgentLink, ChannelFactory, Identity
-from agent.main import task_kinds
-from agent.probes import NoProbe
-from agent.projects import ProjectStore
-from agent.tasks.context import TaskContext
-from agent.tasks.runner import Registry, TaskRunner
-from bench.common import REPO, free_port, hub_stub, proc_stats, spawn, start_hub, stop, wait
-from gpufleet.channel import SETTINGS
-from gpufleet.policy import Policy
-from gpufleet.v1 import agent_link_pb2 as pb
-from gpufleet.v1 import hub_pb2
-from hub.configs import load_configuration
-
-CONFIGS = REPO / "tests" / "fixtures" / "switch-configs"
-
-
-class ScriptedPodman:
-    """podman / podman-compose at the edge: a table of running projects per host."""
-
-    def __init__(self) -> None:
-        self.running: set[str] = set()
-
-    async def __call__(self, argv: list[str], env: Mapping[str, str], limit_s: float
-                       ) -> Completed:  # fmt: skip
-        if "ps" in argv:
-            project = argv[-1].split("=", 2)[-1]
-            entries = [{"Id": f"id-{project}", "State": "running",
-                        "Labels": {"com.docker.compose.service": "web"}}]  # fmt: skip
-            return Completed(0, json.dumps(entries if project in self.running else []), "")
-        project = argv[argv.index("-p") + 1]
-        (self.running.add if "up" in argv else self.running.discard)(project)
-        return Completed(0, "", "")
-
-
-async def model_server(port: int) -> asyncio.Server:
-    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        request = (await reader.readuntil(b"\r\n\r\n")).decode()
-        body = b"test_requests_running 0\n" if "/m/metrics" in request else b"ok\n"
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s"
-                     % (len(body), body))  # fmt: skip
-        await writer.drain()
-        writer.close()
-
-    return await asyncio.start_server(answer, "127.0.0.1", port)
-
-
-class SimulatedStore(ProjectStore):
-    """A ProjectStore whose agents share each expansion of a compose document.
-
-    podman-compose's expansion builds an Enum and a dataclass at each variable it meets
-    (tens of milliseconds per document); a real agent pays that on its own host, but here
-    thousands of agents share two cores: their starts and health checks alone starve the
-    simulators' event loops, heartbeats come late and the hub rightly closes the streams
-    mid-switch (the failed 2,000-agent switch). A document that names a COMPOSE_ variable
-    (which differs per host) is expanded for each agent as before."""
-
-    shared: ClassVar[dict[tuple[str, str], Any]] = {}
-
-    def expanded(self, name: str, document: Any) -> Any:
-        text = json.dumps(document, sort_keys=True, default=str)
-        if "COMPOSE_" in text:
-            return super().expanded(name, document)
-        variables = {k: v for k, v in self.variables(name).items() if not k.startswith("COMPOSE_")}
-        key = (text, json.dumps(variables, sort_keys=True))
-        if key not in self.shared:
-            self.shared[key] = super().expanded(name, document)
-        return copy.deepcopy(self.shared[key])
-
-
-class FirstTask(TaskRunner):
-    """A TaskRunner that writes down when its agent got its first task (wall clock)."""
-
-    def __init__(self, kinds: Registry, context: TaskContext, node: str, out: TextIO) -> None:
-        super().__init__(kinds, context)
-        self.node, self.out, self.seen = node, out, False
-
-    def submit(self, request: pb.TaskRequest) -> None:
-        if not self.seen:
-            self.seen = True
-            self.out.write(f"{self.node} {time.time():.6f} {request.WhichOneof('task')}\n")
-        super().submit(request)
-
-
-def node_name(i: int) -> str:
-    return f"sim-{i:05d}"
-
-
-async def simulate(hub: str, first: int, count: int, work: Path, port: int, out: Path) -> None:
-    server = await model_server(port)
-    env = {"WEB_PORT": str(port), "METRICS_DIR": str(work)}
-    alpha = load_configuration(CONFIGS / "alpha.yaml")
-    channels = [grpc.aio.insecure_channel(hub, options=SETTINGS.client_options()) for _ in range(5)]
-
-    def shared(channel: grpc.aio.Channel) -> ChannelFactory:
-        @asynccontextmanager
-        async def borrow() -> AsyncIterator[grpc.aio.Channel]:
-            yield channel
-
-        return borrow
-
-    links = []
-    with out.open("a", buffering=1) as arrivals:
-        for i in range(first, first + count):
-            node = node_name(i)
-            store = SimulatedStore(work / node, "none", Policy(allow_bind_roots=(str(work),)), env)
-            store.write("alpha", alpha.text, alpha.digest)  # this host runs alpha
-            edge = ScriptedPodman()
-            edge.running.add(compose_name(node, "alpha"))
-            podman = Podman(node, env, run=edge)
-            # Health from the model server, as a real agent checks it: ready when it answers.
-            monitor = HealthMonitor(store, podman, env)
-            context = TaskContext.create(store, podman, NoProbe(), env, monitor)
-            tasks = FirstTask(task_kinds(), context, node, arrivals)
-            links.append(AgentLink(hub, Identity(node, f"id-{node}"), NoProbe(),
-                                   channel=shared(channels[i % 5]), tasks=tasks,
-                                   monitor=monitor))  # fmt: skip
-        stop = asyncio.Event()
-        await asyncio.gather(*(link.run(stop) for link in links))
-    server.close()
+SIM_NICE = 10
+IDLE_S = 3.0  # the simulators' and the hub's idle CPU is measured over this, before the switch
 
 
 def spread(agents: int, procs: int) -> list[tuple[int, int]]:
@@ -204,62 +84,75 @@ def record_hub(pid: int, out: Path) -> subprocess.Popen[bytes] | None:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
 
 
+def cpu_of(processes: list[subprocess.Popen[str]]) -> list[float]:
+    return [proc_stats(process.pid)[1] for process in processes]
+
+
+def simulators_line(before: list[float], after: list[float], seconds: float) -> str:
+    """Each simulator's CPU seconds over `seconds`, and the busiest one's share of a core."""
+    used = [b - a for a, b in zip(before, after, strict=True)]
+    each = " ".join(f"{u:.1f}" for u in used)
+    return f"{sum(used):.1f} s ({each}; busiest {100 * max(used) / seconds:.0f} % of a core)"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--agents", type=int, default=50)
-    parser.add_argument("--procs", type=int, default=1, help="simulator processes")
+    parser.add_argument("--procs", type=int, default=0,
+                        help="simulator processes (default: one per 1,000 agents)")  # fmt: skip
     parser.add_argument("--check", action="store_true", help="switch --check: nothing runs")
     parser.add_argument("--profile", type=Path, help="py-spy speedscope file of the hub")
-    parser.add_argument("--simulate", metavar="HUB", help=argparse.SUPPRESS)
-    parser.add_argument("--first", type=int, default=0, help=argparse.SUPPRESS)
-    parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
-    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    early = f"(0: never; default {EARLY_CHECK_S:g}; an agent's own: 1)"
+    parser.add_argument(
+        "--early-check",
+        type=float,
+        default=EARLY_CHECK_S,
+        metavar="S",
+        help=f"how often a simulated agent looks for a change to beat {early}",
+    )
+    parser.add_argument(
+        "--idle",
+        type=float,
+        default=IDLE_S,
+        metavar="S",
+        help="seconds over which idle CPU is measured before the switch",
+    )
+    parser.add_argument("--nice", type=int, default=SIM_NICE,
+                        help=f"the simulators' niceness (default {SIM_NICE})")  # fmt: skip
     args = parser.parse_args()
-    if args.simulate:
-        asyncio.run(simulate(args.simulate, args.first, args.agents, args.work, args.port,
-                             args.out))  # fmt: skip
-        return
+    procs = args.procs or math.ceil(args.agents / 1000)
     work = Path(tempfile.mkdtemp(prefix="gpufleet-bench-fanout-"))
-    hub, address = start_hub(work / "hub", "--configs", str(CONFIGS))
+    configs = health_slow(work / "configs")
+    begun = time.time()
+    hub, address = start_hub(work / "hub", "--configs", str(configs))
     sims: list[subprocess.Popen[str]] = []
     spy = None
     status = "unknown"
     try:
-        for p, (first, count) in enumerate(spread(args.agents, args.procs)):
+        for p, (first, count) in enumerate(spread(args.agents, procs)):
             sims.append(spawn(
-                ["-m", "bench.switch_fanout", "--simulate", address, "--first", str(first),
-                 "--agents", str(count), "--work", str(work / "hosts"),
-                 "--port", str(free_port()), "--out", str(work / f"first-{p}.txt")],
-                log=work / f"simulator-{p}.log",
+                ["-m", "bench.fanout_sim", "--hub", address, "--first", str(first),
+                 "--agents", str(count), "--work", str(work / "hosts"), "--configs",
+                 str(configs), "--port", str(free_port()), "--out", str(work / f"first-{p}.txt"),
+                 "--early-check", str(args.early_check)],
+                log=work / f"simulator-{p}.log", nice=args.nice,
             ))  # fmt: skip
         stub = hub_stub(address)
-
-        seen: Counter[tuple[str, str]] = Counter()
-
-        def all_ready_on_alpha() -> bool:
-            seen.clear()
-            token = ""
-            while True:  # every page
-                page = stub.GetStatus(hub_pb2.GetStatusRequest(page_token=token), timeout=60)
-                seen.update((n.state, n.configuration) for n in page.nodes)
-                token = page.next_page_token
-                if not token:
-                    return bool(seen[("ready", "alpha")] == args.agents)
-
-        try:
-            wait(all_ready_on_alpha, 120 + args.agents / 10, *sims, hub)
-        except SystemExit as exc:
-            states = ", ".join(f"{n} {s or '-'}/{c or '-'}" for (s, c), n in seen.items())
-            raise SystemExit(f"{exc} (nodes: {states or 'none'})") from None
+        wait_ready(stub, args.agents, sims, hub)
+        print(f"all ready on alpha         {time.time() - begun:.1f} s after the hub started",
+              flush=True)  # fmt: skip
         # The hub's first read of the configurations starts its worker process (a second or
         # more on a loaded machine): measured here, apart from the switch.
         began = time.time()
         stub.ListConfigurations(hub_pb2.ListConfigurationsRequest(), timeout=60)
         warm = time.time() - began
+        idle_sims, idle_hub = cpu_of(sims), proc_stats(hub.pid)[1]
+        time.sleep(args.idle)
+        idle = simulators_line(idle_sims, cpu_of(sims), args.idle)
+        idle_hub = proc_stats(hub.pid)[1] - idle_hub
         if args.profile is not None:
             spy = record_hub(hub.pid, args.profile)
-        cpu_before = proc_stats(hub.pid)[1]
+        cpu_before, sims_before = proc_stats(hub.pid)[1], cpu_of(sims)
         started = time.time()
         reply = stub.Switch(hub_pb2.SwitchRequest(
             configuration="beta", targets=hub_pb2.Targets(all=True), check=args.check,
@@ -277,6 +170,7 @@ def main() -> None:
                 results.append(event.at.ToDatetime(UTC).timestamp() - started)
         finished = time.time()
         cpu = proc_stats(hub.pid)[1] - cpu_before
+        busy = simulators_line(sims_before, cpu_of(sims), finished - started)
         found = arrivals(work)
         firsts = [at - started for at, _ in found.values()]
         drains = [at - started for at, kind in found.values() if kind == "drain"]
@@ -297,7 +191,10 @@ def main() -> None:
         print(f"done made / last result in {done_at - started:.2f} / {last_result - started:.2f} s "
               "(the hub's done event; the last node result received here)")  # fmt: skip
         print(f"hub CPU during the switch  {cpu:.1f} s "
-              f"({1000 * cpu / max(1, args.agents):.1f} ms per node)")  # fmt: skip
+              f"({1000 * cpu / max(1, args.agents):.1f} ms per node; "
+              f"idle before: {100 * idle_hub / args.idle:.0f} % of a core)")  # fmt: skip
+        print(f"simulators' CPU in switch  {busy}")
+        print(f"simulators' CPU idle       {idle} over {args.idle:g} s before the switch")
         if status != "succeeded":
             raise SystemExit(f"the switch ended {status}; see {work}")
     finally:
@@ -307,6 +204,28 @@ def main() -> None:
         stop(*sims, hub)
         if status == "succeeded":
             shutil.rmtree(work, ignore_errors=True)
+
+
+def wait_ready(stub: hub_pb2_grpc.HubStub, agents: int, sims: list[subprocess.Popen[str]],
+               hub: subprocess.Popen[bytes]) -> None:  # fmt: skip
+    """Until every agent is ready on alpha (a timeout names the states the nodes are in)."""
+    seen: Counter[tuple[str, str]] = Counter()
+
+    def all_ready_on_alpha() -> bool:
+        seen.clear()
+        token = ""
+        while True:  # every page
+            page = stub.GetStatus(hub_pb2.GetStatusRequest(page_token=token), timeout=60)
+            seen.update((n.state, n.configuration) for n in page.nodes)
+            token = page.next_page_token
+            if not token:
+                return bool(seen[("ready", "alpha")] == agents)
+
+    try:
+        wait(all_ready_on_alpha, 120 + agents / 10, *sims, hub)
+    except SystemExit as exc:
+        states = ", ".join(f"{n} {s or '-'}/{c or '-'}" for (s, c), n in seen.items())
+        raise SystemExit(f"{exc} (nodes: {states or 'none'})") from None
 
 
 if __name__ == "__main__":
