@@ -265,7 +265,10 @@ class OperationStore:
                 # (in order within the kind; they touch other tables than the rest).
                 moves = [c.args for c in changes if c.fn == self.moved]
                 results = [c.args for c in changes if c.fn == self.resulted]
-                batched = {self.resulted, self.moved} if len(moves) > 1 else {self.resulted}
+                # A lone set_state keeps the ORM path and its errors; in a batch even one move
+                # is a plain row (a switch's nodes mostly end one per turn, with their events).
+                rows = bool(moves) and len(changes) > 1
+                batched = {self.resulted, self.moved} if rows else {self.resulted}
                 events: list[dict[str, Any]] = []
                 warnings: list[tuple[str, str, str]] = []
                 for change in changes:
@@ -280,7 +283,7 @@ class OperationStore:
                 _insert_events(session, events)
                 if warnings:
                     _warn_all(session, warnings)
-                if len(moves) > 1:
+                if rows:
                     _moves(session, moves)
                 if results:
                     _results(session, results)

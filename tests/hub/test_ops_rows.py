@@ -9,7 +9,7 @@ import asyncio
 import dataclasses
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +18,10 @@ from sqlalchemy import event
 from sqlmodel import SQLModel
 
 from hub.ops.kinds import StoredCapacity
+from hub.states import NodeState
 from hub.store import Database, Store, migrate
 from hub.store.models import Gpu, Node, OperationEvent
-from hub.store.operations import Event, OperationRecord, OperationStore
+from hub.store.operations import Change, Event, OperationRecord, OperationStore
 from hub.store.store import GpuRecord, NodeHello, as_utc
 from tests.hub.test_capacity import BIG_CHAT, with_services
 
@@ -116,3 +117,23 @@ def utc(stored: Event) -> Event:
     at = as_utc(stored.at)
     assert at is not None
     return dataclasses.replace(stored, at=at)
+
+
+def test_a_node_that_ends_alone_in_its_turn_moves_as_a_plain_row(db: Database) -> None:
+    store, ops = Store(db.engine), OperationStore(db.engine)
+    register(store, "n1")
+    ops.create(OperationRecord("op1", "switch", T0, "beta"), ["n1"])
+    ops.set_state("n1", NodeState.SWITCHING, "beta", T0, "", "op1")
+    later = T0 + timedelta(seconds=5)
+    with loads(Node) as loaded:
+        ops.apply([
+            Change(ops.moved, "n1", NodeState.LOADING, "beta", later, "", "op1"),
+            Change(ops.event_added, "op1", Event(1, later, "n1", "result", "changed")),
+        ])  # fmt: skip
+    assert loaded == []
+    assert [(t.from_state, t.to_state) for t in ops.transitions("n1")] == [
+        ("switching", "loading"),
+        ("stopped", "switching"),
+    ]
+    assert ops.nodes_in_state(NodeState.LOADING) == ["n1"]
+    assert [e.step for e in ops.events("op1")] == ["result"]
