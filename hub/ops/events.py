@@ -20,12 +20,14 @@ class ProgressLog:
 
     def __init__(self, kept: int = PROGRESS_KEPT) -> None:
         self.kept = kept
-        self._seqs: dict[tuple[str, str], deque[int]] = {}
+        # By node, then task: a node's end forgets its own tasks without looking at every
+        # other node's (a scan of all of them per node was O(nodes²) in a `switch --all`).
+        self._seqs: dict[str, dict[str, deque[int]]] = {}
         self.dropped: dict[str, int] = {}
 
     def add(self, node: str, task_id: str, seq: int) -> int | None:
         """Record a stored progress event; the seq of the one to delete, if any."""
-        seqs = self._seqs.setdefault((node, task_id), deque())
+        seqs = self._seqs.setdefault(node, {}).setdefault(task_id, deque())
         seqs.append(seq)
         if len(seqs) <= self.kept:
             return None
@@ -34,6 +36,5 @@ class ProgressLog:
 
     def finish_node(self, node: str) -> int:
         """Forget a finished node's tasks; how many of its progress events were dropped."""
-        for key in [k for k in self._seqs if k[0] == node]:
-            del self._seqs[key]
+        self._seqs.pop(node, None)
         return self.dropped.get(node, 0)
