@@ -282,7 +282,11 @@ class OperationsApi:
     async def WatchOperation(
         self, request: hub_pb2.WatchOperationRequest, context: Context
     ) -> AsyncIterator[hub_pb2.OperationEvent]:
-        if await self.db.call(self.ops.get, request.id) is None:
+        # A running operation is known without a read; another is looked up by its row alone
+        # (its 10,000 node rows are not loaded on the database thread just to say it exists).
+        if request.id not in self.manager.running and not await self.db.call(
+            self.ops.exists, request.id
+        ):
             await context.abort(grpc.StatusCode.NOT_FOUND, unknown_operation(request.id))
         async for event in self.manager.watch(request.id):
             message = event_to_proto(event)

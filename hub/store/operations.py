@@ -427,6 +427,10 @@ class OperationStore:
             session.commit()
             return ids
 
+    def exists(self, operation_id: str) -> bool:
+        with self._session() as session:
+            return session.get(Operation, operation_id) is not None
+
     def get(self, operation_id: str) -> OperationRecord | None:
         with self._session() as session:
             operation = session.get(Operation, operation_id)
