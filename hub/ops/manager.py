@@ -387,6 +387,7 @@ class OperationManager:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        self.writes.flush()  # the cancelled operations' outcomes, before the database closes
 
 
 def _on_hub(outcome: Outcome, cancelled: bool) -> tuple[str, str]:
