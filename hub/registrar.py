@@ -78,6 +78,7 @@ class Registrar:
             while self._queue:
                 taken, self._queue = self._queue[: self.batch], self._queue[self.batch :]
                 await self._write([item for item in taken if not item.done.done()])
+                del taken  # not held while waiting: up to 500 hellos with their GPUs
 
     async def _write(self, batch: list[_Waiting]) -> None:
         if not batch:
