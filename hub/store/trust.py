@@ -7,10 +7,12 @@ revocation survives restarts and a certificate the hub never recorded is worth n
 from __future__ import annotations
 
 import hmac
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import JSON, Column, DateTime, Engine, Table, insert, update
+from sqlalchemy import select as sql_select
 from sqlmodel import Field, Session, SQLModel, col, delete, select
 
 from hub.store.deployments import ModelDeployment
@@ -35,6 +37,23 @@ class JoinToken(SQLModel, table=True):
     expires: datetime = Field(sa_column=_utc_column(nullable=False))
     used: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
     used_by: str = Field(default="", max_length=300)
+
+
+@dataclass(frozen=True, slots=True)
+class Allowed:
+    """What the hub keeps in memory of a valid credential, its allowlist entry: about a quarter
+    of an ORM row's memory (10,000 agents' credentials were 16 MiB as ORM rows)."""
+
+    serial: str
+    identity: str
+    role: str
+    labels: Mapping[str, str]
+    not_after: datetime
+
+    @staticmethod
+    def of(credential: Credential) -> Allowed:
+        return Allowed(credential.serial, credential.identity, credential.role,
+                       dict(credential.labels), credential.not_after)  # fmt: skip
 
 
 class Credential(SQLModel, table=True):
@@ -131,13 +150,17 @@ class TrustStore:
         with self._session() as session:
             return session.get(Credential, serial)
 
-    def valid_credentials(self, now: datetime) -> list[Credential]:
-        """What the hub loads at start into its in-memory allowlist."""
-        with self._session() as session:
-            query = select(Credential).where(
-                col(Credential.revoked).is_(None), col(Credential.not_after) > now
-            )
-            return list(session.exec(query))
+    def valid_credentials(self, now: datetime) -> list[Allowed]:
+        """What the hub loads at start into its in-memory allowlist (plain rows, not ORM)."""
+        table = Credential.__table__  # type: ignore[attr-defined]
+        query = sql_select(
+            table.c.serial, table.c.identity, table.c.role, table.c.labels, table.c.not_after
+        ).where(table.c.revoked.is_(None), table.c.not_after > now)
+        with self.engine.connect() as connection:
+            return [
+                Allowed(serial, identity, role, labels or {}, not_after)
+                for serial, identity, role, labels, not_after in connection.execute(query)
+            ]
 
     def active_identity(self, identity: str, now: datetime) -> bool:
         """Whether `identity` holds a certificate that is neither revoked nor expired."""

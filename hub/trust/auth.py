@@ -25,7 +25,7 @@ from google.protobuf.message import DecodeError
 from hub import services
 from hub.store import db
 from hub.store.store import as_utc
-from hub.store.trust import AuditEntry, Credential, aggregated
+from hub.store.trust import Allowed, AuditEntry, Credential, aggregated
 from hub.trust import roles
 from hub.trust.floods import RefusalTally
 from hub.trust.roles import Role
@@ -64,16 +64,16 @@ class Authenticator:
     def __init__(self, insecure: bool, clock: Callable[[], datetime]) -> None:
         self.insecure = insecure
         self.clock = clock
-        self._valid: dict[str, Credential] = {}
+        self._valid: dict[str, Allowed] = {}
         # sha256 of a certificate's PEM -> its serial: a digest, not the PEM (about 600 bytes)
         self._serials: OrderedDict[bytes, str] = OrderedDict()
 
-    def load(self, credentials: Iterable[Credential]) -> None:
-        for credential in credentials:
-            self.admit(credential)
+    def load(self, credentials: Iterable[Allowed]) -> None:
+        for allowed in credentials:
+            self._valid[allowed.serial] = allowed
 
     def admit(self, credential: Credential) -> None:
-        self._valid[credential.serial] = credential
+        self._valid[credential.serial] = Allowed.of(credential)
 
     def revoke(self, serials: Iterable[str]) -> None:
         for serial in serials:
