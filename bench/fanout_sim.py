@@ -208,8 +208,9 @@ async def simulate(args: argparse.Namespace) -> None:
     server.close()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(prog="bench.fanout_sim")
+def main(argv: list[str]) -> None:
+    """One simulator process: `python -m bench.switch_fanout --simulate ...` calls this."""
+    parser = argparse.ArgumentParser(prog="bench.switch_fanout --simulate")
     parser.add_argument("--hub", required=True)
     parser.add_argument("--first", type=int, default=0)
     parser.add_argument("--agents", type=int, required=True)
@@ -218,8 +219,4 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True, help="the stand-in model server")
     parser.add_argument("--out", type=Path, required=True, help="first task arrivals")
     parser.add_argument("--early-check", type=float, default=EARLY_CHECK_S)
-    asyncio.run(simulate(parser.parse_args()))
-
-
-if __name__ == "__main__":
-    main()
+    asyncio.run(simulate(parser.parse_args(argv)))

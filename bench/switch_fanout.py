@@ -26,12 +26,14 @@ import math
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from collections import Counter
 from datetime import UTC
 from pathlib import Path
 
+from bench import fanout_sim
 from bench.common import free_port, hub_stub, proc_stats, spawn, start_hub, stop, wait
 from bench.fanout_sim import EARLY_CHECK_S, health_slow
 from gpufleet.v1 import hub_pb2, hub_pb2_grpc
@@ -96,6 +98,9 @@ def simulators_line(before: list[float], after: list[float], seconds: float) -> 
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["--simulate"]:  # one simulator process (bench/fanout_sim.py)
+        fanout_sim.main(sys.argv[2:])
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--agents", type=int, default=50)
     parser.add_argument("--procs", type=int, default=0,
@@ -131,7 +136,7 @@ def main() -> None:
     try:
         for p, (first, count) in enumerate(spread(args.agents, procs)):
             sims.append(spawn(
-                ["-m", "bench.fanout_sim", "--hub", address, "--first", str(first),
+                ["-m", "bench.switch_fanout", "--simulate", "--hub", address, "--first", str(first),
                  "--agents", str(count), "--work", str(work / "hosts"), "--configs",
                  str(configs), "--port", str(free_port()), "--out", str(work / f"first-{p}.txt"),
                  "--early-check", str(args.early_check)],

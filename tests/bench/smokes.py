@@ -198,7 +198,7 @@ SMOKES: dict[str, Smoke] = {
     ),
     "listings": Smoke(
         ("--nodes", "200", "--runs", "1"),
-        (r"200 nodes x 4 GPUs \(database filled in .*",
+        (r"200 nodes x 4 GPUs \(sqlite filled in .*",
          *(rf"hubctl {command} +{NUM}s +{NUM}s +{lines} +{NUM}s +{NUM}s"
            for command, lines in (("nodes", 201), ("gpus", 801), ("status", 201)))),
     ),
