@@ -6,12 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, cast
-
-import pytest
 
 from hub.configs import Configuration, load_configuration
 from hub.ops.batches import Outcome
@@ -20,7 +16,7 @@ from hub.ops.kind import NodeRun
 from hub.ops.kinds import StoredCapacity, SwitchKind
 from hub.ops.remote import RemoteAgent
 from hub.states import NodeState
-from hub.store import Database, GpuRecord, NodeHello, Store, migrate
+from hub.store import Database, GpuRecord, NodeHello, Store
 from hub.store.assignments import Assigned, AssignmentStore
 from hub.store.operations import MAX_WARNINGS, Event, OperationRecord, OperationStore
 from tests.support.procs import REPO
@@ -178,14 +174,6 @@ def test_a_capacity_check_that_breaks_never_stops_the_switch() -> None:
 
 
 # -- from the database -------------------------------------------------------------------------
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Iterator[Database]:
-    database = Database(f"sqlite:///{tmp_path / 'hub.db'}")
-    migrate(database.engine)
-    yield database
-    database.close()
 
 
 def gpu(index: int, mib: int) -> GpuRecord:

@@ -156,14 +156,6 @@ async def refused(call: Any) -> grpc.aio.AioRpcError:
     raise AssertionError("the call succeeded")
 
 
-@pytest.fixture
-def db(tmp_path: Path) -> Iterator[Database]:
-    database = Database(sqlite_url(tmp_path))
-    migrate(database.engine)
-    yield database
-    database.close()
-
-
 def test_create_list_revoke_over_grpc(db: Database) -> None:
     changes: list[str] = []
 

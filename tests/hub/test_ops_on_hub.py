@@ -4,8 +4,7 @@ key held like a node, and the same events, progress, cancel and stored outcome a
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterator
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 
 import pytest
 
@@ -14,7 +13,7 @@ from hub.ops.events import PROGRESS_KEPT
 from hub.ops.kind import HUB_TARGET, HubKind, HubRun, Request
 from hub.ops.manager import OperationError, OperationManager
 from hub.sessions import SessionRegistry
-from hub.store import Database, migrate
+from hub.store import Database
 from hub.store.operations import OperationRecord, OperationStore
 
 Work = Callable[[HubRun], Awaitable[Outcome]]
@@ -35,14 +34,6 @@ class Job(HubKind):
 
     async def run_hub(self, run: HubRun) -> Outcome:
         return await self.work(run)
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Iterator[Database]:
-    db = Database(f"sqlite:///{tmp_path / 'hub.db'}")
-    migrate(db.engine)
-    yield db
-    db.close()
 
 
 def manager(db: Database) -> OperationManager:

@@ -10,16 +10,14 @@ import dataclasses
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-import pytest
 from sqlalchemy import event
 from sqlmodel import SQLModel
 
 from hub.ops.kinds import StoredCapacity
 from hub.states import NodeState
-from hub.store import Database, Store, migrate
+from hub.store import Database, Store
 from hub.store.models import Gpu, Node, OperationEvent
 from hub.store.operations import Change, Event, OperationRecord, OperationStore
 from hub.store.store import GpuRecord, NodeHello, as_utc
@@ -27,14 +25,6 @@ from tests.hub.test_capacity import BIG_CHAT, with_services
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 GIB = 1024
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Iterator[Database]:
-    database = Database(f"sqlite:///{tmp_path / 'hub.db'}")
-    migrate(database.engine)
-    yield database
-    database.close()
 
 
 @contextmanager

@@ -37,7 +37,7 @@ from hub.registry.local import LocalStore
 from hub.registry.service import SCRATCH, RegistryService
 from hub.registry.store import READ_PIECE, ObjectStore, open_store
 from hub.sessions import SessionRegistry
-from hub.store import Database, Store, migrate, sqlite_url
+from hub.store import Database, Store
 from hub.store.operations import OperationStore
 from hub.store.registry import RegistryStore
 from hub.trust.auth import Authenticator, AuthInterceptor
@@ -64,14 +64,6 @@ def s3_server() -> Iterator[S3Server]:
     server = start_or_skip()
     yield server
     server.stop()
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Iterator[Database]:
-    database = Database(sqlite_url(tmp_path))
-    migrate(database.engine)
-    yield database
-    database.close()
 
 
 @pytest.fixture
