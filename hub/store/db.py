@@ -80,9 +80,9 @@ def check_integrity(engine: Engine) -> None:
         raise Corrupted(rows[0] if rows else "quick_check returned nothing")
 
 
-# The newest migration's revision (tests/hub/test_migrations.py holds it to Alembic's head): a
-# database already there is not handed to Alembic, which is not even imported (it and the
-# template and highlighting libraries it loads are about 13 MiB of a hub's memory).
+# The newest migration's revision (tests/hub/test_lazy_imports.py holds it to Alembic's head):
+# a database already there is not handed to Alembic, which is not even imported (it and the
+# template and highlighting libraries it loads are about 12 MiB of a hub's memory).
 HEAD = "0012"
 
 
