@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 
 class Capacity(Protocol):
-    async def __call__(self, config: Configuration, node: str) -> list[str]:
+    def __call__(self, config: Configuration, node: str) -> Awaitable[list[str]]:
         """One line per thing the node's GPUs cannot hold of `config` (hub/ops/capacity)."""
         ...
 
@@ -46,10 +46,9 @@ class StoredCapacity:
         self._asked: dict[tuple[str, str], asyncio.Future[list[str]]] = {}
         self._configs: dict[str, Configuration] = {}
 
-    async def __call__(self, config: Configuration, node: str) -> list[str]:
-        return await self._ask(config, node)
-
-    def _ask(self, config: Configuration, node: str) -> asyncio.Future[list[str]]:
+    def __call__(self, config: Configuration, node: str) -> asyncio.Future[list[str]]:
+        """A future, not a coroutine: a node of a `switch --all` waits on it with no task
+        of its own."""
         loop = asyncio.get_running_loop()
         if not self._asked:
             loop.call_soon(self._read)
@@ -138,31 +137,41 @@ class SwitchKind(OperationKind):
     def configuration(self) -> str:
         return self.target.name
 
-    async def warn(self, run: NodeRun) -> None:
-        if self.capacity is None:
-            return
+    async def warn(self, run: NodeRun, lines: Awaitable[list[str]]) -> None:
         try:
-            lines = await self.capacity(self.target, run.node)
+            found = await lines
         except Exception:  # a warning that cannot be worked out must not stop the switch
             log.exception("capacity check of %s for %s", run.node, self.target.name)
             return
-        for line in lines:
+        for line in found:
             run.report("warning", line)
 
     async def run_node(self, run: NodeRun) -> Outcome:
         # The capacity read goes alongside the node's first task, not before it (a read of
         # 10,000 nodes' GPUs must not hold back every drain); its warnings are in before the
-        # node's result, which they are stored with.
-        warned = asyncio.ensure_future(self.warn(run))
+        # node's result, which they are stored with. StoredCapacity answers with a future:
+        # no task per node.
+        asked = None if self.capacity is None else asyncio.ensure_future(
+            self.capacity(self.target, run.node))  # fmt: skip
         try:
             previous = definition(run, self.configurations, self.models)
             switch = Switch(run.agent, run.running, self.target, previous, run.report,
                             run.set_state, run.check, self.rollback)  # fmt: skip
             outcome = await switch.run()
-            await warned
-        finally:
-            warned.cancel()
+        except BaseException:
+            if asked is not None:
+                asked.add_done_callback(_unheard)
+            raise
+        if asked is not None:
+            await self.warn(run, asked)
         return outcome
+
+
+def _unheard(answer: asyncio.Future[list[str]]) -> None:
+    """An answer nobody waits for any more (its node's switch ended first): retrieved, so
+    asyncio does not log it as never retrieved."""
+    if not answer.cancelled():
+        answer.exception()
 
 
 def definition(run: NodeRun, configurations: Mapping[str, Configuration],

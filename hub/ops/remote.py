@@ -113,6 +113,71 @@ def ran_after_cancel(answer: pb.TaskResult, before: Running | None) -> Running |
     return running_from_proto(project) if project.services else None
 
 
+Build = Callable[[Configuration], tuple[pb.TaskRequest, float]]
+# The tasks every node of a switch gets alike (drain, start, health wait of a configuration):
+# built once and copied per node (one C-level copy instead of messages built field by field,
+# 10,000 times over at a `switch --all`). Keyed by the configuration object, which the entry
+# holds (so its id cannot be another's); a handful of configurations are in use at a time.
+_BUILT: dict[tuple[str, int], tuple[Configuration, pb.TaskRequest, float]] = {}
+BUILT_KEPT = 64
+
+
+def built(step: str, config: Configuration, build: Build) -> tuple[pb.TaskRequest, float]:
+    """A fresh copy of the step's task for `config`, and its time limit (before slack)."""
+    found = _BUILT.get((step, id(config)))
+    if found is None or found[0] is not config:
+        if len(_BUILT) >= BUILT_KEPT:
+            _BUILT.clear()
+        template, limit = build(config)
+        found = _BUILT[(step, id(config))] = (config, template, limit)
+    request = pb.TaskRequest()
+    request.CopyFrom(found[1])
+    return request, found[2]
+
+
+def _drain(config: Configuration) -> tuple[pb.TaskRequest, float]:
+    """The drain of a configuration (no probes: nothing to wait for) and its timeout."""
+    probes = [
+        pb.DrainProbe(service=s.name, url=s.drain.url, metric=s.drain.metric)
+        for s in config.services
+        if s.drain is not None
+    ]
+    timeout = max((s.drain.timeout_s for s in config.services if s.drain is not None),
+                  default=0.0)  # fmt: skip
+    drain = pb.Drain(project=config.name, probes=probes, timeout=seconds(timeout))
+    return pb.TaskRequest(drain=drain), timeout
+
+
+def _start(config: Configuration) -> tuple[pb.TaskRequest, float]:
+    if config.process is not None:  # a host process (a llama.cpp model deployment)
+        start = pb.StartProject(project=config.name, digest=config.digest,
+                                process=host_process(config.process))  # fmt: skip
+    else:
+        start = pb.StartProject(project=config.name, compose=config.text, digest=config.digest)
+    return pb.TaskRequest(start_project=start), COMPOSE_LIMIT_S
+
+
+def _wait_healthy(
+    config: Configuration, services: Collection[str] | None = None
+) -> tuple[pb.TaskRequest, float]:
+    """The health wait of the configuration's services (or the named ones), and its limit."""
+    chosen = [s for s in config.services if services is None or s.name in services]
+    checks = [
+        pb.HealthCheck(
+            service=s.name,
+            url=s.health.url,
+            expect_status=s.health.expect_status,
+            timeout=seconds(s.health.timeout_s),
+            interval=seconds(s.health.interval_s),
+            expect_model=s.health.expect_model,
+        )
+        for s in chosen
+    ]
+    wait = pb.WaitHealthy(project=config.name, checks=checks)
+    limit = max((s.health.timeout_s for s in chosen), default=0)
+    return pb.TaskRequest(wait_healthy=wait), limit
+
+
 class RemoteAgent:
     """One node's agent as an operation sees it: each step is a task on the node's stream,
     its progress goes to `on_progress`, and setting `cancel` cancels the task on the node."""
@@ -198,16 +263,10 @@ class RemoteAgent:
             future.remove_done_callback(wake)
 
     async def drain(self, config: Configuration) -> StepResult:
-        probes = [
-            pb.DrainProbe(service=s.name, url=s.drain.url, metric=s.drain.metric)
-            for s in config.services
-            if s.drain is not None
-        ]
-        if not probes:
+        request, timeout = built("drain", config, _drain)
+        if not request.drain.probes:
             return StepResult("ok", f"{config.name} has no drain probe: nothing to wait for")
-        timeout = max(s.drain.timeout_s for s in config.services if s.drain is not None)
-        drain = pb.Drain(project=config.name, probes=probes, timeout=seconds(timeout))
-        step, _ = await self._run(pb.TaskRequest(drain=drain), "drain", timeout + SLACK_S)
+        step, _ = await self._run(request, "drain", timeout + SLACK_S)
         return step
 
     async def stop(self, project: str) -> StepResult:
@@ -219,13 +278,8 @@ class RemoteAgent:
         return step
 
     async def start(self, config: Configuration) -> StepResult:
-        if config.process is not None:  # a host process (a llama.cpp model deployment)
-            start = pb.StartProject(project=config.name, digest=config.digest,
-                                    process=host_process(config.process))  # fmt: skip
-        else:
-            start = pb.StartProject(project=config.name, compose=config.text,
-                                    digest=config.digest)  # fmt: skip
-        step, answer = await self._run(pb.TaskRequest(start_project=start), "start")
+        request, _ = built("start", config, _start)
+        step, answer = await self._run(request, "start")
         if not answer.HasField("assignment"):
             return step
         # A start that fell back to other GPUs reports them with the project.
@@ -237,21 +291,11 @@ class RemoteAgent:
         self, config: Configuration, services: Collection[str] | None = None
     ) -> StepResult:
         """Wait for the health checks of the configuration's services (or the named ones)."""
-        chosen = [s for s in config.services if services is None or s.name in services]
-        checks = [
-            pb.HealthCheck(
-                service=s.name,
-                url=s.health.url,
-                expect_status=s.health.expect_status,
-                timeout=seconds(s.health.timeout_s),
-                interval=seconds(s.health.interval_s),
-                expect_model=s.health.expect_model,
-            )
-            for s in chosen
-        ]
-        wait = pb.WaitHealthy(project=config.name, checks=checks)
-        limit = max((s.health.timeout_s for s in chosen), default=0) + SLACK_S
-        step, _ = await self._run(pb.TaskRequest(wait_healthy=wait), "ready", limit)
+        if services is None:
+            request, limit = built("ready", config, _wait_healthy)
+        else:
+            request, limit = _wait_healthy(config, services)
+        step, _ = await self._run(request, "ready", limit + SLACK_S)
         return step
 
     async def build_env(self, spec: EnvBuild, check: bool) -> tuple[StepResult, EnvView | None]:

@@ -180,23 +180,32 @@ def gpu(index: int, mib: int) -> GpuRecord:
     return GpuRecord(index=index, uuid=f"GPU-{index}", name="g", memory_total_mb=mib)
 
 
+def stored(capacity: StoredCapacity, config: Configuration, node: str) -> list[str]:
+    """The warnings StoredCapacity answers with (a future, awaited in a loop)."""
+
+    async def ask() -> list[str]:
+        return await capacity(config, node)
+
+    return asyncio.run(ask())
+
+
 def test_stored_gpus_and_assignments_in_force(db: Database) -> None:
     store = Store(db.engine)
     store.register(NodeHello("ws", "id", "ws", "127.0.0.1", "1", "static", "",
                              gpus=(gpu(0, A5500), gpu(1, A400))), T0)  # fmt: skip
     store.register(NodeHello("bare", "id2", "bare", "127.0.0.1", "1", "none", ""), T0)
     capacity = StoredCapacity(db)
-    assert asyncio.run(capacity(BIG_CHAT, "bare")) == [
+    assert stored(capacity, BIG_CHAT, "bare") == [
         "llm needs 2 GPUs with 72 GB each; bare has no GPUs"
     ]
-    assert asyncio.run(capacity(BIG_CHAT, "ws")) == [
+    assert stored(capacity, BIG_CHAT, "ws") == [
         "llm needs 2 GPUs with 72 GB each; ws has none with 72 GB or more"
         " (GPU 0: 24 GB, GPU 1: 4 GB)"
     ]
     AssignmentStore(db.engine).put_in_force(
         "big-chat", [Assigned("llm", "elsewhere", (0, 1), 72, None, "balanced")], T0
     )
-    assert asyncio.run(capacity(BIG_CHAT, "ws")) == []  # assigned to another node
+    assert stored(capacity, BIG_CHAT, "ws") == []  # assigned to another node
 
 
 def test_a_warning_event_is_kept_with_the_nodes_result(db: Database) -> None:
@@ -221,7 +230,7 @@ def test_vram_of_processes_gpufleet_does_not_manage_is_not_free(db: Database) ->
     busy = dataclasses.replace(gpu(0, A5500), processes=((4242, 12288, 0), (77, 8000, 1)))
     store.register(NodeHello("ws", "id", "ws", "127.0.0.1", "1", "static", "", gpus=(busy,)), T0)
     chat = with_services(BIG_CHAT, ("llm", 16, 1))
-    assert asyncio.run(StoredCapacity(db)(chat, "ws")) == [
+    assert stored(StoredCapacity(db), chat, "ws") == [
         "llm needs 16 GB on one GPU; the largest GPU of ws has 12 GB (other processes hold 12 "
         "of 24 GB) (GPU 0)"
     ]
