@@ -20,6 +20,7 @@ from gpufleet.v1 import agent_link_pb2 as pb
 from hub.ops.batches import FAILED, Outcome, run_batches
 from hub.ops.cancel import Cancel
 from hub.ops.events import Event, ProgressLog
+from hub.ops.gc_pause import GcPause
 from hub.ops.kind import HUB_TARGET, HubKind, HubRun, NodeRun, OperationKind, Request
 from hub.ops.remote import RemoteAgent, running_from_proto
 from hub.ops.steps import SetState
@@ -68,7 +69,10 @@ class OperationManager:
         observe_step: Callable[[str, float], None] = lambda _step, _seconds: None,
         on_finish: Callable[[str, str], None] = lambda _kind, _status: None,
         drained: Iterable[str] = (),
+        gc_pause: GcPause | None = None,
     ) -> None:
+        # Off while a wide operation sends its first tasks (hub/ops/gc_pause.py).
+        self.gc_pause = gc_pause if gc_pause is not None else GcPause()
         self.on_finish = on_finish
         # Nodes an operation left draining (stored, so also across agent reconnects and hub
         # restarts): a health report that their services are fine keeps them draining.
@@ -219,6 +223,7 @@ class OperationManager:
     async def _run(self, record: OperationRecord, request: Request, nodes: list[str]) -> None:
         oid = record.id
         run = self.running[oid]
+        self.gc_pause.started(min(request.serial if request.serial > 0 else len(nodes), len(nodes)))
         try:
             results = await run_batches(
                 nodes, request.serial, request.max_fail_percent,
@@ -387,6 +392,7 @@ class OperationManager:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        self.gc_pause.resume()
         self.writes.flush()  # the cancelled operations' outcomes, before the database closes
 
 
