@@ -39,10 +39,14 @@ class GcPause:
     def paused(self) -> bool:
         return self._timer is not None
 
-    def started(self, nodes: int) -> None:
-        """An operation starts `nodes` nodes at once: pause, if that is wide."""
-        if nodes >= WIDE:
-            self.pause(min(PAUSE_MAX_S, max(PAUSE_MIN_S, nodes * PER_NODE_S)))
+    def started(self, nodes: int) -> float:
+        """An operation starts `nodes` nodes at once: pause, if that is wide; how long (0: not
+        paused), for what else waits until the first tasks are out (the operation's writes)."""
+        if nodes < WIDE:
+            return 0.0
+        seconds = min(PAUSE_MAX_S, max(PAUSE_MIN_S, nodes * PER_NODE_S))
+        self.pause(seconds)
+        return seconds
 
     def pause(self, seconds: float) -> None:
         loop = asyncio.get_running_loop()

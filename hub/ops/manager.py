@@ -223,7 +223,8 @@ class OperationManager:
     async def _run(self, record: OperationRecord, request: Request, nodes: list[str]) -> None:
         oid = record.id
         run = self.running[oid]
-        self.gc_pause.started(min(request.serial if request.serial > 0 else len(nodes), len(nodes)))
+        at_once = min(request.serial if request.serial > 0 else len(nodes), len(nodes))
+        self.writes.hold(self.gc_pause.started(at_once))
         try:
             results = await run_batches(
                 nodes, request.serial, request.max_fail_percent,

@@ -138,3 +138,34 @@ def test_landed_is_done_once_every_write_asked_before_it_is_readable(db: Databas
         return [event.node for event in events]
 
     assert asyncio.run(main()) == NODES
+
+
+def test_held_writes_wait_for_the_hold_to_end_or_for_someone_who_waits_on_them(
+    db: Database,
+) -> None:
+    ops = OperationStore(db.engine)
+    ops.create(OperationRecord(id="op1", kind="test-walk", created=T0), NODES)
+
+    def event(seq: int) -> Event:
+        return Event(seq, T0, NODES[0], "step", f"s{seq}")
+
+    async def main() -> list[list[int]]:
+        manager = OperationManager(SessionRegistry(), db, ops)
+        seen: list[list[int]] = []
+
+        async def stored() -> None:  # on the writer thread: behind every write handed over
+            seen.append([e.seq for e in await db.call(ops.events, "op1")])
+
+        manager.writes.hold(0.4)
+        manager.writes.add(ops.event_added, "op1", event(1))
+        await asyncio.sleep(0.1)
+        await stored()  # held
+        await asyncio.sleep(0.5)
+        await stored()  # the hold ended
+        manager.writes.hold(5.0)
+        manager.writes.add(ops.event_added, "op1", event(2))
+        await asyncio.wait_for(manager.writes.landed(), 2.0)  # a waiter is not held
+        await stored()
+        return seen
+
+    assert asyncio.run(main()) == [[], [1], [1, 2]]
