@@ -25,6 +25,7 @@ from gateway.loading import SSE_HEADERS, Loading
 from gateway.metrics import Metrics
 from gateway.router import Router
 from gateway.scale import Scaler
+from gateway.sse import WholeEvents
 from gateway.table import Model, Replica
 
 log = logging.getLogger(__name__)
@@ -269,12 +270,14 @@ class Proxy:
             sent.started = True
             await response.prepare(call.request)
         first = True
+        events = WholeEvents()  # a break-off drops a half-read event: the error event is whole
         chunks = upstream.content.iter_any().__aiter__()
-        while True:
+        ended = False
+        while not ended:
             try:
-                chunk = await anext(chunks)
+                whole = events.feed(await anext(chunks))
             except StopAsyncIteration:
-                break
+                whole, ended = events.rest(), True  # a clean end: the rest goes out as it is
             except UPSTREAM_ERRORS as exc:
                 self.router.failed(replica.endpoint)
                 error = GatewayError(
@@ -284,12 +287,14 @@ class Proxy:
                 await response.write(error.sse())
                 await response.write_eof()
                 return Outcome(response, 200, error.code)
+            if not whole:
+                continue
             if first:
                 self.metrics.ttft.labels(replica.model).observe(time.monotonic() - call.started)
                 first = False
             sent.started = True
             try:
-                await response.write(chunk)
+                await response.write(whole)
             except ConnectionResetError:
                 return Outcome(response, CLIENT_GONE, "client_disconnected")
         await response.write_eof()
