@@ -1,10 +1,10 @@
 """Forwarding one request to a replica of its model, and its answer back unchanged.
 
-Streaming answers go to the client chunk by chunk as they arrive. A request is retried on
-another replica (at most MAX_RETRIES times) only while nothing of the upstream's answer has
-reached the client: connection refused or reset, a 502/503 from the upstream, or its replica
-left the table. When the last one failed and the table no longer routes the model (an idle
-stop raced the request), the request waits once for a fresh start.
+Streaming answers go to the client SSE event by event as they arrive (gateway/sse.py). A
+request is retried on another replica (at most MAX_RETRIES times) only while nothing of the
+upstream's answer has reached the client: connection refused or reset, a 502/503 from the
+upstream, or its replica left the table. When the last one failed and the table no longer
+routes the model (an idle stop raced the request), the request waits once for a fresh start.
 """
 
 from __future__ import annotations
