@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> None:
         insecure=args.insecure, enroll_listen=args.enroll_listen,
         cert_ttl=timedelta(days=args.cert_days), models_dir=args.models,
         vllm_image=args.vllm_image, registry=args.registry, heartbeat_rate=args.heartbeat_rate,
-        prestart=True,
+        prestart=True, migrate_apart=True,
         retention=policy.Retention(args.telemetry_raw, args.telemetry_keep, args.history_keep),
     )  # fmt: skip
     if (problem := config.retention.problem()) is not None:

@@ -49,7 +49,7 @@ from hub.registry.store import ObjectStore, StoreError, open_store
 from hub.sessions import MISSED_HEARTBEATS, SessionRegistry, Updates
 from hub.states import NodeState
 from hub.store import Database, Store, migrate, sqlite_url
-from hub.store.db import Corrupted, check_integrity, describe
+from hub.store.db import Corrupted, MigrationFailed, check_integrity, describe, migrate_apart
 from hub.store.operations import OperationStore
 from hub.store.trust import TrustStore
 from hub.store.usage import UsageStore
@@ -92,6 +92,9 @@ class HubConfig:
     registry: str | None = None  # --registry: a directory or s3://BUCKET/PREFIX; default state
     # Spawn a configurations worker at start (the daemon does; in-process test hubs need not).
     prestart: bool = False
+    # Migrate the schema in a child process (the daemon does: Alembic's modules stay out of
+    # its memory; in-process test hubs need not pay the child's start).
+    migrate_apart: bool = False
     heartbeat_rate: float = 100.0  # heartbeats a second the whole hub aims at (--heartbeat-rate)
     retention: Retention = DEFAULT_RETENTION  # --telemetry-raw, --telemetry-keep, --history-keep
 
@@ -190,7 +193,13 @@ class HubServer:
             ) from None
         self.prometheus.register(StoreCollector(self._db))
         store = Store(self._db.engine)
-        await self._db.call(migrate, self._db.engine)
+        try:
+            await self._db.call(
+                migrate_apart if self.config.migrate_apart else migrate, self._db.engine
+            )
+        except MigrationFailed as exc:
+            where = self._db.engine.url.render_as_string(hide_password=True)
+            raise StartError(f"cannot migrate database {where}: {exc}") from None
         reset = await self._db.call(store.mark_all_down, utcnow())
         if reset:
             log.info("marked %d nodes down until their agents reconnect", reset)

@@ -6,6 +6,9 @@ import asyncio
 import contextlib
 import functools
 import logging
+import os
+import subprocess
+import sys
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -100,6 +103,46 @@ def migrate(engine: Engine, revision: str = "head") -> None:
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
     log.info("database schema is at revision %s", revision)
+
+
+class MigrationFailed(Exception):
+    """The migration in the child process failed; the message is its one line."""
+
+
+def migrate_apart(engine: Engine) -> None:
+    """`migrate`, for the hub daemon: Alembic runs in a child process, so that its modules
+    (with mako and pygments, about 11 MiB) never stay in the hub's memory for its lifetime
+    after a first start or an upgrade. An in-memory database, which a child cannot open, is
+    migrated here."""
+    if stored_revision(engine) == HEAD:
+        log.info("database schema is at revision %s", HEAD)
+        return
+    url = engine.url.render_as_string(hide_password=False)
+    if shares_connections(url):
+        migrate(engine)
+        return
+    path = os.pathsep.join(os.path.abspath(entry) if entry else os.getcwd() for entry in sys.path)
+    done = subprocess.run(
+        [sys.executable, "-c", "from hub.store.db import migrate_child; migrate_child()"],
+        input=url, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": path},
+    )  # fmt: skip
+    if done.returncode != 0:
+        lines = done.stdout.strip().splitlines()
+        raise MigrationFailed(lines[-1] if lines else f"exit code {done.returncode}")
+    log.info("database schema is at revision %s", HEAD)
+
+
+def migrate_child() -> None:
+    """The child of `migrate_apart`: the URL on stdin; a failure's one line on stdout."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    engine = make_engine(sys.stdin.read())
+    try:
+        migrate(engine)
+    except Exception as exc:
+        print(describe(exc))
+        sys.exit(2)
+    finally:
+        engine.dispose()
 
 
 def stored_revision(engine: Engine) -> str | None:
