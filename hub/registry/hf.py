@@ -14,23 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, TypeVar
 
-import httpx2 as httpx
-from huggingface_hub import constants, get_async_session, hf_raise_for_status
-from huggingface_hub.errors import (
-    GatedRepoError,
-    HfHubHTTPError,
-    OfflineModeIsEnabled,
-    RepositoryNotFoundError,
-    RevisionNotFoundError,
-)
-
-# Where it is defined: huggingface_hub.utils re-exports it lazily, unseen by mypy.
-from huggingface_hub.utils._paths import filter_repo_objects
-
 import gpufleet
 from hub.registry.entries import EntryFile, Hasher
 
+# httpx2 and huggingface_hub (about 1.3 MiB of the hub's memory with what they load) are
+# imported by the first pull, not by the hub's start.
 if TYPE_CHECKING:
+    import httpx2 as httpx
     from huggingface_hub import HfApi
 
 T = TypeVar("T")
@@ -39,7 +29,7 @@ PIECE = 1024 * 1024  # bytes per write into the part file
 REHASH_PIECE = 8 * PIECE
 RETRIES = 5  # ranged GETs in a row that bring no byte before a pull gives up on a file
 RETRY_FIRST_S, RETRY_MAX_S = 0.2, 5.0  # waits between them: 0.4, 0.8, 1.6, 3.2 s
-TIMEOUT = httpx.Timeout(30.0, read=60.0)
+TIMEOUT_S, READ_TIMEOUT_S = 30.0, 60.0  # a ranged GET's connect and read timeouts
 
 
 class HfError(Exception):
@@ -54,6 +44,8 @@ class HfConfig:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> HfConfig:
+        from huggingface_hub import constants
+
         endpoint = (env.get("HF_ENDPOINT") or constants.ENDPOINT).rstrip("/")
         return cls(endpoint, env.get("HF_TOKEN") or None)
 
@@ -69,6 +61,15 @@ class RemoteFile:
 
 def explain(exc: BaseException, repo: str, revision: str, endpoint: str) -> str:
     """One line for what huggingface_hub raised."""
+    import httpx2 as httpx
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        HfHubHTTPError,
+        OfflineModeIsEnabled,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
     if isinstance(exc, GatedRepoError):
         return (f"{repo} is gated on Hugging Face: accept its terms on the model's page and "
                 "give the hub an HF_TOKEN of that account")  # fmt: skip
@@ -127,6 +128,9 @@ class HfRepo:
 
         def listing() -> list[RemoteFile]:
             from huggingface_hub.hf_api import RepoFile
+
+            # Where it is defined: huggingface_hub.utils re-exports it lazily, unseen by mypy.
+            from huggingface_hub.utils._paths import filter_repo_objects
 
             tree = self.api.list_repo_tree(self.repo, revision=commit, recursive=True)
             found = [item for item in tree if isinstance(item, RepoFile)]
@@ -260,6 +264,8 @@ async def _fetch(repo: HfRepo, http: httpx.AsyncClient, commit: str, got: Receiv
                  out: BinaryIO) -> None:  # fmt: skip
     """One ranged GET from the last byte written. What arrived before a cut is written too
     (pieces are gathered up to PIECE bytes per write)."""
+    import httpx2 as httpx
+
     start, path = got.hasher.size, got.file.path
     headers = {**repo.headers(), "Range": f"bytes={start}-"}
     held = bytearray()
@@ -271,9 +277,10 @@ async def _fetch(repo: HfRepo, http: httpx.AsyncClient, commit: str, got: Receiv
             await _whole(asyncio.to_thread(got.write, out, data))
             got.on_bytes(len(data))
 
+    timeout = httpx.Timeout(TIMEOUT_S, read=READ_TIMEOUT_S)
     try:
         async with http.stream("GET", repo.url(commit, path), headers=headers,
-                               timeout=TIMEOUT) as response:  # fmt: skip
+                               timeout=timeout) as response:  # fmt: skip
             await _answer(repo, commit, got, out, response)
             async for data in response.aiter_bytes():
                 if got.hasher.size + len(held) + len(data) > got.file.size:
@@ -296,6 +303,9 @@ async def _answer(repo: HfRepo, commit: str, got: Receiving, out: BinaryIO,
     if status == 429 or status >= 500:
         raise _Transient(f"Hugging Face answered {status}")
     if status >= 400:
+        from huggingface_hub import hf_raise_for_status
+        from huggingface_hub.errors import HfHubHTTPError
+
         await response.aread()
         try:
             hf_raise_for_status(response)
@@ -313,4 +323,6 @@ async def _answer(repo: HfRepo, commit: str, got: Receiving, out: BinaryIO,
 
 def client() -> httpx.AsyncClient:
     """huggingface_hub's own async HTTP client (its hooks, redirects followed)."""
+    from huggingface_hub import get_async_session
+
     return get_async_session()

@@ -24,9 +24,7 @@ from collections.abc import Callable, Coroutine, Sized
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
-
-import httpx2 as httpx
+from typing import TYPE_CHECKING, Any
 
 from hub.ops.batches import Outcome
 from hub.ops.kind import HubKind, HubRun
@@ -45,6 +43,9 @@ from hub.registry.entries import (
 from hub.registry.store import ObjectStore, StoreError
 from hub.store.db import Database
 from hub.store.registry import RegistryStore
+
+if TYPE_CHECKING:
+    import httpx2 as httpx  # loaded by hf.client() at the first pull
 
 log = logging.getLogger(__name__)
 KIND = "registry-pull"

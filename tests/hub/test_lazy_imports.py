@@ -18,6 +18,8 @@ from tests.support.procs import REPO
 LAZY = (
     "huggingface_hub.hf_api",  # about 9 MiB with its HTTP stack: the first pull loads it
     "huggingface_hub.file_download",
+    "huggingface_hub",  # with httpx2 about 1.3 MiB more
+    "httpx2",
     "trio",
     "alembic",  # with mako and pygments about 13 MiB: loaded only when the schema is behind
     "mako",
