@@ -65,6 +65,11 @@ def args(model: Model, deployment: Deployment | None = None) -> list[str]:
         value = getattr(params, field)
         if value is not None:
             found.append(f"{flag}={value}")
+    # Off: with it on, the server ends a stream early (a clean [DONE], no finish_reason)
+    # whenever another request arrives meanwhile, such as the agent's health check of
+    # /v1/models every second; queued, the stream runs to its end. A model's extra_args
+    # still decide.
+    found.append("--interrupt_requests=false")
     return [*found, *params.extra_args]
 
 

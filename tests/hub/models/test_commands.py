@@ -99,14 +99,15 @@ def test_the_whole_command_line_and_environment() -> None:
 def test_llama_cpp_server_command() -> None:
     assert llamacpp.args(llama()) == [
         "python", "-m", "llama_cpp.server", "--model=/m/tiny.gguf", "--model_alias=tiny-chat",
-        "--n_gpu_layers=-1"]  # fmt: skip
+        "--n_gpu_layers=-1", "--interrupt_requests=false"]  # fmt: skip
     full = llama(n_ctx=4096, n_gpu_layers=20, n_batch=256, chat_format="chatml",
                  extra_args=("--flash_attn=true",))  # fmt: skip
     at = Deployment(gpus=(1, 2), host="127.0.0.1", port=8011, python="/envs/cuda/bin/python")
     assert llamacpp.args(full, at) == [
         "/envs/cuda/bin/python", "-m", "llama_cpp.server", "--model=/m/tiny.gguf",
         "--model_alias=tiny-chat", "--host=127.0.0.1", "--port=8011", "--n_gpu_layers=20",
-        "--n_ctx=4096", "--n_batch=256", "--chat_format=chatml", "--flash_attn=true"]  # fmt: skip
+        "--n_ctx=4096", "--n_batch=256", "--chat_format=chatml", "--interrupt_requests=false",
+        "--flash_attn=true"]  # fmt: skip
     assert llamacpp.env(full, at) == {"CUDA_VISIBLE_DEVICES": "1,2"}
     assert llamacpp.command_line(full).startswith("python -m llama_cpp.server --model=/m/tiny")
 
@@ -122,7 +123,7 @@ def test_llama_cpp_gpus_by_backend(backend: str, variable: str) -> None:
 
 def test_llama_cpp_on_the_cpu_and_from_a_repository() -> None:
     cpu = llama(backend="cpu")
-    assert llamacpp.args(cpu)[-1] == "--n_gpu_layers=0"
+    assert llamacpp.args(cpu)[-2:] == ["--n_gpu_layers=0", "--interrupt_requests=false"]
     assert llamacpp.env(cpu, Deployment(gpus=(0,))) == {}
     remote = llama(GgufSource("Qwen/Qwen3-8B-GGUF", "Qwen3-8B-Q4_K_M.gguf"))
     assert llamacpp.args(remote)[3:5] == ["--model=Qwen3-8B-Q4_K_M.gguf",

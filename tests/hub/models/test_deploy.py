@@ -62,6 +62,7 @@ def test_a_cpu_llama_model_is_one_host_process_with_its_exact_arguments() -> Non
     assert spec.args == (
         "-m", "llama_cpp.server", "--model=/srv/models/tiny-a.gguf", "--model_alias=tiny-a",
         "--host=0.0.0.0", "--port=18080", "--n_gpu_layers=0", "--n_ctx=256",
+        "--interrupt_requests=false",
     )  # fmt: skip
     assert spec.health == HealthCheck("http://127.0.0.1:18080/v1/models", 200, 600.0, 1.0,
                                       expect_model="tiny-a")  # fmt: skip
