@@ -119,7 +119,6 @@ def test_a_wide_operation_runs_with_the_collector_off_and_the_stop_turns_it_on(
             pass
         assert narrow.enabled == [True] * len(nodes)
         await manager.submit(Request(Seen(), nodes), nodes)
-        await asyncio.sleep(0)  # the operation's task begins
         assert not gc.isenabled()
         await manager.shutdown()
         assert gc.isenabled()
