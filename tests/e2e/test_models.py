@@ -33,6 +33,7 @@ LLAMA_COMMAND = (
 GGUF_COMMAND = (
     "python -m llama_cpp.server --model=Qwen3-8B-Q4_K_M.gguf --hf_model_repo_id=Qwen/Qwen3-8B-GGUF"
     " --model_alias=qwen3-8b-gguf --port=8000 --n_gpu_layers=-1 --n_ctx=8192 --n_batch=512"
+    " --interrupt_requests=false"
 )
 LAUGHS = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
     f"{b}: &{b} [{', '.join([f'*{a}'] * 9)}]\n" for a, b in zip("abcdefgh", "bcdefghi", strict=True)

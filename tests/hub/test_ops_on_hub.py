@@ -43,7 +43,9 @@ def manager(db: Database) -> OperationManager:
 async def ended(mgr: OperationManager, operation_id: str) -> OperationRecord:
     steps = [event.step async for event in mgr.watch(operation_id)]
     assert steps[-1] == "done"
-    # One database thread, in order: the read comes after the operation's queued writes.
+    # Once every write asked for so far has landed (a refused one is retried before the
+    # read: on a loaded machine the read once came first and saw `running`).
+    await mgr.writes.landed()
     found = await mgr.db.call(mgr.store.get, operation_id)
     assert found is not None
     return found
