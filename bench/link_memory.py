@@ -7,8 +7,9 @@ What one more connected agent costs the hub in gRPC alone, without the hub's own
 a bare grpc.aio server (the hub's server options, gpufleet/channel.py) in one process, and
 `--links` clients in another, each on its own channel with one open bidi stream that
 exchanges a small message every 2 s, as an agent's heartbeat stream does. Prints the
-server's resident memory per link for plaintext, for mutual TLS with gRPC's default TLS
-record size (16 KiB, the hub before issue 18) and for mutual TLS with the hub's options.
+server's resident memory per link for plaintext, for mutual TLS on glibc's default heap, and
+for mutual TLS as the hub runs it: its options and its C heap (hub/heap.py, per-link buffers
+mapped on their own).
 `python -m bench.hub_agents` measures the same with the whole hub.
 """
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -30,15 +32,16 @@ import grpc
 from bench.common import REPO, free_port, proc_stats, stop
 from gpufleet.channel import SETTINGS
 from gpufleet.tls import TLS_OPTIONS, key_pem, make_csr, new_key, write_private, write_public
+from hub import heap
 from hub.trust.pki import Authority
 
 Options = list[tuple[str, int]]
 SETTLE_S = 3.0
-# (label, TLS?, server options that replace the hub's)
-VARIANTS: list[tuple[str, bool, Options]] = [
-    ("plaintext", False, []),
-    ("mutual TLS, 4 KiB records", True, [("grpc.tsi.max_frame_size", 4096)]),
-    ("mutual TLS, the hub's options", True, []),
+# (label, TLS?, server options that replace the hub's, the hub's C heap?)
+VARIANTS: list[tuple[str, bool, Options, bool]] = [
+    ("plaintext", False, [], True),
+    ("mutual TLS, glibc's default heap", True, [], False),
+    ("mutual TLS, the hub's heap", True, [], True),
 ]
 
 
@@ -58,6 +61,8 @@ async def chat(requests: AsyncIterator[bytes], context: object) -> AsyncIterator
 
 
 async def serve(port: int, extra: Options, pki: Path | None) -> None:
+    if os.environ.get("BENCH_HUB_HEAP") == "1":
+        heap.tune()
     names = {name for name, _ in extra}
     options = [kv for kv in SETTINGS.server_options() if kv[0] not in names] + extra
     server = grpc.aio.server(options=options)
@@ -100,9 +105,10 @@ async def dial(port: int, links: int, pki: Path | None) -> None:
             await call.read()
 
 
-def started(argv: list[str]) -> subprocess.Popen[str]:
+def started(argv: list[str], tuned: bool = False) -> subprocess.Popen[str]:
+    env = {**os.environ, "BENCH_HUB_HEAP": "1" if tuned else "0"}
     process = subprocess.Popen([sys.executable, "-m", "bench.link_memory", *argv], cwd=REPO,
-                               stdout=subprocess.PIPE, text=True)  # fmt: skip
+                               stdout=subprocess.PIPE, text=True, env=env)  # fmt: skip
     assert process.stdout is not None
     if not process.stdout.readline():
         process.wait(10)
@@ -110,11 +116,11 @@ def started(argv: list[str]) -> subprocess.Popen[str]:
     return process
 
 
-def measure(links: int, tls: bool, extra: Options, pki: Path) -> float:
+def measure(links: int, tls: bool, extra: Options, tuned: bool, pki: Path) -> float:
     """The server's resident KiB per connected link."""
     port = free_port()
     where = [str(pki)] if tls else []
-    server = started(["--serve", str(port), json.dumps(extra), *where])
+    server = started(["--serve", str(port), json.dumps(extra), *where], tuned)
     clients = None
     try:
         time.sleep(1.0)
@@ -144,8 +150,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-links-") as tmp:
         make_pki(Path(tmp))
         print(f"{args.links} links, each one bidi stream; grpc {grpc.__version__}")
-        for label, tls, extra in VARIANTS:
-            per_link = measure(args.links, tls, extra, Path(tmp))
+        for label, tls, extra, tuned in VARIANTS:
+            per_link = measure(args.links, tls, extra, tuned, Path(tmp))
             print(f"{label:<32} {per_link:.1f} KiB per link")
 
 

@@ -18,6 +18,7 @@ from sqlalchemy.engine import make_url
 
 import gpufleet
 from gpufleet import sdnotify, settings
+from hub import heap
 from hub.models.deploy import DEFAULT_VLLM_IMAGE
 from hub.models.params import IMAGE
 from hub.pace import describe
@@ -196,6 +197,8 @@ def main(argv: list[str] | None = None) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    if (tuned := heap.tune()) is not None:
+        log.info("%s", tuned)
     config = HubConfig(
         args.listen, args.state_dir, args.db, args.heartbeat_interval, args.http, args.configs,
         insecure=args.insecure, enroll_listen=args.enroll_listen,
