@@ -206,7 +206,7 @@ SMOKES: dict[str, Smoke] = {
         ("--links", "20"),
         (r"20 links, each one bidi stream; grpc \S+",
          *(rf"{label} +-?{NUM} KiB per link" for label in
-           ("plaintext", "mutual TLS, 4 KiB records", "mutual TLS, the hub's options"))),
+           ("plaintext", "mutual TLS, glibc's default heap", "mutual TLS, the hub's heap"))),
     ),
     "metrics_scrape": Smoke(
         ("--nodes", "20", "--gpus", "2", "--runs", "1"),
