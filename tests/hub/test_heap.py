@@ -4,7 +4,6 @@ checked through glibc's own count of mapped blocks, in a fresh interpreter each.
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -12,9 +11,8 @@ import pytest
 
 from hub import heap
 from tests.conftest import need
-from tests.support.procs import Hub, free_port
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.hub.test_lazy_imports import run
+from tests.packaging.test_sdnotify import start_hub
 
 # 128 buffers of 12 KiB, like TLS links' staging buffers: glibc's default threshold (128 KiB)
 # keeps them on the heap; at the hub's, those the heap's free top cannot hold are mapped.
@@ -43,11 +41,7 @@ print(first, tuned is not None, added())
 
 
 def probe(**env: str) -> list[str]:
-    done = subprocess.run(
-        [sys.executable, "-c", PROBE], cwd=REPO, capture_output=True, text=True, check=True,
-        env={**os.environ, "PYTHONPATH": f"{REPO / 'proto'}:{REPO}", **env},
-    )  # fmt: skip
-    return done.stdout.split()
+    return run(PROBE, **env).split()
 
 
 @pytest.fixture
@@ -72,11 +66,7 @@ def test_an_operators_own_malloc_tunables_win() -> None:
 
 @pytest.mark.usefixtures("glibc")
 def test_the_hub_daemon_tunes_its_heap_at_start(tmp_path: Path) -> None:
-    address = f"127.0.0.1:{free_port()}"
-    argv = ["-m", "hub", "--listen", address, "--state-dir", str(tmp_path / "hub"),
-            "--config", "/dev/null", "--grace", "2", "--insecure"]  # fmt: skip
-    hub = Hub("hub", argv, tmp_path / "hub.log", address=address)
-    hub.start()
+    hub = start_hub(tmp_path)
     try:
         hub.wait_serving()
         assert f"C heap: blocks of {heap.THRESHOLD} bytes or more in their own mappings" in (

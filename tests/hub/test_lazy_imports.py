@@ -34,10 +34,11 @@ def test_the_hub_starts_without_the_hugging_face_api_and_alembic() -> None:
     assert run(script) == ""
 
 
-def run(script: str) -> str:
+def run(script: str, **env: str) -> str:
+    """`script`'s output in a fresh interpreter (with `env` added to the environment)."""
     done = subprocess.run(
         [sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, check=True,
-        env={**os.environ, "PYTHONPATH": f"{REPO / 'proto'}:{REPO}"},
+        env={**os.environ, "PYTHONPATH": f"{REPO / 'proto'}:{REPO}", **env},
     )  # fmt: skip
     return done.stdout.strip()
 
