@@ -196,6 +196,12 @@ SMOKES: dict[str, Smoke] = {
          rf"restart: all ready after +{NUM} s \(\d+ failed attempts, \d+ cut before Welcome\)",
          r"\| 5 \| SQLite \| mutual TLS \|( [^|]+ \|){13}"),
     ),
+    "grpc_floor": Smoke(
+        ("--streams", "20"),
+        (r"streams +20 \(one message each, 200 bytes, 1 client processes\)",
+         *(rf"{style} +handed {NUM} s, sent {NUM} s, received p50/p99/max {NUM} / {NUM} / {NUM} s"
+           for style in ("generator", "write"))),
+    ),
     "listings": Smoke(
         ("--nodes", "200", "--runs", "1"),
         (r"200 nodes x 4 GPUs \(sqlite filled in .*",
