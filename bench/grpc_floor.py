@@ -20,6 +20,7 @@ import asyncio
 import json
 import math
 import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -96,7 +97,7 @@ async def clients(port: int, count: int, out: Path) -> None:
     async def one() -> None:
         options = [("grpc.use_local_subchannel_pool", 1)]
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=options)
-        call = channel.stream_stream("/floor.Floor/Connect", None, None)(None)
+        call = channel.stream_stream("/floor.Floor/Connect", None, None)(None, wait_for_ready=True)
         await call.write(b"hello")
         await call.read()
         arrived.append(time.time())
@@ -120,17 +121,19 @@ def one_style(style: str, streams: int, work: Path) -> str:
                    log=work / f"server-{style}.log")  # fmt: skip
     procs = math.ceil(streams / PER_PROC)
     outs = [work / f"{style}-{p}.json" for p in range(procs)]
-    sims = [
-        spawn(
-            ["-m", "bench.grpc_floor", "--clients", str(port), str(count), str(out)],
-            log=work / f"clients-{style}.log",
-            nice=10,
-        )
-        for count, out in zip(spread(streams, procs), outs, strict=True)
-    ]
+    sims: list[subprocess.Popen[str]] = []
     try:
         channel = grpc.insecure_channel(f"127.0.0.1:{port}")
         call = channel.unary_unary("/floor.Floor/Stats", None, None)
+        _stats(call)  # the server listens before the first client dials
+        sims += [
+            spawn(
+                ["-m", "bench.grpc_floor", "--clients", str(port), str(count), str(out)],
+                log=work / f"clients-{style}.log",
+                nice=10,
+            )
+            for count, out in zip(spread(streams, procs), outs, strict=True)
+        ]
         wait(lambda: _stats(call)["connected"] >= streams, 120 + streams / 50, server, *sims)
         time.sleep(1.0)
         began = float(channel.unary_unary("/floor.Floor/Trigger", None, None)(b"", timeout=60))
