@@ -20,6 +20,7 @@ import asyncio
 import json
 import math
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -31,6 +32,7 @@ from typing import Any
 import grpc
 
 from bench.common import free_port, spawn, stop, wait
+from bench.switch_fanout import quantiles, spread
 from gpufleet.channel import SETTINGS
 
 PER_PROC = 250
@@ -132,7 +134,7 @@ def one_style(style: str, streams: int, work: Path) -> str:
                 log=work / f"clients-{style}.log",
                 nice=10,
             )
-            for count, out in zip(spread(streams, procs), outs, strict=True)
+            for (_, count), out in zip(spread(streams, procs), outs, strict=True)
         ]
         wait(lambda: _stats(call)["connected"] >= streams, 120 + streams / 50, server, *sims)
         time.sleep(1.0)
@@ -148,22 +150,16 @@ def one_style(style: str, streams: int, work: Path) -> str:
         channel.close()
     finally:
         stop(*sims, server)
-    got = sorted(at - began for at in arrived)
-    p99 = got[min(len(got) - 1, math.ceil(0.99 * len(got)) - 1)]
+    got = quantiles([at - began for at in arrived])
     return (
         f"{style:<10} handed {found['handed'] - began:.2f} s, sent {found['sent'] - began:.2f}"
-        f" s, received p50/p99/max {got[len(got) // 2]:.2f} / {p99:.2f} / {got[-1]:.2f} s"
+        f" s, received p50/p99/max {got}"
     )
 
 
 def _stats(call: Any) -> dict[str, Any]:
     found: dict[str, Any] = json.loads(call(b"", timeout=30, wait_for_ready=True))
     return found
-
-
-def spread(total: int, procs: int) -> list[int]:
-    base, extra = divmod(total, procs)
-    return [base + (p < extra) for p in range(procs)]
 
 
 def main() -> None:
@@ -184,6 +180,7 @@ def main() -> None:
           f"{math.ceil(args.streams / PER_PROC)} client processes)", flush=True)  # fmt: skip
     for style in args.style or STYLES:
         print(one_style(style, args.streams, work), flush=True)
+    shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
