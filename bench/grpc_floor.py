@@ -32,10 +32,9 @@ from typing import Any
 import grpc
 
 from bench.common import free_port, spawn, stop, wait
-from bench.switch_fanout import quantiles, spread
+from bench.switch_fanout import AGENTS_PER_PROC, quantiles, spread
 from gpufleet.channel import SETTINGS
 
-PER_PROC = 250
 PAYLOAD = b"x" * 200
 STYLES = ("generator", "write")
 
@@ -121,7 +120,7 @@ def one_style(style: str, streams: int, work: Path) -> str:
     port = free_port()
     server = spawn(["-m", "bench.grpc_floor", "--serve", str(port), style],
                    log=work / f"server-{style}.log")  # fmt: skip
-    procs = math.ceil(streams / PER_PROC)
+    procs = math.ceil(streams / AGENTS_PER_PROC)
     outs = [work / f"{style}-{p}.json" for p in range(procs)]
     sims: list[subprocess.Popen[str]] = []
     try:
@@ -177,7 +176,7 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="gpufleet-bench-floor-"))
     print(f"streams    {args.streams} (one message each, {len(PAYLOAD)} bytes, "
-          f"{math.ceil(args.streams / PER_PROC)} client processes)", flush=True)  # fmt: skip
+          f"{math.ceil(args.streams / AGENTS_PER_PROC)} client processes)", flush=True)  # fmt: skip
     for style in args.style or STYLES:
         print(one_style(style, args.streams, work), flush=True)
     shutil.rmtree(work, ignore_errors=True)
