@@ -8,7 +8,7 @@ from gpufleet.v1 import agent_link_pb2 as link_pb
 from gpufleet.v1 import assign_pb2 as pb
 from hub.assign.model import Change, NodeOverride, Preview
 from hub.convert import timestamp
-from hub.ops.remote import fallback_lines
+from hub.ops.running import fallback_lines
 from hub.placement import Warning
 from hub.store.assignments import Assigned, AssignmentSets
 

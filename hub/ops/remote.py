@@ -1,4 +1,5 @@
-"""NodeAgent over a live agent stream: each step is a task; protobuf stays in this module."""
+"""NodeAgent over a live agent stream: each step is a task (built in hub/ops/tasks.py), its
+result read back into domain values here and in hub/ops/running.py."""
 
 from __future__ import annotations
 
@@ -7,20 +8,18 @@ import itertools
 import secrets
 from collections.abc import Callable, Collection
 
-from google.protobuf.duration_pb2 import Duration
-
-from gpufleet.process import ProcessSpec
 from gpufleet.v1 import agent_link_pb2 as pb
 from gpufleet.v1 import types_pb2
-from hub import limits
 from hub.configs import Configuration
 from hub.envs.view import EnvBuild, EnvView, env_from_proto
+from hub.ops import tasks
 from hub.ops.cancel import Cancel
+from hub.ops.running import fallback_lines, ran_after_cancel, running_from_proto
 from hub.ops.steps import Cancelled, StepResult, Unreachable
+from hub.ops.tasks import COMPOSE_LIMIT_S, built
 from hub.registry.caches import CachedView
 from hub.registry.convert_caches import cached_from_proto
 from hub.sessions import AgentSession, NodeDisconnected, TaskProgress
-from hub.states import Running, Service
 
 STATUS = {
     types_pb2.TASK_STATUS_OK: "ok",
@@ -28,30 +27,9 @@ STATUS = {
     types_pb2.TASK_STATUS_SKIPPED: "ok",
     types_pb2.TASK_STATUS_CANCELLED: "cancelled",
 }
-# A task that runs compose gets podman-compose's own limit (agent/compose.py) plus slack;
-# waits get their configured timeout plus slack. Past it the hub cancels the task.
-COMPOSE_LIMIT_S = 900.0 + 60.0
-SLACK_S = 60.0
+SLACK_S = 60.0  # added to a task's own time limit; past both the hub cancels the task
 # How long a cancelled task may take to answer (its podman processes are killed at once).
 CANCEL_GRACE_S = 20.0  # more than the agent takes to say what runs after a cancel (15 s)
-
-
-def seconds(value: float) -> Duration:
-    duration = Duration()
-    duration.FromNanoseconds(int(value * 1e9))
-    return duration
-
-
-def fallback_lines(report: pb.AssignmentReport) -> list[tuple[str, str]]:
-    """("fallback", message) events for the GPUs a node used instead of the assigned ones."""
-    return [
-        (
-            "fallback",
-            f"{f.service}: GPU {','.join(map(str, f.assigned))} unavailable ({f.reason}); "
-            f"using GPU {','.join(map(str, f.used))}",
-        )
-        for f in report.fallbacks
-    ]
 
 
 # Task ids are the agents' idempotency keys: unique across hub restarts (this run's random
@@ -61,121 +39,6 @@ _TASKS = itertools.count(1)
 TAIL_LIMIT_S = 30.0  # reading a log file's tail, or podman logs
 # An environment build: a compile takes 5-15 minutes, more on a loaded 2-core machine.
 BUILD_LIMIT_S = 3 * 3600.0
-
-
-def host_process(spec: ProcessSpec) -> pb.HostProcess:
-    """A process project as the agent gets it in StartProject."""
-    found = pb.HostProcess(service=spec.service, environment=spec.environment,
-                           args=list(spec.args), env=dict(spec.env))  # fmt: skip
-    if spec.health is not None:
-        found.health.CopyFrom(pb.HealthCheck(
-            service=spec.service, url=spec.health.url, expect_status=spec.health.expect_status,
-            timeout=seconds(spec.health.timeout_s), interval=seconds(spec.health.interval_s),
-            expect_model=spec.health.expect_model,
-        ))  # fmt: skip
-    return found
-
-
-HEALTH_WORDS = ("healthy", "unhealthy", "unchecked")
-MESSAGE_CHARS = 300
-MAX_SERVICES = 256
-
-
-def running_from_proto(project: pb.RunningProject) -> Running:
-    """What a node runs, with each service's health when the agent's monitor reported it (a
-    health word the hub does not know counts as unchecked)."""
-    services = tuple(
-        Service(
-            limits.message(s.name, 128),
-            limits.message(s.state, 32),
-            (s.health if s.health in HEALTH_WORDS else "unchecked") if s.health else "",
-            limits.message(s.health_message, MESSAGE_CHARS),
-        )
-        for s in project.services[:MAX_SERVICES]
-    )
-    return Running(
-        # Cut and cleaned: they become the node's configuration column and its transitions.
-        limits.message(project.name, 64),
-        limits.message(project.digest, 64),
-        bool(services) and all(s.state == "running" for s in services),
-        services,
-    )
-
-
-def ran_after_cancel(answer: pb.TaskResult, before: Running | None) -> Running | None:
-    """What a node runs after a cancelled task, from the project its result carries."""
-    if answer.HasField("assignment") and answer.assignment.HasField("project"):
-        project = answer.assignment.project
-    elif answer.HasField("project"):
-        project = answer.project
-    else:
-        return before
-    return running_from_proto(project) if project.services else None
-
-
-Build = Callable[[Configuration], tuple[pb.TaskRequest, float]]
-# The tasks every node of a switch gets alike (drain, start, health wait of a configuration):
-# built once and copied per node (one C-level copy instead of messages built field by field,
-# 10,000 times over at a `switch --all`). Keyed by the configuration object, which the entry
-# holds (so its id cannot be another's); a handful of configurations are in use at a time.
-_BUILT: dict[tuple[str, int], tuple[Configuration, pb.TaskRequest, float]] = {}
-BUILT_KEPT = 64
-
-
-def built(step: str, config: Configuration, build: Build) -> tuple[pb.TaskRequest, float]:
-    """A fresh copy of the step's task for `config`, and its time limit (before slack)."""
-    found = _BUILT.get((step, id(config)))
-    if found is None or found[0] is not config:
-        if len(_BUILT) >= BUILT_KEPT:
-            _BUILT.clear()
-        template, limit = build(config)
-        found = _BUILT[(step, id(config))] = (config, template, limit)
-    request = pb.TaskRequest()
-    request.CopyFrom(found[1])
-    return request, found[2]
-
-
-def _drain(config: Configuration) -> tuple[pb.TaskRequest, float]:
-    """The drain of a configuration (no probes: nothing to wait for) and its timeout."""
-    probes = [
-        pb.DrainProbe(service=s.name, url=s.drain.url, metric=s.drain.metric)
-        for s in config.services
-        if s.drain is not None
-    ]
-    timeout = max((s.drain.timeout_s for s in config.services if s.drain is not None),
-                  default=0.0)  # fmt: skip
-    drain = pb.Drain(project=config.name, probes=probes, timeout=seconds(timeout))
-    return pb.TaskRequest(drain=drain), timeout
-
-
-def _start(config: Configuration) -> tuple[pb.TaskRequest, float]:
-    if config.process is not None:  # a host process (a llama.cpp model deployment)
-        start = pb.StartProject(project=config.name, digest=config.digest,
-                                process=host_process(config.process))  # fmt: skip
-    else:
-        start = pb.StartProject(project=config.name, compose=config.text, digest=config.digest)
-    return pb.TaskRequest(start_project=start), COMPOSE_LIMIT_S
-
-
-def _wait_healthy(
-    config: Configuration, services: Collection[str] | None = None
-) -> tuple[pb.TaskRequest, float]:
-    """The health wait of the configuration's services (or the named ones), and its limit."""
-    chosen = [s for s in config.services if services is None or s.name in services]
-    checks = [
-        pb.HealthCheck(
-            service=s.name,
-            url=s.health.url,
-            expect_status=s.health.expect_status,
-            timeout=seconds(s.health.timeout_s),
-            interval=seconds(s.health.interval_s),
-            expect_model=s.health.expect_model,
-        )
-        for s in chosen
-    ]
-    wait = pb.WaitHealthy(project=config.name, checks=checks)
-    limit = max((s.health.timeout_s for s in chosen), default=0)
-    return pb.TaskRequest(wait_healthy=wait), limit
 
 
 class RemoteAgent:
@@ -263,7 +126,7 @@ class RemoteAgent:
             future.remove_done_callback(wake)
 
     async def drain(self, config: Configuration) -> StepResult:
-        request, timeout = built("drain", config, _drain)
+        request, timeout = built("drain", config, tasks.drain)
         if not request.drain.probes:
             return StepResult("ok", f"{config.name} has no drain probe: nothing to wait for")
         step, _ = await self._run(request, "drain", timeout + SLACK_S)
@@ -278,7 +141,7 @@ class RemoteAgent:
         return step
 
     async def start(self, config: Configuration) -> StepResult:
-        request, _ = built("start", config, _start)
+        request, _ = built("start", config, tasks.start)
         step, answer = await self._run(request, "start")
         if not answer.HasField("assignment"):
             return step
@@ -292,9 +155,9 @@ class RemoteAgent:
     ) -> StepResult:
         """Wait for the health checks of the configuration's services (or the named ones)."""
         if services is None:
-            request, limit = built("ready", config, _wait_healthy)
+            request, limit = built("ready", config, tasks.wait_healthy)
         else:
-            request, limit = _wait_healthy(config, services)
+            request, limit = tasks.wait_healthy(config, services)
         step, _ = await self._run(request, "ready", limit + SLACK_S)
         return step
 

@@ -14,7 +14,7 @@ from agent.health import FAILS_TO_UNHEALTHY, HealthMonitor, Observed
 from agent.link import observed_to_proto
 from agent.probing import Reply
 from agent.projects import ProjectStore
-from hub.ops.remote import running_from_proto
+from hub.ops.running import running_from_proto
 from hub.states import NodeState, observed
 
 COMPOSE = """

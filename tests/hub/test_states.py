@@ -10,7 +10,7 @@ import pytest
 
 from gpufleet.v1 import agent_link_pb2 as pb
 from hub.ops.events import ProgressLog
-from hub.ops.remote import running_from_proto
+from hub.ops.running import running_from_proto
 from hub.states import (
     UNKNOWN,
     InvalidTransition,
