@@ -22,7 +22,8 @@ from collections.abc import Callable
 from typing import Any
 
 from hub.store import Database
-from hub.store.operations import Change, OperationStore
+from hub.store.op_rows import Change
+from hub.store.operations import OperationStore
 
 
 class Writes:

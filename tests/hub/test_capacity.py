@@ -18,7 +18,8 @@ from hub.ops.remote import RemoteAgent
 from hub.states import NodeState
 from hub.store import Database, GpuRecord, NodeHello, Store
 from hub.store.assignments import Assigned, AssignmentStore
-from hub.store.operations import MAX_WARNINGS, Event, OperationRecord, OperationStore
+from hub.store.op_rows import MAX_WARNINGS
+from hub.store.operations import Event, OperationRecord, OperationStore
 from tests.support.procs import REPO
 
 BIG_CHAT = load_configuration(REPO / "configs" / "big-chat.yaml")

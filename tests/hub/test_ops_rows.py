@@ -19,7 +19,8 @@ from hub.ops.kinds import StoredCapacity
 from hub.states import NodeState
 from hub.store import Database, Store
 from hub.store.models import Gpu, Node, OperationEvent
-from hub.store.operations import Change, Event, OperationRecord, OperationStore
+from hub.store.op_rows import Change
+from hub.store.operations import Event, OperationRecord, OperationStore
 from hub.store.store import GpuRecord, NodeHello, as_utc
 from tests.hub.test_capacity import BIG_CHAT, with_services
 

@@ -19,7 +19,8 @@ from hub.ops.manager import OperationManager
 from hub.sessions import SessionRegistry
 from hub.states import NodeState
 from hub.store import Database, Store, migrate
-from hub.store.operations import Change, Event, OperationRecord, OperationStore
+from hub.store.op_rows import Change
+from hub.store.operations import Event, OperationRecord, OperationStore
 from hub.store.store import GpuRecord, NodeHello
 from tests.hub.test_capacity import BIG_CHAT
 
