@@ -22,7 +22,9 @@ from hub.ops.cancel import Cancel
 from hub.ops.events import Event, ProgressLog
 from hub.ops.gc_pause import GcPause
 from hub.ops.kind import HUB_TARGET, HubKind, HubRun, NodeRun, OperationKind, Request
-from hub.ops.remote import RemoteAgent, running_from_proto
+from hub.ops.remote import RemoteAgent
+from hub.ops.reservations import Reservations, Reserved
+from hub.ops.running import running_from_proto
 from hub.ops.steps import SetState
 from hub.ops.writes import Writes
 from hub.sessions import AgentSession, SessionRegistry, TaskProgress
@@ -83,9 +85,8 @@ class OperationManager:
         # Every write of every operation goes through here: one transaction per loop turn.
         self.writes = Writes(db, store)
         self.observe_step = observe_step
-        self.busy: dict[str, str] = {}  # node -> operation id
-        # A hub kind's reservation -> the operation holding it and its kind (to join it).
-        self.held: dict[str, tuple[str, OperationKind]] = {}
+        self.reservations = Reservations()
+        self.busy = self.reservations.busy  # node -> operation id, read by the services
         # Ended operations whose final write has not landed yet (the database refuses
         # writes): their outcome, shown instead of the stored `running` until it lands.
         self.unsaved: dict[str, tuple[str, datetime, str]] = {}
@@ -100,13 +101,14 @@ class OperationManager:
             raise OperationError("conflict", cannot_persist(self.db.error))
         kind = request.kind
         holds = kind.reservation if isinstance(kind, HubKind) else ""
-        if holds:
-            nodes = [HUB_TARGET]
-            self._check_free(holds, self._holding(holds))
-        else:
-            nodes = self._resolve(request.nodes, known_nodes)
-            for node in nodes:
-                self._check_free(f"node {node}", self.busy.get(node))
+        nodes = [HUB_TARGET] if holds else self._resolve(request.nodes, known_nodes)
+        try:
+            if holds:
+                self.reservations.check_key(holds)
+            else:
+                self.reservations.check_nodes(nodes)
+        except Reserved as exc:
+            raise OperationError("conflict", str(exc)) from None
         now = self.now()
         params: dict[str, object] = {
             "serial": request.serial,
@@ -125,16 +127,13 @@ class OperationManager:
         self.writes.hold(self.gc_pause.started(at_once))
         # Reserve before the first await: two requests racing for a node cannot both pass.
         if not request.check:
-            if holds:
-                self.held[holds] = (record.id, kind)
-            else:
-                self.busy.update(dict.fromkeys(nodes, record.id))
+            self.reservations.take(record.id, nodes, holds, kind)
         try:
             self.writes.flush()  # in order: what operations wrote before, then this one
             await self.db.call(self.store.create, record, nodes)
         except BaseException as exc:
-            self._release(nodes, record.id)
-            self._let_go(holds, record.id)
+            self.reservations.release(nodes, record.id)
+            self.reservations.let_go(holds, record.id)
             if isinstance(exc, Exception) and storage_fault(exc):
                 log.error("cannot record operation %s: %s", record.id, describe(exc))
                 raise OperationError("conflict", cannot_persist(describe(exc))) from None
@@ -145,22 +144,9 @@ class OperationManager:
         task.add_done_callback(self._tasks.discard)
         return record.id
 
-    @staticmethod
-    def _check_free(what: str, holder: str | None) -> None:
-        if holder is not None:
-            raise OperationError(
-                "conflict",
-                f"{what} is already in operation {holder}: wait for it "
-                f"(hubctl ops watch {holder}) and try again",
-            )
-
     def holder(self, reservation: str) -> tuple[str, OperationKind] | None:
         """The hub operation holding `reservation` now, and its kind (to join it)."""
-        return self.held.get(reservation)
-
-    def _holding(self, reservation: str) -> str | None:
-        found = self.held.get(reservation)
-        return found[0] if found is not None else None
+        return self.reservations.holder(reservation)
 
     @staticmethod
     def _resolve(names: list[str], known: list[str]) -> list[str]:
@@ -249,9 +235,9 @@ class OperationManager:
             status, message = "failed", f"internal error: {exc}"
         finally:
             if run.holds:
-                self._let_go(run.holds, oid)
+                self.reservations.let_go(run.holds, oid)
             else:
-                self._release(nodes, oid)
+                self.reservations.release(nodes, oid)
         finished = self.now()
         self.unsaved[oid] = (status, finished, message)
         self.writes.add(self.store.finished, oid, status, finished, message,
@@ -271,15 +257,6 @@ class OperationManager:
         status, finished, message = outcome
         return replace(record, status=status, finished=finished, message=message)
 
-    def _release(self, nodes: list[str], operation_id: str) -> None:
-        for node in nodes:
-            if self.busy.get(node) == operation_id:
-                del self.busy[node]
-
-    def _let_go(self, holds: str, operation_id: str) -> None:
-        if holds and self._holding(holds) == operation_id:
-            del self.held[holds]
-
     def _node_started(self, operation_id: str, node: str) -> None:
         self.writes.add(self.store.resulted, operation_id, node, "running", "", self.now(), None)
         self.event(operation_id, node, "begin", "started")
@@ -291,7 +268,7 @@ class OperationManager:
         if self.running[operation_id].holds:
             self.event(operation_id, node, "result", f"{outcome.result}: {outcome.message}")
             return
-        self._release([node], operation_id)
+        self.reservations.release([node], operation_id)
         session = self.registry.get(node)
         if outcome.result == "unreachable" and session is not None:
             self._apply_running(session)  # it came back while the operation ran

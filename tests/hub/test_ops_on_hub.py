@@ -108,7 +108,7 @@ def test_the_reservation_is_held_while_it_runs_and_let_go_after(db: Database) ->
         go.set()
         assert (await ended(mgr, operation_id)).status == "succeeded"
         assert (await ended(mgr, other)).status == "succeeded"
-        assert mgr.held == {} and mgr.holder("test job a") is None
+        assert mgr.reservations.held == {} and mgr.holder("test job a") is None
         again = await mgr.submit(Request(Job("a", wait), []), [])
         assert (await ended(mgr, again)).status == "succeeded"
 
@@ -129,7 +129,7 @@ def test_cancel_reaches_the_work_and_the_operation_ends_cancelled(db: Database) 
         await started.wait()
         await mgr.cancel(operation_id, "tester")
         record = await ended(mgr, operation_id)
-        assert mgr.held == {}
+        assert mgr.reservations.held == {}
         with pytest.raises(OperationError, match="already ended"):
             await mgr.cancel(operation_id, "tester")
         return record
@@ -151,7 +151,7 @@ def test_a_failure_and_a_crash_end_the_operation_failed_and_free_the_key(db: Dat
         mgr = manager(db)
         failed = await ended(mgr, await mgr.submit(Request(Job("a", fails), []), []))
         crashed = await ended(mgr, await mgr.submit(Request(Job("a", crashes), []), []))
-        return failed, crashed, list(mgr.held)
+        return failed, crashed, list(mgr.reservations.held)
 
     failed, crashed, held = asyncio.run(scenario())
     assert (failed.status, failed.message) == (

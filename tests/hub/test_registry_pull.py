@@ -406,7 +406,7 @@ def test_invalid_pulls_are_refused_with_one_line(
             assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
             details = refused.value.details() or ""
             assert details.startswith(message) and "\n" not in details
-            assert hub.manager.held == {}
+            assert hub.manager.reservations.held == {}
 
     run(scenario)
 
