@@ -24,7 +24,7 @@ from hub.registry.convert_caches import MAX_CACHES, TooManyCaches, caches_from_p
 from hub.sessions import AgentSession, NameInUse, SessionRegistry
 from hub.store import Database, GpuTelemetryRecord, NodeHello, Store
 from hub.telemetry import TelemetryRecorder
-from hub.trust import auth
+from hub.trust import callers
 
 log = logging.getLogger(__name__)
 Context = grpc.aio.ServicerContext[pb.AgentMessage, pb.HubMessage]
@@ -215,8 +215,8 @@ class AgentLinkService(agent_link_pb2_grpc.AgentLinkServicer):  # type: ignore[m
 
     def _authenticated(self, record: NodeHello) -> NodeHello:
         """The node's name comes from its certificate; labels from its join token win."""
-        caller = auth.current.get()
-        if caller is auth.INSECURE:
+        caller = callers.current.get()
+        if caller is callers.INSECURE:
             return record
         if caller.node_name != record.name:
             raise WrongIdentity(

@@ -55,7 +55,8 @@ from hub.store.trust import TrustStore
 from hub.store.usage import UsageStore
 from hub.telemetry import DEFAULT_RETENTION, Downsampler, Retention, TelemetryRecorder
 from hub.trust.audit_log import AuditLog
-from hub.trust.auth import Authenticator, AuthInterceptor
+from hub.trust.auth import AuthInterceptor
+from hub.trust.callers import Authenticator
 from hub.trust.pki import PkiError
 from hub.trust.service import EnrollmentService, TrustService
 from hub.trust.setup import Trust, prepare

@@ -29,7 +29,7 @@ from hub.envs.wheels import (
     wheel_from_proto,
     wheel_to_proto,
 )
-from hub.trust import auth
+from hub.trust import callers
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,7 @@ class WheelCacheService(agent_link_pb2_grpc.WheelCacheServicer):  # type: ignore
                 raise WheelError("invalid", "the first chunk carries no meta (key, filename, "
                                  "size, sha256)")  # fmt: skip
             wheel = wheel_from_proto(first.meta)
-            node = auth.current.get().node_name
+            node = callers.current.get().node_name
             if node is not None:  # the certificate says who built it
                 wheel = dataclasses.replace(wheel, built_on=node)
             stored = await self.store.put(wheel, _data(first, chunks))

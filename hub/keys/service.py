@@ -18,7 +18,7 @@ from hub.keys.convert import key_to_proto
 from hub.models.checks import LABEL
 from hub.store.db import Database
 from hub.store.keys import KeyStore, KeyTaken
-from hub.trust import auth
+from hub.trust import callers
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -93,7 +93,7 @@ class ApiKeysService(gateway_pb2_grpc.ApiKeysServicer):  # type: ignore[misc]
         except Refusal as exc:
             await refuse(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         secret = new_secret()
-        who = auth.current.get().identity
+        who = callers.current.get().identity
         try:
             key = await self.db.call(self.store.create, name, secret[:PREFIX_CHARS],
                                      digest(secret), models, self.clock(), who)  # fmt: skip

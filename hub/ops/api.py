@@ -30,7 +30,7 @@ from hub.paging import filters, paged
 from hub.sessions import SessionRegistry
 from hub.store import Database, Store
 from hub.store.operations import Event, OperationRecord, OperationStore
-from hub.trust import auth
+from hub.trust import callers
 from hub.work import Busy, Overrun, Work, WorkerDied
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -264,7 +264,7 @@ class OperationsApi:
         self, request: hub_pb2.CancelOperationRequest, context: Context
     ) -> hub_pb2.Operation:
         try:
-            await self.manager.cancel(request.id, auth.current.get().identity)
+            await self.manager.cancel(request.id, callers.current.get().identity)
         except OperationError as exc:
             await context.abort(ERROR_CODES[exc.kind], str(exc))
         found = await self.db.call(self.ops.get, request.id)

@@ -19,8 +19,8 @@ from hub.convert import NODE_NAME, timestamp
 from hub.sessions import SessionRegistry
 from hub.store.db import Database
 from hub.store.trust import Credential, JoinToken, TokenRefused, TrustStore, aware
-from hub.trust import auth
-from hub.trust.auth import Authenticator
+from hub.trust import callers
+from hub.trust.callers import Authenticator
 from hub.trust.floods import PeerLimiter, peer_host, retry_in
 from hub.trust.pki import Authority, PkiError
 from hub.trust.roles import Role
@@ -159,7 +159,7 @@ class TrustService(trust_pb2_grpc.TrustServicer):  # type: ignore[misc]
         return self._issuer
 
     async def Renew(self, request: pb.RenewRequest, context: Context) -> pb.RenewResponse:
-        caller = auth.current.get()
+        caller = callers.current.get()
         if caller.not_after is None:
             await _abort(context, grpc.StatusCode.FAILED_PRECONDITION, "nothing to renew")
         issuer = await self.issuer(context)
@@ -176,10 +176,10 @@ class TrustService(trust_pb2_grpc.TrustServicer):  # type: ignore[misc]
         )
 
     async def WhoAmI(self, request: pb.WhoAmIRequest, context: Context) -> pb.WhoAmIResponse:
-        caller = auth.current.get()
+        caller = callers.current.get()
         return pb.WhoAmIResponse(
             identity=caller.identity, role=caller.role.to_proto(),
-            not_after=timestamp(caller.not_after), insecure=caller is auth.INSECURE,
+            not_after=timestamp(caller.not_after), insecure=caller is callers.INSECURE,
         )  # fmt: skip
 
     async def CreateToken(
@@ -198,7 +198,7 @@ class TrustService(trust_pb2_grpc.TrustServicer):  # type: ignore[misc]
         token = JoinToken(
             id=parsed.id, secret_hash=parsed.secret_hash, role=role.label,
             name=request.name if role != Role.AGENT else "", labels=dict(request.labels),
-            created_by=auth.current.get().identity, created=now, expires=now + ttl,
+            created_by=callers.current.get().identity, created=now, expires=now + ttl,
         )  # fmt: skip
         await self.db.call(self.store.add_token, token)
         return pb.CreateTokenResponse(token=text, info=token_to_proto(token))
@@ -220,7 +220,7 @@ class TrustService(trust_pb2_grpc.TrustServicer):  # type: ignore[misc]
                 context, grpc.StatusCode.NOT_FOUND,
                 f"no node named {name[:64]!r}: see `hubctl nodes`",
             )  # fmt: skip
-        who = auth.current.get().identity
+        who = callers.current.get().identity
         serials = await self.db.call(self.store.remove_node, name, who, self.clock())
         self.auth.revoke(serials)
         session = self.registry.get(name)
@@ -247,7 +247,7 @@ class TrustService(trust_pb2_grpc.TrustServicer):  # type: ignore[misc]
     async def RevokeCredential(
         self, request: pb.RevokeCredentialRequest, context: Context
     ) -> pb.RevokeCredentialResponse:
-        who = auth.current.get().identity
+        who = callers.current.get().identity
         serials = await self.db.call(self.store.revoke, request.identity, who, self.clock())
         if not serials:
             await _abort(

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from gpufleet.tls import key_pem, make_csr, new_key, pin, write_private, write_public
 from hub.store.db import Database
 from hub.store.trust import Credential, TrustStore
-from hub.trust.auth import Authenticator
+from hub.trust.callers import Authenticator
 from hub.trust.pki import Authority, load_cert
 from hub.trust.roles import Role
 from hub.trust.service import Issuer

@@ -13,7 +13,7 @@ from gpufleet.tls import make_csr, new_key
 from hub.store import migrate
 from hub.store.db import make_engine, sqlite_url
 from hub.store.trust import Credential, TrustStore
-from hub.trust.auth import Authenticator, Refused
+from hub.trust.callers import Authenticator, Refused
 from hub.trust.pki import Authority
 from hub.trust.roles import Role
 

@@ -10,7 +10,8 @@ import grpc
 import sqlalchemy.exc
 
 from gpufleet.v1 import hub_pb2, hub_pb2_grpc
-from hub.trust.auth import Authenticator, AuthInterceptor
+from hub.trust.auth import AuthInterceptor
+from hub.trust.callers import Authenticator
 
 
 class LockedHub(hub_pb2_grpc.HubServicer):  # type: ignore[misc]

@@ -11,7 +11,8 @@ from typing import Any
 import grpc
 
 from hub.store.trust import AuditEntry
-from hub.trust.auth import Authenticator, AuthInterceptor
+from hub.trust.auth import AuthInterceptor
+from hub.trust.callers import Authenticator
 
 METHOD = "/gpufleet.v1.Hub/RemoveNode"  # an admin's call: audited whatever its result
 

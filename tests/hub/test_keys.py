@@ -24,8 +24,9 @@ from hub.keys.service import ApiKeysService, Refusal, check_models, check_name, 
 from hub.store import Database, migrate, sqlite_url
 from hub.store.db import make_engine
 from hub.store.keys import ApiKeyRow, KeyHash, KeyStore, KeyTaken
-from hub.trust import auth, roles
-from hub.trust.auth import Authenticator, AuthInterceptor, Caller
+from hub.trust import callers, roles
+from hub.trust.auth import AuthInterceptor
+from hub.trust.callers import Authenticator, Caller
 from hub.trust.roles import Role
 
 T0 = datetime(2026, 11, 30, 23, 0, tzinfo=UTC)
@@ -236,7 +237,7 @@ def test_created_by_is_the_callers_identity(db: Database) -> None:
     context: Any = None  # the happy path never reads it
 
     async def create() -> pb.CreateKeyResponse:
-        auth.current.set(Caller("user/alice", Role.ADMIN))
+        callers.current.set(Caller("user/alice", Role.ADMIN))
         reply: pb.CreateKeyResponse = await service.CreateKey(
             pb.CreateKeyRequest(name="app1"), context
         )

@@ -40,7 +40,8 @@ from hub.sessions import SessionRegistry
 from hub.store import Database, Store
 from hub.store.operations import OperationStore
 from hub.store.registry import RegistryStore
-from hub.trust.auth import Authenticator, AuthInterceptor
+from hub.trust.auth import AuthInterceptor
+from hub.trust.callers import Authenticator
 from tests.support.procs import Cluster
 from tests.support.s3server import S3Server, start_or_skip
 
