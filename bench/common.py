@@ -230,3 +230,14 @@ def channel(address: str, credentials: grpc.ChannelCredentials | None) -> grpc.C
     if credentials is None:
         return grpc.insecure_channel(address)
     return grpc.secure_channel(address, credentials, options=TLS_OPTIONS)
+
+
+def postgres_url() -> tuple[str, object]:
+    """A throwaway PostgreSQL server's new database: its URL, and the server (to stop)."""
+    from tests.support.postgres import PostgresMissing, PostgresServer
+
+    try:
+        server = PostgresServer.start()
+    except PostgresMissing as exc:
+        raise SystemExit(str(exc)) from None
+    return server.create_database("gpufleet_bench"), server

@@ -35,6 +35,7 @@ from bench.common import (
     admin_credentials,
     channel,
     free_port,
+    postgres_url,
     proc_stats,
     ready_nodes,
     spawn,
@@ -189,16 +190,6 @@ def listings(fleet: Fleet) -> dict[str, Listing]:
     return {name: listing([hubctl, name], env) for name in LISTINGS}
 
 
-def postgres_url(work: Path) -> tuple[str, object]:
-    from tests.support.postgres import PostgresMissing, PostgresServer
-
-    try:
-        server = PostgresServer.start()
-    except PostgresMissing as exc:
-        raise SystemExit(str(exc)) from None
-    return server.create_database("gpufleet_bench"), server
-
-
 def main() -> None:
     if sys.argv[1:2] == ["--simulate"]:  # one simulator process (bench/fleet_sim.py)
         fleet_sim.main(sys.argv[2:])
@@ -223,7 +214,7 @@ def main() -> None:
     server = None
     db_url = args.db_url
     if args.db == "postgresql" and db_url is None:
-        db_url, server = postgres_url(work)
+        db_url, server = postgres_url()
     fleet = Fleet(args, work, db_url)
     done = False
     try:

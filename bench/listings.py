@@ -27,8 +27,7 @@ from pathlib import Path
 from sqlalchemy import insert
 
 from bench.cli_latency import console_script, write_config
-from bench.common import REPO, proc_stats, start_hub, stop
-from bench.hub_agents import postgres_url
+from bench.common import REPO, postgres_url, proc_stats, start_hub, stop
 from hub.store.db import make_engine, migrate, sqlite_url
 from hub.store.models import Gpu, Node
 
@@ -99,7 +98,7 @@ def main() -> None:
     hubctl = console_script()
     with tempfile.TemporaryDirectory(prefix="bench-listings-") as tmp:
         work = Path(tmp)
-        url, server = postgres_url(work) if args.db == "postgresql" else (None, None)
+        url, server = postgres_url() if args.db == "postgresql" else (None, None)
         began = time.perf_counter()
         fill(work / "hub", args.nodes, args.gpus, url)
         filled = time.perf_counter() - began

@@ -3,6 +3,7 @@
     python -m bench.switch_fanout --agents 1000
     python -m bench.switch_fanout --agents 1000 --check
     python -m bench.switch_fanout --agents 3     # smallest, a few seconds
+    python -m bench.switch_fanout --agents 10000 --db postgresql
 
 A real hub and `--procs` simulator processes (bench/fanout_sim.py, one per AGENTS_PER_PROC
 agents unless told, at nice 10 as agents on other machines) running `--agents` real agents between
@@ -34,7 +35,16 @@ from datetime import UTC
 from pathlib import Path
 
 from bench import fanout_sim
-from bench.common import free_port, hub_stub, proc_stats, spawn, start_hub, stop, wait
+from bench.common import (
+    free_port,
+    hub_stub,
+    postgres_url,
+    proc_stats,
+    spawn,
+    start_hub,
+    stop,
+    wait,
+)
 from bench.fanout_sim import EARLY_CHECK_S, health_slow
 from gpufleet.v1 import hub_pb2, hub_pb2_grpc
 
@@ -129,12 +139,23 @@ def main() -> None:
     )
     parser.add_argument("--nice", type=int, default=SIM_NICE,
                         help=f"the simulators' niceness (default {SIM_NICE})")  # fmt: skip
+    parser.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite",
+                        help="the hub's database (postgresql: a throwaway server)")  # fmt: skip
     args = parser.parse_args()
     procs = args.procs or math.ceil(args.agents / AGENTS_PER_PROC)
     work = Path(tempfile.mkdtemp(prefix="gpufleet-bench-fanout-"))
     configs = health_slow(work / "configs")
+    server, database = None, []
+    if args.db == "postgresql":
+        url, server = postgres_url()
+        database = ["--db", url]
     begun = time.time()
-    hub, address = start_hub(work / "hub", "--configs", str(configs))
+    try:
+        hub, address = start_hub(work / "hub", "--configs", str(configs), *database)
+    except BaseException:
+        if server is not None:
+            server.stop()  # type: ignore[attr-defined]
+        raise
     sims: list[subprocess.Popen[str]] = []
     spy = None
     status = "unknown"
@@ -185,7 +206,7 @@ def main() -> None:
         firsts = [at - started for at, _ in found.values()]
         drains = [at - started for at, kind in found.values() if kind == "drain"]
         print(f"agents                     {args.agents} ({len(sims)} processes, "
-              "podman at the edge)")  # fmt: skip
+              f"podman at the edge; hub on {args.db})")  # fmt: skip
         print(f"configs worker start       {1000 * warm:.0f} ms (first read, before the switch)")
         print(f"Switch call answered       {1000 * answered:.0f} ms")
         if not args.check:
@@ -212,6 +233,8 @@ def main() -> None:
             spy.send_signal(signal.SIGINT)
             spy.wait(60)
         stop(*sims, hub)
+        if server is not None:
+            server.stop()  # type: ignore[attr-defined]
         if status == "succeeded":
             shutil.rmtree(work, ignore_errors=True)
 
