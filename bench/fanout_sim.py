@@ -1,6 +1,6 @@
 """One simulator process of the fan-out benchmark (bench/switch_fanout.py): its share of agents.
 
-    python -m bench.fanout_sim --hub ADDR --first 0 --agents 1000 --work DIR --port P --out F
+    python -m bench.fanout_sim --hub ADDR --first 0 --agents 1000 --work DIR --out F
 
 Every agent is real where the benchmark measures: an AgentLink receives the tasks into a real
 TaskRunner with the real task kinds, ProjectStore and HealthMonitor. Only the edge is
@@ -177,8 +177,11 @@ def shared(channel: grpc.aio.Channel) -> ChannelFactory:
 async def simulate(args: argparse.Namespace) -> None:
     health.LIST_EVERY_S = LIST_EVERY_S
     work: Path = args.work
-    server = await model_server(args.port)
-    env = {"WEB_PORT": str(args.port), "METRICS_DIR": str(work)}
+    # Bound here on a port the system picks: one picked free by the parent could be taken
+    # meanwhile by an earlier simulator's outgoing connection (10,000 of them at once).
+    server = await model_server(0)
+    port = server.sockets[0].getsockname()[1]
+    env = {"WEB_PORT": str(port), "METRICS_DIR": str(work)}
     alpha = load_configuration(args.configs / "alpha.yaml")
     count = -(-args.agents // CHANNEL_AGENTS)
     channels = [grpc.aio.insecure_channel(args.hub, options=SETTINGS.client_options())
@@ -216,7 +219,6 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--agents", type=int, required=True)
     parser.add_argument("--work", type=Path, required=True, help="the agents' state dirs")
     parser.add_argument("--configs", type=Path, required=True, help="the hub's configurations")
-    parser.add_argument("--port", type=int, required=True, help="the stand-in model server")
     parser.add_argument("--out", type=Path, required=True, help="first task arrivals")
     parser.add_argument("--early-check", type=float, default=EARLY_CHECK_S)
     asyncio.run(simulate(parser.parse_args(argv)))

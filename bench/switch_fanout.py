@@ -36,7 +36,6 @@ from pathlib import Path
 
 from bench import fanout_sim
 from bench.common import (
-    free_port,
     hub_stub,
     postgres_url,
     proc_stats,
@@ -164,7 +163,7 @@ def main() -> None:
             sims.append(spawn(
                 ["-m", "bench.switch_fanout", "--simulate", "--hub", address, "--first", str(first),
                  "--agents", str(count), "--work", str(work / "hosts"), "--configs",
-                 str(configs), "--port", str(free_port()), "--out", str(work / f"first-{p}.txt"),
+                 str(configs), "--out", str(work / f"first-{p}.txt"),
                  "--early-check", str(args.early_check)],
                 log=work / f"simulator-{p}.log", nice=args.nice,
             ))  # fmt: skip
