@@ -11,7 +11,6 @@ the event loop replaces whole (`telemetry`, `last_seen`), never iterates them.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Protocol, TypeVar
@@ -20,7 +19,7 @@ from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy import Connection
 
-from gpufleet.gpus import STATES, gpu_to_proto
+from gpufleet.gpus import STATES, gpu_fields, gpu_to_proto
 from gpufleet.selectors import matches
 from gpufleet.v1 import hub_pb2, types_pb2
 from hub import convert, limits
@@ -70,19 +69,19 @@ def chosen(
 
 
 def overlay(session: AgentSession | None, gpu: GpuRow) -> GpuRow:
-    """A connected node's GPU as its session knows it: the latest telemetry and state."""
+    """A connected node's GPU as its session knows it: the latest telemetry and state, laid
+    over the row in place (each row is its reader's own) and the row returned."""
     if session is None:
         return gpu
-    sample = next((t for t in session.telemetry if t.index == gpu.index), None)
-    state = session.gpu_states.get(gpu.index, gpu.state)
-    if sample is None:
-        return gpu if state == gpu.state else dataclasses.replace(gpu, state=state)
-    return dataclasses.replace(
-        gpu, state=state, memory_used_mb=sample.memory_used_mb,
-        memory_free_mb=sample.memory_free_mb, utilization_percent=sample.utilization_percent,
-        temperature_c=sample.temperature_c, power_draw_w=sample.power_draw_w,
-        processes=[list(p) for p in sample.processes],
-    )  # fmt: skip
+    gpu.state = session.gpu_states.get(gpu.index, gpu.state)
+    for sample in session.telemetry:  # a handful: a loop, not a generator per GPU
+        if sample.index == gpu.index:
+            gpu.memory_used_mb, gpu.memory_free_mb = sample.memory_used_mb, sample.memory_free_mb
+            gpu.utilization_percent = sample.utilization_percent
+            gpu.temperature_c, gpu.power_draw_w = sample.temperature_c, sample.power_draw_w
+            gpu.processes = sample.processes
+            break
+    return gpu
 
 
 def stamp(moment: datetime | None) -> Timestamp | None:
@@ -180,7 +179,7 @@ def gpus_page(
         if wanted.gpu_states and gpu.state not in wanted.gpu_states:
             continue
         status = READY if session is not None else DOWN
-        items.append(hub_pb2.NodeGpu(node=row.node, node_status=status, gpu=gpu_to_proto(gpu)))
+        items.append(hub_pb2.NodeGpu(node=row.node, node_status=status, gpu=gpu_fields(gpu)))
         keys.append((row.node, row.index))
     kept = limits.within_reply(items, limits.REPLY_BYTES)
     if len(kept) < len(items):

@@ -64,7 +64,11 @@ class Gpu(Telemetry, Protocol):
 
 
 def _reported(gpu: object, names: tuple[str, ...]) -> dict[str, Any]:
-    return {name: getattr(gpu, name) for name in names if getattr(gpu, name) is not None}
+    found = {}
+    for name in names:
+        if (value := getattr(gpu, name)) is not None:
+            found[name] = value
+    return found
 
 
 def processes_to_proto(processes: Iterable[Any]) -> list[types_pb2.GpuProcess]:
@@ -81,7 +85,14 @@ def processes_to_proto(processes: Iterable[Any]) -> list[types_pb2.GpuProcess]:
 
 
 def gpu_to_proto(gpu: Gpu) -> types_pb2.Gpu:
-    return types_pb2.Gpu(
+    return types_pb2.Gpu(**gpu_fields(gpu))
+
+
+def gpu_fields(gpu: Gpu) -> dict[str, Any]:
+    """A types_pb2.Gpu's fields, as keyword arguments: a message that holds a GPU takes them
+    as the dict itself (`NodeGpu(gpu=gpu_fields(g))`), half the cost of a Gpu message copied
+    into it."""
+    return dict(
         index=gpu.index,
         uuid=gpu.uuid,
         name=gpu.name,

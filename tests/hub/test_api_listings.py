@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from gpufleet.selectors import parse
 from gpufleet.v1 import hub_pb2, types_pb2
@@ -117,6 +118,35 @@ def test_filters_page_by_page(hub: tuple[Database, SessionRegistry], size: int) 
     ]
     even = all_gpus(db, registry, size, chosen(registry, selector=("parity=even",)))
     assert {g.node for g in even} == {name(i) for i in range(0, NODES, 2) if i % 3}
+
+
+@pytest.mark.parametrize("size", [1, 3, 500])
+def test_gpus_filtered_in_sql_page_by_page(
+    hub: tuple[Database, SessionRegistry], size: int
+) -> None:
+    """Names, node states and GPU states filter in the one keyset query over GPUs."""
+    db, registry = hub
+    with db.engine.begin() as connection:
+        gpu, node = store_listing.GPU, store_listing.NODE
+        lost = select(node.c.id).where(node.c.name == name(11)).scalar_subquery()
+        connection.execute(gpu.update().where(gpu.c.node_id == lost, gpu.c.index == 1)
+                           .values(state="lost"))  # fmt: skip
+    named = chosen(registry, names=[name(8), name(2), name(5), name(3)])
+    assert [(g.node, g.gpu.index) for g in all_gpus(db, registry, size, named)] == [
+        (name(2), 0), (name(2), 1), (name(5), 0), (name(5), 1), (name(8), 0), (name(8), 1)
+    ]  # fmt: skip
+    switching = chosen(registry, states=("switching",))
+    assert [(g.node, g.gpu.index) for g in all_gpus(db, registry, size, switching)] == [
+        (name(8), 0), (name(8), 1)
+    ]  # fmt: skip
+    lost_ones = chosen(registry, gpu_states=("lost",))
+    assert [(g.node, g.gpu.index) for g in all_gpus(db, registry, size, lost_ones)] == [
+        (name(11), 1)
+    ]  # fmt: skip
+    ok = all_gpus(db, registry, size, chosen(registry, gpu_states=("ok",)))
+    assert [(g.node, g.gpu.index) for g in ok] == [
+        (name(i), k) for i in range(NODES) for k in range(i % 3) if (i, k) != (11, 1)
+    ]
 
 
 def test_a_page_counts_its_nodes_gpus_and_says_who_is_connected(
