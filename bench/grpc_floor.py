@@ -98,7 +98,7 @@ async def clients(port: int, count: int, out: Path) -> None:
     async def one() -> None:
         options = [("grpc.use_local_subchannel_pool", 1)]
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=options)
-        call = channel.stream_stream("/floor.Floor/Connect", None, None)(None)
+        call = channel.stream_stream("/floor.Floor/Connect", None, None)(None, wait_for_ready=True)
         await call.write(b"hello")
         await call.read()
         arrived.append(time.time())
