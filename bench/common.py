@@ -96,11 +96,15 @@ def spawn(
     """`python ARGV` from the repository root, text mode; stderr (and stdout unless piped)
     into `log` when given, else to this terminal; `nice` lowers its priority."""
     out = log.open("a") if log is not None else None
+    # `nice -n`, not a preexec_fn: with one, Python forks instead of vforking, gRPC's fork
+    # handler restarts its poller in the child, and the child, closing its descriptors before
+    # exec, aborts on epoll_wait EBADF (grpc/grpc#43055) once this process has a channel.
+    command = [sys.executable, *argv] if not nice else ["nice", "-n", str(nice), sys.executable,
+                                                        *argv]  # fmt: skip
     try:
         process = subprocess.Popen(
-            [sys.executable, *argv], cwd=REPO, env=None if env is None else dict(env),
-            stdin=stdin, stdout=out if stdout is None else stdout, stderr=out, text=True,
-            preexec_fn=(lambda: os.nice(nice)) if nice else None,
+            command, cwd=REPO, env=None if env is None else dict(env), stdin=stdin,
+            stdout=out if stdout is None else stdout, stderr=out, text=True,
         )  # fmt: skip
     finally:
         if out is not None:
