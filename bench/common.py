@@ -17,13 +17,16 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from gpufleet.tls import TLS_OPTIONS
 from gpufleet.v1 import hub_pb2, hub_pb2_grpc, types_pb2
+
+if TYPE_CHECKING:
+    from tests.support.postgres import PostgresServer
 
 REPO = Path(__file__).resolve().parents[1]
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -236,7 +239,7 @@ def channel(address: str, credentials: grpc.ChannelCredentials | None) -> grpc.C
     return grpc.secure_channel(address, credentials, options=TLS_OPTIONS)
 
 
-def postgres_url() -> tuple[str, object]:
+def postgres_url() -> tuple[str, PostgresServer]:
     """A throwaway PostgreSQL server's new database: its URL, and the server (to stop)."""
     from tests.support.postgres import PostgresMissing, PostgresServer
 

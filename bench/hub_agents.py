@@ -223,7 +223,7 @@ def main() -> None:
     finally:
         fleet.stop()
         if server is not None:
-            server.stop()  # type: ignore[attr-defined]
+            server.stop()
         if done:
             shutil.rmtree(work, ignore_errors=True)
         else:

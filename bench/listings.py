@@ -126,7 +126,7 @@ def main() -> None:
         finally:
             stop(hub)
             if server is not None:
-                server.stop()  # type: ignore[attr-defined]
+                server.stop()
 
 
 if __name__ == "__main__":

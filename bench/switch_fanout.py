@@ -149,16 +149,12 @@ def main() -> None:
         url, server = postgres_url()
         database = ["--db", url]
     begun = time.time()
-    try:
-        hub, address = start_hub(work / "hub", "--configs", str(configs), *database)
-    except BaseException:
-        if server is not None:
-            server.stop()  # type: ignore[attr-defined]
-        raise
+    hub: subprocess.Popen[bytes] | None = None
     sims: list[subprocess.Popen[str]] = []
     spy = None
     status = "unknown"
     try:
+        hub, address = start_hub(work / "hub", "--configs", str(configs), *database)
         for p, (first, count) in enumerate(spread(args.agents, procs)):
             sims.append(spawn(
                 ["-m", "bench.switch_fanout", "--simulate", "--hub", address, "--first", str(first),
@@ -233,7 +229,7 @@ def main() -> None:
             spy.wait(60)
         stop(*sims, hub)
         if server is not None:
-            server.stop()  # type: ignore[attr-defined]
+            server.stop()
         if status == "succeeded":
             shutil.rmtree(work, ignore_errors=True)
 
